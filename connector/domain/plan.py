@@ -1,0 +1,851 @@
+"""Billing plan: how a closed deal will be billed in Stripe, suggested and then adjusted.
+
+``suggest_plan`` derives a plan from the deal alone (plus defaults and today's date) and says
+what it could not derive (``needs_confirmation``) and why it chose what it chose (``notes``),
+so that a person on the review page confirms a suggestion instead of building a plan from
+scratch. Whatever that person changes arrives as ``PlanOverrides`` and is applied by calling
+``suggest_plan`` again: there is one code path for the figures, never two that could disagree.
+
+The rules are explained for RevOps in ``docs/billing-rules.md``.
+"""
+
+from __future__ import annotations
+
+import calendar
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, fields
+from datetime import date
+from fractions import Fraction
+from typing import Any, Literal, TypeVar, get_args
+
+from connector.domain.deal import (
+    PAYMENT_METHOD_TYPES,
+    SCHEDULE_MONTHS,
+    Deal,
+    InvalidDeal,
+    LineItem,
+    Problem,
+    parse_date,
+    parse_payment_method,
+    parse_payment_terms,
+)
+from connector.domain.money import format_money, round_half_up
+
+__all__ = [
+    "FREQUENCY_MONTHS",
+    "BillingPlan",
+    "Collection",
+    "Interval",
+    "InvalidOverrides",
+    "InvoiceType",
+    "PlanDefaults",
+    "PlanLine",
+    "PlanOverrides",
+    "add_months",
+    "interval_months",
+    "overrides_from_json",
+    "overrides_to_json",
+    "plan_from_json",
+    "plan_to_json",
+    "suggest_plan",
+    "validate_overrides",
+]
+
+InvoiceType = Literal["recurring", "one_time"]
+Interval = Literal["month", "year"]
+Collection = Literal["stripe", "manual"]
+LineKind = Literal["recurring", "one_time"]
+
+INVOICE_TYPES: tuple[InvoiceType, ...] = get_args(InvoiceType)
+INTERVALS: tuple[Interval, ...] = get_args(Interval)
+COLLECTIONS: tuple[Collection, ...] = get_args(Collection)
+
+# The billing frequencies dealbridge offers, as Stripe (interval, interval_count), and the
+# months each one covers. They are exactly the recurring pricing schedules of a deal.
+FREQUENCY_MONTHS: Mapping[tuple[Interval, int], int] = {
+    ("month", 1): 1,
+    ("month", 3): 3,
+    ("month", 6): 6,
+    ("year", 1): 12,
+}
+_FREQUENCY_BY_MONTHS: Mapping[int, tuple[Interval, int]] = {
+    months: frequency for frequency, months in FREQUENCY_MONTHS.items()
+}
+_FREQUENCY_WORDS: Mapping[int, tuple[str, str]] = {  # months -> (adverb, period noun)
+    1: ("monthly", "month"),
+    3: ("quarterly", "quarter"),
+    6: ("every 6 months", "half-year"),
+    12: ("yearly", "year"),
+}
+_ALLOWED_FREQUENCIES = "month/1, month/3, month/6 or year/1"
+MAX_DAYS_UNTIL_DUE = 365
+
+
+@dataclass(frozen=True)
+class PlanDefaults:
+    """What to use when the deal does not say (configured per installation)."""
+
+    payment_method_types: tuple[str, ...] = ("card",)
+    days_until_due: int = 30
+
+
+@dataclass(frozen=True)
+class PlanLine:
+    """One line of the plan.
+
+    ``unit_amount`` is minor units per *billing* period for recurring lines (after converting
+    from the item's pricing period), or the one-time amount per unit.
+    """
+
+    product: str
+    sku: str | None
+    product_id: str | None
+    quantity: int
+    unit_amount: int
+    kind: LineKind
+    description: str
+
+    @property
+    def amount(self) -> int:
+        """What this line bills each time it is billed: unit amount times quantity."""
+        return self.unit_amount * self.quantity
+
+
+@dataclass(frozen=True)
+class PlanOverrides:
+    """What a person changed on the review page or through the API; ``None`` = not changed."""
+
+    invoice_type: InvoiceType | None = None
+    interval: Interval | None = None
+    interval_count: int | None = None
+    payment_method_types: tuple[str, ...] | None = None
+    days_until_due: int | None = None
+    send_date: date | None = None
+    start_date: date | None = None
+    collection: Collection | None = None
+
+
+@dataclass(frozen=True)
+class BillingPlan:
+    deal_id: str
+    invoice_type: InvoiceType
+    interval: Interval | None
+    interval_count: int | None
+    periods: int
+    start_date: date
+    end_date: date
+    send_date: date | None
+    days_until_due: int
+    payment_method_types: tuple[str, ...]
+    currency: str
+    recurring_amount: int
+    one_time_amount: int
+    total_amount: int
+    first_invoice_amount: int
+    lines: tuple[PlanLine, ...]
+    collection: Collection
+    needs_confirmation: tuple[str, ...] = field(default=())
+    notes: tuple[str, ...] = field(default=())
+
+
+class InvalidOverrides(ValueError):
+    """Overrides that cannot be applied; ``problems`` names each bad field."""
+
+    def __init__(self, problems: Iterable[Problem]) -> None:
+        self.problems: tuple[Problem, ...] = tuple(problems)
+        super().__init__("\n".join(f"{p.field}: {p.message}" for p in self.problems))
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.problems,))
+
+
+def add_months(d: date, months: int) -> date:
+    """``d`` plus calendar months, clamping the day: Jan 31 + 1 month = Feb 28 (or 29).
+
+    Contracts are sold in months, not days, and the end of a contract that starts on the 31st
+    must still fall inside the right month.
+    """
+    month_index = d.year * 12 + (d.month - 1) + months
+    year, month = divmod(month_index, 12)
+    last_day = calendar.monthrange(year, month + 1)[1]
+    return date(year, month + 1, min(d.day, last_day))
+
+
+def interval_months(interval: Interval, interval_count: int) -> int:
+    """Months covered by one Stripe billing period (``("month", 3)`` → 3, ``("year", 1)`` → 12)."""
+    return interval_count * (12 if interval == "year" else 1)
+
+
+# --------------------------------------------------------------------------------------------
+# Validating overrides.
+# --------------------------------------------------------------------------------------------
+
+
+def validate_overrides(overrides: PlanOverrides) -> tuple[Problem, ...]:
+    """Problems with override values that make sense on their own (no deal, no today needed).
+
+    ``suggest_plan`` calls this too, so overrides built in code get the same checks as
+    overrides that came in as JSON.
+    """
+    problems: list[Problem] = []
+    o = overrides
+    if o.invoice_type is not None and o.invoice_type not in INVOICE_TYPES:
+        problems.append(
+            Problem("invoice_type", f"{o.invoice_type!r} is not allowed; use recurring or one_time")
+        )
+    if o.interval is None and o.interval_count is not None:
+        problems.append(
+            Problem("interval", f"is needed with interval_count; use {_ALLOWED_FREQUENCIES}")
+        )
+    elif o.interval is not None and o.interval not in INTERVALS:
+        problems.append(
+            Problem("interval", f"{o.interval!r} is not allowed; use {_ALLOWED_FREQUENCIES}")
+        )
+    elif o.interval is not None:
+        count = 1 if o.interval_count is None else o.interval_count
+        if _is_int(count) and (o.interval, count) in FREQUENCY_MONTHS:
+            pass
+        else:
+            problems.append(
+                Problem(
+                    "interval_count",
+                    f"every {count} {o.interval}(s) is not a frequency dealbridge bills at; "
+                    f"use {_ALLOWED_FREQUENCIES}",
+                )
+            )
+    if o.payment_method_types is not None:
+        problems.extend(_payment_method_problems(o.payment_method_types))
+    if o.days_until_due is not None and not (
+        _is_int(o.days_until_due) and 0 <= o.days_until_due <= MAX_DAYS_UNTIL_DUE
+    ):
+        problems.append(
+            Problem(
+                "days_until_due",
+                f"must be a whole number of days from 0 to {MAX_DAYS_UNTIL_DUE}, "
+                f"got {o.days_until_due!r}",
+            )
+        )
+    for name in ("send_date", "start_date"):
+        value = getattr(o, name)
+        if value is not None and not _is_plain_date(value):
+            problems.append(Problem(name, f"must be a date, got {value!r}"))
+    if o.collection is not None and o.collection not in COLLECTIONS:
+        problems.append(
+            Problem("collection", f"{o.collection!r} is not allowed; use stripe or manual")
+        )
+    return tuple(problems)
+
+
+def _payment_method_problems(types: object) -> list[Problem]:
+    allowed = ", ".join(PAYMENT_METHOD_TYPES)
+    if not isinstance(types, tuple | list) or not types:
+        return [Problem("payment_method_types", f"choose at least one of {allowed}")]
+    unknown = [t for t in types if t not in PAYMENT_METHOD_TYPES]
+    if unknown:
+        listed = ", ".join(repr(t) for t in unknown)
+        return [Problem("payment_method_types", f"{listed} not allowed; choose from {allowed}")]
+    return []
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_plain_date(value: object) -> bool:
+    return isinstance(value, date) and type(value) is date
+
+
+# --------------------------------------------------------------------------------------------
+# The suggestion.
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Draft:
+    """Mutable scratchpad while deriving a plan; frozen into a ``BillingPlan`` at the end."""
+
+    notes: list[str] = field(default_factory=list)
+    needs: list[str] = field(default_factory=list)
+
+    def confirm(self, attribute: str, note: str) -> None:
+        if attribute not in self.needs:
+            self.needs.append(attribute)
+        self.notes.append(note)
+
+
+def suggest_plan(
+    deal: Deal,
+    defaults: PlanDefaults,
+    today: date,
+    overrides: PlanOverrides | None = None,
+) -> BillingPlan:
+    """Derive the billing plan for ``deal``, applying ``overrides`` if a person made changes.
+
+    Raises ``InvalidOverrides`` for overrides that cannot apply to this deal and
+    ``InvalidDeal`` for deal values no rule can read (payment terms or method), unless an
+    override supplies that value instead.
+    """
+    o = overrides if overrides is not None else PlanOverrides()
+    problems = list(validate_overrides(o))
+    if problems:
+        raise InvalidOverrides(problems)
+    if not deal.line_items:
+        raise InvalidDeal([Problem("line_items", "the deal has no products to bill")])
+
+    draft = _Draft()
+    payment_method_types, days_until_due = _payment_settings(deal, defaults, o, draft)
+    currency = deal.currency
+    contract = deal.contract_months
+
+    # Rule 1: which items are billed on a schedule, and how often.
+    scheduled = [i for i in deal.line_items if SCHEDULE_MONTHS[i.pricing_schedule] is not None]
+    shorter_than_contract = [i for i in scheduled if _months(i) < contract]
+    if o.invoice_type == "recurring" or (
+        o.interval is not None and o.invoice_type is None and not shorter_than_contract
+    ):
+        # A person asked for recurring billing (explicitly, or by choosing a frequency for a
+        # deal that would otherwise bill once): every item priced on a schedule recurs.
+        billed = scheduled
+        if not billed:
+            name = "invoice_type" if o.invoice_type == "recurring" else "interval"
+            raise InvalidOverrides(
+                [
+                    Problem(
+                        name,
+                        "nothing on this deal is priced on a schedule, so there is nothing "
+                        "to bill on a recurring basis",
+                    )
+                ]
+            )
+    else:
+        billed = shorter_than_contract
+
+    frequency_months: int | None = None
+    reason = ""
+    if billed and o.interval is not None:
+        count = 1 if o.interval_count is None else o.interval_count
+        frequency_months = FREQUENCY_MONTHS[(o.interval, count)]
+        reason = "as chosen on the review page."
+    elif billed:
+        frequency_months = min(_months(i) for i in billed)
+        if o.invoice_type == "recurring":
+            reason = "recurring billing was chosen on the review page; this is the shortest "
+            reason += "pricing schedule among the items."
+        elif len({i.pricing_schedule for i in billed}) > 1:
+            reason = "the shortest pricing schedule among the recurring items."
+        else:
+            reason = f"{billed[0].pricing_schedule} pricing on a {contract}-month contract, "
+            reason += "which is longer than one pricing period."
+
+    # Rule 1, overrides: rolling the whole contract into one bill.
+    roll_up = o.invoice_type == "one_time" and frequency_months is not None
+    invoice_type: InvoiceType = (
+        "recurring" if frequency_months is not None and not roll_up else "one_time"
+    )
+    periods = 1
+    if frequency_months is not None:
+        adverb, noun = _FREQUENCY_WORDS[frequency_months]
+        periods = -(-contract // frequency_months)  # ceiling division, integers only
+        if roll_up:
+            draft.notes.append(
+                f"Recurring charges for {periods} {noun}(s), counted {adverb} ({reason[:-1]}), "
+                "are rolled into a single bill, as chosen on the review page."
+            )
+        else:
+            draft.notes.append(f"Billed {adverb}: {reason}")
+    elif o.invoice_type == "one_time":
+        draft.notes.append("The deal already bills once; nothing to roll up.")
+
+    billed_ids = {id(i) for i in billed}
+    lines: list[PlanLine] = []
+    for item in deal.line_items:
+        if frequency_months is not None and id(item) in billed_ids:
+            if roll_up:
+                lines.append(_rolled_up_line(item, frequency_months, periods, currency, draft))
+            else:
+                lines.append(_recurring_line(item, frequency_months, currency, draft))
+        else:
+            lines.append(_one_time_line(item, contract, currency, draft))
+
+    if frequency_months is not None and contract % frequency_months:
+        adverb, noun = _FREQUENCY_WORDS[frequency_months]
+        covered = contract - (periods - 1) * frequency_months
+        draft.confirm(
+            "interval",
+            f"A {contract}-month contract {'counted' if roll_up else 'billed'} {adverb} "
+            f"gives {periods} {noun}s; the last one covers only {covered} month(s) but "
+            f"{'counts' if roll_up else 'bills'} a full {noun}. "
+            "Confirm the frequency or choose another.",
+        )
+
+    recurring_amount = sum(line.amount for line in lines if line.kind == "recurring")
+    one_time_amount = sum(line.amount for line in lines if line.kind == "one_time")
+
+    start_date = o.start_date if o.start_date is not None else deal.contract_start
+    if o.start_date is not None:
+        draft.notes.append(f"Start date {start_date.isoformat()} as chosen on the review page.")
+    end_date = add_months(start_date, contract)
+    send_date: date | None = None
+
+    if invoice_type == "recurring":
+        assert frequency_months is not None
+        interval, interval_count = _FREQUENCY_BY_MONTHS[frequency_months]
+        total_amount = recurring_amount * periods + one_time_amount
+        first_invoice_amount = recurring_amount + one_time_amount
+        if o.send_date is not None:
+            draft.notes.append(
+                "The send date chosen on the review page applies only to one-time bills; "
+                "recurring invoices follow the billing schedule."
+            )
+        if start_date < today:
+            draft.confirm(
+                "start_date",
+                f"The contract started on {start_date.isoformat()}, before today "
+                f"({today.isoformat()}). Billing cannot be backdated: activation will start "
+                "billing today. Confirm or choose another start date.",
+            )
+    else:
+        interval, interval_count, periods = None, None, 1
+        total_amount = sum(line.amount for line in lines)
+        one_time_amount = total_amount
+        recurring_amount = 0
+        first_invoice_amount = total_amount
+        if o.send_date is not None:
+            if o.send_date < today:
+                raise InvalidOverrides(
+                    [
+                        Problem(
+                            "send_date",
+                            f"{o.send_date.isoformat()} is in the past; choose today "
+                            f"({today.isoformat()}) or a later date",
+                        )
+                    ]
+                )
+            send_date = o.send_date
+            draft.notes.append(
+                f"The bill will be sent on {send_date.isoformat()}, as chosen on the review page."
+            )
+        else:
+            send_date = today
+            draft.notes.append(f"The bill will be sent today ({today.isoformat()}).")
+
+    collection: Collection = o.collection if o.collection is not None else "stripe"
+    if collection == "manual":
+        draft.notes.append(
+            "Collected manually: dealbridge links the Stripe customer but creates no "
+            "subscription or invoice; the figures above are for reference."
+        )
+
+    supplied = {
+        "payment_method_types": o.payment_method_types is not None,
+        "days_until_due": o.days_until_due is not None,
+        "start_date": o.start_date is not None,
+        "interval": o.interval is not None,
+        "invoice_type": o.invoice_type is not None,
+        "send_date": o.send_date is not None,
+        "collection": o.collection is not None,
+    }
+    needs = tuple(a for a in draft.needs if not supplied.get(a, False))
+
+    return BillingPlan(
+        deal_id=deal.id,
+        invoice_type=invoice_type,
+        interval=interval,
+        interval_count=interval_count,
+        periods=periods,
+        start_date=start_date,
+        end_date=end_date,
+        send_date=send_date,
+        days_until_due=days_until_due,
+        payment_method_types=payment_method_types,
+        currency=currency,
+        recurring_amount=recurring_amount,
+        one_time_amount=one_time_amount,
+        total_amount=total_amount,
+        first_invoice_amount=first_invoice_amount,
+        lines=tuple(lines),
+        collection=collection,
+        needs_confirmation=needs,
+        notes=tuple(draft.notes),
+    )
+
+
+def _months(item: LineItem) -> int:
+    months = SCHEDULE_MONTHS[item.pricing_schedule]
+    assert months is not None, "only called for items priced on a schedule"
+    return months
+
+
+def _payment_settings(
+    deal: Deal, defaults: PlanDefaults, o: PlanOverrides, draft: _Draft
+) -> tuple[tuple[str, ...], int]:
+    """Rules 2 and 3: payment methods and days until due, with both problems reported."""
+    problems: list[Problem] = []
+
+    payment_method_types: tuple[str, ...] = defaults.payment_method_types
+    if o.payment_method_types is not None:
+        payment_method_types = tuple(t for t in PAYMENT_METHOD_TYPES if t in o.payment_method_types)
+        draft.notes.append(
+            f"Payment methods {', '.join(payment_method_types)} as chosen on the review page."
+        )
+    else:
+        try:
+            parsed = parse_payment_method(deal.payment_method)
+        except ValueError as exc:
+            problems.append(Problem("payment_method", str(exc)))
+        else:
+            if parsed is None:
+                draft.confirm(
+                    "payment_method_types",
+                    "The deal has no payment method; using the default "
+                    f"({', '.join(defaults.payment_method_types)}). Please confirm.",
+                )
+            else:
+                payment_method_types = parsed
+                draft.notes.append(
+                    f"Payment methods {', '.join(parsed)} from the deal's payment method "
+                    f"{deal.payment_method!r}"
+                    + (
+                        " (ACH debit, plus bank-transfer details on the invoice)."
+                        if "us_bank_account" in parsed
+                        else "."
+                    )
+                )
+
+    days_until_due = defaults.days_until_due
+    if o.days_until_due is not None:
+        days_until_due = o.days_until_due
+        draft.notes.append(
+            f"Invoices due {days_until_due} days after sending, as chosen on the review page."
+        )
+    else:
+        try:
+            terms = parse_payment_terms(deal.payment_terms)
+        except ValueError as exc:
+            problems.append(Problem("payment_terms", str(exc)))
+        else:
+            if terms is None:
+                draft.confirm(
+                    "days_until_due",
+                    "The deal has no payment terms; using the default of "
+                    f"{defaults.days_until_due} days. Please confirm.",
+                )
+            else:
+                days_until_due = terms
+                draft.notes.append(
+                    f"Invoices due {terms} days after sending, from the deal's payment terms "
+                    f"{deal.payment_terms!r}."
+                )
+
+    if problems:
+        raise InvalidDeal(problems)
+    return payment_method_types, days_until_due
+
+
+def _recurring_line(item: LineItem, frequency_months: int, currency: str, d: _Draft) -> PlanLine:
+    """Convert an item's per-pricing-period price to the billing period, exactly if possible."""
+    item_months = _months(item)
+    exact = Fraction(item.unit_amount * frequency_months, item_months)
+    unit_amount = round_half_up(exact)
+    adverb, noun = _FREQUENCY_WORDS[frequency_months]
+    if item_months != frequency_months:
+        price = format_money(item.unit_amount, currency)
+        converted = format_money(unit_amount, currency)
+        if exact.denominator != 1:
+            d.confirm(
+                "interval",
+                f"{item.product}: the {item.pricing_schedule} price {price} does not divide "
+                f"evenly into {noun}s; billed as {converted} per {noun} (rounded half-up, "
+                f"{format_money(unit_amount * item.quantity, currency)} per {noun} for the "
+                "line). Confirm the frequency or choose another.",
+            )
+        else:
+            d.notes.append(
+                f"{item.product}: the {item.pricing_schedule} price {price} is {converted} "
+                f"per {noun}."
+            )
+    return PlanLine(
+        product=item.product,
+        sku=item.sku,
+        product_id=item.product_id,
+        quantity=item.quantity,
+        unit_amount=unit_amount,
+        kind="recurring",
+        description=f"{item.product}, billed {adverb}",
+    )
+
+
+def _one_time_line(item: LineItem, contract: int, currency: str, d: _Draft) -> PlanLine:
+    """A setup fee, or a scheduled item whose pricing period covers the whole contract."""
+    months = SCHEDULE_MONTHS[item.pricing_schedule]
+    if months is None:
+        description = f"{item.product} (one-time)"
+        d.notes.append(f"{item.product}: one-time charge on the first invoice.")
+    else:
+        description = f"{item.product} ({item.pricing_schedule} price, billed once)"
+        note = (
+            f"{item.product}: {item.pricing_schedule} pricing on a {contract}-month contract "
+            "is billed once, up front"
+        )
+        if months > contract:
+            note += (
+                f", at the full {item.pricing_schedule} price "
+                f"{format_money(item.unit_amount, currency)} (not prorated to the contract)"
+            )
+        d.notes.append(note + ".")
+    return PlanLine(
+        product=item.product,
+        sku=item.sku,
+        product_id=item.product_id,
+        quantity=item.quantity,
+        unit_amount=item.unit_amount,
+        kind="one_time",
+        description=description,
+    )
+
+
+def _rolled_up_line(
+    item: LineItem, frequency_months: int, periods: int, currency: str, d: _Draft
+) -> PlanLine:
+    """A recurring item as one charge for all its periods, computed from the exact price.
+
+    Multiplying the exact (unrounded) per-period price by the number of periods means a price
+    that does not divide into periods (an annual 1,000.00 counted monthly) still rolls up to
+    an exact contract amount (24 months = 2,000.00), with nothing rounded.
+    """
+    item_months = _months(item)
+    exact = Fraction(item.unit_amount * frequency_months * periods, item_months)
+    unit_amount = round_half_up(exact)
+    noun = _FREQUENCY_WORDS[frequency_months][1]
+    price = format_money(item.unit_amount, currency)
+    total = format_money(unit_amount, currency)
+    if exact.denominator != 1:
+        d.confirm(
+            "interval",
+            f"{item.product}: the {item.pricing_schedule} price {price} for {periods} {noun}(s) "
+            f"is not a whole amount; rounded half-up to {total} per unit. "
+            "Confirm the frequency or choose another.",
+        )
+    else:
+        d.notes.append(
+            f"{item.product}: the {item.pricing_schedule} price {price} for {periods} "
+            f"{noun}(s) is {total} per unit."
+        )
+    return PlanLine(
+        product=item.product,
+        sku=item.sku,
+        product_id=item.product_id,
+        quantity=item.quantity,
+        unit_amount=unit_amount,
+        kind="one_time",
+        description=f"{item.product}, {periods} {noun}(s) in one bill",
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# JSON.
+# --------------------------------------------------------------------------------------------
+
+
+def plan_to_json(plan: BillingPlan) -> dict[str, Any]:
+    """The plan as JSON (dates as ``YYYY-MM-DD``); ``plan_from_json`` reads it back."""
+    return {
+        "deal_id": plan.deal_id,
+        "invoice_type": plan.invoice_type,
+        "interval": plan.interval,
+        "interval_count": plan.interval_count,
+        "periods": plan.periods,
+        "start_date": plan.start_date.isoformat(),
+        "end_date": plan.end_date.isoformat(),
+        "send_date": None if plan.send_date is None else plan.send_date.isoformat(),
+        "days_until_due": plan.days_until_due,
+        "payment_method_types": list(plan.payment_method_types),
+        "currency": plan.currency,
+        "recurring_amount": plan.recurring_amount,
+        "one_time_amount": plan.one_time_amount,
+        "total_amount": plan.total_amount,
+        "first_invoice_amount": plan.first_invoice_amount,
+        "lines": [
+            {
+                "product": line.product,
+                "sku": line.sku,
+                "product_id": line.product_id,
+                "quantity": line.quantity,
+                "unit_amount": line.unit_amount,
+                "kind": line.kind,
+                "description": line.description,
+            }
+            for line in plan.lines
+        ],
+        "collection": plan.collection,
+        "needs_confirmation": list(plan.needs_confirmation),
+        "notes": list(plan.notes),
+    }
+
+
+def plan_from_json(data: Mapping[str, Any]) -> BillingPlan:
+    """Read a plan written by ``plan_to_json``; raise ``ValueError`` if it is malformed."""
+    try:
+        return BillingPlan(
+            deal_id=_str(data["deal_id"]),
+            invoice_type=_choice(data["invoice_type"], INVOICE_TYPES),
+            interval=None if data["interval"] is None else _choice(data["interval"], INTERVALS),
+            interval_count=_opt_int(data["interval_count"]),
+            periods=_int(data["periods"]),
+            start_date=parse_date(data["start_date"]),
+            end_date=parse_date(data["end_date"]),
+            send_date=None if data["send_date"] is None else parse_date(data["send_date"]),
+            days_until_due=_int(data["days_until_due"]),
+            payment_method_types=tuple(_str(t) for t in data["payment_method_types"]),
+            currency=_str(data["currency"]),
+            recurring_amount=_int(data["recurring_amount"]),
+            one_time_amount=_int(data["one_time_amount"]),
+            total_amount=_int(data["total_amount"]),
+            first_invoice_amount=_int(data["first_invoice_amount"]),
+            lines=tuple(
+                PlanLine(
+                    product=_str(line["product"]),
+                    sku=_opt_str(line["sku"]),
+                    product_id=_opt_str(line["product_id"]),
+                    quantity=_int(line["quantity"]),
+                    unit_amount=_int(line["unit_amount"]),
+                    kind=_choice(line["kind"], ("recurring", "one_time")),
+                    description=_str(line["description"]),
+                )
+                for line in data["lines"]
+            ),
+            collection=_choice(data["collection"], COLLECTIONS),
+            needs_confirmation=tuple(_str(n) for n in data["needs_confirmation"]),
+            notes=tuple(_str(n) for n in data["notes"]),
+        )
+    except (KeyError, TypeError) as exc:
+        raise ValueError(f"not a billing plan: {exc!r}") from exc
+
+
+def _str(value: object) -> str:
+    if not isinstance(value, str):
+        raise ValueError(f"expected text, got {value!r}")
+    return value
+
+
+def _opt_str(value: object) -> str | None:
+    return None if value is None else _str(value)
+
+
+def _int(value: object) -> int:
+    if not _is_int(value):
+        raise ValueError(f"expected a whole number, got {value!r}")
+    assert isinstance(value, int)
+    return value
+
+
+def _opt_int(value: object) -> int | None:
+    return None if value is None else _int(value)
+
+
+_Choice = TypeVar("_Choice", bound=str)
+
+
+def _choice(value: object, choices: tuple[_Choice, ...]) -> _Choice:
+    for choice in choices:
+        if value == choice:
+            return choice
+    raise ValueError(f"{value!r} is not one of {', '.join(choices)}")
+
+
+_OVERRIDE_FIELDS = tuple(f.name for f in fields(PlanOverrides))
+
+
+def overrides_from_json(data: Mapping[str, Any]) -> PlanOverrides:
+    """Read overrides from the review page or API; raise ``InvalidOverrides`` naming each field.
+
+    Absent keys and ``null`` mean "not changed". Unknown keys are refused rather than ignored,
+    so that a misspelt field ("days_due") cannot silently leave a setting unchanged.
+    """
+    if not isinstance(data, Mapping):
+        raise InvalidOverrides([Problem("overrides", "must be an object")])
+    problems: list[Problem] = [
+        Problem(key, f"is not something that can be changed; use {', '.join(_OVERRIDE_FIELDS)}")
+        for key in data
+        if key not in _OVERRIDE_FIELDS
+    ]
+    values: dict[str, Any] = {}
+
+    def text_choice(key: str, choices: tuple[str, ...]) -> None:
+        value = data.get(key)
+        if value is None:
+            return
+        if isinstance(value, str) and value in choices:
+            values[key] = value
+        else:
+            problems.append(Problem(key, f"{value!r} is not allowed; use {' or '.join(choices)}"))
+
+    def whole(key: str) -> None:
+        value = data.get(key)
+        if value is None:
+            return
+        if _is_int(value):
+            values[key] = value
+        else:
+            problems.append(Problem(key, f"must be a whole number, got {value!r}"))
+
+    def a_date(key: str) -> None:
+        value = data.get(key)
+        if value is None:
+            return
+        if isinstance(value, str):
+            try:
+                values[key] = parse_date(value)
+                return
+            except ValueError as exc:
+                problems.append(Problem(key, str(exc)))
+                return
+        problems.append(Problem(key, f"{value!r} is not a date; expected YYYY-MM-DD"))
+
+    text_choice("invoice_type", INVOICE_TYPES)
+    text_choice("interval", INTERVALS)
+    whole("interval_count")
+    whole("days_until_due")
+    a_date("send_date")
+    a_date("start_date")
+    text_choice("collection", COLLECTIONS)
+
+    raw_types = data.get("payment_method_types")
+    if raw_types is not None:
+        if isinstance(raw_types, list | tuple) and all(isinstance(t, str) for t in raw_types):
+            type_problems = _payment_method_problems(tuple(raw_types))
+            if type_problems:
+                problems.extend(type_problems)
+            else:
+                values["payment_method_types"] = tuple(
+                    t for t in PAYMENT_METHOD_TYPES if t in raw_types
+                )
+        else:
+            problems.append(
+                Problem("payment_method_types", f"must be a list of names, got {raw_types!r}")
+            )
+
+    overrides = PlanOverrides(**values)
+    reported = {p.field for p in problems}
+    problems.extend(p for p in validate_overrides(overrides) if p.field not in reported)
+    if problems:
+        order = {name: index for index, name in enumerate(_OVERRIDE_FIELDS)}
+        problems.sort(key=lambda p: order.get(p.field, -1))  # unknown keys first, then in order
+        raise InvalidOverrides(problems)
+    return overrides
+
+
+def overrides_to_json(o: PlanOverrides) -> dict[str, Any]:
+    """Only the fields a person changed; ``overrides_from_json`` reads it back."""
+    result: dict[str, Any] = {}
+    for name in _OVERRIDE_FIELDS:
+        value = getattr(o, name)
+        if value is None:
+            continue
+        if isinstance(value, date):
+            result[name] = value.isoformat()
+        elif isinstance(value, tuple):
+            result[name] = list(value)
+        else:
+            result[name] = value
+    return result
