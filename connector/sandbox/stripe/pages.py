@@ -1,0 +1,65 @@
+"""The hosted invoice page (``hosted_invoice_url``) and its PDF (``invoice_pdf``)."""
+
+from __future__ import annotations
+
+import html
+
+from werkzeug.wrappers import Response
+
+from .state import State
+from .timeutil import format_money
+
+
+def invoice_page(state: State, path: str) -> Response:
+    parts = path.strip("/").split("/")
+    invoice = state.store.get(parts[1], "invoice") if len(parts) >= 2 else None
+    if invoice is None or invoice["status"] == "draft":
+        return Response("Invoice not found", status=404, content_type="text/plain")
+    if len(parts) == 3 and parts[2] == "pdf":
+        return Response(_pdf(invoice), content_type="application/pdf")
+    rows = "".join(
+        f"<tr><td>{html.escape(str(line['description']))}</td><td>{line['quantity']}</td>"
+        f"<td>{format_money(line['amount'], line['currency'])}</td></tr>"
+        for line in invoice["lines"]["data"]
+    )
+    currency = invoice["currency"]
+    body = f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>Invoice {html.escape(invoice["number"])}</title>
+</head><body>
+<h1>Invoice {html.escape(invoice["number"])}</h1>
+<p>Status: <strong>{invoice["status"]}</strong></p>
+<p>Billed to: {html.escape(invoice["customer_email"] or invoice["customer_name"] or "")}</p>
+<table><thead><tr><th>Description</th><th>Qty</th><th>Amount</th></tr></thead>
+<tbody>{rows}</tbody></table>
+<p>Amount due: {format_money(invoice["amount_due"], currency)}</p>
+<p>Amount paid: {format_money(invoice["amount_paid"], currency)}</p>
+<p>Amount remaining: {format_money(invoice["amount_remaining"], currency)}</p>
+</body></html>"""
+    return Response(body, content_type="text/html; charset=utf-8")
+
+
+def _pdf(invoice: dict[str, object]) -> bytes:
+    """A minimal, valid one-page PDF naming the invoice."""
+    text = f"Invoice {invoice['number']} - {invoice['status']}".replace("(", "").replace(")", "")
+    stream = f"BT /F1 18 Tf 72 720 Td ({text}) Tj ET".encode()
+    objects = [
+        b"<< /Type /Catalog /Pages 2 0 R >>",
+        b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R "
+        b"/Resources << /Font << /F1 5 0 R >> >> >>",
+        b"<< /Length " + str(len(stream)).encode() + b" >>\nstream\n" + stream + b"\nendstream",
+        b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
+    ]
+    out = bytearray(b"%PDF-1.4\n")
+    offsets = []
+    for number, obj in enumerate(objects, start=1):
+        offsets.append(len(out))
+        out += f"{number} 0 obj\n".encode() + obj + b"\nendobj\n"
+    xref = len(out)
+    out += f"xref\n0 {len(objects) + 1}\n0000000000 65535 f \n".encode()
+    for offset in offsets:
+        out += f"{offset:010d} 00000 n \n".encode()
+    out += (
+        f"trailer\n<< /Size {len(objects) + 1} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n".encode()
+    )
+    return bytes(out)

@@ -1,0 +1,112 @@
+"""``StripeSandbox``: the stateful local Stripe API, its server and its test hooks."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+
+from .. import _server
+from . import billing, subscriptions, webhooks
+from .app import StripeApp
+from .routes import ROUTES
+from .state import State
+
+
+class StripeSandbox:
+    """A local stand-in for the Stripe API that the official stripe-python client talks to.
+
+    ``now`` drives real time for customers without a test clock (and webhook retry backoff);
+    ``signing_clock`` stamps webhook signatures (wall time by default, so receivers verifying
+    with a tolerance accept them even when ``now`` is simulated).
+    """
+
+    def __init__(
+        self,
+        now: Callable[[], int] | None = None,
+        search_lag_seconds: int = 0,
+        *,
+        webhook_max_attempts: int = 4,
+        webhook_retry_base_seconds: int = 3600,
+        signing_clock: Callable[[], int] | None = None,
+    ) -> None:
+        self.state = State(
+            now or (lambda: int(time.time())),
+            search_lag_seconds=search_lag_seconds,
+            webhook_max_attempts=webhook_max_attempts,
+            webhook_retry_base_seconds=webhook_retry_base_seconds,
+            signing_clock=signing_clock,
+        )
+        self.state.store.renderers["subscription"] = subscriptions.make_renderer(self.state)
+        self.app = StripeApp(self.state, ROUTES)
+        self._server: _server.SandboxServer | None = None
+        self._stop = threading.Event()
+        self._worker: threading.Thread | None = None
+        self._delivery_lock = threading.Lock()
+
+    @property
+    def url(self) -> str:
+        if self._server is None:
+            raise RuntimeError("the sandbox is not started")
+        return self._server.url
+
+    def start(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        auto_deliver: bool = False,
+        *,
+        allow_non_loopback: bool = False,
+    ) -> StripeSandbox:
+        self._server = _server.SandboxServer(
+            self.app, host, port, allow_non_loopback=allow_non_loopback
+        )
+        self.state.base_url = self._server.url
+        self._server.start()
+        if auto_deliver:
+            self._stop.clear()
+            self._worker = threading.Thread(
+                target=self._background, name="stripe-sandbox-worker", daemon=True
+            )
+            self._worker.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._worker is not None:
+            self._worker.join(timeout=15)
+            self._worker = None
+        if self._server is not None:
+            self._server.stop()
+            self._server = None
+
+    def _background(self) -> None:
+        while not self._stop.wait(1.0):
+            self.run_billing()
+            self.deliver_webhooks()
+
+    # -- test hooks ------------------------------------------------------------------------------
+
+    def deliver_webhooks(self) -> int:
+        """Deliver every webhook due now (including due retries); returns POSTs attempted."""
+        with self._delivery_lock:
+            return webhooks.deliver_due(self.state)
+
+    def pending_webhooks(self) -> int:
+        return webhooks.pending(self.state)
+
+    def run_billing(self) -> None:
+        """Run the billing engine up to ``now()`` for customers without a test clock."""
+        with self.state.lock:
+            billing.run(self.state, None, int(self.state.now()))
+
+    def request_counts(self) -> dict[tuple[str, str], int]:
+        return self.app.request_counts()
+
+    def reset_request_counts(self) -> None:
+        self.app.reset_request_counts()
+
+    def inject_faults(self, path: str, statuses: list[int]) -> None:
+        """Fail the next requests matching ``path`` (a template like ``/v1/invoices/:id`` or a
+        path prefix) with ``statuses``, in order, without executing them."""
+        self.app.inject_faults(path, statuses)

@@ -1,0 +1,441 @@
+"""``/v1/subscription_schedules``: phases that start, change and end a subscription.
+
+Phase ``iterations`` was removed in API 2025-09-30; like Stripe, it is an unknown parameter.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from . import subscriptions
+from .call import Call
+from .errors import StripeError, invalid_param, invalid_request
+from .params import Params, metadata_patch
+from .state import State
+from .subscriptions import AddItemSpec, ItemSpec, SubSpec
+from .timeutil import add_interval
+
+JSON = dict[str, Any]
+
+_INTERVALS = ["day", "month", "week", "year"]
+
+
+def _phase(call: Call, p: Params, start: int, index: int, defaults: JSON) -> tuple[JSON, JSON]:
+    """(rendered phase, private spec) for phase ``p`` starting at ``start``."""
+    p.reject_unknown(
+        [
+            "items",
+            "add_invoice_items",
+            "collection_method",
+            "duration",
+            "end_date",
+            "invoice_settings",
+            "metadata",
+            "proration_behavior",
+            "description",
+            "currency",
+            "default_payment_method",
+            "billing_cycle_anchor",
+        ]
+    )
+    items = subscriptions.parse_items(call.state, p)
+    add_items = subscriptions.parse_add_invoice_items(call.state, p)
+    method = p.get_enum("collection_method", ["charge_automatically", "send_invoice"])
+    settings = p.sub("invoice_settings")
+    days: int | None = None
+    if settings is not None:
+        settings.reject_unknown(["days_until_due", "account_tax_ids", "issuer"])
+        days = settings.get_int("days_until_due", minimum=0)
+    end_date = p.get_timestamp("end_date")
+    duration = p.sub("duration")
+    if end_date is not None and duration is not None:
+        raise StripeError(
+            400,
+            "You may only specify one of these parameters: duration, end_date.",
+            param=p.name("duration"),
+        )
+    if duration is not None:
+        duration.reject_unknown(["interval", "interval_count"])
+        interval = duration.get_enum("interval", _INTERVALS, required=True)
+        assert interval is not None
+        end_date = add_interval(start, interval, duration.get_int("interval_count", minimum=1) or 1)
+    if end_date is None:
+        recurring = items[0].price["recurring"]
+        end_date = add_interval(start, recurring["interval"], recurring["interval_count"])
+    if end_date <= start:
+        raise invalid_param(
+            p.name("end_date"), f"The end_date of phase {index} must be after its start_date.", None
+        )
+    effective_method = method or defaults["collection_method"] or "charge_automatically"
+    effective_days = days if days is not None else defaults["invoice_settings"]["days_until_due"]
+    if effective_method == "send_invoice" and effective_days is None:
+        raise StripeError(
+            400,
+            f"Missing required param: {p.name('invoice_settings')}[days_until_due].",
+            code="parameter_missing",
+            param=f"{p.name('invoice_settings')}[days_until_due]",
+        )
+    metadata = p.metadata() or {}
+    phase: JSON = {
+        "add_invoice_items": [
+            {
+                "discounts": [],
+                "metadata": {},
+                "period": {
+                    "end": {"type": "subscription_period_end"},
+                    "start": {"type": "subscription_period_start"},
+                },
+                "price": a.price["id"] if a.price else None,
+                "quantity": a.quantity,
+                "tax_rates": [],
+            }
+            for a in add_items
+        ],
+        "application_fee_percent": None,
+        "automatic_tax": None,
+        "billing_cycle_anchor": None,
+        "collection_method": method,
+        "currency": items[0].price["currency"],
+        "default_payment_method": None,
+        "default_tax_rates": [],
+        "description": p.get_str("description"),
+        "discounts": [],
+        "end_date": end_date,
+        "invoice_settings": {"account_tax_ids": None, "days_until_due": days, "issuer": None}
+        if settings is not None
+        else None,
+        "items": [
+            {
+                "discounts": [],
+                "metadata": dict(i.metadata),
+                "plan": i.price["id"],
+                "price": i.price["id"],
+                "quantity": i.quantity,
+                "tax_rates": [],
+            }
+            for i in items
+        ],
+        "metadata": dict(metadata),
+        "on_behalf_of": None,
+        "proration_behavior": p.get_enum("proration_behavior", subscriptions.PRORATION_BEHAVIORS)
+        or "create_prorations",
+        "start_date": start,
+        "transfer_data": None,
+        "trial_end": None,
+    }
+    private: JSON = {
+        "items": items,
+        "add_items": add_items,
+        "method": effective_method,
+        "days": effective_days if effective_method == "send_invoice" else None,
+        "metadata": metadata,
+    }
+    return phase, private
+
+
+def create(call: Call) -> JSON:
+    p = call.params
+    p.reject_unknown(
+        [
+            "customer",
+            "start_date",
+            "end_behavior",
+            "phases",
+            "metadata",
+            "default_settings",
+            "from_subscription",
+            "billing_mode",
+        ]
+    )
+    if p.has("from_subscription"):
+        raise invalid_param(
+            "from_subscription",
+            "The dealbridge Stripe sandbox does not support `from_subscription` yet.",
+            None,
+        )
+    customer_id = p.get_str("customer", required=True)
+    assert customer_id is not None
+    customer = call.store.require(customer_id, "customer", param="customer", status=400)
+    at = call.state.time_for_customer(customer)
+    start = p.get_timestamp("start_date", allow_now=True, now=at)
+    start = at if start is None else start
+    end_behavior = p.get_enum("end_behavior", ["cancel", "none", "release", "renew"]) or "release"
+    if end_behavior in ("none", "renew"):
+        raise invalid_param(
+            "end_behavior",
+            "The dealbridge Stripe sandbox supports only `release` and `cancel`.",
+            None,
+        )
+    defaults_params = p.sub("default_settings")
+    default_method: str | None = None
+    default_days: int | None = None
+    if defaults_params is not None:
+        defaults_params.reject_unknown(
+            [
+                "collection_method",
+                "invoice_settings",
+                "description",
+                "billing_cycle_anchor",
+                "default_payment_method",
+            ]
+        )
+        default_method = defaults_params.get_enum(
+            "collection_method", ["charge_automatically", "send_invoice"]
+        )
+        invoice_settings = defaults_params.sub("invoice_settings")
+        if invoice_settings is not None:
+            invoice_settings.reject_unknown(["days_until_due", "account_tax_ids", "issuer"])
+            default_days = invoice_settings.get_int("days_until_due", minimum=0)
+    defaults: JSON = {
+        "application_fee_percent": None,
+        "automatic_tax": {"disabled_reason": None, "enabled": False, "liability": None},
+        "billing_cycle_anchor": "automatic",
+        "billing_thresholds": None,
+        "collection_method": default_method or "charge_automatically",
+        "default_payment_method": None,
+        "description": None,
+        "invoice_settings": {
+            "account_tax_ids": None,
+            "days_until_due": default_days,
+            "issuer": {"type": "self"},
+        },
+        "on_behalf_of": None,
+        "transfer_data": None,
+    }
+    phase_params = p.items("phases")
+    if not phase_params:
+        raise StripeError(
+            400, "Missing required param: phases.", code="parameter_missing", param="phases"
+        )
+    phases: list[JSON] = []
+    privates: list[JSON] = []
+    cursor = start
+    for index, phase_p in enumerate(phase_params):
+        phase, private = _phase(
+            call, phase_p, cursor, index, {**defaults, "collection_method": default_method}
+        )
+        phases.append(phase)
+        privates.append(private)
+        cursor = phase["end_date"]
+    schedule: JSON = {
+        "id": call.store.new_id("sub_sched_"),
+        "object": "subscription_schedule",
+        "application": None,
+        "billing_mode": {"flexible": None, "type": "classic"},
+        "canceled_at": None,
+        "completed_at": None,
+        "created": at,
+        "current_phase": None,
+        "customer": customer_id,
+        "customer_account": None,
+        "default_settings": defaults,
+        "end_behavior": end_behavior,
+        "livemode": False,
+        "metadata": {},
+        "phases": phases,
+        "released_at": None,
+        "released_subscription": None,
+        "status": "not_started",
+        "subscription": None,
+        "test_clock": customer.get("test_clock"),
+        "_phases": privates,
+        "_phase_index": -1,
+    }
+    metadata_patch(p, schedule["metadata"])
+    call.store.add(schedule)
+    call.state.emit("subscription_schedule.created", schedule, at=at)
+    if start <= at:
+        start_schedule(call.state, schedule, start)
+    return call.store.render(schedule)
+
+
+def next_action_time(schedule: JSON) -> int | None:
+    if schedule["status"] == "not_started":
+        return int(schedule["phases"][0]["start_date"])
+    if schedule["status"] == "active":
+        return int(schedule["phases"][schedule["_phase_index"]]["end_date"])
+    return None
+
+
+def start_schedule(state: State, schedule: JSON, at: int) -> None:
+    before = state.store.render(schedule)
+    customer = state.store.objects[schedule["customer"]]
+    private = schedule["_phases"][0]
+    phase = schedule["phases"][0]
+    last_end = schedule["phases"][-1]["end_date"]
+    spec = SubSpec(
+        items=private["items"],
+        collection_method=private["method"],
+        days_until_due=private["days"],
+        add_invoice_items=private["add_items"],
+        metadata=dict(private["metadata"]),
+        cancel_at=last_end if schedule["end_behavior"] == "cancel" else None,
+        schedule_id=schedule["id"],
+        billing_cycle_anchor=phase["start_date"],
+    )
+    schedule["status"] = "active"
+    schedule["_phase_index"] = 0
+    schedule["current_phase"] = {"end_date": phase["end_date"], "start_date": phase["start_date"]}
+    sub = subscriptions.create_subscription(state, customer, spec, phase["start_date"])
+    schedule["subscription"] = sub["id"]
+    state.emit("subscription_schedule.updated", schedule, previous=before, at=at)
+
+
+def advance(state: State, schedule: JSON, at: int) -> None:
+    """The current phase ended at ``at``: enter the next phase, or apply the end behavior."""
+    index = schedule["_phase_index"]
+    sub = state.store.objects.get(schedule["subscription"] or "")
+    if index + 1 < len(schedule["phases"]):
+        before = state.store.render(schedule)
+        schedule["_phase_index"] = index + 1
+        phase = schedule["phases"][index + 1]
+        schedule["current_phase"] = {
+            "end_date": phase["end_date"],
+            "start_date": phase["start_date"],
+        }
+        if sub is not None and sub["status"] not in ("canceled", "incomplete_expired"):
+            _enter_phase(state, sub, schedule["_phases"][index + 1], at)
+        state.emit("subscription_schedule.updated", schedule, previous=before, at=at)
+        return
+    schedule["current_phase"] = None
+    if schedule["end_behavior"] == "cancel":
+        schedule["status"] = "completed"
+        schedule["completed_at"] = at
+        if sub is not None and sub["status"] not in ("canceled", "incomplete_expired"):
+            sub["schedule"] = None
+            subscriptions.cancel_now(state, sub, at)
+            sub["schedule"] = schedule["id"]
+        state.emit("subscription_schedule.completed", schedule, at=at)
+    else:
+        _release(state, schedule, at)
+
+
+def _enter_phase(state: State, sub: JSON, private: JSON, at: int) -> None:
+    """Apply a phase to the subscription; the billing cycle restarts at the phase start."""
+    before = state.store.render(sub)
+    items: list[ItemSpec] = private["items"]
+    add_items: list[AddItemSpec] = private["add_items"]
+    first = items[0].price
+    old_start, old_end = subscriptions.period_of(sub)
+    sub["collection_method"] = private["method"]
+    sub["days_until_due"] = private["days"]
+    sub["metadata"].update(private["metadata"])
+    sub["currency"] = first["currency"]
+    sub["_interval"] = first["recurring"]["interval"]
+    sub["_interval_count"] = first["recurring"]["interval_count"]
+    sub["billing_cycle_anchor"] = at
+    end = add_interval(at, sub["_interval"], sub["_interval_count"])
+    natural = end
+    if sub["cancel_at"] is not None and at < sub["cancel_at"] < end:
+        end = sub["cancel_at"]
+    sub["items"]["data"] = [
+        subscriptions._new_item(state, sub["id"], s, at, at, end) for s in items
+    ]
+    sub["items"]["total_count"] = len(items)
+    reason = "subscription_cycle" if at == old_end else "subscription_update"
+    invoice = subscriptions.build_invoice(
+        state,
+        sub,
+        at,
+        reason,
+        (at, end),
+        (old_start, old_end),
+        full_period=natural - at,
+        add_items=add_items,
+        auto_advance=(sub["pause_collection"] or {}).get("behavior") != "keep_as_draft",
+    )
+    sub["latest_invoice"] = invoice["id"]
+    state.emit("customer.subscription.updated", sub, previous=before, at=at)
+
+
+def _release(state: State, schedule: JSON, at: int) -> None:
+    schedule["status"] = "released"
+    schedule["released_at"] = at
+    schedule["current_phase"] = None
+    sub = state.store.objects.get(schedule["subscription"] or "")
+    schedule["released_subscription"] = schedule["subscription"]
+    schedule["subscription"] = None
+    if sub is not None:
+        before = state.store.render(sub)
+        sub["schedule"] = None
+        if state.store.render(sub) != before:
+            state.emit("customer.subscription.updated", sub, previous=before, at=at)
+    state.emit("subscription_schedule.released", schedule, at=at)
+
+
+def mark_canceled(state: State, schedule: JSON, at: int) -> None:
+    schedule["status"] = "canceled"
+    schedule["canceled_at"] = at
+    schedule["current_phase"] = None
+    state.emit("subscription_schedule.canceled", schedule, at=at)
+
+
+def _require(call: Call) -> JSON:
+    return call.store.require(call.arg(), "subscription_schedule")
+
+
+def retrieve(call: Call) -> JSON:
+    return call.store.render(_require(call))
+
+
+def cancel(call: Call) -> JSON:
+    schedule = _require(call)
+    call.params.reject_unknown(["invoice_now", "prorate"])
+    if schedule["status"] not in ("not_started", "active"):
+        raise invalid_request(
+            f"You cannot cancel a subscription schedule that is currently in the "
+            f"`{schedule['status']}` status. It must be in one of the following statuses: "
+            "`not_started`, `active`."
+        )
+    at = call.state.time_for_customer(schedule["customer"])
+    sub = call.store.objects.get(schedule["subscription"] or "")
+    if sub is not None and sub["status"] not in ("canceled", "incomplete_expired"):
+        sub["schedule"] = None
+        subscriptions.cancel_now(call.state, sub, at)
+        sub["schedule"] = schedule["id"]
+    mark_canceled(call.state, schedule, at)
+    return call.store.render(schedule)
+
+
+def release(call: Call) -> JSON:
+    schedule = _require(call)
+    call.params.reject_unknown(["preserve_cancel_date"])
+    preserve = call.params.get_bool("preserve_cancel_date")
+    if schedule["status"] not in ("not_started", "active"):
+        raise invalid_request(
+            f"You cannot release a subscription schedule that is currently in the "
+            f"`{schedule['status']}` status. It must be in one of the following statuses: "
+            "`not_started`, `active`."
+        )
+    at = call.state.time_for_customer(schedule["customer"])
+    sub = call.store.objects.get(schedule["subscription"] or "")
+    if sub is not None and not preserve and schedule["end_behavior"] == "cancel":
+        sub["cancel_at"] = None
+    _release(call.state, schedule, at)
+    return call.store.render(schedule)
+
+
+def list_(call: Call) -> JSON:
+    p = call.params
+    p.reject_unknown(
+        [
+            "customer",
+            "limit",
+            "starting_after",
+            "ending_before",
+            "scheduled",
+            "canceled_at",
+            "completed_at",
+            "created",
+            "released_at",
+        ]
+    )
+    customer = p.get_str("customer")
+    scheduled = p.get_bool("scheduled")
+    items = [
+        s
+        for s in call.store.all("subscription_schedule")
+        if (customer is None or s["customer"] == customer)
+        and (scheduled is None or (s["status"] == "not_started") == scheduled)
+    ]
+    return call.store.list_response(items, p, "/v1/subscription_schedules")

@@ -1,0 +1,285 @@
+"""In-memory objects: ids, lookup, rendering, list pagination and ``expand``."""
+
+from __future__ import annotations
+
+import bisect
+import itertools
+import secrets
+import string
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from .errors import StripeError, invalid_param, no_such
+from .params import Params
+
+JSON = dict[str, Any]
+Renderer = Callable[[JSON], JSON]
+
+_ALPHABET = string.ascii_letters + string.digits
+
+#: The noun Stripe uses in "No such ...: 'id'" messages, by object type.
+KIND_NAMES = {
+    "customer": "customer",
+    "product": "product",
+    "price": "price",
+    "subscription": "subscription",
+    "subscription_item": "subscription_item",
+    "subscription_schedule": "subscription_schedule",
+    "invoice": "invoice",
+    "invoiceitem": "invoiceitem",
+    "event": "event",
+    "webhook_endpoint": "webhook_endpoint",
+    "test_helpers.test_clock": "test_clock",
+}
+
+
+_RANDOM = secrets.SystemRandom()
+
+
+def random_token(length: int) -> str:
+    return "".join(_RANDOM.choices(_ALPHABET, k=length))
+
+
+def strip_private(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: strip_private(v) for k, v in value.items() if not k.startswith("_")}
+    if isinstance(value, list):
+        return [strip_private(v) for v in value]
+    return value
+
+
+class Store:
+    """Every object by id. Records are API-shaped dicts; keys starting with '_' are private."""
+
+    def __init__(self) -> None:
+        self._objects: dict[str, JSON] = {}
+        #: The same objects by type, in insertion order: listing one type (and finding the
+        #: webhook endpoints for every event) costs that type's size, not the whole store's.
+        self._by_kind: dict[str, dict[str, JSON]] = {}
+        #: Per type: its objects newest first and their negated sort keys (ascending, for
+        #: bisect), rebuilt after the type changes, so a page costs its size, not the list's.
+        self._ordered: dict[str, tuple[list[JSON], list[tuple[int, int]]]] = {}
+        self._seq = itertools.count(1)
+        self.renderers: dict[str, Renderer] = {}
+
+    @property
+    def objects(self) -> dict[str, JSON]:
+        """Every object by id. Read it freely; write through ``add`` or assign a whole new
+        dict (``State.restore``), which rebuilds the per-type index."""
+        return self._objects
+
+    @objects.setter
+    def objects(self, value: dict[str, JSON]) -> None:
+        self._objects = value
+        self._by_kind = {}
+        self._ordered = {}
+        for key, obj in value.items():
+            self._by_kind.setdefault(obj["object"], {})[key] = obj
+
+    def new_id(self, prefix: str, length: int = 24) -> str:
+        while True:
+            candidate = prefix + random_token(length)
+            if candidate not in self.objects:
+                return candidate
+
+    def add(self, obj: JSON) -> JSON:
+        obj["_seq"] = next(self._seq)
+        self._objects[obj["id"]] = obj
+        self._by_kind.setdefault(obj["object"], {})[obj["id"]] = obj
+        self._ordered.pop(obj["object"], None)
+        return obj
+
+    def get(self, object_id: str, kind: str, *, include_deleted: bool = False) -> JSON | None:
+        obj = self.objects.get(object_id)
+        if obj is None or obj["object"] != kind:
+            return None
+        if obj.get("_deleted") and not include_deleted:
+            return None
+        return obj
+
+    def require(self, object_id: str, kind: str, *, param: str = "id", status: int = 404) -> JSON:
+        obj = self.get(object_id, kind)
+        if obj is None:
+            raise no_such(KIND_NAMES.get(kind, kind), object_id, param=param, status=status)
+        return obj
+
+    def all(self, kind: str) -> list[JSON]:
+        return [o for o in self._by_kind.get(kind, {}).values() if not o.get("_deleted")]
+
+    def render(self, obj: JSON) -> JSON:
+        if obj.get("_deleted"):
+            return {"id": obj["id"], "object": obj["object"], "deleted": True}
+        renderer = self.renderers.get(obj["object"])
+        if renderer is not None:
+            return renderer(obj)
+        # strip_private builds new dicts and lists all the way down: a deep copy already.
+        result: JSON = strip_private(obj)
+        return result
+
+    # -- lists -------------------------------------------------------------------------------
+
+    def list_response(self, objs: Iterable[JSON], params: Params, url: str) -> JSON:
+        limit = params.get_int("limit", minimum=1, maximum=100)
+        limit = 10 if limit is None else limit
+        ordered = sorted(objs, key=_sort_key, reverse=True)
+        starting_after = params.get_str("starting_after")
+        ending_before = params.get_str("ending_before")
+        if starting_after is not None:
+            anchor = self._cursor(starting_after, ordered, "starting_after")
+            ordered = [o for o in ordered if _sort_key(o) < anchor]
+            page = ordered[:limit]
+            has_more = len(ordered) > limit
+        elif ending_before is not None:
+            anchor = self._cursor(ending_before, ordered, "ending_before")
+            ordered = [o for o in ordered if _sort_key(o) > anchor]
+            page = ordered[-limit:] if limit else []
+            has_more = len(ordered) > limit
+        else:
+            page = ordered[:limit]
+            has_more = len(ordered) > limit
+        return {
+            "object": "list",
+            "data": [self.render(o) for o in page],
+            "has_more": has_more,
+            "url": url,
+        }
+
+    def list_kind(self, kind: str, keep: Callable[[JSON], bool], params: Params, url: str) -> JSON:
+        """``list_response(o for o in all(kind) if keep(o))``, page by page without filtering
+        or sorting the whole type on every call: the type's newest-first order is kept
+        between calls, the cursor found by bisection, and ``keep`` asked only until the page
+        (and whether more follow) is known."""
+        limit = params.get_int("limit", minimum=1, maximum=100)
+        limit = 10 if limit is None else limit
+        objs, neg_keys = self._ordered_kind(kind)
+
+        def wanted(obj: JSON) -> bool:
+            return not obj.get("_deleted") and keep(obj)
+
+        starting_after = params.get_str("starting_after")
+        ending_before = params.get_str("ending_before")
+        found: list[JSON] = []
+        if ending_before is not None:
+            anchor = self._kind_cursor(ending_before, kind, objs, wanted, "ending_before")
+            # Newer than the anchor: objs[:end]; the page is the oldest ``limit`` of them.
+            end = bisect.bisect_left(neg_keys, (-anchor[0], -anchor[1]))
+            for index in range(end - 1, -1, -1):
+                if wanted(objs[index]):
+                    found.append(objs[index])
+                    if len(found) > limit:
+                        break
+            has_more = len(found) > limit
+            page = list(reversed(found[:limit]))
+        else:
+            start = 0
+            if starting_after is not None:
+                anchor = self._kind_cursor(starting_after, kind, objs, wanted, "starting_after")
+                start = bisect.bisect_right(neg_keys, (-anchor[0], -anchor[1]))
+            for index in range(start, len(objs)):
+                if wanted(objs[index]):
+                    found.append(objs[index])
+                    if len(found) > limit:
+                        break
+            has_more = len(found) > limit
+            page = found[:limit]
+        return {
+            "object": "list",
+            "data": [self.render(o) for o in page],
+            "has_more": has_more,
+            "url": url,
+        }
+
+    def _ordered_kind(self, kind: str) -> tuple[list[JSON], list[tuple[int, int]]]:
+        cached = self._ordered.get(kind)
+        if cached is None:
+            objs = sorted(self._by_kind.get(kind, {}).values(), key=_sort_key, reverse=True)
+            neg_keys = [(-a, -b) for a, b in map(_sort_key, objs)]
+            cached = self._ordered[kind] = (objs, neg_keys)
+        return cached
+
+    def _kind_cursor(
+        self,
+        object_id: str,
+        kind: str,
+        objs: list[JSON],
+        wanted: Callable[[JSON], bool],
+        param: str,
+    ) -> tuple[int, int]:
+        obj = self.objects.get(object_id)
+        if obj is None:
+            named = kind if any(wanted(o) for o in objs) else "object"
+            raise no_such(KIND_NAMES.get(named, named), object_id, param=param, status=400)
+        return _sort_key(obj)
+
+    def _cursor(self, object_id: str, ordered: list[JSON], param: str) -> tuple[int, int]:
+        obj = self.objects.get(object_id)
+        if obj is None:
+            kind = ordered[0]["object"] if ordered else "object"
+            raise no_such(KIND_NAMES.get(kind, kind), object_id, param=param, status=400)
+        return _sort_key(obj)
+
+    # -- expand ------------------------------------------------------------------------------
+
+    def expand(self, body: JSON, paths: list[str]) -> JSON:
+        for path in paths:
+            if path.count(".") > 3:
+                raise invalid_param(
+                    "expand",
+                    f"You cannot expand more than 4 levels of a property. Property: {path}",
+                    None,
+                )
+            self._expand_path(body, path.split("."), path)
+        return body
+
+    def _expand_path(self, node: JSON, parts: list[str], full: str) -> None:
+        field, rest = parts[0], parts[1:]
+        if node.get("object") in ("list", "search_result") and field == "data":
+            for item in node.get("data", []):
+                if rest:
+                    self._expand_path(item, rest, full)
+            return
+        if field not in node:
+            raise StripeError(400, f"This property cannot be expanded ({field}).", param="expand")
+        value = node[field]
+        if value is None:
+            return
+        if isinstance(value, str):
+            target = self.objects.get(value)
+            if target is None:
+                raise StripeError(
+                    400, f"This property cannot be expanded ({field}).", param="expand"
+                )
+            value = self.render(target)
+            node[field] = value
+        if not isinstance(value, dict):
+            raise StripeError(400, f"This property cannot be expanded ({field}).", param="expand")
+        if rest:
+            self._expand_path(value, rest, full)
+
+
+def _sort_key(obj: JSON) -> tuple[int, int]:
+    return (int(obj.get("created") or obj.get("date") or 0), int(obj.get("_seq", 0)))
+
+
+def created_filter(params: Params, key: str = "created") -> Callable[[int], bool]:
+    """Stripe's ``created`` filter: an exact timestamp or ``created[gt|gte|lt|lte]``."""
+    if not params.has(key):
+        return lambda _value: True
+    if isinstance(params.raw(key), str):
+        exact = params.get_int(key)
+        return lambda value: value == exact
+    sub = params.sub(key)
+    assert sub is not None
+    sub.reject_unknown(["gt", "gte", "lt", "lte"])
+    gt, gte = sub.get_int("gt"), sub.get_int("gte")
+    lt, lte = sub.get_int("lt"), sub.get_int("lte")
+
+    def check(value: int) -> bool:
+        return (
+            (gt is None or value > gt)
+            and (gte is None or value >= gte)
+            and (lt is None or value < lt)
+            and (lte is None or value <= lte)
+        )
+
+    return check
