@@ -1,0 +1,415 @@
+"""The Stripe gateway: the only code that calls Stripe, with typed params and our own keys.
+
+Every write takes an idempotency key derived from a stored operation id, so a retry after a
+timeout or a crash can never create a second customer, subscription or invoice. Failures are
+classified: ``StripeUnavailable`` (429, 5xx, network — try again later, same key) or
+``StripeRejected`` (Stripe refused the request; its message is shown to a person).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import pycountry
+import stripe
+from stripe.params import (
+    CustomerCreateParams,
+    InvoiceCreateParams,
+    InvoiceItemCreateParams,
+    InvoiceListParams,
+    PriceCreateParams,
+    ProductCreateParams,
+    SubscriptionCreateParams,
+    SubscriptionScheduleCreateParams,
+    SubscriptionUpdateParams,
+)
+
+from connector.domain.deal import Address
+
+#: Subscription metadata key set when dealbridge's credit hold policy paused its collection.
+PAUSE_MARKER = "dealbridge_credit_pause"
+
+
+class StripeGatewayError(Exception):
+    retryable = False
+
+
+class StripeUnavailable(StripeGatewayError):
+    """Rate limited, Stripe-side error or network failure: retry later with the same key."""
+
+    retryable = True
+
+
+class StripeRejected(StripeGatewayError):
+    """Stripe refused the request (4xx). ``message`` is Stripe's own, fit to show a person."""
+
+    def __init__(self, message: str, *, code: str | None = None, param: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.code = code
+        self.param = param
+
+
+def classify(exc: stripe.StripeError) -> StripeGatewayError:
+    if isinstance(exc, stripe.RateLimitError | stripe.APIConnectionError):
+        return StripeUnavailable(f"Stripe unavailable: {exc.user_message or exc}")
+    if isinstance(exc, stripe.APIError) or (exc.http_status or 0) >= 500:
+        return StripeUnavailable(f"Stripe error: {exc.user_message or exc}")
+    error = exc.error
+    return StripeRejected(
+        exc.user_message or str(exc),
+        code=getattr(error, "code", None) if error else None,
+        param=getattr(error, "param", None) if error else None,
+    )
+
+
+def country_code(country: str | None) -> str | None:
+    """Stripe wants ISO 3166-1 alpha-2; CRMs often hold names ("United States", "Germany")."""
+    if not country:
+        return None
+    text = country.strip()
+    if len(text) == 2 and text.isalpha():
+        return text.upper()
+    try:
+        return str(pycountry.countries.lookup(text).alpha_2)
+    except LookupError:
+        return None
+
+
+def _options(idempotency_key: str | None) -> stripe.RequestOptions:
+    return {"idempotency_key": idempotency_key} if idempotency_key else {}
+
+
+class StripeGateway:
+    def __init__(self, client: stripe.StripeClient, *, dashboard_url: str) -> None:
+        self.client = client
+        self.dashboard_url = dashboard_url.rstrip("/")
+
+    def _do(self, call: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return call(*args, **kwargs)
+        except stripe.StripeError as exc:
+            raise classify(exc) from exc
+
+    # ------------------------------------------------------------------ customers
+
+    def customer_url(self, customer_id: str) -> str:
+        return f"{self.dashboard_url}/customers/{customer_id}"
+
+    def find_customers_by_email(self, email: str) -> list[stripe.Customer]:
+        """Every live customer whose email matches, ignoring case.
+
+        ``list(email=...)`` is exact and case-sensitive but current; search is
+        case-insensitive but lags writes by up to a minute. Together (as given, lowercased,
+        and searched) they find a customer created a second ago and one stored as
+        ``Ana@Example.com`` years ago.
+        """
+        wanted = email.strip().casefold()
+        found: dict[str, stripe.Customer] = {}
+        for variant in dict.fromkeys([email.strip(), email.strip().lower()]):
+            page = self._do(self.client.v1.customers.list, params={"email": variant, "limit": 100})
+            for customer in page.auto_paging_iter():
+                found[customer.id] = customer
+        escaped = email.strip().replace("\\", "\\\\").replace("'", "\\'")
+        searched = self._do(
+            self.client.v1.customers.search, params={"query": f"email:'{escaped}'", "limit": 100}
+        )
+        for customer in searched.data:
+            found.setdefault(customer.id, customer)
+        return [
+            c
+            for c in found.values()
+            if (c.email or "").casefold() == wanted and not getattr(c, "deleted", False)
+        ]
+
+    def create_customer(
+        self,
+        *,
+        name: str,
+        email: str,
+        address: Address | None,
+        description: str | None,
+        metadata: Mapping[str, str],
+        idempotency_key: str,
+    ) -> stripe.Customer:
+        params: CustomerCreateParams = {"name": name, "email": email, "metadata": dict(metadata)}
+        if description:
+            params["description"] = description
+        if address is not None and any(
+            (address.line1, address.city, address.postal_code, address.country)
+        ):
+            params["address"] = {
+                k: v
+                for k, v in {
+                    "line1": address.line1,
+                    "line2": address.line2,
+                    "city": address.city,
+                    "state": address.state,
+                    "postal_code": address.postal_code,
+                    "country": country_code(address.country),
+                }.items()
+                if v
+            }  # type: ignore[typeddict-item]
+        customer: stripe.Customer = self._do(
+            self.client.v1.customers.create, params=params, options=_options(idempotency_key)
+        )
+        return customer
+
+    def retrieve_customer(self, customer_id: str) -> stripe.Customer:
+        customer: stripe.Customer = self._do(self.client.v1.customers.retrieve, customer_id)
+        return customer
+
+    def update_customer_metadata(
+        self, customer_id: str, metadata: Mapping[str, str], idempotency_key: str
+    ) -> None:
+        self._do(
+            self.client.v1.customers.update,
+            customer_id,
+            params={"metadata": dict(metadata)},
+            options=_options(idempotency_key),
+        )
+
+    # ------------------------------------------------------------------ catalog
+
+    def find_price_by_lookup_key(self, lookup_key: str) -> stripe.Price | None:
+        """The price holding this lookup key, active or archived (the caller decides)."""
+        page = self._do(
+            self.client.v1.prices.list, params={"lookup_keys": [lookup_key], "limit": 1}
+        )
+        return page.data[0] if page.data else None
+
+    def create_product(self, params: ProductCreateParams, idempotency_key: str) -> stripe.Product:
+        product: stripe.Product = self._do(
+            self.client.v1.products.create, params=params, options=_options(idempotency_key)
+        )
+        return product
+
+    def create_price(self, params: PriceCreateParams, idempotency_key: str) -> stripe.Price:
+        price: stripe.Price = self._do(
+            self.client.v1.prices.create, params=params, options=_options(idempotency_key)
+        )
+        return price
+
+    # ------------------------------------------------------------------ billing
+
+    def create_subscription(
+        self, params: SubscriptionCreateParams, idempotency_key: str
+    ) -> stripe.Subscription:
+        subscription: stripe.Subscription = self._do(
+            self.client.v1.subscriptions.create, params=params, options=_options(idempotency_key)
+        )
+        return subscription
+
+    def update_subscription(
+        self, subscription_id: str, params: SubscriptionUpdateParams, idempotency_key: str
+    ) -> stripe.Subscription:
+        subscription: stripe.Subscription = self._do(
+            self.client.v1.subscriptions.update,
+            subscription_id,
+            params=params,
+            options=_options(idempotency_key),
+        )
+        return subscription
+
+    def iter_subscriptions(self, customer_id: str) -> Iterator[stripe.Subscription]:
+        """The customer's subscriptions that still bill (active, past due, unpaid, trialing)."""
+        page = self._do(
+            self.client.v1.subscriptions.list,
+            params={"customer": customer_id, "status": "all", "limit": 100},
+        )
+        try:
+            for subscription in page.auto_paging_iter():
+                if subscription.status in ("active", "past_due", "unpaid", "trialing"):
+                    yield subscription
+        except stripe.StripeError as exc:
+            raise classify(exc) from exc
+
+    def pause_collection(
+        self, subscription_id: str, behavior: str, marker: str, idempotency_key: str
+    ) -> stripe.Subscription:
+        """Pause the subscription's collection (``keep_as_draft`` or ``void``), tagging it with
+        ``metadata[dealbridge_credit_pause]=marker`` in the same call, so whoever resumes it
+        can tell a pause dealbridge made from one a person made."""
+        return self.update_subscription(
+            subscription_id,
+            {
+                "pause_collection": {"behavior": behavior},
+                "metadata": {PAUSE_MARKER: marker},
+            },
+            idempotency_key,
+        )
+
+    def resume_collection(self, subscription_id: str, idempotency_key: str) -> stripe.Subscription:
+        """Clear ``pause_collection`` and dealbridge's pause tag."""
+        return self.update_subscription(
+            subscription_id,
+            {"pause_collection": "", "metadata": {PAUSE_MARKER: ""}},
+            idempotency_key,
+        )
+
+    def create_subscription_schedule(
+        self, params: SubscriptionScheduleCreateParams, idempotency_key: str
+    ) -> stripe.SubscriptionSchedule:
+        schedule: stripe.SubscriptionSchedule = self._do(
+            self.client.v1.subscription_schedules.create,
+            params=params,
+            options=_options(idempotency_key),
+        )
+        return schedule
+
+    def create_invoice_item(
+        self, params: InvoiceItemCreateParams, idempotency_key: str
+    ) -> stripe.InvoiceItem:
+        item: stripe.InvoiceItem = self._do(
+            self.client.v1.invoice_items.create, params=params, options=_options(idempotency_key)
+        )
+        return item
+
+    def create_invoice(self, params: InvoiceCreateParams, idempotency_key: str) -> stripe.Invoice:
+        invoice: stripe.Invoice = self._do(
+            self.client.v1.invoices.create, params=params, options=_options(idempotency_key)
+        )
+        return invoice
+
+    def finalize_invoice(self, invoice_id: str, idempotency_key: str) -> stripe.Invoice:
+        invoice: stripe.Invoice = self._do(
+            self.client.v1.invoices.finalize_invoice,
+            invoice_id,
+            params={"auto_advance": False},
+            options=_options(idempotency_key),
+        )
+        return invoice
+
+    def send_invoice(self, invoice_id: str, idempotency_key: str) -> stripe.Invoice:
+        invoice: stripe.Invoice = self._do(
+            self.client.v1.invoices.send_invoice, invoice_id, options=_options(idempotency_key)
+        )
+        return invoice
+
+    def retrieve_invoice(self, invoice_id: str) -> stripe.Invoice:
+        invoice: stripe.Invoice = self._do(self.client.v1.invoices.retrieve, invoice_id)
+        return invoice
+
+    def retrieve_subscription(self, subscription_id: str) -> stripe.Subscription:
+        subscription: stripe.Subscription = self._do(
+            self.client.v1.subscriptions.retrieve, subscription_id
+        )
+        return subscription
+
+    def iter_invoices(self, params: InvoiceListParams) -> Iterator[stripe.Invoice]:
+        page = self._do(self.client.v1.invoices.list, params={"limit": 100, **params})
+        try:
+            yield from page.auto_paging_iter()
+        except stripe.StripeError as exc:
+            raise classify(exc) from exc
+
+    def iter_events(self, created_gte: int, types: list[str]) -> Iterator[stripe.Event]:
+        """Events of these types created at or after ``created_gte``, oldest last."""
+        page = self._do(
+            self.client.v1.events.list,
+            params={"created": {"gte": created_gte}, "types": types, "limit": 100},
+        )
+        try:
+            yield from page.auto_paging_iter()
+        except stripe.StripeError as exc:
+            raise classify(exc) from exc
+
+    def list_page(
+        self, resource: str, *, starting_after: str | None = None, limit: int = 100
+    ) -> tuple[list[Any], bool]:
+        """One page of ``customers``, ``products`` or ``prices`` (newest first, archived
+        included) after ``starting_after``, and whether more follow: resumable listing."""
+        lists = {
+            "customers": self.client.v1.customers.list,
+            "products": self.client.v1.products.list,
+            "prices": self.client.v1.prices.list,
+        }
+        params: dict[str, Any] = {"limit": limit}
+        if starting_after:
+            params["starting_after"] = starting_after
+        page = self._do(lists[resource], params=params)
+        return list(page.data), bool(page.has_more)
+
+    def open_balance(self, customer_id: str, currency: str) -> int:
+        """What the customer owes now: the sum of open invoices' remaining amounts."""
+        return sum(
+            inv.amount_remaining
+            for inv in self.iter_invoices({"customer": customer_id, "status": "open"})
+            if inv.currency == currency
+        )
+
+    # ------------------------------------------------------------------ overview, lifecycle
+
+    def _iterate(self, call: Any, params: Mapping[str, Any], *args: Any) -> Iterator[Any]:
+        page = self._do(call, *args, params={"limit": 100, **params})
+        try:
+            yield from page.auto_paging_iter()
+        except stripe.StripeError as exc:
+            raise classify(exc) from exc
+
+    def iter_customer_subscriptions(self, customer_id: str) -> Iterator[stripe.Subscription]:
+        """Every subscription of the customer, whatever its status (canceled included)."""
+        return self._iterate(
+            self.client.v1.subscriptions.list, {"customer": customer_id, "status": "all"}
+        )
+
+    def iter_products(self) -> Iterator[stripe.Product]:
+        """Every product, active and archived."""
+        return self._iterate(self.client.v1.products.list, {})
+
+    def iter_prices(self) -> Iterator[stripe.Price]:
+        """Every price, active and archived."""
+        return self._iterate(self.client.v1.prices.list, {})
+
+    def iter_invoice_lines(self, invoice_id: str) -> Iterator[stripe.InvoiceLineItem]:
+        return self._iterate(self.client.v1.invoices.line_items.list, {}, invoice_id)
+
+    def list_credit_notes(self, customer_id: str) -> list[stripe.CreditNote] | None:
+        """The customer's credit notes, or None when this Stripe does not offer credit notes
+        (the local sandbox answers 404 for the whole URL, not for an id)."""
+        try:
+            return list(self._iterate(self.client.v1.credit_notes.list, {"customer": customer_id}))
+        except StripeRejected as exc:
+            if exc.code is None and "Unrecognized request URL" in exc.message:
+                return None
+            raise
+
+    def retrieve_price(self, price_id: str) -> stripe.Price:
+        price: stripe.Price = self._do(self.client.v1.prices.retrieve, price_id)
+        return price
+
+    def retrieve_product(self, product_id: str) -> stripe.Product:
+        product: stripe.Product = self._do(self.client.v1.products.retrieve, product_id)
+        return product
+
+    def archive_price(self, price_id: str, idempotency_key: str) -> stripe.Price:
+        """Stop offering a price (``active=false``); subscriptions using it keep billing."""
+        price: stripe.Price = self._do(
+            self.client.v1.prices.update,
+            price_id,
+            params={"active": False},
+            options=_options(idempotency_key),
+        )
+        return price
+
+    def archive_product(self, product_id: str, idempotency_key: str) -> stripe.Product:
+        """Stop offering a product (``active=false``); never deleted, subscriptions unaffected."""
+        product: stripe.Product = self._do(
+            self.client.v1.products.update,
+            product_id,
+            params={"active": False},
+            options=_options(idempotency_key),
+        )
+        return product
+
+    def cancel_subscription(
+        self, subscription_id: str, idempotency_key: str
+    ) -> stripe.Subscription:
+        """Cancel now, without prorating or invoicing the unused part of the period."""
+        subscription: stripe.Subscription = self._do(
+            self.client.v1.subscriptions.cancel,
+            subscription_id,
+            options=_options(idempotency_key),
+        )
+        return subscription

@@ -1,0 +1,477 @@
+"""Activation: turn an approved plan into Stripe objects, exactly once.
+
+Safety comes from three layers:
+1. a *claim*: a plan moves approved -> activating under a row lock with a lease, so two
+   activations of one deal at once do the work once (the loser sees it activating);
+2. *steps*: each Stripe write is a named step whose result is stored; a re-run skips done
+   steps, and re-sends an unrecorded one with the same idempotency key
+   (``dealbridge:plan:<id>:<approval>:<step>``), so Stripe answers with the object it already
+   made — a crash between two calls ends with exactly one set of objects;
+3. the *credit gate* runs before the first Stripe write and never after it, so a hold that
+   lands mid-activation either stops it before anything exists or applies after it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import or_, select
+from sqlalchemy.exc import IntegrityError
+
+from connector.billing.gateway import StripeGatewayError, StripeRejected
+from connector.crm.base import CrmError
+from connector.domain.credit import CreditDecision, CreditStatus, decide_activation
+from connector.domain.plan import BillingPlan, plan_from_json
+from connector.runtime import Runtime
+from connector.services import catalog
+from connector.services.plans import Status, get_plan, write_status_to_crm
+from connector.store import audit
+from connector.store.models import Plan, StripeOperation
+
+log = logging.getLogger(__name__)
+
+LEASE = timedelta(minutes=5)
+#: "In the order they were approved": two approvals racing on PostgreSQL can draw the same
+#: sequence number, so the approval time and the id break ties deterministically.
+APPROVAL_ORDER = (Plan.approval_seq, Plan.approved_at, Plan.id)
+MAX_BACKOFF = timedelta(hours=6)
+
+
+def _ts(day: date) -> int:
+    """Midnight UTC of a billing date, as Stripe's unix timestamp."""
+    return int(datetime(day.year, day.month, day.day, tzinfo=UTC).timestamp())
+
+
+# --------------------------------------------------------------------------- claim
+
+
+def _claim(runtime: Runtime, plan_id: str) -> bool:
+    now = runtime.clock()
+    with runtime.db.session() as session:
+        row = session.get(Plan, plan_id, with_for_update=True)
+        if row is None:
+            return False
+        due = row.next_attempt_at is None or row.next_attempt_at <= now
+        claimable = (row.status in (Status.APPROVED, Status.SCHEDULED) and due) or (
+            row.status == Status.ACTIVATING and (row.lease_until or now) < now
+        )
+        if not claimable:
+            return False
+        row.status = Status.ACTIVATING
+        row.lease_until = now + LEASE
+        row.attempts = (row.attempts or 0) + 1
+        return True
+
+
+def activate(runtime: Runtime, plan_id: str) -> Plan:
+    """Activate an approved plan if it is due; returns the plan as it stands afterwards."""
+    if _claim(runtime, plan_id):
+        try:
+            _run(runtime, plan_id)
+        except StripeRejected as exc:
+            _settle(
+                runtime, plan_id, Status.FAILED, f"Stripe refused the activation: {exc.message}"
+            )
+        except (StripeGatewayError, CrmError) as exc:
+            if exc.retryable:
+                _retry_later(runtime, plan_id, str(exc))
+            else:
+                _settle(runtime, plan_id, Status.FAILED, str(exc))
+        except Exception as exc:
+            log.exception("activation of plan %s failed unexpectedly", plan_id)
+            _retry_later(runtime, plan_id, f"{type(exc).__name__}: {exc}")
+    with runtime.db.session() as session:
+        return get_plan(session, plan_id)
+
+
+def _retry_later(runtime: Runtime, plan_id: str, reason: str) -> None:
+    base = timedelta(seconds=runtime.config.section("jobs")["backoff_base_seconds"])
+    with runtime.db.session() as session:
+        row = get_plan(session, plan_id)
+        delay = min(base * (2 ** max(row.attempts - 1, 0)), MAX_BACKOFF)
+        row.status = Status.APPROVED
+        row.lease_until = None
+        row.next_attempt_at = runtime.clock() + delay
+        row.status_reason = f"Retrying: {reason}"
+
+
+def _settle(runtime: Runtime, plan_id: str, status: str, reason: str | None) -> None:
+    with runtime.db.session() as session:
+        row = get_plan(session, plan_id)
+        row.status = status
+        row.status_reason = reason
+        row.lease_until = None
+        audit.record(
+            session,
+            actor="dealbridge",
+            action=f"plan.{status}",
+            subject_type="deal",
+            subject_id=row.deal_id,
+            reason=reason,
+        )
+        write_status_to_crm(runtime, session, row)
+
+
+# --------------------------------------------------------------------------- credit
+
+
+def credit_decision(runtime: Runtime, row: Plan, plan: BillingPlan) -> CreditDecision:
+    """Read the account's credit fields fresh from the CRM and decide."""
+    from connector.services.credit import as_it_will_be
+
+    assert row.crm_account_id is not None
+    # Fresh from the CRM, with dealbridge's own hold changes still queued for it applied.
+    account = as_it_will_be(runtime, runtime.crm.get_account(row.crm_account_id))
+    limit = account.credit_limit
+    applicable = limit.amount if limit is not None and limit.currency == plan.currency else None
+    status = CreditStatus(
+        on_hold=account.credit_hold,
+        hold_source="dealbridge"
+        if account.credit_hold_source == "dealbridge"
+        else ("person" if account.credit_hold else None),
+        credit_limit=applicable,
+    )
+    open_balance = 0
+    if applicable and row.stripe_customer_id and not account.credit_hold:
+        open_balance = runtime.stripe.open_balance(row.stripe_customer_id, plan.currency)
+    return decide_activation(
+        status,
+        open_balance,
+        plan.first_invoice_amount,
+        plan.currency,
+        zero_limit_means_no_limit=runtime.config.section("credit")["zero_limit_means_no_limit"],
+    )
+
+
+def _has_written(runtime: Runtime, plan_id: str) -> bool:
+    with runtime.db.session() as session:
+        return (
+            session.scalars(
+                select(StripeOperation.id).where(StripeOperation.plan_id == plan_id).limit(1)
+            ).first()
+            is not None
+        )
+
+
+# --------------------------------------------------------------------------- the run
+
+
+def _run(runtime: Runtime, plan_id: str) -> None:
+    with runtime.db.session() as session:
+        row = get_plan(session, plan_id)
+        assert row.plan_data is not None, "approved plans are frozen"
+        plan = plan_from_json(row.plan_data)
+        seq = row.approval_seq or 0
+        customer_id = row.stripe_customer_id
+        deal_id, account_id = row.deal_id, row.crm_account_id
+    assert customer_id is not None
+    if not _has_written(runtime, plan_id):
+        decision = credit_decision(runtime, row, plan)
+        if not decision.allowed:
+            _await_credit(runtime, plan_id, decision)
+            return
+    today = runtime.today()
+    metadata = {
+        "dealbridge_plan_id": plan_id,
+        "crm_deal_id": deal_id,
+        "crm_account_id": account_id or "",
+    }
+    step = _Steps(runtime, plan_id, seq)
+    ids: dict[str, str] = {}
+    if plan.invoice_type == "recurring":
+        if plan.start_date > today:
+            ids["schedule"] = _create_schedule(runtime, step, plan, customer_id, metadata)
+        else:
+            ids["subscription"] = _create_subscription(runtime, step, plan, customer_id, metadata)
+    else:
+        if plan.send_date and plan.send_date > today:
+            _schedule_for(runtime, plan_id, plan.send_date)
+            return
+        ids["invoice"] = _send_one_time_invoice(runtime, step, plan, customer_id, metadata)
+    _activated(runtime, plan_id, ids)
+
+
+def _await_credit(runtime: Runtime, plan_id: str, decision: CreditDecision) -> None:
+    with runtime.db.session() as session:
+        row = get_plan(session, plan_id)
+        row.status = Status.AWAITING_CREDIT
+        row.status_reason = decision.message
+        row.lease_until = None
+        audit.record(
+            session,
+            actor="dealbridge",
+            action="plan.awaiting_credit",
+            subject_type="deal",
+            subject_id=row.deal_id,
+            reason=decision.reason,
+            exposure=decision.exposure,
+            credit_limit=decision.credit_limit,
+        )
+        write_status_to_crm(runtime, session, row)
+        account_id = row.crm_account_id
+    from connector.services import credit
+
+    credit.plan_waiting(runtime, account_id)
+
+
+def _schedule_for(runtime: Runtime, plan_id: str, send_date: date) -> None:
+    with runtime.db.session() as session:
+        row = get_plan(session, plan_id)
+        row.status = Status.SCHEDULED
+        row.lease_until = None
+        row.next_attempt_at = datetime(send_date.year, send_date.month, send_date.day, tzinfo=UTC)
+        row.status_reason = f"The invoice will be created and sent on {send_date.isoformat()}."
+        write_status_to_crm(runtime, session, row)
+
+
+def _activated(runtime: Runtime, plan_id: str, ids: dict[str, str]) -> None:
+    with runtime.db.session() as session:
+        row = get_plan(session, plan_id)
+        row.stripe_subscription_id = ids.get("subscription", row.stripe_subscription_id)
+        row.stripe_schedule_id = ids.get("schedule", row.stripe_schedule_id)
+        row.stripe_invoice_id = ids.get("invoice", row.stripe_invoice_id)
+        row.status = Status.ACTIVE
+        row.status_reason = None
+        row.lease_until = None
+        row.activated_at = runtime.clock()
+        audit.record(
+            session,
+            actor="dealbridge",
+            action="plan.activated",
+            subject_type="deal",
+            subject_id=row.deal_id,
+            **ids,
+        )
+        write_status_to_crm(runtime, session, row)
+        _emit_activated(runtime, session, row, ids)
+        account_id = row.crm_account_id
+    from connector.services import credit
+
+    credit.plan_activated(runtime, account_id)
+
+
+def _emit_activated(runtime: Runtime, session: Any, row: Plan, ids: dict[str, str]) -> None:
+    from connector.services import subscribers
+
+    subscribers.emit(
+        session,
+        runtime,
+        "subscription.activated",
+        row.crm_account_id or "",
+        {
+            "deal_id": row.deal_id,
+            "plan_id": row.id,
+            "stripe_customer_id": row.stripe_customer_id,
+            **ids,
+        },
+    )
+
+
+# --------------------------------------------------------------------------- steps
+
+
+class _Steps:
+    """Run each named Stripe write once per approval, remembering what it created."""
+
+    def __init__(self, runtime: Runtime, plan_id: str, seq: int) -> None:
+        self.runtime = runtime
+        self.plan_id = plan_id
+        self.seq = seq
+
+    def key(self, name: str) -> str:
+        return f"dealbridge:plan:{self.plan_id}:{self.seq}:{name}"
+
+    def __call__(self, name: str, call: Callable[[str], str]) -> str:
+        step = f"{self.seq}:{name}"
+        with self.runtime.db.session() as session:
+            done = session.scalars(
+                select(StripeOperation.result_id).where(
+                    StripeOperation.plan_id == self.plan_id, StripeOperation.step == step
+                )
+            ).first()
+        if done is not None:
+            return done
+        key = self.key(name)
+        result_id = call(key)
+        try:
+            with self.runtime.db.session() as session:
+                session.add(
+                    StripeOperation(
+                        plan_id=self.plan_id, step=step, idempotency_key=key, result_id=result_id
+                    )
+                )
+        except IntegrityError:
+            pass  # recorded by a concurrent re-run with the same key: same object
+        return result_id
+
+
+def _payment_settings(plan: BillingPlan) -> dict[str, Any]:
+    settings: dict[str, Any] = {"payment_method_types": list(plan.payment_method_types)}
+    if "customer_balance" in plan.payment_method_types:
+        # Bank transfers show the ACH/wire account details on the hosted invoice.
+        settings["payment_method_options"] = {
+            "customer_balance": {
+                "funding_type": "bank_transfer",
+                "bank_transfer": {"type": "us_bank_transfer"},
+            }
+        }
+    return settings
+
+
+def _line_items(
+    runtime: Runtime, plan: BillingPlan
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    recurring: list[dict[str, Any]] = []
+    one_time: list[dict[str, Any]] = []
+    for line in plan.lines:
+        price_id = catalog.ensure_price(runtime, line, plan)
+        entry = {"price": price_id, "quantity": line.quantity}
+        (recurring if line.kind == "recurring" else one_time).append(entry)
+    return recurring, one_time
+
+
+def _create_subscription(
+    runtime: Runtime, step: _Steps, plan: BillingPlan, customer_id: str, metadata: dict[str, str]
+) -> str:
+    recurring, one_time = _line_items(runtime, plan)
+    params: dict[str, Any] = {
+        "customer": customer_id,
+        "items": recurring,
+        "collection_method": "send_invoice",
+        "days_until_due": plan.days_until_due,
+        "payment_settings": _payment_settings(plan),
+        "cancel_at": _ts(plan.end_date),
+        "proration_behavior": "none",
+        "metadata": metadata,
+    }
+    if one_time:
+        params["add_invoice_items"] = one_time
+    return step(
+        "subscription",
+        lambda key: runtime.stripe.create_subscription(params, key).id,  # type: ignore[arg-type]
+    )
+
+
+def _create_schedule(
+    runtime: Runtime, step: _Steps, plan: BillingPlan, customer_id: str, metadata: dict[str, str]
+) -> str:
+    """A future start needs a schedule. Phases cannot carry payment method types, so the
+    subscription webhook applies them when the schedule starts its subscription."""
+    recurring, one_time = _line_items(runtime, plan)
+    phase: dict[str, Any] = {
+        "items": recurring,
+        "end_date": _ts(plan.end_date),
+        "collection_method": "send_invoice",
+        "invoice_settings": {"days_until_due": plan.days_until_due},
+        "proration_behavior": "none",
+        "metadata": {
+            **metadata,
+            "payment_method_types": ",".join(plan.payment_method_types),
+        },
+    }
+    if one_time:
+        phase["add_invoice_items"] = one_time
+    params: dict[str, Any] = {
+        "customer": customer_id,
+        "start_date": _ts(plan.start_date),
+        "end_behavior": "cancel",
+        "default_settings": {
+            "collection_method": "send_invoice",
+            "invoice_settings": {"days_until_due": plan.days_until_due},
+        },
+        "phases": [phase],
+        "metadata": metadata,
+    }
+    return step(
+        "schedule",
+        lambda key: runtime.stripe.create_subscription_schedule(params, key).id,  # type: ignore[arg-type]
+    )
+
+
+def _send_one_time_invoice(
+    runtime: Runtime, step: _Steps, plan: BillingPlan, customer_id: str, metadata: dict[str, str]
+) -> str:
+    prices = [(catalog.ensure_price(runtime, line, plan), line.quantity) for line in plan.lines]
+    params: dict[str, Any] = {
+        "customer": customer_id,
+        "collection_method": "send_invoice",
+        "days_until_due": plan.days_until_due,
+        "payment_settings": _payment_settings(plan),
+        "pending_invoice_items_behavior": "exclude",
+        "auto_advance": False,
+        "metadata": metadata,
+    }
+    invoice_id = step(
+        "invoice",
+        lambda key: runtime.stripe.create_invoice(params, key).id,  # type: ignore[arg-type]
+    )
+    for index, (price_id, quantity) in enumerate(prices):
+        item: dict[str, Any] = {
+            "customer": customer_id,
+            "invoice": invoice_id,
+            "pricing": {"price": price_id},
+            "quantity": quantity,
+            "metadata": metadata,
+        }
+        step(
+            f"item:{index}",
+            lambda key, item=item: runtime.stripe.create_invoice_item(item, key).id,  # type: ignore[misc]
+        )
+    step("finalize", lambda key: runtime.stripe.finalize_invoice(invoice_id, key).id)
+    step("send", lambda key: runtime.stripe.send_invoice(invoice_id, key).id)
+    return invoice_id
+
+
+# --------------------------------------------------------------------------- jobs
+
+
+def activate_due_plans(runtime: Runtime) -> int:
+    """Worker job: activate approved and due plans in approval order; recover stale claims."""
+    now = runtime.clock()
+    with runtime.db.session() as session:
+        due = session.execute(
+            select(Plan.id, Plan.status)
+            .where(
+                or_(
+                    (Plan.status.in_((Status.APPROVED, Status.SCHEDULED)))
+                    & ((Plan.next_attempt_at.is_(None)) | (Plan.next_attempt_at <= now)),
+                    (Plan.status == Status.ACTIVATING) & (Plan.lease_until < now),
+                )
+            )
+            .order_by(*APPROVAL_ORDER)
+            .limit(50)
+        ).all()
+    handled = 0
+    for plan_id, before in due:
+        handled += int(activate(runtime, plan_id).status != before)
+    return handled
+
+
+def recheck_credit(runtime: Runtime, account_id: str) -> int:
+    """An account's credit changed: retry its waiting plans in the order they were approved.
+
+    One at a time: each activation raises the account's exposure, so the next plan is
+    judged against the balance its predecessors created, and once one waits again the
+    later ones keep waiting behind it.
+    """
+    with runtime.db.session() as session:
+        ids = session.scalars(
+            select(Plan.id)
+            .where(Plan.crm_account_id == account_id, Plan.status == Status.AWAITING_CREDIT)
+            .order_by(*APPROVAL_ORDER)
+        ).all()
+    activated = 0
+    for plan_id in ids:
+        with runtime.db.session() as session:
+            row = get_plan(session, plan_id)
+            if row.status != Status.AWAITING_CREDIT:
+                continue
+            row.status = Status.APPROVED
+            row.next_attempt_at = runtime.clock()
+        if activate(runtime, plan_id).status == Status.AWAITING_CREDIT:
+            break
+        activated += 1
+    return activated

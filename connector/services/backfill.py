@@ -1,0 +1,217 @@
+"""Backfill: invoices of linked customers, from Stripe into the mirror and the CRM.
+
+**Reading.** Without ``customer_ids`` the backfill lists every invoice of the Stripe account
+in one paged pass (``GET /v1/invoices?limit=100``, ``starting_after``: ceil(N/100) calls for
+N invoices, however many customers) and keeps those of linked customers. With
+``customer_ids`` it lists each of those customers' invoices (``customer=...``), which is
+cheaper when they are few. Only one page and one chunk are held in memory.
+
+**Writing.** Invoices are written in chunks (``BATCHES_PER_CHUNK`` CRM batches): each chunk is
+one transaction that updates the mirror and queues the CRM records in the outbox through the
+same code as the webhook handlers (``invoice_sync.apply_invoice``). Queued records are sent
+once ``flush_size(runtime)`` of them are waiting, and at the end, in one adapter call per
+flush: above the Salesforce adapter's ``bulk_threshold`` that call is one Bulk API 2.0 job
+(a handful of requests for thousands of records) instead of ceil(n/200) collections;
+Dataverse gets ``$batch`` requests of its batch size.
+
+Why the records go through the outbox rather than straight to ``upsert_invoices``:
+
+* *Nothing is lost on a crash.* The CRM record is queued in the transaction that writes the
+  mirror, so once a chunk commits its records are sent by the next drain (this backfill's,
+  or the worker's) even if this process dies first; before it commits, nothing of the chunk
+  was recorded and a re-run reads it again.
+* *Re-running never duplicates.* The CRM write is an upsert by Stripe invoice id, and each
+  outbox message is marked done once; a chunk read twice queues two upserts of one record.
+* *Order with webhooks.* Records share the per-invoice ordering key with the webhook
+  handlers, so a backfilled (older) state never overtakes a newer one a webhook queued; and
+  an invoice whose mirror was written after the page was fetched is left as the webhook
+  wrote it.
+
+Records the CRM refuses stay in the outbox (failed, for a person) or are retried later, as
+for any other write.
+
+**Events.** Historical invoices are not news: a provisioning system subscribed to
+``invoice.status_changed`` would otherwise receive one event per invoice of the company's
+history. The backfill does not emit it unless ``announce=True``.
+
+**Balances.** The accounts' open balances are queued once per account and currency at the
+end, not once per invoice, and sent like the invoices.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Iterator
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+from stripe.params import InvoiceListParams
+
+from connector.runtime import Runtime
+from connector.services import crm_writes, outbox
+from connector.services.invoice_sync import apply_invoice, lock, plain, queue_open_balance
+from connector.store.models import CustomerLink, InvoiceMirror
+
+log = logging.getLogger(__name__)
+
+#: CRM batches per chunk: a chunk of 5 x 200 invoices is one transaction.
+BATCHES_PER_CHUNK = 5
+
+#: Called inside each chunk's transaction with the last Stripe invoice id read so far and
+#: whether the listing is exhausted: a caller stores its resume point atomically with the
+#: chunk (``services.importer``).
+Checkpoint = Callable[[Session, str | None, bool], None]
+
+
+def flush_size(runtime: Runtime) -> int:
+    """How many queued CRM records are sent in one adapter call.
+
+    Just above the adapter's ``bulk_threshold`` when it has one, so every flush is one Bulk
+    API 2.0 job; else a whole number of batches. Deliberately the *smallest* such size: a
+    flush holds its records in memory (claimed rows, the CSV, the results), so a fixed size
+    keeps a backfill's memory flat whatever the number of invoices, and bulk jobs of about
+    2,000 records still cost a handful of calls each.
+    """
+    batch = max(runtime.crm.batch_size, 1)
+    threshold = getattr(runtime.crm, "bulk_threshold", None)
+    if isinstance(threshold, int) and threshold > 0:
+        return threshold + 1
+    return batch * BATCHES_PER_CHUNK
+
+
+def backfill_invoices(
+    runtime: Runtime,
+    *,
+    customer_ids: Iterable[str] | None = None,
+    progress: Callable[[int], None] | None = None,
+    starting_after: str | None = None,
+    limit: int | None = None,
+    checkpoint: Checkpoint | None = None,
+    announce: bool = False,
+    chunk_size: int | None = None,
+) -> int:
+    """Mirror and send to the CRM the invoices of these (default: all linked) customers.
+
+    Returns how many invoices were written; ``progress`` is called with the running count
+    after each chunk. Invoices of customers not linked to a CRM account are skipped.
+    Without ``customer_ids``: ``starting_after`` resumes the account-wide listing after that
+    invoice, ``limit`` stops after that many invoices were read, and ``checkpoint`` records
+    the position in each chunk's transaction. ``announce`` emits ``invoice.status_changed``
+    for each invoice whose status is new (off: history is not news). ``chunk_size``: invoices
+    per transaction (default ``BATCHES_PER_CHUNK`` CRM batches).
+    """
+    chunk_size = chunk_size or max(runtime.crm.batch_size, 1) * BATCHES_PER_CHUNK
+    flush = flush_size(runtime)
+    accounts = _accounts_by_customer(runtime)
+    written = 0
+    queued = 0
+    touched: dict[str, set[str]] = {}  # account -> currencies whose balance may have changed
+    chunk: list[tuple[datetime, dict[str, Any], str]] = []
+    last: str | None = starting_after
+    exhausted = True
+    if customer_ids is None:
+        source = _all_invoices(runtime, starting_after)
+    else:
+        source = _invoices_of(runtime, list(dict.fromkeys(customer_ids)), accounts)
+    for read, (fetched_at, invoice) in enumerate(source, start=1):
+        if limit is not None and read > limit:
+            exhausted = False
+            break
+        last = invoice["id"]
+        account_id = accounts.get(invoice.get("customer") or "")
+        if account_id is not None:
+            chunk.append((fetched_at, invoice, account_id))
+        if read % chunk_size == 0:
+            written += _write_chunk(runtime, chunk, touched, announce, checkpoint, last, False)
+            queued += len(chunk)
+            chunk = []
+            if queued >= flush:
+                _drain(runtime, flush, only=crm_writes.UPSERT_INVOICE)
+                queued = 0
+            if progress is not None:
+                progress(written)
+    if chunk or checkpoint is not None:
+        written += _write_chunk(runtime, chunk, touched, announce, checkpoint, last, exhausted)
+    with runtime.db.session() as session:
+        for account_id, currencies in touched.items():
+            for currency in sorted(currencies):
+                queue_open_balance(runtime, session, account_id, currency)
+    _drain(runtime, flush)
+    if progress is not None:
+        progress(written)
+    return written
+
+
+def _accounts_by_customer(runtime: Runtime) -> dict[str, str]:
+    with runtime.db.session() as session:
+        rows = session.execute(
+            select(CustomerLink.stripe_customer_id, CustomerLink.crm_account_id)
+        ).all()
+    return {customer: account for customer, account in rows}
+
+
+def _all_invoices(
+    runtime: Runtime, starting_after: str | None
+) -> Iterator[tuple[datetime, dict[str, Any]]]:
+    """Every invoice of the account, newest first, one page in memory at a time."""
+    params: InvoiceListParams = {"starting_after": starting_after} if starting_after else {}
+    for invoice in runtime.stripe.iter_invoices(params):
+        yield runtime.clock(), plain(invoice)
+
+
+def _invoices_of(
+    runtime: Runtime, customer_ids: list[str], accounts: dict[str, str]
+) -> Iterator[tuple[datetime, dict[str, Any]]]:
+    """The invoices of these customers, one list per linked customer."""
+    for customer_id in customer_ids:
+        if customer_id not in accounts:
+            log.info("backfill: customer %s is not linked to a CRM account; skipped", customer_id)
+            continue
+        for invoice in runtime.stripe.iter_invoices({"customer": customer_id}):
+            yield runtime.clock(), plain(invoice)
+
+
+def _write_chunk(
+    runtime: Runtime,
+    chunk: list[tuple[datetime, dict[str, Any], str]],
+    touched: dict[str, set[str]],
+    announce: bool,
+    checkpoint: Checkpoint | None,
+    last: str | None,
+    exhausted: bool,
+) -> int:
+    written = 0
+    with runtime.db.session() as session:
+        for fetched_at, invoice, account_id in chunk:
+            lock(session, f"invoice:{invoice['id']}")
+            mirror = session.get(InvoiceMirror, invoice["id"], with_for_update=True)
+            if mirror is not None and (mirror.deleted or mirror.synced_at > fetched_at):
+                continue  # a webhook wrote a newer state meanwhile, or the draft is gone
+            changed = apply_invoice(
+                runtime, session, invoice, account_id, mirror=mirror, balance=False,
+                announce=announce,
+            )  # fmt: skip
+            if changed:
+                touched.setdefault(account_id, set()).add(invoice["currency"])
+            written += 1
+        if checkpoint is not None:
+            checkpoint(session, last, exhausted)
+    return written
+
+
+def _drain(runtime: Runtime, flush: int, only: str | None = None) -> None:
+    """Send what is due until nothing more goes out. CRM invoice and account writes go
+    ``flush`` records an adapter call (one Bulk API 2.0 job above its threshold; the adapter
+    splits the rest into its own batches); other kinds keep their registered batch size."""
+    registry = outbox.senders.load()
+    chosen: dict[str, outbox.Sender] = (
+        {only: registry[only]} if only is not None else dict(registry)
+    )
+    for kind in (crm_writes.UPSERT_INVOICE, crm_writes.UPDATE_ACCOUNT):
+        sender = chosen.get(kind)
+        if isinstance(sender, outbox.BatchedSender):
+            chosen[kind] = outbox.BatchedSender(sender.send, flush)
+    while outbox.drain_outbox(runtime, chosen, limit=flush) > 0:
+        pass

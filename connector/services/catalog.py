@@ -1,0 +1,106 @@
+"""CRM products and prices as Stripe products and prices: matched, created once, reused.
+
+A price is found by its ``lookup_key``, derived from everything that makes it distinct
+(product, currency, amount, interval); Stripe prices are immutable, so a new amount is a
+new price. Both are remembered in ``catalog_links``; creation uses idempotency keys from
+the same derivation, so two activations racing create one product and one price.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+from sqlalchemy import delete
+from sqlalchemy.exc import IntegrityError
+
+from connector.domain.plan import BillingPlan, PlanLine
+from connector.runtime import Runtime
+from connector.store.models import CatalogLink
+
+
+def product_key(line: PlanLine) -> str:
+    return line.product_id or (f"sku:{line.sku}" if line.sku else f"name:{line.product}")
+
+
+def price_lookup_key(line: PlanLine, plan: BillingPlan) -> str:
+    recurring = f"{plan.interval}:{plan.interval_count}" if line.kind == "recurring" else "one_time"
+    basis = f"{product_key(line)}|{plan.currency}|{line.unit_amount}|{recurring}"
+    return "dealbridge_" + hashlib.sha256(basis.encode()).hexdigest()[:32]
+
+
+def forget(runtime: Runtime, stripe_id: str) -> None:
+    """A product or price was archived: never reuse it for a new activation."""
+    with runtime.db.session() as session:
+        session.execute(delete(CatalogLink).where(CatalogLink.stripe_id == stripe_id))
+
+
+def is_dealbridge_lookup_key(lookup_key: str | None) -> bool:
+    """dealbridge's keys encode a price's terms, so they must never move to other terms."""
+    return bool(lookup_key) and str(lookup_key).startswith("dealbridge_")
+
+
+def _remember(runtime: Runtime, key: str, kind: str, stripe_id: str) -> None:
+    try:
+        with runtime.db.session() as session:
+            session.add(CatalogLink(key=key, kind=kind, stripe_id=stripe_id))
+    except IntegrityError:
+        pass  # another worker remembered the same object
+
+
+def _known(runtime: Runtime, key: str) -> str | None:
+    with runtime.db.session() as session:
+        link = session.get(CatalogLink, key)
+        return link.stripe_id if link else None
+
+
+def ensure_product(runtime: Runtime, line: PlanLine) -> str:
+    key = f"product:{product_key(line)}"
+    known = _known(runtime, key)
+    if known:
+        return known
+    metadata = {"created_by": "dealbridge"}
+    if line.product_id:
+        metadata["crm_product_id"] = line.product_id
+    if line.sku:
+        metadata["sku"] = line.sku
+    product = runtime.stripe.create_product(
+        {"name": line.product, "metadata": metadata},
+        idempotency_key="dealbridge:" + hashlib.sha256(key.encode()).hexdigest()[:40],
+    )
+    _remember(runtime, key, "product", product.id)
+    return _known(runtime, key) or product.id
+
+
+def ensure_price(runtime: Runtime, line: PlanLine, plan: BillingPlan) -> str:
+    lookup_key = price_lookup_key(line, plan)
+    key = f"price:{lookup_key}"
+    known = _known(runtime, key)
+    if known:
+        return known
+    existing = runtime.stripe.find_price_by_lookup_key(lookup_key)
+    if existing is not None and existing.active:
+        _remember(runtime, key, "price", existing.id)
+        return existing.id
+    # An archived price with these terms is never reused. Its replacement is a new write,
+    # so its idempotency key names the price it replaces: Stripe would otherwise replay the
+    # original (archived) price, while a retry of this same creation stays idempotent.
+    replacing = f":replaces:{existing.id}" if existing is not None else ""
+    product_id = ensure_product(runtime, line)
+    params: dict[str, object] = {
+        "product": product_id,
+        "currency": plan.currency,
+        "unit_amount": line.unit_amount,
+        "lookup_key": lookup_key,
+        # The key may still sit on an archived price with the same terms: take it over.
+        "transfer_lookup_key": True,
+        "metadata": {"created_by": "dealbridge"},
+    }
+    if line.kind == "recurring":
+        assert plan.interval is not None and plan.interval_count is not None
+        params["recurring"] = {"interval": plan.interval, "interval_count": plan.interval_count}
+    price = runtime.stripe.create_price(
+        params,  # type: ignore[arg-type]
+        idempotency_key=f"dealbridge:price:{lookup_key}{replacing}",
+    )
+    _remember(runtime, key, "price", price.id)
+    return _known(runtime, key) or price.id

@@ -1,0 +1,565 @@
+"""Account credit: finance controls activation from the CRM account, and dealbridge helps.
+
+The CRM holds the truth about an account's **credit hold** and **credit limit**; the
+activation gate (``activation.credit_decision``) reads them fresh before the first Stripe
+write. This module keeps everything around that gate:
+
+* ``settle(runtime, account_id)`` brings our ``account_credit`` row in line with the CRM, works
+  out who set a hold, applies the configured hold policy to the account's subscriptions
+  (``credit.hold_policy``) or undoes it, re-activates waiting plans when nothing holds them
+  any more, and announces a changed credit state (``ok`` / ``on_hold`` / ``over_limit``) on the
+  account in the CRM and as the ``account.credit_state_changed`` subscriber event.
+* With ``non_payment=True`` it also applies the non-payment policy (``credit.non_payment``) to
+  the account's invoices as mirrored from Stripe: a hold *dealbridge* sets names the invoice
+  that caused it, and only such a hold is ever lifted by dealbridge.
+
+Who set a hold is decided here, not taken from the CRM's source field alone: a hold is
+dealbridge's only while our row says dealbridge set it *and* it has been on ever since (the
+CRM's source field still says so). A hold seen to start without us is a person's; so is one
+a person turned off and on again. When a person lifts a hold dealbridge set, the invoice that
+caused it is *excused*: it does not put the account on hold again (a person decided).
+
+Our own hold changes reach the CRM through the outbox. Until such a write is delivered the
+CRM still shows the old value, so both this module and the activation gate look at the CRM
+"as it will be" (``as_it_will_be``): a queued hold write of ours wins over the stale value.
+
+Entry points: ``handle_account_changed`` (CRM push or poll), ``invoice_changed`` (after the
+invoice mirror is updated), ``plan_waiting`` / ``plan_activated`` (from activation), and the
+``check_credit`` clock job, which exists because "overdue" happens by the passage of time.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, replace
+from typing import Any, Literal
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from connector.billing.gateway import PAUSE_MARKER, StripeRejected
+from connector.crm.base import CrmAccount
+from connector.domain.credit import (
+    CreditState,
+    CreditStatus,
+    HoldChange,
+    HoldSource,
+    InvoiceStanding,
+    NonPaymentPolicy,
+    evaluate_non_payment,
+)
+from connector.jobs.registry import Job
+from connector.runtime import Runtime
+from connector.services import crm_writes, outbox
+from connector.store import audit
+from connector.store.lease import PROCESSING
+from connector.store.models import (
+    AccountCredit,
+    CustomerLink,
+    InvoiceMirror,
+    OutboxMessage,
+    Plan,
+)
+
+log = logging.getLogger(__name__)
+
+EVENT = "account.credit_state_changed"
+Recheck = Literal["always", "on_release", "never"]
+Transition = Literal["held", "released"]
+_PAUSE_BEHAVIOR = {"pause_keep_as_draft": "keep_as_draft", "pause_void": "void"}
+
+
+@dataclass(frozen=True)
+class Settled:
+    """What ``settle`` found and did."""
+
+    account_id: str
+    on_hold: bool
+    hold_source: HoldSource | None
+    state: CreditState
+    transition: Transition | None
+    hold_change: HoldChange | None
+    state_changed: bool
+
+
+# --------------------------------------------------------------------------- configuration
+
+
+def non_payment_policy(runtime: Runtime) -> NonPaymentPolicy:
+    section = runtime.config.section("credit")["non_payment"]
+    return NonPaymentPolicy(
+        hold_when_overdue_days=section["hold_when_overdue_days"],
+        hold_when_uncollectible=section["hold_when_uncollectible"],
+        hold_after_payment_failures=section["hold_after_payment_failures"],
+        release_when_paid=section["release_when_paid"],
+    )
+
+
+def _pause_behavior(runtime: Runtime) -> str | None:
+    """Stripe's ``pause_collection[behavior]`` for the hold policy; None: keep running."""
+    return _PAUSE_BEHAVIOR.get(runtime.config.section("credit")["hold_policy"])
+
+
+# --------------------------------------------------------------------------- the CRM as it will be
+
+
+def pending_hold(session: Session, account_id: str) -> bool | None:
+    """The credit hold our queued, not yet delivered CRM writes will leave; None if none."""
+    messages = session.scalars(
+        select(OutboxMessage)
+        .where(
+            OutboxMessage.kind == crm_writes.UPDATE_ACCOUNT,
+            OutboxMessage.ordering_key == f"account:{account_id}",
+            OutboxMessage.status.in_((outbox.PENDING, PROCESSING)),
+        )
+        .order_by(OutboxMessage.id)
+    ).all()
+    value: bool | None = None
+    for message in messages:
+        update = (message.payload or {}).get("update") or {}
+        if "credit_hold" in update:
+            value = bool(update["credit_hold"])
+    return value
+
+
+def as_it_will_be(runtime: Runtime, account: CrmAccount) -> CrmAccount:
+    """The account as the CRM will show it once dealbridge's queued hold writes land."""
+    with runtime.db.session() as session:
+        pending = pending_hold(session, account.id)
+    if pending is None or pending == account.credit_hold:
+        return account
+    return replace(
+        account, credit_hold=pending, credit_hold_source="dealbridge" if pending else None
+    )
+
+
+# --------------------------------------------------------------------------- the row
+
+
+def _row(session: Session, account_id: str) -> AccountCredit:
+    row = session.get(AccountCredit, account_id, with_for_update=True)
+    if row is None:
+        row = AccountCredit(
+            crm_account_id=account_id,
+            on_hold=False,
+            held_by_dealbridge=False,
+            hold_epoch=0,
+            excused_invoices=[],
+            paused_subscriptions={},
+            state="ok",
+        )
+        session.add(row)
+        session.flush()  # a racing insert fails here; the caller's retry finds the row
+    return row
+
+
+def _clear_hold(row: AccountCredit) -> None:
+    row.on_hold = False
+    row.hold_source = None
+    row.held_by_dealbridge = False
+    row.hold_invoice_id = None
+
+
+def _reconcile(row: AccountCredit, account: CrmAccount, pending: bool | None) -> Transition | None:
+    """Bring the row in line with the CRM; returns the hold transition it saw, if any."""
+    limit = account.credit_limit
+    row.credit_limit = limit.amount if limit is not None else None
+    row.limit_currency = limit.currency if limit is not None else None
+    if pending is not None:
+        return None  # our own hold change is on its way: the row is ahead of the CRM
+    if account.credit_hold:
+        still_ours = (
+            row.on_hold and row.held_by_dealbridge and account.credit_hold_source == "dealbridge"
+        )
+        if still_ours:
+            return None
+        started = not row.on_hold
+        row.on_hold = True
+        row.hold_source = "person"
+        row.held_by_dealbridge = False
+        if started:
+            row.hold_invoice_id = None
+            row.hold_epoch += 1
+            return "held"
+        return None  # a person took over dealbridge's hold: theirs to lift now
+    if not row.on_hold:
+        return None
+    if row.hold_invoice_id and row.hold_invoice_id not in row.excused_invoices:
+        # A person lifted a hold dealbridge set: that invoice will not hold the account again.
+        row.excused_invoices = [*row.excused_invoices, row.hold_invoice_id]
+    _clear_hold(row)
+    return "released"
+
+
+def _standing(mirror: InvoiceMirror) -> InvoiceStanding:
+    return InvoiceStanding(
+        invoice_id=mirror.id,
+        status=mirror.status,
+        due_date=mirror.due_date.date() if mirror.due_date else None,
+        amount_remaining=mirror.amount_remaining,
+        payment_failures=mirror.attempt_count,
+    )
+
+
+def _apply_non_payment(runtime: Runtime, session: Session, row: AccountCredit) -> HoldChange | None:
+    account_id = row.crm_account_id
+    excused = set(row.excused_invoices or [])
+    invoices = [
+        _standing(m)
+        for m in session.scalars(
+            select(InvoiceMirror).where(
+                InvoiceMirror.crm_account_id == account_id, InvoiceMirror.deleted.is_(False)
+            )
+        )
+        if m.id not in excused
+    ]
+    source: HoldSource | None = None
+    if row.on_hold:
+        source = "dealbridge" if row.held_by_dealbridge else "person"
+    status = CreditStatus(on_hold=row.on_hold, hold_source=source, credit_limit=None)
+    change = evaluate_non_payment(non_payment_policy(runtime), status, invoices, runtime.today())
+    if change is None:
+        return None
+    if change.action == "hold":
+        row.on_hold = True
+        row.hold_source = "dealbridge"
+        row.held_by_dealbridge = True
+        row.hold_invoice_id = change.invoice_id
+        row.hold_epoch += 1
+        crm_writes.update_account(
+            runtime,
+            session,
+            account_id,
+            {"credit_hold": True, "credit_hold_source": "dealbridge", "credit_note": change.note},
+        )
+    else:
+        _clear_hold(row)
+        crm_writes.update_account(
+            runtime,
+            session,
+            account_id,
+            {"credit_hold": False, "credit_hold_source": None, "credit_note": change.note},
+        )
+    audit.record(
+        session,
+        actor="dealbridge",
+        action=f"credit.{change.action}",
+        subject_type="account",
+        subject_id=account_id,
+        invoice_id=change.invoice_id,
+        note=change.note,
+    )
+    return change
+
+
+# --------------------------------------------------------------------------- settle
+
+
+def settle(
+    runtime: Runtime,
+    account_id: str,
+    *,
+    non_payment: bool = False,
+    recheck: Recheck = "always",
+    account: CrmAccount | None = None,
+) -> Settled:
+    """Reconcile the account's credit with the CRM, act on what changed, announce the state.
+
+    ``recheck``: when to re-activate the account's waiting plans (in approval order) if the
+    account is not on hold -- ``always`` (a CRM change: the hold or limit may have moved),
+    ``on_release`` (only when a hold was lifted) or ``never`` (called from activation).
+    """
+    if account is None:
+        account = runtime.crm.get_account(account_id)
+    with runtime.db.session() as session:
+        row = _row(session, account_id)
+        transition = _reconcile(row, account, pending_hold(session, account_id))
+        if transition is not None:
+            audit.record(
+                session,
+                actor="crm",
+                action=f"credit.hold_{transition}",
+                subject_type="account",
+                subject_id=account_id,
+                hold_source=row.hold_source,
+            )
+        change = _apply_non_payment(runtime, session, row) if non_payment else None
+        if change is not None:
+            transition = "held" if change.action == "hold" else "released"
+        on_hold = row.on_hold
+        source = row.hold_source
+    apply_hold_policy(runtime, account_id)
+    if not on_hold and (recheck == "always" or (recheck == "on_release" and transition)):
+        from connector.services.activation import recheck_credit
+
+        recheck_credit(runtime, account_id)
+    state, changed = announce(runtime, account_id, change)
+    return Settled(
+        account_id=account_id,
+        on_hold=on_hold,
+        hold_source="dealbridge" if source == "dealbridge" else ("person" if on_hold else None),
+        state=state,
+        transition=transition,
+        hold_change=change,
+        state_changed=changed,
+    )
+
+
+def announce(
+    runtime: Runtime, account_id: str, change: HoldChange | None = None
+) -> tuple[CreditState, bool]:
+    """Work out the account's credit state; if it changed, tell the CRM and subscribers."""
+    from connector.services import subscribers
+    from connector.services.plans import Status
+
+    with runtime.db.session() as session:
+        row = _row(session, account_id)
+        waiting = session.scalars(
+            select(Plan.id)
+            .where(Plan.crm_account_id == account_id, Plan.status == Status.AWAITING_CREDIT)
+            .limit(1)
+        ).first()
+        state: CreditState = (
+            "on_hold" if row.on_hold else ("over_limit" if waiting is not None else "ok")
+        )
+        if state == row.state:
+            return state, False
+        previous = row.state
+        row.state = state
+        crm_writes.update_account(runtime, session, account_id, {"credit_state": state})
+        subscribers.emit(
+            session,
+            runtime,
+            EVENT,
+            account_id,
+            {
+                "previous_state": previous,
+                "state": state,
+                "on_hold": row.on_hold,
+                "hold_source": row.hold_source,
+                "credit_limit": row.credit_limit,
+                "currency": row.limit_currency,
+                "invoice_id": change.invoice_id if change else row.hold_invoice_id,
+                "note": change.note if change else None,
+            },
+        )
+        audit.record(
+            session,
+            actor="dealbridge",
+            action="credit.state_changed",
+            subject_type="account",
+            subject_id=account_id,
+            previous_state=previous,
+            state=state,
+        )
+        return state, True
+
+
+# --------------------------------------------------------------------------- hold policy
+
+
+def apply_hold_policy(runtime: Runtime, account_id: str) -> int:
+    """Pause the held account's billing subscriptions as the policy says, or undo our pauses.
+
+    Only subscriptions dealbridge paused (recorded in the row, and tagged in Stripe with
+    ``metadata[dealbridge_credit_pause]``) are ever resumed. Idempotency keys derive from the
+    account and the hold's epoch, so a retried pause or resume is replayed, never doubled.
+    Returns the number of Stripe writes.
+    """
+    with runtime.db.session() as session:
+        row = session.get(AccountCredit, account_id)
+        if row is None:
+            return 0
+        on_hold, epoch = row.on_hold, row.hold_epoch
+        paused = dict(row.paused_subscriptions or {})
+        customer_id = session.scalars(
+            select(CustomerLink.stripe_customer_id).where(CustomerLink.crm_account_id == account_id)
+        ).first()
+    behavior = _pause_behavior(runtime)
+    if on_hold and behavior is not None and customer_id is not None:
+        return _pause(runtime, account_id, customer_id, behavior, epoch, paused)
+    if not on_hold and paused:
+        return _resume(runtime, account_id, paused)
+    return 0
+
+
+def _pause(
+    runtime: Runtime,
+    account_id: str,
+    customer_id: str,
+    behavior: str,
+    epoch: int,
+    paused: dict[str, Any],
+) -> int:
+    marker = f"{account_id}:{epoch}"
+    writes = 0
+    for subscription in runtime.stripe.iter_subscriptions(customer_id):
+        if subscription.id in paused:
+            continue
+        if subscription.pause_collection:
+            metadata: dict[str, str] = dict(subscription["metadata"] or {})
+            if metadata.get(PAUSE_MARKER) != marker:
+                continue  # paused by someone else: not ours to pause or resume
+        else:
+            runtime.stripe.pause_collection(
+                subscription.id,
+                behavior,
+                marker,
+                idempotency_key=f"dealbridge:credit:{account_id}:{epoch}:pause:{subscription.id}",
+            )
+            writes += 1
+        with runtime.db.session() as session:
+            row = _row(session, account_id)
+            row.paused_subscriptions = {
+                **(row.paused_subscriptions or {}),
+                subscription.id: {"behavior": behavior, "epoch": epoch},
+            }
+            audit.record(
+                session,
+                actor="dealbridge",
+                action="credit.subscription_paused",
+                subject_type="account",
+                subject_id=account_id,
+                subscription_id=subscription.id,
+                behavior=behavior,
+            )
+    return writes
+
+
+def _resume(runtime: Runtime, account_id: str, paused: dict[str, Any]) -> int:
+    writes = 0
+    for subscription_id, how in paused.items():
+        epoch = (how or {}).get("epoch", 0)
+        try:
+            runtime.stripe.resume_collection(
+                subscription_id,
+                idempotency_key=f"dealbridge:credit:{account_id}:{epoch}:resume:{subscription_id}",
+            )
+            writes += 1
+        except StripeRejected as exc:
+            # Gone or ended since (canceled subscriptions cannot be updated): nothing to undo.
+            log.warning("could not resume %s for %s: %s", subscription_id, account_id, exc)
+        with runtime.db.session() as session:
+            row = _row(session, account_id)
+            remaining = dict(row.paused_subscriptions or {})
+            remaining.pop(subscription_id, None)
+            row.paused_subscriptions = remaining
+            audit.record(
+                session,
+                actor="dealbridge",
+                action="credit.subscription_resumed",
+                subject_type="account",
+                subject_id=account_id,
+                subscription_id=subscription_id,
+            )
+    return writes
+
+
+# --------------------------------------------------------------------------- entry points
+
+
+def handle_account_changed(runtime: Runtime, account_id: str) -> str | None:
+    """The CRM account changed (push or poll): its hold or limit may have moved."""
+    before = _waiting_count(runtime, account_id)
+    settled = settle(runtime, account_id, recheck="always")
+    activated = before - _waiting_count(runtime, account_id)
+    parts = []
+    if settled.transition:
+        parts.append(f"credit hold {settled.transition}")
+    if activated > 0:
+        parts.append(f"{activated} waiting plan(s) activated")
+    if settled.state_changed:
+        parts.append(f"credit state {settled.state}")
+    return "; ".join(parts) or None
+
+
+def _waiting_count(runtime: Runtime, account_id: str) -> int:
+    from connector.services.plans import Status
+
+    with runtime.db.session() as session:
+        return len(
+            session.scalars(
+                select(Plan.id).where(
+                    Plan.crm_account_id == account_id, Plan.status == Status.AWAITING_CREDIT
+                )
+            ).all()
+        )
+
+
+def invoice_changed(runtime: Runtime, customer_id: str | None) -> None:
+    """A linked customer's invoice changed in the mirror: apply the non-payment policy, and
+    give plans waiting for the limit another try (a payment lowers the exposure)."""
+    if not customer_id:
+        return
+    with runtime.db.session() as session:
+        account_id = session.scalars(
+            select(CustomerLink.crm_account_id).where(
+                CustomerLink.stripe_customer_id == customer_id
+            )
+        ).first()
+    if account_id is not None:
+        settle(runtime, account_id, non_payment=True, recheck="always")
+
+
+def plan_waiting(runtime: Runtime, account_id: str | None) -> None:
+    """Activation stopped a plan at the credit gate: show why on the account."""
+    if account_id:
+        settle(runtime, account_id, recheck="never")
+
+
+def plan_activated(runtime: Runtime, account_id: str | None) -> None:
+    """A plan was activated. A hold that landed while it was in flight (after the gate) is
+    applied now, to the new subscription too; the state may drop from over the limit."""
+    if not account_id:
+        return
+    with runtime.db.session() as session:
+        known = session.get(AccountCredit, account_id) is not None
+    if known:
+        apply_hold_policy(runtime, account_id)
+        announce(runtime, account_id)
+
+
+def check_credit(runtime: Runtime) -> int:
+    """Clock job: apply the non-payment policy to every account that owes, or that dealbridge
+    holds or paused; "overdue" happens by the passage of time, with no event to say so.
+    Returns how many accounts changed (hold or state), so a quiet run reports 0."""
+    with runtime.db.session() as session:
+        owing = set(
+            session.scalars(
+                select(InvoiceMirror.crm_account_id)
+                .where(
+                    InvoiceMirror.status.in_(("open", "uncollectible")),
+                    InvoiceMirror.deleted.is_(False),
+                    InvoiceMirror.crm_account_id.is_not(None),
+                )
+                .distinct()
+            ).all()
+        )
+        pausing = _pause_behavior(runtime) is not None
+        ours = {
+            row.crm_account_id
+            for row in session.scalars(select(AccountCredit))
+            if row.held_by_dealbridge or row.paused_subscriptions or (row.on_hold and pausing)
+        }
+    changed = 0
+    for account_id in sorted(a for a in owing | ours if a):
+        try:
+            settled = settle(runtime, account_id, non_payment=True, recheck="on_release")
+        except IntegrityError:
+            continue  # a concurrent first sight of the account: the next run settles it
+        except Exception:
+            log.exception("credit check of account %s failed; next run retries", account_id)
+            continue
+        changed += int(settled.transition is not None or settled.state_changed)
+    return changed
+
+
+JOBS = [
+    Job(
+        name="check_credit",
+        run=check_credit,
+        role="clock",
+        interval=lambda rt: int(rt.config.section("jobs")["credit_check_seconds"]),
+    ),
+]

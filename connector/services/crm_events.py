@@ -1,0 +1,135 @@
+"""CRM changes in: pushed (Outbound Messages, Dataverse webhooks) or polled, one path.
+
+Both routes store a small event in the inbox (source ``crm``) and the worker handles it,
+so a deal seen by push and by poll is handled the same way, retried on failure, parked
+when it keeps failing, and never lost because the CRM was briefly unreachable.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+from connector.crm.base import CrmNotFound
+from connector.jobs.registry import Job
+from connector.runtime import Runtime
+from connector.services import inbox
+from connector.services.inbox import EventHandlers, process_due_events
+from connector.store.models import Cursor
+
+log = logging.getLogger(__name__)
+
+DEAL_CHANGED = "deal.changed"
+ACCOUNT_CHANGED = "account.changed"
+
+crm_handlers = EventHandlers(
+    "crm",
+    known_types={DEAL_CHANGED, ACCOUNT_CHANGED},
+    modules=["connector.services.crm_events"],
+)
+
+
+def store_event(runtime: Runtime, event_id: str, event_type: str, payload: dict[str, Any]) -> bool:
+    """Put a CRM change in the inbox once; returns False when it was already there."""
+    return inbox.store_event(runtime, "crm", event_id, event_type, json.dumps(payload)) == "stored"
+
+
+@crm_handlers.on(DEAL_CHANGED)
+def handle_deal_changed(runtime: Runtime, event: dict[str, Any]) -> str | None:
+    from connector.services.plans import intake_deal
+
+    try:
+        crm_deal = runtime.crm.get_deal(event["id"])
+    except CrmNotFound:
+        return "deal no longer exists"
+    if not crm_deal.closed:
+        return "not closed"
+    plan = intake_deal(runtime, crm_deal, actor="crm")
+    return f"plan {plan.status}" if plan else None
+
+
+@crm_handlers.on(ACCOUNT_CHANGED)
+def handle_account_changed(runtime: Runtime, event: dict[str, Any]) -> str | None:
+    """Credit hold or limit may have moved: settle the account's credit (hold policy, state)
+    and re-activate its waiting plans in approval order."""
+    from connector.services import credit
+
+    try:
+        return credit.handle_account_changed(runtime, event["id"])
+    except CrmNotFound:
+        return "account no longer exists"
+
+
+# --------------------------------------------------------------------------- polling
+
+
+def _cursor(runtime: Runtime, name: str) -> str | None:
+    with runtime.db.session() as session:
+        row = session.get(Cursor, name)
+        return row.value if row else None
+
+
+def _save_cursor(runtime: Runtime, name: str, value: str | None) -> None:
+    if value is None:
+        return
+    with runtime.db.session() as session:
+        row = session.get(Cursor, name)
+        if row is None:
+            session.add(Cursor(name=name, value=value, updated_at=runtime.clock()))
+        else:
+            row.value = value
+            row.updated_at = runtime.clock()
+
+
+def poll_crm(runtime: Runtime) -> int:
+    """Clock job: queue every closed deal and every account changed since the cursors."""
+    queued = 0
+    deals = runtime.crm.changed_deals(_cursor(runtime, "crm.deals"))
+    for deal_id in deals.ids:
+        queued += store_event(
+            runtime, f"poll:deal:{deal_id}:{deals.cursor}", DEAL_CHANGED, {"id": deal_id}
+        )
+    _save_cursor(runtime, "crm.deals", deals.cursor)
+    accounts = runtime.crm.changed_accounts(_cursor(runtime, "crm.accounts"))
+    for account_id in accounts.ids:
+        queued += store_event(
+            runtime,
+            f"poll:account:{account_id}:{accounts.cursor}",
+            ACCOUNT_CHANGED,
+            {"id": account_id},
+        )
+    _save_cursor(runtime, "crm.accounts", accounts.cursor)
+    return queued
+
+
+def process_crm_inbox(runtime: Runtime) -> int:
+    return process_due_events(runtime, crm_handlers.load())
+
+
+def _activate_due(runtime: Runtime) -> int:
+    from connector.services.activation import activate_due_plans
+
+    return activate_due_plans(runtime)
+
+
+JOBS = [
+    Job(
+        name="poll_crm",
+        run=poll_crm,
+        role="clock",
+        interval=lambda rt: int(rt.config.section("jobs")["poll_crm_seconds"]),
+    ),
+    Job(
+        name="process_crm_inbox",
+        run=process_crm_inbox,
+        role="worker",
+        interval=lambda rt: int(rt.config.section("jobs")["worker_seconds"]),
+    ),
+    Job(
+        name="activate_due_plans",
+        run=_activate_due,
+        role="worker",
+        interval=lambda rt: int(rt.config.section("jobs")["worker_seconds"]),
+    ),
+]

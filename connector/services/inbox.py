@@ -1,0 +1,485 @@
+"""The inbox: inbound events stored raw at intake, processed once by the worker.
+
+Intake (``web/stripe_webhooks.py``) only verifies and stores; this module decides what an
+event means by handing it to the handler registered for its type.
+
+Registering a handler is one decorated function in a module that the worker imports::
+
+    from connector.services.inbox import stripe_handlers
+
+    @stripe_handlers.on("invoice.paid", "invoice.voided")
+    def record_invoice(runtime: Runtime, event: dict[str, Any]) -> str | None:
+        ...  # returns a short outcome note, or None
+
+and adding that module's import path to ``stripe_handlers.modules`` (below), so the worker
+loads it. A type Stripe does not have, a type dealbridge does not subscribe to, or a second
+handler for one type is refused at registration, i.e. at start-up.
+
+Claiming (why a lease)
+----------------------
+Handlers receive the runtime and open their own transactions (they may also call Stripe or
+the CRM), so an event cannot be processed inside the transaction that claims it: on SQLite
+the claim holds the only write lock, and the handler's own transaction would wait for it.
+Instead each event is *leased*:
+
+1. a short claim transaction picks the oldest due row -- ``status`` ``pending`` (or a
+   ``processing`` row whose lease ran out) with ``next_attempt_at <= now`` -- using
+   ``SELECT ... FOR UPDATE SKIP LOCKED`` on PostgreSQL, so several workers never pick the
+   same row and never wait for each other; on SQLite ``BEGIN IMMEDIATE`` serialises claims.
+   It sets ``status = 'processing'``, ``attempts += 1`` and ``next_attempt_at = now + lease``
+   and commits;
+2. the handler runs outside any claim transaction;
+3. a completion transaction records the result *only if the row still carries our claim*
+   (``status = 'processing'`` and the same ``attempts`` -- the attempt number is the fencing
+   token). A worker that crashed or overran its lease finds the row re-claimed and writes
+   nothing.
+
+A crashed worker's lease expires and the event is claimed again; that claim counts as an
+attempt, so an event that keeps killing its worker is parked too. Delivery to handlers is
+therefore at-least-once: a handler must be idempotent (dealbridge's tables have natural
+unique keys for exactly this), and within a lease no second worker can run it.
+
+Statuses: ``pending`` -> ``processing`` -> ``done``; a failure goes back to ``pending`` with
+exponential backoff, and after ``jobs.max_attempts`` attempts to ``parked`` (kept, visible
+in ``dealbridge events list --failed``, re-queued only by ``dealbridge events replay``).
+Types dealbridge does not handle are stored ``ignored`` at intake and never processed.
+A handled type that has no handler registered is parked, so it waits for a replay instead of
+being lost.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import logging
+import traceback
+from collections.abc import Callable, Collection, Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import Select, or_, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from connector.billing.event_types import HANDLED_STRIPE_EVENTS, STRIPE_EVENT_TYPES
+from connector.jobs.registry import Job
+from connector.store import audit
+from connector.store.lease import PROCESSING, settle_claimed
+from connector.store.models import InboxEvent
+
+if TYPE_CHECKING:
+    from connector.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+__all__ = [
+    "DEFAULT_LEASE",
+    "HANDLED_STRIPE_EVENTS",
+    "EventHandlers",
+    "Handler",
+    "backoff_delay",
+    "describe_failure",
+    "process_due_events",
+    "replay_event",
+    "stripe_handlers",
+]
+
+Handler = Callable[["Runtime", dict[str, Any]], "str | None"]
+
+#: Longest a handler may run before another worker may claim the event again.
+DEFAULT_LEASE = timedelta(minutes=10)
+#: Longest wait between two attempts, however many attempts failed.
+MAX_BACKOFF = timedelta(hours=6)
+MAX_ERROR_CHARS = 4000
+TRACEBACK_FRAMES = 5
+
+PENDING, DONE, IGNORED, PARKED = "pending", "done", "ignored", "parked"
+FAILED_STATUSES = (PARKED,)
+
+
+# --------------------------------------------------------------------------- retry helpers
+
+
+def backoff_delay(base_seconds: int, attempts: int, *, cap: timedelta = MAX_BACKOFF) -> timedelta:
+    """Wait after the ``attempts``-th failed attempt: base, 2*base, 4*base ... up to ``cap``.
+
+    Deterministic on purpose (no jitter): tests can predict the schedule exactly, and rows
+    fail at different times anyway, so workers do not retry in lockstep.
+    """
+    exponent = max(attempts - 1, 0)
+    if exponent >= 32:  # 2**32 * base is beyond any cap; avoid building huge timedeltas
+        return cap
+    return min(timedelta(seconds=base_seconds * 2**exponent), cap)
+
+
+def describe_failure(exc: BaseException, secrets: Iterable[str] = ()) -> str:
+    """``Type: message`` plus the last few frames (file, line, function), secrets redacted.
+
+    No local variables and no request bodies, only what the code says, so an operator can
+    find the failing line without the error column becoming a place where data leaks.
+    """
+    frames = traceback.extract_tb(exc.__traceback__)[-TRACEBACK_FRAMES:]
+    lines = [f"{type(exc).__name__}: {exc}".strip()]
+    lines.extend(f'  File "{f.filename}", line {f.lineno}, in {f.name}' for f in frames)
+    return redact("\n".join(lines), secrets)
+
+
+def redact(text: str, secrets: Iterable[str] = ()) -> str:
+    """Replace every secret in ``text`` and cut it to a size the error column keeps."""
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, "[redacted]")
+    if len(text) > MAX_ERROR_CHARS:
+        text = text[: MAX_ERROR_CHARS - 16] + "\n... (truncated)"
+    return text
+
+
+def first_line(text: str | None) -> str:
+    return (text or "").splitlines()[0] if text else ""
+
+
+# --------------------------------------------------------------------------- registry
+
+
+class EventHandlers:
+    """Handlers of one event source, by event type; one handler per type.
+
+    ``known_types`` is every type the source can send (a typo is refused); ``handled_types``
+    is the subset dealbridge subscribes to (a handler for any other type would never run).
+    ``modules`` are imported by ``load()`` so their decorators run before the worker starts.
+    """
+
+    def __init__(
+        self,
+        source: str,
+        *,
+        known_types: Collection[str],
+        handled_types: Collection[str] | None = None,
+        modules: Iterable[str] = (),
+    ) -> None:
+        self.source = source
+        self.known_types = frozenset(known_types)
+        self.handled_types = frozenset(handled_types) if handled_types is not None else None
+        self.modules = list(modules)
+        self._handlers: dict[str, Handler] = {}
+
+    def on(self, *event_types: str) -> Callable[[Handler], Handler]:
+        """Decorator: ``@handlers.on("invoice.paid", "invoice.voided")``."""
+        if not event_types:
+            raise ValueError("name at least one event type")
+        for event_type in event_types:
+            self._check(event_type)
+
+        def decorate(func: Handler) -> Handler:
+            for event_type in event_types:
+                self.register(event_type, func)
+            return func
+
+        return decorate
+
+    def register(self, event_type: str, func: Handler) -> None:
+        self._check(event_type)
+        existing = self._handlers.get(event_type)
+        if existing is not None and existing is not func:
+            raise ValueError(
+                f"{self.source} event type {event_type!r} already has a handler "
+                f"({existing.__module__}.{existing.__qualname__}); one handler per type"
+            )
+        self._handlers[event_type] = func
+
+    def _check(self, event_type: str) -> None:
+        if event_type not in self.known_types:
+            raise ValueError(
+                f"{event_type!r} is not a {self.source} event type; check its spelling "
+                f"(e.g. against connector/billing/event_types.py)"
+            )
+        if self.handled_types is not None and event_type not in self.handled_types:
+            raise ValueError(
+                f"{event_type!r} is a {self.source} event type dealbridge does not subscribe "
+                "to, so its handler would never run; add it to HANDLED_STRIPE_EVENTS first"
+            )
+
+    def handler_for(self, event_type: str) -> Handler | None:
+        return self._handlers.get(event_type)
+
+    def types(self) -> frozenset[str]:
+        return frozenset(self._handlers)
+
+    def missing(self) -> frozenset[str]:
+        """Handled types that have no handler yet (their events would be parked)."""
+        return (self.handled_types or frozenset()) - self.types()
+
+    def load(self) -> EventHandlers:
+        """Import every module in ``modules`` (idempotent: Python imports each once)."""
+        for module in self.modules:
+            importlib.import_module(module)
+        return self
+
+
+#: The registry the business handlers decorate onto. Add the module that holds them to
+#: ``modules`` so the worker imports it.
+stripe_handlers = EventHandlers(
+    "stripe",
+    known_types=STRIPE_EVENT_TYPES,
+    handled_types=HANDLED_STRIPE_EVENTS,
+    modules=["connector.services.invoice_sync"],
+)
+
+
+# --------------------------------------------------------------------------- intake
+
+
+def store_event(
+    runtime: Runtime,
+    source: str,
+    event_id: str,
+    event_type: str,
+    payload: str,
+    *,
+    handled: bool = True,
+) -> str:
+    """Put an inbound event in the inbox once: ``stored``, ``ignored`` or ``duplicate``.
+
+    Every way in (webhook, CRM push, poll, reconciliation) comes through here, so a second
+    delivery -- even one racing the first -- is recognised by the unique (source, event id)
+    and treated as already received, never processed twice (the dj-stripe pattern).
+    """
+    now = runtime.clock()
+    row = InboxEvent(
+        source=source,
+        event_id=event_id,
+        event_type=event_type,
+        payload=payload,
+        received_at=now,
+        status="pending" if handled else "ignored",
+        attempts=0,
+        next_attempt_at=now,
+        processed_at=None if handled else now,
+        outcome=None if handled else "not an event type dealbridge handles",
+    )
+    try:
+        with runtime.db.session() as session:
+            session.add(row)
+    except IntegrityError:
+        with runtime.db.session() as session:
+            known = session.scalar(
+                select(InboxEvent.id).where(
+                    InboxEvent.source == source, InboxEvent.event_id == event_id
+                )
+            )
+        if known is None:
+            raise  # some other constraint: not a duplicate, don't hide it
+        return "duplicate"
+    return "stored" if handled else "ignored"
+
+
+# --------------------------------------------------------------------------- processing
+
+
+@dataclass(frozen=True)
+class _Claim:
+    id: int
+    event_type: str
+    payload: str
+    attempts: int
+    expired_lease: bool
+
+
+def _due(source: str, now: datetime) -> Select[InboxEvent]:
+    """Pending rows never tried (whatever their timestamp: a row stored with the wall clock
+    must not wait for a test's frozen clock) or whose retry time came, and expired leases."""
+    return (
+        select(InboxEvent)
+        .where(
+            InboxEvent.source == source,
+            InboxEvent.status.in_((PENDING, PROCESSING)),
+            or_(
+                InboxEvent.next_attempt_at <= now,
+                (InboxEvent.status == PENDING) & (InboxEvent.attempts == 0),
+            ),
+        )
+        .order_by(InboxEvent.id)
+    )
+
+
+def claim_next(session: Session, source: str, now: datetime, lease: timedelta) -> _Claim | None:
+    """Lease the oldest due event of ``source`` in the caller's transaction (see module doc)."""
+    row = session.scalars(_due(source, now).limit(1).with_for_update(skip_locked=True)).first()
+    if row is None:
+        return None
+    expired = row.status == PROCESSING
+    row.status = PROCESSING
+    row.attempts += 1
+    row.next_attempt_at = now + lease
+    return _Claim(row.id, row.event_type, row.payload, row.attempts, expired)
+
+
+def _complete(runtime: Runtime, claim: _Claim, **values: Any) -> bool:
+    """Write the result if the row still carries our claim; False if another worker took it."""
+    with runtime.db.session() as session:
+        won = settle_claimed(session, InboxEvent, claim.id, claim.attempts, **values)
+    if not won:
+        log.warning("inbox event %s was re-claimed by another worker; result dropped", claim.id)
+    return won
+
+
+def _process_one(runtime: Runtime, registry: EventHandlers, claim: _Claim) -> None:
+    jobs = runtime.config.section("jobs")
+    max_attempts = int(jobs["max_attempts"])
+    metric = runtime.metrics.events
+
+    def fail(error: str) -> None:
+        now = runtime.clock()
+        if claim.attempts >= max_attempts:
+            if _complete(runtime, claim, status=PARKED, last_error=error, next_attempt_at=now):
+                metric.labels(source=registry.source, type=claim.event_type, outcome="parked").inc()
+                log.error(
+                    "inbox event %s (%s) parked after %d attempts: %s",
+                    claim.id,
+                    claim.event_type,
+                    claim.attempts,
+                    first_line(error),
+                )
+            return
+        delay = backoff_delay(int(jobs["backoff_base_seconds"]), claim.attempts)
+        if _complete(runtime, claim, status=PENDING, last_error=error, next_attempt_at=now + delay):
+            metric.labels(source=registry.source, type=claim.event_type, outcome="retry").inc()
+            log.warning(
+                "inbox event %s (%s) failed attempt %d, retrying in %s: %s",
+                claim.id,
+                claim.event_type,
+                claim.attempts,
+                delay,
+                first_line(error),
+            )
+
+    if claim.expired_lease and claim.attempts > max_attempts:
+        fail(
+            f"the worker processing attempt {claim.attempts - 1} was lost (lease expired) "
+            "and no attempts are left"
+        )
+        return
+    handler = registry.handler_for(claim.event_type)
+    if handler is None:
+        now = runtime.clock()
+        if _complete(
+            runtime,
+            claim,
+            status=PARKED,
+            last_error=f"no handler registered for {registry.source} {claim.event_type}",
+            next_attempt_at=now,
+        ):
+            metric.labels(source=registry.source, type=claim.event_type, outcome="parked").inc()
+            log.error("inbox event %s parked: no handler for %s", claim.id, claim.event_type)
+        return
+    try:
+        event = json.loads(claim.payload)
+        if not isinstance(event, dict):
+            raise ValueError("stored payload is not a JSON object")
+        outcome = handler(runtime, event)
+    except Exception as exc:
+        fail(describe_failure(exc, runtime.config.secrets.all_values()))
+        return
+    now = runtime.clock()
+    if _complete(
+        runtime,
+        claim,
+        status=DONE,
+        outcome=(outcome or "ok")[:200],
+        processed_at=now,
+        next_attempt_at=now,
+    ):
+        metric.labels(source=registry.source, type=claim.event_type, outcome="done").inc()
+
+
+def process_due_events(
+    runtime: Runtime,
+    registry: EventHandlers,
+    *,
+    limit: int = 100,
+    lease: timedelta = DEFAULT_LEASE,
+) -> int:
+    """Process up to ``limit`` due events of ``registry.source``, each once; returns how many.
+
+    One event per claim, so a lease only has to cover one handler call. Safe to run in
+    several workers at once (see the module docstring).
+    """
+    handled = 0
+    while handled < limit:
+        with runtime.db.session() as session:
+            claim = claim_next(session, registry.source, runtime.clock(), lease)
+        if claim is None:
+            break
+        _process_one(runtime, registry, claim)
+        handled += 1
+    return handled
+
+
+# --------------------------------------------------------------------------- operator actions
+
+
+class NotReplayable(Exception):
+    pass
+
+
+def replay_event(session: Session, event_id: int, *, actor: str, now: datetime) -> InboxEvent:
+    """Re-queue an event (parked, failed, done or ignored) to be processed again, audited."""
+    row = session.get(InboxEvent, event_id, with_for_update=True)
+    if row is None:
+        raise LookupError(f"no inbox event with id {event_id}")
+    if row.status == PROCESSING and row.next_attempt_at > now:
+        raise NotReplayable(f"inbox event {event_id} is being processed right now; try later")
+    previous = {"status": row.status, "attempts": row.attempts, "outcome": row.outcome}
+    row.status = PENDING
+    row.attempts = 0
+    row.next_attempt_at = now
+    row.processed_at = None
+    row.outcome = None
+    audit.record(
+        session,
+        actor=actor,
+        action="inbox.replay",
+        subject_type="inbox_event",
+        subject_id=str(row.id),
+        source=row.source,
+        event_id=row.event_id,
+        event_type=row.event_type,
+        previous=previous,
+    )
+    return row
+
+
+def list_events(
+    session: Session,
+    *,
+    failed: bool = False,
+    source: str | None = None,
+    limit: int = 50,
+) -> list[InboxEvent]:
+    """Newest first. ``failed``: parked, or pending after at least one failed attempt."""
+    stmt = select(InboxEvent).order_by(InboxEvent.id.desc()).limit(limit)
+    if failed:
+        stmt = stmt.where(
+            or_(
+                InboxEvent.status.in_(FAILED_STATUSES),
+                (InboxEvent.status == PENDING) & (InboxEvent.attempts > 0),
+            )
+        )
+    if source:
+        stmt = stmt.where(InboxEvent.source == source)
+    return list(session.scalars(stmt))
+
+
+# --------------------------------------------------------------------------- job
+
+
+def process_inbox(runtime: Runtime) -> int:
+    return process_due_events(runtime, stripe_handlers.load())
+
+
+def worker_seconds(runtime: Runtime) -> int:
+    return int(runtime.config.section("jobs")["worker_seconds"])
+
+
+JOBS = [Job(name="process_inbox", run=process_inbox, role="worker", interval=worker_seconds)]

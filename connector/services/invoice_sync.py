@@ -1,0 +1,472 @@
+"""Stripe invoices and subscriptions into the CRM: every linked customer's, kept current.
+
+Each handler re-fetches the object from Stripe rather than trusting the event payload:
+events arrive late, twice, out of order and possibly in an older API version. The fetch and
+the write happen under the invoice's row lock, so two workers handling two events of one
+invoice write in the order they fetched: an older state never overwrites a newer one.
+(On PostgreSQL the lock is an advisory one, so it also covers the first two events of an
+invoice we have no row for yet.)
+
+A deleted draft keeps its CRM record, with status ``deleted``, so it does not linger as a
+draft. The account's open balance is queued with every status change, coalesced with a
+balance still waiting in the outbox (see ``queue_open_balance``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from datetime import UTC, date, datetime
+from typing import Any
+
+from sqlalchemy import func, select, text
+from sqlalchemy.orm import Session
+
+from connector.billing.event_types import HANDLED_STRIPE_EVENTS
+from connector.billing.gateway import StripeRejected
+from connector.crm.base import InvoiceRecord, Money
+from connector.runtime import Runtime
+from connector.services import crm_writes, outbox
+from connector.services.inbox import stripe_handlers
+from connector.store import audit
+from connector.store.models import (
+    CustomerLink,
+    InvoiceMirror,
+    OutboxMessage,
+    Plan,
+    SubscriptionMirror,
+)
+
+log = logging.getLogger(__name__)
+
+# Derived from the one list of what dealbridge subscribes to, so the two cannot drift.
+INVOICE_EVENTS = tuple(sorted(t for t in HANDLED_STRIPE_EVENTS if t.startswith("invoice.")))
+SUBSCRIPTION_EVENTS = tuple(
+    sorted(t for t in HANDLED_STRIPE_EVENTS if t.startswith("customer.subscription."))
+)
+UNKNOWN_CUSTOMER = "unknown customer (not linked to a CRM account): ignored"
+#: The CRM status of an invoice deleted in Stripe (only drafts can be deleted).
+DELETED = "deleted"
+
+
+def plain(obj: Any) -> dict[str, Any]:
+    """A Stripe object as JSON-ready data: Decimal fields back to their wire strings."""
+    data: dict[str, Any] = json.loads(json.dumps(obj.to_dict(), default=str))
+    return data
+
+
+def _ts(value: Any) -> datetime | None:
+    return datetime.fromtimestamp(int(value), UTC) if value else None
+
+
+def _day(value: Any) -> date | None:
+    moment = _ts(value)
+    return moment.date() if moment else None
+
+
+def _count_unknown(runtime: Runtime, event_type: str) -> None:
+    runtime.metrics.events.labels(
+        source="stripe", type=event_type, outcome="unknown_customer"
+    ).inc()
+
+
+def _linked_account(session: Session, customer_id: str | None) -> str | None:
+    if not customer_id:
+        return None
+    return session.scalars(
+        select(CustomerLink.crm_account_id).where(CustomerLink.stripe_customer_id == customer_id)
+    ).first()
+
+
+def _subscription_of(invoice: dict[str, Any]) -> str | None:
+    parent = invoice.get("parent") or {}
+    details = parent.get("subscription_details") or {}
+    sub = details.get("subscription") or invoice.get("subscription")
+    return sub if isinstance(sub, str) else (sub or {}).get("id")
+
+
+def _deal_of(session: Session, invoice: dict[str, Any], subscription_id: str | None) -> str | None:
+    metadata = invoice.get("metadata") or {}
+    details = (invoice.get("parent") or {}).get("subscription_details") or {}
+    for source in (metadata, details.get("metadata") or {}):
+        if source.get("crm_deal_id"):
+            return str(source["crm_deal_id"])
+    if subscription_id:
+        return session.scalars(
+            select(Plan.deal_id).where(Plan.stripe_subscription_id == subscription_id)
+        ).first()
+    return session.scalars(
+        select(Plan.deal_id).where(Plan.stripe_invoice_id == invoice["id"])
+    ).first()
+
+
+def _payment_error(invoice: dict[str, Any], event_type: str) -> str | None:
+    error = invoice.get("last_finalization_error") or {}
+    if error.get("message"):
+        return str(error["message"])
+    failing = event_type in ("invoice.payment_failed", "invoice.payment_action_required")
+    if failing and invoice.get("status") == "open" and invoice.get("attempt_count"):
+        action = "needs customer action" if "action" in event_type else "failed"
+        return f"Payment {action} (attempt {invoice['attempt_count']})"
+    return None
+
+
+def invoice_record(
+    invoice: dict[str, Any], account_id: str, deal_id: str | None, error: str | None
+) -> InvoiceRecord:
+    transitions = invoice.get("status_transitions") or {}
+    return InvoiceRecord(
+        stripe_invoice_id=invoice["id"],
+        account_id=account_id,
+        deal_id=deal_id,
+        number=invoice.get("number"),
+        status=invoice["status"],
+        amount_due=int(invoice.get("amount_due") or 0),
+        amount_paid=int(invoice.get("amount_paid") or 0),
+        amount_remaining=int(invoice.get("amount_remaining") or 0),
+        currency=invoice["currency"],
+        issue_date=_day(transitions.get("finalized_at") or invoice.get("created")),
+        due_date=_day(invoice.get("due_date")),
+        paid_date=_day(transitions.get("paid_at")),
+        hosted_invoice_url=invoice.get("hosted_invoice_url"),
+        invoice_pdf=invoice.get("invoice_pdf"),
+        subscription_id=_subscription_of(invoice),
+        billing_reason=invoice.get("billing_reason"),
+        last_payment_error=error,
+        stripe_customer_id=invoice.get("customer"),
+    )
+
+
+def sync_invoice(
+    runtime: Runtime, invoice_id: str, customer_id: str | None, event_type: str = "invoice.updated"
+) -> str:
+    """Fetch the invoice now and write it to the mirror and (via the outbox) the CRM."""
+    with runtime.db.session() as session:
+        account_id = _linked_account(session, customer_id)
+        if account_id is None:
+            _count_unknown(runtime, event_type)
+            return UNKNOWN_CUSTOMER
+        lock(session, f"invoice:{invoice_id}")
+        mirror = session.get(InvoiceMirror, invoice_id, with_for_update=True)
+        try:
+            invoice = plain(runtime.stripe.retrieve_invoice(invoice_id))
+        except StripeRejected as exc:
+            if exc.code != "resource_missing":
+                raise
+            invoice = None
+        if invoice is None or event_type == "invoice.deleted":
+            return _deleted(runtime, session, mirror)
+        if mirror is not None and mirror.deleted:
+            return "deleted draft"  # a deleted invoice never comes back
+        apply_invoice(runtime, session, invoice, account_id, event_type, mirror=mirror)
+        return f"invoice {invoice['status']}"
+
+
+def apply_invoice(
+    runtime: Runtime,
+    session: Session,
+    invoice: dict[str, Any],
+    account_id: str,
+    event_type: str = "invoice.updated",
+    *,
+    mirror: InvoiceMirror | None,
+    balance: bool = True,
+    announce: bool = True,
+) -> bool:
+    """Write a freshly fetched invoice to the mirror and queue its CRM record; the caller
+    holds the invoice's lock. True if its status changed (the account's open balance is
+    then queued too, unless ``balance`` is False: the caller queues it once for many; and
+    ``invoice.status_changed`` is emitted, unless ``announce`` is False: a backfill of
+    history is not news)."""
+    invoice_id = invoice["id"]
+    previous_status = mirror.status if mirror is not None else None
+    subscription_id = _subscription_of(invoice)
+    deal_id = _deal_of(session, invoice, subscription_id)
+    if mirror is None:
+        mirror = InvoiceMirror(id=invoice_id)
+        session.add(mirror)
+    transitions = invoice.get("status_transitions") or {}
+    mirror.stripe_customer_id = invoice["customer"]
+    mirror.crm_account_id = account_id
+    mirror.crm_deal_id = deal_id
+    mirror.subscription_id = subscription_id
+    mirror.number = invoice.get("number")
+    mirror.status = invoice["status"]
+    mirror.currency = invoice["currency"]
+    mirror.amount_due = int(invoice.get("amount_due") or 0)
+    mirror.amount_paid = int(invoice.get("amount_paid") or 0)
+    mirror.amount_remaining = int(invoice.get("amount_remaining") or 0)
+    mirror.total_excluding_tax = int(
+        invoice.get("total_excluding_tax") or invoice.get("total") or 0
+    )
+    mirror.attempt_count = int(invoice.get("attempt_count") or 0)
+    mirror.created = _ts(invoice["created"]) or runtime.clock()
+    mirror.due_date = _ts(invoice.get("due_date"))
+    mirror.paid_at = _ts(transitions.get("paid_at"))
+    mirror.billing_reason = invoice.get("billing_reason")
+    mirror.synced_at = runtime.clock()
+    record = invoice_record(invoice, account_id, deal_id, _payment_error(invoice, event_type))
+    crm_writes.upsert_invoice(runtime, session, record)
+    if previous_status == mirror.status:
+        return False
+    if announce:
+        _status_changed(runtime, session, account_id, record, previous_status, balance=balance)
+    elif balance:
+        queue_open_balance(runtime, session, account_id, record.currency)
+    return True
+
+
+def _deleted(runtime: Runtime, session: Session, mirror: InvoiceMirror | None) -> str:
+    """A deleted draft: its CRM record (if we wrote one) says ``deleted``, once."""
+    if mirror is None or mirror.deleted:
+        return "deleted draft"
+    previous = mirror.status
+    mirror.deleted = True
+    mirror.status = DELETED
+    mirror.amount_remaining = 0
+    mirror.synced_at = runtime.clock()
+    account_id = mirror.crm_account_id
+    if account_id is None:
+        return "deleted draft"
+    record = InvoiceRecord(
+        stripe_invoice_id=mirror.id,
+        account_id=account_id,
+        deal_id=mirror.crm_deal_id,
+        number=mirror.number,
+        status=DELETED,
+        amount_due=mirror.amount_due,
+        amount_paid=mirror.amount_paid,
+        amount_remaining=0,
+        currency=mirror.currency,
+        issue_date=mirror.created.date(),
+        due_date=mirror.due_date.date() if mirror.due_date else None,
+        paid_date=None,
+        hosted_invoice_url=None,
+        invoice_pdf=None,
+        subscription_id=mirror.subscription_id,
+        billing_reason=mirror.billing_reason,
+        last_payment_error=None,
+        stripe_customer_id=mirror.stripe_customer_id,
+    )
+    crm_writes.upsert_invoice(runtime, session, record)
+    _status_changed(runtime, session, account_id, record, previous)
+    return "deleted draft"
+
+
+def _status_changed(
+    runtime: Runtime,
+    session: Session,
+    account_id: str,
+    record: InvoiceRecord,
+    previous: str | None,
+    *,
+    balance: bool = True,
+) -> None:
+    if balance:
+        queue_open_balance(runtime, session, account_id, record.currency)
+    from connector.services import subscribers
+
+    subscribers.emit(
+        session,
+        runtime,
+        "invoice.status_changed",
+        account_id,
+        {
+            "invoice_id": record.stripe_invoice_id,
+            "number": record.number,
+            "previous_status": previous,
+            "status": record.status,
+            "amount_remaining": record.amount_remaining,
+            "currency": record.currency,
+            "deal_id": record.deal_id,
+        },
+    )
+
+
+def queue_open_balance(runtime: Runtime, session: Session, account_id: str, currency: str) -> None:
+    """Queue the account's open balance for the CRM, computed under the account's lock.
+
+    Only the newest balance matters, so a balance still waiting at the tail of the account's
+    queue is brought up to date instead of queuing another: a billing run that changes a
+    thousand invoices of one account writes its balance once, not a thousand times.
+    """
+    lock(session, f"account:{account_id}")
+    session.flush()
+    money = Money(open_balance(session, account_id, currency), currency)
+    key = f"account:{account_id}"
+    tail = session.scalars(
+        select(OutboxMessage)
+        .where(OutboxMessage.ordering_key == key)
+        .order_by(OutboxMessage.id.desc())
+        .limit(1)
+        .with_for_update()
+    ).first()
+    if (
+        tail is not None
+        and tail.kind == crm_writes.UPDATE_ACCOUNT
+        and tail.status == outbox.PENDING
+        and set((tail.payload or {}).get("update") or {}) == {"open_balance"}
+    ):
+        tail.payload = {
+            "account_id": account_id,
+            "update": {"open_balance": {"amount": money.amount, "currency": money.currency}},
+        }
+        return
+    crm_writes.update_account(runtime, session, account_id, {"open_balance": money})
+
+
+def lock(session: Session, key: str) -> None:
+    """Serialise writers of one invoice or account until the transaction ends.
+
+    PostgreSQL: a transaction-scoped advisory lock, which also covers a row that does not
+    exist yet (two first events of a new invoice). SQLite: every write transaction already
+    holds the database's write lock from BEGIN IMMEDIATE.
+    """
+    bind = session.get_bind()
+    if bind.dialect.name == "postgresql":
+        session.execute(
+            text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"), {"key": key}
+        )
+
+
+def open_balance(session: Session, account_id: str, currency: str) -> int:
+    """What the account owes: open invoices' remaining amounts, from the mirror."""
+    total = session.scalar(
+        select(func.coalesce(func.sum(InvoiceMirror.amount_remaining), 0)).where(
+            InvoiceMirror.crm_account_id == account_id,
+            InvoiceMirror.status == "open",
+            InvoiceMirror.currency == currency,
+            InvoiceMirror.deleted.is_(False),
+        )
+    )
+    return int(total or 0)
+
+
+@stripe_handlers.on(*INVOICE_EVENTS)
+def on_invoice_event(runtime: Runtime, event: dict[str, Any]) -> str | None:
+    obj = event["data"]["object"]
+    outcome = sync_invoice(runtime, obj["id"], obj.get("customer"), event["type"])
+    from connector.services import credit  # non-payment policy, once the mirror is committed
+
+    credit.invoice_changed(runtime, obj.get("customer"))
+    return outcome
+
+
+# --------------------------------------------------------------------------- subscriptions
+
+
+def sync_subscription(
+    runtime: Runtime,
+    subscription_id: str,
+    customer_id: str | None,
+    event_type: str = "customer.subscription.updated",
+) -> str:
+    with runtime.db.session() as session:
+        account_id = _linked_account(session, customer_id)
+        if account_id is None:
+            _count_unknown(runtime, event_type)
+            return UNKNOWN_CUSTOMER
+        lock(session, f"subscription:{subscription_id}")
+        mirror = session.get(SubscriptionMirror, subscription_id, with_for_update=True)
+        sub = plain(runtime.stripe.retrieve_subscription(subscription_id))
+        if mirror is None:
+            mirror = SubscriptionMirror(id=subscription_id)
+            session.add(mirror)
+        mirror.stripe_customer_id = sub["customer"]
+        mirror.crm_account_id = account_id
+        mirror.status = sub["status"]
+        mirror.data = sub
+        mirror.created = _ts(sub.get("start_date") or sub["created"]) or runtime.clock()
+        mirror.ended_at = _ts(sub.get("ended_at"))
+        mirror.synced_at = runtime.clock()
+        plan = _plan_of(session, sub)
+        if plan is not None:
+            if plan.stripe_subscription_id is None:
+                plan.stripe_subscription_id = subscription_id
+            crm_writes.update_deal(
+                runtime,
+                session,
+                plan.deal_id,
+                {"subscription_id": subscription_id, "subscription_status": sub["status"]},
+            )
+    _apply_schedule_payment_methods(runtime, sub)
+    return f"subscription {sub['status']}"
+
+
+def _plan_of(session: Session, sub: dict[str, Any]) -> Plan | None:
+    plan_id = (sub.get("metadata") or {}).get("dealbridge_plan_id")
+    if plan_id:
+        found = session.get(Plan, plan_id)
+        if found is not None:
+            return found
+    schedule = sub.get("schedule")
+    schedule_id = schedule if isinstance(schedule, str) else (schedule or {}).get("id")
+    if schedule_id:
+        return session.scalars(select(Plan).where(Plan.stripe_schedule_id == schedule_id)).first()
+    return session.scalars(select(Plan).where(Plan.stripe_subscription_id == sub["id"])).first()
+
+
+def _apply_schedule_payment_methods(runtime: Runtime, sub: dict[str, Any]) -> None:
+    """Schedule phases cannot carry payment method types; apply them when the schedule
+    starts its subscription (recorded in the phase metadata at activation)."""
+    wanted = (sub.get("metadata") or {}).get("payment_method_types")
+    if not wanted or sub.get("status") in ("canceled", "incomplete_expired"):
+        return
+    current = (sub.get("payment_settings") or {}).get("payment_method_types") or []
+    types = wanted.split(",")
+    if sorted(current) == sorted(types):
+        return
+    runtime.stripe.update_subscription(
+        sub["id"],
+        {"payment_settings": {"payment_method_types": types}},
+        idempotency_key=f"dealbridge:subscription:{sub['id']}:payment-methods:{wanted}",
+    )
+
+
+@stripe_handlers.on(*SUBSCRIPTION_EVENTS)
+def on_subscription_event(runtime: Runtime, event: dict[str, Any]) -> str | None:
+    obj = event["data"]["object"]
+    return sync_subscription(runtime, obj["id"], obj.get("customer"), event["type"])
+
+
+# --------------------------------------------------------------------------- customers
+
+
+@stripe_handlers.on("customer.updated")
+def on_customer_updated(runtime: Runtime, event: dict[str, Any]) -> str | None:
+    obj = event["data"]["object"]
+    with runtime.db.session() as session:
+        account_id = _linked_account(session, obj["id"])
+    if account_id is None:
+        _count_unknown(runtime, event["type"])
+        return UNKNOWN_CUSTOMER
+    with runtime.db.session() as session:
+        crm_writes.link_account(runtime, session, account_id, obj["id"])
+    return "customer link refreshed"
+
+
+@stripe_handlers.on("customer.deleted")
+def on_customer_deleted(runtime: Runtime, event: dict[str, Any]) -> str | None:
+    """The customer is gone from Stripe: unlink the account so the next deal links afresh."""
+    obj = event["data"]["object"]
+    with runtime.db.session() as session:
+        link = session.scalars(
+            select(CustomerLink).where(CustomerLink.stripe_customer_id == obj["id"])
+        ).first()
+        if link is None:
+            _count_unknown(runtime, event["type"])
+            return UNKNOWN_CUSTOMER
+        account_id = link.crm_account_id
+        session.delete(link)
+        audit.record(
+            session,
+            actor="stripe",
+            action="customer.deleted",
+            subject_type="account",
+            subject_id=account_id,
+            stripe_customer_id=obj["id"],
+        )
+        crm_writes.update_account(
+            runtime, session, account_id, {"stripe_customer_id": "", "stripe_customer_url": ""}
+        )
+    return "customer unlinked"

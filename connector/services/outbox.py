@@ -1,0 +1,532 @@
+"""The outbox: writes we owe (to the CRM, Stripe, subscribers), queued with the state change.
+
+Queue a write inside the transaction that makes it necessary, so both commit or neither::
+
+    with runtime.db.session() as session:
+        plan.status = "active"
+        outbox.enqueue(session, "crm.update_deal", f"deal:{deal_id}", {"deal_id": ...})
+
+The worker's ``drain_outbox`` job sends what is due through the sender registered for each
+``kind``. Register a sender with one decorator in a module listed in ``senders.modules``::
+
+    @outbox.senders.single("crm.update_deal")
+    def send_deal_update(runtime: Runtime, payload: dict[str, Any]) -> None: ...
+
+    @outbox.senders.batched("crm.upsert_invoice", max_batch=lambda rt: rt.crm.batch_size)
+    def send_invoices(runtime: Runtime, payloads: list[dict[str, Any]]) -> list[WriteResult]: ...
+
+Failures (the exception protocol)
+---------------------------------
+* An exception whose ``retryable`` attribute is ``False`` (``PermanentError``, or the CRM's
+  ``CrmRejected``/``CrmAuthError``/``CrmNotFound``) is permanent: the message is ``parked``
+  at once with the error -- a person must look, then ``dealbridge outbox retry ID``.
+* Any other exception is retryable (``RetryableError``, ``CrmUnavailable``, a timeout, a
+  bug): the message goes back to ``pending`` with exponential backoff from
+  ``jobs.backoff_base_seconds`` (or the exception's ``retry_after`` seconds, if longer) and is
+  parked after ``jobs.max_attempts`` attempts.
+* A batched sender returns one result per payload, in order: anything with ``ok``,
+  ``error`` and ``retryable`` (``SendResult`` here, or the CRM adapter's ``WriteResult``).
+  Items succeed, retry or park individually. If the whole call raises, every message of the
+  batch is treated as above (a CRM outage leaves them all pending; nothing is lost).
+
+Order
+-----
+Messages of one ``ordering_key`` are delivered strictly in ``id`` order: only the *head* of
+a key (no earlier message of that key that is not ``done``) is ever sent, so a message that
+waits for a retry or is parked blocks the later messages of its key -- and only of its key.
+A batch therefore holds at most one message per key; a burst for one key takes one call per
+message. There is no coalescing: every queued write is sent (writes are whole-record
+upserts, so coalescing would only save calls, and keeping each makes the audit trail exact).
+
+Claims use the same lease scheme as the inbox (see ``services/inbox.py``): status
+``processing`` with ``next_attempt_at`` as the lease expiry and the attempt number as the
+fencing token, claimed with ``FOR UPDATE SKIP LOCKED`` on PostgreSQL. Delivery is therefore
+at-least-once; receivers see a stable id (e.g. the subscriber event id) to deduplicate.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from functools import partial
+from typing import TYPE_CHECKING, Any, Protocol
+
+from sqlalchemy import Select, exists, or_, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, aliased
+
+from connector.jobs.registry import Job
+from connector.services.inbox import (
+    backoff_delay,
+    describe_failure,
+    first_line,
+    redact,
+    worker_seconds,
+)
+from connector.store import audit
+from connector.store.lease import PROCESSING, settle_claimed
+from connector.store.models import OutboxMessage
+
+if TYPE_CHECKING:
+    from connector.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+PENDING, DONE, PARKED = "pending", "done", "parked"
+DEFAULT_LEASE = timedelta(minutes=10)
+#: Single sends claimed per round trip to the store (each still sent one by one).
+SINGLE_CHUNK = 20
+
+
+# --------------------------------------------------------------------------- protocol
+
+
+class PermanentError(Exception):
+    """The receiver refused the write itself; retrying the same write cannot succeed."""
+
+    retryable = False
+
+
+class RetryableError(Exception):
+    """A temporary failure; ``retry_after`` (seconds) overrides a shorter backoff."""
+
+    retryable = True
+
+    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+def is_retryable(exc: BaseException) -> bool:
+    return getattr(exc, "retryable", True) is not False
+
+
+class SendResultLike(Protocol):
+    @property
+    def ok(self) -> bool: ...
+    @property
+    def error(self) -> str | None: ...
+    @property
+    def retryable(self) -> bool: ...
+
+
+@dataclass(frozen=True)
+class SendResult:
+    """One item's outcome in a batched send."""
+
+    ok: bool
+    error: str | None = None
+    retryable: bool = True
+
+    @classmethod
+    def sent(cls) -> SendResult:
+        return cls(ok=True)
+
+    @classmethod
+    def retry(cls, error: str) -> SendResult:
+        return cls(ok=False, error=error, retryable=True)
+
+    @classmethod
+    def reject(cls, error: str) -> SendResult:
+        return cls(ok=False, error=error, retryable=False)
+
+
+SingleFn = Callable[["Runtime", dict[str, Any]], None]
+BatchFn = Callable[["Runtime", list[dict[str, Any]]], Sequence[SendResultLike]]
+
+
+@dataclass(frozen=True)
+class SingleSender:
+    send: SingleFn
+
+
+@dataclass(frozen=True)
+class BatchedSender:
+    send: BatchFn
+    #: Largest batch per call, or a function of the runtime (the CRM adapter decides).
+    max_batch: int | Callable[[Runtime], int]
+
+    def batch_size(self, runtime: Runtime) -> int:
+        size = self.max_batch(runtime) if callable(self.max_batch) else self.max_batch
+        return max(int(size), 1)
+
+
+Sender = SingleSender | BatchedSender
+
+
+class OutboxSenders(Mapping[str, Sender]):
+    """Senders by message kind; one per kind. ``modules`` are imported by ``load()``."""
+
+    def __init__(self, modules: Iterable[str] = ()) -> None:
+        self.modules = list(modules)
+        self._senders: dict[str, Sender] = {}
+
+    def add(self, kind: str, sender: Sender) -> None:
+        existing = self._senders.get(kind)
+        if existing is not None and existing != sender:
+            raise ValueError(f"outbox kind {kind!r} already has a sender")
+        self._senders[kind] = sender
+
+    def single(self, kind: str) -> Callable[[SingleFn], SingleFn]:
+        def decorate(func: SingleFn) -> SingleFn:
+            self.add(kind, SingleSender(func))
+            return func
+
+        return decorate
+
+    def batched(
+        self, kind: str, *, max_batch: int | Callable[[Runtime], int]
+    ) -> Callable[[BatchFn], BatchFn]:
+        def decorate(func: BatchFn) -> BatchFn:
+            self.add(kind, BatchedSender(func, max_batch))
+            return func
+
+        return decorate
+
+    def load(self) -> OutboxSenders:
+        for module in self.modules:
+            importlib.import_module(module)
+        return self
+
+    def __getitem__(self, kind: str) -> Sender:
+        return self._senders[kind]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._senders)
+
+    def __len__(self) -> int:
+        return len(self._senders)
+
+
+#: The registry the worker drains with. Add the module holding your senders to ``modules``.
+senders = OutboxSenders(modules=["connector.services.subscribers", "connector.services.crm_writes"])
+
+
+# --------------------------------------------------------------------------- enqueue
+
+
+def enqueue(
+    session: Session,
+    kind: str,
+    ordering_key: str,
+    payload: Mapping[str, Any],
+    dedupe_key: str | None = None,
+    *,
+    now: datetime | None = None,
+) -> OutboxMessage | None:
+    """Queue a write in the caller's transaction; None if ``dedupe_key`` was queued before.
+
+    A new message is due at once whatever its timestamps say; ``now`` only dates it.
+    """
+    if dedupe_key is not None:
+        seen = session.scalar(
+            select(OutboxMessage.id).where(OutboxMessage.dedupe_key == dedupe_key)
+        )
+        if seen is not None:
+            return None
+    message = OutboxMessage(
+        kind=kind,
+        ordering_key=ordering_key,
+        dedupe_key=dedupe_key,
+        payload=dict(payload),
+        status=PENDING,
+        attempts=0,
+    )
+    if now is not None:
+        message.created_at = now
+        message.next_attempt_at = now
+    if dedupe_key is None:
+        session.add(message)
+        session.flush()
+        return message
+    # A racing transaction may queue the same dedupe key between our check and insert; the
+    # savepoint keeps the caller's transaction usable when the unique constraint says so.
+    try:
+        with session.begin_nested():
+            session.add(message)
+    except IntegrityError:
+        return None
+    return message
+
+
+# --------------------------------------------------------------------------- draining
+
+
+@dataclass(frozen=True)
+class _Claim:
+    id: int
+    payload: dict[str, Any]
+    attempts: int
+
+
+def _heads(kind: str, now: datetime) -> Select[OutboxMessage]:
+    """Due messages of ``kind`` that are the first undelivered message of their key."""
+    earlier = aliased(OutboxMessage)
+    blocked = (
+        exists()
+        .where(
+            earlier.ordering_key == OutboxMessage.ordering_key,
+            earlier.id < OutboxMessage.id,
+            earlier.status != DONE,
+        )
+        .correlate(OutboxMessage)
+    )
+    return (
+        select(OutboxMessage)
+        .where(
+            OutboxMessage.kind == kind,
+            OutboxMessage.status.in_((PENDING, PROCESSING)),
+            or_(
+                OutboxMessage.next_attempt_at <= now,
+                (OutboxMessage.status == PENDING) & (OutboxMessage.attempts == 0),
+            ),
+            ~blocked,
+        )
+        .order_by(OutboxMessage.id)
+    )
+
+
+def claim(
+    session: Session, kind: str, now: datetime, limit: int, lease: timedelta = DEFAULT_LEASE
+) -> list[_Claim]:
+    """Lease up to ``limit`` head messages of ``kind`` in the caller's transaction."""
+    rows = session.scalars(
+        _heads(kind, now).limit(limit).with_for_update(skip_locked=True, of=OutboxMessage)
+    ).all()
+    claims = []
+    for row in rows:
+        row.status = PROCESSING
+        row.attempts += 1
+        row.next_attempt_at = now + lease
+        claims.append(_Claim(row.id, dict(row.payload), row.attempts))
+    return claims
+
+
+#: What to do once a completion has committed (metrics, logs): run in order after commit.
+_After = list[Callable[[], None]]
+
+
+def _complete(session: Session, item: _Claim, **values: Any) -> bool:
+    """Settle a claimed message in the caller's transaction; False if it was re-claimed."""
+    won = settle_claimed(session, OutboxMessage, item.id, item.attempts, **values)
+    if not won:
+        log.warning("outbox message %s was re-claimed by another worker; result dropped", item.id)
+    return won
+
+
+def _settle(runtime: Runtime, settle: Callable[[Session, _After], None]) -> None:
+    """Run ``settle`` in one transaction (one commit for a whole batch's outcomes), then
+    what it left for after the commit."""
+    after: _After = []
+    with runtime.db.session() as session:
+        settle(session, after)
+    for action in after:
+        action()
+
+
+def _counted(runtime: Runtime, kind: str, outcome: str) -> Callable[[], None]:
+    return lambda: runtime.metrics.outbox_sent.labels(kind=kind, outcome=outcome).inc()
+
+
+def _succeeded(runtime: Runtime, session: Session, after: _After, kind: str, item: _Claim) -> None:
+    now = runtime.clock()
+    if _complete(session, item, status=DONE, done_at=now, last_error=None, next_attempt_at=now):
+        after.append(_counted(runtime, kind, "done"))
+
+
+def _failed(
+    runtime: Runtime,
+    session: Session,
+    after: _After,
+    kind: str,
+    item: _Claim,
+    error: str,
+    *,
+    retryable: bool,
+    retry_after: float | None = None,
+) -> None:
+    jobs = runtime.config.section("jobs")
+    now = runtime.clock()
+    if not retryable or item.attempts >= int(jobs["max_attempts"]):
+        if _complete(session, item, status=PARKED, last_error=error, next_attempt_at=now):
+            after.append(_counted(runtime, kind, "parked"))
+            after.append(
+                lambda: log.error(
+                    "outbox %s message %s parked after %d attempt(s): %s",
+                    kind,
+                    item.id,
+                    item.attempts,
+                    first_line(error),
+                )
+            )
+        return
+    delay = backoff_delay(int(jobs["backoff_base_seconds"]), item.attempts)
+    if retry_after is not None:
+        delay = max(delay, timedelta(seconds=retry_after))
+    if _complete(session, item, status=PENDING, last_error=error, next_attempt_at=now + delay):
+        after.append(_counted(runtime, kind, "retry"))
+        after.append(
+            lambda: log.warning(
+                "outbox %s message %s failed attempt %d, retrying in %s: %s",
+                kind,
+                item.id,
+                item.attempts,
+                delay,
+                first_line(error),
+            )
+        )
+
+
+def _failed_with(runtime: Runtime, kind: str, items: Sequence[_Claim], exc: Exception) -> None:
+    error = describe_failure(exc, runtime.config.secrets.all_values())
+    retry_after = getattr(exc, "retry_after", None)
+
+    def settle(session: Session, after: _After) -> None:
+        for item in items:
+            _failed(
+                runtime,
+                session,
+                after,
+                kind,
+                item,
+                error,
+                retryable=is_retryable(exc),
+                retry_after=retry_after if isinstance(retry_after, int | float) else None,
+            )
+
+    _settle(runtime, settle)
+
+
+def _send_single(runtime: Runtime, kind: str, sender: SingleSender, items: list[_Claim]) -> None:
+    for item in items:
+        try:
+            sender.send(runtime, item.payload)
+        except Exception as exc:
+            _failed_with(runtime, kind, [item], exc)
+        else:
+            _settle(runtime, partial(_succeeded, runtime, kind=kind, item=item))
+
+
+def _send_batch(runtime: Runtime, kind: str, sender: BatchedSender, items: list[_Claim]) -> None:
+    """One call for the batch; its outcomes are then written in one transaction (not one
+    commit per message: a Bulk API job of 10,000 records would otherwise cost 10,000)."""
+    try:
+        results = list(sender.send(runtime, [item.payload for item in items]))
+        if len(results) != len(items):
+            raise RetryableError(
+                f"the {kind} sender returned {len(results)} results for {len(items)} messages"
+            )
+    except Exception as exc:
+        _failed_with(runtime, kind, items, exc)
+        return
+    secrets = runtime.config.secrets.all_values()
+
+    def settle(session: Session, after: _After) -> None:
+        for item, result in zip(items, results, strict=True):
+            if result.ok:
+                _succeeded(runtime, session, after, kind=kind, item=item)
+            else:
+                error = redact(result.error or "rejected without a reason", secrets)
+                _failed(
+                    runtime, session, after, kind, item, error, retryable=bool(result.retryable)
+                )
+
+    _settle(runtime, settle)
+
+
+def drain_outbox(
+    runtime: Runtime,
+    senders: Mapping[str, Sender],
+    *,
+    limit: int = 500,
+    lease: timedelta = DEFAULT_LEASE,
+) -> int:
+    """Send up to ``limit`` due messages whose kind has a sender; returns how many were tried.
+
+    Rounds repeat while there is work, since delivering a key's head makes its next message
+    the new head.
+    """
+    attempted = 0
+    while attempted < limit:
+        progressed = False
+        for kind, sender in senders.items():
+            room = limit - attempted
+            if room <= 0:
+                break
+            size = sender.batch_size(runtime) if isinstance(sender, BatchedSender) else SINGLE_CHUNK
+            with runtime.db.session() as session:
+                items = claim(session, kind, runtime.clock(), min(size, room), lease)
+            if not items:
+                continue
+            progressed = True
+            attempted += len(items)
+            if isinstance(sender, BatchedSender):
+                _send_batch(runtime, kind, sender, items)
+            else:
+                _send_single(runtime, kind, sender, items)
+        if not progressed:
+            break
+    return attempted
+
+
+# --------------------------------------------------------------------------- operator actions
+
+
+def list_messages(
+    session: Session, *, failed: bool = False, kind: str | None = None, limit: int = 50
+) -> list[OutboxMessage]:
+    """Newest first. ``failed``: parked, or pending after at least one failed attempt."""
+    stmt = select(OutboxMessage).order_by(OutboxMessage.id.desc()).limit(limit)
+    if failed:
+        stmt = stmt.where(
+            or_(
+                OutboxMessage.status == PARKED,
+                (OutboxMessage.status == PENDING) & (OutboxMessage.attempts > 0),
+            )
+        )
+    if kind:
+        stmt = stmt.where(OutboxMessage.kind == kind)
+    return list(session.scalars(stmt))
+
+
+class NotRetryable(Exception):
+    pass
+
+
+def retry_message(session: Session, message_id: int, *, actor: str, now: datetime) -> OutboxMessage:
+    """Make a parked or failing message due now with a fresh attempt budget; audited."""
+    row = session.get(OutboxMessage, message_id, with_for_update=True)
+    if row is None:
+        raise LookupError(f"no outbox message with id {message_id}")
+    if row.status == DONE:
+        raise NotRetryable(f"outbox message {message_id} was delivered already")
+    if row.status == PROCESSING and row.next_attempt_at > now:
+        raise NotRetryable(f"outbox message {message_id} is being sent right now; try later")
+    previous = {"status": row.status, "attempts": row.attempts, "last_error": row.last_error}
+    row.status = PENDING
+    row.attempts = 0
+    row.next_attempt_at = now
+    audit.record(
+        session,
+        actor=actor,
+        action="outbox.retry",
+        subject_type="outbox_message",
+        subject_id=str(row.id),
+        kind=row.kind,
+        ordering_key=row.ordering_key,
+        previous=previous,
+    )
+    return row
+
+
+# --------------------------------------------------------------------------- job
+
+
+def drain(runtime: Runtime) -> int:
+    return drain_outbox(runtime, senders.load())
+
+
+JOBS = [Job(name="drain_outbox", run=drain, role="worker", interval=worker_seconds)]

@@ -1,0 +1,507 @@
+"""Billing plans through their life: intake from the CRM, review, adjustment, approval.
+
+A plan is recomputed from the deal (as last read) and a person's overrides by the pure
+domain function, so what the page shows is always exactly what activation would bill. On
+approval the plan is frozen into ``plan_data``; activation bills that snapshot.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from dataclasses import dataclass
+from datetime import date
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from connector.crm.base import CrmDeal
+from connector.domain.deal import Deal, InvalidDeal, Problem, parse_deal
+from connector.domain.money import format_money
+from connector.domain.plan import (
+    BillingPlan,
+    InvalidOverrides,
+    PlanDefaults,
+    PlanLine,
+    overrides_from_json,
+    overrides_to_json,
+    plan_from_json,
+    plan_to_json,
+    suggest_plan,
+)
+from connector.runtime import Runtime
+from connector.services import crm_writes
+from connector.store import audit
+from connector.store.models import CustomerLink, Plan
+
+log = logging.getLogger(__name__)
+
+
+class Status:
+    INVALID = "invalid"  # the deal cannot be billed as it is; problems say why
+    NEEDS_CUSTOMER = "needs_customer"  # several Stripe customers share the email
+    IN_REVIEW = "in_review"  # suggested; a person reviews and activates
+    APPROVED = "approved"  # queued for activation
+    AWAITING_CREDIT = "awaiting_credit"  # on credit hold or over the limit: waits
+    ACTIVATING = "activating"
+    SCHEDULED = "scheduled"  # a one-time invoice waiting for its send date
+    ACTIVE = "active"  # subscription, schedule or invoice created in Stripe
+    MANUAL = "manual"  # manual invoicing: only the customer link
+    FAILED = "failed"  # Stripe refused; a person must look
+
+    EDITABLE = frozenset({IN_REVIEW, AWAITING_CREDIT, FAILED, INVALID})
+    ACTIVATABLE = frozenset({IN_REVIEW, FAILED})
+    SETTLED = frozenset({ACTIVE, MANUAL, SCHEDULED})
+    REFRESHABLE = frozenset({INVALID, NEEDS_CUSTOMER, IN_REVIEW, FAILED})
+
+    LABELS = {
+        INVALID: "Cannot be billed",
+        NEEDS_CUSTOMER: "Choose the Stripe customer",
+        IN_REVIEW: "Awaiting review",
+        APPROVED: "Approved, activating",
+        AWAITING_CREDIT: "Awaiting credit",
+        ACTIVATING: "Activating",
+        SCHEDULED: "Scheduled",
+        ACTIVE: "Active",
+        MANUAL: "Manual invoicing",
+        FAILED: "Activation failed",
+    }
+
+
+class PlanNotFound(LookupError):
+    pass
+
+
+class PlanStateError(Exception):
+    """The plan's state does not allow the action; the message says why and what to do."""
+
+
+def defaults(runtime: Runtime) -> PlanDefaults:
+    section = runtime.config.section("plans")
+    return PlanDefaults(
+        payment_method_types=tuple(section["default_payment_method_types"]),
+        days_until_due=section["default_days_until_due"],
+    )
+
+
+@dataclass(frozen=True)
+class Computed:
+    """The plan as it stands now, or why there is none."""
+
+    deal: Deal | None
+    plan: BillingPlan | None
+    problems: tuple[Problem, ...]
+
+
+def compute(runtime: Runtime, row: Plan) -> Computed:
+    """Recompute the plan from the stored deal and overrides (pure, no I/O)."""
+    try:
+        deal = parse_deal(row.deal_data)
+    except InvalidDeal as exc:
+        return Computed(None, None, exc.problems)
+    try:
+        overrides = overrides_from_json(row.overrides or {})
+        plan = suggest_plan(deal, defaults(runtime), runtime.today(), overrides)
+    except (InvalidDeal, InvalidOverrides) as exc:
+        return Computed(deal, None, exc.problems)
+    return Computed(deal, plan, ())
+
+
+def _problems_json(problems: tuple[Problem, ...]) -> list[dict[str, str]]:
+    return [{"field": p.field, "message": p.message} for p in problems]
+
+
+def review_url(runtime: Runtime, plan_id: str) -> str:
+    return f"{runtime.config.base_url}/plans/{plan_id}"
+
+
+def get_plan(session: Session, plan_id: str) -> Plan:
+    row = session.get(Plan, plan_id)
+    if row is None:
+        raise PlanNotFound(f"no plan {plan_id}")
+    return row
+
+
+def plan_for_deal(session: Session, deal_id: str) -> Plan | None:
+    return session.scalars(select(Plan).where(Plan.deal_id == deal_id)).first()
+
+
+# --------------------------------------------------------------------------- intake
+
+
+def intake_deal(runtime: Runtime, crm_deal: CrmDeal, *, actor: str = "dealbridge") -> Plan | None:
+    """Create or refresh the plan of a closed deal; link its customer; tell the CRM.
+
+    Idempotent: a deal seen again (poll and push both, or our own write-back bumping its
+    modified stamp) refreshes a plan still in review and leaves a settled one alone.
+    """
+    if not crm_deal.closed:
+        return None
+    from connector.services import linking
+
+    with runtime.db.session() as session:
+        row = plan_for_deal(session, crm_deal.id)
+        if row is not None and row.status not in Status.REFRESHABLE:
+            return row
+        if row is None:
+            row = Plan(
+                id=str(uuid.uuid4()),
+                deal_id=crm_deal.id,
+                status=Status.IN_REVIEW,
+                overrides={},
+                created_at=runtime.clock(),
+            )
+            session.add(row)
+            audit.record(
+                session,
+                actor=actor,
+                action="plan.created",
+                subject_type="deal",
+                subject_id=crm_deal.id,
+                plan_id=row.id,
+            )
+            before: tuple[Any, ...] | None = None
+        else:
+            before = (row.deal_data, row.status, row.stripe_customer_id)
+        row.deal_data = crm_deal.data
+        row.crm_account_id = crm_deal.account_id
+        plan_id = row.id
+    computed = _refresh(runtime, plan_id, deal_changed=before is None or before[0] != crm_deal.data)
+    if computed.deal is not None:
+        linking.link_plan_customer(runtime, plan_id, computed.deal)
+    with runtime.db.session() as session:
+        row = get_plan(session, plan_id)
+        # Our own write-back bumps the deal's modified stamp, so the deal comes back on the
+        # next poll: write only when something changed, or the two would chase each other.
+        if before != (row.deal_data, row.status, row.stripe_customer_id):
+            write_status_to_crm(runtime, session, row)
+        wants_auto = _auto_activate(runtime, row)
+    if wants_auto:
+        approve(runtime, plan_id, actor="dealbridge (automatic activation)")
+        from connector.services.activation import activate
+
+        activate(runtime, plan_id)
+    with runtime.db.session() as session:
+        return get_plan(session, plan_id)
+
+
+def _refresh(runtime: Runtime, plan_id: str, *, deal_changed: bool) -> Computed:
+    """Recompute after a read. A failed activation stays failed (its reason visible) until
+    the deal itself changes; a deal that became billable goes back to review."""
+    with runtime.db.session() as session:
+        row = get_plan(session, plan_id)
+        computed = compute(runtime, row)
+        row.problems = _problems_json(computed.problems)
+        if computed.deal is None or computed.plan is None:
+            row.status = Status.INVALID
+            row.status_reason = "; ".join(f"{p.field}: {p.message}" for p in computed.problems)
+        elif row.status == Status.INVALID or (row.status == Status.FAILED and deal_changed):
+            row.status = Status.IN_REVIEW
+            row.status_reason = None
+        return computed
+
+
+def _auto_activate(runtime: Runtime, row: Plan) -> bool:
+    mode = runtime.config.section("plans")["auto_activate"]
+    if mode == "never" or row.status != Status.IN_REVIEW:
+        return False
+    if mode == "always":
+        return True
+    computed = compute(runtime, row)
+    return computed.plan is not None and not computed.plan.needs_confirmation
+
+
+# --------------------------------------------------------------------------- review
+
+
+def adjust(runtime: Runtime, plan_id: str, changes: dict[str, Any], *, actor: str) -> Plan:
+    """Apply a person's overrides; invalid ones raise InvalidOverrides naming each field."""
+    overrides = overrides_from_json(changes)  # raises InvalidOverrides
+    with runtime.db.session() as session:
+        row = get_plan(session, plan_id)
+        if row.status not in Status.EDITABLE:
+            raise PlanStateError(
+                f"this plan is {Status.LABELS.get(row.status, row.status).lower()} and can no "
+                "longer be changed"
+            )
+        deal = parse_deal(row.deal_data)
+        suggest_plan(deal, defaults(runtime), runtime.today(), overrides)  # validates
+        row.overrides = overrides_to_json(overrides)
+        audit.record(
+            session,
+            actor=actor,
+            action="plan.adjusted",
+            subject_type="deal",
+            subject_id=row.deal_id,
+            overrides=row.overrides,
+        )
+        return row
+
+
+def choose_customer(runtime: Runtime, plan_id: str, customer_id: str, *, actor: str) -> Plan:
+    """A person settles which of several same-email Stripe customers this account uses."""
+    with runtime.db.session() as session:
+        row = get_plan(session, plan_id)
+        candidates = {c["id"] for c in row.customer_candidates or []}
+        if row.status != Status.NEEDS_CUSTOMER or customer_id not in candidates:
+            raise PlanStateError("choose one of the Stripe customers listed for this plan")
+        assert row.crm_account_id is not None
+        existing = session.get(CustomerLink, row.crm_account_id)
+        if existing is None:
+            session.add(
+                CustomerLink(
+                    crm_account_id=row.crm_account_id,
+                    stripe_customer_id=customer_id,
+                    source="chosen",
+                    linked_at=runtime.clock(),
+                )
+            )
+        else:
+            existing.stripe_customer_id = customer_id
+            existing.source = "chosen"
+        row.stripe_customer_id = customer_id
+        row.customer_candidates = []
+        row.status = Status.IN_REVIEW
+        row.status_reason = None
+        audit.record(
+            session,
+            actor=actor,
+            action="customer.chosen",
+            subject_type="account",
+            subject_id=row.crm_account_id,
+            stripe_customer_id=customer_id,
+        )
+        crm_writes.link_account(runtime, session, row.crm_account_id, customer_id)
+        write_status_to_crm(runtime, session, row)
+        return row
+
+
+def ensure_customer(runtime: Runtime, plan_id: str) -> None:
+    """Relink before activating if the account's customer link is gone (deleted in Stripe):
+    retrying a failed plan must not bill a customer that no longer exists."""
+    from connector.services import linking
+
+    with runtime.db.session() as session:
+        row = get_plan(session, plan_id)
+        if row.crm_account_id is None:
+            return
+        if session.get(CustomerLink, row.crm_account_id) is not None:
+            return
+        row.stripe_customer_id = None
+        deal_data = row.deal_data
+    try:
+        deal = parse_deal(deal_data)
+    except InvalidDeal:
+        return
+    linking.link_plan_customer(runtime, plan_id, deal)
+
+
+def approve(runtime: Runtime, plan_id: str, *, actor: str) -> Plan:
+    """Freeze the reviewed plan and queue it for activation, in approval order."""
+    with runtime.db.session() as session:
+        row = session.get(Plan, plan_id, with_for_update=True)
+        if row is None:
+            raise PlanNotFound(f"no plan {plan_id}")
+        if row.status not in Status.ACTIVATABLE:
+            raise PlanStateError(_not_activatable(row))
+        computed = compute(runtime, row)
+        if computed.plan is None:
+            raise PlanStateError(
+                "the plan cannot be activated: "
+                + "; ".join(f"{p.field}: {p.message}" for p in computed.problems)
+            )
+        if row.stripe_customer_id is None:
+            raise PlanStateError("the Stripe customer is not linked yet; try again shortly")
+        next_seq = session.scalar(select(func.coalesce(func.max(Plan.approval_seq), 0))) or 0
+        row.plan_data = plan_to_json(computed.plan)
+        row.approved_at = runtime.clock()
+        row.approved_by = actor
+        row.approval_seq = next_seq + 1
+        row.status = Status.APPROVED
+        row.status_reason = None
+        row.attempts = 0
+        row.next_attempt_at = runtime.clock()
+        audit.record(
+            session,
+            actor=actor,
+            action="plan.approved",
+            subject_type="deal",
+            subject_id=row.deal_id,
+            plan=row.plan_data,
+        )
+        return row
+
+
+def mark_manual(runtime: Runtime, plan_id: str, *, actor: str) -> Plan:
+    """Manual invoicing: keep the customer link, create nothing else in Stripe."""
+    with runtime.db.session() as session:
+        row = get_plan(session, plan_id)
+        if row.status not in Status.ACTIVATABLE | {Status.AWAITING_CREDIT}:
+            raise PlanStateError(_not_activatable(row))
+        if row.stripe_customer_id is None:
+            raise PlanStateError("the Stripe customer is not linked yet; try again shortly")
+        row.overrides = {**(row.overrides or {}), "collection": "manual"}
+        row.status = Status.MANUAL
+        row.status_reason = "Manual invoicing: invoice from the customer's Stripe page."
+        row.approved_at = runtime.clock()
+        row.approved_by = actor
+        audit.record(
+            session,
+            actor=actor,
+            action="plan.manual",
+            subject_type="deal",
+            subject_id=row.deal_id,
+        )
+        write_status_to_crm(runtime, session, row)
+        return row
+
+
+def _not_activatable(row: Plan) -> str:
+    label = Status.LABELS.get(row.status, row.status)
+    if row.status == Status.AWAITING_CREDIT:
+        return f"Waiting on credit: {row.status_reason}"
+    if row.status == Status.NEEDS_CUSTOMER:
+        return "Choose which Stripe customer this account uses before activating."
+    if row.status == Status.INVALID:
+        return f"The deal cannot be billed as it is: {row.status_reason}"
+    return f"This plan is {label.lower()}; there is nothing to activate."
+
+
+# --------------------------------------------------------------------------- presentation
+
+
+def summary_lines(plan: BillingPlan, customer: str | None, today: date) -> list[str]:
+    """Exactly what activation will create in Stripe, in words a rep can check."""
+    cur = plan.currency
+    who = customer or "the linked customer"
+    methods = ", ".join(_METHOD_LABELS.get(m, m) for m in plan.payment_method_types)
+    due = (
+        "due on receipt"
+        if plan.days_until_due == 0
+        else f"due {plan.days_until_due} days after sending"
+    )
+    if plan.collection == "manual":
+        return [f"Nothing is created in Stripe: {who} is linked and invoiced by hand."]
+    lines: list[str] = []
+    one_time = [line for line in plan.lines if line.kind == "one_time"]
+    recurring = [line for line in plan.lines if line.kind == "recurring"]
+    if plan.invoice_type == "recurring":
+        every = _frequency(plan.interval, plan.interval_count)
+        kind = "Subscription schedule" if plan.start_date > today else "Subscription"
+        lines.append(
+            f"{kind} for {who}: {format_money(plan.recurring_amount, cur)} {every}, "
+            f"{plan.periods} invoice(s) from {plan.start_date.isoformat()}, ending "
+            f"{plan.end_date.isoformat()}."
+        )
+        for line in recurring:
+            lines.append(_item_line(line, cur))
+        if one_time:
+            lines.append(
+                f"One-time items on the first invoice ({format_money(plan.one_time_amount, cur)}):"
+            )
+            for line in one_time:
+                lines.append(_item_line(line, cur))
+    else:
+        when = plan.send_date.isoformat() if plan.send_date else "now"
+        lines.append(
+            f"One invoice to {who} for {format_money(plan.total_amount, cur)}, sent {when}."
+        )
+        for line in plan.lines:
+            lines.append(_item_line(line, cur))
+    lines.append(f"Invoices are emailed with Stripe's payment page, {due}; payment by {methods}.")
+    lines.append(f"Contract total: {format_money(plan.total_amount, cur)}.")
+    return lines
+
+
+def _item_line(line: PlanLine, currency: str) -> str:
+    return f"  - {line.description}: {line.quantity} x {format_money(line.unit_amount, currency)}"
+
+
+_METHOD_LABELS = {
+    "card": "card",
+    "us_bank_account": "ACH debit",
+    "customer_balance": "bank transfer (ACH/wire details on the invoice)",
+}
+
+
+def _frequency(interval: str | None, count: int | None) -> str:
+    if interval == "year":
+        return "per year" if count == 1 else f"every {count} years"
+    if interval == "month":
+        return {1: "per month", 3: "per quarter", 6: "every six months"}.get(
+            count or 1, f"every {count} months"
+        )
+    return ""
+
+
+def plan_view(runtime: Runtime, row: Plan) -> dict[str, Any]:
+    """The plan as the page and the API show it."""
+    computed = compute(runtime, row)
+    frozen = plan_from_json(row.plan_data) if row.plan_data else None
+    shown = frozen or computed.plan
+    dashboard = runtime.config.section("stripe")["dashboard_url"].rstrip("/")
+    view: dict[str, Any] = {
+        "id": row.id,
+        "deal_id": row.deal_id,
+        "account_id": row.crm_account_id,
+        "status": row.status,
+        "status_label": Status.LABELS.get(row.status, row.status),
+        "status_reason": row.status_reason,
+        "problems": row.problems or _problems_json(computed.problems),
+        "customer_candidates": row.customer_candidates or [],
+        "stripe_customer_id": row.stripe_customer_id,
+        "stripe_customer_url": (
+            f"{dashboard}/customers/{row.stripe_customer_id}" if row.stripe_customer_id else None
+        ),
+        "stripe_subscription_id": row.stripe_subscription_id,
+        "stripe_schedule_id": row.stripe_schedule_id,
+        "stripe_invoice_id": row.stripe_invoice_id,
+        "overrides": row.overrides or {},
+        "deal": row.deal_data,
+        "plan": plan_to_json(shown) if shown else None,
+        "summary": summary_lines(shown, _contact_name(row), runtime.today()) if shown else [],
+        "editable": row.status in Status.EDITABLE,
+        "activatable": row.status in Status.ACTIVATABLE and computed.plan is not None,
+        "approved_at": row.approved_at.isoformat() if row.approved_at else None,
+        "approved_by": row.approved_by,
+        "crm_deal_url": runtime.crm.record_url("deal", row.deal_id) if _has_crm(runtime) else None,
+    }
+    return view
+
+
+def _has_crm(runtime: Runtime) -> bool:
+    try:
+        runtime.crm  # noqa: B018 - builds the adapter lazily; may fail without credentials
+    except Exception:
+        return False
+    return True
+
+
+def _contact_name(row: Plan) -> str | None:
+    contact = (row.deal_data or {}).get("billing_contact") or {}
+    name, email = contact.get("name"), contact.get("email")
+    if name and email:
+        return f"{name} <{email}>"
+    return name or email
+
+
+def write_status_to_crm(runtime: Runtime, session: Session, row: Plan) -> None:
+    """Queue the plan's status, reason and review link onto the CRM deal."""
+    computed = compute(runtime, row)
+    shown = plan_from_json(row.plan_data) if row.plan_data else computed.plan
+    label = Status.LABELS.get(row.status, row.status)
+    summary = "\n".join(summary_lines(shown, _contact_name(row), runtime.today())) if shown else ""
+    if row.status_reason:
+        summary = f"{row.status_reason}\n\n{summary}".strip()
+    crm_writes.update_deal(
+        runtime,
+        session,
+        row.deal_id,
+        {
+            "plan_status": label,
+            "plan_summary": summary,
+            "plan_url": review_url(runtime, row.id),
+            "subscription_id": row.stripe_subscription_id or row.stripe_schedule_id,
+        },
+    )
