@@ -1,0 +1,177 @@
+"""`dealbridge demo`: the whole main job on this machine, against local sandboxes.
+
+It starts the Stripe and Salesforce sandboxes in-process with the sample org, configures
+dealbridge against them (its own SQLite file, webhooks registered through the Stripe
+sandbox's API, Outbound Messages from the Salesforce sandbox), activates the closed deals,
+and keeps serving so a person can open the review page and act on either sandbox with
+stripe-python or simple-salesforce. ``--once`` does the work, prints a JSON summary, exits.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+from sqlalchemy import select
+
+from connector.logs import configure_logging
+from connector.sandbox.salesforce import (
+    DEMO_CLIENT_ID,
+    DEMO_CLIENT_SECRET,
+    DEMO_PASSWORD,
+    DEMO_USERNAME,
+)
+from connector.sandbox.world import DEMO_STRIPE_KEY, LocalWorld
+from connector.store.models import Plan
+from connector.web.auth import launch_signature
+
+log = logging.getLogger(__name__)
+
+DEMO_SECTIONS: dict[str, Any] = {
+    # Plans that need no confirmation activate by themselves; the rest wait for review.
+    "plans": {"auto_activate": "when_confirmed"},
+    "jobs": {"poll_crm_seconds": 5, "worker_seconds": 1, "reconcile_seconds": 60},
+    "credit": {
+        "non_payment": {
+            "hold_when_overdue_days": 30,
+            "hold_when_uncollectible": True,
+            "release_when_paid": True,
+        }
+    },
+}
+
+
+def launch_link(world: LocalWorld, deal_id: str, role: str = "finance") -> str:
+    exp = int(time.time()) + 8 * 3600
+    user = "demo.rep@dealbridge.example"
+    sig = launch_signature(world.secret_key, deal_id, user, role, exp)
+    return f"{world.app_url}/launch?deal={deal_id}&user={user}&role={role}&exp={exp}&sig={sig}"
+
+
+def summary(world: LocalWorld) -> dict[str, Any]:
+    assert world.runtime is not None
+    deals: list[dict[str, Any]] = []
+    with world.runtime.db.session() as session:
+        for plan in session.scalars(select(Plan).order_by(Plan.created_at, Plan.deal_id)):
+            deals.append(
+                {
+                    "deal_id": plan.deal_id,
+                    "deal": (plan.deal_data or {}).get("name"),
+                    "account": ((plan.deal_data or {}).get("account") or {}).get("name"),
+                    "status": plan.status,
+                    "reason": plan.status_reason,
+                    "stripe_customer": plan.stripe_customer_id,
+                    "subscription": plan.stripe_subscription_id,
+                    "subscription_schedule": plan.stripe_schedule_id,
+                    "invoice": plan.stripe_invoice_id,
+                    "review_page": launch_link(world, plan.deal_id),
+                }
+            )
+    return {
+        "app": world.app_url,
+        "stripe_sandbox": world.stripe_url,
+        "salesforce_sandbox": world.salesforce_url,
+        "deals": deals,
+    }
+
+
+def banner(world: LocalWorld, result: dict[str, Any]) -> str:
+    lines = [
+        "",
+        "dealbridge demo is running. Press Ctrl-C to stop.",
+        "",
+        f"  dealbridge app        {world.app_url}   (health: {world.app_url}/healthz)",
+        f"  Stripe sandbox        {world.stripe_url}   api key: {DEMO_STRIPE_KEY}",
+        f"  Salesforce sandbox    {world.salesforce_url}",
+        f"      username {DEMO_USERNAME}  password {DEMO_PASSWORD}  (no security token)",
+        f"      OAuth client id {DEMO_CLIENT_ID}  secret {DEMO_CLIENT_SECRET}",
+        "",
+        "  API tokens (Authorization: Bearer ...):",
+        *(f"      {role:<10} {token}" for role, token in world.api_tokens.items()),
+        "",
+        "  Deals:",
+    ]
+    for deal in result["deals"]:
+        lines.append(f"    - {deal['deal']} ({deal['account']}): {deal['status']}")
+        if deal["reason"]:
+            lines.append(f"        {deal['reason']}")
+        lines.append(f"        review: {deal['review_page']}")
+    lines += [
+        "",
+        "  Try: close a deal or toggle Credit_Hold__c in the Salesforce sandbox, or pay an",
+        "  invoice in the Stripe sandbox, and watch dealbridge react (README: 'The demo').",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+@click.command()
+@click.option("--once", is_flag=True, help="Do the work, print a JSON summary and exit.")
+@click.option("--port", type=int, default=None, help="dealbridge app port (default 8000).")
+@click.option("--stripe-port", type=int, default=None, help="Stripe sandbox port (default 12111).")
+@click.option(
+    "--salesforce-port", type=int, default=None, help="Salesforce sandbox port (default 12112)."
+)
+@click.option(
+    "--database",
+    type=click.Path(dir_okay=False),
+    default="var/demo.sqlite3",
+    show_default=True,
+    help="SQLite file for the demo (recreated on every run).",
+)
+def demo(
+    once: bool,
+    port: int | None,
+    stripe_port: int | None,
+    salesforce_port: int | None,
+    database: str,
+) -> None:
+    """Run the main job against local Stripe and Salesforce sandboxes."""
+    configure_logging("WARNING" if once else "INFO", "text", ())
+    db_path = Path(database)
+    for stale in (db_path, Path(f"{db_path}-wal"), Path(f"{db_path}-shm")):
+        stale.unlink(missing_ok=True)
+    default_ports = (0, 0, 0) if once else (8000, 12111, 12112)
+    world = LocalWorld(
+        f"sqlite:///{db_path}",
+        app_port=port if port is not None else default_ports[0],
+        stripe_port=stripe_port if stripe_port is not None else default_ports[1],
+        salesforce_port=salesforce_port if salesforce_port is not None else default_ports[2],
+        sections=DEMO_SECTIONS,
+        auto_deliver=not once,
+    )
+    try:
+        world.start()
+    except OSError as exc:
+        click.echo(f"cannot start the demo: {exc}; choose other ports with --port etc.", err=True)
+        sys.exit(2)
+    try:
+        world.sync()
+        result = summary(world)
+        if once:
+            click.echo(json.dumps(result, indent=2))
+            return
+        click.echo(banner(world, result))
+        assert world.runtime is not None
+        scheduler = world.runtime.jobs.build_scheduler(
+            world.runtime, ("clock", "worker"), blocking=False
+        )
+        scheduler.start()
+        stop = threading.Event()
+        try:
+            stop.wait()
+        except KeyboardInterrupt:
+            click.echo("stopping")
+        finally:
+            scheduler.shutdown(wait=False)
+    finally:
+        world.stop()
+
+
+COMMANDS = [demo]

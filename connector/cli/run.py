@@ -1,0 +1,92 @@
+"""Long-running processes: `serve` (all in one), or `web`, `worker`, `clock` (PaaS split)."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import click
+
+from connector.cli import CliState, pass_state
+from connector.jobs.registry import Role
+from connector.runtime import Runtime
+from connector.store.migrate import upgrade
+
+log = logging.getLogger(__name__)
+
+
+def _gunicorn(
+    state: CliState, *, workers: int, threads: int, roles: tuple[Role, ...], port: int | None
+) -> None:
+    from connector.web.app import create_app
+    from connector.web.server import GunicornApp
+
+    config = state.config()
+    bind_port = port or config.raw["web"]["port"]
+    host = config.raw["web"]["host"]
+
+    def factory() -> Any:
+        return create_app(runtime=Runtime(config))
+
+    def start_scheduler(worker: Any) -> None:
+        runtime = worker.wsgi.extensions["dealbridge"]
+        scheduler = runtime.jobs.build_scheduler(runtime, roles, blocking=False)
+        scheduler.start()
+        log.info("scheduler started for %s", ", ".join(roles))
+
+    options = {
+        "bind": f"{host}:{bind_port}",
+        "workers": workers,
+        "threads": threads,
+        "accesslog": None,
+        "timeout": 60,
+    }
+    GunicornApp(factory, options, start_scheduler if roles else None).run()
+
+
+@click.command()
+@click.option("--port", type=int, default=None, help="Port (default: web.port or $PORT).")
+@pass_state
+def serve(state: CliState, port: int | None) -> None:
+    """Web, worker and scheduler in one process, for a single machine. Migrates first."""
+    config = state.config()
+    upgrade(config.database_url)
+    _gunicorn(state, workers=1, threads=8, roles=("clock", "worker"), port=port)
+
+
+@click.command()
+@click.option("--workers", type=int, default=2, show_default=True)
+@click.option("--port", type=int, default=None)
+@pass_state
+def web(state: CliState, workers: int, port: int | None) -> None:
+    """Only the web app (webhooks, pages, API); pair with `worker` and `clock`."""
+    _gunicorn(state, workers=workers, threads=4, roles=(), port=port)
+
+
+def _scheduler_only(state: CliState, roles: tuple[Role, ...]) -> None:
+    runtime = Runtime(state.config())
+    scheduler = runtime.jobs.build_scheduler(runtime, roles, blocking=True)
+    log.info("running %s jobs: %s", "/".join(roles), [j.name for j in runtime.jobs.jobs(roles)])
+    try:
+        scheduler.start()
+    except (KeyboardInterrupt, SystemExit):
+        pass
+    finally:
+        runtime.close()
+
+
+@click.command()
+@pass_state
+def worker(state: CliState) -> None:
+    """Drain the inbox and outbox: processes webhooks and sends queued writes."""
+    _scheduler_only(state, ("worker",))
+
+
+@click.command()
+@pass_state
+def clock(state: CliState) -> None:
+    """Periodic triggers: poll the CRM, reconcile with Stripe, check overdue invoices."""
+    _scheduler_only(state, ("clock",))
+
+
+COMMANDS = [serve, web, worker, clock]

@@ -1,0 +1,102 @@
+"""`dealbridge stripe webhook-setup --url URL`: point Stripe's webhooks at dealbridge.
+
+Creates the webhook endpoint with exactly the events dealbridge handles and prints its
+signing secret once (stdout only; never logged). Run again for the same URL, it updates the
+existing endpoint's events instead of creating a second one; Stripe then keeps the secret.
+"""
+
+from __future__ import annotations
+
+import sys
+import uuid
+from typing import Any
+from urllib.parse import urlsplit
+
+import click
+import stripe
+from stripe.params import WebhookEndpointCreateParams, WebhookEndpointUpdateParams
+
+from connector.billing.client import make_stripe_client
+from connector.billing.event_types import HANDLED_STRIPE_EVENTS
+from connector.cli import CliState, pass_state
+
+DESCRIPTION = "dealbridge: Stripe billing events for the CRM connector"
+WEBHOOK_PATH = "/webhooks/stripe"
+
+
+@click.group("stripe")
+def stripe_group() -> None:
+    """Stripe account setup."""
+
+
+def _existing(client: stripe.StripeClient, url: str) -> list[Any]:
+    page = client.v1.webhook_endpoints.list(params={"limit": 100})
+    return [endpoint for endpoint in page.auto_paging_iter() if endpoint.url == url]
+
+
+@stripe_group.command("webhook-setup")
+@click.option(
+    "--url",
+    required=True,
+    help="dealbridge's public Stripe webhook URL, e.g. https://db.example.com/webhooks/stripe",
+)
+@click.option("--description", default=DESCRIPTION, show_default=True)
+@pass_state
+def webhook_setup(state: CliState, url: str, description: str) -> None:
+    """Register (or update) the Stripe webhook endpoint; needs only STRIPE_API_KEY."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        click.echo(f"--url {url!r} must be an https:// URL", err=True)
+        sys.exit(2)
+    config = state.config(require_secrets=False)
+    if config.secrets.stripe_api_key is None:
+        click.echo("STRIPE_API_KEY is not set; set it to your Stripe secret key", err=True)
+        sys.exit(2)
+    if parts.path.rstrip("/") != WEBHOOK_PATH:
+        click.echo(f"note: dealbridge receives Stripe events at {WEBHOOK_PATH}", err=True)
+    events = sorted(HANDLED_STRIPE_EVENTS)
+    enabled: Any = events  # the params type spells every event name as a Literal
+    client = make_stripe_client(config)
+    # One key per run: stripe-python's own network retries of this call reuse it.
+    options: Any = {"idempotency_key": f"dealbridge-webhook-setup-{uuid.uuid4().hex}"}
+    try:
+        existing = _existing(client, url)
+        if existing:
+            for endpoint in existing:
+                update: WebhookEndpointUpdateParams = {
+                    "enabled_events": enabled,
+                    "description": description,
+                    "disabled": False,
+                }
+                client.v1.webhook_endpoints.update(
+                    endpoint.id, params=update, options=options if endpoint is existing[0] else {}
+                )
+            first = existing[0]
+            click.echo(
+                f"Updated webhook endpoint {first.id} for {url}: {len(events)} events enabled."
+            )
+            if len(existing) > 1:
+                others = ", ".join(e.id for e in existing[1:])
+                click.echo(f"Also updated other endpoints with the same URL: {others}.")
+            click.echo("Its signing secret is unchanged; keep STRIPE_WEBHOOK_SECRET as it is.")
+            return
+        create: WebhookEndpointCreateParams = {
+            "url": url,
+            "enabled_events": enabled,
+            "description": description,
+        }
+        created = client.v1.webhook_endpoints.create(params=create, options=options)
+    except stripe.StripeError as exc:
+        click.echo(f"Stripe refused: {exc.user_message or exc}", err=True)
+        sys.exit(1)
+    click.echo(f"Created webhook endpoint {created.id} for {url}: {len(events)} events enabled.")
+    click.echo("Set its signing secret in dealbridge's environment (Stripe shows it only now):")
+    click.echo("")
+    click.echo(f"    STRIPE_WEBHOOK_SECRET={created.secret}")
+    click.echo("")
+    click.echo(
+        "While rotating, list the new and the old secret comma-separated; then restart dealbridge."
+    )
+
+
+COMMANDS = [stripe_group]

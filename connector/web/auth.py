@@ -1,0 +1,139 @@
+"""Who is calling, and may they? API tokens, signed launch links, and roles.
+
+The review page lives in an iframe inside the CRM, where third-party cookies are often
+blocked, so identity travels as a short-lived signed token (``t``) in the page's links and
+forms, issued when the CRM launches the page with a signed link. A cookie carries the same
+token where the browser allows it. Machine clients use ``Authorization: Bearer <token>``
+with a role. Roles are enforced here, on the server, for every endpoint.
+
+Launch link (built by the CRM, e.g. an Apex ``Crypto.generateMac`` or a Dynamics plugin):
+``/launch?deal=<id>&user=<email>&role=<role>&exp=<unix>&sig=<hex>`` where ``sig`` is
+HMAC-SHA256 over ``deal|user|role|exp`` with ``DEALBRIDGE_SECRET_KEY``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import wraps
+from typing import Any, TypeVar, cast
+
+from flask import g, request
+from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
+
+from connector.web.errors import ApiError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+ROLE_RANK = {"sales_rep": 1, "finance": 2, "admin": 3}
+SESSION_COOKIE = "dealbridge_session"
+
+
+@dataclass(frozen=True)
+class Identity:
+    user: str
+    role: str
+    via: str  # token | launch | session
+
+    def has(self, role: str) -> bool:
+        return ROLE_RANK.get(self.role, 0) >= ROLE_RANK[role]
+
+
+def launch_signature(secret: str, deal: str, user: str, role: str, exp: int) -> str:
+    message = f"{deal}|{user}|{role}|{exp}".encode()
+    return hmac.new(secret.encode(), message, hashlib.sha256).hexdigest()
+
+
+def _serializer(secret: str) -> URLSafeTimedSerializer:
+    return URLSafeTimedSerializer(secret, salt="dealbridge.session")
+
+
+def issue_session_token(secret: str, identity: Identity) -> str:
+    return _serializer(secret).dumps({"user": identity.user, "role": identity.role})
+
+
+def read_session_token(secret: str, token: str, max_age: int) -> Identity | None:
+    try:
+        data = _serializer(secret).loads(token, max_age=max_age)
+    except (BadSignature, SignatureExpired):
+        return None
+    if not isinstance(data, dict) or data.get("role") not in ROLE_RANK:
+        return None
+    return Identity(user=str(data.get("user")), role=str(data["role"]), via="session")
+
+
+def csrf_token(secret: str, identity: Identity) -> str:
+    """A form token bound to the user, so a forged cross-site post is refused."""
+    message = f"csrf|{identity.user}|{identity.role}".encode()
+    return hmac.new(secret.encode(), message, hashlib.sha256).hexdigest()
+
+
+def current_identity() -> Identity | None:
+    """Resolve the caller from a bearer token, a session token or the session cookie."""
+    if "identity" in g:
+        return cast(Identity | None, g.identity)
+    from flask import current_app
+
+    from connector.web.app import get_runtime
+
+    runtime = get_runtime(current_app)
+    secrets = runtime.config.secrets
+    identity: Identity | None = None
+    header = request.headers.get("Authorization", "")
+    if header.startswith("Bearer "):
+        presented = header[len("Bearer ") :].strip()
+        for token, role in secrets.api_tokens.items():
+            if hmac.compare_digest(token.encode(), presented.encode()):
+                identity = Identity(user=f"api-token:{role}", role=role, via="token")
+                break
+    elif secrets.secret_key is not None:
+        session_token = (
+            request.args.get("t")
+            or (
+                request.form.get("t")
+                if request.mimetype.startswith(("application/x-www", "multipart"))
+                else None
+            )
+            or request.cookies.get(SESSION_COOKIE)
+        )
+        if session_token:
+            identity = read_session_token(
+                secrets.secret_key.reveal(),
+                session_token,
+                runtime.config.section("web")["launch_link_ttl_seconds"],
+            )
+    g.identity = identity
+    return identity
+
+
+def require(role: str) -> Callable[[F], F]:
+    """Refuse callers without at least ``role``; the refusal names the role needed.
+
+    Pages and the API share it: ``errors.wants_json`` decides how the refusal is shown.
+    """
+
+    def decorate(view: F) -> F:
+        @wraps(view)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            identity = current_identity()
+            if identity is None:
+                raise ApiError(
+                    401,
+                    "unauthenticated",
+                    "Sign in through your CRM (the launch link) or send an API token.",
+                )
+            if not identity.has(role):
+                raise ApiError(
+                    403,
+                    "forbidden",
+                    f"This needs the {role.replace('_', ' ')} role; you are signed in as "
+                    f"{identity.role.replace('_', ' ')}.",
+                    required_role=role,
+                )
+            return view(*args, **kwargs)
+
+        return cast(F, wrapper)
+
+    return decorate

@@ -1,0 +1,370 @@
+"""The review page (embedded in the CRM) and the JSON API for plans: thin over services."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from flask import (
+    Blueprint,
+    Response,
+    current_app,
+    jsonify,
+    make_response,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
+from werkzeug.wrappers.response import Response as WerkzeugResponse
+
+from connector.crm.base import CrmError
+from connector.domain.plan import InvalidOverrides
+from connector.services import plans as plan_service
+from connector.services.activation import activate
+from connector.services.plans import PlanNotFound, PlanStateError, Status
+from connector.web.app import get_runtime
+from connector.web.auth import (
+    SESSION_COOKIE,
+    Identity,
+    csrf_token,
+    current_identity,
+    issue_session_token,
+    launch_signature,
+    require,
+)
+from connector.web.errors import ApiError
+
+blueprint = Blueprint("plans", __name__)
+
+
+def _runtime() -> Any:
+    return get_runtime(current_app)
+
+
+def _secret() -> str:
+    key = _runtime().config.secrets.secret_key
+    if key is None:
+        raise ApiError(503, "not_configured", "DEALBRIDGE_SECRET_KEY is not set")
+    return str(key.reveal())
+
+
+def _view(plan_id: str) -> dict[str, Any]:
+    runtime = _runtime()
+    with runtime.db.session() as session:
+        try:
+            row = plan_service.get_plan(session, plan_id)
+        except PlanNotFound as exc:
+            raise ApiError(404, "not_found", f"No plan {plan_id}.") from exc
+        return plan_service.plan_view(runtime, row)
+
+
+def _plan_id_for_deal(deal_id: str, *, refresh: bool) -> str:
+    runtime = _runtime()
+    if refresh:
+        try:
+            crm_deal = runtime.crm.get_deal(deal_id)
+        except CrmError as exc:
+            raise ApiError(502 if exc.retryable else 404, "crm_error", str(exc)) from exc
+        if not crm_deal.closed:
+            raise ApiError(
+                409, "deal_not_closed", "The deal is not closed yet; plans start at closing."
+            )
+        plan_service.intake_deal(runtime, crm_deal, actor=_actor())
+    with runtime.db.session() as session:
+        row = plan_service.plan_for_deal(session, deal_id)
+        if row is None:
+            raise ApiError(404, "not_found", f"No plan for deal {deal_id} yet.")
+        return row.id
+
+
+def _actor() -> str:
+    identity = current_identity()
+    return identity.user if identity else "anonymous"
+
+
+# --------------------------------------------------------------------------- API
+
+
+@blueprint.get("/api/deals/<deal_id>/plan")
+@require("sales_rep")
+def api_deal_plan(deal_id: str) -> Response:
+    return jsonify(_view(_plan_id_for_deal(deal_id, refresh=False)))
+
+
+@blueprint.post("/api/deals/<deal_id>/plan")
+@require("sales_rep")
+def api_refresh_deal_plan(deal_id: str) -> Response:
+    """Read the deal from the CRM now (a CRM button), suggesting or refreshing its plan."""
+    return jsonify(_view(_plan_id_for_deal(deal_id, refresh=True)))
+
+
+@blueprint.get("/api/plans/<plan_id>")
+@require("sales_rep")
+def api_plan(plan_id: str) -> Response:
+    return jsonify(_view(plan_id))
+
+
+def _json_body() -> dict[str, Any]:
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict):
+        raise ApiError(400, "bad_request", "Send a JSON object.")
+    return body
+
+
+@blueprint.post("/api/plans/<plan_id>/adjust")
+@require("sales_rep")
+def api_adjust(plan_id: str) -> Response:
+    _do_adjust(plan_id, _json_body())
+    return jsonify(_view(plan_id))
+
+
+@blueprint.post("/api/plans/<plan_id>/customer")
+@require("sales_rep")
+def api_choose_customer(plan_id: str) -> Response:
+    customer_id = _json_body().get("customer_id")
+    if not isinstance(customer_id, str):
+        raise ApiError(422, "invalid", "customer_id is required.")
+    _guard(lambda: plan_service.choose_customer(_runtime(), plan_id, customer_id, actor=_actor()))
+    return jsonify(_view(plan_id))
+
+
+@blueprint.post("/api/plans/<plan_id>/activate")
+@require("sales_rep")
+def api_activate(plan_id: str) -> tuple[Response, int]:
+    """200: activated (or scheduled, or retrying); 202: approved but waiting on credit -- the
+    plan activates by itself once the hold is lifted or the exposure fits the limit, and
+    ``status_reason`` says why it waits. A plan already waiting answers 409 with the reason."""
+    _do_activate(plan_id)
+    view = _view(plan_id)
+    return jsonify(view), 202 if view["status"] == Status.AWAITING_CREDIT else 200
+
+
+@blueprint.post("/api/plans/<plan_id>/manual")
+@require("sales_rep")
+def api_manual(plan_id: str) -> Response:
+    _guard(lambda: plan_service.mark_manual(_runtime(), plan_id, actor=_actor()))
+    return jsonify(_view(plan_id))
+
+
+def _guard(action: Any) -> Any:
+    try:
+        return action()
+    except PlanNotFound as exc:
+        raise ApiError(404, "not_found", str(exc)) from exc
+    except PlanStateError as exc:
+        raise ApiError(409, "not_allowed_now", str(exc)) from exc
+    except InvalidOverrides as exc:
+        raise ApiError(
+            422,
+            "invalid_adjustment",
+            "Some changes are not valid.",
+            problems=[{"field": p.field, "message": p.message} for p in exc.problems],
+        ) from exc
+
+
+def _do_adjust(plan_id: str, changes: dict[str, Any]) -> None:
+    _guard(lambda: plan_service.adjust(_runtime(), plan_id, changes, actor=_actor()))
+
+
+def _do_activate(plan_id: str) -> None:
+    runtime = _runtime()
+    _guard(lambda: plan_service.ensure_customer(runtime, plan_id))
+    _guard(lambda: plan_service.approve(runtime, plan_id, actor=_actor()))
+    activate(runtime, plan_id)
+
+
+# --------------------------------------------------------------------------- pages
+
+
+@blueprint.get("/launch")
+def launch() -> Response:
+    """Verify a signed launch link from the CRM and open the deal's review page."""
+    args = request.args
+    deal, user, role = args.get("deal", ""), args.get("user", ""), args.get("role", "sales_rep")
+    try:
+        exp = int(args.get("exp", "0"))
+    except ValueError:
+        exp = 0
+    expected = launch_signature(_secret(), deal, user, role, exp)
+    import hmac
+
+    if (
+        not deal
+        or not user
+        or role not in ("sales_rep", "finance", "admin")
+        or exp < time.time()
+        or not hmac.compare_digest(expected, args.get("sig", ""))
+    ):
+        raise ApiError(
+            401,
+            "bad_launch_link",
+            "This link is invalid or has expired; open it from the CRM again.",
+        )
+    token = issue_session_token(_secret(), Identity(user=user, role=role, via="launch"))
+    response = make_response(redirect(url_for("plans.deal_page", deal_id=deal, t=token)))
+    secure = request.is_secure
+    response.set_cookie(
+        SESSION_COOKIE,
+        token,
+        httponly=True,
+        secure=secure,
+        samesite="None" if secure else "Lax",
+        max_age=_runtime().config.section("web")["launch_link_ttl_seconds"],
+    )
+    return response
+
+
+@blueprint.get("/deals/<deal_id>/plan")
+@require("sales_rep")
+def deal_page(deal_id: str) -> WerkzeugResponse:
+    try:
+        plan_id = _plan_id_for_deal(deal_id, refresh=False)
+    except ApiError as exc:
+        if exc.status != 404:
+            raise
+        plan_id = _plan_id_for_deal(deal_id, refresh=True)
+    return redirect(url_for("plans.plan_page", plan_id=plan_id, t=_token_param()))
+
+
+def _token_param() -> str | None:
+    return request.args.get("t") or request.form.get("t")
+
+
+@blueprint.get("/plans/<plan_id>")
+@require("sales_rep")
+def plan_page(plan_id: str) -> Response:
+    return _render(plan_id)
+
+
+def _render(
+    plan_id: str,
+    *,
+    message: str | None = None,
+    problems: list[dict[str, str]] | None = None,
+    status: int = 200,
+) -> Response:
+    identity = current_identity()
+    assert identity is not None
+    view = _view(plan_id)
+    html = render_template(
+        "plan.html",
+        view=view,
+        message=message,
+        problems=problems or [],
+        token=_token_param(),
+        csrf=csrf_token(_secret(), identity),
+        identity=identity,
+        frequencies=[
+            ("month", 1, "Monthly"),
+            ("month", 3, "Quarterly"),
+            ("month", 6, "Semi-annual"),
+            ("year", 1, "Annual"),
+        ],
+    )
+    return make_response(html, status)
+
+
+def _check_csrf() -> None:
+    identity = current_identity()
+    assert identity is not None
+    import hmac
+
+    if not hmac.compare_digest(request.form.get("csrf", ""), csrf_token(_secret(), identity)):
+        raise ApiError(400, "csrf", "The form has expired; reload the page and try again.")
+
+
+def _form_overrides() -> dict[str, Any]:
+    form = request.form
+    changes: dict[str, Any] = {}
+    if form.get("invoice_type"):
+        changes["invoice_type"] = form["invoice_type"]
+    if form.get("frequency"):
+        interval, _, count = form["frequency"].partition("/")
+        changes["interval"] = interval
+        changes["interval_count"] = int(count) if count.isdigit() else count
+    methods = form.getlist("payment_method_types")
+    if methods:
+        expanded: list[str] = []
+        for method in methods:
+            expanded.extend(method.split(","))
+        changes["payment_method_types"] = expanded
+    if form.get("days_until_due", "") != "":
+        raw = form["days_until_due"]
+        changes["days_until_due"] = int(raw) if raw.lstrip("-").isdigit() else raw
+    for key in ("send_date", "start_date"):
+        if form.get(key):
+            changes[key] = form[key]
+    return changes
+
+
+@blueprint.post("/plans/<plan_id>/adjust")
+@require("sales_rep")
+def page_adjust(plan_id: str) -> Response:
+    _check_csrf()
+    try:
+        _do_adjust(plan_id, _form_overrides())
+    except ApiError as exc:
+        problems = exc.details.get("problems")
+        return _render(
+            plan_id,
+            message=exc.message,
+            problems=problems if isinstance(problems, list) else None,
+            status=exc.status,
+        )
+    return _render(plan_id, message="Changes saved. Check the summary, then activate.")
+
+
+@blueprint.post("/plans/<plan_id>/activate")
+@require("sales_rep")
+def page_activate(plan_id: str) -> Response:
+    _check_csrf()
+    try:
+        _do_activate(plan_id)
+    except ApiError as exc:
+        return _render(plan_id, message=exc.message, status=exc.status)
+    view = _view(plan_id)
+    if view["status"] == Status.ACTIVE:
+        return _render(plan_id, message="Activated in Stripe.")
+    return _render(plan_id, message=view["status_reason"] or view["status_label"])
+
+
+@blueprint.post("/plans/<plan_id>/manual")
+@require("sales_rep")
+def page_manual(plan_id: str) -> Response:
+    _check_csrf()
+    try:
+        _guard(lambda: plan_service.mark_manual(_runtime(), plan_id, actor=_actor()))
+    except ApiError as exc:
+        return _render(plan_id, message=exc.message, status=exc.status)
+    return _render(
+        plan_id, message="Manual invoicing: the customer is linked; nothing else was created."
+    )
+
+
+@blueprint.post("/plans/<plan_id>/customer")
+@require("sales_rep")
+def page_choose_customer(plan_id: str) -> Response:
+    _check_csrf()
+    customer_id = request.form.get("customer_id", "")
+    try:
+        _guard(
+            lambda: plan_service.choose_customer(_runtime(), plan_id, customer_id, actor=_actor())
+        )
+    except ApiError as exc:
+        return _render(plan_id, message=exc.message, status=exc.status)
+    return _render(plan_id, message="Customer linked.")
+
+
+@blueprint.after_app_request
+def _frame_policy(response: Response) -> Response:
+    """Only the configured CRM origins may frame our pages; nobody else can clickjack them."""
+    if response.mimetype == "text/html":
+        origins = " ".join(_runtime().config.section("web")["frame_ancestors"])
+        response.headers["Content-Security-Policy"] = (
+            f"frame-ancestors 'self' {origins}".strip() + "; default-src 'self'; "
+            "style-src 'self' 'unsafe-inline'; img-src 'self' data:; form-action 'self'"
+        )
+        response.headers["X-Content-Type-Options"] = "nosniff"
+        response.headers["Referrer-Policy"] = "same-origin"
+    return response

@@ -1,0 +1,166 @@
+"""``POST /webhooks/stripe``: verify, store raw in the inbox, answer 200. Nothing else.
+
+The request never processes an event (the worker does, see ``services/inbox.py``), so Stripe
+gets its answer fast and a slow CRM never makes Stripe retry.
+
+* The ``Stripe-Signature`` header is checked against the raw body with every configured
+  secret (``STRIPE_WEBHOOK_SECRET`` may list several while rotating), by stripe-python's
+  ``WebhookSignature.verify_header``. stripe-python compares the signed timestamp with the
+  wall clock and offers no clock to inject, so we pass it no tolerance and apply
+  ``stripe.webhook_tolerance_seconds`` ourselves against the runtime's clock -- the same
+  rule, testable with a frozen clock, and also refusing timestamps that far in the future.
+* A missing, forged or stale signature is refused (400) before anything is parsed or stored.
+* Each event id is stored once: a redelivery, or two deliveries racing each other, hit the
+  unique (source, event_id) constraint and are answered 200 as "already received".
+* Types dealbridge does not subscribe to are stored with status ``ignored`` (so an operator
+  can see what arrived, and replay it should dealbridge learn the type later) and answered
+  200 so Stripe stops sending them.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Sequence
+from datetime import datetime
+
+import stripe
+from flask import Blueprint, Response, current_app, jsonify, request
+from werkzeug.exceptions import RequestEntityTooLarge
+
+from connector.billing.event_types import HANDLED_STRIPE_EVENTS
+from connector.secrets import Secret
+from connector.services.inbox import store_event
+from connector.web.errors import error_response
+
+log = logging.getLogger(__name__)
+
+blueprint = Blueprint("stripe_webhooks", __name__)
+
+SOURCE = "stripe"
+MAX_EVENT_ID = 255
+MAX_EVENT_TYPE = 100
+
+
+class SignatureRefused(Exception):
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+def _signed_timestamp(header: str) -> int:
+    for item in header.split(","):
+        key, _, value = item.strip().partition("=")
+        if key == "t":
+            return int(value)
+    raise ValueError("no timestamp")
+
+
+def verify_signature(
+    payload: str,
+    header: str | None,
+    secrets: Sequence[Secret],
+    *,
+    tolerance_seconds: int,
+    now: datetime,
+) -> None:
+    """Raise SignatureRefused unless one secret signed ``payload`` within the tolerance."""
+    if not header:
+        raise SignatureRefused("missing_signature", "the Stripe-Signature header is missing")
+    verified = False
+    for secret in secrets:
+        try:
+            stripe.WebhookSignature.verify_header(payload, header, secret.reveal(), tolerance=None)
+        except stripe.SignatureVerificationError:
+            continue
+        verified = True
+        break
+    if not verified:
+        raise SignatureRefused(
+            "invalid_signature",
+            "the Stripe-Signature header does not match the body for any configured secret",
+        )
+    timestamp = _signed_timestamp(header)  # parsed fine, or verify_header would have refused
+    if abs(now.timestamp() - timestamp) > tolerance_seconds:
+        raise SignatureRefused(
+            "stale_signature",
+            f"the signature's timestamp is more than {tolerance_seconds} seconds from now",
+        )
+
+
+def _refuse(outcome: str, status: int, code: str, message: str) -> tuple[Response, int]:
+    from connector.web.app import get_runtime
+
+    get_runtime(current_app).metrics.webhooks.labels(source=SOURCE, outcome=outcome).inc()
+    log.warning("stripe webhook refused (%s): %s", code, message)
+    return error_response(status, code, message)
+
+
+@blueprint.post("/webhooks/stripe")
+def receive() -> tuple[Response, int]:
+    from connector.web.app import get_runtime
+
+    runtime = get_runtime(current_app)
+    if request.mimetype != "application/json":
+        return _refuse(
+            "unsupported_media_type",
+            415,
+            "unsupported_media_type",
+            "Stripe webhooks are sent as application/json",
+        )
+    try:
+        raw = request.get_data(cache=False)
+    except RequestEntityTooLarge:
+        return _refuse(
+            "too_large",
+            413,
+            "payload_too_large",
+            f"the body is larger than {current_app.config['MAX_CONTENT_LENGTH']} bytes",
+        )
+    secrets = runtime.config.secrets.stripe_webhook_secrets
+    if not secrets:
+        # Not a 4xx: Stripe retries a 5xx, so nothing is lost once the secret is set.
+        return _refuse(
+            "not_configured",
+            503,
+            "webhook_secret_not_configured",
+            "STRIPE_WEBHOOK_SECRET is not set; this endpoint cannot verify events yet",
+        )
+    try:
+        payload = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return _refuse("malformed", 400, "malformed_body", "the body is not UTF-8 text")
+    try:
+        verify_signature(
+            payload,
+            request.headers.get("Stripe-Signature"),
+            secrets,
+            tolerance_seconds=int(runtime.config.section("stripe")["webhook_tolerance_seconds"]),
+            now=runtime.clock(),
+        )
+    except SignatureRefused as refused:
+        return _refuse("bad_signature", 400, refused.code, refused.message)
+    try:
+        event = json.loads(payload)
+    except ValueError:
+        return _refuse("malformed", 400, "malformed_json", "the body is not valid JSON")
+    if not isinstance(event, dict):
+        return _refuse("malformed", 400, "malformed_json", "the body is not a JSON object")
+    event_id, event_type = event.get("id"), event.get("type")
+    if not isinstance(event_id, str) or not event_id or len(event_id) > MAX_EVENT_ID:
+        return _refuse("malformed", 400, "missing_id", "the event has no valid `id`")
+    if not isinstance(event_type, str) or not event_type or len(event_type) > MAX_EVENT_TYPE:
+        return _refuse("malformed", 400, "missing_type", "the event has no valid `type`")
+
+    outcome = store_event(
+        runtime,
+        SOURCE,
+        event_id,
+        event_type,
+        payload,
+        handled=event_type in HANDLED_STRIPE_EVENTS,
+    )
+    runtime.metrics.webhooks.labels(source=SOURCE, outcome=outcome).inc()
+    log.info("stripe event %s (%s): %s", event_id, event_type, outcome)
+    return jsonify({"received": True, "id": event_id, "outcome": outcome}), 200
