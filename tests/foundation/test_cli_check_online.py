@@ -1,0 +1,165 @@
+"""`dealbridge check --online`: the mapping checked against the CRM itself, for each CRM."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from connector.cli import main
+from connector.crm.dynamics.auth import reset_applications
+from connector.crm.dynamics.throttle import reset_gates
+from connector.sandbox.salesforce import (
+    DEMO_PASSWORD,
+    DEMO_SECURITY_TOKEN,
+    DEMO_USERNAME,
+    SalesforceSandbox,
+)
+from tests.support.dataverse import (
+    CLIENT_ID,
+    CLIENT_SECRET,
+    ENV_URL,
+    TENANT_ID,
+    WEBHOOK_KEY,
+    DataverseFake,
+)
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _env(tmp_path: Path, **crm: str) -> dict[str, str]:
+    return {
+        "STRIPE_API_KEY": "sk_test_abc123def456",
+        "STRIPE_WEBHOOK_SECRET": "whsec_abc",
+        "DEALBRIDGE_SECRET_KEY": "y" * 40,
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'cli.sqlite3'}",
+        **crm,
+    }
+
+
+def _check(config: Path, env: dict[str, str], *options: str) -> tuple[int, str]:
+    result = CliRunner().invoke(main, ["--config", str(config), "check", *options], env=env)
+    return result.exit_code, result.output
+
+
+# --------------------------------------------------------------------------- Salesforce
+
+
+@pytest.fixture
+def salesforce() -> Iterator[SalesforceSandbox]:
+    sandbox = SalesforceSandbox().start()
+    yield sandbox
+    sandbox.stop()
+
+
+def _salesforce_config(tmp_path: Path, sandbox: SalesforceSandbox, mapping: Path) -> Path:
+    config = tmp_path / "dealbridge.yaml"
+    config.write_text(
+        f"crm:\n  kind: salesforce\n  mapping: {mapping}\n"
+        f"  salesforce:\n    instance_url: {sandbox.url}\n"
+    )
+    return config
+
+
+def _salesforce_env(tmp_path: Path) -> dict[str, str]:
+    return _env(
+        tmp_path,
+        SALESFORCE_USERNAME=DEMO_USERNAME,
+        SALESFORCE_PASSWORD=DEMO_PASSWORD,
+        SALESFORCE_SECURITY_TOKEN=DEMO_SECURITY_TOKEN or "",
+    )
+
+
+def test_online_check_passes_when_the_org_has_every_mapped_field(
+    tmp_path: Path, salesforce: SalesforceSandbox
+) -> None:
+    config = _salesforce_config(tmp_path, salesforce, REPO / "mappings" / "salesforce.yaml")
+    code, output = _check(config, _salesforce_env(tmp_path), "--online")
+    assert code == 0, output
+    assert "ok: the CRM has every object and field salesforce.yaml maps" in output
+
+
+def test_online_check_names_a_field_the_org_lacks_and_exits_2(
+    tmp_path: Path, salesforce: SalesforceSandbox
+) -> None:
+    shipped = (REPO / "mappings" / "salesforce.yaml").read_text(encoding="utf-8")
+    mapping = tmp_path / "salesforce.yaml"
+    mapping.write_text(shipped.replace("credit_note: Credit_Note__c", "credit_note: Dunning__c"))
+    config = _salesforce_config(tmp_path, salesforce, mapping)
+    env = _salesforce_env(tmp_path)
+
+    assert _check(config, env)[0] == 0  # offline, the mapping is well formed
+    code, output = _check(config, env, "--online")
+
+    assert code == 2
+    problems = [line for line in output.splitlines() if line.startswith("  - ")]
+    assert len(problems) == 1
+    assert "Dunning__c" in problems[0]
+
+
+# --------------------------------------------------------------------------- Dynamics 365
+
+
+@pytest.fixture
+def dataverse() -> Iterator[DataverseFake]:
+    reset_applications()
+    reset_gates()
+    fake = DataverseFake().start()
+    yield fake
+    fake.stop()
+    reset_applications()
+    reset_gates()
+
+
+def _dynamics_config(tmp_path: Path) -> Path:
+    config = tmp_path / "dealbridge.yaml"
+    config.write_text(
+        "crm:\n  kind: dynamics\n  dynamics:\n"
+        f"    environment_url: {ENV_URL}\n    tenant_id: {TENANT_ID}\n    client_id: {CLIENT_ID}\n"
+    )
+    return config
+
+
+def _dynamics_env(tmp_path: Path) -> dict[str, str]:
+    return _env(tmp_path, DYNAMICS_CLIENT_SECRET=CLIENT_SECRET, DYNAMICS_WEBHOOK_KEY=WEBHOOK_KEY)
+
+
+def test_online_check_passes_when_the_environment_has_every_mapped_column(
+    tmp_path: Path, dataverse: DataverseFake
+) -> None:
+    code, output = _check(_dynamics_config(tmp_path), _dynamics_env(tmp_path), "--online")
+    assert code == 0, output
+    assert "ok: the CRM has every object and field dynamics.yaml maps" in output
+    assert dataverse.request_count("GET", "EntityDefinitions") == 7
+
+
+def test_online_check_names_a_column_missing_from_the_environment_and_exits_2(
+    tmp_path: Path, dataverse: DataverseFake
+) -> None:
+    dataverse.drop_column("opportunity", "db_contractstart")
+    code, output = _check(_dynamics_config(tmp_path), _dynamics_env(tmp_path), "--online")
+    assert code == 2
+    problems = [line for line in output.splitlines() if line.startswith("  - ")]
+    assert problems == [
+        "  - deal.fields.contract_start: column 'db_contractstart' does not exist on table "
+        "'opportunity'; run `python -m connector.crm.dynamics.definitions --apply` or fix the "
+        "mapping"
+    ]
+
+
+def test_online_check_reports_a_crm_it_cannot_reach_as_a_problem(
+    tmp_path: Path, dataverse: DataverseFake
+) -> None:
+    env = {**_dynamics_env(tmp_path), "DYNAMICS_CLIENT_SECRET": "not-the-secret"}
+    code, output = _check(_dynamics_config(tmp_path), env, "--online")
+    assert code == 2
+    assert "crm: could not check the mapping against the CRM" in output
+    assert "invalid_client" in output
+
+
+def test_without_online_the_crm_is_not_called(tmp_path: Path, dataverse: DataverseFake) -> None:
+    code, output = _check(_dynamics_config(tmp_path), _dynamics_env(tmp_path))
+    assert code == 0, output
+    assert dataverse.requests == []
