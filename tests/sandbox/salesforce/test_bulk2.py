@@ -1,0 +1,187 @@
+"""Bulk API 2.0 ingest jobs in the Salesforce sandbox: the lifecycle and shapes Salesforce uses."""
+
+from __future__ import annotations
+
+import csv
+import io
+from typing import Any
+
+import requests
+from simple_salesforce.api import Salesforce
+
+from connector.crm.salesforce.bulk import BulkIngest
+from connector.sandbox.salesforce import SalesforceSandbox
+
+
+def _call(sf: Salesforce, method: str, path: str, body: Any = None, csv_body: str | None = None):
+    headers = dict(sf.headers)
+    if csv_body is not None:
+        headers["Content-Type"] = "text/csv"
+        return sf.session.request(method, sf.bulk2_url + path, data=csv_body, headers=headers)
+    return sf.session.request(method, sf.bulk2_url + path, json=body, headers=headers)
+
+
+def _job(sf: Salesforce, **definition: Any) -> dict[str, Any]:
+    response = _call(sf, "POST", "ingest", {"contentType": "CSV", **definition})
+    assert response.status_code == 200, response.text
+    return dict(response.json())
+
+
+def _rows(text: str) -> list[dict[str, str]]:
+    return list(csv.DictReader(io.StringIO(text)))
+
+
+def test_creating_a_job_answers_the_open_job_with_its_upload_url(sf: Salesforce) -> None:
+    job = _job(
+        sf, object="Product2", operation="upsert", externalIdFieldName="Stripe_Product_Id__c"
+    )
+    assert job["id"].startswith("750") and len(job["id"]) == 18
+    assert job["state"] == "Open"
+    assert job["object"] == "Product2"
+    assert job["externalIdFieldName"] == "Stripe_Product_Id__c"
+    assert job["contentUrl"] == f"services/data/v59.0/jobs/ingest/{job['id']}/batches"
+    assert (job["lineEnding"], job["columnDelimiter"], job["jobType"]) == (
+        "LF",
+        "COMMA",
+        "V2Ingest",
+    )
+
+
+def test_an_upsert_job_creates_then_updates_by_external_id_with_per_row_results(
+    sf: Salesforce, sandbox: SalesforceSandbox
+) -> None:
+    sf.Product2.create({"Name": "Old", "Stripe_Product_Id__c": "prod_2"})
+    job = _job(
+        sf, object="Product2", operation="upsert", externalIdFieldName="Stripe_Product_Id__c"
+    )
+    upload = (
+        "Stripe_Product_Id__c,Name,IsActive\n"
+        "prod_1,Platform,true\nprod_2,Seats,false\nprod_3,,true\n"
+    )
+    assert _call(sf, "PUT", f"ingest/{job['id']}/batches", csv_body=upload).status_code == 201
+    closed = _call(sf, "PATCH", f"ingest/{job['id']}", {"state": "UploadComplete"}).json()
+    assert closed["state"] == "UploadComplete"
+
+    info = _call(sf, "GET", f"ingest/{job['id']}").json()
+    assert info["state"] == "JobComplete"
+    assert (info["numberRecordsProcessed"], info["numberRecordsFailed"]) == (3, 1)
+    ok = _call(sf, "GET", f"ingest/{job['id']}/successfulResults")
+    assert ok.text.splitlines()[0] == '"sf__Id","sf__Created",Stripe_Product_Id__c,Name,IsActive'
+    assert [(r["Stripe_Product_Id__c"], r["sf__Created"]) for r in _rows(ok.text)] == [
+        ("prod_1", "true"),
+        ("prod_2", "false"),
+    ]
+    failed = _rows(_call(sf, "GET", f"ingest/{job['id']}/failedResults").text)
+    assert [r["Stripe_Product_Id__c"] for r in failed] == ["prod_3"]
+    assert failed[0]["sf__Error"].startswith("REQUIRED_FIELD_MISSING:")
+    names = {
+        r["Stripe_Product_Id__c"]: (r["Name"], r["IsActive"]) for r in sandbox.records("Product2")
+    }
+    assert names["prod_1"] == ("Platform", True) and names["prod_2"] == ("Seats", False)
+
+
+def test_an_empty_cell_leaves_a_field_alone_and_na_clears_it(
+    sf: Salesforce, sandbox: SalesforceSandbox
+) -> None:
+    account = sf.Account.create({"Name": "Acme", "BillingCity": "Austin", "BillingState": "TX"})[
+        "id"
+    ]
+    job = _job(sf, object="Account", operation="update")
+    _call(
+        sf,
+        "PUT",
+        f"ingest/{job['id']}/batches",
+        csv_body=f"Id,BillingCity,BillingState\n{account},,#N/A\n",
+    )
+    _call(sf, "PATCH", f"ingest/{job['id']}", {"state": "UploadComplete"})
+    record = next(r for r in sandbox.records("Account") if r["Id"] == account)
+    assert (record["BillingCity"], record["BillingState"]) == ("Austin", None)
+
+
+def test_parents_are_referenced_by_external_id_in_the_header(
+    sf: Salesforce, sandbox: SalesforceSandbox
+) -> None:
+    sf.Product2.create({"Name": "Platform", "Stripe_Product_Id__c": "prod_1"})
+    pricebook = sandbox.ids_by_ref()["standard_pricebook"]
+    job = _job(sf, object="PricebookEntry", operation="insert")
+    upload = (
+        "Stripe_Price_Id__c,Pricebook2Id,Product2.Stripe_Product_Id__c,UnitPrice,CurrencyIsoCode\n"
+        f"price_1,{pricebook},prod_1,1200.50,USD\n"
+    )
+    _call(sf, "PUT", f"ingest/{job['id']}/batches", csv_body=upload)
+    _call(sf, "PATCH", f"ingest/{job['id']}", {"state": "UploadComplete"})
+    entries = [r for r in sandbox.records("PricebookEntry") if r.get("Stripe_Price_Id__c")]
+    assert [(e["Name"], str(e["UnitPrice"])) for e in entries] == [("Platform", "1200.50")]
+
+
+def test_a_job_whose_header_names_an_unknown_field_fails_as_a_whole(sf: Salesforce) -> None:
+    job = _job(sf, object="Account", operation="insert")
+    _call(sf, "PUT", f"ingest/{job['id']}/batches", csv_body="Name,Nope__c\nAcme,1\n")
+    _call(sf, "PATCH", f"ingest/{job['id']}", {"state": "UploadComplete"})
+    info = _call(sf, "GET", f"ingest/{job['id']}").json()
+    assert info["state"] == "Failed"
+    assert info["errorMessage"] == "InvalidBatch : Field name not found : Nope__c"
+
+
+def test_a_job_takes_one_upload_and_refuses_uploads_once_closed(sf: Salesforce) -> None:
+    job = _job(sf, object="Account", operation="insert")
+    assert _call(sf, "PUT", f"ingest/{job['id']}/batches", csv_body="Name\nA\n").status_code == 201
+    second = _call(sf, "PUT", f"ingest/{job['id']}/batches", csv_body="Name\nB\n")
+    assert second.status_code == 409 and second.json()[0]["errorCode"] == "INVALIDJOBSTATE"
+
+
+def test_an_aborted_job_writes_nothing_and_lists_its_rows_as_unprocessed(
+    sf: Salesforce, sandbox: SalesforceSandbox
+) -> None:
+    before = len(sandbox.records("Account"))
+    job = _job(sf, object="Account", operation="insert")
+    _call(sf, "PUT", f"ingest/{job['id']}/batches", csv_body="Name\nA\n")
+    assert (
+        _call(sf, "PATCH", f"ingest/{job['id']}", {"state": "Aborted"}).json()["state"] == "Aborted"
+    )
+    assert len(sandbox.records("Account")) == before
+    assert _call(sf, "GET", f"ingest/{job['id']}/unprocessedrecords").text == "Name\nA\n"
+
+
+def test_unknown_jobs_and_invalid_definitions_are_refused_as_salesforce_does(
+    sf: Salesforce,
+) -> None:
+    assert _call(sf, "GET", "ingest/750000000000000AAA").status_code == 404
+    upsert = _call(sf, "POST", "ingest", {"object": "Account", "operation": "upsert"})
+    assert upsert.status_code == 400 and upsert.json()[0]["errorCode"] == "INVALIDJOB"
+
+
+def test_bulk_calls_are_counted_by_template_and_charged_to_the_api_allowance(
+    sf: Salesforce, sandbox: SalesforceSandbox
+) -> None:
+    sandbox.reset_request_counts()
+    used = sandbox.usage.used
+    job = _job(sf, object="Account", operation="insert")
+    _call(sf, "GET", f"ingest/{job['id']}")
+    counts = sandbox.request_counts()
+    assert counts[("POST", "/services/data/v{version}/jobs/ingest")] == 1
+    assert counts[("GET", "/services/data/v{version}/jobs/ingest/{jobId}")] == 1
+    assert sandbox.usage.used == used + 2
+
+
+def test_the_adapters_bulk_client_maps_unordered_results_back_to_its_rows(sf: Salesforce) -> None:
+    sleeps: list[float] = []
+    bulk = BulkIngest(lambda fn: fn(sf), sleeper=sleeps.append)
+    results = bulk.run(
+        "Product2",
+        "upsert",
+        [
+            {"Stripe_Product_Id__c": "prod_1", "Name": "A"},
+            {"Stripe_Product_Id__c": "prod_2", "Name": None},
+        ],
+        "Stripe_Product_Id__c",
+        external_id="Stripe_Product_Id__c",
+    )
+    assert [(r.key, r.ok) for r in results] == [("prod_1", True), ("prod_2", False)]
+    assert results[0].crm_id and results[0].crm_id.startswith("01t")
+    assert sleeps == []  # the sandbox finishes a job when it is closed: no waiting
+
+
+def test_requests_without_a_session_are_refused(sandbox: SalesforceSandbox) -> None:
+    response = requests.get(f"{sandbox.url}/services/data/v59.0/jobs/ingest", timeout=5)
+    assert response.status_code == 401
