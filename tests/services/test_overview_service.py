@@ -1,0 +1,192 @@
+"""Mirrors -> overview: which stored rows count towards which figure.
+
+The metric definitions themselves are pinned in tests/domain/test_metrics.py; these tests
+pin the mapping from dealbridge's mirror tables to those definitions.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from connector.runtime import Runtime
+from connector.services import overview
+from connector.services.overview import CustomerRow, customer_table
+from connector.store.models import (
+    CreditNoteMirror,
+    CustomerLink,
+    InvoiceMirror,
+    OutboxMessage,
+    PriceMirror,
+    ProductMirror,
+    SubscriptionMirror,
+)
+
+T0 = datetime(2026, 6, 1, tzinfo=UTC)
+
+
+def _sub(
+    sid: str, customer: str, status: str, items: list[tuple[int, int, str, str, int]]
+) -> SubscriptionMirror:
+    data: dict[str, Any] = {
+        "id": sid,
+        "customer": customer,
+        "status": status,
+        "start_date": int(T0.timestamp()),
+        "items": {
+            "data": [
+                {
+                    "quantity": qty,
+                    "price": {
+                        "unit_amount": amount,
+                        "currency": currency,
+                        "recurring": {"interval": interval, "interval_count": count},
+                    },
+                }
+                for amount, qty, currency, interval, count in items
+            ]
+        },
+    }
+    return SubscriptionMirror(
+        id=sid, stripe_customer_id=customer, status=status, data=data, created=T0
+    )
+
+
+def _invoice(iid: str, customer: str, status: str, total: int, currency: str = "usd", **kw: Any):  # type: ignore[no-untyped-def]
+    remaining = kw.pop("remaining", total if status == "open" else 0)
+    return InvoiceMirror(
+        id=iid, stripe_customer_id=customer, status=status, currency=currency,
+        amount_due=total, amount_paid=total - remaining, amount_remaining=remaining,
+        total_excluding_tax=total, created=T0, **kw,
+    )  # fmt: skip
+
+
+def _price(pid: str, **kw: Any) -> PriceMirror:
+    return PriceMirror(id=pid, product_id="prod_1", currency="usd", **kw)
+
+
+@pytest.fixture
+def stored(runtime: Runtime) -> Runtime:
+    with runtime.db.session() as s:
+        s.add_all(
+            [
+                CustomerLink(crm_account_id="acc_a", stripe_customer_id="cus_a", source="created"),
+                CustomerLink(crm_account_id="acc_b", stripe_customer_id="cus_b", source="created"),
+                CustomerLink(crm_account_id="acc_c", stripe_customer_id="cus_c", source="found"),
+                # yearly 1,200.00 x 2 -> 200.00/month; quarterly 300.00 -> 100.00/month
+                _sub("sub_1", "cus_a", "active", [(120000, 2, "usd", "year", 1)]),
+                _sub("sub_2", "cus_a", "past_due", [(30000, 1, "usd", "month", 3)]),
+                _sub("sub_3", "cus_b", "canceled", [(99900, 1, "usd", "month", 1)]),
+                _sub("sub_4", "cus_b", "active", [(5200, 1, "eur", "week", 1)]),  # 225.33
+                _sub("sub_x", "cus_unlinked", "active", [(100, 1, "usd", "month", 1)]),
+                _invoice("in_1", "cus_a", "paid", 50000),
+                _invoice("in_2", "cus_a", "open", 20000),
+                _invoice("in_3", "cus_a", "void", 70000),
+                _invoice("in_4", "cus_a", "draft", 80000),
+                _invoice("in_5", "cus_b", "uncollectible", 10000, "eur", remaining=10000),
+                _invoice("in_6", "cus_b", "paid", 5000, "eur", deleted=True),
+                CreditNoteMirror(
+                    id="cn_1",
+                    stripe_customer_id="cus_a",
+                    status="issued",
+                    currency="usd",
+                    total_excluding_tax=1500,
+                    created=T0,
+                ),
+                CreditNoteMirror(
+                    id="cn_2",
+                    stripe_customer_id="cus_a",
+                    status="void",
+                    currency="usd",
+                    total_excluding_tax=9999,
+                    created=T0,
+                ),
+                ProductMirror(id="prod_1", name="Platform", active=True),
+                ProductMirror(id="prod_2", name="Old", active=False),
+                _price("p1", active=True, type="recurring"),
+                _price("p2", active=True, type="one_time"),
+                _price("p3", active=False, type="recurring"),
+            ]
+        )
+    return runtime
+
+
+def test_mrr_counts_active_and_past_due_subscriptions_of_linked_customers(stored: Runtime) -> None:
+    figures = overview.overview(stored)
+    assert figures.currency["usd"].mrr == 20000 + 10000
+    assert figures.currency["eur"].mrr == 22533  # 52.00 x 52 / 12, rounded half-up
+
+
+def test_net_billing_counts_finalized_invoices_minus_credit_notes(stored: Runtime) -> None:
+    figures = overview.overview(stored)
+    assert figures.currency["usd"].net_billing == 50000 + 20000 - 1500
+    assert figures.currency["eur"].net_billing == 10000  # uncollectible counts; deleted not
+
+
+def test_average_divides_by_every_linked_customer(stored: Runtime) -> None:
+    figures = overview.overview(stored)
+    assert figures.total_customers == 3
+    assert figures.currency["usd"].average_billing_per_customer == 22833  # 68,500 / 3
+    assert figures.currency["eur"].average_billing_per_customer == 3333
+
+
+def test_counts_of_subscriptions_customers_products_and_prices(stored: Runtime) -> None:
+    figures = overview.overview(stored)
+    assert figures.active_subscriptions == 3
+    assert figures.customers_with_active_subscriptions == 2
+    assert (figures.total_products, figures.one_time_prices, figures.recurring_prices) == (1, 1, 1)
+
+
+def test_each_customer_row_has_its_own_figures(stored: Runtime) -> None:
+    rows = {r.crm_account_id: r for r in overview.overview(stored).customers}
+    assert rows["acc_a"].mrr == {"usd": 30000}
+    assert rows["acc_a"].open_balance == {"usd": 20000}
+    assert rows["acc_a"].unpaid_invoices == 1
+    assert rows["acc_b"].unpaid_invoices == 1  # uncollectible still owed
+    assert rows["acc_c"].mrr == {} and rows["acc_c"].net_billing == {}
+
+
+def test_account_figures_are_queued_for_the_crm_once_until_they_change(stored: Runtime) -> None:
+    assert overview.write_account_metrics(stored) == 2  # acc_c has nothing to write
+    assert overview.write_account_metrics(stored) == 0
+    with stored.db.session() as s:
+        s.get(InvoiceMirror, "in_2").status = "paid"  # type: ignore[union-attr]
+    assert overview.write_account_metrics(stored) == 1
+    with stored.db.session() as s:
+        updates = [m.payload for m in s.query(OutboxMessage).filter_by(kind="crm.update_account")]
+    last_a = [u for u in updates if u["account_id"] == "acc_a"][-1]["update"]
+    assert last_a["mrr"] == {"amount": 30000, "currency": "usd"}
+    assert last_a["open_balance"] == {"amount": 0, "currency": "usd"}
+
+
+def _row(name: str, mrr: dict[str, int], credit: str = "ok") -> CustomerRow:
+    return CustomerRow(
+        crm_account_id=name, stripe_customer_id=f"cus_{name}", name=name.title(), mrr=mrr,
+        net_billing={}, open_balance={}, unpaid_invoices=0, credit_state=credit,
+        active_subscriptions=0,
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "expected"),
+    [
+        ({}, ["acme", "globex", "initech"]),
+        ({"sort": "mrr", "descending": True, "currency": "usd"}, ["initech", "acme", "globex"]),
+        ({"sort": "mrr", "currency": "eur"}, ["acme", "initech", "globex"]),
+        ({"query": "GLOB"}, ["globex"]),
+        ({"credit_state": "on_hold"}, ["initech"]),
+        ({"sort": "no such column"}, ["acme", "globex", "initech"]),
+    ],
+    ids=["by name", "by usd mrr desc", "by eur mrr", "name filter", "credit filter", "bad sort"],
+)
+def test_the_customer_table_sorts_by_one_currency_and_filters(
+    kwargs: dict[str, Any], expected: list[str]
+) -> None:
+    rows = [
+        _row("globex", {"eur": 900}),
+        _row("acme", {"usd": 500}),
+        _row("initech", {"usd": 700}, credit="on_hold"),
+    ]
+    assert [r.crm_account_id for r in customer_table(rows, **kwargs)] == expected
