@@ -1,0 +1,66 @@
+"""The review page as a rep sees it inside the CRM: adjust, activate, see it in Stripe."""
+
+from __future__ import annotations
+
+import re
+from urllib.parse import urlparse
+
+from playwright.sync_api import Page, expect
+
+from connector.cli.demo import launch_link
+from connector.sandbox.world import LocalWorld
+
+
+def _deal_id(world: LocalWorld, name: str) -> str:
+    return world.salesforce_sandbox.ids_by_ref()[name]
+
+
+def test_a_rep_adjusts_the_terms_and_activates_into_stripe(
+    served_world: LocalWorld, page: Page
+) -> None:
+    page.goto(launch_link(served_world, _deal_id(served_world, "acme_platform"), role="sales_rep"))
+    expect(page.locator("#plan-status")).to_have_text("Awaiting review")
+    expect(page.locator("#summary")).to_contain_text("due 30 days after sending")
+
+    page.fill("#days_until_due", "45")
+    page.click("#save")
+    expect(page.locator("#message")).to_contain_text("Changes saved")
+    expect(page.locator("#summary")).to_contain_text("due 45 days after sending")
+
+    page.click("#activate")
+    expect(page.locator("#plan-status")).to_have_text("Active")
+    subscription_id = page.locator("#stripe-subscription").inner_text()
+    subscription = served_world.stripe_client().v1.subscriptions.retrieve(subscription_id)
+    assert subscription.days_until_due == 45
+    assert subscription.collection_method == "send_invoice"
+
+
+def test_the_page_can_only_be_framed_by_the_configured_crm(
+    served_world: LocalWorld, page: Page
+) -> None:
+    response = page.goto(
+        launch_link(served_world, _deal_id(served_world, "acme_platform"), role="sales_rep")
+    )
+    assert response is not None
+    policy = response.headers["content-security-policy"]
+    assert re.search(r"frame-ancestors 'self'(;| )", policy)
+    assert urlparse(page.url).path.startswith("/plans/")
+
+
+def test_a_held_account_shows_why_and_cannot_activate(served_world: LocalWorld, page: Page) -> None:
+    page.goto(
+        launch_link(served_world, _deal_id(served_world, "initech_renewal"), role="sales_rep")
+    )
+    page.click("#activate")
+    expect(page.locator("#plan-status")).to_have_text("Awaiting credit")
+    expect(page.locator("#message")).to_contain_text("credit hold")
+    expect(page.locator("#activate")).to_be_disabled()
+    assert served_world.stripe_sandbox.request_counts().get(("POST", "/v1/subscriptions"), 0) == 0
+
+
+def test_without_a_valid_launch_link_the_page_asks_to_sign_in(
+    served_world: LocalWorld, page: Page
+) -> None:
+    response = page.goto(f"{served_world.app_url}/deals/anything/plan")
+    assert response is not None and response.status == 401
+    expect(page.locator("h1")).to_have_text("Please sign in")

@@ -1,0 +1,241 @@
+"""End to end: Stripe's sandbox, a CRM and dealbridge, all in process, on loopback.
+
+Every scenario runs against both CRMs, with the same test code:
+
+* ``salesforce-sqlite`` / ``salesforce-postgresql``: the Salesforce sandbox (simple-salesforce,
+  SOAP Outbound Messages), on both stores;
+* ``dynamics-sqlite``: the Dataverse fake of ``tests/support/dataverse`` behind ``responses``
+  (msal, the Web API, ``$batch``, webhooks with ``RemoteExecutionContext``), on SQLite only to
+  keep the run short (the store's behaviour does not depend on the CRM).
+
+Both CRMs are seeded with the same sample org, so a ref (``acme_platform``) is the same deal
+on each, and scenarios reach the CRM only through ``world.crm``, a ``CrmDriver`` speaking
+canonical names. A scenario that is genuinely about one CRM says so with
+``@pytest.mark.crm("salesforce", reason=...)``: it is then generated for that CRM only,
+never skipped at run time.
+
+Every scenario synchronises with ``world.sync()`` — deliver what the sandboxes owe, run
+every job once, repeat until quiet — never with sleeps.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+from connector.config import Config
+from connector.crm.base import CrmAdapter
+from connector.crm.dynamics.auth import reset_applications
+from connector.crm.dynamics.throttle import reset_gates
+from connector.sandbox.world import LocalWorld
+from connector.secrets import Secret
+from tests.conftest import _fresh_postgres_url
+from tests.e2e.crm_driver import CrmDriver, SalesforceDriver
+from tests.support import FrozenClock
+from tests.support.dataverse import (
+    CLIENT_ID,
+    CLIENT_SECRET,
+    ENV_URL,
+    TENANT_ID,
+    WEBHOOK_KEY,
+    DataverseFake,
+)
+from tests.support.dataverse.seed import SampleOrg
+
+#: Test ids → (CRM, store).
+BACKENDS = {
+    "salesforce-sqlite": ("salesforce", "sqlite"),
+    "salesforce-postgresql": ("salesforce", "postgresql"),
+    "dynamics-sqlite": ("dynamics", "sqlite"),
+}
+CRMS = ("salesforce", "dynamics")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "crm(*kinds, reason): run this end-to-end scenario against these CRMs only "
+        "(salesforce, dynamics); the reason says why it cannot be CRM-neutral",
+    )
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Every scenario that builds a world (it needs ``database_url``) runs once per backend."""
+    if "database_url" not in metafunc.fixturenames:
+        return
+    kinds: tuple[str, ...] = CRMS
+    marker = metafunc.definition.get_closest_marker("crm")
+    if marker is not None:
+        kinds = tuple(marker.args)
+        unknown = set(kinds) - set(CRMS)
+        assert kinds and not unknown, f"@pytest.mark.crm: unknown CRM(s) {sorted(unknown)}"
+        assert marker.kwargs.get("reason"), "@pytest.mark.crm needs reason=... (why one CRM)"
+    ids = [name for name, (crm, _) in BACKENDS.items() if crm in kinds]
+    metafunc.parametrize("database_url", ids, indirect=True, ids=ids)
+
+
+class DatabaseUrl(str):
+    """A database URL that also says which CRM the test's world talks to."""
+
+    crm: str
+
+    def __new__(cls, url: str, crm: str) -> DatabaseUrl:
+        value = super().__new__(cls, url)
+        value.crm = crm
+        return value
+
+
+@pytest.fixture
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> DatabaseUrl:
+    crm, store = BACKENDS[request.param]
+    if store == "sqlite":
+        return DatabaseUrl(f"sqlite:///{tmp_path / 'dealbridge.sqlite3'}", crm)
+    return DatabaseUrl(_fresh_postgres_url(request.getfixturevalue("postgres_schema")), crm)
+
+
+@pytest.fixture
+def crm_kind(database_url: DatabaseUrl) -> str:
+    return database_url.crm
+
+
+class World(LocalWorld):
+    """LocalWorld plus the CRM driver and look-ups the scenarios assert with."""
+
+    @property
+    def crm(self) -> CrmDriver:
+        driver = self.__dict__.get("_driver")
+        if driver is None:
+            driver = self.__dict__["_driver"] = self._make_driver()
+        return driver  # type: ignore[no-any-return]
+
+    def _make_driver(self) -> CrmDriver:
+        return SalesforceDriver(self.salesforce_sandbox, self.salesforce_client())
+
+    def api(self, method: str, path: str, role: str = "sales_rep", **kwargs: Any) -> Any:
+        assert self.runtime is not None
+        from connector.web.app import create_app
+
+        client = create_app(runtime=self.runtime).test_client()
+        headers = {"Authorization": f"Bearer {self.api_tokens[role]}"}
+        return client.open(path, method=method, headers=headers, **kwargs)
+
+    def plan_for(self, deal_ref: str) -> dict[str, Any]:
+        response = self.api("GET", f"/api/deals/{self.crm.ref(deal_ref)}/plan")
+        assert response.status_code == 200, response.get_json()
+        return dict(response.get_json())
+
+    def stripe_count(self, method: str, path: str) -> int:
+        return self.stripe_sandbox.request_counts().get((method, path), 0)
+
+
+class FakeMonotonic:
+    """The adapter's monotonic clock and sleeper: a pause is recorded and passes at once."""
+
+    def __init__(self) -> None:
+        self.now = 1_000.0
+        self.sleeps: list[float] = []
+
+    def clock(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+
+class DynamicsWorld(World):
+    """The same world with Dynamics 365 as the CRM: the Dataverse fake instead of the
+    Salesforce sandbox, ``crm.kind: dynamics`` and the ``DYNAMICS_*`` secrets."""
+
+    def _init_crm(self, seed: Any) -> None:
+        self.dataverse = DataverseFake(now=self.clock)
+        self.org = SampleOrg(self.dataverse, self.clock)
+        self.dataverse_time = FakeMonotonic()
+
+    def _start_crm(self) -> None:
+        reset_applications()  # msal applications and throttle gates are per process
+        reset_gates()
+        self.dataverse.start()
+        self.org.load()
+        self.dataverse.register_webhook(f"{self.app_url}/webhooks/crm")
+
+    def _stop_crm(self) -> None:
+        self.dataverse.stop()
+        reset_applications()
+        reset_gates()
+
+    def _crm_section(self) -> dict[str, Any]:
+        return {
+            "kind": "dynamics",
+            "dynamics": {
+                "environment_url": ENV_URL,
+                "tenant_id": TENANT_ID,
+                "client_id": CLIENT_ID,
+            },
+        }
+
+    def _crm_secrets(self) -> dict[str, Any]:
+        return {
+            "dynamics_client_secret": Secret(CLIENT_SECRET),
+            "dynamics_webhook_key": Secret(WEBHOOK_KEY),
+        }
+
+    def _crm_adapter(self, config: Config) -> CrmAdapter:
+        from connector.crm.dynamics.adapter import DynamicsAdapter
+        from connector.mappings import load_mapping
+
+        mapping = load_mapping(config.mapping_path, config.crm_kind)
+        # The org's catalog, as docs/dynamics-setup.md §8 has an admin configure it.
+        catalog = {
+            "product_unit_group_id": self.org.unit_group,
+            "product_default_unit_id": self.org.unit,
+            "price_list_id": self.org.price_list,
+            "price_list_currency": "USD",
+        }
+        return DynamicsAdapter.from_config(
+            config,
+            dataclasses.replace(mapping, options={**mapping.options, **catalog}),
+            session=requests.Session(),
+            instance_discovery=False,
+            clock=self.dataverse_time.clock,
+            sleeper=self.dataverse_time.sleep,
+        )
+
+    def _make_driver(self) -> CrmDriver:
+        from tests.e2e.dynamics_driver import DynamicsDriver
+
+        return DynamicsDriver(self.dataverse, self.org)
+
+    def deliver_crm_pushes(self) -> int:
+        return self.dataverse.deliver_webhooks()
+
+
+@pytest.fixture
+def clock() -> FrozenClock:
+    """One clock for dealbridge and both sandboxes, starting now (the seed's dates are
+    relative to today)."""
+    return FrozenClock(datetime.now(UTC).replace(microsecond=0))
+
+
+def make_world(
+    database_url: str, clock: FrozenClock, *, crm_kind: str | None = None, **sections: Any
+) -> World:
+    """A world (not started) for the test's CRM: ``crm_kind``, else the one its
+    ``database_url`` fixture was generated for, else Salesforce."""
+    kind = crm_kind or getattr(database_url, "crm", "salesforce")
+    cls = DynamicsWorld if kind == "dynamics" else World
+    return cls(str(database_url), clock=clock, sections=sections)
+
+
+@pytest.fixture
+def world(database_url: str, clock: FrozenClock) -> Iterator[World]:
+    w = make_world(database_url, clock)
+    w.start()
+    yield w
+    w.stop()

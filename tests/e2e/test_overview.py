@@ -1,0 +1,176 @@
+"""The billing overview end to end: what /api/overview says equals what Stripe holds.
+
+The expected figures are computed here from everything listed through the Stripe client,
+with plain code written from the definitions in docs/billing-rules.md (not with
+connector/domain/metrics.py), so the two implementations check each other.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from decimal import Decimal
+from fractions import Fraction
+from typing import Any
+
+import pytest
+
+from tests.e2e.conftest import World
+
+PER_MONTH = {
+    "day": Fraction(365, 12),
+    "week": Fraction(52, 12),
+    "month": 1,
+    "year": Fraction(1, 12),
+}
+
+
+def _activate(world: World, deal_ref: str) -> dict[str, Any]:
+    plan = world.plan_for(deal_ref)
+    response = world.api("POST", f"/api/plans/{plan['id']}/activate")
+    assert response.status_code == 200, response.get_json()
+    world.sync()
+    return world.plan_for(deal_ref)
+
+
+def _half_up(value: Fraction) -> int:
+    return int(value + Fraction(1, 2)) if value >= 0 else -int(-value + Fraction(1, 2))
+
+
+def expected_from_stripe(world: World) -> dict[str, Any]:
+    client = world.stripe_client()
+    customers = list(client.v1.customers.list(params={"limit": 100}).auto_paging_iter())
+    mrr: dict[str, int] = defaultdict(int)
+    net: dict[str, int] = defaultdict(int)
+    active = 0
+    with_active: set[str] = set()
+    for customer in customers:
+        subs = client.v1.subscriptions.list(params={"customer": customer.id, "status": "all"})
+        for sub in subs.auto_paging_iter():
+            if sub.status not in ("active", "past_due"):
+                continue
+            active += 1
+            with_active.add(customer.id)
+            amount: dict[str, Fraction] = defaultdict(Fraction)
+            for item in sub["items"].data:
+                price = item.price
+                assert price.recurring is not None
+                per_month = Fraction(PER_MONTH[price.recurring.interval])
+                amount[price.currency] += (
+                    Fraction(price.unit_amount or 0)
+                    * (item.quantity or 1)
+                    * per_month
+                    / price.recurring.interval_count
+                )
+            for currency, value in amount.items():
+                mrr[currency] += _half_up(value)
+        invoices = client.v1.invoices.list(params={"customer": customer.id, "limit": 100})
+        for invoice in invoices.auto_paging_iter():
+            if invoice.status in ("open", "paid", "uncollectible"):
+                net[invoice.currency] += invoice.total_excluding_tax or 0
+    products = list(client.v1.products.list(params={"limit": 100}).auto_paging_iter())
+    prices = list(client.v1.prices.list(params={"limit": 100}).auto_paging_iter())
+    currencies = sorted(set(mrr) | set(net))
+    return {
+        "currency": {
+            c: {
+                "mrr": mrr.get(c, 0),
+                "net_billing": net.get(c, 0),
+                "average_billing_per_customer": _half_up(Fraction(net.get(c, 0), len(customers))),
+            }
+            for c in currencies
+        },
+        "active_subscriptions": active,
+        "total_customers": len(customers),
+        "customers_with_active_subscriptions": len(with_active),
+        "total_products": sum(1 for p in products if p.active),
+        "one_time_prices": sum(1 for p in prices if p.active and p.recurring is None),
+        "recurring_prices": sum(1 for p in prices if p.active and p.recurring is not None),
+    }
+
+
+FIGURES = (
+    "currency",
+    "active_subscriptions",
+    "total_customers",
+    "customers_with_active_subscriptions",
+    "total_products",
+    "one_time_prices",
+    "recurring_prices",
+)
+
+
+@pytest.fixture
+def billed_world(world: World) -> World:
+    """Two deals activated (USD now, EUR on a schedule two weeks out), then 40 days pass
+    and the billing engine runs: the schedule starts, renewals are invoiced."""
+    world.sync()
+    _activate(world, "acme_platform")
+    _activate(world, "globex_licence")
+    world.clock.advance(days=40)
+    world.stripe_sandbox.run_billing()
+    world.sync()
+    return world
+
+
+def test_the_overview_matches_figures_computed_from_stripe(billed_world: World) -> None:
+    world = billed_world
+    world.api("GET", "/api/overview?refresh=1", role="finance")  # the catalogue mirror
+    response = world.api("GET", "/api/overview", role="finance")
+    assert response.status_code == 200, response.get_json()
+    body = response.get_json()
+    expected = expected_from_stripe(world)
+    assert {k: body[k] for k in FIGURES} == expected
+    assert set(expected["currency"]) == {"usd", "eur"}  # side by side, never summed
+    assert expected["active_subscriptions"] == 2
+
+
+def test_a_refresh_recomputes_from_stripe_and_agrees(billed_world: World) -> None:
+    world = billed_world
+    response = world.api("GET", "/api/overview?refresh=1", role="finance")
+    assert response.status_code == 200, response.get_json()
+    body = response.get_json()
+    assert {k: body[k] for k in FIGURES} == expected_from_stripe(world)
+    assert "credit notes" in body["refreshed"]
+
+
+def test_the_figures_are_served_from_the_mirrors_without_calling_stripe(
+    billed_world: World,
+) -> None:
+    world = billed_world
+    world.stripe_sandbox.reset_request_counts()
+    response = world.api("GET", "/api/overview", role="finance")
+    assert response.status_code == 200
+    assert world.stripe_sandbox.request_counts() == {}
+
+
+def test_the_trend_shows_twelve_months_ending_with_this_one(billed_world: World) -> None:
+    world = billed_world
+    trend = world.api("GET", "/api/overview", role="finance").get_json()["mrr_trend"]
+    assert len(trend) == 12
+    today = world.clock().date()
+    assert trend[-1]["month"] == f"{today.year:04d}-{today.month:02d}"
+    expected = expected_from_stripe(world)
+    assert trend[-1]["mrr"] == {c: f["mrr"] for c, f in expected["currency"].items() if f["mrr"]}
+
+
+def test_each_accounts_figures_are_written_to_the_crm(billed_world: World) -> None:
+    world = billed_world
+    body = world.api("GET", "/api/overview", role="finance").get_json()
+    acme = next(c for c in body["customers"] if c["crm_account_id"] == world.crm.ref("acme"))
+    account = world.crm.account("acme")
+    assert Decimal(str(account["mrr"])) * 100 == acme["mrr"]["usd"]
+    assert Decimal(str(account["net_billing"])) * 100 == acme["net_billing"]["usd"]
+    assert Decimal(str(account["open_balance"])) * 100 == acme["open_balance"]["usd"]
+    assert acme["mrr"]["usd"] > 0
+
+
+def test_the_page_lists_customers_sorted_and_filtered(billed_world: World) -> None:
+    world = billed_world
+    page = world.api("GET", "/overview?sort=mrr&dir=desc", role="finance")
+    assert page.status_code == 200
+    html = page.get_data(as_text=True)
+    assert "<svg" in html and "Net billing" in html
+    acme, globex = world.crm.ref("acme"), world.crm.ref("globex")
+    assert acme in html and globex in html
+    filtered = world.api("GET", "/overview?q=globex", role="finance").get_data(as_text=True)
+    assert globex in filtered and acme not in filtered

@@ -1,0 +1,234 @@
+"""Roles are enforced on the server for every endpoint, and Canvas sign-in sets the role.
+
+The matrix walks Flask's url_map, so a new route without an entry in ``REQUIRED`` fails
+here until someone decides who may call it. Public routes (webhooks authenticate with
+signatures, health is for probes, launch endpoints verify their own signed requests) are
+listed apart, with the reason.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from connector.crm.base import CrmUnavailable
+from connector.runtime import Runtime
+from connector.store.db import Database
+from connector.web.app import create_app
+from connector.web.launch import sign_canvas_request
+from tests.support import TEST_SECRETS, FrozenClock, make_config
+
+REQUIRED = {
+    "plans.api_deal_plan": "sales_rep",
+    "plans.api_refresh_deal_plan": "sales_rep",
+    "plans.api_plan": "sales_rep",
+    "plans.api_adjust": "sales_rep",
+    "plans.api_choose_customer": "sales_rep",
+    "plans.api_activate": "sales_rep",
+    "plans.api_manual": "sales_rep",
+    "plans.deal_page": "sales_rep",
+    "plans.plan_page": "sales_rep",
+    "plans.page_adjust": "sales_rep",
+    "plans.page_activate": "sales_rep",
+    "plans.page_manual": "sales_rep",
+    "plans.page_choose_customer": "sales_rep",
+    "overview.api_overview": "finance",
+    "overview.overview_page": "finance",
+    "customers.api_subscriptions": "finance",
+    "customers.api_cancel": "finance",
+    "customers.api_reactivate": "finance",
+    "customers.api_bill_again": "finance",
+    "customers.api_archive_product": "finance",
+    "customers.api_archive_price": "finance",
+    "customers.api_change_price": "finance",
+    "customers.customer_page": "finance",
+    "customers.page_cancel": "finance",
+    "customers.page_reactivate": "finance",
+    "customers.page_bill_again": "finance",
+    "customers.catalog_page": "finance",
+    "customers.page_archive_product": "finance",
+    "customers.page_archive_price": "finance",
+    "customers.page_change_price": "finance",
+}
+PUBLIC = {
+    "health.healthz": "liveness probe",
+    "health.metrics": "Prometheus scrape",
+    "stripe_webhooks.receive": "verified by the Stripe signature",
+    "crm_push.receive": "verified by the CRM's token",
+    "plans.launch": "verified by the launch link's signature",
+    "launch.canvas": "verified by the Canvas signed request",
+    "launch.entra": "verified by the Entra ID access token (tests/web/test_entra_launch.py)",
+}
+RANK = {"sales_rep": 1, "finance": 2, "admin": 3}
+TOKENS = {role: token for token, role in TEST_SECRETS["api_tokens"].items()}
+CONSUMER_SECRET = "canvas-consumer-secret-0123456789"
+
+
+class NoCrm:
+    """A CRM that is down: endpoints that reach it fail, but never as 401/403."""
+
+    kind = "salesforce"
+    batch_size = 200
+
+    def record_url(self, kind: str, record_id: str) -> None:
+        return None
+
+    def __getattr__(self, name: str) -> Any:
+        def down(*_args: Any, **_kwargs: Any) -> Any:
+            raise CrmUnavailable("the CRM is down in this test")
+
+        return down
+
+
+@pytest.fixture
+def app(sqlite_db: Database) -> Iterator[Any]:
+    config = make_config(
+        sqlite_db.url,
+        # Stripe on a closed loopback port: any call fails fast, never leaves the machine.
+        {"stripe": {"api_base": "http://127.0.0.1:9", "max_network_retries": 0},
+         "web": {"canvas_roles": {"Finance Ops": "finance", "00eADMIN": "admin"}}},
+    )  # fmt: skip
+    secrets = config.secrets.__class__(
+        **{**config.secrets.__dict__, "salesforce_client_secret": _secret(CONSUMER_SECRET)}
+    )
+    object.__setattr__(config, "secrets", secrets)
+    runtime = Runtime(config, db=sqlite_db, clock=FrozenClock(), crm=NoCrm())  # type: ignore[arg-type]
+    flask_app = create_app(runtime=runtime)
+    yield flask_app
+
+
+def _secret(value: str) -> Any:
+    from connector.secrets import Secret
+
+    return Secret(value)
+
+
+def _routes(app: Any) -> list[tuple[str, str, str]]:
+    routes = []
+    for rule in app.url_map.iter_rules():
+        if rule.endpoint == "static":
+            continue
+        for method in sorted(rule.methods - {"HEAD", "OPTIONS"}):
+            path = re.sub(r"<(?:[^:>]+:)?([^>]+)>", r"x_\1", rule.rule)
+            routes.append((rule.endpoint, method, path))
+    return routes
+
+
+def test_every_route_is_either_role_checked_or_public_for_a_reason(app: Any) -> None:
+    endpoints = {endpoint for endpoint, _, _ in _routes(app)}
+    assert endpoints == set(REQUIRED) | set(PUBLIC)
+
+
+def _cases() -> list[tuple[str, str]]:
+    return [(endpoint, role) for endpoint in REQUIRED for role in ("none", *RANK)]
+
+
+@pytest.mark.parametrize(("endpoint", "role"), _cases())
+def test_each_route_refuses_roles_below_the_one_it_needs(
+    app: Any, endpoint: str, role: str
+) -> None:
+    client = app.test_client()
+    needed = REQUIRED[endpoint]
+    for found, method, path in _routes(app):
+        if found != endpoint:
+            continue
+        headers = {} if role == "none" else {"Authorization": f"Bearer {TOKENS[role]}"}
+        response = client.open(path, method=method, headers=headers, json={})
+        if role == "none":
+            assert response.status_code == 401, (method, path)
+        elif RANK[role] < RANK[needed]:
+            assert response.status_code == 403, (method, path, role)
+            body = response.get_json() or {}
+            message = body.get("error", {}).get("message") or response.get_data(as_text=True)
+            assert f"needs the {needed.replace('_', ' ')} role" in message
+        else:
+            assert response.status_code not in (401, 403), (method, path, role)
+
+
+def test_a_refused_page_says_which_role_it_needs(app: Any) -> None:
+    client = app.test_client()
+    response = client.get(
+        "/overview",
+        headers={"Authorization": f"Bearer {TOKENS['sales_rep']}", "Accept": "text/html"},
+    )
+    assert response.status_code == 403
+    assert "needs the finance role" in response.get_data(as_text=True)
+
+
+# --------------------------------------------------------------------------- Canvas
+
+
+def _envelope(**user: Any) -> dict[str, Any]:
+    parameters = user.pop("parameters", {})
+    return {
+        "algorithm": "HMACSHA256",
+        "issuedAt": int(time.time()),
+        "userId": "005xx",
+        "context": {
+            "user": {"userName": "fin@acme.example", "email": "fin@acme.example",
+                     "profileId": "00eSTD", **user},
+            "environment": {"parameters": parameters, "record": {}},
+        },
+    }  # fmt: skip
+
+
+def _signed_in_role(app: Any, signed_request: str) -> tuple[int, str | None]:
+    client = app.test_client()
+    response = client.post("/launch/canvas", data={"signed_request": signed_request})
+    if response.status_code != 303:
+        return response.status_code, None
+    followed = client.get(response.headers["Location"], headers={"Accept": "application/json"})
+    return followed.status_code, response.headers["Location"]
+
+
+def test_a_canvas_request_signed_with_the_consumer_secret_signs_in(app: Any) -> None:
+    signed = sign_canvas_request(
+        CONSUMER_SECRET, _envelope(parameters={"permissionSets": ["Finance Ops"]})
+    )
+    status, location = _signed_in_role(app, signed)
+    assert status == 200 and location is not None and location.startswith("/overview")
+
+
+def test_a_canvas_user_without_a_mapped_role_is_a_sales_rep(app: Any) -> None:
+    envelope = _envelope()
+    envelope["context"]["environment"]["record"] = {
+        "Id": "006DEAL",
+        "attributes": {"type": "Opportunity"},
+    }
+    client = app.test_client()
+    response = client.post(
+        "/launch/canvas", data={"signed_request": sign_canvas_request(CONSUMER_SECRET, envelope)}
+    )
+    assert response.status_code == 303
+    assert response.headers["Location"].startswith("/deals/006DEAL/plan")
+    refused = client.get("/api/overview")  # the session cookie carries the rep's role
+    assert refused.status_code == 403
+    assert "needs the finance role" in refused.get_json()["error"]["message"]
+
+
+def test_the_profile_id_maps_to_a_role_too(app: Any) -> None:
+    signed = sign_canvas_request(CONSUMER_SECRET, _envelope(profileId="00eADMIN"))
+    client = app.test_client()
+    response = client.post("/launch/canvas", data={"signed_request": signed})
+    assert response.status_code == 303
+    assert client.get("/api/overview").status_code == 200
+
+
+@pytest.mark.parametrize(
+    "signed_request",
+    [
+        sign_canvas_request("some-other-secret", _envelope(profileId="00eADMIN")),
+        "not-a-signed-request",
+        "",
+    ],
+    ids=["wrong secret", "garbage", "missing"],
+)
+def test_a_canvas_request_not_signed_by_our_connected_app_is_refused(
+    app: Any, signed_request: str
+) -> None:
+    response = app.test_client().post("/launch/canvas", data={"signed_request": signed_request})
+    assert response.status_code == 401
