@@ -11,7 +11,7 @@ CRM's decimal currency fields. Dates are ``datetime.date``; instants are aware U
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any, Protocol, TypedDict, runtime_checkable
 
@@ -56,10 +56,17 @@ class CrmDeal:
 
 @dataclass(frozen=True)
 class Changes:
-    """Ids changed since a cursor, and the cursor to store once they are handled."""
+    """Ids changed since a cursor, and the cursor to store once they are handled.
+
+    ``versions`` maps an id to the version of the record the CRM reported (a modification
+    stamp at full precision, or a row version). Polls read from the cursor inclusively, so a
+    record saved in the cursor's own second is seen again; its version, not the batch cursor,
+    tells a repeat of a change already queued from a new change to the same record.
+    """
 
     ids: list[str]
     cursor: str | None
+    versions: Mapping[str, str] = field(default_factory=dict)
 
 
 # --------------------------------------------------------------------------- writes

@@ -83,23 +83,24 @@ def _save_cursor(runtime: Runtime, name: str, value: str | None) -> None:
 
 
 def poll_crm(runtime: Runtime) -> int:
-    """Clock job: queue every closed deal and every account changed since the cursors."""
+    """Clock job: queue every closed deal and every account changed since the cursors.
+
+    An event's id names the record's version, not just the batch: the poll reads from its
+    cursor inclusively, so a record seen last time is seen again (and not queued twice),
+    while a second change to it in the same second has a new version and is queued.
+    """
     queued = 0
-    deals = runtime.crm.changed_deals(_cursor(runtime, "crm.deals"))
-    for deal_id in deals.ids:
-        queued += store_event(
-            runtime, f"poll:deal:{deal_id}:{deals.cursor}", DEAL_CHANGED, {"id": deal_id}
-        )
-    _save_cursor(runtime, "crm.deals", deals.cursor)
-    accounts = runtime.crm.changed_accounts(_cursor(runtime, "crm.accounts"))
-    for account_id in accounts.ids:
-        queued += store_event(
-            runtime,
-            f"poll:account:{account_id}:{accounts.cursor}",
-            ACCOUNT_CHANGED,
-            {"id": account_id},
-        )
-    _save_cursor(runtime, "crm.accounts", accounts.cursor)
+    for kind, cursor_name, event_type, read in (
+        ("deal", "crm.deals", DEAL_CHANGED, runtime.crm.changed_deals),
+        ("account", "crm.accounts", ACCOUNT_CHANGED, runtime.crm.changed_accounts),
+    ):
+        changes = read(_cursor(runtime, cursor_name))
+        for record_id in changes.ids:
+            version = changes.versions.get(record_id, changes.cursor)
+            queued += store_event(
+                runtime, f"poll:{kind}:{record_id}:{version}", event_type, {"id": record_id}
+            )
+        _save_cursor(runtime, cursor_name, changes.cursor)
     return queued
 
 

@@ -80,6 +80,8 @@ log = logging.getLogger(__name__)
 #: Dataverse's error code for "Entity {0} isn't enabled for change tracking."
 CHANGE_TRACKING_NOT_ENABLED = "0x80072491"
 DELTA = "delta:"
+#: Dataverse's row version: it grows with every change to a row.
+VERSION_COLUMN = "versionnumber"
 MODIFIEDON = "modifiedon:"
 
 
@@ -550,23 +552,30 @@ class DynamicsAdapter:
             stamp = parse_datetime(since)
             if stamp is None:
                 raise ValueError(f"{since!r} is not a modifiedon cursor time")
-            clauses.append(f"{modified_column} gt {stamp.strftime('%Y-%m-%dT%H:%M:%SZ')}")
+            # ge, not gt: modifiedon has whole seconds, so a row saved later in the cursor's
+            # second would otherwise never be seen. Rows seen again carry the same
+            # versionnumber and are not queued twice.
+            clauses.append(f"{modified_column} ge {stamp.strftime('%Y-%m-%dT%H:%M:%SZ')}")
         params = {
-            "$select": f"{id_column},{modified_column}",
+            "$select": f"{id_column},{modified_column},{VERSION_COLUMN}",
             "$orderby": f"{modified_column} asc",
         }
         if clauses:
             params["$filter"] = " and ".join(clauses)
         ids: list[str] = []
+        versions: dict[str, str] = {}
         latest = parse_datetime(since) if since else None
         for record in self._records(self.entity_set(section), params):
-            if isinstance(record.get(id_column), str):
-                ids.append(record[id_column])
+            record_id = record.get(id_column)
+            if isinstance(record_id, str):
+                ids.append(record_id)
+                if record.get(VERSION_COLUMN) is not None:
+                    versions[record_id] = str(record[VERSION_COLUMN])
             stamp = parse_datetime(record.get(modified_column))
             if stamp is not None and (latest is None or stamp > latest):
                 latest = stamp
         cursor = f"{MODIFIEDON}{latest.strftime('%Y-%m-%dT%H:%M:%SZ')}" if latest else None
-        return Changes(ids=list(dict.fromkeys(ids)), cursor=cursor)
+        return Changes(ids=list(dict.fromkeys(ids)), cursor=cursor, versions=versions)
 
     # ------------------------------------------------------------------ lookups and links
 

@@ -426,13 +426,16 @@ class SalesforceAdapter:
 
     def _changes(self, query: str, modified: str, cursor: str | None) -> Changes:
         ids: list[str] = []
+        versions: dict[str, str] = {}
         newest = cursor
         for record in self._query_all(query):
             ids.append(record["Id"])
             stamp = _iso(record.get(modified))
             if stamp is not None:
                 newest = soql.datetime_literal(stamp)
-        return Changes(ids=ids, cursor=newest)
+                # Salesforce keeps milliseconds; the SOQL cursor literal cannot.
+                versions[record["Id"]] = stamp.isoformat(timespec="milliseconds")
+        return Changes(ids=ids, cursor=newest, versions=versions)
 
     # ------------------------------------------------------------------ accounts
 

@@ -61,21 +61,32 @@ def test_without_change_tracking_the_poll_falls_back_to_modifiedon(
     fallback = api_requests(entra)[1]
     assert "odata.track-changes" not in fallback.request.headers["Prefer"]
     assert query_of(fallback) == {
-        "$select": ["opportunityid,modifiedon"],
+        "$select": ["opportunityid,modifiedon,versionnumber"],
         "$orderby": ["modifiedon asc"],
         "$filter": ["statecode eq 1"],
     }
 
 
-def test_a_modifiedon_cursor_asks_only_for_later_changes(
+def test_a_modifiedon_cursor_asks_for_changes_from_its_own_second_on(
     entra: responses.RequestsMock, fake_time: FakeTime
 ) -> None:
     entra.add(responses.GET, OPPORTUNITIES, **odata("opportunities__won_modified_since.json"))
     changes = make_adapter(fake_time).changed_deals("modifiedon:2026-11-20T00:00:00Z")
     assert changes.cursor == "modifiedon:2026-11-21T08:40:33Z"
     assert query_of(api_requests(entra)[0])["$filter"] == [
-        "statecode eq 1 and modifiedon gt 2026-11-20T00:00:00Z"
+        "statecode eq 1 and modifiedon ge 2026-11-20T00:00:00Z"
     ]
+
+
+def test_a_modifiedon_poll_reports_each_rows_version(
+    entra: responses.RequestsMock, fake_time: FakeTime
+) -> None:
+    entra.add(responses.GET, OPPORTUNITIES, **odata("opportunities__won_modified_since.json"))
+    changes = make_adapter(fake_time).changed_deals("modifiedon:2026-11-20T00:00:00Z")
+    assert changes.versions == {
+        "3f2504e0-4f89-11d3-9a0c-0305e82c3301": "4812345",
+        WON_LATER: "4812990",
+    }
 
 
 def test_a_modifiedon_poll_with_no_changes_keeps_the_cursor(
@@ -83,7 +94,8 @@ def test_a_modifiedon_poll_with_no_changes_keeps_the_cursor(
 ) -> None:
     entra.add(responses.GET, OPPORTUNITIES, json={"value": []})
     changes = make_adapter(fake_time).changed_deals("modifiedon:2026-11-21T08:40:33Z")
-    assert changes == changes.__class__(ids=[], cursor="modifiedon:2026-11-21T08:40:33Z")
+    assert changes.ids == []
+    assert changes.cursor == "modifiedon:2026-11-21T08:40:33Z"
 
 
 def test_a_refused_delta_link_restarts_change_tracking(
