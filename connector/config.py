@@ -212,6 +212,9 @@ class JobsSchema(_Strict):
     credit_check_seconds = fields.Integer(load_default=3600, validate=validate.Range(min=10))
     max_attempts = fields.Integer(load_default=8, validate=validate.Range(min=1, max=50))
     backoff_base_seconds = fields.Integer(load_default=30, validate=validate.Range(min=1))
+    # Longer than Stripe's three days of webhook retries, so a redelivery still finds its
+    # event and is not handled twice.
+    retention_days = fields.Integer(load_default=30, validate=validate.Range(min=4))
 
 
 class SubscriberSchema(_Strict):

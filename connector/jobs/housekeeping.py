@@ -1,4 +1,11 @@
-"""Housekeeping: keep the inbox from growing without bound."""
+"""Housekeeping: keep the inbox and the outbox from growing without bound.
+
+Only finished rows are pruned, after ``jobs.retention_days``. Failed, parked and pending rows
+stay until a person or a retry settles them. Pruning a finished inbox event forgets its id,
+which is safe once Stripe has stopped redelivering it (three days). Pruning a delivered
+outbox message is always safe: its dedupe key is unique per emission, and no later message
+of its ordering key waits on a message that is done.
+"""
 
 from __future__ import annotations
 
@@ -8,17 +15,21 @@ from typing import TYPE_CHECKING
 from sqlalchemy import delete
 
 from connector.jobs.registry import Job
-from connector.store.models import InboxEvent
+from connector.store.models import InboxEvent, OutboxMessage
 
 if TYPE_CHECKING:
+    from datetime import datetime
+
     from connector.runtime import Runtime
 
-INBOX_RETENTION = timedelta(days=30)
+
+def _cutoff(runtime: Runtime) -> datetime:
+    return runtime.clock() - timedelta(days=int(runtime.config.section("jobs")["retention_days"]))
 
 
 def prune_inbox(runtime: Runtime) -> int:
     """Forget processed events after the retention period; failed and parked ones stay."""
-    cutoff = runtime.clock() - INBOX_RETENTION
+    cutoff = _cutoff(runtime)
     with runtime.db.session() as session:
         result = session.execute(
             delete(InboxEvent).where(
@@ -28,4 +39,19 @@ def prune_inbox(runtime: Runtime) -> int:
         return int(getattr(result, "rowcount", 0) or 0)
 
 
-JOBS = [Job(name="prune_inbox", run=prune_inbox, role="clock", interval=lambda _rt: 86_400)]
+def prune_outbox(runtime: Runtime) -> int:
+    """Forget delivered writes after the retention period; parked and pending ones stay."""
+    cutoff = _cutoff(runtime)
+    with runtime.db.session() as session:
+        result = session.execute(
+            delete(OutboxMessage).where(
+                OutboxMessage.status == "done", OutboxMessage.done_at < cutoff
+            )
+        )
+        return int(getattr(result, "rowcount", 0) or 0)
+
+
+JOBS = [
+    Job(name="prune_inbox", run=prune_inbox, role="clock", interval=lambda _rt: 86_400),
+    Job(name="prune_outbox", run=prune_outbox, role="clock", interval=lambda _rt: 86_400),
+]

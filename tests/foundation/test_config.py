@@ -118,3 +118,9 @@ def test_an_unreadable_file_is_one_clear_problem(tmp_path: Path) -> None:
     assert caught.value.problems[0].startswith(
         f"config file {tmp_path / 'missing.yaml'}: cannot be read"
     )
+
+
+def test_retention_shorter_than_stripes_retry_window_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_config(write(tmp_path, "jobs:\n  retention_days: 3\n"), VALID_ENV)
+    assert caught.value.problems[0].startswith("jobs.retention_days:")
