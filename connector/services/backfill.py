@@ -36,6 +36,12 @@ history. The backfill does not emit it unless ``announce=True``.
 
 **Balances.** The accounts' open balances are queued once per account and currency at the
 end, not once per invoice, and sent like the invoices.
+
+**A customer's history on linking.** A Stripe customer that existed before dealbridge found
+it (linked as ``found`` or ``chosen``) may already have invoices, some of them open or
+overdue. Its link queues a ``stripe.backfill_customer`` outbox message in the link's own
+transaction, so the history is mirrored (and the non-payment policy sees it) even if the
+process stops right after linking; a failure is retried like any queued write.
 """
 
 from __future__ import annotations
@@ -58,6 +64,9 @@ log = logging.getLogger(__name__)
 
 #: CRM batches per chunk: a chunk of 5 x 200 invoices is one transaction.
 BATCHES_PER_CHUNK = 5
+
+#: Outbox kind: mirror an existing Stripe customer's invoices once it is linked.
+BACKFILL_CUSTOMER = "stripe.backfill_customer"
 
 #: Called inside each chunk's transaction with the last Stripe invoice id read so far and
 #: whether the listing is exhausted: a caller stores its resume point atomically with the
@@ -91,6 +100,7 @@ def backfill_invoices(
     checkpoint: Checkpoint | None = None,
     announce: bool = False,
     chunk_size: int | None = None,
+    send: bool = True,
 ) -> int:
     """Mirror and send to the CRM the invoices of these (default: all linked) customers.
 
@@ -100,7 +110,8 @@ def backfill_invoices(
     invoice, ``limit`` stops after that many invoices were read, and ``checkpoint`` records
     the position in each chunk's transaction. ``announce`` emits ``invoice.status_changed``
     for each invoice whose status is new (off: history is not news). ``chunk_size``: invoices
-    per transaction (default ``BATCHES_PER_CHUNK`` CRM batches).
+    per transaction (default ``BATCHES_PER_CHUNK`` CRM batches). ``send=False`` only queues
+    the CRM records, for the worker's next drain (a caller that is itself an outbox sender).
     """
     chunk_size = chunk_size or max(runtime.crm.batch_size, 1) * BATCHES_PER_CHUNK
     flush = flush_size(runtime)
@@ -127,7 +138,7 @@ def backfill_invoices(
             written += _write_chunk(runtime, chunk, touched, announce, checkpoint, last, False)
             queued += len(chunk)
             chunk = []
-            if queued >= flush:
+            if send and queued >= flush:
                 _drain(runtime, flush, only=crm_writes.UPSERT_INVOICE)
                 queued = 0
             if progress is not None:
@@ -138,7 +149,8 @@ def backfill_invoices(
         for account_id, currencies in touched.items():
             for currency in sorted(currencies):
                 queue_open_balance(runtime, session, account_id, currency)
-    _drain(runtime, flush)
+    if send:
+        _drain(runtime, flush)
     if progress is not None:
         progress(written)
     return written
@@ -215,3 +227,29 @@ def _drain(runtime: Runtime, flush: int, only: str | None = None) -> None:
             chosen[kind] = outbox.BatchedSender(sender.send, flush)
     while outbox.drain_outbox(runtime, chosen, limit=flush) > 0:
         pass
+
+
+# --------------------------------------------------------------------------- on linking
+
+
+def queue_customer_history(session: Session, account_id: str, customer_id: str) -> None:
+    """In the link's transaction: mirror this existing customer's invoices soon, once."""
+    outbox.enqueue(
+        session,
+        BACKFILL_CUSTOMER,
+        f"backfill:{customer_id}",
+        {"account_id": account_id, "customer_id": customer_id},
+        dedupe_key=f"backfill:{account_id}:{customer_id}",
+    )
+
+
+@outbox.senders.single(BACKFILL_CUSTOMER)
+def backfill_customer(runtime: Runtime, payload: dict[str, Any]) -> None:
+    """Mirror the customer's invoices, then let the credit policy see them."""
+    from connector.services import credit
+
+    customer_id = str(payload["customer_id"])
+    written = backfill_invoices(runtime, customer_ids=[customer_id], send=False)
+    log.info("mirrored %d existing invoices of newly linked customer %s", written, customer_id)
+    if written:
+        credit.invoice_changed(runtime, customer_id)

@@ -16,6 +16,7 @@ from connector.billing.gateway import StripeGatewayError
 from connector.domain.deal import Deal
 from connector.runtime import Runtime
 from connector.services import crm_writes
+from connector.services.backfill import queue_customer_history
 from connector.store import audit
 from connector.store.models import AuditEntry, CustomerLink, Plan
 
@@ -106,6 +107,8 @@ def _store_link(
                 stripe_customer_id=customer_id,
             )
             crm_writes.link_account(runtime, session, account_id, customer_id)
+            if source != "created":  # an existing customer may already have invoices
+                queue_customer_history(session, account_id, customer_id)
     except IntegrityError:
         pass  # a concurrent intake linked the account first; use its link
     with runtime.db.session() as session:

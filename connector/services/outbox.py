@@ -202,7 +202,13 @@ class OutboxSenders(Mapping[str, Sender]):
 
 
 #: The registry the worker drains with. Add the module holding your senders to ``modules``.
-senders = OutboxSenders(modules=["connector.services.subscribers", "connector.services.crm_writes"])
+senders = OutboxSenders(
+    modules=[
+        "connector.services.subscribers",
+        "connector.services.crm_writes",
+        "connector.services.backfill",
+    ]
+)
 
 
 # --------------------------------------------------------------------------- enqueue

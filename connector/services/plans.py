@@ -32,6 +32,7 @@ from connector.domain.plan import (
 )
 from connector.runtime import Runtime
 from connector.services import crm_writes
+from connector.services.backfill import queue_customer_history
 from connector.store import audit
 from connector.store.models import CustomerLink, Plan
 
@@ -273,6 +274,7 @@ def choose_customer(runtime: Runtime, plan_id: str, customer_id: str, *, actor: 
             stripe_customer_id=customer_id,
         )
         crm_writes.link_account(runtime, session, row.crm_account_id, customer_id)
+        queue_customer_history(session, row.crm_account_id, customer_id)
         write_status_to_crm(runtime, session, row)
         return row
 

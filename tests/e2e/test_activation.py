@@ -86,6 +86,25 @@ def test_several_customers_with_the_email_wait_for_a_person_to_choose(world: Wor
     assert world.crm.account("acme")["stripe_customer_id"] == second.id
 
 
+def test_the_chosen_customers_existing_invoices_reach_the_crm(world: World) -> None:
+    client = world.stripe_client()
+    client.v1.customers.create(params={"email": "ap.team@acmerobotics.example"})
+    second = client.v1.customers.create(params={"email": "ap.team@acmerobotics.example"})
+    client.v1.invoice_items.create(
+        params={"customer": second.id, "amount": 12_500, "currency": "usd"}
+    )
+    draft = client.v1.invoices.create(
+        params={"customer": second.id, "collection_method": "send_invoice",
+                "days_until_due": 30, "pending_invoice_items_behavior": "include"}
+    )  # fmt: skip
+    world.sync()
+    plan = world.plan_for("acme_platform")
+    world.api("POST", f"/api/plans/{plan['id']}/customer", json={"customer_id": second.id})
+    world.sync()
+    records = {r["stripe_invoice_id"]: r for r in world.crm.invoices()}
+    assert records[str(draft.id)]["status"] == "draft"
+
+
 # --------------------------------------------------------------------------- plans
 
 

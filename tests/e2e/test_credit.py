@@ -211,6 +211,30 @@ def test_an_overdue_invoice_puts_the_account_on_hold_naming_it(dunning_world: Wo
     assert account["credit_state"] == "on_hold"
 
 
+def test_an_existing_customers_overdue_invoice_holds_the_account_once_linked(
+    dunning_world: World,
+) -> None:
+    client = dunning_world.stripe_client()
+    existing = client.v1.customers.create(params={"email": "pepper.nguyen@stark-logistics.example"})
+    client.v1.invoice_items.create(
+        params={"customer": existing.id, "amount": 40_000, "currency": "usd"}
+    )
+    draft = client.v1.invoices.create(
+        params={"customer": existing.id, "collection_method": "send_invoice",
+                "days_until_due": 1, "pending_invoice_items_behavior": "include"}
+    )  # fmt: skip
+    overdue = client.v1.invoices.finalize_invoice(str(draft.id))
+    dunning_world.clock.advance(days=1 + OVERDUE_DAYS + 1)
+    dunning_world.stripe_sandbox.run_billing()
+    dunning_world.sync()  # not linked yet: nothing to hold
+    assert dunning_world.crm.account("stark")["credit_hold"] is False
+    dunning_world.crm.update_deal("stark_pilot", closed=True, billing_contact="stark_contact")
+    dunning_world.sync()
+    account = dunning_world.crm.account("stark")
+    assert account["credit_hold"] is True
+    assert str(overdue.id) in account["credit_note"]
+
+
 def test_an_invoice_not_yet_past_the_policy_does_not_hold(dunning_world: World) -> None:
     _activate_with_short_terms(dunning_world)
     dunning_world.clock.advance(days=1 + OVERDUE_DAYS)  # exactly N days overdue: still fine

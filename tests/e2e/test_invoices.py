@@ -200,6 +200,28 @@ def test_a_deleted_draft_is_marked_deleted_in_the_crm(world: World) -> None:
     assert _crm_invoices(world)[str(draft.id)]["status"] == "deleted"
 
 
+def test_an_existing_customers_invoices_appear_once_it_is_linked(world: World) -> None:
+    existing = world.stripe_client().v1.customers.create(
+        params={"email": "Pepper.Nguyen@stark-logistics.example", "name": "Stark AP"}
+    )
+    earlier = _invoice_by_hand(world, str(existing.id), amount=42_000)
+    world.sync()  # its webhooks arrive while no account is linked: ignored
+    assert str(earlier.id) not in _crm_invoices(world)
+    world.crm.update_deal("stark_pilot", closed=True, billing_contact="stark_contact")
+    world.sync()
+    assert world.plan_for("stark_pilot")["stripe_customer_id"] == existing.id
+    record = _crm_invoices(world)[str(earlier.id)]
+    assert record["account"] == world.crm.ref("stark")
+    assert (record["status"], record["amount_due"]) == ("open", Decimal("420.00"))
+
+
+def test_a_new_customer_is_not_searched_for_invoices(world: World) -> None:
+    world.sync()
+    customer = world.plan_for("acme_platform")["stripe_customer_id"]
+    assert customer is not None
+    assert world.stripe_count("GET", "/v1/invoices") == 0
+
+
 # --------------------------------------------------------------------------- missed webhooks
 
 
