@@ -165,6 +165,9 @@ class WriteResult:
     crm_id: str | None = None
     error: str | None = None
     retryable: bool = False
+    #: The CRM's own error code when it gave one (Salesforce ``statusCode``, Dataverse
+    #: ``error.code``), so callers can act on a kind of refusal without parsing messages.
+    code: str | None = None
 
 
 @dataclass(frozen=True)

@@ -921,6 +921,7 @@ class DynamicsAdapter:
                         ok=False,
                         error=f"{message} ({code})" if code else message,
                         retryable=answer.status == 429 or answer.status >= 500,
+                        code=code or None,
                     )
         return [results[i] for i in range(len(planned))]
 

@@ -795,14 +795,15 @@ class SalesforceAdapter:
                     results.append(WriteResult(key=key, ok=True, crm_id=item.get("id")))
                     continue
                 errors = item.get("errors") or []
-                codes = {e.get("statusCode") for e in errors}
+                codes = [str(e["statusCode"]) for e in errors if e.get("statusCode")]
                 message = "; ".join(f"{e.get('statusCode')}: {e.get('message')}" for e in errors)
                 results.append(
                     WriteResult(
                         key=key,
                         ok=False,
                         error=message or "unknown error",
-                        retryable=bool(codes & RETRYABLE_CODES),
+                        retryable=bool(set(codes) & RETRYABLE_CODES),
+                        code=codes[0] if codes else None,
                     )
                 )
         return results

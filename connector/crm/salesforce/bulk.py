@@ -136,8 +136,13 @@ class BulkIngest:
         for refused in csv.DictReader(io.StringIO(failed.text)):
             key = refused.get(key_column, "")
             error = refused.get("sf__Error") or "unknown error"
-            retryable = error.split(":", 1)[0] in ("UNABLE_TO_LOCK_ROW", "SERVER_UNAVAILABLE")
-            outcome[key] = WriteResult(key=key, ok=False, error=error, retryable=retryable)
+            # Bulk API 2.0 reports "STATUS_CODE:message" in one column.
+            head = error.split(":", 1)[0].strip()
+            code = head if head and head.replace("_", "").isalnum() and head.isupper() else None
+            retryable = code in ("UNABLE_TO_LOCK_ROW", "SERVER_UNAVAILABLE")
+            outcome[key] = WriteResult(
+                key=key, ok=False, error=error, retryable=retryable, code=code
+            )
         results: list[WriteResult] = []
         for row in rows:
             key = csv_value(row.get(key_column))

@@ -189,6 +189,7 @@ def test_a_failed_record_in_the_batch_is_reported_and_the_rest_succeed(
     assert [r.ok for r in results] == [True, False, True]
     assert results[0].crm_id == "8d3c1e7a-0b9f-4c2d-a1e5-6f7a8b9c0d1e"
     assert results[1].error == (f"account With Id = {GONE_ACCOUNT} Does Not Exist (0x80040217)")
+    assert results[1].code == "0x80040217"
     assert results[1].retryable is False
 
 
