@@ -109,7 +109,7 @@ def pending_hold(session: Session, account_id: str) -> bool | None:
     messages = session.scalars(
         select(OutboxMessage)
         .where(
-            OutboxMessage.kind == crm_writes.UPDATE_ACCOUNT,
+            OutboxMessage.kind.in_((crm_writes.UPDATE_ACCOUNT, crm_writes.SET_CREDIT_HOLD)),
             OutboxMessage.ordering_key == f"account:{account_id}",
             OutboxMessage.status.in_((outbox.PENDING, PROCESSING)),
         )
@@ -227,19 +227,14 @@ def _apply_non_payment(runtime: Runtime, session: Session, row: AccountCredit) -
         row.held_by_dealbridge = True
         row.hold_invoice_id = change.invoice_id
         row.hold_epoch += 1
-        crm_writes.update_account(
-            runtime,
-            session,
-            account_id,
-            {"credit_hold": True, "credit_hold_source": "dealbridge", "credit_note": change.note},
+        crm_writes.set_credit_hold(
+            runtime, session, account_id, hold=True, note=change.note, epoch=row.hold_epoch
         )
     else:
+        epoch = row.hold_epoch
         _clear_hold(row)
-        crm_writes.update_account(
-            runtime,
-            session,
-            account_id,
-            {"credit_hold": False, "credit_hold_source": None, "credit_note": change.note},
+        crm_writes.set_credit_hold(
+            runtime, session, account_id, hold=False, note=change.note, epoch=epoch
         )
     audit.record(
         session,

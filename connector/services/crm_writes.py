@@ -7,19 +7,36 @@ worker sends them, batched and in order, when the CRM answers again.
 
 from __future__ import annotations
 
+import json
+import logging
+import uuid
 from collections.abc import Mapping
-from datetime import date
+from datetime import date, datetime
 from typing import Any
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from connector.crm.base import AccountUpdate, DealUpdate, InvoiceRecord, Money, WriteResult
+from connector.crm.base import (
+    AccountUpdate,
+    CrmAccount,
+    DealUpdate,
+    InvoiceRecord,
+    Money,
+    WriteResult,
+)
 from connector.runtime import Runtime
 from connector.services import outbox
+from connector.store import audit
+from connector.store.models import OutboxMessage
+
+log = logging.getLogger(__name__)
 
 UPDATE_DEAL = "crm.update_deal"
 UPDATE_ACCOUNT = "crm.update_account"
 UPSERT_INVOICE = "crm.upsert_invoice"
+#: dealbridge's own credit hold or release: written only if the CRM still allows it.
+SET_CREDIT_HOLD = "crm.set_credit_hold"
 
 
 def update_deal(runtime: Runtime, session: Session, deal_id: str, update: DealUpdate) -> None:
@@ -44,6 +61,32 @@ def update_account(
         kind=UPDATE_ACCOUNT,
         ordering_key=f"account:{account_id}",
         payload={"account_id": account_id, "update": encoded},
+        now=runtime.clock(),
+    )
+
+
+def set_credit_hold(
+    runtime: Runtime, session: Session, account_id: str, *, hold: bool, note: str, epoch: int
+) -> None:
+    """Queue dealbridge's hold (or the release of its hold ``epoch``) for the account.
+
+    Unlike other account writes this one is conditional, because a person may act on the
+    same field between the decision and the write: see ``send_credit_hold``. It shares the
+    account's ordering key, so it lands in order with the account's other writes.
+    """
+    outbox.enqueue(
+        session,
+        kind=SET_CREDIT_HOLD,
+        ordering_key=f"account:{account_id}",
+        payload={
+            "account_id": account_id,
+            "epoch": epoch,
+            "update": {
+                "credit_hold": hold,
+                "credit_hold_source": "dealbridge" if hold else None,
+                "credit_note": note,
+            },
+        },
         now=runtime.clock(),
     )
 
@@ -111,3 +154,82 @@ def send_account_updates(runtime: Runtime, payloads: list[dict[str, Any]]) -> li
 @outbox.senders.batched(UPSERT_INVOICE, max_batch=_crm_batch_size)
 def send_invoice_upserts(runtime: Runtime, payloads: list[dict[str, Any]]) -> list[WriteResult]:
     return runtime.crm.upsert_invoices([invoice_record_from_payload(p) for p in payloads])
+
+
+@outbox.senders.single(SET_CREDIT_HOLD)
+def send_credit_hold(runtime: Runtime, payload: dict[str, Any]) -> None:
+    """Write dealbridge's hold or release unless a person got there first.
+
+    The account is read just before the write. A hold is written only if the account is not
+    on hold: a person's hold keeps its source, so paying never lifts it. A release is written
+    only if the account is still on hold and not marked as a person's. When the write no
+    longer applies it is skipped, audited, and the account is queued to be settled again
+    from what the CRM now says; a release waiting behind a skipped hold is dropped with it,
+    since the hold it would release never landed.
+    """
+    account_id = str(payload["account_id"])
+    hold = bool(payload["update"]["credit_hold"])
+    account = runtime.crm.get_account(account_id)
+    if hold:
+        applies = not account.credit_hold
+    else:
+        applies = account.credit_hold and account.credit_hold_source != "person"
+    if applies:
+        [result] = runtime.crm.update_accounts(
+            [(account_id, _decode_account_update(payload["update"]))]
+        )
+        if not result.ok:
+            error = result.error or "the CRM refused the credit hold"
+            raise outbox.RetryableError(error) if result.retryable else outbox.PermanentError(error)
+        return
+    _skip_credit_hold(runtime, account, payload)
+
+
+def _skip_credit_hold(runtime: Runtime, account: CrmAccount, payload: dict[str, Any]) -> None:
+    from connector.services.crm_events import ACCOUNT_CHANGED
+    from connector.services.inbox import store_event
+
+    hold = bool(payload["update"]["credit_hold"])
+    epoch = int(payload.get("epoch") or 0)
+    with runtime.db.session() as session:
+        if hold:
+            _drop_queued_release(session, account.id, epoch, runtime.clock())
+        audit.record(
+            session,
+            actor="dealbridge",
+            action="credit.write_skipped",
+            subject_type="account",
+            subject_id=account.id,
+            wanted="hold" if hold else "release",
+            epoch=epoch,
+            crm_credit_hold=account.credit_hold,
+            crm_credit_hold_source=account.credit_hold_source,
+        )
+    log.info(
+        "not writing dealbridge's %s for account %s: the CRM already shows hold=%s (source %s)",
+        "hold" if hold else "release", account.id, account.credit_hold,
+        account.credit_hold_source,
+    )  # fmt: skip
+    store_event(
+        runtime,
+        "crm",
+        f"credit-write-skipped:{account.id}:{uuid.uuid4().hex}",
+        ACCOUNT_CHANGED,
+        json.dumps({"id": account.id}),
+    )
+
+
+def _drop_queued_release(session: Session, account_id: str, epoch: int, now: datetime) -> None:
+    queued = session.scalars(
+        select(OutboxMessage).where(
+            OutboxMessage.kind == SET_CREDIT_HOLD,
+            OutboxMessage.ordering_key == f"account:{account_id}",
+            OutboxMessage.status == outbox.PENDING,
+        )
+    )
+    for message in queued:
+        payload = message.payload or {}
+        if payload.get("epoch") == epoch and not (payload.get("update") or {}).get("credit_hold"):
+            message.status = outbox.DONE
+            message.done_at = now
+            message.last_error = "skipped: the hold it releases was never written"

@@ -11,12 +11,20 @@ import pytest
 from sqlalchemy import select
 
 from connector.billing.gateway import PAUSE_MARKER
-from connector.crm.base import CrmAccount, Money
+from connector.crm.base import CrmAccount, Money, WriteResult
 from connector.runtime import Runtime
 from connector.secrets import Secret
-from connector.services import credit, crm_writes
+from connector.services import credit, crm_writes, outbox
+from connector.services.crm_events import ACCOUNT_CHANGED
 from connector.store.db import Database
-from connector.store.models import AccountCredit, CustomerLink, InvoiceMirror, OutboxMessage
+from connector.store.models import (
+    AccountCredit,
+    AuditEntry,
+    CustomerLink,
+    InboxEvent,
+    InvoiceMirror,
+    OutboxMessage,
+)
 from tests.support import FrozenClock, make_config
 
 ACCOUNT = "001ACME"
@@ -24,6 +32,8 @@ CUSTOMER = "cus_acme"
 
 
 class FakeCrm:
+    batch_size = 200
+
     def __init__(self) -> None:
         self.account = CrmAccount(
             id=ACCOUNT,
@@ -34,6 +44,7 @@ class FakeCrm:
             credit_hold_source=None,
             stripe_customer_id=CUSTOMER,
         )
+        self.hold_writes: list[bool] = []
 
     def get_account(self, account_id: str) -> CrmAccount:
         assert account_id == ACCOUNT
@@ -43,6 +54,21 @@ class FakeCrm:
         self.account = replace(
             self.account, credit_hold=on, credit_hold_source=source if on else None
         )
+
+    def update_accounts(self, updates: list[tuple[str, dict[str, Any]]]) -> list[WriteResult]:
+        """Applies the hold fields it is sent, as the CRM would, and records each hold write."""
+        results = []
+        for account_id, update in updates:
+            assert account_id == ACCOUNT
+            if "credit_hold" in update:
+                self.hold_writes.append(bool(update["credit_hold"]))
+                self.account = replace(
+                    self.account,
+                    credit_hold=bool(update["credit_hold"]),
+                    credit_hold_source=update.get("credit_hold_source"),
+                )
+            results.append(WriteResult(key=account_id, ok=True, crm_id=account_id))
+        return results
 
 
 @dataclass
@@ -139,7 +165,9 @@ def _account_writes(runtime: Runtime) -> list[dict[str, Any]]:
             m.payload["update"]
             for m in session.scalars(
                 select(OutboxMessage)
-                .where(OutboxMessage.kind == crm_writes.UPDATE_ACCOUNT)
+                .where(
+                    OutboxMessage.kind.in_((crm_writes.UPDATE_ACCOUNT, crm_writes.SET_CREDIT_HOLD))
+                )
                 .order_by(OutboxMessage.id)
             )
         ]
@@ -290,6 +318,105 @@ def test_paying_never_releases_a_persons_hold(
     _invoice(dunning, "in_paid", due=clock() - timedelta(days=31), status="paid")
     settled = credit.settle(dunning, ACCOUNT, non_payment=True)
     assert settled.on_hold is True and settled.hold_change is None
+
+
+def _send_crm_writes(runtime: Runtime) -> None:
+    """The worker sends the queued account writes to the CRM (subscribers stay queued)."""
+    registry = outbox.senders.load()
+    kinds = (crm_writes.SET_CREDIT_HOLD, crm_writes.UPDATE_ACCOUNT)
+    outbox.drain_outbox(runtime, {kind: registry[kind] for kind in kinds})
+
+
+def _skips(runtime: Runtime) -> list[dict[str, Any]]:
+    with runtime.db.session() as session:
+        entries = session.scalars(
+            select(AuditEntry).where(AuditEntry.action == "credit.write_skipped")
+        )
+        return [dict(e.details) for e in entries]
+
+
+def _queued_account_events(runtime: Runtime) -> list[str]:
+    with runtime.db.session() as session:
+        return list(
+            session.scalars(select(InboxEvent.event_type).where(InboxEvent.source == "crm"))
+        )
+
+
+def test_dealbridges_hold_is_written_when_the_account_is_not_on_hold(
+    dunning: Runtime, crm: FakeCrm, clock: FrozenClock
+) -> None:
+    _invoice(dunning, "in_late", due=clock() - timedelta(days=31))
+    credit.settle(dunning, ACCOUNT, non_payment=True)
+    _send_crm_writes(dunning)
+    assert (crm.account.credit_hold, crm.account.credit_hold_source) == (True, "dealbridge")
+    assert _skips(dunning) == []
+
+
+def test_a_hold_is_not_written_over_a_persons_hold_set_meanwhile(
+    dunning: Runtime, crm: FakeCrm, clock: FrozenClock
+) -> None:
+    _invoice(dunning, "in_late", due=clock() - timedelta(days=31))
+    credit.settle(dunning, ACCOUNT, non_payment=True)
+    crm.hold(True, source="person")  # finance acts before the worker sends the hold
+    _send_crm_writes(dunning)
+    assert crm.hold_writes == []
+    assert crm.account.credit_hold_source == "person"
+    assert [skip["wanted"] for skip in _skips(dunning)] == ["hold"]
+    assert _queued_account_events(dunning) == [ACCOUNT_CHANGED]
+
+
+def test_the_account_is_settled_again_from_the_crm_after_a_skipped_hold(
+    dunning: Runtime, crm: FakeCrm, clock: FrozenClock
+) -> None:
+    _invoice(dunning, "in_late", due=clock() - timedelta(days=31))
+    credit.settle(dunning, ACCOUNT, non_payment=True)
+    crm.hold(True, source=None)
+    _send_crm_writes(dunning)
+    credit.settle(dunning, ACCOUNT)  # what the queued account.changed event does
+    row = _row(dunning)
+    assert (row.on_hold, row.hold_source, row.held_by_dealbridge) == (True, "person", False)
+
+
+def test_a_release_waiting_behind_a_skipped_hold_is_dropped(
+    dunning: Runtime, crm: FakeCrm, clock: FrozenClock
+) -> None:
+    _invoice(dunning, "in_late", due=clock() - timedelta(days=31))
+    credit.settle(dunning, ACCOUNT, non_payment=True)
+    crm.hold(True, source=None)  # a person's hold that does not say whose it is
+    _pay(dunning, "in_late")
+    released = credit.settle(dunning, ACCOUNT, non_payment=True)
+    assert released.hold_change is not None and released.hold_change.action == "release"
+    _send_crm_writes(dunning)
+    assert crm.hold_writes == []
+    assert crm.account.credit_hold is True
+
+
+def test_a_release_is_not_written_once_a_person_marked_the_hold_theirs(
+    dunning: Runtime, crm: FakeCrm, clock: FrozenClock
+) -> None:
+    _invoice(dunning, "in_late", due=clock() - timedelta(days=31))
+    credit.settle(dunning, ACCOUNT, non_payment=True)
+    _send_crm_writes(dunning)
+    _pay(dunning, "in_late")
+    credit.settle(dunning, ACCOUNT, non_payment=True)
+    crm.hold(True, source="person")  # finance claims the hold before the release is sent
+    _send_crm_writes(dunning)
+    assert crm.hold_writes == [True]
+    assert (crm.account.credit_hold, crm.account.credit_hold_source) == (True, "person")
+    assert [skip["wanted"] for skip in _skips(dunning)] == ["release"]
+
+
+def test_a_release_of_dealbridges_hold_is_written(
+    dunning: Runtime, crm: FakeCrm, clock: FrozenClock
+) -> None:
+    _invoice(dunning, "in_late", due=clock() - timedelta(days=31))
+    credit.settle(dunning, ACCOUNT, non_payment=True)
+    _send_crm_writes(dunning)
+    _pay(dunning, "in_late")
+    credit.settle(dunning, ACCOUNT, non_payment=True)
+    _send_crm_writes(dunning)
+    assert crm.hold_writes == [True, False]
+    assert crm.account.credit_hold is False
 
 
 def test_the_credit_check_reports_nothing_when_nothing_changed(
