@@ -315,6 +315,9 @@ HANDLED_STRIPE_EVENTS: frozenset[str] = frozenset(
         "customer.subscription.resumed",
         "customer.updated",
         "customer.deleted",
+        "credit_note.created",
+        "credit_note.updated",
+        "credit_note.voided",
     }
 )
 

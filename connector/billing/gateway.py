@@ -291,6 +291,10 @@ class StripeGateway:
         invoice: stripe.Invoice = self._do(self.client.v1.invoices.retrieve, invoice_id)
         return invoice
 
+    def retrieve_credit_note(self, credit_note_id: str) -> stripe.CreditNote:
+        note: stripe.CreditNote = self._do(self.client.v1.credit_notes.retrieve, credit_note_id)
+        return note
+
     def retrieve_subscription(self, subscription_id: str) -> stripe.Subscription:
         subscription: stripe.Subscription = self._do(
             self.client.v1.subscriptions.retrieve, subscription_id

@@ -223,7 +223,7 @@ stripe_handlers = EventHandlers(
     "stripe",
     known_types=STRIPE_EVENT_TYPES,
     handled_types=HANDLED_STRIPE_EVENTS,
-    modules=["connector.services.invoice_sync"],
+    modules=["connector.services.invoice_sync", "connector.services.credit_notes"],
 )
 
 

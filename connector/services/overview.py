@@ -418,19 +418,12 @@ def refresh_catalog(runtime: Runtime) -> tuple[int, int]:
 
 
 def _store_credit_notes(runtime: Runtime, link: CustomerLink, notes: list[Any]) -> None:
+    from connector.services.credit_notes import mirror_credit_note
+
     now = runtime.clock()
     with runtime.db.session() as session:
         for note in notes:
-            row = session.get(CreditNoteMirror, note.id) or CreditNoteMirror(id=note.id)
-            row.stripe_customer_id = link.stripe_customer_id
-            row.crm_account_id = link.crm_account_id
-            row.status = str(note.status)
-            row.currency = str(note.currency)
-            total = getattr(note, "total_excluding_tax", None)
-            row.total_excluding_tax = int(total if total is not None else note.total)
-            row.created = _ts(note.created) or now
-            row.synced_at = now
-            session.merge(row)
+            mirror_credit_note(session, link, plain(note), now)
 
 
 def _set_cursor(runtime: Runtime, name: str, value: str) -> None:

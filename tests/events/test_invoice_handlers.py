@@ -33,7 +33,14 @@ from connector.services.inbox import process_due_events, replay_event, stripe_ha
 from connector.services.invoice_sync import UNKNOWN_CUSTOMER, sync_invoice
 from connector.services.outbox import drain_outbox, senders
 from connector.store.db import Database
-from connector.store.models import CustomerLink, InboxEvent, InvoiceMirror, OutboxMessage, Plan
+from connector.store.models import (
+    CreditNoteMirror,
+    CustomerLink,
+    InboxEvent,
+    InvoiceMirror,
+    OutboxMessage,
+    Plan,
+)
 from tests.events.support import load_event
 from tests.support import TEST_SECRETS, FrozenClock
 
@@ -80,6 +87,9 @@ class FixtureStripe:
 
     def retrieve_subscription(self, subscription_id: str) -> _StripeObject:
         return self._get(subscription_id)
+
+    def retrieve_credit_note(self, credit_note_id: str) -> _StripeObject:
+        return self._get(credit_note_id)
 
     def update_subscription(
         self, subscription_id: str, params: dict[str, Any], idempotency_key: str
@@ -460,6 +470,57 @@ def test_invoice_events_of_an_unlinked_customer_are_ignored(h: Harness) -> None:
     h.stripe.hold("invoice.paid__ach.json")
     h.deliver("invoice.paid__ach.json")
     assert h.crm.invoices == {}
+
+
+# --------------------------------------------------------------------------- credit notes
+
+CREDIT_NOTE = "cn_1RdBAcmeRobotic001"
+
+
+def credit_note(h: Harness) -> CreditNoteMirror | None:
+    with h.db.session() as session:
+        row = session.get(CreditNoteMirror, CREDIT_NOTE)
+        if row is not None:
+            session.expunge(row)
+        return row
+
+
+@pytest.mark.parametrize(
+    ("fixture", "status"),
+    [
+        ("credit_note.created__pre_payment.json", "issued"),
+        ("credit_note.updated__memo_changed.json", "issued"),
+        ("credit_note.voided__pre_payment.json", "void"),
+    ],
+)
+def test_each_credit_note_event_mirrors_the_note_as_stripe_holds_it(
+    h: Harness, fixture: str, status: str
+) -> None:
+    h.stripe.hold(fixture)
+    h.deliver(fixture)
+    row = credit_note(h)
+    assert row is not None
+    assert (row.status, row.currency, row.total_excluding_tax) == (status, "usd", 450000)
+    assert (row.stripe_customer_id, row.crm_account_id) == (CUSTOMER, ACCOUNT)
+
+
+def test_a_late_creation_event_does_not_undo_a_void(h: Harness) -> None:
+    h.stripe.hold("credit_note.voided__pre_payment.json")
+    h.deliver("credit_note.voided__pre_payment.json", "credit_note.created__pre_payment.json")
+    row = credit_note(h)
+    assert row is not None and row.status == "void"
+
+
+def test_a_credit_note_of_an_unknown_customer_is_not_mirrored(
+    db: Database, clock: FrozenClock
+) -> None:
+    h = Harness(db, clock)  # nobody linked
+    h.stripe.hold("credit_note.created__pre_payment.json")
+    row_id = h.receive("credit_note.created__pre_payment.json")
+    h.process()
+    assert (h.inbox(row_id).status, h.inbox(row_id).outcome) == ("done", UNKNOWN_CUSTOMER)
+    assert credit_note(h) is None
+    assert h.stripe.retrieved == []
 
 
 # --------------------------------------------------------------------------- unknown customers

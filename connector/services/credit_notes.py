@@ -1,0 +1,75 @@
+"""Credit notes of linked customers, mirrored as Stripe issues and voids them.
+
+Net billing subtracts credit notes, and the overview reads its figures from dealbridge's own
+records: so the mirror follows ``credit_note.*`` webhooks (and reconciliation, which replays
+missed events through the same handler) instead of waiting for a ``?refresh=1``. Like the
+invoice handlers, the handler re-reads the credit note from Stripe before writing, so an
+older event delivered late never overwrites a newer state.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from connector.billing.gateway import StripeRejected
+from connector.runtime import Runtime
+from connector.services.inbox import stripe_handlers
+from connector.services.invoice_sync import UNKNOWN_CUSTOMER, lock, plain
+from connector.store.models import CreditNoteMirror, CustomerLink
+
+CREDIT_NOTE_EVENTS = ("credit_note.created", "credit_note.updated", "credit_note.voided")
+
+
+def mirror_credit_note(
+    session: Session, link: CustomerLink, note: dict[str, Any], now: datetime
+) -> CreditNoteMirror:
+    """Write a credit note as Stripe holds it now to the mirror."""
+    row = session.get(CreditNoteMirror, note["id"]) or CreditNoteMirror(id=note["id"])
+    row.stripe_customer_id = link.stripe_customer_id
+    row.crm_account_id = link.crm_account_id
+    row.status = str(note["status"])
+    row.currency = str(note["currency"])
+    total = note.get("total_excluding_tax")
+    row.total_excluding_tax = int(total if total is not None else note["total"])
+    created = note.get("created")
+    row.created = datetime.fromtimestamp(int(created), UTC) if created else now
+    row.synced_at = now
+    return session.merge(row)
+
+
+def sync_credit_note(
+    runtime: Runtime, note_id: str, customer_id: str | None, event_type: str
+) -> str:
+    """Fetch the credit note now and mirror it, if its customer is linked."""
+    with runtime.db.session() as session:
+        link = (
+            session.scalars(
+                select(CustomerLink).where(CustomerLink.stripe_customer_id == customer_id)
+            ).first()
+            if customer_id
+            else None
+        )
+        if link is None:
+            runtime.metrics.events.labels(
+                source="stripe", type=event_type, outcome="unknown_customer"
+            ).inc()
+            return UNKNOWN_CUSTOMER
+        lock(session, f"credit_note:{note_id}")
+        try:
+            note = plain(runtime.stripe.retrieve_credit_note(note_id))
+        except StripeRejected as exc:
+            if exc.code != "resource_missing":
+                raise
+            return "credit note no longer exists"  # credit notes are never deleted; be safe
+        mirror_credit_note(session, link, note, runtime.clock())
+        return f"credit note {note['status']}"
+
+
+@stripe_handlers.on(*CREDIT_NOTE_EVENTS)
+def on_credit_note_event(runtime: Runtime, event: dict[str, Any]) -> str:
+    obj = event["data"]["object"]
+    return sync_credit_note(runtime, obj["id"], obj.get("customer"), event["type"])
