@@ -3,66 +3,27 @@ through the real adapter and simple-salesforce against the Salesforce sandbox.""
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 from simple_salesforce.api import Salesforce
 
 from connector.crm.salesforce.adapter import SalesforceAdapter
-from connector.crm.salesforce.session import HttpsRewriteSession
-from connector.mappings import load_mapping
-from connector.sandbox.salesforce import (
-    DEMO_PASSWORD,
-    DEMO_SECURITY_TOKEN,
-    DEMO_USERNAME,
-    SalesforceSandbox,
-)
-
-REPO = Path(__file__).resolve().parents[3]
-SECOND = datetime(2026, 11, 21, 9, 0, 0, tzinfo=UTC)
-
-
-class SettableClock:
-    def __init__(self, now: datetime) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
+from connector.sandbox.salesforce import SalesforceSandbox
+from tests.crm.salesforce.conftest import SettableClock, login, make_adapter
 
 
 @pytest.fixture
-def clock() -> SettableClock:
-    return SettableClock(SECOND)
+def sf(empty_org: SalesforceSandbox) -> Salesforce:
+    return login(empty_org)
 
 
 @pytest.fixture
-def sandbox(clock: SettableClock) -> Iterator[SalesforceSandbox]:
-    sandbox = SalesforceSandbox(seed={"records": {}}, now=clock).start()
-    yield sandbox
-    threading.Thread(target=sandbox.stop, daemon=True).start()
+def adapter(empty_org: SalesforceSandbox) -> SalesforceAdapter:
+    return make_adapter(empty_org)
 
 
-def login(sandbox: SalesforceSandbox) -> Salesforce:
-    return Salesforce(
-        username=DEMO_USERNAME,
-        password=DEMO_PASSWORD,
-        security_token=DEMO_SECURITY_TOKEN,
-        session=HttpsRewriteSession(sandbox.url),
-    )
-
-
-@pytest.fixture
-def sf(sandbox: SalesforceSandbox) -> Salesforce:
-    return login(sandbox)
-
-
-@pytest.fixture
-def adapter(sandbox: SalesforceSandbox) -> SalesforceAdapter:
-    mapping = load_mapping(REPO / "mappings" / "salesforce.yaml", "salesforce")
-    return SalesforceAdapter(mapping, lambda: login(sandbox), sleeper=lambda _s: None)
+START = datetime(2026, 11, 21, 9, 0, 0, tzinfo=UTC)
 
 
 def won_deal(sf: Salesforce, name: str) -> str:
@@ -86,20 +47,20 @@ def test_only_closed_deals_are_reported(sf: Salesforce, adapter: SalesforceAdapt
 
 
 def test_the_cursor_is_the_newest_change_in_whole_seconds(
-    sf: Salesforce, adapter: SalesforceAdapter, clock: SettableClock
+    sf: Salesforce, adapter: SalesforceAdapter, sf_clock: SettableClock
 ) -> None:
-    clock.now = SECOND + timedelta(milliseconds=250)
+    sf_clock.now = START + timedelta(milliseconds=250)
     won_deal(sf, "Acme")
     assert adapter.changed_deals(None).cursor == "2026-11-21T09:00:00Z"
 
 
 def test_a_deal_saved_again_in_the_cursors_second_has_a_new_version(
-    sf: Salesforce, adapter: SalesforceAdapter, clock: SettableClock
+    sf: Salesforce, adapter: SalesforceAdapter, sf_clock: SettableClock
 ) -> None:
-    clock.now = SECOND + timedelta(milliseconds=200)
+    sf_clock.now = START + timedelta(milliseconds=200)
     deal = won_deal(sf, "Acme")
     first = adapter.changed_deals(None)
-    clock.now = SECOND + timedelta(milliseconds=700)
+    sf_clock.now = START + timedelta(milliseconds=700)
     sf.Opportunity.update(deal, {"Description": "signed copy attached"})
     second = adapter.changed_deals(first.cursor)
     assert second.ids == [deal]
@@ -109,9 +70,9 @@ def test_a_deal_saved_again_in_the_cursors_second_has_a_new_version(
 
 
 def test_an_unchanged_deal_seen_again_keeps_its_version(
-    sf: Salesforce, adapter: SalesforceAdapter, clock: SettableClock
+    sf: Salesforce, adapter: SalesforceAdapter, sf_clock: SettableClock
 ) -> None:
-    clock.now = SECOND + timedelta(milliseconds=200)
+    sf_clock.now = START + timedelta(milliseconds=200)
     deal = won_deal(sf, "Acme")
     first = adapter.changed_deals(None)
     again = adapter.changed_deals(first.cursor)
@@ -119,12 +80,12 @@ def test_an_unchanged_deal_seen_again_keeps_its_version(
 
 
 def test_accounts_changed_in_the_cursors_second_are_reported_with_versions(
-    sf: Salesforce, adapter: SalesforceAdapter, clock: SettableClock
+    sf: Salesforce, adapter: SalesforceAdapter, sf_clock: SettableClock
 ) -> None:
-    clock.now = SECOND + timedelta(milliseconds=100)
+    sf_clock.now = START + timedelta(milliseconds=100)
     account_id = sf.Account.create({"Name": "Initech"})["id"]
     first = adapter.changed_accounts(None)
-    clock.now = SECOND + timedelta(milliseconds=900)
+    sf_clock.now = START + timedelta(milliseconds=900)
     sf.Account.update(account_id, {"Credit_Hold__c": True})
     second = adapter.changed_accounts(first.cursor)
     assert account_id in second.ids

@@ -7,25 +7,16 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import pytest
 from simple_salesforce.api import Salesforce
 
 from connector.crm.base import PriceEntryRecord
-from connector.crm.salesforce.adapter import SalesforceAdapter
-from connector.crm.salesforce.session import HttpsRewriteSession
 from connector.domain.deal import Address
-from connector.mappings import load_mapping
-from connector.sandbox.salesforce import (
-    DEMO_PASSWORD,
-    DEMO_SECURITY_TOKEN,
-    DEMO_USERNAME,
-    SalesforceSandbox,
-)
+from connector.sandbox.salesforce import SalesforceSandbox
+from tests.crm.salesforce.conftest import login, make_adapter
 
-REPO = Path(__file__).resolve().parents[3]
 INGEST = ("POST", "/services/data/v{version}/jobs/ingest")
 COLLECTIONS = ("POST", "/services/data/v{version}/composite/sobjects")
 
@@ -35,20 +26,6 @@ def sandbox() -> Iterator[SalesforceSandbox]:
     sandbox = SalesforceSandbox(query_batch_size=2).start()  # queryMore after every 2 rows
     yield sandbox
     threading.Thread(target=sandbox.stop, daemon=True).start()
-
-
-def login(sandbox: SalesforceSandbox) -> Salesforce:
-    return Salesforce(
-        username=DEMO_USERNAME,
-        password=DEMO_PASSWORD,
-        security_token=DEMO_SECURITY_TOKEN,
-        session=HttpsRewriteSession(sandbox.url),
-    )
-
-
-def make_adapter(sandbox: SalesforceSandbox, **options: Any) -> SalesforceAdapter:
-    mapping = load_mapping(REPO / "mappings" / "salesforce.yaml", "salesforce")
-    return SalesforceAdapter(mapping, lambda: login(sandbox), sleeper=lambda _s: None, **options)
 
 
 @pytest.fixture

@@ -4,51 +4,16 @@ whether it went by sObject Collections or by a Bulk API 2.0 job."""
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Iterator
 from datetime import date
-from pathlib import Path
 
 import pytest
-from simple_salesforce.api import Salesforce
 
 from connector.crm.base import InvoiceRecord
-from connector.crm.salesforce.adapter import SalesforceAdapter
-from connector.crm.salesforce.session import HttpsRewriteSession
-from connector.mappings import load_mapping
-from connector.sandbox.salesforce import (
-    DEMO_PASSWORD,
-    DEMO_SECURITY_TOKEN,
-    DEMO_USERNAME,
-    SalesforceSandbox,
-)
+from connector.sandbox.salesforce import SalesforceSandbox
+from tests.crm.salesforce.conftest import login, make_adapter
 
-REPO = Path(__file__).resolve().parents[3]
 #: A well-formed Account id that no record has.
 MISSING_ACCOUNT = "001000000000000AAA"
-
-
-@pytest.fixture
-def sandbox() -> Iterator[SalesforceSandbox]:
-    sandbox = SalesforceSandbox(seed={"records": {}}).start()
-    yield sandbox
-    threading.Thread(target=sandbox.stop, daemon=True).start()
-
-
-def login(sandbox: SalesforceSandbox) -> Salesforce:
-    return Salesforce(
-        username=DEMO_USERNAME,
-        password=DEMO_PASSWORD,
-        security_token=DEMO_SECURITY_TOKEN,
-        session=HttpsRewriteSession(sandbox.url),
-    )
-
-
-def make_adapter(sandbox: SalesforceSandbox, bulk_threshold: int) -> SalesforceAdapter:
-    mapping = load_mapping(REPO / "mappings" / "salesforce.yaml", "salesforce")
-    return SalesforceAdapter(
-        mapping, lambda: login(sandbox), sleeper=lambda _s: None, bulk_threshold=bulk_threshold
-    )
 
 
 def invoice(stripe_id: str, account_id: str) -> InvoiceRecord:
@@ -63,10 +28,10 @@ def invoice(stripe_id: str, account_id: str) -> InvoiceRecord:
 
 @pytest.mark.parametrize("bulk_threshold", [200, 0], ids=["collections", "bulk"])
 def test_a_refused_record_carries_salesforces_status_code(
-    sandbox: SalesforceSandbox, bulk_threshold: int
+    empty_org: SalesforceSandbox, bulk_threshold: int
 ) -> None:
-    account_id = str(login(sandbox).Account.create({"Name": "Acme"})["id"])
-    results = make_adapter(sandbox, bulk_threshold).upsert_invoices(
+    account_id = str(login(empty_org).Account.create({"Name": "Acme"})["id"])
+    results = make_adapter(empty_org, bulk_threshold=bulk_threshold).upsert_invoices(
         [invoice("in_Good", account_id), invoice("in_Orphan", MISSING_ACCOUNT)]
     )
     assert [(r.key, r.ok) for r in results] == [("in_Good", True), ("in_Orphan", False)]
