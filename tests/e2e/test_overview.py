@@ -67,6 +67,10 @@ def expected_from_stripe(world: World) -> dict[str, Any]:
         for invoice in invoices.auto_paging_iter():
             if invoice.status in ("open", "paid", "uncollectible"):
                 net[invoice.currency] += invoice.total_excluding_tax or 0
+        notes = client.v1.credit_notes.list(params={"customer": customer.id, "limit": 100})
+        for note in notes.auto_paging_iter():
+            if note.status != "void":
+                net[note.currency] -= note.total_excluding_tax or note.total
     products = list(client.v1.products.list(params={"limit": 100}).auto_paging_iter())
     prices = list(client.v1.prices.list(params={"limit": 100}).auto_paging_iter())
     currencies = sorted(set(mrr) | set(net))
@@ -174,3 +178,43 @@ def test_the_page_lists_customers_sorted_and_filtered(billed_world: World) -> No
     assert acme in html and globex in html
     filtered = world.api("GET", "/overview?q=globex", role="finance").get_data(as_text=True)
     assert globex in filtered and acme not in filtered
+
+
+def _usd_net_billing(world: World) -> int:
+    body = world.api("GET", "/api/overview", role="finance").get_json()
+    return int(body["currency"]["usd"]["net_billing"])
+
+
+def _open_invoice(world: World, deal_ref: str) -> Any:
+    customer = world.plan_for(deal_ref)["stripe_customer_id"]
+    invoices = world.stripe_client().v1.invoices.list(
+        params={"customer": customer, "status": "open", "limit": 1}
+    )
+    return invoices.data[0]
+
+
+def test_a_credit_note_lowers_net_billing_by_webhook_without_a_refresh(
+    billed_world: World,
+) -> None:
+    world = billed_world
+    before = _usd_net_billing(world)
+    invoice = _open_invoice(world, "acme_platform")
+    world.stripe_client().v1.credit_notes.create(
+        params={"invoice": invoice.id, "amount": 12_500, "reason": "order_change"}
+    )
+    world.sync()
+    assert _usd_net_billing(world) == before - 12_500
+    body = world.api("GET", "/api/overview", role="finance").get_json()
+    assert body["currency"] == expected_from_stripe(world)["currency"]
+
+
+def test_a_voided_credit_note_no_longer_counts(billed_world: World) -> None:
+    world = billed_world
+    before = _usd_net_billing(world)
+    invoice = _open_invoice(world, "acme_platform")
+    client = world.stripe_client()
+    note = client.v1.credit_notes.create(params={"invoice": invoice.id, "amount": 12_500})
+    world.sync()
+    client.v1.credit_notes.void_credit_note(str(note.id))
+    world.sync()
+    assert _usd_net_billing(world) == before

@@ -102,6 +102,9 @@ class StripeApp:
         if request.path.startswith("/invoice/"):
             with self.state.lock:
                 return pages.invoice_page(self.state, request.path)
+        if request.path.startswith("/credit_note/"):
+            with self.state.lock:
+                return pages.credit_note_pdf(self.state, request.path)
         request_id = "req_" + random_token(14)
         stripe_version = request.headers.get("Stripe-Version") or API_VERSION
         headers = {"Request-Id": request_id, "Stripe-Version": stripe_version}

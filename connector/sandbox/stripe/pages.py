@@ -1,4 +1,5 @@
-"""The hosted invoice page (``hosted_invoice_url``) and its PDF (``invoice_pdf``)."""
+"""The hosted invoice page (``hosted_invoice_url``), its PDF (``invoice_pdf``) and credit
+notes' PDFs (``pdf``)."""
 
 from __future__ import annotations
 
@@ -38,9 +39,18 @@ def invoice_page(state: State, path: str) -> Response:
     return Response(body, content_type="text/html; charset=utf-8")
 
 
-def _pdf(invoice: dict[str, object]) -> bytes:
-    """A minimal, valid one-page PDF naming the invoice."""
-    text = f"Invoice {invoice['number']} - {invoice['status']}".replace("(", "").replace(")", "")
+def credit_note_pdf(state: State, path: str) -> Response:
+    parts = path.strip("/").split("/")
+    note = state.store.get(parts[1], "credit_note") if len(parts) == 3 else None
+    if note is None or parts[2] != "pdf":
+        return Response("Credit note not found", status=404, content_type="text/plain")
+    return Response(_pdf(note, "Credit note"), content_type="application/pdf")
+
+
+def _pdf(document: dict[str, object], title: str = "Invoice") -> bytes:
+    """A minimal, valid one-page PDF naming the document."""
+    text = f"{title} {document['number']} - {document['status']}"
+    text = text.replace("(", "").replace(")", "")
     stream = f"BT /F1 18 Tf 72 720 Td ({text}) Tj ET".encode()
     objects = [
         b"<< /Type /Catalog /Pages 2 0 R >>",

@@ -27,6 +27,8 @@ KIND_NAMES = {
     "subscription_schedule": "subscription_schedule",
     "invoice": "invoice",
     "invoiceitem": "invoiceitem",
+    "credit_note": "credit_note",
+    "customer_balance_transaction": "customer_balance_transaction",
     "event": "event",
     "webhook_endpoint": "webhook_endpoint",
     "test_helpers.test_clock": "test_clock",
