@@ -29,6 +29,8 @@ from connector.domain.deal import Address
 
 #: Subscription metadata key set when dealbridge's credit hold policy paused its collection.
 PAUSE_MARKER = "dealbridge_credit_pause"
+#: Stripe lists events of at most 20 types at once (`types[]`).
+EVENT_TYPES_PER_LIST = 20
 
 
 class StripeGatewayError(Exception):
@@ -309,15 +311,19 @@ class StripeGateway:
             raise classify(exc) from exc
 
     def iter_events(self, created_gte: int, types: list[str]) -> Iterator[stripe.Event]:
-        """Events of these types created at or after ``created_gte``, oldest last."""
-        page = self._do(
-            self.client.v1.events.list,
-            params={"created": {"gte": created_gte}, "types": types, "limit": 100},
-        )
-        try:
-            yield from page.auto_paging_iter()
-        except stripe.StripeError as exc:
-            raise classify(exc) from exc
+        """Events of these types created at or after ``created_gte``, newest first within
+        each listing. Stripe takes at most ``EVENT_TYPES_PER_LIST`` types a listing, so more
+        types are listed in several passes."""
+        for start in range(0, len(types), EVENT_TYPES_PER_LIST):
+            chunk = types[start : start + EVENT_TYPES_PER_LIST]
+            page = self._do(
+                self.client.v1.events.list,
+                params={"created": {"gte": created_gte}, "types": chunk, "limit": 100},
+            )
+            try:
+                yield from page.auto_paging_iter()
+            except stripe.StripeError as exc:
+                raise classify(exc) from exc
 
     def list_page(
         self, resource: str, *, starting_after: str | None = None, limit: int = 100
