@@ -243,6 +243,14 @@ def queue_customer_history(session: Session, account_id: str, customer_id: str) 
     )
 
 
+def send_customer_histories(runtime: Runtime) -> int:
+    """Mirror the queued customer histories now, rather than at the worker's next drain; a
+    failure stays queued and is retried like any write."""
+    return outbox.drain_outbox(
+        runtime, {BACKFILL_CUSTOMER: outbox.senders.load()[BACKFILL_CUSTOMER]}
+    )
+
+
 @outbox.senders.single(BACKFILL_CUSTOMER)
 def backfill_customer(runtime: Runtime, payload: dict[str, Any]) -> None:
     """Mirror the customer's invoices, then let the credit policy see them."""

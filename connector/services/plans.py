@@ -179,6 +179,11 @@ def intake_deal(runtime: Runtime, crm_deal: CrmDeal, *, actor: str = "dealbridge
             write_status_to_crm(runtime, session, row)
         wants_auto = _auto_activate(runtime, row)
     if wants_auto:
+        # A found customer's history may hold an overdue invoice: mirror it, and let the
+        # non-payment policy see it, before billing the account more.
+        from connector.services.backfill import send_customer_histories
+
+        send_customer_histories(runtime)
         approve(runtime, plan_id, actor="dealbridge (automatic activation)")
         from connector.services.activation import activate
 

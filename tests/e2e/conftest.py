@@ -125,6 +125,26 @@ class World(LocalWorld):
         headers = {"Authorization": f"Bearer {self.api_tokens[role]}"}
         return client.open(path, method=method, headers=headers, **kwargs)
 
+    def invoice_by_hand(
+        self,
+        customer: str,
+        *,
+        amount: int = 75_000,
+        days_until_due: int = 15,
+        finalize: bool = True,
+    ) -> Any:
+        """An invoice someone makes in the Stripe dashboard: one item, sent for payment."""
+        client = self.stripe_client()
+        client.v1.invoice_items.create(
+            params={"customer": customer, "amount": amount, "currency": "usd",
+                    "description": "Onsite training"}
+        )  # fmt: skip
+        draft = client.v1.invoices.create(
+            params={"customer": customer, "collection_method": "send_invoice",
+                    "days_until_due": days_until_due, "pending_invoice_items_behavior": "include"}
+        )  # fmt: skip
+        return client.v1.invoices.finalize_invoice(str(draft.id)) if finalize else draft
+
     def plan_for(self, deal_ref: str) -> dict[str, Any]:
         response = self.api("GET", f"/api/deals/{self.crm.ref(deal_ref)}/plan")
         assert response.status_code == 200, response.get_json()

@@ -90,13 +90,7 @@ def test_the_chosen_customers_existing_invoices_reach_the_crm(world: World) -> N
     client = world.stripe_client()
     client.v1.customers.create(params={"email": "ap.team@acmerobotics.example"})
     second = client.v1.customers.create(params={"email": "ap.team@acmerobotics.example"})
-    client.v1.invoice_items.create(
-        params={"customer": second.id, "amount": 12_500, "currency": "usd"}
-    )
-    draft = client.v1.invoices.create(
-        params={"customer": second.id, "collection_method": "send_invoice",
-                "days_until_due": 30, "pending_invoice_items_behavior": "include"}
-    )  # fmt: skip
+    draft = world.invoice_by_hand(str(second.id), amount=12_500, finalize=False)
     world.sync()
     plan = world.plan_for("acme_platform")
     world.api("POST", f"/api/plans/{plan['id']}/customer", json={"customer_id": second.id})

@@ -216,14 +216,7 @@ def test_an_existing_customers_overdue_invoice_holds_the_account_once_linked(
 ) -> None:
     client = dunning_world.stripe_client()
     existing = client.v1.customers.create(params={"email": "pepper.nguyen@stark-logistics.example"})
-    client.v1.invoice_items.create(
-        params={"customer": existing.id, "amount": 40_000, "currency": "usd"}
-    )
-    draft = client.v1.invoices.create(
-        params={"customer": existing.id, "collection_method": "send_invoice",
-                "days_until_due": 1, "pending_invoice_items_behavior": "include"}
-    )  # fmt: skip
-    overdue = client.v1.invoices.finalize_invoice(str(draft.id))
+    overdue = dunning_world.invoice_by_hand(str(existing.id), amount=40_000, days_until_due=1)
     dunning_world.clock.advance(days=1 + OVERDUE_DAYS + 1)
     dunning_world.stripe_sandbox.run_billing()
     dunning_world.sync()  # not linked yet: nothing to hold
@@ -233,6 +226,33 @@ def test_an_existing_customers_overdue_invoice_holds_the_account_once_linked(
     account = dunning_world.crm.account("stark")
     assert account["credit_hold"] is True
     assert str(overdue.id) in account["credit_note"]
+
+
+def test_automatic_activation_waits_for_an_existing_customers_overdue_invoice(
+    database_url: str, clock: FrozenClock
+) -> None:
+    world = _start(
+        database_url,
+        clock,
+        plans={"auto_activate": "always"},
+        credit={"non_payment": {"hold_when_overdue_days": OVERDUE_DAYS}},
+    )
+    try:
+        existing = world.stripe_client().v1.customers.create(
+            params={"email": "pepper.nguyen@stark-logistics.example"}
+        )
+        world.invoice_by_hand(str(existing.id), amount=40_000, days_until_due=1)
+        world.clock.advance(days=1 + OVERDUE_DAYS + 1)
+        world.stripe_sandbox.run_billing()
+        world.sync()
+        world.crm.update_deal("stark_pilot", closed=True, billing_contact="stark_contact")
+        world.sync()
+        plan = world.plan_for("stark_pilot")
+        assert plan["status"] == "awaiting_credit"
+        assert plan["stripe_subscription_id"] is None
+        assert world.crm.account("stark")["credit_hold"] is True
+    finally:
+        world.stop()
 
 
 def test_an_invoice_not_yet_past_the_policy_does_not_hold(dunning_world: World) -> None:

@@ -108,19 +108,6 @@ def _crm_invoices(world: World) -> dict[str, dict[str, Any]]:
     return records
 
 
-def _invoice_by_hand(world: World, customer: str, amount: int = 75_000) -> Any:
-    client = world.stripe_client()
-    client.v1.invoice_items.create(
-        params={"customer": customer, "amount": amount, "currency": "usd",
-                "description": "Onsite training"}
-    )  # fmt: skip
-    draft = client.v1.invoices.create(
-        params={"customer": customer, "collection_method": "send_invoice",
-                "days_until_due": 15, "pending_invoice_items_behavior": "include"}
-    )  # fmt: skip
-    return client.v1.invoices.finalize_invoice(str(draft.id))
-
-
 def _pay(world: World, invoice_id: str) -> None:
     world.stripe_client().v1.invoices.pay(invoice_id, params={"paid_out_of_band": True})
 
@@ -158,7 +145,7 @@ def test_the_crm_invoice_records_match_stripe_field_for_field(world: World) -> N
     renewal = next(i for i in _stripe_invoices(world, customer) if i.id != first)
     assert renewal.billing_reason == "subscription_cycle"
     world.stripe_client().v1.invoices.void_invoice(str(renewal.id))
-    by_hand = _invoice_by_hand(world, customer)
+    by_hand = world.invoice_by_hand(customer)
     world.sync()
 
     _assert_crm_matches_stripe(
@@ -175,7 +162,7 @@ def test_the_deal_shows_the_subscription_status_and_the_account_its_open_balance
     first = world.stripe_client().v1.invoices.retrieve(_first_invoice(world, plan))
     assert world.crm.deal("acme_platform")["subscription_status"] == "active"
     assert _money(world.crm.account("acme")["open_balance"]) == Decimal(first.amount_due) / 100
-    by_hand = _invoice_by_hand(world, plan["stripe_customer_id"], amount=75_000)
+    by_hand = world.invoice_by_hand(plan["stripe_customer_id"], amount=75_000)
     world.sync()
     owed = Decimal(first.amount_due + by_hand.amount_due) / 100
     assert _money(world.crm.account("acme")["open_balance"]) == owed
@@ -204,7 +191,7 @@ def test_an_existing_customers_invoices_appear_once_it_is_linked(world: World) -
     existing = world.stripe_client().v1.customers.create(
         params={"email": "Pepper.Nguyen@stark-logistics.example", "name": "Stark AP"}
     )
-    earlier = _invoice_by_hand(world, str(existing.id), amount=42_000)
+    earlier = world.invoice_by_hand(str(existing.id), amount=42_000)
     world.sync()  # its webhooks arrive while no account is linked: ignored
     assert str(earlier.id) not in _crm_invoices(world)
     world.crm.update_deal("stark_pilot", closed=True, billing_contact="stark_contact")
@@ -233,7 +220,7 @@ def test_missed_webhooks_are_repaired_by_reconciliation_without_duplicates(world
     (endpoint,) = client.v1.webhook_endpoints.list().data
     client.v1.webhook_endpoints.update(str(endpoint.id), params={"disabled": True})
     _pay(world, first)
-    by_hand = _invoice_by_hand(world, customer)
+    by_hand = world.invoice_by_hand(customer)
     assert world.stripe_sandbox.pending_webhooks() == 0  # Stripe has nothing to send us
     assert _crm_invoices(world)[first]["status"] == "open"
 
@@ -253,7 +240,7 @@ def test_a_crm_outage_queues_the_writes_and_recovery_delivers_all_in_order(world
     customer = plan["stripe_customer_id"]
     first = _first_invoice(world, plan)
     world.crm.set_down(True)
-    by_hand = _invoice_by_hand(world, customer)
+    by_hand = world.invoice_by_hand(customer)
     _pay(world, str(by_hand.id))
     _pay(world, first)
     world.sync()
@@ -350,7 +337,7 @@ def test_each_invoice_status_change_is_announced_once_in_order(
         world.sync()
         _renew(world)
         world.sync()
-        by_hand = _invoice_by_hand(world, customer)
+        by_hand = world.invoice_by_hand(customer)
         world.sync()
         world.stripe_client().v1.invoices.void_invoice(str(by_hand.id))
         world.sync()
