@@ -342,11 +342,16 @@ def _queued_account_events(runtime: Runtime) -> list[str]:
         )
 
 
+def _hold_for_a_late_invoice(runtime: Runtime, clock: FrozenClock) -> None:
+    """dealbridge decides to hold the account for an invoice 31 days overdue."""
+    _invoice(runtime, "in_late", due=clock() - timedelta(days=31))
+    credit.settle(runtime, ACCOUNT, non_payment=True)
+
+
 def test_dealbridges_hold_is_written_when_the_account_is_not_on_hold(
     dunning: Runtime, crm: FakeCrm, clock: FrozenClock
 ) -> None:
-    _invoice(dunning, "in_late", due=clock() - timedelta(days=31))
-    credit.settle(dunning, ACCOUNT, non_payment=True)
+    _hold_for_a_late_invoice(dunning, clock)
     _send_crm_writes(dunning)
     assert (crm.account.credit_hold, crm.account.credit_hold_source) == (True, "dealbridge")
     assert _skips(dunning) == []
@@ -355,8 +360,7 @@ def test_dealbridges_hold_is_written_when_the_account_is_not_on_hold(
 def test_a_hold_is_not_written_over_a_persons_hold_set_meanwhile(
     dunning: Runtime, crm: FakeCrm, clock: FrozenClock
 ) -> None:
-    _invoice(dunning, "in_late", due=clock() - timedelta(days=31))
-    credit.settle(dunning, ACCOUNT, non_payment=True)
+    _hold_for_a_late_invoice(dunning, clock)
     crm.hold(True, source="person")  # finance acts before the worker sends the hold
     _send_crm_writes(dunning)
     assert crm.hold_writes == []
@@ -368,8 +372,7 @@ def test_a_hold_is_not_written_over_a_persons_hold_set_meanwhile(
 def test_the_account_is_settled_again_from_the_crm_after_a_skipped_hold(
     dunning: Runtime, crm: FakeCrm, clock: FrozenClock
 ) -> None:
-    _invoice(dunning, "in_late", due=clock() - timedelta(days=31))
-    credit.settle(dunning, ACCOUNT, non_payment=True)
+    _hold_for_a_late_invoice(dunning, clock)
     crm.hold(True, source=None)
     _send_crm_writes(dunning)
     credit.settle(dunning, ACCOUNT)  # what the queued account.changed event does
@@ -380,8 +383,7 @@ def test_the_account_is_settled_again_from_the_crm_after_a_skipped_hold(
 def test_a_release_waiting_behind_a_skipped_hold_is_dropped(
     dunning: Runtime, crm: FakeCrm, clock: FrozenClock
 ) -> None:
-    _invoice(dunning, "in_late", due=clock() - timedelta(days=31))
-    credit.settle(dunning, ACCOUNT, non_payment=True)
+    _hold_for_a_late_invoice(dunning, clock)
     crm.hold(True, source=None)  # a person's hold that does not say whose it is
     _pay(dunning, "in_late")
     released = credit.settle(dunning, ACCOUNT, non_payment=True)
@@ -394,8 +396,7 @@ def test_a_release_waiting_behind_a_skipped_hold_is_dropped(
 def test_a_release_is_not_written_once_a_person_marked_the_hold_theirs(
     dunning: Runtime, crm: FakeCrm, clock: FrozenClock
 ) -> None:
-    _invoice(dunning, "in_late", due=clock() - timedelta(days=31))
-    credit.settle(dunning, ACCOUNT, non_payment=True)
+    _hold_for_a_late_invoice(dunning, clock)
     _send_crm_writes(dunning)
     _pay(dunning, "in_late")
     credit.settle(dunning, ACCOUNT, non_payment=True)
@@ -409,8 +410,7 @@ def test_a_release_is_not_written_once_a_person_marked_the_hold_theirs(
 def test_a_release_of_dealbridges_hold_is_written(
     dunning: Runtime, crm: FakeCrm, clock: FrozenClock
 ) -> None:
-    _invoice(dunning, "in_late", due=clock() - timedelta(days=31))
-    credit.settle(dunning, ACCOUNT, non_payment=True)
+    _hold_for_a_late_invoice(dunning, clock)
     _send_crm_writes(dunning)
     _pay(dunning, "in_late")
     credit.settle(dunning, ACCOUNT, non_payment=True)
