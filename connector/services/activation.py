@@ -75,6 +75,8 @@ def activate(runtime: Runtime, plan_id: str) -> Plan:
             _settle(
                 runtime, plan_id, Status.FAILED, f"Stripe refused the activation: {exc.message}"
             )
+        except catalog.ArchivedProduct as exc:
+            _settle(runtime, plan_id, Status.FAILED, f"Not activated: {exc}")
         except (StripeGatewayError, CrmError) as exc:
             if exc.retryable:
                 _retry_later(runtime, plan_id, str(exc))

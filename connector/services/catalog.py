@@ -15,7 +15,11 @@ from sqlalchemy.exc import IntegrityError
 
 from connector.domain.plan import BillingPlan, PlanLine
 from connector.runtime import Runtime
-from connector.store.models import CatalogLink
+from connector.store.models import CatalogLink, ProductMirror
+
+
+class ArchivedProduct(Exception):
+    """The line's Stripe product is archived: it takes no new subscriptions or invoices."""
 
 
 def product_key(line: PlanLine) -> str:
@@ -71,7 +75,29 @@ def ensure_product(runtime: Runtime, line: PlanLine) -> str:
     return _known(runtime, key) or product.id
 
 
+def _refuse_archived_product(runtime: Runtime, line: PlanLine) -> None:
+    """An archived product is not sold again: say so before anything is created in Stripe,
+    rather than quietly billing it (or making a second product of the same name)."""
+    product_id = _known(runtime, f"product:{product_key(line)}")
+    if product_id is None:
+        return
+    with runtime.db.session() as session:
+        mirror = session.get(ProductMirror, product_id)
+        if mirror is None or mirror.active:
+            return
+        # The mirror may be older than an unarchiving in Stripe: ask before refusing.
+        if runtime.stripe.retrieve_product(product_id).active:
+            mirror.active = True
+            return
+        raise ArchivedProduct(
+            f"the Stripe product {mirror.name!r} ({product_id}) for {line.product!r} is "
+            "archived, so it is not sold again; unarchive it in Stripe, or bill this line "
+            "with another product"
+        )
+
+
 def ensure_price(runtime: Runtime, line: PlanLine, plan: BillingPlan) -> str:
+    _refuse_archived_product(runtime, line)
     lookup_key = price_lookup_key(line, plan)
     key = f"price:{lookup_key}"
     known = _known(runtime, key)

@@ -536,13 +536,16 @@ def _is_one_time(runtime: Runtime, price_id: str) -> bool:
 def archive_product(runtime: Runtime, product_id: str, *, actor: str) -> None:
     """Archive (never delete): no new subscriptions; existing ones keep billing."""
     op_id = _new_operation(runtime, "archive_product", "", None, product_id, actor, {})
-    _stripe(
+    product = _stripe(
         lambda: runtime.stripe.archive_product(product_id, _key(op_id, "archive")),
         "archive the product",
     )
     with runtime.db.session() as session:
+        # Activation reads the mirror to refuse new subscriptions of an archived product.
         row = session.get(ProductMirror, product_id)
-        if row is not None:
+        if row is None:
+            session.add(ProductMirror(id=product_id, name=str(product.name), active=False))
+        else:
             row.active = False
     _finish(
         runtime, op_id, "completed", action="product.archived", subject_type="product",

@@ -497,6 +497,33 @@ def test_an_archived_price_is_never_reused_for_a_new_activation(world: World) ->
     assert world.stripe_client().v1.prices.retrieve(seats.id).active is False
 
 
+def test_a_deal_for_an_archived_product_is_refused_before_billing(world: World) -> None:
+    world.sync()
+    first = _activate(world, "acme_platform")
+    client = world.stripe_client()
+    subscription = client.v1.subscriptions.retrieve(first["stripe_subscription_id"])
+    seats_product = next(i.price.product for i in subscription["items"].data if i.quantity == 25)
+    archived = world.api("POST", f"/api/products/{seats_product}/archive", role="finance")
+    assert archived.status_code == 200, archived.get_json()
+    world.crm.update_line("acme_expansion", 0, unit_price=Decimal("45.00"))
+    world.crm.update_deal(
+        "acme_expansion", closed=True, contract_start=world.clock().date(),
+        payment_terms="Net 30", payment_method="Credit Card", billing_contact="acme_ap",
+    )  # fmt: skip
+    world.sync()
+
+    plan = world.plan_for("acme_expansion")  # the same seats product
+    refused = world.api("POST", f"/api/plans/{plan['id']}/activate").get_json()
+    assert refused["status"] == "failed"
+    assert f"({seats_product})" in refused["status_reason"]
+    assert "is archived" in refused["status_reason"]
+    assert len(_subscriptions(world, first["stripe_customer_id"])) == 1
+
+    client.v1.products.update(str(seats_product), params={"active": True})  # finance relents
+    retried = world.api("POST", f"/api/plans/{plan['id']}/activate").get_json()
+    assert retried["status"] == "active", retried["status_reason"]
+
+
 def test_changing_a_price_does_not_move_its_terms_key_to_other_terms(world: World) -> None:
     world.sync()
     first = _activate(world, "acme_platform")
