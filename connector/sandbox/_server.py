@@ -14,6 +14,8 @@ from typing import Any
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
 LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
+#: How often the serving loop checks for a shutdown request, in seconds.
+POLL_SECONDS = 0.05
 
 
 class _QuietHandler(WSGIRequestHandler):
@@ -73,7 +75,12 @@ class SandboxServer:
 
     def start(self) -> SandboxServer:
         self._thread = threading.Thread(
-            target=self._server.serve_forever, name=f"sandbox-{self.port}", daemon=True
+            target=self._server.serve_forever,
+            # shutdown() waits for the loop's next poll: a short one makes stop() prompt,
+            # which tests that start and stop a sandbox each time feel.
+            kwargs={"poll_interval": POLL_SECONDS},
+            name=f"sandbox-{self.port}",
+            daemon=True,
         )
         self._thread.start()
         return self
