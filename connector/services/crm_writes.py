@@ -28,7 +28,7 @@ from connector.crm.base import (
 from connector.runtime import Runtime
 from connector.services import outbox
 from connector.store import audit
-from connector.store.models import OutboxMessage
+from connector.store.models import InboxEvent, OutboxMessage
 
 log = logging.getLogger(__name__)
 
@@ -186,14 +186,15 @@ def send_credit_hold(runtime: Runtime, payload: dict[str, Any]) -> None:
 
 
 def _skip_credit_hold(runtime: Runtime, account: CrmAccount, payload: dict[str, Any]) -> None:
+    """Record the skip and queue the account to be settled again, in one transaction."""
     from connector.services.crm_events import ACCOUNT_CHANGED
-    from connector.services.inbox import store_event
 
     hold = bool(payload["update"]["credit_hold"])
     epoch = int(payload.get("epoch") or 0)
+    now = runtime.clock()
     with runtime.db.session() as session:
         if hold:
-            _drop_queued_release(session, account.id, epoch, runtime.clock())
+            _drop_queued_release(session, account.id, epoch, now)
         audit.record(
             session,
             actor="dealbridge",
@@ -205,18 +206,23 @@ def _skip_credit_hold(runtime: Runtime, account: CrmAccount, payload: dict[str, 
             crm_credit_hold=account.credit_hold,
             crm_credit_hold_source=account.credit_hold_source,
         )
+        session.add(
+            InboxEvent(
+                source="crm",
+                event_id=f"credit-write-skipped:{account.id}:{uuid.uuid4().hex}",
+                event_type=ACCOUNT_CHANGED,
+                payload=json.dumps({"id": account.id}),
+                received_at=now,
+                status="pending",
+                attempts=0,
+                next_attempt_at=now,
+            )
+        )
     log.info(
         "not writing dealbridge's %s for account %s: the CRM already shows hold=%s (source %s)",
         "hold" if hold else "release", account.id, account.credit_hold,
         account.credit_hold_source,
     )  # fmt: skip
-    store_event(
-        runtime,
-        "crm",
-        f"credit-write-skipped:{account.id}:{uuid.uuid4().hex}",
-        ACCOUNT_CHANGED,
-        json.dumps({"id": account.id}),
-    )
 
 
 def _drop_queued_release(session: Session, account_id: str, epoch: int, now: datetime) -> None:

@@ -285,6 +285,25 @@ def test_a_persons_hold_is_not_released_by_payment(dunning_world: World) -> None
     assert account["credit_hold_source"] == "person"
 
 
+def test_a_persons_hold_made_while_dealbridges_hold_is_queued_stays_theirs(
+    dunning_world: World,
+) -> None:
+    world = dunning_world
+    invoice_id = _activate_with_short_terms(world)
+    world.clock.advance(days=1 + OVERDUE_DAYS + 1)
+    world.stripe_sandbox.run_billing()
+    world.stripe_sandbox.deliver_webhooks()
+    assert world.runtime is not None
+    for job in world.runtime.jobs.jobs(("clock",)):  # the credit check decides to hold...
+        world.runtime.jobs.run_job(job, world.runtime)
+    world.crm.set_credit("acme", hold=True)  # ...and finance holds the account first
+    world.sync()
+    assert world.crm.account("acme")["credit_hold_source"] != "dealbridge"
+    world.stripe_client().v1.invoices.pay(invoice_id, params={"paid_out_of_band": True})
+    world.sync()
+    assert world.crm.account("acme")["credit_hold"] is True  # payment never lifts it
+
+
 def test_a_hold_a_person_turns_off_and_on_again_becomes_theirs(dunning_world: World) -> None:
     invoice_id = _activate_with_short_terms(dunning_world)
     _let_it_go_overdue(dunning_world)
