@@ -168,6 +168,27 @@ def test_a_signature_older_than_the_tolerance_is_refused(
     assert _stored(db) == []
 
 
+def test_an_old_signature_with_a_fresh_timestamp_added_is_still_refused_as_stale(
+    store_client: Any, db: Database, clock: FrozenClock
+) -> None:
+    body = raw_event(PAID)
+    old = stripe_signature(body, _now(clock) - 45 * 86_400)  # t=<old>,v1=<signature>
+    forged = f"v0=x, t={_now(clock)},{old}"  # a fresher " t" the signature does not cover
+    response = _post(store_client, body, forged)
+    assert response.status_code == 400
+    assert response.get_json()["error"]["code"] == "stale_signature"
+    assert _stored(db) == []
+
+
+def test_a_malformed_extra_timestamp_item_is_not_a_server_error(
+    store_client: Any, db: Database, clock: FrozenClock
+) -> None:
+    body = raw_event(PAID)
+    response = _post(store_client, body, f" t=abc,{stripe_signature(body, _now(clock))}")
+    assert response.status_code == 200  # the signed " t=abc" is not Stripe's "t": ignored
+    assert len(_stored(db)) == 1
+
+
 def test_a_signature_within_the_configured_tolerance_is_accepted(
     db: Database, clock: FrozenClock
 ) -> None:
