@@ -70,6 +70,40 @@ def csrf_token(secret: str, identity: Identity) -> str:
     return hmac.new(secret.encode(), message, hashlib.sha256).hexdigest()
 
 
+#: Methods that change nothing, so a cross-site request cannot act through them.
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+CSRF_HEADER = "X-CSRF-Token"
+
+
+def same_secret(presented: str, expected: str) -> bool:
+    """Constant-time comparison that refuses (rather than raises on) non-ASCII input."""
+    return hmac.compare_digest(presented.encode(), expected.encode())
+
+
+def _check_api_csrf(identity: Identity) -> None:
+    """A browser sends the session cookie with any cross-site request, and the embedded
+    page's cookie must be ``SameSite=None``: so a change through ``/api/`` made with a
+    session (not an API token) must also carry the user's CSRF token in a header, which a
+    cross-site form cannot set."""
+    if identity.via == "token" or request.method in SAFE_METHODS:
+        return
+    if not request.path.startswith("/api/"):
+        return  # the pages check the token in their forms
+    from flask import current_app
+
+    from connector.web.app import get_runtime
+
+    secret = get_runtime(current_app).config.secrets.secret_key
+    presented = request.headers.get(CSRF_HEADER, "")
+    if secret is None or not same_secret(presented, csrf_token(secret.reveal(), identity)):
+        raise ApiError(
+            403,
+            "csrf",
+            f"Changes through the API need an API token, or the {CSRF_HEADER} header when "
+            "signed in through the CRM.",
+        )
+
+
 def current_identity() -> Identity | None:
     """Resolve the caller from a bearer token, a session token or the session cookie."""
     if "identity" in g:
@@ -85,7 +119,7 @@ def current_identity() -> Identity | None:
     if header.startswith("Bearer "):
         presented = header[len("Bearer ") :].strip()
         for token, role in secrets.api_tokens.items():
-            if hmac.compare_digest(token.encode(), presented.encode()):
+            if same_secret(presented, token):
                 identity = Identity(user=f"api-token:{role}", role=role, via="token")
                 break
     elif secrets.secret_key is not None:
@@ -132,6 +166,7 @@ def require(role: str) -> Callable[[F], F]:
                     f"{identity.role.replace('_', ' ')}.",
                     required_role=role,
                 )
+            _check_api_csrf(identity)
             return view(*args, **kwargs)
 
         return cast(F, wrapper)

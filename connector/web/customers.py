@@ -10,7 +10,6 @@ or a price and to change a price's amount or interval (a new price, the old arch
 
 from __future__ import annotations
 
-import hmac
 from collections.abc import Callable
 from typing import Any
 
@@ -25,7 +24,7 @@ from connector.services.lifecycle import LifecycleError
 from connector.services.overview import refresh_catalog
 from connector.store.models import PriceMirror, ProductMirror
 from connector.web.app import get_runtime
-from connector.web.auth import csrf_token, current_identity, require
+from connector.web.auth import csrf_token, current_identity, require, same_secret
 from connector.web.errors import ApiError
 
 blueprint = Blueprint("customers", __name__)
@@ -161,7 +160,7 @@ def customer_page(customer_id: str) -> Response:
 def _check_csrf() -> None:
     identity = current_identity()
     assert identity is not None
-    if not hmac.compare_digest(request.form.get("csrf", ""), csrf_token(_secret(), identity)):
+    if not same_secret(request.form.get("csrf", ""), csrf_token(_secret(), identity)):
         raise ApiError(400, "csrf", "The form has expired; reload the page and try again.")
 
 

@@ -32,6 +32,7 @@ from connector.web.auth import (
     issue_session_token,
     launch_signature,
     require,
+    same_secret,
 )
 from connector.web.errors import ApiError
 
@@ -187,14 +188,12 @@ def launch() -> Response:
     except ValueError:
         exp = 0
     expected = launch_signature(_secret(), deal, user, role, exp)
-    import hmac
-
     if (
         not deal
         or not user
         or role not in ("sales_rep", "finance", "admin")
         or exp < time.time()
-        or not hmac.compare_digest(expected, args.get("sig", ""))
+        or not same_secret(args.get("sig", ""), expected)
     ):
         raise ApiError(
             401,
@@ -268,9 +267,7 @@ def _render(
 def _check_csrf() -> None:
     identity = current_identity()
     assert identity is not None
-    import hmac
-
-    if not hmac.compare_digest(request.form.get("csrf", ""), csrf_token(_secret(), identity)):
+    if not same_secret(request.form.get("csrf", ""), csrf_token(_secret(), identity)):
         raise ApiError(400, "csrf", "The form has expired; reload the page and try again.")
 
 

@@ -19,6 +19,7 @@ from connector.crm.base import CrmUnavailable
 from connector.runtime import Runtime
 from connector.store.db import Database
 from connector.web.app import create_app
+from connector.web.auth import Identity, csrf_token
 from connector.web.launch import sign_canvas_request
 from tests.support import TEST_SECRETS, FrozenClock, make_config
 
@@ -232,3 +233,33 @@ def test_a_canvas_request_not_signed_by_our_connected_app_is_refused(
 ) -> None:
     response = app.test_client().post("/launch/canvas", data={"signed_request": signed_request})
     assert response.status_code == 401
+
+
+# --------------------------------------------------------------------------- CSRF on the API
+
+
+def _admin_session(app: Any) -> Any:
+    client = app.test_client()
+    signed = sign_canvas_request(CONSUMER_SECRET, _envelope(profileId="00eADMIN"))
+    assert client.post("/launch/canvas", data={"signed_request": signed}).status_code == 303
+    return client
+
+
+def test_a_cross_site_api_change_with_only_the_session_cookie_is_refused(app: Any) -> None:
+    client = _admin_session(app)
+    response = client.post("/api/plans/no-such-plan/activate")  # what a cross-site form sends
+    assert response.status_code == 403
+    assert response.get_json()["error"]["code"] == "csrf"
+    assert "X-CSRF-Token" in response.get_json()["error"]["message"]
+
+
+def test_a_session_api_change_with_the_csrf_header_goes_through(app: Any) -> None:
+    client = _admin_session(app)
+    secret = TEST_SECRETS["secret_key"].reveal()
+    token = csrf_token(secret, Identity(user="fin@acme.example", role="admin", via="session"))
+    response = client.post("/api/plans/no-such-plan/activate", headers={"X-CSRF-Token": token})
+    assert response.status_code == 404  # past the CSRF check, to the plan that does not exist
+
+
+def test_a_session_may_still_read_the_api_without_the_header(app: Any) -> None:
+    assert _admin_session(app).get("/api/overview").status_code == 200
