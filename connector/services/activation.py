@@ -27,7 +27,7 @@ from connector.domain.credit import CreditDecision, CreditStatus, decide_activat
 from connector.domain.plan import BillingPlan, plan_from_json
 from connector.runtime import Runtime
 from connector.services import catalog
-from connector.services.plans import Status, get_plan, write_status_to_crm
+from connector.services.plans import MANUAL_REASON, Status, get_plan, write_status_to_crm
 from connector.store import audit
 from connector.store.models import Plan, StripeOperation
 
@@ -60,10 +60,34 @@ def _claim(runtime: Runtime, plan_id: str) -> bool:
         )
         if not claimable:
             return False
+        if row.crm_account_id is not None and _account_busy(session, row, now):
+            return False  # one activation per account at a time: each raises its exposure
         row.status = Status.ACTIVATING
         row.lease_until = now + LEASE
         row.attempts = (row.attempts or 0) + 1
         return True
+
+
+def _account_busy(session: Any, row: Plan, now: datetime) -> bool:
+    """Another plan of the account is being activated (its lease is live).
+
+    The credit gate reads the account's open balance before the first Stripe write; two
+    plans of one account passing it at once could together exceed the limit. The account
+    lock (an advisory lock on PostgreSQL; SQLite serialises writers anyway) makes this check
+    and the claim one step for every worker.
+    """
+    from connector.services.invoice_sync import lock
+
+    lock(session, f"activation:{row.crm_account_id}")
+    other = session.scalars(
+        select(Plan.id).where(
+            Plan.crm_account_id == row.crm_account_id,
+            Plan.id != row.id,
+            Plan.status == Status.ACTIVATING,
+            Plan.lease_until > now,
+        )
+    ).first()
+    return other is not None
 
 
 def activate(runtime: Runtime, plan_id: str) -> Plan:
@@ -93,6 +117,9 @@ def _retry_later(runtime: Runtime, plan_id: str, reason: str) -> None:
     base = timedelta(seconds=runtime.config.section("jobs")["backoff_base_seconds"])
     with runtime.db.session() as session:
         row = get_plan(session, plan_id)
+        if row.status != Status.ACTIVATING:
+            log.warning("plan %s is %s; not retrying it (%s)", plan_id, row.status, reason)
+            return
         delay = min(base * (2 ** max(row.attempts - 1, 0)), MAX_BACKOFF)
         row.status = Status.APPROVED
         row.lease_until = None
@@ -103,6 +130,13 @@ def _retry_later(runtime: Runtime, plan_id: str, reason: str) -> None:
 def _settle(runtime: Runtime, plan_id: str, status: str, reason: str | None) -> None:
     with runtime.db.session() as session:
         row = get_plan(session, plan_id)
+        if row.status != Status.ACTIVATING:
+            # Only the run that holds the plan settles it: an error after the plan became
+            # active must not make a billing plan look failed (and invite a second run).
+            log.warning(
+                "plan %s is %s; not marking it %s (%s)", plan_id, row.status, status, reason
+            )
+            return
         row.status = status
         row.status_reason = reason
         row.lease_until = None
@@ -148,11 +182,17 @@ def credit_decision(runtime: Runtime, row: Plan, plan: BillingPlan) -> CreditDec
     )
 
 
-def _has_written(runtime: Runtime, plan_id: str) -> bool:
+def _has_written(runtime: Runtime, plan_id: str, seq: int) -> bool:
+    """This approval already wrote to Stripe: its run is past the credit gate."""
     with runtime.db.session() as session:
         return (
             session.scalars(
-                select(StripeOperation.id).where(StripeOperation.plan_id == plan_id).limit(1)
+                select(StripeOperation.id)
+                .where(
+                    StripeOperation.plan_id == plan_id,
+                    StripeOperation.step.like(f"{seq}:%"),
+                )
+                .limit(1)
             ).first()
             is not None
         )
@@ -170,7 +210,10 @@ def _run(runtime: Runtime, plan_id: str) -> None:
         customer_id = row.stripe_customer_id
         deal_id, account_id = row.deal_id, row.crm_account_id
     assert customer_id is not None
-    if not _has_written(runtime, plan_id):
+    if plan.collection == "manual":
+        _settle(runtime, plan_id, Status.MANUAL, MANUAL_REASON)
+        return
+    if not _has_written(runtime, plan_id, seq):
         decision = credit_decision(runtime, row, plan)
         if not decision.allowed:
             _await_credit(runtime, plan_id, decision)
@@ -252,7 +295,12 @@ def _activated(runtime: Runtime, plan_id: str, ids: dict[str, str]) -> None:
         account_id = row.crm_account_id
     from connector.services import credit
 
-    credit.plan_activated(runtime, account_id)
+    try:
+        credit.plan_activated(runtime, account_id)
+    except Exception:
+        # The plan is active and billing; the periodic credit check applies a hold that
+        # landed meanwhile (its pause policy included), so this is not the plan's failure.
+        log.exception("applying the credit state after activating plan %s failed", plan_id)
 
 
 def _emit_activated(runtime: Runtime, session: Any, row: Plan, ids: dict[str, str]) -> None:

@@ -39,6 +39,11 @@ from connector.store.models import CustomerLink, Plan
 log = logging.getLogger(__name__)
 
 
+MANUAL_REASON = "Manual invoicing: invoice from the customer's Stripe page."
+#: Steps whose Stripe object bills the customer (a draft invoice does not).
+BILLING_STEPS = ("subscription", "schedule", "finalize")
+
+
 class Status:
     INVALID = "invalid"  # the deal cannot be billed as it is; problems say why
     NEEDS_CUSTOMER = "needs_customer"  # several Stripe customers share the email
@@ -234,6 +239,13 @@ def adjust(runtime: Runtime, plan_id: str, changes: dict[str, Any], *, actor: st
         deal = parse_deal(row.deal_data)
         suggest_plan(deal, defaults(runtime), runtime.today(), overrides)  # validates
         row.overrides = overrides_to_json(overrides)
+        if row.status == Status.AWAITING_CREDIT:
+            # The approval froze the plan as it was; a change needs a new approval, or the
+            # waiting plan would activate without it when the hold lifts.
+            row.status = Status.IN_REVIEW
+            row.plan_data = None
+            row.status_reason = "Changed while waiting on credit: activate it again to queue it."
+            write_status_to_crm(runtime, session, row)
         audit.record(
             session,
             actor=actor,
@@ -320,6 +332,26 @@ def approve(runtime: Runtime, plan_id: str, *, actor: str) -> Plan:
             )
         if row.stripe_customer_id is None:
             raise PlanStateError("the Stripe customer is not linked yet; try again shortly")
+        billed = _earlier_billing(session, row)
+        if billed:
+            raise PlanStateError(
+                "an earlier activation of this plan already created "
+                + ", ".join(billed)
+                + " in Stripe; cancel or void it there and mark the plan manual, rather than "
+                "billing the customer twice"
+            )
+        if computed.plan.collection == "manual":
+            row.plan_data = plan_to_json(computed.plan)
+            row.status = Status.MANUAL
+            row.status_reason = MANUAL_REASON
+            row.approved_at = runtime.clock()
+            row.approved_by = actor
+            audit.record(
+                session, actor=actor, action="plan.manual", subject_type="deal",
+                subject_id=row.deal_id,
+            )  # fmt: skip
+            write_status_to_crm(runtime, session, row)
+            return row
         next_seq = session.scalar(select(func.coalesce(func.max(Plan.approval_seq), 0))) or 0
         row.plan_data = plan_to_json(computed.plan)
         row.approved_at = runtime.clock()
@@ -340,6 +372,14 @@ def approve(runtime: Runtime, plan_id: str, *, actor: str) -> Plan:
         return row
 
 
+def _earlier_billing(session: Any, row: Plan) -> list[str]:
+    """The Stripe objects an earlier approval of this plan created that bill the customer."""
+    from connector.store.models import StripeOperation
+
+    steps = session.scalars(select(StripeOperation).where(StripeOperation.plan_id == row.id)).all()
+    return sorted({op.result_id for op in steps if op.step.partition(":")[2] in BILLING_STEPS})
+
+
 def mark_manual(runtime: Runtime, plan_id: str, *, actor: str) -> Plan:
     """Manual invoicing: keep the customer link, create nothing else in Stripe."""
     with runtime.db.session() as session:
@@ -350,7 +390,7 @@ def mark_manual(runtime: Runtime, plan_id: str, *, actor: str) -> Plan:
             raise PlanStateError("the Stripe customer is not linked yet; try again shortly")
         row.overrides = {**(row.overrides or {}), "collection": "manual"}
         row.status = Status.MANUAL
-        row.status_reason = "Manual invoicing: invoice from the customer's Stripe page."
+        row.status_reason = MANUAL_REASON
         row.approved_at = runtime.clock()
         row.approved_by = actor
         audit.record(

@@ -238,6 +238,31 @@ def test_manual_invoicing_creates_nothing_but_the_link(world: World) -> None:
     assert world.crm.deal("acme_platform")["plan_status"] == "Manual invoicing"
 
 
+def test_choosing_manual_collection_on_review_creates_nothing_in_stripe(world: World) -> None:
+    world.sync()
+    plan = world.plan_for("acme_platform")
+    adjusted = world.api("POST", f"/api/plans/{plan['id']}/adjust", json={"collection": "manual"})
+    assert adjusted.status_code == 200, adjusted.get_json()
+    activated = world.api("POST", f"/api/plans/{plan['id']}/activate").get_json()
+    world.sync()
+    assert activated["status"] == "manual"
+    assert world.stripe_count("POST", "/v1/subscriptions") == 0
+    assert world.stripe_count("POST", "/v1/invoices") == 0
+
+
+def test_a_failed_plan_that_already_billed_is_not_billed_again(world: World) -> None:
+    world.sync()
+    plan = world.plan_for("acme_platform")
+    world.api("POST", f"/api/plans/{plan['id']}/adjust", json={"invoice_type": "one_time"})
+    world.stripe_sandbox.inject_faults("/v1/invoices/:id/send", [400])  # finalized, not sent
+    failed = world.api("POST", f"/api/plans/{plan['id']}/activate").get_json()
+    assert failed["status"] == "failed", failed["status_reason"]
+    again = world.api("POST", f"/api/plans/{plan['id']}/activate")
+    assert again.status_code == 409
+    assert "already created" in again.get_json()["error"]["message"]
+    assert world.stripe_count("POST", "/v1/invoices") == 1
+
+
 # --------------------------------------------------------------------------- finding deals
 
 

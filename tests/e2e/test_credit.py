@@ -93,6 +93,18 @@ def test_a_closed_deal_on_a_held_account_waits_with_the_reason(world: World) -> 
     assert world.stripe_count("POST", "/v1/subscriptions") == 0
 
 
+def test_changing_a_waiting_plan_sends_it_back_to_review(world: World) -> None:
+    world.sync()
+    plan = _activate(world, "initech_renewal").get_json()
+    assert plan["status"] == "awaiting_credit"
+    changed = world.api("POST", f"/api/plans/{plan['id']}/adjust", json={"days_until_due": 45})
+    assert changed.get_json()["status"] == "in_review"
+    world.crm.set_credit("initech", hold=False)
+    world.sync()
+    assert world.plan_for("initech_renewal")["status"] == "in_review"  # not the old approval
+    assert world.stripe_count("POST", "/v1/subscriptions") == 0
+
+
 def test_activating_a_waiting_plan_again_is_refused_with_the_reason(world: World) -> None:
     world.sync()
     plan = _activate(world, "initech_renewal").get_json()
