@@ -111,7 +111,9 @@ def pending_hold(session: Session, account_id: str) -> bool | None:
         .where(
             OutboxMessage.kind.in_((crm_writes.UPDATE_ACCOUNT, crm_writes.SET_CREDIT_HOLD)),
             OutboxMessage.ordering_key == f"account:{account_id}",
-            OutboxMessage.status.in_((outbox.PENDING, PROCESSING)),
+            # A parked hold write still stands for dealbridge's intent: until a person
+            # settles it, the CRM's silence is not a person lifting the hold.
+            OutboxMessage.status.in_((outbox.PENDING, PROCESSING, outbox.PARKED)),
         )
         .order_by(OutboxMessage.id)
     ).all()

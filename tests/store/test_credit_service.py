@@ -527,3 +527,18 @@ def test_a_new_hold_uses_new_idempotency_keys(
         f"dealbridge:credit:{ACCOUNT}:1:resume:sub_1",
         f"dealbridge:credit:{ACCOUNT}:2:pause:sub_1",
     ]
+
+
+def test_a_parked_hold_write_is_not_taken_for_a_person_lifting_the_hold(
+    dunning: Runtime, crm: FakeCrm, clock: FrozenClock
+) -> None:
+    _hold_for_a_late_invoice(dunning, clock)
+    with dunning.db.session() as session:  # the CRM refused the write for good
+        for message in session.scalars(
+            select(OutboxMessage).where(OutboxMessage.kind == crm_writes.SET_CREDIT_HOLD)
+        ):
+            message.status = "parked"
+    settled = credit.settle(dunning, ACCOUNT, non_payment=True)
+    assert settled.transition is None
+    row = _row(dunning)
+    assert (row.on_hold, row.held_by_dealbridge, row.excused_invoices) == (True, True, [])
