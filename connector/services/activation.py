@@ -200,6 +200,43 @@ def _has_written(runtime: Runtime, plan_id: str, seq: int) -> bool:
 
 # --------------------------------------------------------------------------- the run
 
+BRANCH_STEP = "branch"
+
+
+def _recorded_branch(runtime: Runtime, plan_id: str, seq: int) -> str | None:
+    with runtime.db.session() as session:
+        return session.scalars(
+            select(StripeOperation.result_id).where(
+                StripeOperation.plan_id == plan_id,
+                StripeOperation.step == f"{seq}:{BRANCH_STEP}",
+            )
+        ).first()
+
+
+def _record_branch(runtime: Runtime, plan_id: str, seq: int, branch: str) -> str:
+    """Write down, before the first billing write, what this approval creates in Stripe.
+
+    A retry follows it instead of deciding again: after a lost response at 23:59 UTC, a
+    retry past midnight would otherwise create a subscription beside the schedule that
+    Stripe did create; and a retry never runs the credit gate again (the open balance may
+    already include this plan's own first invoice).
+    """
+    try:
+        with runtime.db.session() as session:
+            session.add(
+                StripeOperation(
+                    plan_id=plan_id,
+                    step=f"{seq}:{BRANCH_STEP}",
+                    idempotency_key="",
+                    result_id=branch,
+                )
+            )
+    except IntegrityError:
+        pass  # a concurrent run wrote it first: follow that one
+    recorded = _recorded_branch(runtime, plan_id, seq)
+    assert recorded is not None
+    return recorded
+
 
 def _run(runtime: Runtime, plan_id: str) -> None:
     with runtime.db.session() as session:
@@ -213,12 +250,22 @@ def _run(runtime: Runtime, plan_id: str) -> None:
     if plan.collection == "manual":
         _settle(runtime, plan_id, Status.MANUAL, MANUAL_REASON)
         return
-    if not _has_written(runtime, plan_id, seq):
-        decision = credit_decision(runtime, row, plan)
-        if not decision.allowed:
-            _await_credit(runtime, plan_id, decision)
-            return
     today = runtime.today()
+    branch = _recorded_branch(runtime, plan_id, seq)
+    if branch is None:
+        if not _has_written(runtime, plan_id, seq):
+            decision = credit_decision(runtime, row, plan)
+            if not decision.allowed:
+                _await_credit(runtime, plan_id, decision)
+                return
+        if plan.invoice_type == "recurring":
+            branch = "schedule" if plan.start_date > today else "subscription"
+        elif plan.send_date and plan.send_date > today:
+            _schedule_for(runtime, plan_id, plan.send_date)
+            return
+        else:
+            branch = "invoice"
+        branch = _record_branch(runtime, plan_id, seq, branch)
     metadata = {
         "dealbridge_plan_id": plan_id,
         "crm_deal_id": deal_id,
@@ -226,15 +273,11 @@ def _run(runtime: Runtime, plan_id: str) -> None:
     }
     step = _Steps(runtime, plan_id, seq)
     ids: dict[str, str] = {}
-    if plan.invoice_type == "recurring":
-        if plan.start_date > today:
-            ids["schedule"] = _create_schedule(runtime, step, plan, customer_id, metadata)
-        else:
-            ids["subscription"] = _create_subscription(runtime, step, plan, customer_id, metadata)
+    if branch == "schedule":
+        ids["schedule"] = _create_schedule(runtime, step, plan, customer_id, metadata)
+    elif branch == "subscription":
+        ids["subscription"] = _create_subscription(runtime, step, plan, customer_id, metadata)
     else:
-        if plan.send_date and plan.send_date > today:
-            _schedule_for(runtime, plan_id, plan.send_date)
-            return
         ids["invoice"] = _send_one_time_invoice(runtime, step, plan, customer_id, metadata)
     _activated(runtime, plan_id, ids)
 

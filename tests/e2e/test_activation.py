@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from connector.billing.gateway import StripeGateway
+from connector.billing.gateway import StripeGateway, StripeUnavailable
 from connector.domain.plan import add_months
 from connector.services import activation
 from connector.services.plans import approve
@@ -261,6 +261,39 @@ def test_a_failed_plan_that_already_billed_is_not_billed_again(world: World) -> 
     assert again.status_code == 409
     assert "already created" in again.get_json()["error"]["message"]
     assert world.stripe_count("POST", "/v1/invoices") == 1
+
+
+def test_a_lost_response_is_retried_as_the_same_write_even_after_midnight(
+    world: World,
+) -> None:
+    """Stripe made the schedule at 23:50 UTC but its answer was lost; the retry comes after
+    midnight, when the plan's start is today: it must not add a subscription beside it."""
+    world.sync()
+    assert world.runtime is not None
+    world.clock.now = world.clock().replace(hour=23, minute=50)
+    tomorrow = (world.clock() + timedelta(days=1)).date().isoformat()
+    plan = world.plan_for("acme_platform")
+    world.api("POST", f"/api/plans/{plan['id']}/adjust", json={"start_date": tomorrow})
+    real = world.runtime.stripe
+    lost: list[str] = []
+
+    class LosesTheFirstAnswer(StripeGateway):
+        def create_subscription_schedule(self, params: Any, idempotency_key: str) -> Any:
+            created = real.create_subscription_schedule(params, idempotency_key)
+            if not lost:
+                lost.append(created.id)
+                raise StripeUnavailable("Stripe unavailable: read timed out")
+            return created
+
+    world.runtime.__dict__["stripe"] = LosesTheFirstAnswer(real.client, dashboard_url="x")
+    first = world.api("POST", f"/api/plans/{plan['id']}/activate").get_json()
+    assert first["status"] == "approved" and "Retrying" in first["status_reason"]
+    world.clock.advance(minutes=15)  # past midnight, past the backoff
+    world.sync()
+    done = world.plan_for("acme_platform")
+    assert (done["status"], done["stripe_schedule_id"]) == ("active", lost[0])
+    assert done["stripe_subscription_id"] is None
+    assert world.stripe_count("POST", "/v1/subscriptions") == 0
 
 
 # --------------------------------------------------------------------------- finding deals
