@@ -12,25 +12,30 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from connector.billing.gateway import StripeRejected
 from connector.runtime import Runtime
 from connector.services.inbox import stripe_handlers
-from connector.services.invoice_sync import UNKNOWN_CUSTOMER, lock, plain
-from connector.store.models import CreditNoteMirror, CustomerLink
+from connector.services.invoice_sync import (
+    UNKNOWN_CUSTOMER,
+    count_unknown,
+    linked_account,
+    lock,
+    plain,
+)
+from connector.store.models import CreditNoteMirror
 
 CREDIT_NOTE_EVENTS = ("credit_note.created", "credit_note.updated", "credit_note.voided")
 
 
 def mirror_credit_note(
-    session: Session, link: CustomerLink, note: dict[str, Any], now: datetime
+    session: Session, account_id: str, note: dict[str, Any], now: datetime
 ) -> CreditNoteMirror:
     """Write a credit note as Stripe holds it now to the mirror."""
     row = session.get(CreditNoteMirror, note["id"]) or CreditNoteMirror(id=note["id"])
-    row.stripe_customer_id = link.stripe_customer_id
-    row.crm_account_id = link.crm_account_id
+    row.stripe_customer_id = note["customer"]
+    row.crm_account_id = account_id
     row.status = str(note["status"])
     row.currency = str(note["currency"])
     total = note.get("total_excluding_tax")
@@ -46,17 +51,9 @@ def sync_credit_note(
 ) -> str:
     """Fetch the credit note now and mirror it, if its customer is linked."""
     with runtime.db.session() as session:
-        link = (
-            session.scalars(
-                select(CustomerLink).where(CustomerLink.stripe_customer_id == customer_id)
-            ).first()
-            if customer_id
-            else None
-        )
-        if link is None:
-            runtime.metrics.events.labels(
-                source="stripe", type=event_type, outcome="unknown_customer"
-            ).inc()
+        account_id = linked_account(session, customer_id)
+        if account_id is None:
+            count_unknown(runtime, event_type)
             return UNKNOWN_CUSTOMER
         lock(session, f"credit_note:{note_id}")
         try:
@@ -65,7 +62,7 @@ def sync_credit_note(
             if exc.code != "resource_missing":
                 raise
             return "credit note no longer exists"  # credit notes are never deleted; be safe
-        mirror_credit_note(session, link, note, runtime.clock())
+        mirror_credit_note(session, account_id, note, runtime.clock())
         return f"credit note {note['status']}"
 
 

@@ -28,7 +28,7 @@ from connector.crm.base import (
 from connector.runtime import Runtime
 from connector.services import outbox
 from connector.store import audit
-from connector.store.models import InboxEvent, OutboxMessage
+from connector.store.models import OutboxMessage
 
 log = logging.getLogger(__name__)
 
@@ -188,6 +188,7 @@ def send_credit_hold(runtime: Runtime, payload: dict[str, Any]) -> None:
 def _skip_credit_hold(runtime: Runtime, account: CrmAccount, payload: dict[str, Any]) -> None:
     """Record the skip and queue the account to be settled again, in one transaction."""
     from connector.services.crm_events import ACCOUNT_CHANGED
+    from connector.services.inbox import new_event
 
     hold = bool(payload["update"]["credit_hold"])
     epoch = int(payload.get("epoch") or 0)
@@ -207,15 +208,12 @@ def _skip_credit_hold(runtime: Runtime, account: CrmAccount, payload: dict[str, 
             crm_credit_hold_source=account.credit_hold_source,
         )
         session.add(
-            InboxEvent(
-                source="crm",
-                event_id=f"credit-write-skipped:{account.id}:{uuid.uuid4().hex}",
-                event_type=ACCOUNT_CHANGED,
-                payload=json.dumps({"id": account.id}),
-                received_at=now,
-                status="pending",
-                attempts=0,
-                next_attempt_at=now,
+            new_event(
+                "crm",
+                f"credit-write-skipped:{account.id}:{uuid.uuid4().hex}",
+                ACCOUNT_CHANGED,
+                json.dumps({"id": account.id}),
+                now,
             )
         )
     log.info(

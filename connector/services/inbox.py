@@ -230,6 +230,30 @@ stripe_handlers = EventHandlers(
 # --------------------------------------------------------------------------- intake
 
 
+def new_event(
+    source: str,
+    event_id: str,
+    event_type: str,
+    payload: str,
+    now: datetime,
+    *,
+    handled: bool = True,
+) -> InboxEvent:
+    """An inbox row, due at once; for a caller that stores it in its own transaction."""
+    return InboxEvent(
+        source=source,
+        event_id=event_id,
+        event_type=event_type,
+        payload=payload,
+        received_at=now,
+        status="pending" if handled else "ignored",
+        attempts=0,
+        next_attempt_at=now,
+        processed_at=None if handled else now,
+        outcome=None if handled else "not an event type dealbridge handles",
+    )
+
+
 def store_event(
     runtime: Runtime,
     source: str,
@@ -245,19 +269,7 @@ def store_event(
     delivery -- even one racing the first -- is recognised by the unique (source, event id)
     and treated as already received, never processed twice (the dj-stripe pattern).
     """
-    now = runtime.clock()
-    row = InboxEvent(
-        source=source,
-        event_id=event_id,
-        event_type=event_type,
-        payload=payload,
-        received_at=now,
-        status="pending" if handled else "ignored",
-        attempts=0,
-        next_attempt_at=now,
-        processed_at=None if handled else now,
-        outcome=None if handled else "not an event type dealbridge handles",
-    )
+    row = new_event(source, event_id, event_type, payload, runtime.clock(), handled=handled)
     try:
         with runtime.db.session() as session:
             session.add(row)

@@ -64,13 +64,13 @@ def _day(value: Any) -> date | None:
     return moment.date() if moment else None
 
 
-def _count_unknown(runtime: Runtime, event_type: str) -> None:
+def count_unknown(runtime: Runtime, event_type: str) -> None:
     runtime.metrics.events.labels(
         source="stripe", type=event_type, outcome="unknown_customer"
     ).inc()
 
 
-def _linked_account(session: Session, customer_id: str | None) -> str | None:
+def linked_account(session: Session, customer_id: str | None) -> str | None:
     if not customer_id:
         return None
     return session.scalars(
@@ -142,9 +142,9 @@ def sync_invoice(
 ) -> str:
     """Fetch the invoice now and write it to the mirror and (via the outbox) the CRM."""
     with runtime.db.session() as session:
-        account_id = _linked_account(session, customer_id)
+        account_id = linked_account(session, customer_id)
         if account_id is None:
-            _count_unknown(runtime, event_type)
+            count_unknown(runtime, event_type)
             return UNKNOWN_CUSTOMER
         lock(session, f"invoice:{invoice_id}")
         mirror = session.get(InvoiceMirror, invoice_id, with_for_update=True)
@@ -362,9 +362,9 @@ def sync_subscription(
     event_type: str = "customer.subscription.updated",
 ) -> str:
     with runtime.db.session() as session:
-        account_id = _linked_account(session, customer_id)
+        account_id = linked_account(session, customer_id)
         if account_id is None:
-            _count_unknown(runtime, event_type)
+            count_unknown(runtime, event_type)
             return UNKNOWN_CUSTOMER
         lock(session, f"subscription:{subscription_id}")
         mirror = session.get(SubscriptionMirror, subscription_id, with_for_update=True)
@@ -436,9 +436,9 @@ def on_subscription_event(runtime: Runtime, event: dict[str, Any]) -> str | None
 def on_customer_updated(runtime: Runtime, event: dict[str, Any]) -> str | None:
     obj = event["data"]["object"]
     with runtime.db.session() as session:
-        account_id = _linked_account(session, obj["id"])
+        account_id = linked_account(session, obj["id"])
     if account_id is None:
-        _count_unknown(runtime, event["type"])
+        count_unknown(runtime, event["type"])
         return UNKNOWN_CUSTOMER
     with runtime.db.session() as session:
         crm_writes.link_account(runtime, session, account_id, obj["id"])
@@ -454,7 +454,7 @@ def on_customer_deleted(runtime: Runtime, event: dict[str, Any]) -> str | None:
             select(CustomerLink).where(CustomerLink.stripe_customer_id == obj["id"])
         ).first()
         if link is None:
-            _count_unknown(runtime, event["type"])
+            count_unknown(runtime, event["type"])
             return UNKNOWN_CUSTOMER
         account_id = link.crm_account_id
         session.delete(link)

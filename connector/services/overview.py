@@ -423,7 +423,7 @@ def _store_credit_notes(runtime: Runtime, link: CustomerLink, notes: list[Any]) 
     now = runtime.clock()
     with runtime.db.session() as session:
         for note in notes:
-            mirror_credit_note(session, link, plain(note), now)
+            mirror_credit_note(session, link.crm_account_id, plain(note), now)
 
 
 def _set_cursor(runtime: Runtime, name: str, value: str) -> None:

@@ -342,15 +342,7 @@ def approve(runtime: Runtime, plan_id: str, *, actor: str) -> Plan:
             )
         if computed.plan.collection == "manual":
             row.plan_data = plan_to_json(computed.plan)
-            row.status = Status.MANUAL
-            row.status_reason = MANUAL_REASON
-            row.approved_at = runtime.clock()
-            row.approved_by = actor
-            audit.record(
-                session, actor=actor, action="plan.manual", subject_type="deal",
-                subject_id=row.deal_id,
-            )  # fmt: skip
-            write_status_to_crm(runtime, session, row)
+            _settle_manual(runtime, session, row, actor)
             return row
         next_seq = session.scalar(select(func.coalesce(func.max(Plan.approval_seq), 0))) or 0
         row.plan_data = plan_to_json(computed.plan)
@@ -389,19 +381,20 @@ def mark_manual(runtime: Runtime, plan_id: str, *, actor: str) -> Plan:
         if row.stripe_customer_id is None:
             raise PlanStateError("the Stripe customer is not linked yet; try again shortly")
         row.overrides = {**(row.overrides or {}), "collection": "manual"}
-        row.status = Status.MANUAL
-        row.status_reason = MANUAL_REASON
-        row.approved_at = runtime.clock()
-        row.approved_by = actor
-        audit.record(
-            session,
-            actor=actor,
-            action="plan.manual",
-            subject_type="deal",
-            subject_id=row.deal_id,
-        )
-        write_status_to_crm(runtime, session, row)
+        _settle_manual(runtime, session, row, actor)
         return row
+
+
+def _settle_manual(runtime: Runtime, session: Any, row: Plan, actor: str) -> None:
+    """Manual invoicing settles the plan: the customer link stays, Stripe gets nothing."""
+    row.status = Status.MANUAL
+    row.status_reason = MANUAL_REASON
+    row.approved_at = runtime.clock()
+    row.approved_by = actor
+    audit.record(
+        session, actor=actor, action="plan.manual", subject_type="deal", subject_id=row.deal_id
+    )
+    write_status_to_crm(runtime, session, row)
 
 
 def _not_activatable(row: Plan) -> str:
