@@ -19,7 +19,7 @@ from connector.crm.base import CrmUnavailable
 from connector.runtime import Runtime
 from connector.store.db import Database
 from connector.web.app import create_app
-from connector.web.auth import Identity, csrf_token
+from connector.web.auth import Identity, csrf_token, launch_signature
 from connector.web.launch import sign_canvas_request
 from tests.support import TEST_SECRETS, FrozenClock, make_config
 
@@ -263,3 +263,27 @@ def test_a_session_api_change_with_the_csrf_header_goes_through(app: Any) -> Non
 
 def test_a_session_may_still_read_the_api_without_the_header(app: Any) -> None:
     assert _admin_session(app).get("/api/overview").status_code == 200
+
+
+# --------------------------------------------------------------------------- launch links
+
+
+def _launch_query(sig: str | None = None) -> str:
+    secret = TEST_SECRETS["secret_key"].reveal()
+    exp = int(time.time()) + 600
+    sig = sig or launch_signature(secret, "006DEAL", "rep@acme.example", "sales_rep", exp)
+    return f"/launch?deal=006DEAL&user=rep@acme.example&role=sales_rep&exp={exp}&sig={sig}"
+
+
+def test_a_signed_launch_link_opens_the_review_page(app: Any) -> None:
+    response = app.test_client().get(_launch_query())
+    assert response.status_code == 302
+    assert "/deals/006DEAL/plan" in response.headers["Location"]
+
+
+def test_a_launch_link_with_a_non_ascii_signature_is_refused_not_a_server_error(
+    app: Any,
+) -> None:
+    response = app.test_client().get(_launch_query(sig="%C3%A9"))
+    assert response.status_code == 401
+    assert b"invalid or has expired" in response.data  # a page: a person opened the link
