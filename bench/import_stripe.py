@@ -32,20 +32,21 @@ from typing import Any
 
 from bench._memory import peak_rss_mib
 from connector.config import config_for_tests
+from connector.demo import salesforce_sandbox
 from connector.runtime import Runtime
-from connector.sandbox.salesforce import (
-    DEMO_PASSWORD,
-    DEMO_SECURITY_TOKEN,
-    DEMO_USERNAME,
-    SalesforceSandbox,
-)
-from connector.sandbox.stripe import StripeSandbox
-from connector.sandbox.stripe import invoices as sandbox_invoices
 from connector.secrets import Secret
 from connector.services import importer
 from connector.services.importer import ImportOptions
 from connector.store.db import Database
 from connector.store.migrate import upgrade
+from sandboxes.salesforce import (
+    DEMO_PASSWORD,
+    DEMO_SECURITY_TOKEN,
+    DEMO_USERNAME,
+    SalesforceSandbox,
+)
+from sandboxes.stripe import StripeSandbox
+from sandboxes.stripe import invoices as sandbox_invoices
 
 
 def _seed_stripe(
@@ -120,7 +121,7 @@ def _seed_salesforce(sandbox: SalesforceSandbox, count: int) -> list[str]:
 
 def child(stripe_url: str, salesforce_url: str, db: str) -> None:
     """The import alone, in its own process: prints one JSON line of timings and memory."""
-    from connector.sandbox.world import DEMO_STRIPE_KEY
+    from connector.demo.world import DEMO_STRIPE_KEY
 
     url = f"sqlite:///{db}"
     upgrade(url)
@@ -175,7 +176,7 @@ def child(stripe_url: str, salesforce_url: str, db: str) -> None:
 def main(customers: int = 5000, prices: int = 200, invoices: int = 50_000) -> None:
     now = datetime.now(UTC)
     stripe_sb = StripeSandbox(now=lambda: int(now.timestamp())).start()
-    sf_sb = SalesforceSandbox(seed=None, daily_api_limit=10_000_000, now=lambda: now).start()
+    sf_sb = salesforce_sandbox(seed=None, daily_api_limit=10_000_000, now=lambda: now).start()
     try:
         t0 = time.monotonic()
         accounts = _seed_salesforce(sf_sb, customers)

@@ -32,14 +32,14 @@ SIZES = (1_000, 5_000, 10_000)
 
 def child(stripe_url: str, salesforce_url: str, customer: str, account: str, db: str) -> None:
     from connector.config import config_for_tests
+    from connector.demo.world import DEMO_STRIPE_KEY
     from connector.runtime import Runtime
-    from connector.sandbox.salesforce import DEMO_PASSWORD, DEMO_USERNAME
-    from connector.sandbox.world import DEMO_STRIPE_KEY
     from connector.secrets import Secret
     from connector.services.backfill import backfill_invoices
     from connector.store.db import Database
     from connector.store.migrate import upgrade
     from connector.store.models import CustomerLink
+    from sandboxes.salesforce import DEMO_PASSWORD, DEMO_USERNAME
 
     url = f"sqlite:///{db}"
     upgrade(url)
@@ -71,12 +71,12 @@ def run(n: int) -> dict[str, Any]:
     import stripe
 
     from bench.stripe_seed import seed_invoices
-    from connector.sandbox.salesforce import SAMPLE_ORG, SalesforceSandbox
-    from connector.sandbox.stripe import StripeSandbox
-    from connector.sandbox.world import DEMO_STRIPE_KEY
+    from connector.demo import salesforce_sandbox
+    from connector.demo.world import DEMO_STRIPE_KEY
+    from sandboxes.stripe import StripeSandbox
 
     stripe_sandbox = StripeSandbox().start()
-    salesforce = SalesforceSandbox(seed=SAMPLE_ORG, daily_api_limit=1_000_000).start()
+    salesforce = salesforce_sandbox(daily_api_limit=1_000_000).start()
     try:
         client = stripe.StripeClient(
             DEMO_STRIPE_KEY, base_addresses={"api": stripe_sandbox.url}, max_network_retries=0

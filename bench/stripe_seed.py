@@ -7,8 +7,8 @@ the seeding takes this shortcut: what is measured reads them back through stripe
 
 from __future__ import annotations
 
-from connector.sandbox.stripe import StripeSandbox
-from connector.sandbox.stripe import invoices as sandbox_invoices
+from sandboxes.stripe import StripeSandbox
+from sandboxes.stripe import invoices as sandbox_invoices
 
 
 def seed_invoices(

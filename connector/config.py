@@ -22,9 +22,9 @@ from typing import Any, Literal
 import yaml
 from marshmallow import EXCLUDE, RAISE, Schema, ValidationError, fields, pre_load, validate
 
+from connector.bundled import default_mapping, mappings_dir
 from connector.secrets import Secret
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_SQLITE_URL = "sqlite:///var/dealbridge.sqlite3"
 ENV_PREFIX = "DEALBRIDGE__"
 
@@ -317,7 +317,7 @@ class Config:
         if configured:
             path = Path(configured)
             return path if path.is_absolute() else _resolve_relative(path)
-        return REPO_ROOT / "mappings" / f"{self.crm_kind}.yaml"
+        return default_mapping(self.crm_kind)
 
     @property
     def base_url(self) -> str:
@@ -325,9 +325,11 @@ class Config:
 
 
 def _resolve_relative(path: Path) -> Path:
-    for base in (Path.cwd(), REPO_ROOT):
-        if (base / path).exists():
-            return base / path
+    """A relative ``crm.mapping`` is read from the working folder, else the default mappings'
+    folder (so ``mappings/dynamics.yaml`` works both in a checkout and installed)."""
+    for candidate in (Path.cwd() / path, mappings_dir().parent / path):
+        if candidate.exists():
+            return candidate
     return Path.cwd() / path
 
 

@@ -14,7 +14,18 @@ fi
 python3 -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip
 .venv/bin/python -m pip install -q -e '.[dev]'
+
+# The wheel, installed apart from the checkout, must run the demo: checked alongside the rest.
+wheel_log=$(mktemp "${TMPDIR:-/tmp}/dealbridge-wheel-check.XXXXXX.log")
+bash scripts/check-wheel.sh >"$wheel_log" 2>&1 &
+wheel_pid=$!
+
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
 .venv/bin/mypy
 .venv/bin/python -m pytest -q -n auto "$@"
+
+if ! wait "$wheel_pid"; then
+  echo "FAIL: the wheel check (scripts/check-wheel.sh):"; tail -n 30 "$wheel_log"; exit 1
+fi
+grep -h "^wheel check:" "$wheel_log"

@@ -20,16 +20,16 @@ from typing import Any
 import click
 from sqlalchemy import select
 
+from connector.demo.world import DEMO_STRIPE_KEY, LocalWorld
 from connector.logs import configure_logging
-from connector.sandbox.salesforce import (
+from connector.store.models import Plan
+from connector.web.auth import launch_signature
+from sandboxes.salesforce import (
     DEMO_CLIENT_ID,
     DEMO_CLIENT_SECRET,
     DEMO_PASSWORD,
     DEMO_USERNAME,
 )
-from connector.sandbox.world import DEMO_STRIPE_KEY, LocalWorld
-from connector.store.models import Plan
-from connector.web.auth import launch_signature
 
 log = logging.getLogger(__name__)
 

@@ -16,7 +16,7 @@ def sandbox() -> None:
 @click.option("--allow-non-loopback", is_flag=True, help="Allow binding beyond loopback.")
 def stripe_sandbox(host: str, port: int, allow_non_loopback: bool) -> None:
     """Serve the Stripe sandbox until interrupted."""
-    from connector.sandbox.stripe import serve_forever
+    from sandboxes.stripe import serve_forever
 
     serve_forever(host, port, allow_non_loopback=allow_non_loopback)
 
@@ -24,13 +24,33 @@ def stripe_sandbox(host: str, port: int, allow_non_loopback: bool) -> None:
 @sandbox.command("salesforce")
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", type=int, default=12112, show_default=True)
-@click.option("--seed", type=click.Path(exists=True, dir_okay=False), default=None)
+@click.option(
+    "--seed",
+    type=click.Path(exists=True, dir_okay=False),
+    default=None,
+    help="A YAML/JSON seed to load instead of dealbridge's sample org.",
+)
+@click.option("--empty", is_flag=True, help="Start with no records (the schema only).")
 @click.option("--allow-non-loopback", is_flag=True, help="Allow binding beyond loopback.")
-def salesforce_sandbox(host: str, port: int, seed: str | None, allow_non_loopback: bool) -> None:
-    """Serve the Salesforce sandbox (with the sample org unless --seed) until interrupted."""
-    from connector.sandbox.salesforce import serve_forever
+def salesforce_sandbox(
+    host: str, port: int, seed: str | None, empty: bool, allow_non_loopback: bool
+) -> None:
+    """Serve the Salesforce sandbox until interrupted.
 
-    serve_forever(host, port, seed=seed, allow_non_loopback=allow_non_loopback)
+    dealbridge's custom objects and fields are deployed, and the sample org (the four demo
+    deals) is loaded unless --seed or --empty says otherwise.
+    """
+    from connector.bundled import salesforce_metadata_dir
+    from connector.demo import SAMPLE_ORG
+    from sandboxes.salesforce import serve_forever
+
+    serve_forever(
+        host,
+        port,
+        seed=None if empty else (seed or SAMPLE_ORG),
+        metadata_dir=salesforce_metadata_dir(),
+        allow_non_loopback=allow_non_loopback,
+    )
 
 
 COMMANDS = [sandbox]

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, Page, sync_playwright
 
-from connector.sandbox.world import LocalWorld
+from connector.demo.world import LocalWorld
 from tests.support import FrozenClock
 
 CHROMIUM = "/usr/bin/chromium"

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from playwright.sync_api import Page, expect
 
-from connector.sandbox.world import LocalWorld
+from connector.demo.world import LocalWorld
 from connector.services import activation, plans
 from connector.web.auth import Identity, issue_session_token
 

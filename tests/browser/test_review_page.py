@@ -8,7 +8,7 @@ from urllib.parse import urlparse
 from playwright.sync_api import Page, expect
 
 from connector.cli.demo import launch_link
-from connector.sandbox.world import LocalWorld
+from connector.demo.world import LocalWorld
 
 
 def _deal_id(world: LocalWorld, name: str) -> str:

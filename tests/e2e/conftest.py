@@ -33,7 +33,7 @@ from connector.config import Config
 from connector.crm.base import CrmAdapter
 from connector.crm.dynamics.auth import reset_applications
 from connector.crm.dynamics.throttle import reset_gates
-from connector.sandbox.world import LocalWorld
+from connector.demo.world import LocalWorld
 from connector.secrets import Secret
 from tests.conftest import _fresh_postgres_url
 from tests.e2e.crm_driver import CrmDriver, SalesforceDriver

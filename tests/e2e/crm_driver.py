@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from connector.mappings import CrmMapping, load_mapping
-from connector.sandbox.salesforce import SalesforceSandbox
+from sandboxes.salesforce import SalesforceSandbox
 
 REPO = Path(__file__).resolve().parents[2]
 

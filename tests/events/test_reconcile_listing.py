@@ -10,7 +10,7 @@ import stripe
 
 from connector.billing.event_types import HANDLED_STRIPE_EVENTS
 from connector.billing.gateway import EVENT_TYPES_PER_LIST, StripeGateway
-from connector.sandbox.stripe import StripeSandbox
+from sandboxes.stripe import StripeSandbox
 
 
 @pytest.fixture

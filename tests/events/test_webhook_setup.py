@@ -18,12 +18,12 @@ from click.testing import CliRunner, Result
 from connector.billing.event_types import HANDLED_STRIPE_EVENTS
 from connector.cli import main
 from connector.runtime import Runtime
-from connector.sandbox._server import SandboxServer
-from connector.sandbox.stripe import StripeSandbox
 from connector.secrets import Secret
 from connector.store.db import Database
 from connector.store.models import InboxEvent
 from connector.web.app import create_app
+from sandboxes._server import SandboxServer
+from sandboxes.stripe import StripeSandbox
 from tests.support import make_config
 
 API = "https://api.stripe.com/v1/webhook_endpoints"

@@ -11,7 +11,8 @@ from click.testing import CliRunner
 from connector.cli import main
 from connector.crm.dynamics.auth import reset_applications
 from connector.crm.dynamics.throttle import reset_gates
-from connector.sandbox.salesforce import (
+from connector.demo import salesforce_sandbox
+from sandboxes.salesforce import (
     DEMO_PASSWORD,
     DEMO_SECURITY_TOKEN,
     DEMO_USERNAME,
@@ -49,7 +50,7 @@ def _check(config: Path, env: dict[str, str], *options: str) -> tuple[int, str]:
 
 @pytest.fixture
 def salesforce() -> Iterator[SalesforceSandbox]:
-    sandbox = SalesforceSandbox().start()
+    sandbox = salesforce_sandbox(seed=None).start()
     yield sandbox
     sandbox.stop()
 

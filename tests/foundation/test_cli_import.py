@@ -13,23 +13,23 @@ from click.testing import CliRunner
 
 from connector.cli import main
 from connector.cli.import_cmd import ProgressLine
-from connector.sandbox.salesforce import (
+from connector.demo import salesforce_sandbox
+from connector.demo.world import DEMO_STRIPE_KEY
+from connector.store.migrate import upgrade
+from sandboxes.salesforce import (
     DEMO_PASSWORD,
     DEMO_SECURITY_TOKEN,
     DEMO_USERNAME,
-    SAMPLE_ORG,
     SalesforceSandbox,
 )
-from connector.sandbox.stripe import StripeSandbox
-from connector.sandbox.world import DEMO_STRIPE_KEY
-from connector.store.migrate import upgrade
+from sandboxes.stripe import StripeSandbox
 
 REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
 def salesforce() -> Iterator[SalesforceSandbox]:
-    sandbox = SalesforceSandbox(seed=SAMPLE_ORG).start()
+    sandbox = salesforce_sandbox().start()
     yield sandbox
     threading.Thread(target=sandbox.stop, daemon=True).start()
 

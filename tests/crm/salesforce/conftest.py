@@ -13,8 +13,9 @@ from simple_salesforce.api import Salesforce
 
 from connector.crm.salesforce.adapter import SalesforceAdapter
 from connector.crm.salesforce.session import HttpsRewriteSession
+from connector.demo import salesforce_sandbox
 from connector.mappings import load_mapping
-from connector.sandbox.salesforce import (
+from sandboxes.salesforce import (
     DEMO_PASSWORD,
     DEMO_SECURITY_TOKEN,
     DEMO_USERNAME,
@@ -42,7 +43,7 @@ def sf_clock() -> SettableClock:
 @pytest.fixture
 def empty_org(sf_clock: SettableClock) -> Iterator[SalesforceSandbox]:
     """An org with dealbridge's metadata and no records."""
-    sandbox = SalesforceSandbox(seed={"records": {}}, now=sf_clock).start()
+    sandbox = salesforce_sandbox(seed={"records": {}}, now=sf_clock).start()
     yield sandbox
     threading.Thread(target=sandbox.stop, daemon=True).start()
 

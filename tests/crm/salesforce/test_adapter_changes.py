@@ -9,7 +9,7 @@ import pytest
 from simple_salesforce.api import Salesforce
 
 from connector.crm.salesforce.adapter import SalesforceAdapter
-from connector.sandbox.salesforce import SalesforceSandbox
+from sandboxes.salesforce import SalesforceSandbox
 from tests.crm.salesforce.conftest import SettableClock, login, make_adapter
 
 

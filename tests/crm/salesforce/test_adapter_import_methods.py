@@ -13,8 +13,9 @@ import pytest
 from simple_salesforce.api import Salesforce
 
 from connector.crm.base import PriceEntryRecord
+from connector.demo import salesforce_sandbox
 from connector.domain.deal import Address
-from connector.sandbox.salesforce import SalesforceSandbox
+from sandboxes.salesforce import SalesforceSandbox
 from tests.crm.salesforce.conftest import login, make_adapter
 
 INGEST = ("POST", "/services/data/v{version}/jobs/ingest")
@@ -23,7 +24,9 @@ COLLECTIONS = ("POST", "/services/data/v{version}/composite/sobjects")
 
 @pytest.fixture
 def sandbox() -> Iterator[SalesforceSandbox]:
-    sandbox = SalesforceSandbox(query_batch_size=2).start()  # queryMore after every 2 rows
+    sandbox = salesforce_sandbox(
+        seed=None, query_batch_size=2
+    ).start()  # queryMore after every 2 rows
     yield sandbox
     threading.Thread(target=sandbox.stop, daemon=True).start()
 

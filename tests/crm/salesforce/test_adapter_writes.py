@@ -9,7 +9,7 @@ from datetime import date
 import pytest
 
 from connector.crm.base import InvoiceRecord
-from connector.sandbox.salesforce import SalesforceSandbox
+from sandboxes.salesforce import SalesforceSandbox
 from tests.crm.salesforce.conftest import login, make_adapter
 
 #: A well-formed Account id that no record has.

@@ -10,7 +10,8 @@ import pytest
 from simple_salesforce.api import Salesforce
 
 from connector.crm.salesforce.session import HttpsRewriteSession
-from connector.sandbox.salesforce import (
+from connector.demo import salesforce_sandbox
+from sandboxes.salesforce import (
     DEMO_PASSWORD,
     DEMO_SECURITY_TOKEN,
     DEMO_USERNAME,
@@ -37,7 +38,8 @@ def make_sandbox(clock: FrozenClock) -> Iterator[Callable[..., SalesforceSandbox
 
     def make(**kwargs: object) -> SalesforceSandbox:
         kwargs.setdefault("now", clock)
-        sandbox = SalesforceSandbox(**kwargs).start()  # type: ignore[arg-type]
+        kwargs.setdefault("seed", None)
+        sandbox = salesforce_sandbox(**kwargs).start()
         started.append(sandbox)
         return sandbox
 

@@ -10,7 +10,7 @@ import requests
 from simple_salesforce.api import Salesforce
 
 from connector.crm.salesforce.bulk import BulkIngest
-from connector.sandbox.salesforce import SalesforceSandbox
+from sandboxes.salesforce import SalesforceSandbox
 
 
 def _call(sf: Salesforce, method: str, path: str, body: Any = None, csv_body: str | None = None):

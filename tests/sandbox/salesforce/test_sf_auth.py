@@ -10,7 +10,7 @@ from simple_salesforce.exceptions import SalesforceAuthenticationFailed, Salesfo
 from simple_salesforce.login import SalesforceLogin
 
 from connector.crm.salesforce.session import HttpsRewriteSession
-from connector.sandbox.salesforce import (
+from sandboxes.salesforce import (
     DEMO_CLIENT_ID,
     DEMO_CLIENT_SECRET,
     DEMO_PASSWORD,

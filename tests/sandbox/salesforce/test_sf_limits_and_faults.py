@@ -13,7 +13,7 @@ from simple_salesforce.exceptions import (
     SalesforceRefusedRequest,
 )
 
-from connector.sandbox.salesforce import SalesforceSandbox
+from sandboxes.salesforce import SalesforceSandbox
 
 from .conftest import login
 

@@ -13,8 +13,8 @@ from simple_salesforce.api import Salesforce
 from werkzeug.wrappers import Request, Response
 
 from connector.crm.salesforce.session import HttpsRewriteSession
-from connector.sandbox._server import SandboxServer
-from connector.sandbox.salesforce import SalesforceSandbox
+from sandboxes._server import SandboxServer
+from sandboxes.salesforce import SalesforceSandbox
 
 from .conftest import login, stop_in_background
 

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from simple_salesforce.exceptions import SalesforceMalformedRequest
 
-from connector.sandbox.salesforce import SalesforceSandbox
+from sandboxes.salesforce import SalesforceSandbox
 
 from .conftest import login
 

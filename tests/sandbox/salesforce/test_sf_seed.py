@@ -10,8 +10,9 @@ from typing import Any
 
 import pytest
 
-from connector.sandbox.salesforce import SAMPLE_ORG, SalesforceSandbox
-from connector.sandbox.salesforce.seed import SeedError
+from connector.demo import SAMPLE_ORG
+from sandboxes.salesforce import SalesforceSandbox
+from sandboxes.salesforce.seed import SeedError
 from tests.support import FrozenClock
 
 from .conftest import login

@@ -13,8 +13,8 @@ import pytest
 import stripe
 from werkzeug.wrappers import Request, Response
 
-from connector.sandbox._server import SandboxServer
-from connector.sandbox.stripe import StripeSandbox
+from sandboxes._server import SandboxServer
+from sandboxes.stripe import StripeSandbox
 
 START = 1_767_225_600  # 2026-01-01T00:00:00Z
 DAY = 86_400

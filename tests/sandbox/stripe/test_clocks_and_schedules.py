@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import stripe
 
-from connector.sandbox.stripe import StripeSandbox
+from sandboxes.stripe import StripeSandbox
 
 from .conftest import DAY, START, FakeClock, Receiver
 

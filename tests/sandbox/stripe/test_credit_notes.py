@@ -7,7 +7,7 @@ import requests
 import stripe
 from stripe.params import CreditNoteCreateParams
 
-from connector.sandbox.stripe import StripeSandbox
+from sandboxes.stripe import StripeSandbox
 
 from .conftest import DAY, START, FakeClock, Receiver
 

@@ -6,7 +6,7 @@ import pytest
 import requests
 import stripe
 
-from connector.sandbox.stripe import StripeSandbox
+from sandboxes.stripe import StripeSandbox
 
 from .conftest import DAY, START, FakeClock
 

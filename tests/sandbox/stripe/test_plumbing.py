@@ -6,7 +6,7 @@ import pytest
 import requests
 import stripe
 
-from connector.sandbox.stripe import StripeSandbox
+from sandboxes.stripe import StripeSandbox
 
 from .conftest import make_client
 
@@ -221,7 +221,7 @@ def test_expanding_a_non_expandable_field_is_refused(
 
 
 def test_the_sandbox_refuses_to_bind_a_non_loopback_address() -> None:
-    from connector.sandbox._server import NonLoopbackBindRefused
+    from sandboxes._server import NonLoopbackBindRefused
 
     with pytest.raises(NonLoopbackBindRefused):
         StripeSandbox().start(host="192.0.2.1")

@@ -1,6 +1,6 @@
 """The Salesforce sample org, translated into Dataverse rows with the same refs.
 
-``connector/sandbox/salesforce/sample_org.yaml`` is the one seed: a ref like
+``sandboxes/salesforce/sample_org.yaml`` is the one seed: a ref like
 ``acme_platform`` must mean the same deal on both CRMs, so this module reads that file and
 writes what a Dynamics 365 Sales org holding the same business would contain:
 
@@ -33,8 +33,8 @@ from typing import Any
 
 import yaml
 
-from connector.sandbox.salesforce import SAMPLE_ORG
-from connector.sandbox.salesforce.seed import relative
+from connector.demo import SAMPLE_ORG
+from sandboxes.salesforce.seed import relative
 from tests.support.dataverse.fake import DataverseFake
 from tests.support.dataverse.query import Ref
 from tests.support.dataverse.schema import CHOICES

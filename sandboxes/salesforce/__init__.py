@@ -1,15 +1,15 @@
 """A local, stateful stand-in for the Salesforce REST API, for dealbridge's demo and tests.
 
-Start one, point simple-salesforce at it through
-:class:`connector.crm.salesforce.session.HttpsRewriteSession`, log in with the demo
-credentials::
+Start one, point simple-salesforce at it through a ``requests.Session`` that rewrites
+``https://`` to the sandbox's ``http://`` address, and log in with the demo credentials::
 
-    from connector.sandbox.salesforce import SalesforceSandbox, SAMPLE_ORG
-    sb = SalesforceSandbox(seed=SAMPLE_ORG).start()
+    from sandboxes.salesforce import SalesforceSandbox
+    sb = SalesforceSandbox(seed="org.yaml", metadata_dir="sfdx-project").start()
     sf = Salesforce(username=DEMO_USERNAME, password=DEMO_PASSWORD,
                     security_token=DEMO_SECURITY_TOKEN, session=HttpsRewriteSession(sb.url))
 
-Or from a shell: ``python -m connector.sandbox.salesforce --seed sample``.
+Or from a shell: ``python -m sandboxes.salesforce --seed org.yaml --metadata sfdx-project``
+(``dealbridge sandbox salesforce`` starts it with dealbridge's metadata and sample org).
 See docs/sandboxes.md for what is covered and where it differs from Salesforce.
 """
 
@@ -20,7 +20,7 @@ from .auth import (
     DEMO_SECURITY_TOKEN,
     DEMO_USERNAME,
 )
-from .sandbox import API_VERSION, SAMPLE_ORG, SalesforceSandbox, serve_forever
+from .sandbox import API_VERSION, SalesforceSandbox, serve_forever
 
 __all__ = [
     "API_VERSION",
@@ -29,7 +29,6 @@ __all__ = [
     "DEMO_PASSWORD",
     "DEMO_SECURITY_TOKEN",
     "DEMO_USERNAME",
-    "SAMPLE_ORG",
     "SalesforceSandbox",
     "serve_forever",
 ]

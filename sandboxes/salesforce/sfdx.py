@@ -1,8 +1,8 @@
 """Custom objects and fields from SFDX source (``*.object-meta.xml``, ``*.field-meta.xml``).
 
-dealbridge ships its Salesforce metadata under ``mappings/salesforce`` for admins to deploy with
-``sf project deploy start``; the sandbox reads the same files, so what the sandbox describes
-is exactly what an admin deploys.
+An integration ships its Salesforce metadata as an SFDX project for admins to deploy with
+``sf project deploy start``; the sandbox reads the same files (its caller says where), so what
+the sandbox describes is exactly what an admin deploys.
 
 Metadata API semantics carried over: a Lookup's ``<relationshipName>`` is the *child*
 relationship name (``Stripe_Invoices`` → ``Stripe_Invoices__r`` in subqueries), while the
@@ -16,14 +16,10 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from pathlib import Path
 
-import connector
-
 from .schema import FieldDef, FieldType, ObjectDef, PicklistValue, Schema
 from .standard_objects import currency_field, standard_objects, system_fields
 
 NS = {"md": "http://soap.sforce.com/2006/04/metadata"}
-
-DEFAULT_METADATA_DIR = Path(connector.__file__).resolve().parents[1] / "mappings" / "salesforce"
 
 CUSTOM_KEY_PREFIXES = ("a0X", "a0Y", "a0Z", "a10", "a11", "a12")
 
@@ -177,12 +173,11 @@ def parse_object(path: Path, key_prefix: str) -> ObjectDef:
     return obj
 
 
-def load(metadata_dir: Path | None = None) -> CustomMetadata:
+def load(metadata_dir: Path) -> CustomMetadata:
     """Read every custom object and field under ``<metadata_dir>/force-app/**/objects``."""
-    base = metadata_dir or DEFAULT_METADATA_DIR
-    objects_dirs = sorted(base.glob("**/objects"))
+    objects_dirs = sorted(metadata_dir.glob("**/objects"))
     if not objects_dirs:
-        raise MetadataError(f"no SFDX objects folder under {base}")
+        raise MetadataError(f"no SFDX objects folder under {metadata_dir}")
     objects: list[ObjectDef] = []
     fields: dict[str, list[FieldDef]] = {}
     prefixes = iter(CUSTOM_KEY_PREFIXES)
@@ -197,7 +192,12 @@ def load(metadata_dir: Path | None = None) -> CustomMetadata:
 
 
 def build_schema(metadata_dir: Path | None = None) -> Schema:
-    """The sandbox org: standard objects plus the custom metadata read from SFDX source."""
+    """The sandbox org: standard objects plus the custom metadata read from SFDX source.
+
+    Without ``metadata_dir`` the org has the standard objects only, as a new org has.
+    """
+    if metadata_dir is None:
+        return Schema(standard_objects())
     custom = load(metadata_dir)
     objects = [*standard_objects(), *custom.objects]
     by_name = {o.name: o for o in objects}

@@ -5,7 +5,7 @@ The demo credentials below are public on purpose: they only open the local sandb
 ``instance_url`` (OAuth) and ``serverUrl`` (SOAP) are the sandbox's own ``http://host:port``
 URL as the client reached it. simple-salesforce strips the scheme and keeps ``host:port`` as
 its instance, then builds ``https://host:port/...`` URLs, which
-:class:`connector.crm.salesforce.session.HttpsRewriteSession` sends back to the sandbox.
+a rewriting session (dealbridge's ``HttpsRewriteSession``) sends back to the sandbox.
 """
 
 from __future__ import annotations

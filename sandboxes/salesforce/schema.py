@@ -1,8 +1,8 @@
 """The sandbox org's data model: objects, fields and relationships.
 
-Standard objects and their standard fields are defined in :mod:`.standard_objects`; dealbridge's
-custom fields and objects are read from the SFDX metadata under ``mappings/salesforce`` by
-:mod:`.sfdx`, so the deployable metadata is the single source of truth for both.
+Standard objects and their standard fields are defined in :mod:`.standard_objects`; an
+integration's custom fields and objects are read from its SFDX metadata by :mod:`.sfdx`, so the
+deployable metadata is the single source of truth for both.
 """
 
 from __future__ import annotations

@@ -22,19 +22,14 @@ from connector.billing.event_types import HANDLED_STRIPE_EVENTS
 from connector.config import Config, config_for_tests
 from connector.crm.base import CrmAdapter
 from connector.crm.salesforce.session import HttpsRewriteSession
+from connector.demo import SAMPLE_ORG, salesforce_sandbox
 from connector.runtime import Runtime
-from connector.sandbox._server import SandboxServer
-from connector.sandbox.salesforce import (
-    DEMO_PASSWORD,
-    DEMO_SECURITY_TOKEN,
-    DEMO_USERNAME,
-    SAMPLE_ORG,
-    SalesforceSandbox,
-)
-from connector.sandbox.stripe import StripeSandbox
 from connector.secrets import Secret
 from connector.store.db import Database
 from connector.store.migrate import upgrade
+from sandboxes._server import SandboxServer
+from sandboxes.salesforce import DEMO_PASSWORD, DEMO_SECURITY_TOKEN, DEMO_USERNAME
+from sandboxes.stripe import StripeSandbox
 
 DEMO_STRIPE_KEY = "sk_test_dealbridge_local_demo"
 
@@ -126,7 +121,7 @@ class LocalWorld:
     # Dynamics world, on a Dataverse fake) overrides them and nothing else.
 
     def _init_crm(self, seed: str | Path | dict[str, Any] | None) -> None:
-        self.salesforce_sandbox = SalesforceSandbox(seed=seed, now=self.clock)
+        self.salesforce_sandbox = salesforce_sandbox(seed=seed, now=self.clock)
 
     def _start_crm(self) -> None:
         """Start the CRM and point its pushes at the app (whose URL is known by now)."""

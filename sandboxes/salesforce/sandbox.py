@@ -3,7 +3,7 @@
 One :class:`SalesforceSandbox` is one org: schema (standard objects + dealbridge's SFDX
 metadata), records, sessions, API allowance, outbound message rules and queue. All state is
 in memory behind one lock; the HTTP side is a WSGI app served by
-:class:`connector.sandbox._server.SandboxServer`.
+:class:`sandboxes._server.SandboxServer`.
 """
 
 from __future__ import annotations
@@ -38,7 +38,6 @@ from .store import Store, to_json
 from .traffic import ApiUsage, Faults, RequestCounter
 
 API_VERSION = "59.0"
-SAMPLE_ORG = str(Path(__file__).resolve().parent / "sample_org.yaml")
 AUTO_DELIVER_INTERVAL_SECONDS = 1.0
 
 
@@ -308,14 +307,15 @@ def serve_forever(
     host: str,
     port: int,
     *,
-    seed: str | None = None,
+    seed: str | Path | dict[str, Any] | None = None,
+    metadata_dir: str | Path | None = None,
     allow_non_loopback: bool = False,
 ) -> None:
     """Run a sandbox in the foreground until Ctrl-C, printing its URL and demo credentials.
 
     Outbound messages are delivered automatically in the background.
     """
-    sandbox = SalesforceSandbox(seed=seed)
+    sandbox = SalesforceSandbox(seed=seed, metadata_dir=metadata_dir)
     server = SandboxServer(sandbox.app, host, port, allow_non_loopback=allow_non_loopback)
     sandbox._server = server
     sandbox.outbound.base_url = server.url
