@@ -17,6 +17,8 @@ same refs, so ``acme_platform`` is the same deal on both CRMs.
 
 from __future__ import annotations
 
+import copy
+import functools
 from collections.abc import Mapping
 from decimal import Decimal
 from pathlib import Path
@@ -116,7 +118,16 @@ def load_seed(sandbox: DataverseSandbox, seed: str | Path | Mapping[str, Any]) -
 def _read(seed: str | Path | Mapping[str, Any]) -> dict[str, Any]:
     if isinstance(seed, Mapping):
         return dict(seed)
-    loaded = yaml.safe_load(Path(seed).read_text(encoding="utf-8"))
+    path = Path(seed).resolve()
+    return copy.deepcopy(_parsed(str(path), path.stat().st_mtime_ns))
+
+
+@functools.lru_cache(maxsize=8)
+def _parsed(path: str, mtime_ns: int) -> dict[str, Any]:
+    """A seed file's YAML, parsed once per version of the file: the demo and every test world
+    load the same sample org, and pure-Python YAML parsing is most of a sandbox's start-up."""
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    loaded = yaml.load(Path(path).read_text(encoding="utf-8"), Loader=loader)  # noqa: S506
     return dict(loaded or {})
 
 

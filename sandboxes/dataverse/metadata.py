@@ -98,7 +98,7 @@ class MetadataApi:
         cast = segments[2][0] if len(segments) > 2 else None
         if collection not in COLLECTIONS or len(segments) > 3:
             raise segment_not_found(collection)
-        metadata = self.schema.entity_metadata(table)
+        entity_id = metadata_id("entity", table.logical_name)
         if item_key is None:
             if method == "POST" and collection == "Attributes":
                 column = self.schema.create_column(
@@ -106,16 +106,17 @@ class MetadataApi:
                 )
                 return self._created(
                     request,
-                    f"EntityDefinitions({metadata['MetadataId']})/Attributes"
+                    f"EntityDefinitions({entity_id})/Attributes"
                     f"({metadata_id('attribute', table.logical_name, column.logical_name)})",
                 )
             if method == "POST" and collection == "Keys":
                 key = self.schema.create_key(table, self._body(request), self._prefixes(request))
                 return self._created(
                     request,
-                    f"EntityDefinitions({metadata['MetadataId']})/Keys"
+                    f"EntityDefinitions({entity_id})/Keys"
                     f"({metadata_id('key', table.logical_name, key.logical_name)})",
                 )
+            metadata = self.schema.entity_metadata(table)
             if method == "GET":
                 items = [self._with_option_set(table, i) for i in metadata[collection]]
                 return self._list(
@@ -124,7 +125,7 @@ class MetadataApi:
             raise DataverseError(405, "0x80060888", f"The HTTP method '{method}' is not allowed.")
         if method != "GET":
             raise NotImplementedBySandbox(f"{method} of one of a table's {collection}")
-        for item in metadata[collection]:
+        for item in self.schema.entity_metadata(table)[collection]:
             names = (item.get("LogicalName") or item.get("SchemaName") or "", item["MetadataId"])
             if _matches(item_key, *names):
                 item = self._with_option_set(table, item)

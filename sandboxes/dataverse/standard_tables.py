@@ -68,7 +68,7 @@ def _table(
     states: dict[int, str] | None = None,
     statuses: dict[int, str] | None = None,
     stateless: bool = False,
-    change_tracking: bool = True,
+    change_tracking: bool = False,
     display: str = "",
 ) -> Table:
     table = Table(
@@ -331,7 +331,6 @@ def standard_schema() -> Schema:
             ],
             ownership="OrganizationOwned",
             stateless=True,
-            change_tracking=False,
             display="Publisher",
         ),
         _table(
@@ -348,7 +347,6 @@ def standard_schema() -> Schema:
             ],
             ownership="OrganizationOwned",
             stateless=True,
-            change_tracking=False,
             display="Solution",
         ),
         _table(
@@ -390,7 +388,6 @@ def standard_schema() -> Schema:
             ],
             ownership="OrganizationOwned",
             stateless=True,
-            change_tracking=False,
             display="Service Endpoint",
         ),
         _table(
@@ -400,7 +397,6 @@ def standard_schema() -> Schema:
             [text("name", 256, required=True)],
             ownership="OrganizationOwned",
             stateless=True,
-            change_tracking=False,
             display="Sdk Message",
         ),
         _table(
@@ -414,7 +410,6 @@ def standard_schema() -> Schema:
             ],
             ownership="OrganizationOwned",
             stateless=True,
-            change_tracking=False,
             display="Sdk Message Filter",
         ),
         _table(
@@ -452,7 +447,6 @@ def standard_schema() -> Schema:
             ownership="OrganizationOwned",
             states={0: "Enabled", 1: "Disabled"},
             statuses={1: "Enabled", 2: "Disabled"},
-            change_tracking=False,
             display="Sdk Message Processing Step",
         ),
     ]
