@@ -13,7 +13,7 @@ import threading
 from collections import Counter
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qsl, quote, unquote
+from urllib.parse import parse_qsl, unquote
 
 from werkzeug.wrappers import Request, Response
 
@@ -22,7 +22,7 @@ from .batch import BatchRunner, parse
 from .entra import Tenant
 from .errors import DataverseError
 from .limits import ServiceProtection
-from .webapi import JSON, Answer, ApiRequest, WebApi
+from .webapi import Answer, ApiRequest, WebApi
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIEnvironment
@@ -230,6 +230,3 @@ def _json(status: int, body: Any) -> Response:
     return Response(
         jsonio.dumps(body), status=status, content_type="application/json; charset=utf-8"
     )
-
-
-__all__ = ["JSON", "DataverseApp", "Traffic", "quote", "template"]

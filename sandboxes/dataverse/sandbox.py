@@ -10,10 +10,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
+from xml.sax.saxutils import quoteattr
+
+import requests
 
 from .._server import SandboxServer
+from . import jsonio
 from .app import DataverseApp
 from .entra import Tenant
+from .errors import DataverseError
 from .limits import DEFAULT_REQUESTS, DEFAULT_WINDOW_SECONDS, ServiceProtection
 from .schema import Column, Table
 from .seed import SeedLoader, guid_for
@@ -21,7 +26,7 @@ from .standard_tables import standard_schema
 from .store import Store
 from .values import Ref, coerce
 from .webapi import Answer, ApiRequest, Organization, WebApi
-from .webhooks import AUTH_HTTP_HEADER, AUTH_QUERY_STRING, AUTH_WEBHOOK_KEY, Webhooks
+from .webhooks import AUTH_HTTP_HEADER, AUTH_WEBHOOK_KEY, Webhooks
 
 DEMO_ENVIRONMENT_URL = "https://sandbox.crm.dynamics.com"
 DEMO_TENANT_ID = "4c2f1a7e-8d3b-4e6f-9a5c-0b1d2e3f4a5b"
@@ -253,9 +258,6 @@ class DataverseSandbox:
         """One Web API request run in process as the application user, without HTTP, auth
         or limits (an admin's hand; tests and set-up). ``path`` is relative to
         ``/api/data/v9.2/``; errors come back as answers, as over HTTP."""
-        from . import jsonio
-        from .errors import DataverseError
-
         raw = (
             jsonio.dumps(body).encode()
             if isinstance(body, Mapping)
@@ -452,8 +454,6 @@ class DataverseSandbox:
         """A service endpoint (WebhookKey auth with ``key``, or an HttpHeader ``header``) and
         one asynchronous post-operation step per ``(message, table, filtering attributes)``,
         as the Plugin Registration Tool writes them; returns the endpoint's id."""
-        from xml.sax.saxutils import quoteattr
-
         if (key is None) == (header is None):
             raise ValueError("give either key= (WebhookKey) or header= (HttpHeader)")
         if key is not None:
@@ -503,8 +503,6 @@ class DataverseSandbox:
         with self._lock:
             pending = self.webhooks.take()
         delivered = 0
-        import requests
-
         for delivery in pending:
             try:
                 response = requests.post(
@@ -578,7 +576,6 @@ def serve_forever(
 
 
 __all__ = [
-    "AUTH_QUERY_STRING",
     "DEMO_CLIENT_ID",
     "DEMO_CLIENT_SECRET",
     "DEMO_ENVIRONMENT_URL",

@@ -20,7 +20,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from .errors import DataverseError, duplicate_key, not_found
+from .errors import DataverseError, not_found
 from .schema import Schema, Table
 from .values import Ref, stamp
 
@@ -343,6 +343,3 @@ def _first_status(table: Table) -> int:
     if column is None or not column.options:
         return 1
     return 1 if 1 in column.options else min(column.options)
-
-
-__all__ = ["Change", "Listener", "Store", "duplicate_key"]

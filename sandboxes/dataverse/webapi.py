@@ -139,7 +139,7 @@ class WebApi:
             return Answer(204, {"OData-Version": "4.0"})
         head = resource.split("/", 1)[0].split("(", 1)[0]
         if head in ("EntityDefinitions", "RelationshipDefinitions", "GlobalOptionSetDefinitions"):
-            from .metadata import MetadataApi  # the metadata routes live apart
+            from .metadata import MetadataApi  # imported here: metadata builds on this module
 
             return MetadataApi(self.store).dispatch(request)
         return self._data(request)

@@ -9,7 +9,7 @@ table (``sdkmessagefilterid``), optional ``filteringattributes`` and the endpoin
 (``eventhandler``). When a message runs on a matching row, each enabled step queues one
 notification; ``deliver`` POSTs them. A 2xx answer completes it; a 4xx fails it (Dataverse
 fails the system job); no answer or a 5xx is retried on later deliveries, up to
-``max_attempts`` times.
+``max_attempts`` times. The sandbox does the POSTs, outside its lock (``take``/``settle``).
 """
 
 from __future__ import annotations
@@ -21,8 +21,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote, urlencode, urlsplit, urlunsplit
-
-import requests
 
 from . import jsonio
 from .store import Change, Store
@@ -322,17 +320,3 @@ class Webhooks:
         else:
             self.failed.append(delivery)
         return False
-
-    def deliver(self) -> int:
-        """POST every queued notification now; returns how many were accepted (2xx)."""
-        delivered = 0
-        for delivery in self.take():
-            try:
-                response = requests.post(
-                    delivery.url, data=delivery.body, headers=delivery.headers, timeout=30
-                )
-                status, error = response.status_code, None
-            except requests.RequestException as exc:
-                status, error = None, f"{type(exc).__name__}: {exc}"
-            delivered += self.settle(delivery, status, error)
-        return delivered
