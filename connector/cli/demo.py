@@ -1,10 +1,11 @@
 """`dealbridge demo`: the whole main job on this machine, against local sandboxes.
 
-It starts the Stripe and Salesforce sandboxes in-process with the sample org, configures
-dealbridge against them (its own SQLite file, webhooks registered through the Stripe
-sandbox's API, Outbound Messages from the Salesforce sandbox), activates the closed deals,
-and keeps serving so a person can open the review page and act on either sandbox with
-stripe-python or simple-salesforce. ``--once`` does the work, prints a JSON summary, exits.
+It starts the Stripe sandbox and a CRM sandbox (Salesforce, or Dataverse with
+``--crm dynamics``) in-process with the sample org, configures dealbridge against them (its
+own SQLite file, webhooks registered through the Stripe sandbox's API, Outbound Messages from
+Salesforce or a Dataverse web hook), activates the closed deals, and keeps serving so a
+person can open the review page and act on either sandbox with stripe-python and
+simple-salesforce or msal + requests. ``--once`` does the work, prints a JSON summary, exits.
 """
 
 from __future__ import annotations
@@ -20,9 +21,11 @@ from typing import Any
 import click
 from sqlalchemy import select
 
+from connector.demo.dataverse import snippet
+from connector.demo.dynamics_world import DynamicsLocalWorld
 from connector.demo.world import DEMO_STRIPE_KEY, LocalWorld
 from connector.logs import configure_logging
-from connector.store.models import Plan
+from connector.store.models import InvoiceMirror, Plan
 from connector.web.auth import launch_signature
 from sandboxes.salesforce import (
     DEMO_CLIENT_ID,
@@ -59,6 +62,12 @@ def summary(world: LocalWorld) -> dict[str, Any]:
     deals: list[dict[str, Any]] = []
     with world.runtime.db.session() as session:
         for plan in session.scalars(select(Plan).order_by(Plan.created_at, Plan.deal_id)):
+            of_deal = InvoiceMirror.crm_deal_id == plan.deal_id
+            if plan.stripe_subscription_id:
+                of_deal = of_deal | (InvoiceMirror.subscription_id == plan.stripe_subscription_id)
+            invoices = session.scalars(
+                select(InvoiceMirror).where(of_deal).order_by(InvoiceMirror.created)
+            )
             deals.append(
                 {
                     "deal_id": plan.deal_id,
@@ -70,15 +79,43 @@ def summary(world: LocalWorld) -> dict[str, Any]:
                     "subscription": plan.stripe_subscription_id,
                     "subscription_schedule": plan.stripe_schedule_id,
                     "invoice": plan.stripe_invoice_id,
+                    "invoices": [
+                        {
+                            "id": invoice.id,
+                            "status": invoice.status,
+                            "amount_due": invoice.amount_due,
+                            "currency": invoice.currency,
+                        }
+                        for invoice in invoices
+                    ],
                     "review_page": launch_link(world, plan.deal_id),
                 }
             )
     return {
         "app": world.app_url,
         "stripe_sandbox": world.stripe_url,
-        "salesforce_sandbox": world.salesforce_url,
+        f"{world.crm_name}_sandbox": world.crm_url,
         "deals": deals,
     }
+
+
+def _crm_lines(world: LocalWorld) -> list[str]:
+    if isinstance(world, DynamicsLocalWorld):
+        sandbox = world.dataverse
+        return [
+            f"  Dataverse sandbox     {sandbox.url}   (environment {sandbox.environment_url})",
+            f"      tenant id {sandbox.tenant_id}",
+            f"      client id {sandbox.client_id}  secret {sandbox.client_secret}",
+            "",
+            "  Act on it with msal + requests (paste into python):",
+            "",
+            *(f"      {line}" for line in snippet(sandbox).splitlines()),
+        ]
+    return [
+        f"  Salesforce sandbox    {world.salesforce_url}",
+        f"      username {DEMO_USERNAME}  password {DEMO_PASSWORD}  (no security token)",
+        f"      OAuth client id {DEMO_CLIENT_ID}  secret {DEMO_CLIENT_SECRET}",
+    ]
 
 
 def banner(world: LocalWorld, result: dict[str, Any]) -> str:
@@ -88,9 +125,7 @@ def banner(world: LocalWorld, result: dict[str, Any]) -> str:
         "",
         f"  dealbridge app        {world.app_url}   (health: {world.app_url}/healthz)",
         f"  Stripe sandbox        {world.stripe_url}   api key: {DEMO_STRIPE_KEY}",
-        f"  Salesforce sandbox    {world.salesforce_url}",
-        f"      username {DEMO_USERNAME}  password {DEMO_PASSWORD}  (no security token)",
-        f"      OAuth client id {DEMO_CLIENT_ID}  secret {DEMO_CLIENT_SECRET}",
+        *_crm_lines(world),
         "",
         "  API tokens (Authorization: Bearer ...):",
         *(f"      {role:<10} {token}" for role, token in world.api_tokens.items()),
@@ -102,10 +137,11 @@ def banner(world: LocalWorld, result: dict[str, Any]) -> str:
         if deal["reason"]:
             lines.append(f"        {deal['reason']}")
         lines.append(f"        review: {deal['review_page']}")
+    credit = "creditonhold" if isinstance(world, DynamicsLocalWorld) else "Credit_Hold__c"
     lines += [
         "",
-        "  Try: close a deal or toggle Credit_Hold__c in the Salesforce sandbox, or pay an",
-        "  invoice in the Stripe sandbox, and watch dealbridge react (README: 'The demo').",
+        f"  Try: close a deal or toggle {credit} in the CRM sandbox, or pay an invoice in",
+        "  the Stripe sandbox, and watch dealbridge react (README: 'The demo').",
         "",
     ]
     return "\n".join(lines)
@@ -116,7 +152,19 @@ def banner(world: LocalWorld, result: dict[str, Any]) -> str:
 @click.option("--port", type=int, default=None, help="dealbridge app port (default 8000).")
 @click.option("--stripe-port", type=int, default=None, help="Stripe sandbox port (default 12111).")
 @click.option(
-    "--salesforce-port", type=int, default=None, help="Salesforce sandbox port (default 12112)."
+    "--crm",
+    type=click.Choice(["salesforce", "dynamics"]),
+    default="salesforce",
+    show_default=True,
+    help="The CRM sandbox to run: Salesforce, or Dynamics 365 (Dataverse).",
+)
+@click.option(
+    "--crm-port",
+    "--salesforce-port",
+    "crm_port",
+    type=int,
+    default=None,
+    help="CRM sandbox port (default 12112 for Salesforce, 12113 for Dynamics).",
 )
 @click.option(
     "--database",
@@ -129,20 +177,22 @@ def demo(
     once: bool,
     port: int | None,
     stripe_port: int | None,
-    salesforce_port: int | None,
+    crm: str,
+    crm_port: int | None,
     database: str,
 ) -> None:
-    """Run the main job against local Stripe and Salesforce sandboxes."""
+    """Run the main job against local Stripe and CRM (Salesforce or Dynamics) sandboxes."""
     configure_logging("WARNING" if once else "INFO", "text", ())
     db_path = Path(database)
     for stale in (db_path, Path(f"{db_path}-wal"), Path(f"{db_path}-shm")):
         stale.unlink(missing_ok=True)
-    default_ports = (0, 0, 0) if once else (8000, 12111, 12112)
-    world = LocalWorld(
+    default_ports = (0, 0, 0) if once else (8000, 12111, 12113 if crm == "dynamics" else 12112)
+    world_class = DynamicsLocalWorld if crm == "dynamics" else LocalWorld
+    world = world_class(
         f"sqlite:///{db_path}",
         app_port=port if port is not None else default_ports[0],
         stripe_port=stripe_port if stripe_port is not None else default_ports[1],
-        salesforce_port=salesforce_port if salesforce_port is not None else default_ports[2],
+        salesforce_port=crm_port if crm_port is not None else default_ports[2],
         sections=DEMO_SECTIONS,
         auto_deliver=not once,
     )

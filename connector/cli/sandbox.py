@@ -1,13 +1,15 @@
-"""`dealbridge sandbox stripe|salesforce`: run a local stand-in in the foreground."""
+"""`dealbridge sandbox stripe|salesforce|dynamics`: run a local stand-in in the foreground."""
 
 from __future__ import annotations
+
+from typing import Any
 
 import click
 
 
 @click.group()
 def sandbox() -> None:
-    """Local Stripe and Salesforce sandboxes speaking the real wire protocols."""
+    """Local Stripe, Salesforce and Dataverse sandboxes speaking the real wire protocols."""
 
 
 @sandbox.command("stripe")
@@ -51,6 +53,59 @@ def salesforce_sandbox(
         metadata_dir=salesforce_metadata_dir(),
         allow_non_loopback=allow_non_loopback,
     )
+
+
+@sandbox.command("dynamics")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", type=int, default=12113, show_default=True)
+@click.option(
+    "--seed",
+    type=click.Path(exists=True, dir_okay=False),
+    default=None,
+    help="A YAML/JSON seed (Dataverse rows, or a Salesforce-format org to translate) to load "
+    "instead of dealbridge's sample org.",
+)
+@click.option("--empty", is_flag=True, help="Start with no rows (dealbridge's columns only).")
+@click.option("--allow-non-loopback", is_flag=True, help="Allow binding beyond loopback.")
+def dynamics_sandbox(
+    host: str, port: int, seed: str | None, empty: bool, allow_non_loopback: bool
+) -> None:
+    """Serve the Dataverse (Dynamics 365) sandbox until interrupted.
+
+    dealbridge's tables and columns are deployed (as `python -m
+    connector.crm.dynamics.definitions --apply` deploys them), change tracking is on for
+    opportunity and account, and the sample org (the four demo deals) is loaded unless
+    --seed or --empty says otherwise. Prints the app registration's credentials and an msal +
+    requests snippet to act on it.
+    """
+    from connector.demo import SAMPLE_ORG
+    from connector.demo.dataverse import customize, load_seed, snippet
+    from sandboxes.dataverse import serve_forever
+
+    def prepare(sandbox: Any) -> None:
+        customize(sandbox)
+        if not empty:
+            load_seed(sandbox, seed or SAMPLE_ORG)
+
+    def banner(sandbox: Any) -> str:
+        config = (
+            "crm:\n  kind: dynamics\n  dynamics:\n"
+            f"    environment_url: {sandbox.url}\n"
+            f"    tenant_id: {sandbox.tenant_id}\n"
+            f"    client_id: {sandbox.client_id}\n"
+        )
+        return (
+            "\nPoint dealbridge at it (dealbridge.yaml, with DYNAMICS_CLIENT_SECRET="
+            f"{sandbox.client_secret}):\n\n{config}\nAct on it with msal + requests:\n\n"
+            f"{snippet(sandbox)}\n"
+        )
+
+    try:
+        serve_forever(
+            host, port, prepare=prepare, banner=banner, allow_non_loopback=allow_non_loopback
+        )
+    except OSError as exc:
+        raise click.ClickException(f"cannot serve on {host}:{port}: {exc}") from exc
 
 
 COMMANDS = [sandbox]

@@ -49,6 +49,9 @@ class _LateApp:
 
 
 class LocalWorld:
+    #: The CRM this world runs (``summary()`` names its sandbox ``<crm>_sandbox``).
+    crm_name = "salesforce"
+
     def __init__(
         self,
         database_url: str,
@@ -117,8 +120,8 @@ class LocalWorld:
             self.runtime.close()
 
     # ------------------------------------------------------------------ the CRM
-    # Everything CRM-specific is in these methods; a world with another CRM (the tests'
-    # Dynamics world, on a Dataverse fake) overrides them and nothing else.
+    # Everything CRM-specific is in these methods; a world with another CRM
+    # (connector.demo.dynamics_world, on the Dataverse sandbox) overrides them and nothing else.
 
     def _init_crm(self, seed: str | Path | dict[str, Any] | None) -> None:
         self.salesforce_sandbox = salesforce_sandbox(seed=seed, now=self.clock)
@@ -193,6 +196,10 @@ class LocalWorld:
     @property
     def salesforce_url(self) -> str:
         return self.salesforce_sandbox.url
+
+    @property
+    def crm_url(self) -> str:
+        return self.salesforce_url
 
     def stripe_client(self) -> stripe.StripeClient:
         return stripe.StripeClient(

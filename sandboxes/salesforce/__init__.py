@@ -20,6 +20,7 @@ from .auth import (
     DEMO_SECURITY_TOKEN,
     DEMO_USERNAME,
 )
+from .bulk2 import Processing
 from .sandbox import API_VERSION, SalesforceSandbox, serve_forever
 
 __all__ = [
@@ -29,6 +30,7 @@ __all__ = [
     "DEMO_PASSWORD",
     "DEMO_SECURITY_TOKEN",
     "DEMO_USERNAME",
+    "Processing",
     "SalesforceSandbox",
     "serve_forever",
 ]

@@ -41,6 +41,7 @@ class SandboxApp:
         counter: RequestCounter,
         identity: Callable[[str], OrgIdentity],
         now: Callable[[], datetime],
+        processing: bulk2.Processing | None = None,
     ) -> None:
         self.rest = rest
         self.lock = lock
@@ -51,7 +52,8 @@ class SandboxApp:
         self.counter = counter
         self.identity = identity
         self.now = now
-        self.bulk2 = bulk2.Bulk2Api(rest.store, now)
+        self.bulk2 = bulk2.Bulk2Api(rest.store, now, processing)
+        rest.bulk_counts = lambda: (self.bulk2.batches_run, self.bulk2.queries.jobs_created)
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         request = Request(environ)
@@ -186,13 +188,15 @@ class SandboxApp:
         raw: bytes,
         headers: dict[str, str],
         pretty: bool,
+        args: dict[str, str] | None = None,
     ) -> Response:
-        """Bulk API 2.0 ingest (``bulk2.py``): CSV bodies, so no JSON parsing here."""
+        """Bulk API 2.0 (``bulk2.py``): CSV bodies, so no JSON parsing here."""
         try:
             with self.lock:
-                result = self.bulk2.handle(method, api_path, version, raw)
+                result = self.bulk2.handle(method, api_path, version, raw, args)
         except ApiError as error:
             return self.json_response(error.status, error.body(), headers, pretty)
+        headers = {**headers, **result.headers}
         if isinstance(result.body, str):
             response = Response(result.body, status=result.status, content_type=result.content_type)
             for name, value in headers.items():
@@ -230,7 +234,9 @@ class SandboxApp:
         limit_header = {"Sforce-Limit-Info": self.usage.header()}
         raw = request.get_data()
         if bulk2.template_for(api_path) is not None:
-            return self.bulk_api(method, api_path, version, raw, limit_header, pretty)
+            return self.bulk_api(
+                method, api_path, version, raw, limit_header, pretty, request.args.to_dict()
+            )
         body: Any = None
         if raw.strip():
             try:

@@ -79,11 +79,17 @@ class Sessions:
             self._tokens.clear()
 
 
+#: Session timeout the login reports (the org's default of two hours).
+SESSION_SECONDS_VALID = 7200
+
+
 @dataclass
 class OrgIdentity:
     org_id: str
     user_id: str
     instance_url: str
+    profile_id: str = ""
+    currency: str = "USD"  # the user's default currency
 
 
 def _oauth_error(error: str, description: str) -> tuple[int, dict[str, Any]]:
@@ -179,15 +185,32 @@ def soap_login(
         f"<sessionId>{escape(token)}</sessionId>"
         f"<userId>{identity.user_id}</userId>"
         "<userInfo>"
+        "<accessibilityMode>false</accessibilityMode>"
+        "<chatterExternal>false</chatterExternal>"
+        # A multi-currency org has no single currency symbol or default currency; the
+        # user's own default currency is reported instead.
         '<currencySymbol xsi:nil="true"/>'
+        "<orgAttachmentFileSizeLimit>5242880</orgAttachmentFileSizeLimit>"
+        '<orgDefaultCurrencyIsoCode xsi:nil="true"/>'
+        '<orgDefaultCurrencyLocale xsi:nil="true"/>'
+        "<orgDisallowHtmlAttachments>false</orgDisallowHtmlAttachments>"
+        "<orgHasPersonAccounts>false</orgHasPersonAccounts>"
         f"<organizationId>{identity.org_id}</organizationId>"
         "<organizationMultiCurrency>true</organizationMultiCurrency>"
         "<organizationName>dealbridge Sandbox</organizationName>"
+        f"<profileId>{identity.profile_id}</profileId>"
+        '<roleId xsi:nil="true"/>'
+        f"<sessionSecondsValid>{SESSION_SECONDS_VALID}</sessionSecondsValid>"
+        f"<userDefaultCurrencyIsoCode>{identity.currency}</userDefaultCurrencyIsoCode>"
         f"<userEmail>{escape(credentials.username)}</userEmail>"
         "<userFullName>Dealbridge Integration</userFullName>"
         f"<userId>{identity.user_id}</userId>"
+        "<userLanguage>en_US</userLanguage>"
+        "<userLocale>en_US</userLocale>"
         f"<userName>{escape(credentials.username)}</userName>"
         "<userTimeZone>GMT</userTimeZone>"
+        "<userType>Standard</userType>"
+        "<userUiSkin>Theme3</userUiSkin>"
         "</userInfo>"
         "</result></loginResponse></soapenv:Body></soapenv:Envelope>"
     )

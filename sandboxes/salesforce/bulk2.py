@@ -1,6 +1,7 @@
-"""Bulk API 2.0 ingest jobs under ``/services/data/vNN.N/jobs/ingest``.
+"""Bulk API 2.0 under ``/services/data/vNN.N/jobs``: ingest jobs here, query jobs in
+:mod:`.bulk2_query`.
 
-The lifecycle, as Salesforce runs it:
+The ingest lifecycle, as Salesforce runs it:
 
 1. ``POST /jobs/ingest`` with ``{"object", "operation", "externalIdFieldName"?,
    "contentType": "CSV", "lineEnding", "columnDelimiter"}`` → 200, the job info in state
@@ -10,9 +11,12 @@ The lifecycle, as Salesforce runs it:
    ``Account.Stripe_Customer_Id__c``. An empty value leaves the field unchanged and ``#N/A``
    sets it to null, as in Salesforce.
 3. ``PATCH /jobs/ingest/750…`` with ``{"state": "UploadComplete"}`` (or ``"Aborted"``) → 200,
-   the job info. The sandbox processes the rows right then, each row on its own (a failed
-   row never undoes another), so the next ``GET /jobs/ingest/750…`` reports ``JobComplete``
-   with ``numberRecordsProcessed`` and ``numberRecordsFailed``; no waiting is needed.
+   the job info. The job is queued, then ``InProgress`` while Salesforce processes it, then
+   ``JobComplete`` (rows may still have failed one by one: a failed row never undoes
+   another) or ``Failed`` (the whole upload was unusable: a field the object lacks, line
+   endings other than the job's). How long it stays in progress is the sandbox's
+   :class:`Processing`: a number of status checks and/or seconds of the sandbox clock; with
+   neither, the job is processed the moment it is closed.
 4. ``GET …/successfulResults`` (CSV ``"sf__Id","sf__Created",<the uploaded columns>``),
    ``GET …/failedResults`` (``"sf__Id","sf__Error",<columns>``; the error is
    ``CODE:message:fields --``) and ``GET …/unprocessedrecords`` (rows of an aborted job).
@@ -22,7 +26,8 @@ Operations: ``insert``, ``update`` (an ``Id`` column), ``upsert`` (by ``external
 ``Id`` allowed), ``delete`` (an ``Id`` column). ``hardDelete`` is refused (the integration
 user has no "Bulk API Hard Delete" permission here). Not modelled: parallel processing
 (results come in upload order, which Salesforce does not promise), the multipart create,
-``assignmentRuleId``, the daily limits on bulk batches and records, and query jobs.
+``assignmentRuleId``, and partial progress (rows are written all at once when processing
+ends).
 """
 
 from __future__ import annotations
@@ -37,6 +42,7 @@ from decimal import Decimal
 from typing import Any
 
 from . import jsonio
+from .bulk2_query import QueryJobs
 from .errors import ApiError, not_found
 from .ids import IdGenerator, to18
 from .store import Store
@@ -68,6 +74,9 @@ ROUTES: list[tuple[re.Pattern[str], str]] = [
         ),
         "/jobs/ingest/{jobId}/{results}",
     ),
+    (re.compile(r"^/jobs/query/?$"), "/jobs/query"),
+    (re.compile(rf"^/jobs/query/{_JOB}/?$"), "/jobs/query/{jobId}"),
+    (re.compile(rf"^/jobs/query/{_JOB}/results/?$"), "/jobs/query/{jobId}/results"),
 ]
 
 
@@ -78,6 +87,19 @@ def template_for(api_path: str) -> str | None:
         if found:
             return template.replace("{results}", found.groupdict().get("results") or "")
     return None
+
+
+@dataclass(frozen=True)
+class Processing:
+    """How long a closed job takes: it answers ``InProgress`` to ``polls`` status checks and
+    until ``seconds`` of the sandbox clock have passed since it was closed."""
+
+    polls: int = 0
+    seconds: float = 0.0
+
+    @property
+    def instant(self) -> bool:
+        return self.polls <= 0 and self.seconds <= 0
 
 
 @dataclass
@@ -99,6 +121,8 @@ class Job:
     unprocessed: list[list[str]] = field(default_factory=list)
     header: list[str] = field(default_factory=list)
     error_message: str | None = None
+    closed_at: datetime | None = None
+    polls_left: int = 0
 
     def info(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -153,24 +177,52 @@ class BulkResponse:
     status: int
     body: Any = None  # JSON-able, or a str of CSV
     content_type: str = "application/json;charset=UTF-8"
+    headers: dict[str, str] = field(default_factory=dict)
 
 
 class Bulk2Api:
-    def __init__(self, store: Store, now: Callable[[], datetime]) -> None:
+    def __init__(
+        self,
+        store: Store,
+        now: Callable[[], datetime],
+        processing: Processing | None = None,
+        ids: IdGenerator | None = None,
+    ) -> None:
         self.store = store
         self.now = now
+        self.processing = processing or Processing()
         self.jobs: dict[str, Job] = {}
-        self._ids = IdGenerator(start=0x1B2C3)
+        self._ids = ids or IdGenerator(start=0x1B2C3)
+        #: Ingest jobs processed, for ``/limits`` (``DailyBulkApiBatches``).
+        self.batches_run = 0
+        self.queries = QueryJobs(
+            store,
+            now,
+            lambda: self.processing.polls,
+            lambda: self.processing.seconds,
+            self._ids,
+        )
 
     # ------------------------------------------------------------------ dispatch
 
-    def handle(self, method: str, api_path: str, version: str, raw: bytes) -> BulkResponse:
+    def handle(
+        self,
+        method: str,
+        api_path: str,
+        version: str,
+        raw: bytes,
+        args: dict[str, str] | None = None,
+    ) -> BulkResponse:
         for pattern, template in ROUTES:
             found = pattern.match(api_path)
             if not found:
                 continue
             groups = found.groupdict()
-            if template == "/jobs/ingest":
+            if template.startswith("/jobs/query"):
+                answer = self._query(method, template, groups, version, raw, args or {})
+                if answer is not None:
+                    return answer
+            elif template == "/jobs/ingest":
                 if method == "POST":
                     return self.create(version, _json(raw))
                 if method == "GET":
@@ -178,6 +230,7 @@ class Bulk2Api:
             elif template == "/jobs/ingest/{jobId}":
                 job = self._job(groups["job"])
                 if method == "GET":
+                    self._advance(job)
                     return BulkResponse(200, job.detail())
                 if method == "PATCH":
                     return self.set_state(job, _json(raw))
@@ -195,6 +248,36 @@ class Bulk2Api:
                 405, "METHOD_NOT_ALLOWED", f"HTTP Method '{method}' not allowed for {api_path}"
             )
         raise not_found("The requested resource does not exist")
+
+    def _query(
+        self,
+        method: str,
+        template: str,
+        groups: dict[str, str],
+        version: str,
+        raw: bytes,
+        args: dict[str, str],
+    ) -> BulkResponse | None:
+        jobs = self.queries
+        result = None
+        if template == "/jobs/query":
+            if method == "POST":
+                result = jobs.create(version, _json(raw))
+            elif method == "GET":
+                result = jobs.list_jobs()
+        elif template == "/jobs/query/{jobId}":
+            job = jobs.job(groups["job"])
+            if method == "GET":
+                result = jobs.status(job)
+            elif method == "PATCH":
+                result = jobs.abort(job, _json(raw))
+            elif method == "DELETE":
+                result = jobs.delete(job)
+        elif method == "GET":
+            result = jobs.results(jobs.job(groups["job"]), args)
+        if result is None:
+            return None
+        return BulkResponse(result.status, result.body, result.content_type, result.headers)
 
     def _job(self, job_id: str) -> Job:
         job = self.jobs.get(job_id[:15]) if len(job_id) >= 15 else None
@@ -304,9 +387,11 @@ class Bulk2Api:
                     f"Job {job.id} cannot be closed; its state is {job.state}.",
                 )
             job.state = "UploadComplete"
-            job.modified = self.now()
+            job.modified = job.closed_at = self.now()
+            job.polls_left = self.processing.polls
             answer = job.info()
-            self._process(job)
+            if self.processing.instant:
+                self._process(job)
             return BulkResponse(200, answer)
         if wanted == "Aborted":
             if job.state in ("JobComplete", "Failed", "Aborted"):
@@ -332,6 +417,19 @@ class Bulk2Api:
             )
         del self.jobs[job.id[:15]]
         return BulkResponse(204, None)
+
+    def _advance(self, job: Job) -> None:
+        """A status check: a closed job is in progress until its processing time is up, then
+        it is processed (and reports JobComplete or Failed)."""
+        if job.state not in ("UploadComplete", "InProgress"):
+            return
+        assert job.closed_at is not None
+        elapsed = (self.now() - job.closed_at).total_seconds()
+        if job.polls_left > 0 or elapsed < self.processing.seconds:
+            job.polls_left = max(job.polls_left - 1, 0)
+            job.state = "InProgress"
+            return
+        self._process(job)
 
     def results(self, job: Job, kind: str) -> BulkResponse:
         if kind != "unprocessedrecords" and job.state not in ("JobComplete", "Failed"):
@@ -374,9 +472,18 @@ class Bulk2Api:
 
     def _process(self, job: Job) -> None:
         job.state = "InProgress"
+        self.batches_run += 1
         if not job.data:
             job.state = "Failed"
             job.error_message = "No data was uploaded for this job."
+            return
+        if job.line_ending == "LF" and b"\r\n" in job.data:
+            job.state = "Failed"
+            job.error_message = (
+                "ClientInputError : LineEnding is invalid on user data. Current LineEnding "
+                "setting is LF"
+            )
+            job.modified = self.now()
             return
         header, rows = self._rows(job)
         job.header = header

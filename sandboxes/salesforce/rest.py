@@ -71,6 +71,8 @@ class RestApi:
         self.usage = usage
         self.today = today
         self.default_batch_size = default_batch_size
+        #: (Bulk API ingest jobs processed, Bulk API 2.0 query jobs created), for /limits.
+        self.bulk_counts: Callable[[], tuple[int, int]] = lambda: (0, 0)
         self.routes: list[tuple[frozenset[str], re.Pattern[str], str, Handler]] = []
         route = self._route
         route({"GET"}, r"/?", "/", self.resources)
@@ -186,20 +188,57 @@ class RestApi:
         return ApiResponse(200, {name: f"{base}/{name}" for name in names})
 
     def limits(self, request: ApiRequest, match: re.Match[str]) -> ApiResponse:
+        """The limits Salesforce documents for an Enterprise Edition org with no add-ons, at
+        their usual allocations. API requests count today's calls; Bulk API batches and Bulk
+        API 2.0 query jobs count the jobs this sandbox ran since it started; nothing else is
+        ever used here."""
         limit = self.usage.daily_limit
+
+        def fixed(maximum: int) -> dict[str, int]:
+            return {"Max": maximum, "Remaining": maximum}
+
+        def used(maximum: int, count: int) -> dict[str, int]:
+            return {"Max": maximum, "Remaining": max(maximum - count, 0)}
+
+        counts = self.bulk_counts()
         return ApiResponse(
             200,
             {
-                "ConcurrentAsyncGetReportInstances": {"Max": 200, "Remaining": 200},
-                "DailyApiRequests": {"Max": limit, "Remaining": max(limit - self.usage.used, 0)},
-                "DailyAsyncApexExecutions": {"Max": 250000, "Remaining": 250000},
-                "DailyBulkApiBatches": {"Max": 15000, "Remaining": 15000},
-                "DailyBulkV2QueryJobs": {"Max": 10000, "Remaining": 10000},
-                "DailyWorkflowEmails": {"Max": 2000000, "Remaining": 2000000},
-                "DataStorageMB": {"Max": 5, "Remaining": 5},
-                "FileStorageMB": {"Max": 20, "Remaining": 20},
-                "HourlyODataCallout": {"Max": 10000, "Remaining": 10000},
-                "SingleEmail": {"Max": 15, "Remaining": 15},
+                "AnalyticsExternalDataSizeMB": fixed(40960),
+                "ConcurrentAsyncGetReportInstances": fixed(200),
+                "ConcurrentSyncReportRuns": fixed(20),
+                "DailyApiRequests": used(limit, self.usage.used),
+                "DailyAsyncApexExecutions": fixed(250000),
+                "DailyAsyncApexTests": fixed(500),
+                "DailyBulkApiBatches": used(15000, counts[0]),
+                "DailyBulkV2QueryFileStorageMB": fixed(976562),
+                "DailyBulkV2QueryJobs": used(10000, counts[1]),
+                "DailyDeliveredPlatformEvents": fixed(50000),
+                "DailyDurableGenericStreamingApiEvents": fixed(1000000),
+                "DailyDurableStreamingApiEvents": fixed(1000000),
+                "DailyGenericStreamingApiEvents": fixed(10000),
+                "DailyStandardVolumePlatformEvents": fixed(10000),
+                "DailyStreamingApiEvents": fixed(1000000),
+                "DailyWorkflowEmails": fixed(100000),
+                "DataStorageMB": fixed(1024),
+                "DurableStreamingApiConcurrentClients": fixed(2000),
+                "FileStorageMB": fixed(10240),
+                "HourlyAsyncReportRuns": fixed(1200),
+                "HourlyDashboardRefreshes": fixed(200),
+                "HourlyDashboardResults": fixed(5000),
+                "HourlyDashboardStatuses": fixed(999999999),
+                "HourlyLongTermIdMapping": fixed(100000),
+                "HourlyODataCallout": fixed(10000),
+                "HourlyPublishedPlatformEvents": fixed(250000),
+                "HourlyPublishedStandardVolumePlatformEvents": fixed(50000),
+                "HourlyShortTermIdMapping": fixed(100000),
+                "HourlySyncReportRuns": fixed(500),
+                "HourlyTimeBasedWorkflow": fixed(1000),
+                "MassEmail": fixed(5000),
+                "MonthlyPlatformEventsUsageEntitlement": fixed(0),
+                "PermissionSets": {**fixed(1500), "CreateCustom": fixed(1000)},
+                "SingleEmail": fixed(5000),
+                "StreamingApiConcurrentClients": fixed(2000),
             },
         )
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -28,16 +29,24 @@ from .auth import (
     OrgIdentity,
     Sessions,
 )
+from .bulk2 import Processing
 from .ids import ORGANIZATION_PREFIX, IdGenerator
 from .outbound import Evaluation, OutboundMessages, is_ack
 from .query import Cursors
 from .rest import RestApi
 from .seed import SeedLoader
 from .sfdx import build_schema
+from .standard_objects import CORPORATE_CURRENCY
 from .store import Store, to_json
 from .traffic import ApiUsage, Faults, RequestCounter
 
 API_VERSION = "59.0"
+#: The org's currencies at creation: (ISO code, rate to the corporate currency, decimals).
+CURRENCIES = (
+    ("USD", Decimal("1"), 2),
+    ("EUR", Decimal("0.92"), 2),
+    ("GBP", Decimal("0.79"), 2),
+)
 AUTO_DELIVER_INTERVAL_SECONDS = 1.0
 
 
@@ -49,7 +58,9 @@ class SalesforceSandbox:
     """A local Salesforce org speaking the REST API that simple-salesforce uses.
 
     ``seed`` is a YAML/JSON path or a dict (see :mod:`.seed`); ``now`` an injectable clock for
-    timestamps, relative seed dates, the daily API allowance and outbound retry backoff.
+    timestamps, relative seed dates, the daily API allowance, outbound retry backoff and Bulk
+    API processing time. ``bulk_processing`` says how long a closed Bulk API 2.0 job stays
+    ``InProgress`` (status checks and/or clock seconds; instant by default).
     """
 
     def __init__(
@@ -65,6 +76,7 @@ class SalesforceSandbox:
         client_id: str = DEMO_CLIENT_ID,
         client_secret: str = DEMO_CLIENT_SECRET,
         query_batch_size: int = 2000,
+        bulk_processing: Processing | None = None,
     ) -> None:
         self._now = now or _utc_now
         self._lock = threading.RLock()
@@ -77,6 +89,7 @@ class SalesforceSandbox:
         self.faults = Faults()
         self.counter = RequestCounter()
         self.user_id = self._ids.new("005")
+        self.profile_id = self._ids.new("00e")  # the integration user's profile
         self.store = Store(self.schema, self._ids, self._now, self.user_id)
         self.outbound = OutboundMessages(
             self.store, self._ids, self._now, self.org_id, self.sessions, API_VERSION
@@ -98,6 +111,7 @@ class SalesforceSandbox:
             self.counter,
             self._identity,
             self._now,
+            bulk_processing,
         )
         self._refs: dict[str, str] = {}
         self._server: SandboxServer | None = None
@@ -122,6 +136,16 @@ class SalesforceSandbox:
                 "Alias": "dbint", "IsActive": True,
             },
         )  # fmt: skip
+        for code, rate, places in CURRENCIES:
+            currency = self.store.create(
+                "CurrencyType",
+                {"IsoCode": code, "ConversionRate": rate, "DecimalPlaces": places,
+                 "IsActive": True},
+                seed=True,
+            )  # fmt: skip
+            if code == CORPORATE_CURRENCY:
+                self.store.put_raw("CurrencyType", {"Id": currency, "IsCorporate": True})
+        self.store.sync_currencies()
         standard = self.store.create(
             "Pricebook2", {"Name": "Standard Price Book", "IsActive": True}, seed=True
         )
@@ -129,7 +153,9 @@ class SalesforceSandbox:
         self._refs.update(integration_user=self.user_id, standard_pricebook=standard)
 
     def _identity(self, instance_url: str) -> OrgIdentity:
-        return OrgIdentity(self.org_id, self.user_id, instance_url)
+        return OrgIdentity(
+            self.org_id, self.user_id, instance_url, self.profile_id, CORPORATE_CURRENCY
+        )
 
     # ------------------------------------------------------------------ server
 
@@ -315,7 +341,10 @@ def serve_forever(
 
     Outbound messages are delivered automatically in the background.
     """
-    sandbox = SalesforceSandbox(seed=seed, metadata_dir=metadata_dir)
+    # A person trying the sandbox sees Bulk API jobs run for a moment, as they do for real.
+    sandbox = SalesforceSandbox(
+        seed=seed, metadata_dir=metadata_dir, bulk_processing=Processing(seconds=2)
+    )
     server = SandboxServer(sandbox.app, host, port, allow_non_loopback=allow_non_loopback)
     sandbox._server = server
     sandbox.outbound.base_url = server.url

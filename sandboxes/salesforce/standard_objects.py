@@ -487,8 +487,40 @@ def opportunity_contact_role() -> ObjectDef:
     return obj
 
 
+def iso_4217_codes() -> list[str]:
+    """The currency codes ``CurrencyType.IsoCode`` accepts (ISO 4217)."""
+    import pycountry
+
+    return sorted(str(c.alpha_3) for c in pycountry.currencies)
+
+
+def currency_type() -> ObjectDef:
+    """The org's currencies (multi-currency orgs): inserting one makes it a ``CurrencyIsoCode``
+    value everywhere (once active); it cannot be deleted, only deactivated."""
+    fields = [f for f in system_fields(owned=False) if f.name != "IsDeleted"]
+    return ObjectDef("CurrencyType", "Currency Type", "Currency Types", "01L", deletable=False).add(
+        *fields,
+        _f(
+            "IsoCode",
+            "picklist",
+            "Currency ISO Code",
+            length=40,
+            picklist_values=picklist(*iso_4217_codes()),
+            restricted_picklist=True,
+            nillable=False,
+            unique=True,
+            updateable=False,
+        ),
+        _f("ConversionRate", "double", "Conversion Rate", precision=18, scale=6, nillable=False),
+        _f("DecimalPlaces", "int", "Decimal Places", nillable=False),
+        _f("IsActive", "boolean", "Active"),
+        _f("IsCorporate", "boolean", "Corporate Currency", createable=False, updateable=False),
+    )
+
+
 def standard_objects() -> list[ObjectDef]:
     return [
+        currency_type(),
         user(),
         account(),
         contact(),

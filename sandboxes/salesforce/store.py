@@ -25,7 +25,7 @@ from typing import Any
 from . import ids
 from .errors import ApiError, invalid_field, not_found, not_found_sobject
 from .ids import IdGenerator
-from .schema import FieldDef, ObjectDef, Schema
+from .schema import FieldDef, ObjectDef, PicklistValue, Schema
 from .standard_objects import OPPORTUNITY_STAGES
 from .values import coerce, render, truncate_ms
 
@@ -347,8 +347,29 @@ class Store:
         obj = self.object(sobject) if sobject else self.object_for_id(record_id)
         if obj is None:
             raise ApiError(400, "MALFORMED_ID", f"malformed id {record_id}")
+        if not obj.deletable:
+            raise ApiError(400, "INVALID_TYPE_FOR_OPERATION", "entity type cannot be deleted")
         record = self._existing(obj, record_id)
         self._delete_record(obj, record)
+
+    def sync_currencies(self) -> None:
+        """Every ``CurrencyIsoCode`` picklist lists the org's currencies, active or not."""
+        currencies = sorted(
+            self._tables.get("CurrencyType", {}).values(), key=lambda c: c["IsoCode"]
+        )
+        values = [
+            PicklistValue(
+                value=c["IsoCode"],
+                label=c["IsoCode"],
+                default=bool(c.get("IsCorporate")),
+                active=bool(c.get("IsActive")),
+            )
+            for c in currencies
+        ]
+        for other in self.schema.objects.values():
+            field = other.fields.get("CurrencyIsoCode")
+            if field is not None:
+                field.picklist_values = list(values)
 
     def _delete_record(self, obj: ObjectDef, record: Record) -> None:
         record_id = record["Id"]
@@ -641,7 +662,10 @@ class Store:
             record["TotalPrice"] = (total * (1 - discount / 100)).quantize(Decimal("0.01"))
 
     def _after_write(self, obj: ObjectDef, record: Record) -> None:
-        """Roll line item totals up to the opportunity, as Salesforce does."""
+        """Roll line item totals up to the opportunity, as Salesforce does; a currency the org
+        adds or (de)activates becomes (or stops being) a ``CurrencyIsoCode`` value."""
+        if obj.name == "CurrencyType":
+            self.sync_currencies()
         if obj.name == "OpportunityLineItem":
             opportunity = self._tables["Opportunity"][record["OpportunityId"]]
             self._touch("Opportunity", opportunity["Id"])

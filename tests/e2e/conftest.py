@@ -4,9 +4,9 @@ Every scenario runs against both CRMs, with the same test code:
 
 * ``salesforce-sqlite`` / ``salesforce-postgresql``: the Salesforce sandbox (simple-salesforce,
   SOAP Outbound Messages), on both stores;
-* ``dynamics-sqlite``: the Dataverse fake of ``tests/support/dataverse`` behind ``responses``
-  (msal, the Web API, ``$batch``, webhooks with ``RemoteExecutionContext``), on SQLite only to
-  keep the run short (the store's behaviour does not depend on the CRM).
+* ``dynamics-sqlite``: the Dataverse sandbox over loopback (msal and requests unchanged, the
+  Web API, ``$batch``, webhooks with ``RemoteExecutionContext``), on SQLite only to keep the
+  run short (the store's behaviour does not depend on the CRM).
 
 Both CRMs are seeded with the same sample org, so a ref (``acme_platform``) is the same deal
 on each, and scenarios reach the CRM only through ``world.crm``, a ``CrmDriver`` speaking
@@ -20,33 +20,18 @@ every job once, repeat until quiet — never with sleeps.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
-import requests
 
-from connector.config import Config
-from connector.crm.base import CrmAdapter
-from connector.crm.dynamics.auth import reset_applications
-from connector.crm.dynamics.throttle import reset_gates
+from connector.demo.dynamics_world import DynamicsLocalWorld
 from connector.demo.world import LocalWorld
-from connector.secrets import Secret
 from tests.conftest import _fresh_postgres_url
 from tests.e2e.crm_driver import CrmDriver, SalesforceDriver
 from tests.support import FrozenClock
-from tests.support.dataverse import (
-    CLIENT_ID,
-    CLIENT_SECRET,
-    ENV_URL,
-    TENANT_ID,
-    WEBHOOK_KEY,
-    DataverseFake,
-)
-from tests.support.dataverse.seed import SampleOrg
 
 #: Test ids → (CRM, store).
 BACKENDS = {
@@ -169,71 +154,23 @@ class FakeMonotonic:
         self.now += seconds
 
 
-class DynamicsWorld(World):
-    """The same world with Dynamics 365 as the CRM: the Dataverse fake instead of the
-    Salesforce sandbox, ``crm.kind: dynamics`` and the ``DYNAMICS_*`` secrets."""
+class DynamicsWorld(DynamicsLocalWorld, World):
+    """The same world with Dynamics 365 as the CRM: the Dataverse sandbox of connector/demo
+    (msal and the Web API over loopback) instead of the Salesforce sandbox; the adapter's
+    pauses (429, outages) pass on a fake monotonic clock."""
 
-    def _init_crm(self, seed: Any) -> None:
-        self.dataverse = DataverseFake(now=self.clock)
-        self.org = SampleOrg(self.dataverse, self.clock)
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
         self.dataverse_time = FakeMonotonic()
-
-    def _start_crm(self) -> None:
-        reset_applications()  # msal applications and throttle gates are per process
-        reset_gates()
-        self.dataverse.start()
-        self.org.load()
-        self.dataverse.register_webhook(f"{self.app_url}/webhooks/crm")
-
-    def _stop_crm(self) -> None:
-        self.dataverse.stop()
-        reset_applications()
-        reset_gates()
-
-    def _crm_section(self) -> dict[str, Any]:
-        return {
-            "kind": "dynamics",
-            "dynamics": {
-                "environment_url": ENV_URL,
-                "tenant_id": TENANT_ID,
-                "client_id": CLIENT_ID,
-            },
+        self.adapter_options = {
+            "clock": self.dataverse_time.clock,
+            "sleeper": self.dataverse_time.sleep,
         }
-
-    def _crm_secrets(self) -> dict[str, Any]:
-        return {
-            "dynamics_client_secret": Secret(CLIENT_SECRET),
-            "dynamics_webhook_key": Secret(WEBHOOK_KEY),
-        }
-
-    def _crm_adapter(self, config: Config) -> CrmAdapter:
-        from connector.crm.dynamics.adapter import DynamicsAdapter
-        from connector.mappings import load_mapping
-
-        mapping = load_mapping(config.mapping_path, config.crm_kind)
-        # The org's catalog, as docs/dynamics-setup.md §8 has an admin configure it.
-        catalog = {
-            "product_unit_group_id": self.org.unit_group,
-            "product_default_unit_id": self.org.unit,
-            "price_list_id": self.org.price_list,
-            "price_list_currency": "USD",
-        }
-        return DynamicsAdapter.from_config(
-            config,
-            dataclasses.replace(mapping, options={**mapping.options, **catalog}),
-            session=requests.Session(),
-            instance_discovery=False,
-            clock=self.dataverse_time.clock,
-            sleeper=self.dataverse_time.sleep,
-        )
 
     def _make_driver(self) -> CrmDriver:
         from tests.e2e.dynamics_driver import DynamicsDriver
 
-        return DynamicsDriver(self.dataverse, self.org)
-
-    def deliver_crm_pushes(self) -> int:
-        return self.dataverse.deliver_webhooks()
+        return DynamicsDriver(self.dataverse)
 
 
 @pytest.fixture

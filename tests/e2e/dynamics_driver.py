@@ -1,10 +1,10 @@
-"""``CrmDriver`` for Dynamics 365: the scenarios' canonical names on the Dataverse fake.
+"""``CrmDriver`` for Dynamics 365: the scenarios' canonical names on the Dataverse sandbox.
 
 Every name goes through ``mappings/dynamics.yaml``, like the adapter's; what a person does
-in Dynamics is done to the fake's rows the way Dynamics does it: winning an opportunity is
-``WinOpportunity`` (``statecode`` 1, the ``Win`` webhook step), choices are written as their
-option values, lookups as references, and an edited opportunity product touches its
-opportunity (Dynamics recalculates the totals), so change tracking sees the deal change.
+in Dynamics is done to the sandbox's rows the way Dynamics does it: winning an opportunity
+is ``WinOpportunity`` (``statecode`` 1, the ``Win`` webhook step), choices are written as
+their option values, lookups as references; an edited opportunity product makes the sandbox
+recalculate its opportunity, so change tracking sees the deal change.
 
 (Kept beside ``crm_driver.py`` rather than in it so the two drivers can be edited apart.)
 """
@@ -15,22 +15,31 @@ from datetime import date
 from decimal import Decimal
 from typing import Any
 
+from connector.demo.dataverse import PRICE_LIST
 from connector.mappings import CrmMapping, load_mapping
+from sandboxes.dataverse import DataverseSandbox, Ref
 from tests.e2e.crm_driver import REPO
-from tests.support.dataverse import DataverseFake, Ref
-from tests.support.dataverse.seed import SampleOrg, choice_value
 
 
 class DynamicsDriver:
     kind = "dynamics"
 
-    def __init__(self, fake: DataverseFake, org: SampleOrg) -> None:
-        self.fake = fake
-        self.org = org
+    def __init__(self, sandbox: DataverseSandbox) -> None:
+        self.fake = sandbox
         self.mapping: CrmMapping = load_mapping(REPO / "mappings" / "dynamics.yaml", "dynamics")
 
     def ref(self, name: str) -> str:
-        return self.org.ids[name]
+        return self.fake.ref(name).id
+
+    def _currency(self, code: str, *, force: bool) -> Ref:
+        """The currency row of ``code``; with ``force``, one an admin adds if it is missing."""
+        found = self.fake.find("transactioncurrency", isocurrencycode=code.upper())
+        if found:
+            return Ref("transactioncurrency", found[0]["transactioncurrencyid"])
+        if not force:
+            raise KeyError(f"the org has no currency {code}")
+        currency = self.fake.add_currency(code.upper(), code.upper(), code.upper(), 1, 2)
+        return Ref("transactioncurrency", currency)
 
     # ------------------------------------------------------------------ reading
 
@@ -55,7 +64,7 @@ class DynamicsDriver:
     def invoices(self) -> list[dict[str, Any]]:
         section = self.mapping.invoice
         fields = {"stripe_invoice_id": section["external_id"], **self.mapping.invoice_fields}
-        return [self._read(r, fields) for r in self.fake.iter_rows(section["object"])]
+        return [self._read(r, fields) for r in self.fake.rows(section["object"])]
 
     def accounts(self) -> list[dict[str, Any]]:
         fields = self.mapping.account_fields
@@ -66,13 +75,13 @@ class DynamicsDriver:
                 "name": r.get(str(fields["name"])),
                 "stripe_customer_id": r.get(stripe),
             }
-            for r in self.fake.iter_rows(self.mapping.account["object"])
+            for r in self.fake.rows(self.mapping.account["object"])
         ]
 
     def products(self) -> list[dict[str, Any]]:
         section = self.mapping.product
         fields = {"stripe_product_id": section["external_id"], **section["fields_"]}
-        return [self._read(r, fields) for r in self.fake.iter_rows(section["object"])]
+        return [self._read(r, fields) for r in self.fake.rows(section["object"])]
 
     def price_entries(self) -> list[dict[str, Any]]:
         """Items of the sample org's price list made from a Stripe price
@@ -97,7 +106,7 @@ class DynamicsDriver:
         return out
 
     def _price_list(self) -> Ref:
-        return Ref("pricelevel", self.org.price_list)
+        return self.fake.ref(PRICE_LIST)
 
     # ------------------------------------------------------------------ writing
 
@@ -113,7 +122,7 @@ class DynamicsDriver:
                 out[column] = Ref("contact", self.ref(value)) if value else None
             elif key == "currency":
                 lookup = str(fields["currency"]).split(".", 1)[0]
-                out[lookup] = self.org.currency(value) if value else None
+                out[lookup] = self._currency(value, force=force) if value else None
             elif key == "payment_terms":
                 column = str(fields["payment_terms"])
                 out[column] = self._choice(table, column, value, force=force)
@@ -132,11 +141,11 @@ class DynamicsDriver:
         if label is None:
             return None
         try:
-            return choice_value(table, column, label)
+            return self.fake.choice_value(table, column, label)
         except KeyError:
             if not force:
                 raise
-            return self.fake.tables[table].add_choice(column, label)
+            return self.fake.add_choice(table, column, label)
 
     def _set_closed(self, deal_id: str, closed: bool) -> None:
         if closed:
@@ -176,16 +185,14 @@ class DynamicsDriver:
             column = str(fields[key])
             if key == "pricing_schedule":
                 # a schedule the mapping does not know is an option an admin added
-                values[column] = schedules.get(value) or self.fake.tables[table].add_choice(
-                    column, str(value).capitalize()
+                values[column] = schedules.get(value) or self.fake.add_choice(
+                    table, column, str(value).capitalize()
                 )
             elif key in ("quantity", "unit_price"):
                 values[column] = Decimal(str(value))
             else:
                 values[column] = value
         self.fake.update(table, lines[index][f"{table}id"], values)
-        # Dynamics recalculates the opportunity's totals: the opportunity changes too.
-        self.fake.update(self.mapping.deal["object"], deal_id, {}, fire=False)
 
     def set_credit(
         self, account_ref: str, *, hold: bool | None = None, limit: Decimal | None = None

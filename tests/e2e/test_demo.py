@@ -1,25 +1,33 @@
-"""The README's first command does the whole main job and says what it did."""
+"""The README's first command does the whole main job and says what it did, on either CRM."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 from connector.cli import main
 
 
-def test_demo_once_activates_the_sample_orgs_deals_and_exits_cleanly(tmp_path: Path) -> None:
+@pytest.mark.parametrize("crm", ["salesforce", "dynamics"])
+def test_demo_once_activates_the_sample_orgs_deals_and_exits_cleanly(
+    tmp_path: Path, crm: str
+) -> None:
     database = tmp_path / "demo.sqlite3"
-    result = CliRunner().invoke(main, ["demo", "--once", "--database", str(database)])
+    result = CliRunner().invoke(main, ["demo", "--crm", crm, "--once", "--database", str(database)])
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout)
+    assert summary[f"{crm}_sandbox"].startswith("http://127.0.0.1:")
     deals = {deal["deal"]: deal for deal in summary["deals"]}
     acme = deals["Acme Robotics - Platform 2027"]
     assert acme["status"] == "active"
     assert acme["stripe_customer"].startswith("cus_")
     assert acme["subscription"].startswith("sub_")
+    [first_invoice] = acme["invoices"]  # setup fee and the first month, sent for payment
+    assert (first_invoice["status"], first_invoice["currency"]) == ("open", "usd")
+    assert first_invoice["amount_due"] == 532_500  # 2,500 + 1,200 + 25 x 45 + 1,500 (quarter)
     globex = deals["Globex - Enterprise Licence"]
     assert globex["status"] == "active"
     assert globex["subscription_schedule"].startswith("sub_sched_")

@@ -10,7 +10,6 @@ from __future__ import annotations
 from collections import Counter
 from decimal import Decimal
 from typing import Any
-from urllib.parse import unquote, urlsplit
 
 import pytest
 from sqlalchemy import func, select
@@ -177,8 +176,8 @@ def test_an_interrupted_import_resumes_and_imports_everything_exactly_once(
 def _crm_requests(world: World) -> list[tuple[str, str]]:
     """Every HTTP request the import made to the CRM's API since the last reset, as
     (method, path), logins left out: the Salesforce sandbox's counts, or the requests that
-    reached the Dataverse fake over the wire (a ``$batch`` is one request, whatever it holds;
-    the fake's own ``requests`` log lists a batch's operations too)."""
+    reached the Dataverse sandbox's Web API over the wire (a ``$batch`` is one request,
+    whatever it holds)."""
     if world.crm.kind == "salesforce":
         return [
             key
@@ -186,22 +185,14 @@ def _crm_requests(world: World) -> list[tuple[str, str]]:
             for _ in range(n)
             if "oauth2" not in key[1] and "Soap" not in key[1]
         ]
-    dataverse = world.dataverse  # type: ignore[attr-defined]
-    api = urlsplit(dataverse.api).path + "/"
-    wire = [urlsplit(call.request.url) for call in dataverse._mock.calls]
-    methods = [call.request.method for call in dataverse._mock.calls]
-    return [
-        (method, unquote(url.path)[len(api) :])
-        for method, url in zip(methods, wire, strict=True)
-        if unquote(url.path).startswith(api)
-    ]
+    return list(world.dataverse.request_log())  # type: ignore[attr-defined]
 
 
 def _reset_crm_requests(world: World) -> None:
     if world.crm.kind == "salesforce":
         world.salesforce_sandbox.reset_request_counts()
     else:
-        world.dataverse._mock.calls.reset()  # type: ignore[attr-defined]
+        world.dataverse.reset_request_log()  # type: ignore[attr-defined]
 
 
 def test_a_dry_run_reports_what_it_would_do_and_changes_nothing(world: World) -> None:

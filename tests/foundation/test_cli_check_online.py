@@ -12,19 +12,13 @@ from connector.cli import main
 from connector.crm.dynamics.auth import reset_applications
 from connector.crm.dynamics.throttle import reset_gates
 from connector.demo import salesforce_sandbox
+from connector.demo.dataverse import dataverse_sandbox
+from sandboxes.dataverse import DataverseSandbox
 from sandboxes.salesforce import (
     DEMO_PASSWORD,
     DEMO_SECURITY_TOKEN,
     DEMO_USERNAME,
     SalesforceSandbox,
-)
-from tests.support.dataverse import (
-    CLIENT_ID,
-    CLIENT_SECRET,
-    ENV_URL,
-    TENANT_ID,
-    WEBHOOK_KEY,
-    DataverseFake,
 )
 
 REPO = Path(__file__).resolve().parents[2]
@@ -104,43 +98,53 @@ def test_online_check_names_a_field_the_org_lacks_and_exits_2(
 
 
 @pytest.fixture
-def dataverse() -> Iterator[DataverseFake]:
+def dataverse() -> Iterator[DataverseSandbox]:
     reset_applications()
     reset_gates()
-    fake = DataverseFake().start()
-    yield fake
-    fake.stop()
+    sandbox = dataverse_sandbox(seed=None).start()
+    yield sandbox
+    sandbox.stop()
     reset_applications()
     reset_gates()
 
 
-def _dynamics_config(tmp_path: Path) -> Path:
+def _dynamics_config(tmp_path: Path, sandbox: DataverseSandbox) -> Path:
+    """The config an admin writes for `dealbridge sandbox dynamics` (an http:// environment)."""
     config = tmp_path / "dealbridge.yaml"
     config.write_text(
         "crm:\n  kind: dynamics\n  dynamics:\n"
-        f"    environment_url: {ENV_URL}\n    tenant_id: {TENANT_ID}\n    client_id: {CLIENT_ID}\n"
+        f"    environment_url: {sandbox.url}\n    tenant_id: {sandbox.tenant_id}\n"
+        f"    client_id: {sandbox.client_id}\n"
     )
     return config
 
 
-def _dynamics_env(tmp_path: Path) -> dict[str, str]:
-    return _env(tmp_path, DYNAMICS_CLIENT_SECRET=CLIENT_SECRET, DYNAMICS_WEBHOOK_KEY=WEBHOOK_KEY)
+def _dynamics_env(tmp_path: Path, sandbox: DataverseSandbox) -> dict[str, str]:
+    return _env(
+        tmp_path,
+        DYNAMICS_CLIENT_SECRET=sandbox.client_secret,
+        DYNAMICS_WEBHOOK_KEY="webhook-key-0123456789",
+    )
 
 
 def test_online_check_passes_when_the_environment_has_every_mapped_column(
-    tmp_path: Path, dataverse: DataverseFake
+    tmp_path: Path, dataverse: DataverseSandbox
 ) -> None:
-    code, output = _check(_dynamics_config(tmp_path), _dynamics_env(tmp_path), "--online")
+    code, output = _check(
+        _dynamics_config(tmp_path, dataverse), _dynamics_env(tmp_path, dataverse), "--online"
+    )
     assert code == 0, output
     assert "ok: the CRM has every object and field dynamics.yaml maps" in output
     assert dataverse.request_count("GET", "EntityDefinitions") == 7
 
 
 def test_online_check_names_a_column_missing_from_the_environment_and_exits_2(
-    tmp_path: Path, dataverse: DataverseFake
+    tmp_path: Path, dataverse: DataverseSandbox
 ) -> None:
     dataverse.drop_column("opportunity", "db_contractstart")
-    code, output = _check(_dynamics_config(tmp_path), _dynamics_env(tmp_path), "--online")
+    code, output = _check(
+        _dynamics_config(tmp_path, dataverse), _dynamics_env(tmp_path, dataverse), "--online"
+    )
     assert code == 2
     problems = [line for line in output.splitlines() if line.startswith("  - ")]
     assert problems == [
@@ -151,16 +155,16 @@ def test_online_check_names_a_column_missing_from_the_environment_and_exits_2(
 
 
 def test_online_check_reports_a_crm_it_cannot_reach_as_a_problem(
-    tmp_path: Path, dataverse: DataverseFake
+    tmp_path: Path, dataverse: DataverseSandbox
 ) -> None:
-    env = {**_dynamics_env(tmp_path), "DYNAMICS_CLIENT_SECRET": "not-the-secret"}
-    code, output = _check(_dynamics_config(tmp_path), env, "--online")
+    env = {**_dynamics_env(tmp_path, dataverse), "DYNAMICS_CLIENT_SECRET": "not-the-secret"}
+    code, output = _check(_dynamics_config(tmp_path, dataverse), env, "--online")
     assert code == 2
     assert "crm: could not check the mapping against the CRM" in output
     assert "invalid_client" in output
 
 
-def test_without_online_the_crm_is_not_called(tmp_path: Path, dataverse: DataverseFake) -> None:
-    code, output = _check(_dynamics_config(tmp_path), _dynamics_env(tmp_path))
+def test_without_online_the_crm_is_not_called(tmp_path: Path, dataverse: DataverseSandbox) -> None:
+    code, output = _check(_dynamics_config(tmp_path, dataverse), _dynamics_env(tmp_path, dataverse))
     assert code == 0, output
-    assert dataverse.requests == []
+    assert dataverse.request_log() == []

@@ -68,6 +68,7 @@ from connector.crm.dynamics.push import parse_remote_execution_context
 from connector.crm.dynamics.query import Shape, formatted, lookup_value, read_path
 from connector.crm.dynamics.schema import check_mapping
 from connector.crm.dynamics.throttle import Clock, Sleeper
+from connector.crm.salesforce.session import HttpsRewriteSession
 from connector.domain.deal import Address
 from connector.domain.money import from_minor_units, to_minor_units
 from connector.mappings import CrmMapping
@@ -163,8 +164,9 @@ class DynamicsAdapter:
                 "DYNAMICS_CLIENT_SECRET: not set (or set crm.dynamics.certificate_thumbprint "
                 "and DYNAMICS_CERTIFICATE_KEY)"
             )
+        environment_url = str(section["environment_url"])
         options: dict[str, Any] = {
-            "environment_url": str(section["environment_url"]),
+            "environment_url": environment_url,
             "tenant_id": str(section["tenant_id"]),
             "client_id": str(section["client_id"]),
             "credential": credential,
@@ -174,6 +176,11 @@ class DynamicsAdapter:
             "api_version": str(section.get("api_version") or "9.2"),
             "webhook_key": secrets.dynamics_webhook_key,
         }
+        if environment_url.startswith("http://"):
+            # A local sandbox (`dealbridge sandbox dynamics`): msal refuses http:// authorities,
+            # so Entra ID's https:// URLs and the environment's are all sent to the sandbox.
+            options["session"] = HttpsRewriteSession(environment_url)
+            options["instance_discovery"] = False
         options.update(overrides)
         return cls(mapping, **options)
 

@@ -9,7 +9,10 @@ and ``https://127.0.0.1:PORT/services/...`` both go to ``http://127.0.0.1:PORT/s
 with path and query string kept.
 
 The connector selects it purely by configuration: an ``http://`` instance URL means "rewrite
-to this base"; an ``https://`` instance URL (real Salesforce) uses an ordinary session.
+to this base"; an ``https://`` instance URL (real Salesforce) uses an ordinary session. The
+Dynamics adapter does the same for an ``http://`` environment URL: msal refuses ``http://``
+authorities, so ``https://login.microsoftonline.com/...`` and the environment's URLs are all
+sent to the local Dataverse sandbox, which serves both.
 """
 
 from __future__ import annotations

@@ -4,13 +4,17 @@ whether it went by sObject Collections or by a Bulk API 2.0 job."""
 
 from __future__ import annotations
 
+import threading
 from datetime import date
 
 import pytest
 
 from connector.crm.base import InvoiceRecord
-from sandboxes.salesforce import SalesforceSandbox
-from tests.crm.salesforce.conftest import login, make_adapter
+from connector.crm.salesforce.adapter import SalesforceAdapter
+from connector.demo import salesforce_sandbox
+from connector.mappings import load_mapping
+from sandboxes.salesforce import Processing, SalesforceSandbox
+from tests.crm.salesforce.conftest import REPO, SettableClock, login, make_adapter
 
 #: A well-formed Account id that no record has.
 MISSING_ACCOUNT = "001000000000000AAA"
@@ -38,3 +42,27 @@ def test_a_refused_record_carries_salesforces_status_code(
     assert results[0].code is None
     assert results[1].code == "INVALID_CROSS_REFERENCE_KEY"
     assert results[1].retryable is False
+
+
+def test_the_bulk_path_waits_while_salesforce_processes_the_job(
+    sf_clock: SettableClock,
+) -> None:
+    org = salesforce_sandbox(
+        seed={"records": {}}, now=sf_clock, bulk_processing=Processing(polls=1)
+    ).start()
+    try:
+        account_id = str(login(org).Account.create({"Name": "Acme"})["id"])
+        pauses: list[float] = []
+        adapter = SalesforceAdapter(
+            load_mapping(REPO / "mappings" / "salesforce.yaml", "salesforce"),
+            lambda: login(org),
+            sleeper=pauses.append,
+            bulk_threshold=0,
+        )
+
+        results = adapter.upsert_invoices([invoice("in_Good", account_id)])
+
+        assert [(r.key, r.ok) for r in results] == [("in_Good", True)]
+        assert pauses == [1.0]  # one status check answered InProgress
+    finally:
+        threading.Thread(target=org.stop, daemon=True).start()

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import csv
 import io
+from collections.abc import Callable
 from typing import Any
 
 import requests
 from simple_salesforce.api import Salesforce
 
 from connector.crm.salesforce.bulk import BulkIngest
-from sandboxes.salesforce import SalesforceSandbox
+from sandboxes.salesforce import Processing, SalesforceSandbox
+from tests.sandbox.salesforce.conftest import login
+from tests.support import FrozenClock
 
 
 def _call(sf: Salesforce, method: str, path: str, body: Any = None, csv_body: str | None = None):
@@ -164,7 +167,10 @@ def test_bulk_calls_are_counted_by_template_and_charged_to_the_api_allowance(
     assert sandbox.usage.used == used + 2
 
 
-def test_the_adapters_bulk_client_maps_unordered_results_back_to_its_rows(sf: Salesforce) -> None:
+def test_the_adapters_bulk_client_waits_out_in_progress_and_maps_results_to_its_rows(
+    make_sandbox: Callable[..., SalesforceSandbox],
+) -> None:
+    sf = login(make_sandbox(bulk_processing=Processing(polls=2)))
     sleeps: list[float] = []
     bulk = BulkIngest(lambda fn: fn(sf), sleeper=sleeps.append)
     results = bulk.run(
@@ -179,7 +185,61 @@ def test_the_adapters_bulk_client_maps_unordered_results_back_to_its_rows(sf: Sa
     )
     assert [(r.key, r.ok) for r in results] == [("prod_1", True), ("prod_2", False)]
     assert results[0].crm_id and results[0].crm_id.startswith("01t")
-    assert sleeps == []  # the sandbox finishes a job when it is closed: no waiting
+    assert sleeps == [1.0, 2.0]  # two status checks saw InProgress, with growing pauses
+
+
+def test_a_closed_job_is_in_progress_for_the_status_checks_configured(
+    make_sandbox: Callable[..., SalesforceSandbox],
+) -> None:
+    sandbox = make_sandbox(bulk_processing=Processing(polls=2))
+    sf = login(sandbox)
+    job = _job(sf, object="Account", operation="insert")
+    _call(sf, "PUT", f"ingest/{job['id']}/batches", csv_body="Name\nWayne\n")
+    closed = _call(sf, "PATCH", f"ingest/{job['id']}", {"state": "UploadComplete"}).json()
+    assert closed["state"] == "UploadComplete"
+
+    states = [_call(sf, "GET", f"ingest/{job['id']}").json() for _ in range(3)]
+
+    assert [s["state"] for s in states] == ["InProgress", "InProgress", "JobComplete"]
+    assert states[0]["numberRecordsProcessed"] == 0
+    assert states[2]["numberRecordsProcessed"] == 1
+    done = _rows(_call(sf, "GET", f"ingest/{job['id']}/successfulResults").text)
+    assert [row["Name"] for row in done] == ["Wayne"]
+
+
+def test_processing_can_take_clock_time_and_results_wait_for_it(
+    make_sandbox: Callable[..., SalesforceSandbox], clock: FrozenClock
+) -> None:
+    sandbox = make_sandbox(bulk_processing=Processing(seconds=30))
+    sf = login(sandbox)
+    job = _job(sf, object="Account", operation="insert")
+    _call(sf, "PUT", f"ingest/{job['id']}/batches", csv_body="Name\nWayne\n")
+    _call(sf, "PATCH", f"ingest/{job['id']}", {"state": "UploadComplete"})
+
+    assert _call(sf, "GET", f"ingest/{job['id']}").json()["state"] == "InProgress"
+    too_soon = _call(sf, "GET", f"ingest/{job['id']}/successfulResults")
+    assert too_soon.status_code == 409
+    assert not [a for a in sandbox.records("Account") if a["Name"] == "Wayne"]
+    clock.advance(seconds=30)
+    assert _call(sf, "GET", f"ingest/{job['id']}").json()["state"] == "JobComplete"
+    assert [a["Name"] for a in sandbox.records("Account") if a["Name"] == "Wayne"] == ["Wayne"]
+
+
+def test_crlf_rows_in_an_lf_job_fail_the_whole_job(
+    sf: Salesforce, sandbox: SalesforceSandbox
+) -> None:
+    before = len(sandbox.records("Account"))
+    job = _job(sf, object="Account", operation="insert", lineEnding="LF")
+    _call(sf, "PUT", f"ingest/{job['id']}/batches", csv_body="Name\r\nA\r\n")
+    _call(sf, "PATCH", f"ingest/{job['id']}", {"state": "UploadComplete"})
+
+    info = _call(sf, "GET", f"ingest/{job['id']}").json()
+
+    assert info["state"] == "Failed"
+    assert info["errorMessage"] == (
+        "ClientInputError : LineEnding is invalid on user data. Current LineEnding setting is LF"
+    )
+    assert len(sandbox.records("Account")) == before
 
 
 def test_requests_without_a_session_are_refused(sandbox: SalesforceSandbox) -> None:

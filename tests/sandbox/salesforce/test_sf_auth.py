@@ -5,6 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+import requests
+from defusedxml import ElementTree as ET
 from simple_salesforce.api import Salesforce
 from simple_salesforce.exceptions import SalesforceAuthenticationFailed, SalesforceExpiredSession
 from simple_salesforce.login import SalesforceLogin
@@ -163,3 +165,41 @@ def test_a_password_client_logs_in_again_after_its_session_expires(
     sandbox.expire_sessions()
     assert sf.query("SELECT COUNT() FROM Account")["totalSize"] == 0
     assert sf.session_id != old
+
+
+USER_INFO = [
+    "accessibilityMode", "chatterExternal", "currencySymbol", "orgAttachmentFileSizeLimit",
+    "orgDefaultCurrencyIsoCode", "orgDefaultCurrencyLocale", "orgDisallowHtmlAttachments",
+    "orgHasPersonAccounts", "organizationId", "organizationMultiCurrency", "organizationName",
+    "profileId", "roleId", "sessionSecondsValid", "userDefaultCurrencyIsoCode", "userEmail",
+    "userFullName", "userId", "userLanguage", "userLocale", "userName", "userTimeZone",
+    "userType", "userUiSkin",
+]  # fmt: skip
+
+
+def test_the_soap_login_reports_every_user_info_element_in_the_partner_wsdl_order(
+    sandbox: SalesforceSandbox,
+) -> None:
+    envelope = (
+        '<?xml version="1.0" encoding="utf-8" ?><env:Envelope '
+        'xmlns:env="http://schemas.xmlsoap.org/soap/envelope/"><env:Body>'
+        '<n1:login xmlns:n1="urn:partner.soap.sforce.com">'
+        f"<n1:username>{DEMO_USERNAME}</n1:username><n1:password>{DEMO_PASSWORD}</n1:password>"
+        "</n1:login></env:Body></env:Envelope>"
+    )
+    response = requests.post(
+        f"{sandbox.url}/services/Soap/u/59.0",
+        data=envelope,
+        headers={"Content-Type": "text/xml; charset=UTF-8", "SOAPAction": "login"},
+        timeout=10,
+    )
+
+    root = ET.fromstring(response.content)
+    user_info = next(e for e in root.iter() if e.tag.endswith("userInfo"))
+    children = {c.tag.rsplit("}", 1)[-1]: c for c in user_info}
+    assert list(children) == USER_INFO
+    assert children["organizationMultiCurrency"].text == "true"
+    assert children["userDefaultCurrencyIsoCode"].text == "USD"
+    assert children["profileId"].text is not None and children["profileId"].text.startswith("00e")
+    nil = "{http://www.w3.org/2001/XMLSchema-instance}nil"
+    assert children["orgDefaultCurrencyIsoCode"].get(nil) == "true"

@@ -33,6 +33,25 @@ def test_the_limits_resource_reports_daily_api_requests(sf: Any) -> None:
     assert daily["Remaining"] == 15000 - sf.api_usage["api-usage"].used
 
 
+def test_the_limits_resource_lists_every_documented_limit_with_max_and_remaining(
+    sf: Any,
+) -> None:
+    limits = sf.limits()
+
+    assert len(limits) == 35
+    for name in (
+        "DailyBulkApiBatches",
+        "DailyBulkV2QueryJobs",
+        "DataStorageMB",
+        "HourlyODataCallout",
+        "SingleEmail",
+        "StreamingApiConcurrentClients",
+    ):
+        assert set(limits[name]) == {"Max", "Remaining"}, name  # fmt: skip
+    assert set(limits["PermissionSets"]["CreateCustom"]) == {"Max", "Remaining"}
+    assert all(entry["Remaining"] <= entry["Max"] for entry in limits.values())
+
+
 def test_calls_past_the_daily_limit_are_refused_with_request_limit_exceeded(
     make_sandbox: Callable[..., SalesforceSandbox],
 ) -> None:

@@ -1,13 +1,13 @@
-"""The OData query options the fake understands, parsed and applied to stored rows.
+"""The OData query options the sandbox understands, parsed strictly.
 
-The subset is the one the adapter uses, parsed strictly so a request the real Web API would
-refuse is refused here too: ``$select`` of columns and ``_<lookup>_value``; ``$expand`` of
-single-valued navigation properties with nested ``$select``/``$expand`` (separated by ``;``);
+``$select`` of columns and ``_<lookup>_value``; ``$expand`` of navigation properties with
+nested ``$select``/``$expand``/``$filter``/``$orderby``/``$top`` (separated by ``;``);
 ``$filter`` comparisons (``eq ne gt ge lt le``) of a column, a lookup value or a
-``navigation/column`` path with string, number, boolean, ``null``, GUID and date-time
-literals, joined by ``and``/``or``/``not`` and parentheses; ``$orderby`` and ``$top``.
-Anything else raises ``Unsupported`` so a test finds out the fake needs to grow, rather than
-passing on an answer the real service would not give.
+``navigation/column`` path with string, number, boolean, ``null``, GUID, date and date-time
+literals, the functions ``contains``, ``startswith`` and ``endswith``, joined by
+``and``/``or``/``not`` and parentheses; ``$orderby``, ``$top`` and ``$count``. A request the
+Web API would refuse is refused (400); one it would serve but the sandbox does not answers
+501, never a wrong answer.
 """
 
 from __future__ import annotations
@@ -15,29 +15,19 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
+from .errors import DataverseError, NotImplementedBySandbox
+from .values import Ref
 
-class QueryError(Exception):
+
+class QueryError(DataverseError):
     """A query Dataverse itself would refuse (HTTP 400)."""
 
     def __init__(self, message: str, code: str = "0x80060888") -> None:
-        super().__init__(message)
-        self.message = message
-        self.code = code
-
-
-class Unsupported(Exception):
-    """A query option the fake does not implement."""
-
-
-@dataclass(frozen=True)
-class Ref:
-    """A lookup value: the related row's table and id."""
-
-    table: str
-    id: str
+        super().__init__(400, code, message)
 
 
 @dataclass
@@ -47,6 +37,7 @@ class Options:
     filter: str | None = None
     orderby: list[tuple[str, bool]] = field(default_factory=list)  # (column, descending)
     top: int | None = None
+    count: bool = False
 
 
 def split_top_level(text: str, separator: str) -> list[str]:
@@ -98,11 +89,22 @@ def parse_options(params: dict[str, str]) -> Options:
                     raise QueryError(f"Syntax error in $orderby at '{item}'.", "0x0")
                 options.orderby.append((words[0], len(words) == 2 and words[1] == "desc"))
         elif name == "$top":
+            if not value.isdigit():
+                raise QueryError(f"Invalid value '{value}' for $top query option found.", "0x0")
             options.top = int(value)
+        elif name == "$count":
+            if value not in ("true", "false"):
+                raise QueryError(f"'{value}' is not a valid count option.", "0x0")
+            options.count = value == "true"
         elif name in ("$skiptoken", "$deltatoken"):
             continue
-        else:
-            raise Unsupported(f"query option {name} is not implemented by the fake")
+        elif name.startswith("$"):
+            if name in ("$apply", "$search", "$skip", "$format", "$compute", "$levels"):
+                raise NotImplementedBySandbox(f"The query option {name}")
+            raise QueryError(f"The query parameter {name} is not supported", "0x80060888")
+        elif name in ("fetchXml", "savedQuery", "userQuery"):
+            raise NotImplementedBySandbox(f"The {name} parameter")
+        # other (non-$) parameters are ignored, as OData services do
     return options
 
 
@@ -111,9 +113,10 @@ def parse_options(params: dict[str, str]) -> Options:
 _TOKEN = re.compile(
     r"\s*(?:(?P<string>'(?:[^']|'')*')"
     r"|(?P<datetime>\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?(?:Z|[+-]\d{2}:\d{2}))"
+    r"|(?P<date>\d{4}-\d{2}-\d{2})(?![\dT])"
     r"|(?P<guid>[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})"
     r"|(?P<number>-?\d+(?:\.\d+)?)"
-    r"|(?P<paren>[()])"
+    r"|(?P<paren>[(),])"
     r"|(?P<word>[A-Za-z_][A-Za-z0-9_/]*))"
 )
 _COMPARISONS = {"eq", "ne", "gt", "ge", "lt", "le"}
@@ -185,12 +188,41 @@ class _Parser:
         if kind != "word":
             raise QueryError(f"Syntax error at '{path}': a property was expected.", "0x0")
         if self.peek() == ("paren", "("):
-            raise Unsupported(f"$filter function {path}() is not implemented by the fake")
+            return self.function(path)
         kind, operator = self.take()
         if kind != "word" or operator not in _COMPARISONS:
             raise QueryError(f"Syntax error at '{operator}': an operator was expected.", "0x0")
         literal = self.literal()
         return lambda resolve: compare(resolve(path), operator, literal)
+
+    def function(self, name: str) -> Callable[[Resolve], bool]:
+        """``contains(col,'x')``, ``startswith(…)``, ``endswith(…)``: case-insensitive, as the
+        database collation compares text."""
+        tests: dict[str, Callable[[str, str], bool]] = {
+            "contains": lambda value, text: text in value,
+            "startswith": lambda value, text: value.startswith(text),
+            "endswith": lambda value, text: value.endswith(text),
+        }
+        if name not in tests:
+            raise NotImplementedBySandbox(f"The $filter function {name}()")
+        self.take()  # (
+        kind, path = self.take()
+        if kind != "word":
+            raise QueryError(f"Syntax error at '{path}': a property was expected.", "0x0")
+        if self.take() != ("paren", ","):
+            raise QueryError(f"Syntax error: {name}() takes a property and a string.", "0x0")
+        text = self.literal()
+        if self.take() != ("paren", ")"):
+            raise QueryError("Syntax error: ')' expected.", "0x0")
+        if not isinstance(text, str):
+            raise QueryError(f"{name}() compares text with a string literal.", "0x0")
+        test = tests[name]
+
+        def matches(resolve: Resolve) -> bool:
+            value = resolve(path)
+            return isinstance(value, str) and test(value.casefold(), text.casefold())
+
+        return matches
 
     def literal(self) -> Any:
         kind, text = self.take()
@@ -200,8 +232,11 @@ class _Parser:
             return Decimal(text)
         if kind == "guid":
             return text.lower()
-        if kind == "datetime":
+        if kind == "date":
             return text
+        if kind == "datetime":
+            moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+            return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         if kind == "word" and text in ("true", "false"):
             return text == "true"
         if kind == "word" and text == "null":

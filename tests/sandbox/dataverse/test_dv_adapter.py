@@ -1,16 +1,15 @@
-"""The Dataverse fake, specified through the real adapter: what it answers is what the adapter
-reads, so these tests pin the behaviours the end-to-end scenarios rely on."""
+"""The sandbox through dealbridge's real Dynamics adapter (msal + requests over loopback):
+what it answers is what the adapter reads, so these tests pin the behaviours the end-to-end
+scenarios rely on."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from datetime import UTC, date, datetime
+from datetime import date
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import pytest
-import requests
 
 from connector.crm.base import (
     CrmNotFound,
@@ -20,23 +19,14 @@ from connector.crm.base import (
     ProductRecord,
 )
 from connector.crm.dynamics.adapter import DynamicsAdapter
-from connector.crm.dynamics.auth import ClientSecretCredential, reset_applications
-from connector.crm.dynamics.throttle import reset_gates
+from connector.crm.dynamics.auth import ClientSecretCredential
+from connector.crm.salesforce.session import HttpsRewriteSession
+from connector.demo.dataverse import catalog_options
 from connector.mappings import load_mapping
 from connector.secrets import Secret
-from tests.support.dataverse import (
-    CLIENT_ID,
-    CLIENT_SECRET,
-    ENV_URL,
-    TENANT_ID,
-    WEBHOOK_KEY,
-    DataverseFake,
-    Ref,
-    load_sample_org,
-)
+from sandboxes.dataverse import DataverseSandbox, Ref
 
 REPO = Path(__file__).resolve().parents[3]
-NOW = datetime(2026, 11, 21, 9, 0, tzinfo=UTC)
 
 
 class Sleeps:
@@ -53,38 +43,26 @@ class Sleeps:
 
 
 @pytest.fixture
-def fake() -> Iterator[DataverseFake]:
-    reset_applications()
-    reset_gates()
-    dataverse = DataverseFake(now=lambda: NOW).start()
-    yield dataverse
-    dataverse.stop()
-    reset_applications()
-    reset_gates()
-
-
-@pytest.fixture
-def refs(fake: DataverseFake) -> dict[str, str]:
-    return load_sample_org(fake, lambda: NOW)
-
-
-@pytest.fixture
 def sleeps() -> Sleeps:
     return Sleeps()
 
 
-def _adapter(sleeps: Sleeps, **options: Any) -> DynamicsAdapter:
+@pytest.fixture
+def refs(sandbox: DataverseSandbox) -> dict[str, str]:
+    return sandbox.ids_by_ref()
+
+
+def _adapter(sandbox: DataverseSandbox, sleeps: Sleeps, **options: Any) -> DynamicsAdapter:
     mapping = load_mapping(REPO / "mappings" / "dynamics.yaml", "dynamics")
     if "page_size" in options:
         mapping.options["page_size"] = options.pop("page_size")
     return DynamicsAdapter(
         mapping,
-        environment_url=ENV_URL,
-        tenant_id=TENANT_ID,
-        client_id=CLIENT_ID,
-        credential=ClientSecretCredential(Secret(CLIENT_SECRET)),
-        webhook_key=Secret(WEBHOOK_KEY),
-        session=requests.Session(),
+        environment_url=sandbox.environment_url,
+        tenant_id=sandbox.tenant_id,
+        client_id=sandbox.client_id,
+        credential=ClientSecretCredential(Secret(sandbox.client_secret)),
+        session=HttpsRewriteSession(sandbox.url),
         instance_discovery=False,
         clock=sleeps.clock,
         sleeper=sleeps.sleep,
@@ -93,12 +71,12 @@ def _adapter(sleeps: Sleeps, **options: Any) -> DynamicsAdapter:
 
 
 def test_the_sample_org_reads_as_the_same_deal_as_in_salesforce(
-    fake: DataverseFake, refs: dict[str, str], sleeps: Sleeps
+    sandbox: DataverseSandbox, refs: dict[str, str], sleeps: Sleeps
 ) -> None:
-    deal = _adapter(sleeps).get_deal(refs["globex_licence"])
+    deal = _adapter(sandbox, sleeps).get_deal(refs["globex_licence"])
     assert deal.closed
     assert deal.data["currency"] == "eur"
-    assert deal.data["contract_start"] == "2026-12-05"
+    assert deal.data["contract_start"] == "2026-12-05"  # today+14d
     assert deal.data["billing_contact"] == {
         "name": "Greta Hoffmann",
         "email": "Greta.Hoffmann@Globex.example",
@@ -112,64 +90,50 @@ def test_the_sample_org_reads_as_the_same_deal_as_in_salesforce(
 
 
 def test_line_items_come_in_pages_through_the_next_link(
-    fake: DataverseFake, refs: dict[str, str], sleeps: Sleeps
+    sandbox: DataverseSandbox, refs: dict[str, str], sleeps: Sleeps
 ) -> None:
-    items = _adapter(sleeps, page_size=1).get_deal(refs["acme_platform"]).data["line_items"]
+    items = (
+        _adapter(sandbox, sleeps, page_size=1).get_deal(refs["acme_platform"]).data["line_items"]
+    )
     assert len(items) == 4
-    assert fake.request_count("GET", f"opportunities({refs['acme_platform']})/") == 4
+    assert sandbox.request_count("GET", f"opportunities({refs['acme_platform']})/") == 4
 
 
 def test_change_tracking_answers_only_what_changed_since_the_delta_link(
-    fake: DataverseFake, refs: dict[str, str], sleeps: Sleeps
+    sandbox: DataverseSandbox, refs: dict[str, str], sleeps: Sleeps
 ) -> None:
-    adapter = _adapter(sleeps)
+    adapter = _adapter(sandbox, sleeps)
     first = adapter.changed_deals(None)
     assert set(first.ids) == {
         refs[r] for r in ("acme_platform", "globex_licence", "umbrella_support", "initech_renewal")
     }
     assert adapter.changed_deals(first.cursor).ids == []
-    fake.win(refs["stark_pilot"])
+    sandbox.win(refs["stark_pilot"])
     assert adapter.changed_deals(first.cursor).ids == [refs["stark_pilot"]]
 
 
 def test_without_change_tracking_the_adapter_falls_back_to_modifiedon(
-    fake: DataverseFake, refs: dict[str, str], sleeps: Sleeps
+    sandbox: DataverseSandbox, refs: dict[str, str], sleeps: Sleeps
 ) -> None:
-    fake.set_change_tracking("opportunity", False)
-    changes = _adapter(sleeps).changed_deals(None)
+    sandbox.set_change_tracking("opportunity", False)
+    changes = _adapter(sandbox, sleeps).changed_deals(None)
     assert changes.cursor == "modifiedon:2026-11-21T09:00:00Z"
     assert len(changes.ids) == 4
 
 
 def test_an_expired_delta_link_restarts_tracking_with_a_full_read(
-    fake: DataverseFake, refs: dict[str, str], sleeps: Sleeps
+    sandbox: DataverseSandbox, refs: dict[str, str], sleeps: Sleeps
 ) -> None:
-    adapter = _adapter(sleeps)
+    adapter = _adapter(sandbox, sleeps)
     cursor = adapter.changed_deals(None).cursor
-    fake.expire_delta_links()
+    sandbox.expire_delta_links()
     again = adapter.changed_deals(cursor)
     assert len(again.ids) == 4
     assert again.cursor != cursor
 
 
-def test_a_win_and_a_credit_hold_are_pushed_as_remote_execution_contexts(
-    fake: DataverseFake, refs: dict[str, str], sleeps: Sleeps
-) -> None:
-    fake.register_webhook("http://127.0.0.1:9/webhooks/crm")
-    fake.win(refs["stark_pilot"])
-    fake.update("account", refs["umbrella"], {"creditonhold": True})
-    fake.update("account", refs["umbrella"], {"name": "Umbrella Health plc"})  # not a step
-    adapter = _adapter(sleeps)
-    notices = []
-    for push in fake.pushes:
-        assert push.url.endswith(f"?code={WEBHOOK_KEY}")
-        batch = adapter.parse_push(push.headers, {"code": WEBHOOK_KEY}, push.body)
-        notices += [(n.kind, n.record_id) for n in batch.notices]
-    assert notices == [("deal", refs["stark_pilot"]), ("account", refs["umbrella"])]
-
-
 def test_writes_in_a_batch_succeed_or_fail_one_by_one(
-    fake: DataverseFake, refs: dict[str, str], sleeps: Sleeps
+    sandbox: DataverseSandbox, refs: dict[str, str], sleeps: Sleeps
 ) -> None:
     def invoice(number: str, account: str) -> InvoiceRecord:
         return InvoiceRecord(
@@ -178,97 +142,88 @@ def test_writes_in_a_batch_succeed_or_fail_one_by_one(
         )  # fmt: skip
 
     missing = "0e1f2a3b-4c5d-4e6f-8a7b-9c0d1e2f3a4b"
-    results = _adapter(sleeps).upsert_invoices(
+    results = _adapter(sandbox, sleeps).upsert_invoices(
         [invoice("1", refs["acme"]), invoice("2", missing), invoice("3", refs["acme"])]
     )
     assert [r.ok for r in results] == [True, False, True]
     assert results[1].error == f"account With Id = {missing} Does Not Exist (0x80040217)"
-    rows = {r["db_invoiceid"]: r for r in fake.iter_rows("db_stripeinvoice")}
+    rows = {r["db_invoiceid"]: r for r in sandbox.rows("db_stripeinvoice")}
     assert sorted(rows) == ["in_1", "in_3"]
     assert rows["in_1"]["db_amountdue"] == Decimal("10.50")
     assert rows["in_1"]["db_accountid"] == Ref("account", refs["acme"])
-    assert fake.request_count("POST", "$batch") == 1
+    assert sandbox.request_count("POST", "$batch") == 1
 
 
 def test_updating_a_deleted_deal_is_not_found_never_an_upsert(
-    fake: DataverseFake, refs: dict[str, str], sleeps: Sleeps
+    sandbox: DataverseSandbox, refs: dict[str, str], sleeps: Sleeps
 ) -> None:
-    fake.delete("opportunity", refs["acme_platform"])
+    sandbox.delete("opportunity", refs["acme_platform"])
     with pytest.raises(CrmNotFound, match="Does Not Exist"):
-        _adapter(sleeps).update_deal(refs["acme_platform"], {"plan_status": "Active"})
-    assert fake.find("opportunity", opportunityid=refs["acme_platform"]) == []
+        _adapter(sandbox, sleeps).update_deal(refs["acme_platform"], {"plan_status": "Active"})
+    assert sandbox.find("opportunity", opportunityid=refs["acme_platform"]) == []
 
 
 def test_a_429_is_waited_out_for_the_time_retry_after_asks(
-    fake: DataverseFake, refs: dict[str, str], sleeps: Sleeps
+    sandbox: DataverseSandbox, refs: dict[str, str], sleeps: Sleeps
 ) -> None:
-    fake.throttle(times=2, retry_after=7)
-    account = _adapter(sleeps).get_account(refs["initech"])
+    sandbox.throttle(times=2, retry_after=7)
+    account = _adapter(sandbox, sleeps).get_account(refs["initech"])
     assert account.credit_hold
     assert sleeps.pauses == [7, 7]
 
 
 def test_an_outage_is_retried_then_reported_unavailable(
-    fake: DataverseFake, refs: dict[str, str], sleeps: Sleeps
+    sandbox: DataverseSandbox, refs: dict[str, str], sleeps: Sleeps
 ) -> None:
-    fake.set_down(True)
+    sandbox.set_down(True)
     with pytest.raises(CrmUnavailable, match="HTTP 503"):
-        _adapter(sleeps).get_account(refs["initech"])
+        _adapter(sandbox, sleeps).get_account(refs["initech"])
     assert sleeps.pauses == [1.0, 2.0, 4.0]
 
 
 def test_a_revoked_token_is_renewed_once(
-    fake: DataverseFake, refs: dict[str, str], sleeps: Sleeps
+    sandbox: DataverseSandbox, refs: dict[str, str], sleeps: Sleeps
 ) -> None:
-    adapter = _adapter(sleeps)
+    adapter = _adapter(sandbox, sleeps)
     adapter.get_account(refs["acme"])
-    fake.revoke_tokens()
+    sandbox.revoke_tokens()
     assert adapter.get_account(refs["acme"]).name == "Acme Robotics Inc."
 
 
 def test_a_column_the_table_lacks_is_refused_like_dataverse_does(
-    fake: DataverseFake, refs: dict[str, str], sleeps: Sleeps
+    sandbox: DataverseSandbox, refs: dict[str, str], sleeps: Sleeps
 ) -> None:
-    fake.drop_column("opportunity", "db_planstatus")
-    problems = _adapter(sleeps).check_schema()
+    sandbox.drop_column("opportunity", "db_planstatus")
+    problems = _adapter(sandbox, sleeps).check_schema()
     assert [p.split(":")[0] for p in problems] == ["deal.writeback.plan_status"]
     with pytest.raises(Exception, match="Invalid property 'db_planstatus'"):
-        _adapter(sleeps).update_deal(refs["acme_platform"], {"plan_status": "Active"})
+        _adapter(sandbox, sleeps).update_deal(refs["acme_platform"], {"plan_status": "Active"})
 
 
-def _catalog_options(fake: DataverseFake) -> dict[str, Any]:
-    org = fake.find("pricelevel", name="Stripe Prices")[0]
-    unit = fake.find("uom", name="Primary Unit")[0]
-    return {
-        "product_unit_group_id": unit["uomscheduleid"].id,
-        "product_default_unit_id": unit["uomid"],
-        "price_list_id": org["pricelevelid"],
-        "price_list_currency": "USD",
-    }
-
-
-def _with_options(sleeps: Sleeps, options: dict[str, Any]) -> DynamicsAdapter:
-    adapter = _adapter(sleeps)
+def _with_options(
+    sandbox: DataverseSandbox, sleeps: Sleeps, options: dict[str, Any]
+) -> DynamicsAdapter:
+    adapter = _adapter(sandbox, sleeps)
     adapter.options = {**adapter.options, **options}
     return adapter
 
 
 def test_a_product_without_a_unit_group_is_refused_like_dataverse_does(
-    fake: DataverseFake, refs: dict[str, str], sleeps: Sleeps
+    sandbox: DataverseSandbox, refs: dict[str, str], sleeps: Sleeps
 ) -> None:
-    [result] = _adapter(sleeps).upsert_products(
+    [result] = _adapter(sandbox, sleeps).upsert_products(
         [ProductRecord(stripe_product_id="prod_Seats", name="Seats", sku=None, active=True)]
     )
 
     assert not result.ok
     assert result.error == "The unit schedule id is missing. (0x80043b0a)"
-    assert fake.find("product", db_stripeproductid="prod_Seats") == []
+    assert sandbox.find("product", db_stripeproductid="prod_Seats") == []
 
 
 def test_a_price_list_item_takes_its_unit_group_and_currency_and_is_updated_in_place(
-    fake: DataverseFake, refs: dict[str, str], sleeps: Sleeps
+    sandbox: DataverseSandbox, refs: dict[str, str], sleeps: Sleeps
 ) -> None:
-    adapter = _with_options(sleeps, _catalog_options(fake))
+    adapter = _with_options(sandbox, sleeps, catalog_options(sandbox))
     adapter.upsert_products(
         [ProductRecord(stripe_product_id="prod_Seats", name="Seats", sku=None, active=True)]
     )
@@ -280,20 +235,20 @@ def test_a_price_list_item_takes_its_unit_group_and_currency_and_is_updated_in_p
     )
 
     assert result.ok
-    [item] = fake.find("productpricelevel", db_stripepriceid="price_Seat")
+    [item] = sandbox.find("productpricelevel", db_stripepriceid="price_Seat")
     assert item["amount"] == Decimal("9.5000")
     assert item["uomscheduleid"] == Ref(
-        "uomschedule", _catalog_options(fake)["product_unit_group_id"]
+        "uomschedule", catalog_options(sandbox)["product_unit_group_id"]
     )
-    usd = fake.find("transactioncurrency", isocurrencycode="USD")[0]
+    usd = sandbox.find("transactioncurrency", isocurrencycode="USD")[0]
     assert item["transactioncurrencyid"] == Ref("transactioncurrency", usd["transactioncurrencyid"])
     assert item["pricingmethodcode"] == 1  # Currency Amount
 
 
 def test_a_second_price_for_the_same_product_and_unit_is_refused(
-    fake: DataverseFake, refs: dict[str, str], sleeps: Sleeps
+    sandbox: DataverseSandbox, refs: dict[str, str], sleeps: Sleeps
 ) -> None:
-    adapter = _with_options(sleeps, _catalog_options(fake))
+    adapter = _with_options(sandbox, sleeps, catalog_options(sandbox))
     adapter.upsert_products(
         [ProductRecord(stripe_product_id="prod_Seats", name="Seats", sku=None, active=True)]
     )
@@ -308,4 +263,4 @@ def test_a_second_price_for_the_same_product_and_unit_is_refused(
     assert first.ok
     assert not second.ok
     assert "has a price for this price list" in (second.error or "")
-    assert len(fake.find("productpricelevel")) == 1
+    assert len(sandbox.find("productpricelevel")) == 1
