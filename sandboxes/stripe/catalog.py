@@ -59,6 +59,7 @@ def new_product(call: Call, p: Params, *, custom_id: str | None = None) -> JSON:
         "shippable": None,
         "statement_descriptor": None,
         "tax_code": None,
+        "tax_details": None,
         "type": "service",
         "unit_label": None,
         "updated": now,

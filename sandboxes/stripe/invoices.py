@@ -188,6 +188,18 @@ def _set_auto_advance(invoice: JSON, auto_advance: bool) -> None:
         )
 
 
+def pricing_of(price: JSON | None, amount: int, quantity: int) -> JSON:
+    """A line's or item's ``pricing``. Without a price (an ``amount`` item) there are no
+    ``price_details``: Stripe creates a hidden inline price there; the sandbox does not."""
+    pricing: JSON = {"type": "price_details", "unit_amount_decimal": None}
+    if price is not None:
+        pricing["price_details"] = {"price": price["id"], "product": price["product"]}
+        pricing["unit_amount_decimal"] = price["unit_amount_decimal"]
+    elif quantity:
+        pricing["unit_amount_decimal"] = str(amount // quantity) if amount % quantity == 0 else None
+    return pricing
+
+
 def add_line(
     invoice: JSON,
     state: State,
@@ -216,12 +228,9 @@ def add_line(
         "parent": parent,
         "period": {"end": period[1], "start": period[0]},
         "pretax_credit_amounts": [],
-        "pricing": {
-            "price_details": {"price": price["id"], "product": price["product"]} if price else None,
-            "type": "price_details",
-            "unit_amount_decimal": str(price["unit_amount"]) if price else str(amount),
-        },
+        "pricing": pricing_of(price, amount, quantity),
         "quantity": quantity,
+        "quantity_decimal": str(quantity),
         "subscription": subscription_id,
         "subtotal": amount,
         "taxes": [],
@@ -754,11 +763,7 @@ def new_invoice_item(
         if subscription_id
         else None,
         "period": {"end": end, "start": start},
-        "pricing": {
-            "price_details": {"price": price["id"], "product": price["product"]} if price else None,
-            "type": "price_details",
-            "unit_amount_decimal": str(price["unit_amount"]) if price else str(amount),
-        },
+        "pricing": pricing_of(price, amount, quantity),
         "proration": False,
         "quantity": quantity,
         "quantity_decimal": str(quantity),

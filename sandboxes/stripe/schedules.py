@@ -92,8 +92,8 @@ def _phase(call: Call, p: Params, start: int, index: int, defaults: JSON) -> tup
             for a in add_items
         ],
         "application_fee_percent": None,
-        "automatic_tax": None,
         "billing_cycle_anchor": None,
+        "billing_thresholds": None,
         "collection_method": method,
         "currency": items[0].price["currency"],
         "default_payment_method": None,
@@ -106,6 +106,7 @@ def _phase(call: Call, p: Params, start: int, index: int, defaults: JSON) -> tup
         else None,
         "items": [
             {
+                "billing_thresholds": None,
                 "discounts": [],
                 "metadata": dict(i.metadata),
                 "plan": i.price["id"],
@@ -196,7 +197,10 @@ def create(call: Call) -> JSON:
         "description": None,
         "invoice_settings": {
             "account_tax_ids": None,
+            "custom_fields": None,
             "days_until_due": default_days,
+            "description": None,
+            "footer": None,
             "issuer": {"type": "self"},
         },
         "on_behalf_of": None,
@@ -232,6 +236,7 @@ def create(call: Call) -> JSON:
         "end_behavior": end_behavior,
         "livemode": False,
         "metadata": {},
+        "pause_schedules": [],
         "phases": phases,
         "released_at": None,
         "released_subscription": None,

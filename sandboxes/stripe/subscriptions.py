@@ -7,7 +7,6 @@ classic billing). Each item carries ``current_period_start``/``current_period_en
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -257,7 +256,7 @@ def make_renderer(state: State) -> Any:
     def render(sub: JSON) -> JSON:
         from .store import strip_private
 
-        body: JSON = strip_private(copy.deepcopy(sub))
+        body: JSON = strip_private(sub)
         for item in body["items"]["data"]:
             price = state.store.objects[item["price"]]
             item["price"] = state.store.render(price)
@@ -278,6 +277,7 @@ def _new_item(state: State, sub_id: str, spec: ItemSpec, at: int, start: int, en
         "created": at,
         "current_period_end": end,
         "current_period_start": start,
+        "current_trial": None,
         "discounts": [],
         "metadata": dict(spec.metadata),
         "price": spec.price["id"],
@@ -325,11 +325,17 @@ def create_subscription(state: State, customer: JSON, spec: SubSpec, at: int) ->
         "billing_cycle_anchor": anchor,
         "billing_cycle_anchor_config": None,
         "billing_mode": {"flexible": None, "type": "classic"},
+        "billing_schedules": [],
         "billing_thresholds": None,
         "cancel_at": spec.cancel_at,
         "cancel_at_period_end": False,
         "canceled_at": None,
-        "cancellation_details": {"comment": None, "feedback": None, "reason": None},
+        "cancellation_details": {
+            "comment": None,
+            "feedback": None,
+            "feedback_option": None,
+            "reason": None,
+        },
         "collection_method": spec.collection_method,
         "created": at,
         "currency": first["currency"],
@@ -342,7 +348,13 @@ def create_subscription(state: State, customer: JSON, spec: SubSpec, at: int) ->
         "description": spec.description,
         "discounts": [],
         "ended_at": None,
-        "invoice_settings": {"account_tax_ids": None, "issuer": {"type": "self"}},
+        "invoice_settings": {
+            "account_tax_ids": None,
+            "custom_fields": None,
+            "description": None,
+            "footer": None,
+            "issuer": {"type": "self"},
+        },
         "items": {
             "object": "list",
             "data": [],
@@ -352,6 +364,7 @@ def create_subscription(state: State, customer: JSON, spec: SubSpec, at: int) ->
         },
         "latest_invoice": None,
         "livemode": False,
+        "managed_payments": None,
         "metadata": dict(spec.metadata),
         "next_pending_invoice_item_invoice": None,
         "on_behalf_of": None,
@@ -370,7 +383,12 @@ def create_subscription(state: State, customer: JSON, spec: SubSpec, at: int) ->
         "test_clock": customer.get("test_clock"),
         "transfer_data": None,
         "trial_end": None,
-        "trial_settings": {"end_behavior": {"missing_payment_method": "create_invoice"}},
+        "trial_settings": {
+            "end_behavior": {
+                "billing_cycle_anchor": None,
+                "missing_payment_method": "create_invoice",
+            }
+        },
         "trial_start": None,
         "_interval": first["recurring"]["interval"],
         "_interval_count": first["recurring"]["interval_count"],
