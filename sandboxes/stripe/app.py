@@ -204,7 +204,7 @@ class StripeApp:
             except StripeError as error:
                 # A declined payment is recorded (attempt_count, events); other refusals
                 # leave no trace, like Stripe's.
-                if snap is not None and error.status != 402:
+                if snap is not None and error.rollback:
                     self.state.restore(snap)
                 return error.status, error.body(), error.headers
             except Exception:

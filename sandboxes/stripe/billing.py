@@ -71,7 +71,7 @@ def _actions(state: State, clock_id: str | None, until: int) -> list[Action]:
         elif invoice["status"] == "open":
             if invoice["collection_method"] == "charge_automatically":
                 add(invoice["next_payment_attempt"], 3, invoice, partial(_collect, state, invoice))
-            elif invoice["subscription"] and not invoice.get("_overdue_handled"):
+            elif invoice["_subscription"] and not invoice.get("_overdue_handled"):
                 add(
                     invoice["due_date"],
                     3,

@@ -6,7 +6,9 @@ import copy
 import secrets
 from typing import Any
 
+from . import payment_methods
 from .call import Call
+from .errors import no_such
 from .params import Params, metadata_patch
 from .search import compile_query, decode_page, encode_page
 from .store import created_filter
@@ -25,6 +27,8 @@ _WRITABLE = [
     "invoice_settings",
     "tax_exempt",
     "invoice_prefix",
+    "source",
+    "balance",
 ]
 _ADDRESS = ["city", "country", "line1", "line2", "postal_code", "state"]
 _SEARCH_FIELDS = {"created": "number", "email": "string", "name": "string", "phone": "string"}
@@ -41,7 +45,9 @@ def _address(p: Params, key: str) -> tuple[bool, JSON | None]:
     return True, {k: sub.get_str(k, allow_empty=True) or None for k in _ADDRESS}
 
 
-def _apply(call: Call, customer: JSON) -> None:
+def _apply(call: Call, customer: JSON, attached_now: dict[str, str] | None = None) -> None:
+    """Apply the writable fields; ``attached_now`` maps a test PaymentMethod value given as
+    ``payment_method`` in the same request to the PaymentMethod it became."""
     p = call.params
     for key in ("name", "email", "description", "phone"):
         given, value = p.get_nullable_str(key)
@@ -82,13 +88,32 @@ def _apply(call: Call, customer: JSON) -> None:
             customer["invoice_settings"]["footer"] = footer
         given, method = settings.get_nullable_str("default_payment_method")
         if given:
-            customer["invoice_settings"]["default_payment_method"] = method
+            payment_methods.set_default_payment_method(
+                call.state,
+                customer,
+                method,
+                attached_now or {},
+                "invoice_settings[default_payment_method]",
+            )
+    balance = p.get_int("balance")
+    if balance is not None:
+        customer["balance"] = balance
     metadata_patch(p, customer["metadata"])
+
+
+def _attach_payment_method(call: Call, customer: JSON, at: int) -> dict[str, str]:
+    """``payment_method`` on create: attach it (a test value becomes a new PaymentMethod)."""
+    value = call.params.get_str("payment_method")
+    if value is None:
+        return {}
+    pm = payment_methods.materialize(call.state, value, "payment_method")
+    payment_methods.attach(call.state, pm, customer, at)
+    return {value: pm["id"]}
 
 
 def create(call: Call) -> JSON:
     p = call.params
-    p.reject_unknown([*_WRITABLE, "test_clock"])
+    p.reject_unknown([*_WRITABLE, "test_clock", "payment_method"])
     clock_id = p.get_str("test_clock")
     if clock_id is not None:
         call.store.require(clock_id, "test_helpers.test_clock", param="test_clock", status=400)
@@ -124,8 +149,12 @@ def create(call: Call) -> JSON:
         "test_clock": clock_id,
         "_indexed_at": int(call.state.now()),
     }
-    _apply(call, customer)
     call.store.add(customer)
+    attached = _attach_payment_method(call, customer, created)
+    _apply(call, customer, attached)
+    source = p.get_str("source")
+    if source is not None:
+        payment_methods.add_source(call.state, customer, source, created)
     call.state.emit("customer.created", customer)
     return call.store.render(customer)
 
@@ -140,9 +169,21 @@ def retrieve(call: Call) -> JSON:
 
 def update(call: Call) -> JSON:
     customer = call.store.require(call.arg(), "customer")
-    call.params.reject_unknown(_WRITABLE)
+    call.params.reject_unknown([*_WRITABLE, "default_source"])
     before = call.store.render(customer)
     _apply(call, customer)
+    at = call.state.time_for_customer(customer)
+    source = call.params.get_str("source")
+    if source is not None:
+        added = payment_methods.add_source(call.state, customer, source, at)
+        customer["default_source"] = added["id"]
+    given, default_source = call.params.get_nullable_str("default_source")
+    if given:
+        if default_source is not None:
+            card = call.store.get(default_source, "card")
+            if card is None or card["customer"] != customer["id"]:
+                raise no_such("source", default_source, param="default_source", status=400)
+        customer["default_source"] = default_source
     after = call.store.render(customer)
     if after != before:
         call.state.emit("customer.updated", customer, previous=before)

@@ -9,8 +9,9 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from . import payment_methods, payments
 from .call import Call
-from .errors import StripeError, card_declined, invalid_param, invalid_request, no_such
+from .errors import StripeError, invalid_param, invalid_request, no_such
 from .params import Params, metadata_patch
 from .state import State
 from .store import created_filter
@@ -21,14 +22,8 @@ JSON = dict[str, Any]
 AUTO_FINALIZE_DELAY = 3600
 COLLECTION_METHODS = ["charge_automatically", "send_invoice"]
 STATUSES = ["draft", "open", "paid", "uncollectible", "void"]
-#: Stripe's test PaymentMethods that decline, by decline code.
-DECLINING_PAYMENT_METHODS = {
-    "pm_card_chargeDeclined": "generic_decline",
-    "pm_card_visa_chargeDeclined": "generic_decline",
-    "pm_card_chargeDeclinedInsufficientFunds": "insufficient_funds",
-    "pm_card_visa_chargeDeclinedInsufficientFunds": "insufficient_funds",
-    "pm_card_chargeCustomerFail": "generic_decline",
-}
+#: Days after the previous failed attempt at which automatic collection is retried.
+RETRY_DAYS = (3, 5, 7)
 
 
 # -- construction -------------------------------------------------------------------------------
@@ -139,7 +134,6 @@ def new_invoice(
             "paid_at": None,
             "voided_at": None,
         },
-        "subscription": None,
         "subtotal": 0,
         "subtotal_excluding_tax": 0,
         "test_clock": customer.get("test_clock"),
@@ -151,7 +145,7 @@ def new_invoice(
         "webhooks_delivered_at": None,
     }
     if subscription is not None:
-        invoice["subscription"] = subscription["id"]
+        invoice["_subscription"] = subscription["id"]
         invoice["parent"] = {
             "quote_details": None,
             "subscription_details": {
@@ -163,6 +157,7 @@ def new_invoice(
     if collection_method == "send_invoice" and days_until_due is not None:
         invoice["due_date"] = at + days_until_due * DAY
     invoice["_days_until_due"] = days_until_due
+    invoice.setdefault("_subscription", None)
     _snapshot_customer(invoice, customer)
     _set_auto_advance(invoice, auto_advance)
     if customer.get("currency") is None:
@@ -313,6 +308,8 @@ def finalize(state: State, invoice: JSON, at: int) -> None:
         invoice["next_payment_attempt"] = at
     invoice["hosted_invoice_url"] = f"{state.base_url}/invoice/{invoice['id']}"
     invoice["invoice_pdf"] = f"{state.base_url}/invoice/{invoice['id']}/pdf"
+    if invoice["amount_due"] > 0:
+        payments.new_invoice_payment_intent(state, invoice, at)
     state.emit("invoice.finalized", invoice, at=at)
     if invoice["amount_due"] == 0:
         invoice["attempted"] = True
@@ -323,32 +320,71 @@ def send(state: State, invoice: JSON, at: int) -> None:
     state.emit("invoice.sent", invoice, at=at)
 
 
-def payment_decline(state: State, invoice: JSON, payment_method: str | None) -> str | None:
-    """The decline code a payment attempt would get, or None if it would succeed."""
-    if payment_method in DECLINING_PAYMENT_METHODS:
-        return DECLINING_PAYMENT_METHODS[payment_method]
-    customer = state.store.objects.get(invoice["customer"]) or {}
-    if (customer.get("metadata") or {}).get("sandbox_fail_payments") == "true":
-        return "generic_decline"
-    return None
+def payment_source(state: State, invoice: JSON, payment_method: str | None) -> JSON | None:
+    """What a payment attempt charges: ``payment_method`` given to ``/pay`` (a test value
+    becomes a new PaymentMethod), else the invoice's default chain."""
+    if payment_method is not None:
+        if payment_method.startswith(("card_", "src_", "ba_")):
+            found = state.store.get(payment_method, "card")
+            if found is None:
+                raise no_such("source", payment_method, param="source", status=400)
+            return found
+        return payment_methods.materialize(state, payment_method, "payment_method")
+    return payment_methods.default_payment_source(state, invoice)
 
 
 def attempt_payment(
-    state: State, invoice: JSON, at: int, payment_method: str | None = None
-) -> str | None:
-    """Charge the customer's (simulated) card; returns the decline code on failure."""
-    decline = payment_decline(state, invoice, payment_method)
+    state: State,
+    invoice: JSON,
+    at: int,
+    payment_method: str | None = None,
+    *,
+    automatic: bool = True,
+) -> payments.Outcome:
+    """One attempt to collect ``invoice``: charges its payment source, emits what Stripe
+    emits, and (for automatic collection) schedules Stripe's retries after a failure."""
+    source = payment_source(state, invoice, payment_method)
+    outcome = payments.attempt(state, invoice, at, source, off_session=automatic)
     invoice["attempted"] = True
     invoice["attempt_count"] += 1
     invoice["next_payment_attempt"] = None
-    if decline is not None:
+    if outcome.status == "succeeded":
+        mark_paid(state, invoice, at, out_of_band=False)
+        return outcome
+    if outcome.status == "requires_action":
+        state.emit("invoice.payment_action_required", invoice, at=at)
+    elif automatic:
+        _schedule_retry(state, invoice, at)
         state.emit("invoice.payment_failed", invoice, at=at)
-        from . import subscriptions
+    else:
+        state.emit("invoice.payment_failed", invoice, at=at)
+    from . import subscriptions
 
-        subscriptions.on_payment_failed(state, invoice, at)
-        return decline
-    mark_paid(state, invoice, at, out_of_band=False)
-    return None
+    subscriptions.on_payment_failed(state, invoice, at)
+    if (
+        automatic
+        and invoice["next_payment_attempt"] is None
+        and invoice["collection_method"] == "charge_automatically"
+        and invoice["billing_reason"] != "subscription_create"
+        and invoice["attempt_count"] > len(RETRY_DAYS)
+    ):
+        subscriptions.on_retries_exhausted(state, invoice, at)
+    return outcome
+
+
+def _schedule_retry(state: State, invoice: JSON, at: int) -> None:
+    """Stripe retries a failed automatic collection: the sandbox follows the custom schedule
+    Stripe offers by default (3, 5 and 7 days after the previous attempt); a subscription's
+    first invoice is not retried (the subscription stays incomplete)."""
+    if (
+        invoice["collection_method"] != "charge_automatically"
+        or not invoice["auto_advance"]
+        or invoice["billing_reason"] == "subscription_create"
+    ):
+        return
+    count = int(invoice["attempt_count"])
+    if count <= len(RETRY_DAYS):
+        invoice["next_payment_attempt"] = at + RETRY_DAYS[count - 1] * DAY
 
 
 def mark_paid(
@@ -360,6 +396,7 @@ def mark_paid(
     invoice["status_transitions"]["paid_at"] = at
     invoice["next_payment_attempt"] = None
     invoice["auto_advance"] = False
+    payments.settle_invoice_payment(state, invoice, at, paid=True)
     state.emit("invoice.paid", invoice, at=at)
     if emit_payment and not out_of_band:
         state.emit("invoice.payment_succeeded", invoice, at=at)
@@ -369,6 +406,7 @@ def mark_paid(
 
 
 def void(state: State, invoice: JSON, at: int) -> None:
+    payments.settle_invoice_payment(state, invoice, at, paid=False)
     invoice["status"] = "void"
     invoice["status_transitions"]["voided_at"] = at
     invoice["next_payment_attempt"] = None
@@ -550,6 +588,11 @@ def update(call: Call) -> JSON:
     auto_advance = p.get_bool("auto_advance")
     if auto_advance is not None:
         _set_auto_advance(invoice, auto_advance)
+        if invoice["status"] == "open" and invoice["collection_method"] == "charge_automatically":
+            # Automatic collection resumes (or stops) with auto_advance.
+            invoice["next_payment_attempt"] = (
+                call.state.time_for_customer(invoice["customer"]) if auto_advance else None
+            )
     metadata_patch(p, invoice["metadata"])
     after = call.store.render(invoice)
     if after != before:
@@ -600,7 +643,7 @@ def list_(call: Call) -> JSON:
         return (
             (status is None or i["status"] == status)
             and (customer is None or i["customer"] == customer)
-            and (subscription is None or i["subscription"] == subscription)
+            and (subscription is None or i["_subscription"] == subscription)
             and (method is None or i["collection_method"] == method)
             and in_range(i["created"])
             and (not has_due_date or (i["due_date"] is not None and due_in_range(i["due_date"])))
@@ -693,11 +736,32 @@ def pay(call: Call) -> JSON:
     if out_of_band:
         mark_paid(call.state, invoice, at, out_of_band=True)
         return call.store.render(invoice)
-    decline = attempt_payment(call.state, invoice, at, payment_method)
-    if decline is not None:
-        error = card_declined(decline)
-        error.extra["request_log_url"] = None
-        raise error
+    if payment_source(call.state, invoice, payment_method) is None:
+        raise invalid_request(
+            "This customer has no attached payment source or default payment method. Please "
+            "consider adding a default payment method. For more information, visit "
+            "https://stripe.com/docs/billing/subscriptions/payment-methods-setting"
+            "#payment-method-priority."
+        )
+    outcome = attempt_payment(call.state, invoice, at, payment_method, automatic=False)
+    intent = payments.intent_of(call.state, invoice)
+    if outcome.status == "requires_action":
+        raise StripeError(
+            402,
+            "This payment requires additional user action before it can be completed "
+            "successfully. Payment can be completed using the PaymentIntent associated with "
+            "the invoice. For more details see: "
+            "https://stripe.com/docs/billing/subscriptions/overview#requires-action",
+            type="card_error",
+            code="invoice_payment_intent_requires_action",
+            extra={"payment_intent": call.store.render(intent) if intent else None},
+        )
+    if outcome.status == "declined":
+        assert outcome.decline_code is not None
+        raise payment_methods.decline_error(
+            outcome.decline_code,
+            {"payment_intent": call.store.render(intent) if intent else None},
+        )
     return call.store.render(invoice)
 
 

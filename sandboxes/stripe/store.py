@@ -34,6 +34,17 @@ KIND_NAMES = {
     "event": "event",
     "webhook_endpoint": "webhook_endpoint",
     "test_helpers.test_clock": "test_clock",
+    "payment_method": "PaymentMethod",
+    "setup_intent": "setup_intent",
+    "payment_intent": "payment_intent",
+    "charge": "charge",
+    "refund": "refund",
+    "invoice_payment": "invoice_payment",
+    "card": "source",
+    "coupon": "coupon",
+    "promotion_code": "promotion_code",
+    "tax_rate": "tax_rate",
+    "plan": "plan",
 }
 
 

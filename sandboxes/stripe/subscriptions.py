@@ -10,9 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import invoices
+from . import invoices, payment_methods, payments
 from .call import Call
-from .errors import StripeError, card_declined, invalid_param, invalid_request, no_such
+from .errors import StripeError, invalid_param, invalid_request, no_such
 from .params import Params, metadata_patch
 from .state import State
 from .store import created_filter
@@ -71,6 +71,7 @@ class SubSpec:
     payment_behavior: str = "allow_incomplete"
     proration_behavior: str = "create_prorations"
     schedule_id: str | None = None
+    default_payment_method: str | None = None
 
 
 # -- parameter parsing shared with schedules ------------------------------------------------------
@@ -342,7 +343,7 @@ def create_subscription(state: State, customer: JSON, spec: SubSpec, at: int) ->
         "customer": customer["id"],
         "customer_account": None,
         "days_until_due": spec.days_until_due,
-        "default_payment_method": None,
+        "default_payment_method": spec.default_payment_method,
         "default_source": None,
         "default_tax_rates": [],
         "description": spec.description,
@@ -573,7 +574,7 @@ def resume_collection(state: State, sub: JSON, at: int) -> None:
 
 def _delinquent(state: State, sub: JSON, at: int) -> bool:
     for invoice in state.store.all("invoice"):
-        if invoice["subscription"] != sub["id"] or invoice["status"] != "open":
+        if invoice["_subscription"] != sub["id"] or invoice["status"] != "open":
             continue
         overdue = invoice["due_date"] is not None and invoice["due_date"] <= at
         if invoice["attempt_count"] > 0 or overdue:
@@ -582,7 +583,7 @@ def _delinquent(state: State, sub: JSON, at: int) -> bool:
 
 
 def on_invoice_paid(state: State, invoice: JSON, at: int) -> None:
-    sub = state.store.objects.get(invoice.get("subscription") or "")
+    sub = state.store.objects.get(invoice.get("_subscription") or "")
     if sub is None or sub["status"] not in ("incomplete", "past_due", "unpaid"):
         return
     if _delinquent(state, sub, at):
@@ -593,12 +594,21 @@ def on_invoice_paid(state: State, invoice: JSON, at: int) -> None:
 
 
 def on_payment_failed(state: State, invoice: JSON, at: int) -> None:
-    sub = state.store.objects.get(invoice.get("subscription") or "")
+    sub = state.store.objects.get(invoice.get("_subscription") or "")
     if sub is None or sub["status"] != "active":
         return
     before = state.store.render(sub)
     sub["status"] = "past_due"
     state.emit("customer.subscription.updated", sub, previous=before, at=at)
+
+
+def on_retries_exhausted(state: State, invoice: JSON, at: int) -> None:
+    """Every retry failed: Stripe's default setting cancels the subscription (the invoice
+    stays open)."""
+    sub = state.store.objects.get(invoice.get("_subscription") or "")
+    if sub is None or sub["status"] in ("canceled", "incomplete_expired"):
+        return
+    cancel_now(state, sub, at, reason="payment_failed")
 
 
 def on_invoice_overdue(state: State, invoice: JSON, at: int) -> None:
@@ -716,20 +726,61 @@ def create(call: Call) -> JSON:
         proration_behavior=proration,
     )
     spec.metadata = {k: v for k, v in spec.metadata.items() if v}
-    if (
-        method == "charge_automatically"
-        and behavior == "error_if_incomplete"
-        and invoices.payment_decline(
-            call.state, {"customer": customer_id}, p.get_str("default_payment_method")
-        )
-        is not None
-    ):
-        raise card_declined()
+    spec.default_payment_method = _default_payment_method(call, customer, p)
     sub = create_subscription(call.state, customer, spec, at)
+    if behavior == "error_if_incomplete" and sub["status"] == "incomplete":
+        invoice = call.store.objects[sub["latest_invoice"]]
+        raise _first_payment_error(call.state, invoice)
     if p.get_bool("cancel_at_period_end"):
         sub["cancel_at_period_end"] = True
         sub["cancel_at"] = period_of(sub)[1]
     return call.store.render(sub)
+
+
+def _default_payment_method(call: Call, customer: JSON, p: Params) -> str | None:
+    """``default_payment_method``: a PaymentMethod attached to the subscription's customer."""
+    given, value = p.get_nullable_str("default_payment_method")
+    if not given or value is None:
+        return None
+    pm = call.store.get(value, "payment_method")
+    if pm is None:
+        raise no_such("PaymentMethod", value, param="default_payment_method", status=400)
+    if pm["customer"] != customer["id"]:
+        raise invalid_param(
+            "default_payment_method",
+            f"The customer does not have a payment method with the ID {value}. The payment "
+            "method must be attached to the customer.",
+            "resource_missing",
+        )
+    return str(pm["id"])
+
+
+def _first_payment_error(state: State, invoice: JSON) -> StripeError:
+    """``payment_behavior=error_if_incomplete``: the 402 of the failed first payment; the
+    subscription and its invoice are not kept."""
+    intent = payments.intent_of(state, invoice)
+    error = intent.get("last_payment_error") if intent else None
+    if intent is not None and intent["status"] == "requires_action":
+        failure = StripeError(
+            402,
+            "Payment for this subscription requires additional user action before it can be "
+            "completed successfully. Please refer to the use of the `enable_incomplete_payments` "
+            "parameter here: https://stripe.com/docs/billing/migration/strong-customer-"
+            "authentication#scenario-1-handling-sca-if-you-create-subscriptions-on-the-server",
+            type="card_error",
+            code="subscription_payment_intent_requires_action",
+        )
+    elif error:
+        failure = payment_methods.decline_error(str(error.get("decline_code") or "generic_decline"))
+    else:
+        failure = invalid_request(
+            "This customer has no attached payment source or default payment method. Please "
+            "consider adding a default payment method. For more information, visit "
+            "https://stripe.com/docs/billing/subscriptions/payment-methods-setting"
+            "#payment-method-priority."
+        )
+    failure.rollback = True
+    return failure
 
 
 def retrieve(call: Call) -> JSON:
@@ -802,7 +853,13 @@ def update(call: Call) -> JSON:
         cancellation.reject_unknown(["comment", "feedback"])
     p.get_enum("proration_behavior", PRORATION_BEHAVIORS)
     types = payment_method_types(p)
+    given_pm = p.has("default_payment_method")
+    default_pm = (
+        _default_payment_method(call, call.store.objects[sub["customer"]], p) if given_pm else None
+    )
     before = call.store.render(sub)
+    if given_pm:
+        sub["default_payment_method"] = default_pm
     sub["collection_method"], sub["days_until_due"] = method, days
     if given_cancel:
         sub["cancel_at"] = cancel_at

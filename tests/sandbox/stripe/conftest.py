@@ -123,6 +123,16 @@ def one_time_price(client: stripe.StripeClient, recurring_price: stripe.Price) -
     )
 
 
+#: A working test card as the customer's default payment method (Stripe's own idiom: the
+#: test value is attached and becomes the default in the same request).
+WITH_CARD: dict[str, Any] = {
+    "payment_method": "pm_card_visa",
+    "invoice_settings": {"default_payment_method": "pm_card_visa"},
+}
+
+
 @pytest.fixture
 def customer(client: stripe.StripeClient) -> stripe.Customer:
-    return client.v1.customers.create(params={"email": "ada@example.com", "name": "Ada"})
+    return client.v1.customers.create(
+        params={"email": "ada@example.com", "name": "Ada", **WITH_CARD}
+    )

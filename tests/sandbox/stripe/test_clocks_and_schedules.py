@@ -7,7 +7,7 @@ import stripe
 
 from sandboxes.stripe import StripeSandbox
 
-from .conftest import DAY, START, FakeClock, Receiver
+from .conftest import DAY, START, WITH_CARD, FakeClock, Receiver
 
 FEB_1 = START + 31 * DAY
 MAR_1 = FEB_1 + 28 * DAY
@@ -26,7 +26,7 @@ def clocked_customer(
     client: stripe.StripeClient, test_clock: stripe.test_helpers.TestClock
 ) -> stripe.Customer:
     return client.v1.customers.create(
-        params={"email": "clock@example.com", "test_clock": test_clock.id}
+        params={"email": "clock@example.com", "test_clock": test_clock.id, **WITH_CARD}
     )
 
 

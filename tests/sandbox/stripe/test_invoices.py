@@ -185,7 +185,12 @@ def test_paying_a_paid_invoice_is_refused(
 def test_a_declined_payment_is_a_card_error_and_counts_an_attempt(
     client: stripe.StripeClient,
 ) -> None:
-    customer = client.v1.customers.create(params={"metadata": {"sandbox_fail_payments": "true"}})
+    customer = client.v1.customers.create(
+        params={
+            "payment_method": "pm_card_chargeCustomerFail",
+            "invoice_settings": {"default_payment_method": "pm_card_chargeCustomerFail"},
+        }
+    )
     invoice = client.v1.invoices.finalize_invoice(_draft(client, customer).id)
     with pytest.raises(stripe.CardError) as raised:
         client.v1.invoices.pay(invoice.id)

@@ -18,7 +18,7 @@ from werkzeug.wrappers import Request, Response
 
 from sandboxes.stripe import StripeSandbox
 
-from .conftest import DAY, START, FakeClock, make_client, stop_in_background
+from .conftest import DAY, START, WITH_CARD, FakeClock, make_client, stop_in_background
 from .schema.validate import Report, check
 
 JSON = dict[str, Any]
@@ -95,6 +95,7 @@ def _scenario(client: stripe.StripeClient) -> None:
     invoice = client.v1.invoices.finalize_invoice(invoice.id)
     client.v1.credit_notes.create(params={"invoice": invoice.id, "amount": 200})
     client.v1.invoices.pay(invoice.id, params={"paid_out_of_band": True})
+    _payments(client, monthly.id)
     client.v1.test_helpers.test_clocks.advance(clock.id, params={"frozen_time": START + 70 * DAY})
     for listing in (
         client.v1.customers.list(params={"test_clock": clock.id}),
@@ -106,6 +107,40 @@ def _scenario(client: stripe.StripeClient) -> None:
         client.v1.products.list(),
         client.v1.prices.list(),
         client.v1.events.list(params={"limit": 100}),
+    ):
+        assert listing.data
+
+
+def _payments(client: stripe.StripeClient, price_id: str) -> None:
+    payer = client.v1.customers.create(params={**WITH_CARD, "source": "tok_visa"})
+    client.v1.customers.payment_sources.list(payer.id)
+    client.v1.payment_methods.create(
+        params={
+            "type": "us_bank_account",
+            "us_bank_account": {"routing_number": "110000000", "account_number": "000123456789"},
+            "billing_details": {"name": "Acme"},
+        }
+    )
+    client.v1.setup_intents.create(
+        params={"customer": payer.id, "payment_method": "pm_card_visa", "confirm": True}
+    )
+    client.v1.setup_intents.create(params={"payment_method_types": ["card"]})
+    sub = client.v1.subscriptions.create(
+        params={"customer": payer.id, "items": [{"price": price_id}], "expand": ["latest_invoice"]}
+    )
+    client.v1.customers.update(payer.id, params={"source": "tok_chargeCustomerFail"})
+    failing = client.v1.customers.create(params={"source": "tok_chargeCustomerFail"})
+    client.v1.subscriptions.create(params={"customer": failing.id, "items": [{"price": price_id}]})
+    charge = client.v1.charges.list(params={"customer": payer.id}).data[0]
+    client.v1.refunds.create(params={"charge": charge.id, "amount": 100})
+    assert isinstance(sub.latest_invoice, stripe.Invoice)
+    for listing in (
+        client.v1.payment_methods.list(params={"customer": payer.id}),
+        client.v1.setup_intents.list(),
+        client.v1.payment_intents.list(),
+        client.v1.charges.list(),
+        client.v1.refunds.list(),
+        client.v1.invoice_payments.list(params={"invoice": sub.latest_invoice.id}),
     ):
         assert listing.data
 
