@@ -18,7 +18,7 @@ JSON = dict[str, Any]
 Action = tuple[int, int, int, Callable[[int], None]]
 
 _MAX_ACTIONS = 100_000
-_LIVE = ("active", "past_due", "unpaid")
+_LIVE = ("active", "past_due", "unpaid", "trialing")
 
 
 def _actions(state: State, clock_id: str | None, until: int) -> list[Action]:
@@ -50,6 +50,12 @@ def _actions(state: State, clock_id: str | None, until: int) -> list[Action]:
             continue
         if sub["status"] not in _LIVE:
             continue
+        add(
+            subscriptions.trial_will_end_at(sub),
+            1,
+            sub,
+            partial(subscriptions.send_trial_will_end, state, sub),
+        )
         resumes_at = (sub["pause_collection"] or {}).get("resumes_at")
         add(resumes_at, 1, sub, partial(subscriptions.resume_collection, state, sub))
         _, period_end = subscriptions.period_of(sub)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from . import payment_methods, payments
+from . import catalog, discounts, money, payment_methods, payments, tax_rates
 from .call import Call
 from .errors import StripeError, invalid_param, invalid_request, no_such
 from .params import Params, metadata_patch
@@ -158,6 +158,8 @@ def new_invoice(
         invoice["due_date"] = at + days_until_due * DAY
     invoice["_days_until_due"] = days_until_due
     invoice.setdefault("_subscription", None)
+    invoice["_line_tax_rates"] = {}
+    invoice["starting_balance"] = int(customer.get("balance") or 0)
     _snapshot_customer(invoice, customer)
     _set_auto_advance(invoice, auto_advance)
     if customer.get("currency") is None:
@@ -207,7 +209,12 @@ def add_line(
     parent: JSON,
     subscription_id: str | None,
     metadata: dict[str, str] | None = None,
+    discounts: list[str] | None = None,
+    tax_rates: list[JSON] | None = None,
+    proration: bool = False,
 ) -> JSON:
+    """Append a line; ``discounts`` are the line's own (item) discounts and ``tax_rates``
+    its own rates (None: the invoice's ``default_tax_rates`` apply)."""
     line: JSON = {
         "id": state.store.new_id("il_"),
         "object": "line_item",
@@ -216,7 +223,7 @@ def add_line(
         "description": description,
         "discount_amounts": [],
         "discountable": True,
-        "discounts": [],
+        "discounts": list(discounts or []),
         "invoice": invoice["id"],
         "livemode": False,
         "metadata": dict(metadata or {}),
@@ -231,7 +238,9 @@ def add_line(
         "taxes": [],
     }
     invoice["lines"]["data"].append(line)
-    recompute(invoice)
+    if tax_rates is not None:
+        invoice["_line_tax_rates"][line["id"]] = [rate["id"] for rate in tax_rates]
+    recompute(state, invoice)
     return line
 
 
@@ -263,6 +272,9 @@ def attach_item(state: State, invoice: JSON, item: JSON) -> None:
         },
         subscription_id=sub_id,
         metadata=item["metadata"],
+        discounts=item["discounts"],
+        tax_rates=item["tax_rates"] if item["tax_rates"] else None,
+        proration=bool(item.get("proration")),
     )
 
 
@@ -279,13 +291,148 @@ def pending_items(state: State, customer_id: str, subscription_id: str | None = 
     return sorted(items, key=lambda i: (i["date"], i["_seq"]), reverse=True)
 
 
-def recompute(invoice: JSON) -> None:
-    subtotal = sum(int(line["amount"]) for line in invoice["lines"]["data"])
-    invoice["lines"]["total_count"] = len(invoice["lines"]["data"])
-    invoice["subtotal"] = invoice["subtotal_excluding_tax"] = subtotal
-    invoice["total"] = invoice["total_excluding_tax"] = subtotal
-    invoice["amount_due"] = max(subtotal, 0)
+def recompute(state: State, invoice: JSON) -> None:
+    """Every money field of a draft invoice from its lines, as Stripe computes them.
+
+    Per line: its own discounts, then the invoice's, each on what the earlier ones left
+    (percent-off rounded half up per line; amount-off split across the lines it applies to
+    in proportion to their amounts); then each tax rate on the discounted amount (exclusive:
+    added on top; inclusive: contained in it), rounded per line. ``subtotal`` is the lines
+    after their own discounts, ``total`` = subtotal - invoice discounts + exclusive tax, and
+    the customer's balance (credit or debit) is applied to ``amount_due``.
+    """
+    lines = invoice["lines"]["data"]
+    invoice["lines"]["total_count"] = len(lines)
+    at = int(invoice["created"])
+    remaining = {line["id"]: int(line["amount"]) for line in lines}
+    applied: dict[str, list[JSON]] = {line["id"]: [] for line in lines}
+    totals: dict[str, int] = {}
+
+    def take(discount: JSON, targets: list[JSON]) -> None:
+        coupon = discounts.coupon_of(state, discount)
+        targets = [
+            t
+            for t in targets
+            if t["discountable"]
+            and discounts.applies_to_line(state, discount, t, invoice["currency"])
+        ]
+        percent = discounts.percent(coupon)
+        if percent is not None:
+            shares = [money.percent_of(max(remaining[t["id"]], 0), percent) for t in targets]
+        else:
+            weights = [max(remaining[t["id"]], 0) for t in targets]
+            shares = money.distribute(min(int(coupon["amount_off"]), sum(weights)), weights)
+        for target, share in zip(targets, shares, strict=True):
+            remaining[target["id"]] -= share
+            applied[target["id"]].append({"amount": share, "discount": discount["id"]})
+            totals[discount["id"]] = totals.get(discount["id"], 0) + share
+
+    for line in lines:
+        for discount in discounts.active(state, line["discounts"], at):
+            take(discount, [line])
+    item_discounts = sum(int(line["amount"]) - remaining[line["id"]] for line in lines)
+    for discount in discounts.active(state, invoice["discounts"], at):
+        take(discount, lines)
+    default_rates = [rate["id"] for rate in invoice["default_tax_rates"]]
+    tax_totals: dict[tuple[str, str], list[int]] = {}
+    exclusive = inclusive = 0
+    for line in lines:
+        line["discount_amounts"] = applied[line["id"]]
+        taxable = remaining[line["id"]]
+        line["taxes"] = []
+        for rate_id in invoice["_line_tax_rates"].get(line["id"], default_rates):
+            rate = state.store.objects[rate_id]
+            pct = tax_rates.percentage(rate)
+            if rate["inclusive"]:
+                amount = money.inclusive_tax(taxable, pct)
+                base, behavior = taxable - amount, "inclusive"
+                inclusive += amount
+            else:
+                amount = money.percent_of(taxable, pct)
+                base, behavior = taxable, "exclusive"
+                exclusive += amount
+            line["taxes"].append(
+                {
+                    "amount": amount,
+                    "tax_behavior": behavior,
+                    "tax_rate_details": {"tax_rate": rate_id},
+                    "taxability_reason": "standard_rated",
+                    "taxable_amount": base,
+                    "type": "tax_rate_details",
+                }
+            )
+            bucket = tax_totals.setdefault((rate_id, behavior), [0, 0])
+            bucket[0] += amount
+            bucket[1] += base
+    subtotal = sum(int(line["amount"]) for line in lines) - item_discounts
+    invoice_discounts = sum(totals.values()) - item_discounts
+    invoice["subtotal"] = subtotal
+    invoice["subtotal_excluding_tax"] = subtotal - inclusive
+    invoice["total"] = subtotal - invoice_discounts + exclusive
+    invoice["total_excluding_tax"] = invoice["total"] - exclusive - inclusive
+    invoice["total_discount_amounts"] = [
+        {"amount": amount, "discount": discount_id} for discount_id, amount in totals.items()
+    ]
+    invoice["total_taxes"] = [
+        {
+            "amount": amount,
+            "tax_behavior": behavior,
+            "tax_rate_details": {"tax_rate": rate_id},
+            "taxability_reason": "standard_rated",
+            "taxable_amount": base,
+            "type": "tax_rate_details",
+        }
+        for (rate_id, behavior), (amount, base) in tax_totals.items()
+    ]
+    if invoice["status"] == "draft":
+        customer = state.store.objects.get(invoice["customer"]) or {}
+        invoice["starting_balance"] = int(customer.get("balance") or 0)
+    applied_balance = _applied_balance(invoice["total"], int(invoice["starting_balance"]))
+    invoice["amount_due"] = max(invoice["total"] + applied_balance, 0)
     invoice["amount_remaining"] = invoice["amount_due"] - invoice["amount_paid"]
+
+
+def _applied_balance(total: int, balance: int) -> int:
+    """The part of the customer's balance an invoice uses: a credit (negative) up to the
+    total; a debit (positive) in full."""
+    if balance < 0:
+        return max(balance, -max(total, 0))
+    return balance
+
+
+def _settle_balance(state: State, invoice: JSON, at: int) -> None:
+    """At finalization the customer's balance is applied (a ``customer_balance_transaction``
+    of type ``applied_to_invoice``); a negative total is credited to the balance."""
+    customer = state.store.objects[invoice["customer"]]
+    starting = int(customer.get("balance") or 0)
+    invoice["starting_balance"] = starting
+    recompute(state, invoice)
+    applied = _applied_balance(invoice["total"], starting)
+    ending = starting - applied + min(invoice["total"], 0)
+    invoice["ending_balance"] = ending
+    if ending == starting:
+        return
+    before = state.store.render(customer)
+    customer["balance"] = ending
+    txn: JSON = {
+        "id": state.store.new_id("cbtxn_"),
+        "object": "customer_balance_transaction",
+        "amount": ending - starting,
+        "checkout_session": None,
+        "created": at,
+        "credit_note": None,
+        "currency": invoice["currency"],
+        "customer": customer["id"],
+        "customer_account": None,
+        "description": None,
+        "ending_balance": ending,
+        "invoice": invoice["id"],
+        "livemode": False,
+        "metadata": None,
+        "type": "applied_to_invoice" if invoice["total"] >= 0 else "unapplied_from_invoice",
+    }
+    state.store.add(txn)
+    state.emit("customer.updated", customer, previous=before, at=at)
 
 
 # -- transitions --------------------------------------------------------------------------------
@@ -297,6 +444,7 @@ def finalize(state: State, invoice: JSON, at: int) -> None:
     invoice["number"] = f"{customer['invoice_prefix']}-{customer['next_invoice_sequence']:04d}"
     customer["next_invoice_sequence"] += 1
     _snapshot_customer(invoice, customer)
+    _settle_balance(state, invoice, at)
     invoice["status"] = "open"
     invoice["status_transitions"]["finalized_at"] = at
     invoice["effective_at"] = at
@@ -477,6 +625,10 @@ _CREATE = [
     "currency",
     "footer",
     "subscription",
+    "discounts",
+    "default_tax_rates",
+    "default_payment_method",
+    "default_source",
 ]
 
 
@@ -518,11 +670,57 @@ def create(call: Call) -> JSON:
     if given:
         invoice["footer"] = footer
     metadata_patch(p, invoice["metadata"])
+    _apply_discounts_and_rates(call, invoice, at)
+    if invoice["discounts"] == [] and not p.has("discounts"):
+        # A one-off invoice inherits the customer's discount, as in Stripe.
+        invoice["discounts"] = discounts.customer_discount_ids(call.state, customer)
+    _payment_defaults(call, invoice)
     for item in pending:
         if item["currency"] == currency:
             attach_item(call.state, invoice, item)
+    recompute(call.state, invoice)
+    if invoice["total_discount_amounts"] and customer.get("_discount") in invoice["discounts"]:
+        kept = discounts.end_once(
+            call.state, discounts.customer_discount_ids(call.state, customer), at
+        )
+        if not kept:
+            discounts.set_customer_discount(call.state, customer, [], at, emit=False)
     call.state.emit("invoice.created", invoice, at=at)
     return call.store.render(invoice)
+
+
+def _apply_discounts_and_rates(call: Call, invoice: JSON, at: int) -> None:
+    """``discounts[]`` and ``default_tax_rates[]`` of a draft (``""`` clears either)."""
+    p = call.params
+    chosen = discounts.parse_discounts(
+        call.state, p, at, customer=invoice["customer"], invoice=invoice["id"]
+    )
+    if chosen is not None:
+        invoice["discounts"] = chosen
+    rates = tax_rates.parse(call.state, p, "default_tax_rates")
+    if rates is not None:
+        invoice["default_tax_rates"] = [
+            call.store.render(call.store.objects[rate]) for rate in rates
+        ]
+
+
+def _payment_defaults(call: Call, invoice: JSON) -> None:
+    """``default_payment_method``/``default_source``: the customer's own."""
+    p = call.params
+    given, method = p.get_nullable_str("default_payment_method")
+    if given:
+        if method is not None:
+            pm = call.store.get(method, "payment_method")
+            if pm is None or pm["customer"] != invoice["customer"]:
+                raise no_such("PaymentMethod", method, param="default_payment_method", status=400)
+        invoice["default_payment_method"] = method
+    given, source = p.get_nullable_str("default_source")
+    if given:
+        if source is not None:
+            card = call.store.get(source, "card")
+            if card is None or card["customer"] != invoice["customer"]:
+                raise no_such("source", source, param="default_source", status=400)
+        invoice["default_source"] = source
 
 
 def retrieve(call: Call) -> JSON:
@@ -536,13 +734,17 @@ _DRAFT_ONLY = [
     "description",
     "footer",
     "payment_settings",
+    "discounts",
+    "default_tax_rates",
 ]
 
 
 def update(call: Call) -> JSON:
     invoice = _require(call)
     p = call.params
-    p.reject_unknown([*_DRAFT_ONLY, "metadata", "auto_advance"])
+    p.reject_unknown(
+        [*_DRAFT_ONLY, "metadata", "auto_advance", "default_payment_method", "default_source"]
+    )
     if invoice["status"] != "draft":
         for key in _DRAFT_ONLY:
             if p.has(key):
@@ -585,6 +787,10 @@ def update(call: Call) -> JSON:
         types = _payment_method_types(p)
         if p.has("payment_settings"):
             invoice["payment_settings"]["payment_method_types"] = types
+        _apply_discounts_and_rates(call, invoice, call.state.time_for_customer(invoice["customer"]))
+        recompute(call.state, invoice)
+    if invoice["status"] in ("draft", "open"):
+        _payment_defaults(call, invoice)
     auto_advance = p.get_bool("auto_advance")
     if auto_advance is not None:
         _set_auto_advance(invoice, auto_advance)
@@ -803,6 +1009,10 @@ def new_invoice_item(
     subscription_id: str | None,
     metadata: dict[str, str] | None = None,
     period: tuple[int, int] | None = None,
+    discounts: list[str] | None = None,
+    tax_rates: list[JSON] | None = None,
+    proration: bool = False,
+    unit_amount_decimal: str | None = None,
 ) -> JSON:
     start, end = period or (at, at)
     item: JSON = {
@@ -815,7 +1025,7 @@ def new_invoice_item(
         "date": at,
         "description": description,
         "discountable": True,
-        "discounts": [],
+        "discounts": list(discounts or []),
         "invoice": None,
         "livemode": False,
         "metadata": dict(metadata or {}),
@@ -828,10 +1038,10 @@ def new_invoice_item(
         else None,
         "period": {"end": end, "start": start},
         "pricing": pricing_of(price, amount, quantity),
-        "proration": False,
+        "proration": proration,
         "quantity": quantity,
         "quantity_decimal": str(quantity),
-        "tax_rates": [],
+        "tax_rates": list(tax_rates or []),
         "test_clock": customer.get("test_clock"),
     }
     if customer.get("currency") is None:
@@ -862,6 +1072,8 @@ def create_item(call: Call) -> JSON:
             "period",
             "discountable",
             "unit_amount_decimal",
+            "discounts",
+            "tax_rates",
         ]
     )
     customer_id = p.get_str("customer", required=True)
@@ -905,7 +1117,7 @@ def create_item(call: Call) -> JSON:
                 None,
             )
         currency = price["currency"]
-        amount = price["unit_amount"] * quantity
+        amount = catalog.price_amount(price, quantity)
         description = description or product_name(call.state, price)
     elif price_data is not None:
         price_data.reject_unknown(
@@ -915,10 +1127,14 @@ def create_item(call: Call) -> JSON:
         product_id = price_data.get_str("product", required=True)
         assert product_id is not None
         product = call.store.require(product_id, "product", param="price_data[product]", status=400)
-        unit = price_data.get_int("unit_amount", required=True, minimum=0)
-        assert unit is not None
-        amount = unit * quantity
+        amount = money.unit_total(catalog.unit_amount_of(price_data), quantity)
         description = description or product["name"]
+    elif p.has("unit_amount_decimal"):
+        amount = money.unit_total(catalog.unit_amount_of(p), quantity)
+        if currency is None:
+            raise StripeError(
+                400, "Missing required param: currency.", code="parameter_missing", param="currency"
+            )
     elif amount is not None:
         if currency is None:
             raise StripeError(
@@ -955,6 +1171,7 @@ def create_item(call: Call) -> JSON:
         assert start is not None and end is not None
         bounds = (start, end)
     at = call.state.time_for_customer(customer)
+    rates = tax_rates.parse(call.state, p, "tax_rates")
     item = new_invoice_item(
         call.state,
         customer,
@@ -966,6 +1183,11 @@ def create_item(call: Call) -> JSON:
         description=description,
         subscription_id=subscription_id,
         period=bounds,
+        tax_rates=[call.store.render(call.store.objects[r]) for r in rates or []],
+    )
+    item["discounts"] = (
+        discounts.parse_discounts(call.state, p, at, customer=customer_id, invoice_item=item["id"])
+        or []
     )
     metadata_patch(p, item["metadata"])
     if invoice is not None:
@@ -994,7 +1216,7 @@ def delete_item(call: Call) -> JSON:
             if ((line.get("parent") or {}).get("invoice_item_details") or {}).get("invoice_item")
             != item["id"]
         ]
-        recompute(invoice)
+        recompute(call.state, invoice)
     snapshot = copy.deepcopy(item)
     item["_deleted"] = True
     call.state.emit("invoiceitem.deleted", snapshot)

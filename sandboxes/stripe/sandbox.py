@@ -5,9 +5,10 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
+from functools import partial
 
 from .. import _server
-from . import billing, subscriptions, webhooks
+from . import billing, customers, discounts, subscriptions, webhooks
 from .app import StripeApp
 from .routes import ROUTES
 from .state import State
@@ -38,6 +39,8 @@ class StripeSandbox:
             signing_clock=signing_clock,
         )
         self.state.store.renderers["subscription"] = subscriptions.make_renderer(self.state)
+        self.state.store.renderers["customer"] = customers.make_renderer(self.state)
+        self.state.store.renderers["coupon"] = partial(discounts.render_coupon, self.state)
         self.app = StripeApp(self.state, ROUTES)
         self._server: _server.SandboxServer | None = None
         self._stop = threading.Event()

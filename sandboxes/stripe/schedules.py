@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import subscriptions
+from . import subscriptions, versions
 from .call import Call
 from .errors import StripeError, invalid_param, invalid_request
 from .params import Params, metadata_patch
@@ -36,6 +36,10 @@ def _phase(call: Call, p: Params, start: int, index: int, defaults: JSON) -> tup
             "currency",
             "default_payment_method",
             "billing_cycle_anchor",
+            "start_date",
+            "default_tax_rates",
+            "trial_end",
+            *(["iterations"] if call.before(versions.CLOVER) else []),
         ]
     )
     items = subscriptions.parse_items(call.state, p)
@@ -59,6 +63,18 @@ def _phase(call: Call, p: Params, start: int, index: int, defaults: JSON) -> tup
         interval = duration.get_enum("interval", _INTERVALS, required=True)
         assert interval is not None
         end_date = add_interval(start, interval, duration.get_int("interval_count", minimum=1) or 1)
+    iterations = p.get_int("iterations", minimum=1)
+    if iterations is not None:
+        if end_date is not None:
+            raise StripeError(
+                400,
+                "You may only specify one of these parameters: end_date, iterations.",
+                param=p.name("iterations"),
+            )
+        recurring = items[0].price["recurring"]
+        end_date = add_interval(
+            start, recurring["interval"], recurring["interval_count"] * iterations
+        )
     if end_date is None:
         recurring = items[0].price["recurring"]
         end_date = add_interval(start, recurring["interval"], recurring["interval_count"])
@@ -377,6 +393,93 @@ def mark_canceled(state: State, schedule: JSON, at: int) -> None:
 
 def _require(call: Call) -> JSON:
     return call.store.require(call.arg(), "subscription_schedule")
+
+
+def update(call: Call) -> JSON:
+    """Replace the current and future phases (a change to the current phase applies to the
+    subscription at once, prorated per ``proration_behavior``), ``end_behavior`` or
+    ``metadata``."""
+    schedule = _require(call)
+    p = call.params
+    p.reject_unknown(
+        ["phases", "end_behavior", "metadata", "default_settings", "proration_behavior",
+         "billing_mode"]
+    )  # fmt: skip
+    if schedule["status"] not in ("not_started", "active"):
+        raise invalid_request(
+            f"You cannot update a subscription schedule that is currently in the "
+            f"`{schedule['status']}` status. It must be in one of the following statuses: "
+            "`not_started`, `active`."
+        )
+    at = call.state.time_for_customer(schedule["customer"])
+    proration = (
+        p.get_enum("proration_behavior", subscriptions.PRORATION_BEHAVIORS) or "create_prorations"
+    )
+    end_behavior = p.get_enum("end_behavior", ["cancel", "none", "release", "renew"])
+    if end_behavior in ("none", "renew"):
+        raise invalid_param(
+            "end_behavior",
+            "The dealbridge Stripe sandbox supports only `release` and `cancel`.",
+            None,
+        )
+    before = call.store.render(schedule)
+    phase_params = p.items("phases")
+    if phase_params:
+        index = max(schedule["_phase_index"], 0)
+        current_start = schedule["phases"][index]["start_date"]
+        first = phase_params[0].get_timestamp("start_date", allow_now=True, now=at)
+        if schedule["status"] == "active" and first is not None and first != current_start:
+            raise invalid_param(
+                "phases[0][start_date]",
+                "You can not modify the start date of the current phase.",
+                None,
+            )
+        cursor = first if first is not None else current_start
+        kept = schedule["phases"][:index] if schedule["status"] == "active" else []
+        kept_private = schedule["_phases"][:index] if schedule["status"] == "active" else []
+        phases, privates = [], []
+        defaults = {**schedule["default_settings"], "collection_method": None}
+        for number, phase_p in enumerate(phase_params):
+            phase, private = _phase(call, phase_p, cursor, number, defaults)
+            phases.append(phase)
+            privates.append(private)
+            cursor = phase["end_date"]
+        schedule["phases"] = kept + phases
+        schedule["_phases"] = kept_private + privates
+        if schedule["status"] == "active":
+            current = schedule["phases"][index]
+            schedule["current_phase"] = {
+                "end_date": current["end_date"],
+                "start_date": current["start_date"],
+            }
+            sub = call.store.objects.get(schedule["subscription"] or "")
+            if sub is not None and sub["status"] not in ("canceled", "incomplete_expired"):
+                _apply_current_phase(call.state, schedule, sub, privates[0], at, proration)
+    if end_behavior is not None:
+        schedule["end_behavior"] = end_behavior
+    metadata_patch(p, schedule["metadata"])
+    after = call.store.render(schedule)
+    if after != before:
+        call.state.emit("subscription_schedule.updated", schedule, previous=before, at=at)
+    return after
+
+
+def _apply_current_phase(
+    state: State, schedule: JSON, sub: JSON, private: JSON, at: int, proration: str
+) -> None:
+    """The current phase changed: its items replace the subscription's now."""
+    before = state.store.render(sub)
+    by_price = {item["price"]: item for item in sub["items"]["data"]}
+    changes = [(by_price.get(spec.price["id"]), spec) for spec in private["items"]]
+    subscriptions.change_items(state, sub, changes, at, proration, at)
+    sub["metadata"].update(private["metadata"])
+    last_end = schedule["phases"][-1]["end_date"]
+    if schedule["end_behavior"] == "cancel":
+        sub["cancel_at"] = last_end
+    if proration == "always_invoice":
+        subscriptions.invoice_prorations_now(state, sub, at)
+    if state.store.render(sub) != before:
+        state.emit("customer.subscription.updated", sub, previous=before, at=at)
 
 
 def retrieve(call: Call) -> JSON:

@@ -273,6 +273,20 @@ class Store:
         value = node[field]
         if value is None:
             return
+        if isinstance(value, list):
+            # A list of ids (``discounts``): each expands, and the rest of the path goes on
+            # in each element.
+            for index, element in enumerate(value):
+                if isinstance(element, str):
+                    target = self.objects.get(element)
+                    if target is None:
+                        raise StripeError(
+                            400, f"This property cannot be expanded ({field}).", param="expand"
+                        )
+                    value[index] = element = self.render(target)
+                if rest and isinstance(element, dict):
+                    self._expand_path(element, rest, full)
+            return
         if isinstance(value, str):
             target = self.objects.get(value)
             if target is None:

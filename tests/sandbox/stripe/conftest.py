@@ -50,11 +50,19 @@ def sandbox(clock: FakeClock) -> Iterator[StripeSandbox]:
     stop_in_background(sb.stop)
 
 
-def make_client(url: str, api_key: str = "sk_test_dealbridge") -> stripe.StripeClient:
+def make_client(
+    url: str, api_key: str = "sk_test_dealbridge", stripe_version: str | None = None
+) -> stripe.StripeClient:
+    """A client of the sandbox (pinned to ``stripe_version`` if given, as stripe-python
+    otherwise pins its own)."""
+    addresses: Any = {"api": url, "files": url, "connect": url}
+    if stripe_version is None:
+        return stripe.StripeClient(api_key, base_addresses=addresses, max_network_retries=0)
     return stripe.StripeClient(
         api_key,
-        base_addresses={"api": url, "files": url, "connect": url},
+        base_addresses=addresses,
         max_network_retries=0,
+        stripe_version=stripe_version,
     )
 
 
