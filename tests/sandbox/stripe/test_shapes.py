@@ -96,6 +96,7 @@ def _scenario(client: stripe.StripeClient) -> None:
     client.v1.credit_notes.create(params={"invoice": invoice.id, "amount": 200})
     client.v1.invoices.pay(invoice.id, params={"paid_out_of_band": True})
     _payments(client, monthly.id)
+    _money(client, customer.id, monthly.id, product.id)
     client.v1.test_helpers.test_clocks.advance(clock.id, params={"frozen_time": START + 70 * DAY})
     for listing in (
         client.v1.customers.list(params={"test_clock": clock.id}),
@@ -141,6 +142,89 @@ def _payments(client: stripe.StripeClient, price_id: str) -> None:
         client.v1.charges.list(),
         client.v1.refunds.list(),
         client.v1.invoice_payments.list(params={"invoice": sub.latest_invoice.id}),
+    ):
+        assert listing.data
+
+
+def _money(client: stripe.StripeClient, customer_id: str, price_id: str, product_id: str) -> None:
+    """Discounts, tax, balance, tiered, metered and decimal prices, trials, changes."""
+    coupon = client.v1.coupons.create(params={"percent_off": "12.5", "duration": "forever"})
+    client.v1.coupons.create(params={"amount_off": 300, "currency": "usd", "duration": "once"})
+    promo = client.v1.promotion_codes.create(
+        params={"promotion": {"type": "coupon", "coupon": coupon.id}}
+    )
+    rate = client.v1.tax_rates.create(
+        params={"display_name": "VAT", "percentage": "20", "inclusive": False}
+    )
+    included = client.v1.tax_rates.create(
+        params={"display_name": "GST", "percentage": "10", "inclusive": True}
+    )
+    client.v1.customers.balance_transactions.create(
+        customer_id, params={"amount": -500, "currency": "usd"}
+    )
+    meter = client.v1.billing.meters.create(
+        params={
+            "display_name": "Calls",
+            "event_name": "calls",
+            "default_aggregation": {"formula": "sum"},
+        }
+    )
+    metered = client.v1.prices.create(
+        params={
+            "currency": "usd",
+            "unit_amount_decimal": "0.5",
+            "product": product_id,
+            "recurring": {"interval": "month", "usage_type": "metered", "meter": meter.id},
+        }
+    )
+    tiered = client.v1.prices.create(
+        params={
+            "currency": "usd",
+            "product": product_id,
+            "recurring": {"interval": "month"},
+            "billing_scheme": "tiered",
+            "tiers_mode": "graduated",
+            "tiers": [{"up_to": 3, "unit_amount": 500}, {"up_to": "inf", "flat_amount": 100}],
+        }
+    )
+    client.v1.plans.create(
+        params={"currency": "usd", "interval": "month", "amount": 900, "product": product_id}
+    )
+    sub = client.v1.subscriptions.create(
+        params={
+            "customer": customer_id,
+            "items": [
+                {"price": tiered.id, "quantity": 4, "tax_rates": [included.id]},
+                {"price": metered.id},
+            ],
+            "discounts": [{"promotion_code": promo.id}],
+            "default_tax_rates": [rate.id],
+            "collection_method": "send_invoice",
+            "days_until_due": 5,
+            "trial_period_days": 3,
+            "expand": ["latest_invoice.discounts"],
+        }
+    )
+    client.v1.billing.meter_events.create(
+        params={"event_name": "calls", "payload": {"stripe_customer_id": customer_id, "value": "7"}}
+    )
+    client.v1.subscriptions.update(sub.id, params={"trial_end": "now"})
+    client.v1.invoices.create_preview(
+        params={
+            "subscription": sub.id,
+            "subscription_details": {"items": [{"id": sub.items.data[0].id, "quantity": 6}]},
+        }
+    )
+    client.v1.invoices.create_preview(
+        params={"customer": customer_id, "subscription_details": {"items": [{"price": price_id}]}}
+    )
+    for listing in (
+        client.v1.coupons.list(),
+        client.v1.promotion_codes.list(),
+        client.v1.tax_rates.list(),
+        client.v1.plans.list(),
+        client.v1.billing.meters.list(),
+        client.v1.customers.balance_transactions.list(customer_id),
     ):
         assert listing.data
 
