@@ -32,6 +32,12 @@ def _actions(state: State, clock_id: str | None, until: int) -> list[Action]:
     for schedule in store.all("subscription_schedule"):
         if schedule["test_clock"] != clock_id:
             continue
+        add(
+            schedules.expiring_at(schedule),
+            0,
+            schedule,
+            partial(schedules.send_expiring, state, schedule),
+        )
         when = schedules.next_action_time(schedule)
         if schedule["status"] == "not_started":
             add(when, 0, schedule, partial(schedules.start_schedule, state, schedule))

@@ -405,8 +405,9 @@ def _settle_balance(state: State, invoice: JSON, at: int) -> None:
     of type ``applied_to_invoice``); a negative total is credited to the balance."""
     customer = state.store.objects[invoice["customer"]]
     starting = int(customer.get("balance") or 0)
-    invoice["starting_balance"] = starting
-    recompute(state, invoice)
+    if starting != invoice["starting_balance"]:
+        invoice["starting_balance"] = starting
+        recompute(state, invoice)
     applied = _applied_balance(invoice["total"], starting)
     ending = starting - applied + min(invoice["total"], 0)
     invoice["ending_balance"] = ending

@@ -319,16 +319,48 @@ def advance(state: State, schedule: JSON, at: int) -> None:
         state.emit("subscription_schedule.updated", schedule, previous=before, at=at)
         return
     schedule["current_phase"] = None
+    schedule["status"] = "completed"
+    schedule["completed_at"] = at
     if schedule["end_behavior"] == "cancel":
-        schedule["status"] = "completed"
-        schedule["completed_at"] = at
         if sub is not None and sub["status"] not in ("canceled", "incomplete_expired"):
             sub["schedule"] = None
             subscriptions.cancel_now(state, sub, at)
             sub["schedule"] = schedule["id"]
-        state.emit("subscription_schedule.completed", schedule, at=at)
     else:
-        _release(state, schedule, at)
+        # "A subscription schedule is completed after the last phase is finished. When this
+        # happens, the subscription is released from the schedule" (Stripe's guide; the CLI's
+        # subscription_schedule.completed trigger ends a release schedule this way).
+        schedule["released_subscription"] = schedule["subscription"]
+        schedule["subscription"] = None
+        if sub is not None:
+            before = state.store.render(sub)
+            sub["schedule"] = None
+            state.emit("customer.subscription.updated", sub, previous=before, at=at)
+    state.emit("subscription_schedule.completed", schedule, at=at)
+
+
+#: ``subscription_schedule.expiring`` comes this long before a schedule ends.
+EXPIRING_NOTICE = 7 * 86_400
+
+
+def expiring_at(schedule: JSON) -> int | None:
+    """When ``subscription_schedule.expiring`` is due (once, 7 days before the end)."""
+    if schedule["status"] not in ("not_started", "active") or schedule.get("_expiring_sent"):
+        return None
+    return int(schedule["phases"][-1]["end_date"]) - EXPIRING_NOTICE
+
+
+def send_expiring(state: State, schedule: JSON, at: int) -> None:
+    schedule["_expiring_sent"] = True
+    state.emit("subscription_schedule.expiring", schedule, at=at)
+
+
+def abort(state: State, schedule: JSON, at: int) -> None:
+    """The subscription was canceled for non-payment: the schedule is aborted."""
+    schedule["status"] = "canceled"
+    schedule["canceled_at"] = at
+    schedule["current_phase"] = None
+    state.emit("subscription_schedule.aborted", schedule, at=at)
 
 
 def _enter_phase(state: State, sub: JSON, private: JSON, at: int) -> None:

@@ -723,7 +723,10 @@ def cancel_now(
         if schedule is not None and schedule["status"] in ("active", "not_started"):
             from . import schedules
 
-            schedules.mark_canceled(state, schedule, at)
+            if reason == "payment_failed":
+                schedules.abort(state, schedule, at)
+            else:
+                schedules.mark_canceled(state, schedule, at)
 
 
 def expire_incomplete(state: State, sub: JSON, at: int) -> None:

@@ -354,3 +354,24 @@ def test_refunding_more_than_remains_is_refused(
     with pytest.raises(stripe.InvalidRequestError) as raised:
         client.v1.refunds.create(params={"charge": charge.id, "amount": 5001})
     assert raised.value.code == "amount_too_large"
+
+
+def test_a_scheduled_subscription_canceled_for_non_payment_aborts_its_schedule(
+    client: stripe.StripeClient, recurring_price: stripe.Price
+) -> None:
+    clock = client.v1.test_helpers.test_clocks.create(params={"frozen_time": START})
+    on_clock = client.v1.customers.create(params={"test_clock": clock.id, "source": "tok_visa"})
+    schedule = client.v1.subscription_schedules.create(
+        params={
+            "customer": on_clock.id,
+            "start_date": "now",
+            "phases": [
+                {"items": [{"price": recurring_price.id}], "duration": {"interval": "year"}}
+            ],
+        }
+    )
+    client.v1.customers.update(on_clock.id, params={"source": "tok_chargeCustomerFail"})
+    client.v1.test_helpers.test_clocks.advance(clock.id, params={"frozen_time": FEB_1 + 20 * DAY})
+    aborted = client.v1.subscription_schedules.retrieve(schedule.id)
+    assert aborted.status == "canceled"
+    assert "subscription_schedule.aborted" in _types(client)
