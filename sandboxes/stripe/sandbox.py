@@ -13,6 +13,11 @@ from .app import StripeApp
 from .routes import ROUTES
 from .state import State
 
+#: Stripe's test mode retries a failed webhook "three times over a few hours": after 1 h,
+#: 2 h and 4 h (``webhook_retry_base_seconds`` · 2^(n-1)), four attempts in all.
+RETRY_BASE_SECONDS = 3600
+MAX_ATTEMPTS = 4
+
 
 class StripeSandbox:
     """A local stand-in for the Stripe API that the official stripe-python client talks to.
@@ -27,8 +32,8 @@ class StripeSandbox:
         now: Callable[[], int] | None = None,
         search_lag_seconds: int = 0,
         *,
-        webhook_max_attempts: int = 4,
-        webhook_retry_base_seconds: int = 3600,
+        webhook_max_attempts: int = MAX_ATTEMPTS,
+        webhook_retry_base_seconds: int = RETRY_BASE_SECONDS,
         signing_clock: Callable[[], int] | None = None,
     ) -> None:
         self.state = State(

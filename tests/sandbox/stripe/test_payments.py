@@ -375,3 +375,30 @@ def test_a_scheduled_subscription_canceled_for_non_payment_aborts_its_schedule(
     aborted = client.v1.subscription_schedules.retrieve(schedule.id)
     assert aborted.status == "canceled"
     assert "subscription_schedule.aborted" in _types(client)
+
+
+def test_a_credit_note_can_carry_a_refund_of_the_invoice_payment(
+    client: stripe.StripeClient, customer: stripe.Customer
+) -> None:
+    invoice = client.v1.invoices.pay(_open_invoice(client, customer, 5000).id)
+    note = client.v1.credit_notes.create(
+        params={"invoice": invoice.id, "amount": 2000, "refund_amount": 2000}
+    )
+    assert note.refunds[0].amount_refunded == 2000
+    refund = client.v1.refunds.retrieve(str(note.refunds[0].refund))
+    assert refund.amount == 2000
+    charge = client.v1.charges.retrieve(str(refund.charge))
+    assert charge.amount_refunded == 2000
+
+
+def test_a_refund_on_a_credit_note_needs_a_stripe_payment(
+    client: stripe.StripeClient, customer: stripe.Customer
+) -> None:
+    invoice = client.v1.invoices.pay(
+        _open_invoice(client, customer).id, params={"paid_out_of_band": True}
+    )
+    with pytest.raises(stripe.InvalidRequestError) as raised:
+        client.v1.credit_notes.create(
+            params={"invoice": invoice.id, "amount": 100, "refund_amount": 100}
+        )
+    assert raised.value.param == "refund_amount"
