@@ -101,6 +101,7 @@ ROUTES: list[RouteSpec] = [
     ("GET", "/v1/subscriptions/:id", subscriptions.retrieve),
     ("POST", "/v1/subscriptions/:id", subscriptions.update),
     ("DELETE", "/v1/subscriptions/:id", subscriptions.cancel),
+    ("POST", "/v1/subscriptions/:id/resume", subscriptions.resume),
     ("POST", "/v1/subscription_schedules", schedules.create),
     ("GET", "/v1/subscription_schedules", schedules.list_),
     ("GET", "/v1/subscription_schedules/:id", schedules.retrieve),

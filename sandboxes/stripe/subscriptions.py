@@ -704,7 +704,7 @@ def end_trial_now(state: State, sub: JSON, at: int) -> None:
     sub["billing_cycle_anchor"] = at
     for item in sub["items"]["data"]:
         item["current_period_end"] = at
-    cycle(state, sub, at)
+    _cycle_now(state, sub, at)
 
 
 def cancel_now(
@@ -1377,7 +1377,7 @@ def reset_cycle(state: State, sub: JSON, at: int, proration: str) -> None:
     sub["billing_cycle_anchor"] = at
     for item in sub["items"]["data"]:
         item["current_period_end"] = at
-    cycle(state, sub, at)
+    _cycle_now(state, sub, at)
 
 
 def _parse_item_changes(
@@ -1470,6 +1470,44 @@ def _parse_item_changes(
                 None,
             )
     return final
+
+
+def resume(call: Call) -> JSON:
+    """``/resume``: a ``paused`` subscription (a trial that ended without a payment method)
+    becomes active; with ``billing_cycle_anchor=now`` (the default) a new period starts and
+    is invoiced at once."""
+    sub = call.store.require(call.arg(), "subscription")
+    p = call.params
+    p.reject_unknown(["billing_cycle_anchor", "proration_behavior", "proration_date"])
+    anchor = p.get_enum("billing_cycle_anchor", ["now", "unchanged"]) or "now"
+    p.get_enum("proration_behavior", PRORATION_BEHAVIORS)
+    if sub["status"] != "paused":
+        raise invalid_request(
+            "Only a subscription with a status of `paused` can be resumed.", param="id"
+        )
+    at = call.state.time_for_customer(sub["customer"])
+    before = call.store.render(sub)
+    sub["status"] = "active"
+    call.state.emit("customer.subscription.resumed", sub, at=at)
+    if anchor == "now":
+        sub["billing_cycle_anchor"] = at
+        for item in sub["items"]["data"]:
+            item["current_period_end"] = at
+        _cycle_now(call.state, sub, at)
+    else:
+        _emit_if_changed(call.state, sub, before, at)
+    return call.store.render(sub)
+
+
+def _cycle_now(state: State, sub: JSON, at: int) -> None:
+    """Start a new period now; its invoice is finalized and collected at once, as Stripe
+    does when a billing cycle is reset (``billing_cycle_anchor=now``, ``trial_end=now``)."""
+    latest = sub["latest_invoice"]
+    cycle(state, sub, at)
+    if sub["latest_invoice"] != latest:
+        invoice = state.store.objects[sub["latest_invoice"]]
+        if invoice["status"] == "draft" and invoice["auto_advance"]:
+            _collect_now(state, invoice, at)
 
 
 def cancel(call: Call) -> JSON:

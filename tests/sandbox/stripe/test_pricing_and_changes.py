@@ -215,6 +215,13 @@ def test_a_trial_without_a_payment_method_can_pause(
     paused = client.v1.subscriptions.update(sub.id, params={"trial_end": "now"})
     assert paused.status == "paused"
     assert client.v1.events.list(params={"type": "customer.subscription.paused"}).data
+    client.v1.payment_methods.attach("pm_card_visa", params={"customer": customer.id})
+    client.v1.customers.update(customer.id, params={"source": "tok_visa"})
+    resumed = client.v1.subscriptions.resume(sub.id, params={"expand": ["latest_invoice"]})
+    assert resumed.status == "active"
+    assert isinstance(resumed.latest_invoice, stripe.Invoice)
+    assert (resumed.latest_invoice.total, resumed.latest_invoice.status) == (2000, "paid")
+    assert client.v1.events.list(params={"type": "customer.subscription.resumed"}).data
 
 
 # -- changes ------------------------------------------------------------------------------------
