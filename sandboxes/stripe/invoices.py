@@ -1148,6 +1148,12 @@ def create_item(call: Call) -> JSON:
             param="amount",
         )
     assert currency is not None and amount is not None
+    if customer.get("currency") not in (None, currency.lower()):
+        raise invalid_request(
+            "You cannot combine currencies on a single customer. This customer has had a "
+            f"subscription, coupon, or invoice item with currency {customer['currency']}",
+            param="currency",
+        )
     invoice: JSON | None = None
     invoice_id = p.get_str("invoice")
     if invoice_id is not None:

@@ -327,3 +327,16 @@ def test_a_manual_auto_advance_draft_is_finalized_and_charged_by_the_engine(
     clock.advance(3600)
     sandbox.run_billing()
     assert client.v1.invoices.retrieve(invoice.id).status == "paid"
+
+
+def test_an_invoice_item_in_a_second_currency_is_refused(
+    client: stripe.StripeClient, customer: stripe.Customer
+) -> None:
+    client.v1.invoice_items.create(
+        params={"customer": customer.id, "amount": 100, "currency": "usd"}
+    )
+    with pytest.raises(stripe.InvalidRequestError) as raised:
+        client.v1.invoice_items.create(
+            params={"customer": customer.id, "amount": 100, "currency": "eur"}
+        )
+    assert "combine currencies" in str(raised.value)
