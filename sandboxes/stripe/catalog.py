@@ -6,7 +6,7 @@ import re
 from fractions import Fraction
 from typing import Any
 
-from . import money
+from . import money, versions
 from .call import Call
 from .errors import StripeError, invalid_param, no_such
 from .params import Params, metadata_patch
@@ -353,7 +353,7 @@ def _new_price(call: Call, p: Params, product_id: str) -> JSON:
         meter = rec.get_str("meter")
         if meter is not None:
             call.store.require(meter, "billing.meter", param=rec.name("meter"), status=400)
-        if usage_type == "metered" and meter is None:
+        if usage_type == "metered" and meter is None and not call.before(versions.BASIL):
             raise StripeError(
                 400,
                 "Metered prices must be backed by a meter: pass `recurring[meter]` (usage "

@@ -12,7 +12,7 @@ from __future__ import annotations
 from fractions import Fraction
 from typing import Any
 
-from . import money
+from . import money, versions
 from .call import Call
 from .errors import StripeError, invalid_param, invalid_request, no_such
 from .state import State
@@ -180,12 +180,74 @@ def create_event(call: Call) -> JSON:
     return body
 
 
+def create_usage_record(call: Call) -> JSON:
+    """``/v1/subscription_items/:id/usage_records`` (API versions before 2025-03-31): usage of
+    a metered item without a meter; ``action=set`` replaces what the period had so far."""
+    if not call.before(versions.BASIL):
+        raise StripeError(
+            404,
+            f"Unrecognized request URL (POST: /v1/subscription_items/{call.arg()}/usage_records). "
+            "Usage records were removed in API version 2025-03-31; report usage with billing "
+            "meter events.",
+        )
+    p = call.params
+    p.reject_unknown(["quantity", "timestamp", "action"])
+    item, sub = _subscription_item(call, call.arg())
+    price = call.store.objects[item["price"]]
+    if price["recurring"]["usage_type"] != "metered":
+        raise invalid_request(
+            "Usage records can only be created for subscription items on a metered price."
+        )
+    quantity = p.get_int("quantity", required=True, minimum=0)
+    at = call.state.time_for_customer(sub["customer"])
+    timestamp = p.get_timestamp("timestamp", allow_now=True, now=at)
+    record: JSON = {
+        "id": call.store.new_id("mbur_"),
+        "object": "usage_record",
+        "livemode": False,
+        "quantity": quantity,
+        "subscription_item": item["id"],
+        "timestamp": at if timestamp is None else timestamp,
+        "_action": p.get_enum("action", ["increment", "set"]) or "increment",
+        "_customer": sub["customer"],
+        "_price": price["id"],
+    }
+    call.store.add(record)
+    return call.store.render(record)
+
+
+def _subscription_item(call: Call, item_id: str) -> tuple[JSON, JSON]:
+    for sub in call.store.all("subscription"):
+        for item in sub["items"]["data"]:
+            if item["id"] == item_id:
+                return item, sub
+    raise no_such("subscription_item", item_id)
+
+
+def _usage_records(state: State, price: JSON, customer_id: str, period: tuple[int, int]) -> int:
+    start, end = period
+    total = 0
+    records = sorted(
+        (
+            r
+            for r in state.store.all("usage_record")
+            if r["_price"] == price["id"]
+            and r["_customer"] == customer_id
+            and start <= r["timestamp"] < end
+        ),
+        key=lambda r: (r["timestamp"], r["_seq"]),
+    )
+    for record in records:
+        total = record["quantity"] if record["_action"] == "set" else total + record["quantity"]
+    return total
+
+
 def usage(state: State, price: JSON, customer_id: str, period: tuple[int, int]) -> int:
     """The billable quantity of a metered ``price`` for ``customer_id`` over ``period``."""
     meter_id = price["recurring"].get("meter")
     meter = state.store.objects.get(meter_id or "")
     if meter is None:
-        return 0
+        return _usage_records(state, price, customer_id, period)
     start, end = period
     customer_key = meter["customer_mapping"]["event_payload_key"]
     value_key = meter["value_settings"]["event_payload_key"]

@@ -82,6 +82,7 @@ ROUTES: list[RouteSpec] = [
     ("POST", "/v1/billing/meters/:id/deactivate", meters.deactivate),
     ("POST", "/v1/billing/meters/:id/reactivate", meters.reactivate),
     ("POST", "/v1/billing/meter_events", meters.create_event),
+    ("POST", "/v1/subscription_items/:id/usage_records", meters.create_usage_record),
     ("POST", "/v1/plans", catalog.create_plan),
     ("GET", "/v1/plans", catalog.list_plans),
     ("GET", "/v1/plans/:id", catalog.retrieve_plan),

@@ -137,6 +137,39 @@ def test_a_metered_price_bills_the_meters_usage_in_arrears(
     assert (line.period.start, line.period.end) == (START, FEB_1)
 
 
+def test_usage_records_bill_a_metered_price_for_clients_pinned_before_2025_03_31(
+    sandbox: StripeSandbox,
+    client: stripe.StripeClient,
+    payer: stripe.Customer,
+    test_clock: stripe.test_helpers.TestClock,
+) -> None:
+    pinned = make_client(sandbox.url, stripe_version="2024-12-18.acacia")
+    price = pinned.v1.prices.create(
+        params={
+            "currency": "usd",
+            "unit_amount": 10,
+            "product_data": {"name": "Calls"},
+            "recurring": {"interval": "month", "usage_type": "metered"},
+        }
+    )
+    sub = pinned.v1.subscriptions.create(
+        params={"customer": payer.id, "items": [{"price": price.id}]}
+    )
+    item = sub.items.data[0].id
+    for quantity, action in ((40, "increment"), (2, "increment"), (25, "set"), (5, "increment")):
+        pinned.raw_request(
+            "post",
+            f"/v1/subscription_items/{item}/usage_records",
+            quantity=quantity,
+            timestamp=START + DAY,
+            action=action,
+        )
+    _advance(client, test_clock, FEB_1 + 2 * 3600)
+    assert _invoices(client, sub.id)[1].total == 300
+    with pytest.raises(stripe.InvalidRequestError):
+        client.raw_request("post", f"/v1/subscription_items/{item}/usage_records", quantity=1)
+
+
 def test_a_metered_item_takes_no_quantity(
     client: stripe.StripeClient, payer: stripe.Customer
 ) -> None:
