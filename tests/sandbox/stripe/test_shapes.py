@@ -257,3 +257,8 @@ def test_no_required_field_is_missing(report: Report) -> None:
 
 def test_no_field_has_the_wrong_type(report: Report) -> None:
     assert sorted(report.wrong) == []
+
+
+def test_no_object_has_a_field_the_version_does_not_have(report: Report) -> None:
+    """Fields removed from the API (an invoice's top-level ``subscription``) stay removed."""
+    assert sorted(report.unknown) == []
