@@ -160,7 +160,7 @@ class StripeApp:
             to_save: SavedResponse | None = None
             try:
                 status, body, extra = self._execute(
-                    endpoint, path_args, method, pairs, request_id, idempotency_key
+                    endpoint, path_args, method, pairs, request_id, idempotency_key, stripe_version
                 )
                 payload = json.dumps(body, indent=2).encode()
                 all_headers = {**headers, **extra}
@@ -179,7 +179,9 @@ class StripeApp:
             return Response(
                 payload, status=status, headers=all_headers, content_type="application/json"
             )
-        status, body, extra = self._execute(endpoint, path_args, method, pairs, request_id, None)
+        status, body, extra = self._execute(
+            endpoint, path_args, method, pairs, request_id, None, stripe_version
+        )
         return _json_response(status, body, {**headers, **extra})
 
     def _execute(
@@ -190,6 +192,7 @@ class StripeApp:
         pairs: list[tuple[str, str]],
         request_id: str,
         idempotency_key: str | None,
+        stripe_version: str = API_VERSION,
     ) -> tuple[int, JSON, dict[str, str]]:
         handler = self.handlers[endpoint]
         with self.state.lock:
@@ -198,13 +201,13 @@ class StripeApp:
             try:
                 params = Params(parse_pairs(pairs))
                 expand = params.expand()
-                body = handler(Call(self.state, params, path_args, method))
+                body = handler(Call(self.state, params, path_args, method, stripe_version))
                 body = self.state.store.expand(body, expand)
                 return 200, body, {}
             except StripeError as error:
                 # A declined payment is recorded (attempt_count, events); other refusals
                 # leave no trace, like Stripe's.
-                if snap is not None and error.status != 402:
+                if snap is not None and error.rollback:
                     self.state.restore(snap)
                 return error.status, error.body(), error.headers
             except Exception:

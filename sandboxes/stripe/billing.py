@@ -18,7 +18,7 @@ JSON = dict[str, Any]
 Action = tuple[int, int, int, Callable[[int], None]]
 
 _MAX_ACTIONS = 100_000
-_LIVE = ("active", "past_due", "unpaid")
+_LIVE = ("active", "past_due", "unpaid", "trialing")
 
 
 def _actions(state: State, clock_id: str | None, until: int) -> list[Action]:
@@ -32,6 +32,12 @@ def _actions(state: State, clock_id: str | None, until: int) -> list[Action]:
     for schedule in store.all("subscription_schedule"):
         if schedule["test_clock"] != clock_id:
             continue
+        add(
+            schedules.expiring_at(schedule),
+            0,
+            schedule,
+            partial(schedules.send_expiring, state, schedule),
+        )
         when = schedules.next_action_time(schedule)
         if schedule["status"] == "not_started":
             add(when, 0, schedule, partial(schedules.start_schedule, state, schedule))
@@ -50,6 +56,12 @@ def _actions(state: State, clock_id: str | None, until: int) -> list[Action]:
             continue
         if sub["status"] not in _LIVE:
             continue
+        add(
+            subscriptions.trial_will_end_at(sub),
+            1,
+            sub,
+            partial(subscriptions.send_trial_will_end, state, sub),
+        )
         resumes_at = (sub["pause_collection"] or {}).get("resumes_at")
         add(resumes_at, 1, sub, partial(subscriptions.resume_collection, state, sub))
         _, period_end = subscriptions.period_of(sub)
@@ -71,7 +83,7 @@ def _actions(state: State, clock_id: str | None, until: int) -> list[Action]:
         elif invoice["status"] == "open":
             if invoice["collection_method"] == "charge_automatically":
                 add(invoice["next_payment_attempt"], 3, invoice, partial(_collect, state, invoice))
-            elif invoice["subscription"] and not invoice.get("_overdue_handled"):
+            elif invoice["_subscription"] and not invoice.get("_overdue_handled"):
                 add(
                     invoice["due_date"],
                     3,

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import re
+from fractions import Fraction
 from typing import Any
 
+from . import money, versions
 from .call import Call
-from .errors import StripeError, invalid_param
+from .errors import StripeError, invalid_param, no_such
 from .params import Params, metadata_patch
 from .store import created_filter
 
@@ -59,6 +61,7 @@ def new_product(call: Call, p: Params, *, custom_id: str | None = None) -> JSON:
         "shippable": None,
         "statement_descriptor": None,
         "tax_code": None,
+        "tax_details": None,
         "type": "service",
         "unit_label": None,
         "updated": now,
@@ -203,35 +206,139 @@ def _claim_lookup_key(call: Call, p: Params, lookup_key: str | None, price_id: s
     return owner
 
 
+def unit_amount_of(p: Params, *, required: bool = True) -> Fraction:
+    """``unit_amount`` (whole minor units) or ``unit_amount_decimal`` (up to 12 decimal
+    places of a minor unit), exactly; exactly one of them."""
+    if p.has("unit_amount") and p.has("unit_amount_decimal"):
+        raise StripeError(
+            400,
+            "You may only specify one of these parameters: unit_amount, unit_amount_decimal.",
+            param=p.name("unit_amount"),
+        )
+    whole = p.get_int("unit_amount", minimum=0)
+    if whole is not None:
+        return Fraction(whole)
+    text = p.get_str("unit_amount_decimal")
+    if text is not None:
+        value = money.parse_decimal(text)
+        if value is None or value < 0:
+            raise invalid_param(
+                p.name("unit_amount_decimal"),
+                f"Invalid decimal: {text}. Must be a non-negative number with at most 12 "
+                "decimal places.",
+                None,
+            )
+        return value
+    if required:
+        raise StripeError(
+            400,
+            f"Missing required param: {p.name('unit_amount')}.",
+            code="parameter_missing",
+            param=p.name("unit_amount"),
+        )
+    return Fraction(0)
+
+
+def price_amount(price: JSON, quantity: int) -> int:
+    """What ``quantity`` units of ``price`` cost, in minor units (tiers, decimals and
+    ``transform_quantity`` as Stripe computes them)."""
+    transform = price.get("transform_quantity")
+    if transform is not None:
+        divided = Fraction(quantity, int(transform["divide_by"]))
+        quantity = (
+            -(-divided.numerator // divided.denominator)
+            if transform["round"] == "up"
+            else divided.numerator // divided.denominator
+        )
+    if price["billing_scheme"] == "tiered":
+        return money.tiered_total(price["tiers"], price["tiers_mode"], quantity)
+    unit = money.parse_decimal(str(price["unit_amount_decimal"]))
+    assert unit is not None
+    return money.unit_total(unit, quantity)
+
+
+def _tiers(p: Params) -> list[JSON]:
+    entries = p.items("tiers")
+    if not entries:
+        raise StripeError(
+            400,
+            "Missing required param: tiers.",
+            code="parameter_missing",
+            param="tiers",
+        )
+    tiers: list[JSON] = []
+    previous = 0
+    for index, entry in enumerate(entries):
+        entry.reject_unknown(
+            ["up_to", "unit_amount", "unit_amount_decimal", "flat_amount", "flat_amount_decimal"]
+        )
+        up_to_raw = entry.get_str("up_to", required=True)
+        last = index == len(entries) - 1
+        if up_to_raw == "inf":
+            if not last:
+                raise invalid_param(
+                    entry.name("up_to"), "Only the last tier can have `up_to: inf`.", None
+                )
+            up_to: int | None = None
+        else:
+            up_to = entry.get_int("up_to", minimum=1)
+            assert up_to is not None
+            if up_to <= previous:
+                raise invalid_param(
+                    entry.name("up_to"), "Tiers must be sorted by `up_to` ascending.", None
+                )
+            if last:
+                raise invalid_param(
+                    entry.name("up_to"), "The last tier must have `up_to: inf`.", None
+                )
+            previous = up_to
+        unit = unit_amount_of(entry, required=False)
+        flat_whole = entry.get_int("flat_amount", minimum=0)
+        flat_text = entry.get_str("flat_amount_decimal")
+        flat = (
+            Fraction(flat_whole)
+            if flat_whole is not None
+            else (money.parse_decimal(flat_text) if flat_text is not None else None)
+        )
+        tiers.append(
+            {
+                "flat_amount": flat.numerator
+                if flat is not None and flat.denominator == 1
+                else None,
+                "flat_amount_decimal": money.decimal_text(flat) if flat is not None else None,
+                "unit_amount": unit.numerator if unit.denominator == 1 else None,
+                "unit_amount_decimal": money.decimal_text(unit),
+                "up_to": up_to,
+            }
+        )
+    return tiers
+
+
 def _new_price(call: Call, p: Params, product_id: str) -> JSON:
     currency = p.get_str("currency", required=True)
     assert currency is not None
     if not re.fullmatch(r"[a-zA-Z]{3}", currency):
         raise invalid_param("currency", f"Invalid currency: {currency.lower()}.", None)
-    unit_amount = p.get_int("unit_amount", minimum=0)
-    if unit_amount is None:
-        decimal = p.get_str("unit_amount_decimal")
-        if decimal is not None:
-            if not re.fullmatch(r"\d+", decimal):
-                raise invalid_param(
-                    p.name("unit_amount_decimal"),
-                    "The sandbox only supports whole minor units in unit_amount_decimal.",
-                    None,
-                )
-            unit_amount = int(decimal)
-    if unit_amount is None:
-        raise StripeError(
-            400,
-            "Missing required param: unit_amount.",
-            code="parameter_missing",
-            param=p.name("unit_amount"),
-        )
+    scheme = p.get_enum("billing_scheme", ["per_unit", "tiered"]) or "per_unit"
+    tiers: list[JSON] | None = None
+    tiers_mode: str | None = None
+    unit: Fraction | None = None
+    if scheme == "tiered":
+        tiers_mode = p.get_enum("tiers_mode", ["graduated", "volume"], required=True)
+        tiers = _tiers(p)
+    else:
+        if p.has("tiers") or p.has("tiers_mode"):
+            raise invalid_param(
+                "tiers", "Tiers can only be set when `billing_scheme` is `tiered`.", None
+            )
+        unit = unit_amount_of(p)
     recurring: JSON | None = None
     rec = p.sub("recurring")
     if rec is not None:
         rec.reject_unknown(
-            ["interval", "interval_count", "usage_type", "trial_period_days", "meter"]
-        )
+            ["interval", "interval_count", "usage_type", "trial_period_days", "meter",
+             "aggregate_usage"]
+        )  # fmt: skip
         interval = rec.get_enum("interval", _INTERVALS, required=True)
         assert interval is not None
         count = rec.get_int("interval_count", minimum=1) or 1
@@ -242,18 +349,37 @@ def _new_price(call: Call, p: Params, product_id: str) -> JSON:
                 "(36 months, 156 weeks, or 1095 days).",
                 None,
             )
+        usage_type = rec.get_enum("usage_type", ["licensed", "metered"]) or "licensed"
+        meter = rec.get_str("meter")
+        if meter is not None:
+            call.store.require(meter, "billing.meter", param=rec.name("meter"), status=400)
+        if usage_type == "metered" and meter is None and not call.before(versions.BASIL):
+            raise StripeError(
+                400,
+                "Metered prices must be backed by a meter: pass `recurring[meter]` (usage "
+                "records were removed in API 2025-03-31).",
+                code="parameter_missing",
+                param=rec.name("meter"),
+            )
         recurring = {
             "interval": interval,
             "interval_count": count,
-            "meter": None,
-            "trial_period_days": rec.get_int("trial_period_days"),
-            "usage_type": rec.get_enum("usage_type", ["licensed", "metered"]) or "licensed",
+            "meter": meter,
+            "trial_period_days": rec.get_int("trial_period_days", minimum=0),
+            "usage_type": usage_type,
         }
+    transform: JSON | None = None
+    transform_p = p.sub("transform_quantity")
+    if transform_p is not None:
+        transform_p.reject_unknown(["divide_by", "round"])
+        divide_by = transform_p.get_int("divide_by", required=True, minimum=1)
+        rounding = transform_p.get_enum("round", ["down", "up"], required=True)
+        transform = {"divide_by": divide_by, "round": rounding}
     price: JSON = {
         "id": call.store.new_id("price_"),
         "object": "price",
         "active": True,
-        "billing_scheme": "per_unit",
+        "billing_scheme": scheme,
         "created": int(call.state.now()),
         "currency": currency.lower(),
         "custom_unit_amount": None,
@@ -265,12 +391,14 @@ def _new_price(call: Call, p: Params, product_id: str) -> JSON:
         "recurring": recurring,
         "tax_behavior": p.get_enum("tax_behavior", ["exclusive", "inclusive", "unspecified"])
         or "unspecified",
-        "tiers_mode": None,
-        "transform_quantity": None,
+        "tiers_mode": tiers_mode,
+        "transform_quantity": transform,
         "type": "recurring" if recurring else "one_time",
-        "unit_amount": unit_amount,
-        "unit_amount_decimal": str(unit_amount),
+        "unit_amount": unit.numerator if unit is not None and unit.denominator == 1 else None,
+        "unit_amount_decimal": money.decimal_text(unit) if unit is not None else None,
     }
+    if tiers is not None:
+        price["tiers"] = tiers
     metadata_patch(p, price["metadata"])
     return price
 
@@ -292,10 +420,13 @@ def create_price(call: Call) -> JSON:
             "active",
             "tax_behavior",
             "billing_scheme",
+            "tiers",
+            "tiers_mode",
+            "transform_quantity",
+            "currency_options",
+            "custom_unit_amount",
         ]
     )
-    if p.get_enum("billing_scheme", ["per_unit", "tiered"]) == "tiered":
-        raise invalid_param("billing_scheme", "The sandbox only supports per_unit prices.", None)
     product_id = p.get_str("product")
     product_data = p.sub("product_data")
     new_prod: JSON | None = None
@@ -415,3 +546,170 @@ def list_prices(call: Call) -> JSON:
         and in_range(pr["created"])
     ]
     return call.store.list_response(prices, p, "/v1/prices")
+
+
+# -- legacy plans ---------------------------------------------------------------------------------
+
+
+def plan_from_price(price: JSON) -> JSON:
+    """The ``plan`` view of a recurring price (a plan and its price share one id)."""
+    recurring = price["recurring"] or {}
+    plan: JSON = {
+        "id": price["id"],
+        "object": "plan",
+        "active": price["active"],
+        "amount": price["unit_amount"],
+        "amount_decimal": price["unit_amount_decimal"],
+        "billing_scheme": price["billing_scheme"],
+        "created": price["created"],
+        "currency": price["currency"],
+        "interval": recurring.get("interval"),
+        "interval_count": recurring.get("interval_count"),
+        "livemode": False,
+        "metadata": dict(price["metadata"]),
+        "meter": recurring.get("meter"),
+        "nickname": price["nickname"],
+        "product": price["product"],
+        "tiers_mode": price["tiers_mode"],
+        "transform_usage": price["transform_quantity"],
+        "trial_period_days": recurring.get("trial_period_days"),
+        "usage_type": recurring.get("usage_type", "licensed"),
+    }
+    if "tiers" in price:
+        plan["tiers"] = price["tiers"]
+    return plan
+
+
+def _plan_price(call: Call) -> JSON:
+    price = call.store.get(call.arg(), "price")
+    if price is None or price["recurring"] is None:
+        raise no_such("plan", call.arg())
+    return price
+
+
+def create_plan(call: Call) -> JSON:
+    p = call.params
+    p.reject_unknown(
+        ["id", "amount", "amount_decimal", "currency", "interval", "interval_count", "product",
+         "nickname", "metadata", "active", "usage_type", "billing_scheme", "tiers", "tiers_mode",
+         "trial_period_days", "transform_usage", "meter"]
+    )  # fmt: skip
+    plan_id = p.get_str("id")
+    if plan_id is not None and call.store.objects.get(plan_id) is not None:
+        raise StripeError(400, "Plan already exists.", code="resource_already_exists", param="id")
+    new_prod: JSON | None = None
+    raw_product = p.raw("product")
+    if isinstance(raw_product, dict):
+        product_p = p.sub("product")
+        assert product_p is not None
+        product_p.reject_unknown(
+            ["name", "active", "id", "metadata", "statement_descriptor", "tax_code", "unit_label"]
+        )
+        new_prod = new_product(call, product_p, custom_id=product_p.get_str("id"))
+        product_id = new_prod["id"]
+    else:
+        product_id = p.get_str("product", required=True)
+        assert product_id is not None
+        call.store.require(product_id, "product", param="product", status=400)
+    data: JSON = {
+        "currency": p.raw("currency"),
+        "recurring": {
+            k: v
+            for k, v in {
+                "interval": p.raw("interval"),
+                "interval_count": p.raw("interval_count"),
+                "usage_type": p.raw("usage_type"),
+                "trial_period_days": p.raw("trial_period_days"),
+                "meter": p.raw("meter"),
+            }.items()
+            if v is not None
+        },
+    }
+    for source, target in (
+        ("amount", "unit_amount"),
+        ("amount_decimal", "unit_amount_decimal"),
+        ("billing_scheme", "billing_scheme"),
+        ("tiers", "tiers"),
+        ("tiers_mode", "tiers_mode"),
+        ("transform_usage", "transform_quantity"),
+    ):
+        if p.has(source):
+            data[target] = p.raw(source)
+    price = _new_price(call, Params(data), product_id)
+    if plan_id is not None:
+        price["id"] = plan_id
+    given, nickname = p.get_nullable_str("nickname")
+    if given:
+        price["nickname"] = nickname
+    active = p.get_bool("active")
+    if active is not None:
+        price["active"] = active
+    metadata_patch(p, price["metadata"])
+    if new_prod is not None:
+        call.store.add(new_prod)
+        call.state.emit("product.created", new_prod)
+    call.store.add(price)
+    call.state.emit("plan.created", plan_from_price(price))
+    call.state.emit("price.created", price)
+    return plan_from_price(price)
+
+
+def retrieve_plan(call: Call) -> JSON:
+    return plan_from_price(_plan_price(call))
+
+
+def update_plan(call: Call) -> JSON:
+    price = _plan_price(call)
+    p = call.params
+    p.reject_unknown(["active", "metadata", "nickname", "product", "trial_period_days"])
+    before = plan_from_price(price)
+    price_before = call.store.render(price)
+    active = p.get_bool("active")
+    if active is not None:
+        price["active"] = active
+    given, nickname = p.get_nullable_str("nickname")
+    if given:
+        price["nickname"] = nickname
+    product_id = p.get_str("product")
+    if product_id is not None:
+        call.store.require(product_id, "product", param="product", status=400)
+        price["product"] = product_id
+    days = p.get_int("trial_period_days", minimum=0)
+    if days is not None:
+        price["recurring"]["trial_period_days"] = days
+    metadata_patch(p, price["metadata"])
+    after = plan_from_price(price)
+    if after != before:
+        call.state.emit("plan.updated", after, previous=before)
+        call.state.emit("price.updated", price, previous=price_before)
+    return after
+
+
+def delete_plan(call: Call) -> JSON:
+    price = _plan_price(call)
+    call.params.reject_unknown([])
+    plan = plan_from_price(price)
+    price["_deleted"] = True
+    call.state.emit("plan.deleted", plan)
+    return {"id": price["id"], "object": "plan", "deleted": True}
+
+
+def list_plans(call: Call) -> JSON:
+    p = call.params
+    p.reject_unknown(["active", "product", "created", "limit", "starting_after", "ending_before"])
+    active = p.get_bool("active")
+    product = p.get_str("product")
+    in_range = created_filter(p)
+    page = call.store.list_kind(
+        "price",
+        lambda x: (
+            x["recurring"] is not None
+            and (active is None or x["active"] == active)
+            and (product is None or x["product"] == product)
+            and in_range(x["created"])
+        ),
+        p,
+        "/v1/plans",
+    )
+    page["data"] = [plan_from_price(call.store.objects[x["id"]]) for x in page["data"]]
+    return page

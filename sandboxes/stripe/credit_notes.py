@@ -16,7 +16,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from . import invoices
+from . import invoices, payments
 from .call import Call
 from .errors import StripeError, invalid_param, invalid_request, no_such
 from .params import Params, metadata_patch
@@ -42,6 +42,8 @@ _CREATE = [
     "credit_amount",
     "effective_at",
     "email_type",
+    "refund_amount",
+    "refunds",
 ]
 _LINE = [
     "type",
@@ -268,6 +270,68 @@ def _apply_to_invoice(state: State, invoice: JSON, pre: int, post: int, at: int)
         invoices.mark_paid(state, invoice, at, out_of_band=False, emit_payment=False)
 
 
+def _refunds(call: Call, invoice: JSON) -> tuple[int, list[tuple[JSON, int]]]:
+    """``refund_amount`` (a new refund of the invoice's payment) or ``refunds[]`` (existing
+    refunds of it, each with ``amount_refunded``): the amount and the existing refunds."""
+    p = call.params
+    existing: list[tuple[JSON, int]] = []
+    for entry in p.items("refunds"):
+        entry.reject_unknown(["refund", "amount_refunded", "payment_record_refund", "type"])
+        refund_id = entry.get_str("refund", required=True)
+        assert refund_id is not None
+        refund = call.store.require(refund_id, "refund", param=entry.name("refund"), status=400)
+        amount = entry.get_int("amount_refunded", minimum=1)
+        existing.append((refund, int(refund["amount"]) if amount is None else amount))
+    new = p.get_int("refund_amount", minimum=0) or 0
+    if new and existing:
+        raise StripeError(
+            400, "You may only specify one of these parameters: refund_amount, refunds."
+        )
+    return new + sum(amount for _, amount in existing), existing
+
+
+def _refund(
+    state: State,
+    invoice: JSON,
+    note: JSON,
+    amount: int,
+    existing: list[tuple[JSON, int]],
+    at: int,
+) -> list[JSON]:
+    """The note's ``refunds``: the existing ones, or a new refund of the invoice's charge."""
+    if existing:
+        return [
+            {
+                "amount_refunded": refunded,
+                "payment_record_refund": None,
+                "refund": refund["id"],
+                "type": "refund",
+            }
+            for refund, refunded in existing
+        ]
+    if not amount:
+        return []
+    intent = payments.intent_of(state, invoice)
+    charge = state.store.objects.get((intent or {}).get("latest_charge") or "")
+    if charge is None or charge["status"] != "succeeded":
+        raise invalid_param(
+            "refund_amount",
+            "The invoice was not paid through Stripe, so there is no payment to refund; use "
+            "`out_of_band_amount` or `credit_amount`.",
+            None,
+        )
+    refund = payments.refund_charge(state, charge, amount, at, metadata=None, param="refund_amount")
+    refund["metadata"] = {}
+    return [
+        {
+            "amount_refunded": amount,
+            "payment_record_refund": None,
+            "refund": refund["id"],
+            "type": "refund",
+        }
+    ]
+
+
 # -- HTTP handlers ------------------------------------------------------------------------------
 
 
@@ -293,6 +357,7 @@ def create(call: Call) -> JSON:
     amount = p.get_int("amount", minimum=1)
     credit_amount = p.get_int("credit_amount", minimum=0)
     out_of_band = p.get_int("out_of_band_amount", minimum=0)
+    refund_amount, existing_refunds = _refunds(call, invoice)
     memo = p.get_str("memo", allow_empty=True) or None
     reason = p.get_enum("reason", REASONS)
     effective_at = p.get_int("effective_at", minimum=0)
@@ -325,7 +390,7 @@ def create(call: Call) -> JSON:
     remaining = int(invoice["amount_remaining"]) if invoice["status"] == "open" else 0
     pre = min(total, max(remaining, 0))
     post = total - pre
-    covered = (credit_amount or 0) + (out_of_band or 0)
+    covered = (credit_amount or 0) + (out_of_band or 0) + refund_amount
     if covered != post:
         raise invalid_request(
             "The sum of credit amount, refund amount and out of band amount "
@@ -386,6 +451,7 @@ def create(call: Call) -> JSON:
     _apply_to_invoice(call.state, invoice, pre, post, at)
     if credit_amount:
         note["customer_balance_transaction"] = _credit_balance(call.state, note, credit_amount, at)
+    note["refunds"] = _refund(call.state, invoice, note, refund_amount, existing_refunds, at)
     call.state.emit("credit_note.created", note, at=at)
     return call.store.render(note)
 

@@ -20,8 +20,12 @@ class StripeError(Exception):
         param: str | None = None,
         extra: JSON | None = None,
         headers: dict[str, str] | None = None,
+        rollback: bool | None = None,
     ) -> None:
         super().__init__(message)
+        #: Whether the request's effects are undone: every refusal but a 402 (a declined
+        #: payment is part of the invoice's history) unless said otherwise.
+        self.rollback = status != 402 if rollback is None else rollback
         self.status = status
         self.message = message
         self.type = type

@@ -9,8 +9,9 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from . import catalog, discounts, money, payment_methods, payments, tax_rates
 from .call import Call
-from .errors import StripeError, card_declined, invalid_param, invalid_request, no_such
+from .errors import StripeError, invalid_param, invalid_request, no_such
 from .params import Params, metadata_patch
 from .state import State
 from .store import created_filter
@@ -21,14 +22,8 @@ JSON = dict[str, Any]
 AUTO_FINALIZE_DELAY = 3600
 COLLECTION_METHODS = ["charge_automatically", "send_invoice"]
 STATUSES = ["draft", "open", "paid", "uncollectible", "void"]
-#: Stripe's test PaymentMethods that decline, by decline code.
-DECLINING_PAYMENT_METHODS = {
-    "pm_card_chargeDeclined": "generic_decline",
-    "pm_card_visa_chargeDeclined": "generic_decline",
-    "pm_card_chargeDeclinedInsufficientFunds": "insufficient_funds",
-    "pm_card_visa_chargeDeclinedInsufficientFunds": "insufficient_funds",
-    "pm_card_chargeCustomerFail": "generic_decline",
-}
+#: Days after the previous failed attempt at which automatic collection is retried.
+RETRY_DAYS = (3, 5, 7)
 
 
 # -- construction -------------------------------------------------------------------------------
@@ -139,7 +134,6 @@ def new_invoice(
             "paid_at": None,
             "voided_at": None,
         },
-        "subscription": None,
         "subtotal": 0,
         "subtotal_excluding_tax": 0,
         "test_clock": customer.get("test_clock"),
@@ -151,7 +145,7 @@ def new_invoice(
         "webhooks_delivered_at": None,
     }
     if subscription is not None:
-        invoice["subscription"] = subscription["id"]
+        invoice["_subscription"] = subscription["id"]
         invoice["parent"] = {
             "quote_details": None,
             "subscription_details": {
@@ -163,6 +157,9 @@ def new_invoice(
     if collection_method == "send_invoice" and days_until_due is not None:
         invoice["due_date"] = at + days_until_due * DAY
     invoice["_days_until_due"] = days_until_due
+    invoice.setdefault("_subscription", None)
+    invoice["_line_tax_rates"] = {}
+    invoice["starting_balance"] = int(customer.get("balance") or 0)
     _snapshot_customer(invoice, customer)
     _set_auto_advance(invoice, auto_advance)
     if customer.get("currency") is None:
@@ -188,6 +185,18 @@ def _set_auto_advance(invoice: JSON, auto_advance: bool) -> None:
         )
 
 
+def pricing_of(price: JSON | None, amount: int, quantity: int) -> JSON:
+    """A line's or item's ``pricing``. Without a price (an ``amount`` item) there are no
+    ``price_details``: Stripe creates a hidden inline price there; the sandbox does not."""
+    pricing: JSON = {"type": "price_details", "unit_amount_decimal": None}
+    if price is not None:
+        pricing["price_details"] = {"price": price["id"], "product": price["product"]}
+        pricing["unit_amount_decimal"] = price["unit_amount_decimal"]
+    elif quantity:
+        pricing["unit_amount_decimal"] = str(amount // quantity) if amount % quantity == 0 else None
+    return pricing
+
+
 def add_line(
     invoice: JSON,
     state: State,
@@ -200,7 +209,12 @@ def add_line(
     parent: JSON,
     subscription_id: str | None,
     metadata: dict[str, str] | None = None,
+    discounts: list[str] | None = None,
+    tax_rates: list[JSON] | None = None,
+    proration: bool = False,
 ) -> JSON:
+    """Append a line; ``discounts`` are the line's own (item) discounts and ``tax_rates``
+    its own rates (None: the invoice's ``default_tax_rates`` apply)."""
     line: JSON = {
         "id": state.store.new_id("il_"),
         "object": "line_item",
@@ -209,25 +223,24 @@ def add_line(
         "description": description,
         "discount_amounts": [],
         "discountable": True,
-        "discounts": [],
+        "discounts": list(discounts or []),
         "invoice": invoice["id"],
         "livemode": False,
         "metadata": dict(metadata or {}),
         "parent": parent,
         "period": {"end": period[1], "start": period[0]},
         "pretax_credit_amounts": [],
-        "pricing": {
-            "price_details": {"price": price["id"], "product": price["product"]} if price else None,
-            "type": "price_details",
-            "unit_amount_decimal": str(price["unit_amount"]) if price else str(amount),
-        },
+        "pricing": pricing_of(price, amount, quantity),
         "quantity": quantity,
+        "quantity_decimal": str(quantity),
         "subscription": subscription_id,
         "subtotal": amount,
         "taxes": [],
     }
     invoice["lines"]["data"].append(line)
-    recompute(invoice)
+    if tax_rates is not None:
+        invoice["_line_tax_rates"][line["id"]] = [rate["id"] for rate in tax_rates]
+    recompute(state, invoice)
     return line
 
 
@@ -259,6 +272,9 @@ def attach_item(state: State, invoice: JSON, item: JSON) -> None:
         },
         subscription_id=sub_id,
         metadata=item["metadata"],
+        discounts=item["discounts"],
+        tax_rates=item["tax_rates"] if item["tax_rates"] else None,
+        proration=bool(item.get("proration")),
     )
 
 
@@ -275,13 +291,149 @@ def pending_items(state: State, customer_id: str, subscription_id: str | None = 
     return sorted(items, key=lambda i: (i["date"], i["_seq"]), reverse=True)
 
 
-def recompute(invoice: JSON) -> None:
-    subtotal = sum(int(line["amount"]) for line in invoice["lines"]["data"])
-    invoice["lines"]["total_count"] = len(invoice["lines"]["data"])
-    invoice["subtotal"] = invoice["subtotal_excluding_tax"] = subtotal
-    invoice["total"] = invoice["total_excluding_tax"] = subtotal
-    invoice["amount_due"] = max(subtotal, 0)
+def recompute(state: State, invoice: JSON) -> None:
+    """Every money field of a draft invoice from its lines, as Stripe computes them.
+
+    Per line: its own discounts, then the invoice's, each on what the earlier ones left
+    (percent-off rounded half up per line; amount-off split across the lines it applies to
+    in proportion to their amounts); then each tax rate on the discounted amount (exclusive:
+    added on top; inclusive: contained in it), rounded per line. ``subtotal`` is the lines
+    after their own discounts, ``total`` = subtotal - invoice discounts + exclusive tax, and
+    the customer's balance (credit or debit) is applied to ``amount_due``.
+    """
+    lines = invoice["lines"]["data"]
+    invoice["lines"]["total_count"] = len(lines)
+    at = int(invoice["created"])
+    remaining = {line["id"]: int(line["amount"]) for line in lines}
+    applied: dict[str, list[JSON]] = {line["id"]: [] for line in lines}
+    totals: dict[str, int] = {}
+
+    def take(discount: JSON, targets: list[JSON]) -> None:
+        coupon = discounts.coupon_of(state, discount)
+        targets = [
+            t
+            for t in targets
+            if t["discountable"]
+            and discounts.applies_to_line(state, discount, t, invoice["currency"])
+        ]
+        percent = discounts.percent(coupon)
+        if percent is not None:
+            shares = [money.percent_of(max(remaining[t["id"]], 0), percent) for t in targets]
+        else:
+            weights = [max(remaining[t["id"]], 0) for t in targets]
+            shares = money.distribute(min(int(coupon["amount_off"]), sum(weights)), weights)
+        for target, share in zip(targets, shares, strict=True):
+            remaining[target["id"]] -= share
+            applied[target["id"]].append({"amount": share, "discount": discount["id"]})
+            totals[discount["id"]] = totals.get(discount["id"], 0) + share
+
+    for line in lines:
+        for discount in discounts.active(state, line["discounts"], at):
+            take(discount, [line])
+    item_discounts = sum(int(line["amount"]) - remaining[line["id"]] for line in lines)
+    for discount in discounts.active(state, invoice["discounts"], at):
+        take(discount, lines)
+    default_rates = [rate["id"] for rate in invoice["default_tax_rates"]]
+    tax_totals: dict[tuple[str, str], list[int]] = {}
+    exclusive = inclusive = 0
+    for line in lines:
+        line["discount_amounts"] = applied[line["id"]]
+        taxable = remaining[line["id"]]
+        line["taxes"] = []
+        for rate_id in invoice["_line_tax_rates"].get(line["id"], default_rates):
+            rate = state.store.objects[rate_id]
+            pct = tax_rates.percentage(rate)
+            if rate["inclusive"]:
+                amount = money.inclusive_tax(taxable, pct)
+                base, behavior = taxable - amount, "inclusive"
+                inclusive += amount
+            else:
+                amount = money.percent_of(taxable, pct)
+                base, behavior = taxable, "exclusive"
+                exclusive += amount
+            line["taxes"].append(
+                {
+                    "amount": amount,
+                    "tax_behavior": behavior,
+                    "tax_rate_details": {"tax_rate": rate_id},
+                    "taxability_reason": "standard_rated",
+                    "taxable_amount": base,
+                    "type": "tax_rate_details",
+                }
+            )
+            bucket = tax_totals.setdefault((rate_id, behavior), [0, 0])
+            bucket[0] += amount
+            bucket[1] += base
+    subtotal = sum(int(line["amount"]) for line in lines) - item_discounts
+    invoice_discounts = sum(totals.values()) - item_discounts
+    invoice["subtotal"] = subtotal
+    invoice["subtotal_excluding_tax"] = subtotal - inclusive
+    invoice["total"] = subtotal - invoice_discounts + exclusive
+    invoice["total_excluding_tax"] = invoice["total"] - exclusive - inclusive
+    invoice["total_discount_amounts"] = [
+        {"amount": amount, "discount": discount_id} for discount_id, amount in totals.items()
+    ]
+    invoice["total_taxes"] = [
+        {
+            "amount": amount,
+            "tax_behavior": behavior,
+            "tax_rate_details": {"tax_rate": rate_id},
+            "taxability_reason": "standard_rated",
+            "taxable_amount": base,
+            "type": "tax_rate_details",
+        }
+        for (rate_id, behavior), (amount, base) in tax_totals.items()
+    ]
+    if invoice["status"] == "draft":
+        customer = state.store.objects.get(invoice["customer"]) or {}
+        invoice["starting_balance"] = int(customer.get("balance") or 0)
+    applied_balance = _applied_balance(invoice["total"], int(invoice["starting_balance"]))
+    invoice["amount_due"] = max(invoice["total"] + applied_balance, 0)
     invoice["amount_remaining"] = invoice["amount_due"] - invoice["amount_paid"]
+
+
+def _applied_balance(total: int, balance: int) -> int:
+    """The part of the customer's balance an invoice uses: a credit (negative) up to the
+    total; a debit (positive) in full."""
+    if balance < 0:
+        return max(balance, -max(total, 0))
+    return balance
+
+
+def _settle_balance(state: State, invoice: JSON, at: int) -> None:
+    """At finalization the customer's balance is applied (a ``customer_balance_transaction``
+    of type ``applied_to_invoice``); a negative total is credited to the balance."""
+    customer = state.store.objects[invoice["customer"]]
+    starting = int(customer.get("balance") or 0)
+    if starting != invoice["starting_balance"]:
+        invoice["starting_balance"] = starting
+        recompute(state, invoice)
+    applied = _applied_balance(invoice["total"], starting)
+    ending = starting - applied + min(invoice["total"], 0)
+    invoice["ending_balance"] = ending
+    if ending == starting:
+        return
+    before = state.store.render(customer)
+    customer["balance"] = ending
+    txn: JSON = {
+        "id": state.store.new_id("cbtxn_"),
+        "object": "customer_balance_transaction",
+        "amount": ending - starting,
+        "checkout_session": None,
+        "created": at,
+        "credit_note": None,
+        "currency": invoice["currency"],
+        "customer": customer["id"],
+        "customer_account": None,
+        "description": None,
+        "ending_balance": ending,
+        "invoice": invoice["id"],
+        "livemode": False,
+        "metadata": None,
+        "type": "applied_to_invoice" if invoice["total"] >= 0 else "unapplied_from_invoice",
+    }
+    state.store.add(txn)
+    state.emit("customer.updated", customer, previous=before, at=at)
 
 
 # -- transitions --------------------------------------------------------------------------------
@@ -293,6 +445,7 @@ def finalize(state: State, invoice: JSON, at: int) -> None:
     invoice["number"] = f"{customer['invoice_prefix']}-{customer['next_invoice_sequence']:04d}"
     customer["next_invoice_sequence"] += 1
     _snapshot_customer(invoice, customer)
+    _settle_balance(state, invoice, at)
     invoice["status"] = "open"
     invoice["status_transitions"]["finalized_at"] = at
     invoice["effective_at"] = at
@@ -304,6 +457,8 @@ def finalize(state: State, invoice: JSON, at: int) -> None:
         invoice["next_payment_attempt"] = at
     invoice["hosted_invoice_url"] = f"{state.base_url}/invoice/{invoice['id']}"
     invoice["invoice_pdf"] = f"{state.base_url}/invoice/{invoice['id']}/pdf"
+    if invoice["amount_due"] > 0:
+        payments.new_invoice_payment_intent(state, invoice, at)
     state.emit("invoice.finalized", invoice, at=at)
     if invoice["amount_due"] == 0:
         invoice["attempted"] = True
@@ -314,32 +469,71 @@ def send(state: State, invoice: JSON, at: int) -> None:
     state.emit("invoice.sent", invoice, at=at)
 
 
-def payment_decline(state: State, invoice: JSON, payment_method: str | None) -> str | None:
-    """The decline code a payment attempt would get, or None if it would succeed."""
-    if payment_method in DECLINING_PAYMENT_METHODS:
-        return DECLINING_PAYMENT_METHODS[payment_method]
-    customer = state.store.objects.get(invoice["customer"]) or {}
-    if (customer.get("metadata") or {}).get("sandbox_fail_payments") == "true":
-        return "generic_decline"
-    return None
+def payment_source(state: State, invoice: JSON, payment_method: str | None) -> JSON | None:
+    """What a payment attempt charges: ``payment_method`` given to ``/pay`` (a test value
+    becomes a new PaymentMethod), else the invoice's default chain."""
+    if payment_method is not None:
+        if payment_method.startswith(("card_", "src_", "ba_")):
+            found = state.store.get(payment_method, "card")
+            if found is None:
+                raise no_such("source", payment_method, param="source", status=400)
+            return found
+        return payment_methods.materialize(state, payment_method, "payment_method")
+    return payment_methods.default_payment_source(state, invoice)
 
 
 def attempt_payment(
-    state: State, invoice: JSON, at: int, payment_method: str | None = None
-) -> str | None:
-    """Charge the customer's (simulated) card; returns the decline code on failure."""
-    decline = payment_decline(state, invoice, payment_method)
+    state: State,
+    invoice: JSON,
+    at: int,
+    payment_method: str | None = None,
+    *,
+    automatic: bool = True,
+) -> payments.Outcome:
+    """One attempt to collect ``invoice``: charges its payment source, emits what Stripe
+    emits, and (for automatic collection) schedules Stripe's retries after a failure."""
+    source = payment_source(state, invoice, payment_method)
+    outcome = payments.attempt(state, invoice, at, source, off_session=automatic)
     invoice["attempted"] = True
     invoice["attempt_count"] += 1
     invoice["next_payment_attempt"] = None
-    if decline is not None:
+    if outcome.status == "succeeded":
+        mark_paid(state, invoice, at, out_of_band=False)
+        return outcome
+    if outcome.status == "requires_action":
+        state.emit("invoice.payment_action_required", invoice, at=at)
+    elif automatic:
+        _schedule_retry(state, invoice, at)
         state.emit("invoice.payment_failed", invoice, at=at)
-        from . import subscriptions
+    else:
+        state.emit("invoice.payment_failed", invoice, at=at)
+    from . import subscriptions
 
-        subscriptions.on_payment_failed(state, invoice, at)
-        return decline
-    mark_paid(state, invoice, at, out_of_band=False)
-    return None
+    subscriptions.on_payment_failed(state, invoice, at)
+    if (
+        automatic
+        and invoice["next_payment_attempt"] is None
+        and invoice["collection_method"] == "charge_automatically"
+        and invoice["billing_reason"] != "subscription_create"
+        and invoice["attempt_count"] > len(RETRY_DAYS)
+    ):
+        subscriptions.on_retries_exhausted(state, invoice, at)
+    return outcome
+
+
+def _schedule_retry(state: State, invoice: JSON, at: int) -> None:
+    """Stripe retries a failed automatic collection: the sandbox follows the custom schedule
+    Stripe offers by default (3, 5 and 7 days after the previous attempt); a subscription's
+    first invoice is not retried (the subscription stays incomplete)."""
+    if (
+        invoice["collection_method"] != "charge_automatically"
+        or not invoice["auto_advance"]
+        or invoice["billing_reason"] == "subscription_create"
+    ):
+        return
+    count = int(invoice["attempt_count"])
+    if count <= len(RETRY_DAYS):
+        invoice["next_payment_attempt"] = at + RETRY_DAYS[count - 1] * DAY
 
 
 def mark_paid(
@@ -351,6 +545,7 @@ def mark_paid(
     invoice["status_transitions"]["paid_at"] = at
     invoice["next_payment_attempt"] = None
     invoice["auto_advance"] = False
+    payments.settle_invoice_payment(state, invoice, at, paid=True)
     state.emit("invoice.paid", invoice, at=at)
     if emit_payment and not out_of_band:
         state.emit("invoice.payment_succeeded", invoice, at=at)
@@ -360,6 +555,7 @@ def mark_paid(
 
 
 def void(state: State, invoice: JSON, at: int) -> None:
+    payments.settle_invoice_payment(state, invoice, at, paid=False)
     invoice["status"] = "void"
     invoice["status_transitions"]["voided_at"] = at
     invoice["next_payment_attempt"] = None
@@ -430,6 +626,10 @@ _CREATE = [
     "currency",
     "footer",
     "subscription",
+    "discounts",
+    "default_tax_rates",
+    "default_payment_method",
+    "default_source",
 ]
 
 
@@ -471,11 +671,57 @@ def create(call: Call) -> JSON:
     if given:
         invoice["footer"] = footer
     metadata_patch(p, invoice["metadata"])
+    _apply_discounts_and_rates(call, invoice, at)
+    if invoice["discounts"] == [] and not p.has("discounts"):
+        # A one-off invoice inherits the customer's discount, as in Stripe.
+        invoice["discounts"] = discounts.customer_discount_ids(call.state, customer)
+    _payment_defaults(call, invoice)
     for item in pending:
         if item["currency"] == currency:
             attach_item(call.state, invoice, item)
+    recompute(call.state, invoice)
+    if invoice["total_discount_amounts"] and customer.get("_discount") in invoice["discounts"]:
+        kept = discounts.end_once(
+            call.state, discounts.customer_discount_ids(call.state, customer), at
+        )
+        if not kept:
+            discounts.set_customer_discount(call.state, customer, [], at, emit=False)
     call.state.emit("invoice.created", invoice, at=at)
     return call.store.render(invoice)
+
+
+def _apply_discounts_and_rates(call: Call, invoice: JSON, at: int) -> None:
+    """``discounts[]`` and ``default_tax_rates[]`` of a draft (``""`` clears either)."""
+    p = call.params
+    chosen = discounts.parse_discounts(
+        call.state, p, at, customer=invoice["customer"], invoice=invoice["id"]
+    )
+    if chosen is not None:
+        invoice["discounts"] = chosen
+    rates = tax_rates.parse(call.state, p, "default_tax_rates")
+    if rates is not None:
+        invoice["default_tax_rates"] = [
+            call.store.render(call.store.objects[rate]) for rate in rates
+        ]
+
+
+def _payment_defaults(call: Call, invoice: JSON) -> None:
+    """``default_payment_method``/``default_source``: the customer's own."""
+    p = call.params
+    given, method = p.get_nullable_str("default_payment_method")
+    if given:
+        if method is not None:
+            pm = call.store.get(method, "payment_method")
+            if pm is None or pm["customer"] != invoice["customer"]:
+                raise no_such("PaymentMethod", method, param="default_payment_method", status=400)
+        invoice["default_payment_method"] = method
+    given, source = p.get_nullable_str("default_source")
+    if given:
+        if source is not None:
+            card = call.store.get(source, "card")
+            if card is None or card["customer"] != invoice["customer"]:
+                raise no_such("source", source, param="default_source", status=400)
+        invoice["default_source"] = source
 
 
 def retrieve(call: Call) -> JSON:
@@ -489,13 +735,17 @@ _DRAFT_ONLY = [
     "description",
     "footer",
     "payment_settings",
+    "discounts",
+    "default_tax_rates",
 ]
 
 
 def update(call: Call) -> JSON:
     invoice = _require(call)
     p = call.params
-    p.reject_unknown([*_DRAFT_ONLY, "metadata", "auto_advance"])
+    p.reject_unknown(
+        [*_DRAFT_ONLY, "metadata", "auto_advance", "default_payment_method", "default_source"]
+    )
     if invoice["status"] != "draft":
         for key in _DRAFT_ONLY:
             if p.has(key):
@@ -538,9 +788,18 @@ def update(call: Call) -> JSON:
         types = _payment_method_types(p)
         if p.has("payment_settings"):
             invoice["payment_settings"]["payment_method_types"] = types
+        _apply_discounts_and_rates(call, invoice, call.state.time_for_customer(invoice["customer"]))
+        recompute(call.state, invoice)
+    if invoice["status"] in ("draft", "open"):
+        _payment_defaults(call, invoice)
     auto_advance = p.get_bool("auto_advance")
     if auto_advance is not None:
         _set_auto_advance(invoice, auto_advance)
+        if invoice["status"] == "open" and invoice["collection_method"] == "charge_automatically":
+            # Automatic collection resumes (or stops) with auto_advance.
+            invoice["next_payment_attempt"] = (
+                call.state.time_for_customer(invoice["customer"]) if auto_advance else None
+            )
     metadata_patch(p, invoice["metadata"])
     after = call.store.render(invoice)
     if after != before:
@@ -591,7 +850,7 @@ def list_(call: Call) -> JSON:
         return (
             (status is None or i["status"] == status)
             and (customer is None or i["customer"] == customer)
-            and (subscription is None or i["subscription"] == subscription)
+            and (subscription is None or i["_subscription"] == subscription)
             and (method is None or i["collection_method"] == method)
             and in_range(i["created"])
             and (not has_due_date or (i["due_date"] is not None and due_in_range(i["due_date"])))
@@ -684,11 +943,32 @@ def pay(call: Call) -> JSON:
     if out_of_band:
         mark_paid(call.state, invoice, at, out_of_band=True)
         return call.store.render(invoice)
-    decline = attempt_payment(call.state, invoice, at, payment_method)
-    if decline is not None:
-        error = card_declined(decline)
-        error.extra["request_log_url"] = None
-        raise error
+    if payment_source(call.state, invoice, payment_method) is None:
+        raise invalid_request(
+            "This customer has no attached payment source or default payment method. Please "
+            "consider adding a default payment method. For more information, visit "
+            "https://stripe.com/docs/billing/subscriptions/payment-methods-setting"
+            "#payment-method-priority."
+        )
+    outcome = attempt_payment(call.state, invoice, at, payment_method, automatic=False)
+    intent = payments.intent_of(call.state, invoice)
+    if outcome.status == "requires_action":
+        raise StripeError(
+            402,
+            "This payment requires additional user action before it can be completed "
+            "successfully. Payment can be completed using the PaymentIntent associated with "
+            "the invoice. For more details see: "
+            "https://stripe.com/docs/billing/subscriptions/overview#requires-action",
+            type="card_error",
+            code="invoice_payment_intent_requires_action",
+            extra={"payment_intent": call.store.render(intent) if intent else None},
+        )
+    if outcome.status == "declined":
+        assert outcome.decline_code is not None
+        raise payment_methods.decline_error(
+            outcome.decline_code,
+            {"payment_intent": call.store.render(intent) if intent else None},
+        )
     return call.store.render(invoice)
 
 
@@ -730,6 +1010,10 @@ def new_invoice_item(
     subscription_id: str | None,
     metadata: dict[str, str] | None = None,
     period: tuple[int, int] | None = None,
+    discounts: list[str] | None = None,
+    tax_rates: list[JSON] | None = None,
+    proration: bool = False,
+    unit_amount_decimal: str | None = None,
 ) -> JSON:
     start, end = period or (at, at)
     item: JSON = {
@@ -742,7 +1026,7 @@ def new_invoice_item(
         "date": at,
         "description": description,
         "discountable": True,
-        "discounts": [],
+        "discounts": list(discounts or []),
         "invoice": None,
         "livemode": False,
         "metadata": dict(metadata or {}),
@@ -754,15 +1038,11 @@ def new_invoice_item(
         if subscription_id
         else None,
         "period": {"end": end, "start": start},
-        "pricing": {
-            "price_details": {"price": price["id"], "product": price["product"]} if price else None,
-            "type": "price_details",
-            "unit_amount_decimal": str(price["unit_amount"]) if price else str(amount),
-        },
-        "proration": False,
+        "pricing": pricing_of(price, amount, quantity),
+        "proration": proration,
         "quantity": quantity,
         "quantity_decimal": str(quantity),
-        "tax_rates": [],
+        "tax_rates": list(tax_rates or []),
         "test_clock": customer.get("test_clock"),
     }
     if customer.get("currency") is None:
@@ -793,6 +1073,8 @@ def create_item(call: Call) -> JSON:
             "period",
             "discountable",
             "unit_amount_decimal",
+            "discounts",
+            "tax_rates",
         ]
     )
     customer_id = p.get_str("customer", required=True)
@@ -836,7 +1118,7 @@ def create_item(call: Call) -> JSON:
                 None,
             )
         currency = price["currency"]
-        amount = price["unit_amount"] * quantity
+        amount = catalog.price_amount(price, quantity)
         description = description or product_name(call.state, price)
     elif price_data is not None:
         price_data.reject_unknown(
@@ -846,10 +1128,14 @@ def create_item(call: Call) -> JSON:
         product_id = price_data.get_str("product", required=True)
         assert product_id is not None
         product = call.store.require(product_id, "product", param="price_data[product]", status=400)
-        unit = price_data.get_int("unit_amount", required=True, minimum=0)
-        assert unit is not None
-        amount = unit * quantity
+        amount = money.unit_total(catalog.unit_amount_of(price_data), quantity)
         description = description or product["name"]
+    elif p.has("unit_amount_decimal"):
+        amount = money.unit_total(catalog.unit_amount_of(p), quantity)
+        if currency is None:
+            raise StripeError(
+                400, "Missing required param: currency.", code="parameter_missing", param="currency"
+            )
     elif amount is not None:
         if currency is None:
             raise StripeError(
@@ -862,6 +1148,12 @@ def create_item(call: Call) -> JSON:
             param="amount",
         )
     assert currency is not None and amount is not None
+    if customer.get("currency") not in (None, currency.lower()):
+        raise invalid_request(
+            "You cannot combine currencies on a single customer. This customer has had a "
+            f"subscription, coupon, or invoice item with currency {customer['currency']}",
+            param="currency",
+        )
     invoice: JSON | None = None
     invoice_id = p.get_str("invoice")
     if invoice_id is not None:
@@ -886,6 +1178,7 @@ def create_item(call: Call) -> JSON:
         assert start is not None and end is not None
         bounds = (start, end)
     at = call.state.time_for_customer(customer)
+    rates = tax_rates.parse(call.state, p, "tax_rates")
     item = new_invoice_item(
         call.state,
         customer,
@@ -897,6 +1190,11 @@ def create_item(call: Call) -> JSON:
         description=description,
         subscription_id=subscription_id,
         period=bounds,
+        tax_rates=[call.store.render(call.store.objects[r]) for r in rates or []],
+    )
+    item["discounts"] = (
+        discounts.parse_discounts(call.state, p, at, customer=customer_id, invoice_item=item["id"])
+        or []
     )
     metadata_patch(p, item["metadata"])
     if invoice is not None:
@@ -925,7 +1223,7 @@ def delete_item(call: Call) -> JSON:
             if ((line.get("parent") or {}).get("invoice_item_details") or {}).get("invoice_item")
             != item["id"]
         ]
-        recompute(invoice)
+        recompute(call.state, invoice)
     snapshot = copy.deepcopy(item)
     item["_deleted"] = True
     call.state.emit("invoiceitem.deleted", snapshot)

@@ -5,12 +5,18 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
+from functools import partial
 
 from .. import _server
-from . import billing, subscriptions, webhooks
+from . import billing, customers, discounts, subscriptions, webhooks
 from .app import StripeApp
 from .routes import ROUTES
 from .state import State
+
+#: Stripe's test mode retries a failed webhook "three times over a few hours": after 1 h,
+#: 2 h and 4 h (``webhook_retry_base_seconds`` · 2^(n-1)), four attempts in all.
+RETRY_BASE_SECONDS = 3600
+MAX_ATTEMPTS = 4
 
 
 class StripeSandbox:
@@ -26,8 +32,8 @@ class StripeSandbox:
         now: Callable[[], int] | None = None,
         search_lag_seconds: int = 0,
         *,
-        webhook_max_attempts: int = 4,
-        webhook_retry_base_seconds: int = 3600,
+        webhook_max_attempts: int = MAX_ATTEMPTS,
+        webhook_retry_base_seconds: int = RETRY_BASE_SECONDS,
         signing_clock: Callable[[], int] | None = None,
     ) -> None:
         self.state = State(
@@ -38,6 +44,8 @@ class StripeSandbox:
             signing_clock=signing_clock,
         )
         self.state.store.renderers["subscription"] = subscriptions.make_renderer(self.state)
+        self.state.store.renderers["customer"] = customers.make_renderer(self.state)
+        self.state.store.renderers["coupon"] = partial(discounts.render_coupon, self.state)
         self.app = StripeApp(self.state, ROUTES)
         self._server: _server.SandboxServer | None = None
         self._stop = threading.Event()

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import subscriptions
+from . import subscriptions, versions
 from .call import Call
 from .errors import StripeError, invalid_param, invalid_request
 from .params import Params, metadata_patch
@@ -36,6 +36,10 @@ def _phase(call: Call, p: Params, start: int, index: int, defaults: JSON) -> tup
             "currency",
             "default_payment_method",
             "billing_cycle_anchor",
+            "start_date",
+            "default_tax_rates",
+            "trial_end",
+            *(["iterations"] if call.before(versions.CLOVER) else []),
         ]
     )
     items = subscriptions.parse_items(call.state, p)
@@ -59,6 +63,18 @@ def _phase(call: Call, p: Params, start: int, index: int, defaults: JSON) -> tup
         interval = duration.get_enum("interval", _INTERVALS, required=True)
         assert interval is not None
         end_date = add_interval(start, interval, duration.get_int("interval_count", minimum=1) or 1)
+    iterations = p.get_int("iterations", minimum=1)
+    if iterations is not None:
+        if end_date is not None:
+            raise StripeError(
+                400,
+                "You may only specify one of these parameters: end_date, iterations.",
+                param=p.name("iterations"),
+            )
+        recurring = items[0].price["recurring"]
+        end_date = add_interval(
+            start, recurring["interval"], recurring["interval_count"] * iterations
+        )
     if end_date is None:
         recurring = items[0].price["recurring"]
         end_date = add_interval(start, recurring["interval"], recurring["interval_count"])
@@ -92,8 +108,8 @@ def _phase(call: Call, p: Params, start: int, index: int, defaults: JSON) -> tup
             for a in add_items
         ],
         "application_fee_percent": None,
-        "automatic_tax": None,
         "billing_cycle_anchor": None,
+        "billing_thresholds": None,
         "collection_method": method,
         "currency": items[0].price["currency"],
         "default_payment_method": None,
@@ -106,6 +122,7 @@ def _phase(call: Call, p: Params, start: int, index: int, defaults: JSON) -> tup
         else None,
         "items": [
             {
+                "billing_thresholds": None,
                 "discounts": [],
                 "metadata": dict(i.metadata),
                 "plan": i.price["id"],
@@ -196,7 +213,10 @@ def create(call: Call) -> JSON:
         "description": None,
         "invoice_settings": {
             "account_tax_ids": None,
+            "custom_fields": None,
             "days_until_due": default_days,
+            "description": None,
+            "footer": None,
             "issuer": {"type": "self"},
         },
         "on_behalf_of": None,
@@ -232,6 +252,7 @@ def create(call: Call) -> JSON:
         "end_behavior": end_behavior,
         "livemode": False,
         "metadata": {},
+        "pause_schedules": [],
         "phases": phases,
         "released_at": None,
         "released_subscription": None,
@@ -298,16 +319,48 @@ def advance(state: State, schedule: JSON, at: int) -> None:
         state.emit("subscription_schedule.updated", schedule, previous=before, at=at)
         return
     schedule["current_phase"] = None
+    schedule["status"] = "completed"
+    schedule["completed_at"] = at
     if schedule["end_behavior"] == "cancel":
-        schedule["status"] = "completed"
-        schedule["completed_at"] = at
         if sub is not None and sub["status"] not in ("canceled", "incomplete_expired"):
             sub["schedule"] = None
             subscriptions.cancel_now(state, sub, at)
             sub["schedule"] = schedule["id"]
-        state.emit("subscription_schedule.completed", schedule, at=at)
     else:
-        _release(state, schedule, at)
+        # "A subscription schedule is completed after the last phase is finished. When this
+        # happens, the subscription is released from the schedule" (Stripe's guide; the CLI's
+        # subscription_schedule.completed trigger ends a release schedule this way).
+        schedule["released_subscription"] = schedule["subscription"]
+        schedule["subscription"] = None
+        if sub is not None:
+            before = state.store.render(sub)
+            sub["schedule"] = None
+            state.emit("customer.subscription.updated", sub, previous=before, at=at)
+    state.emit("subscription_schedule.completed", schedule, at=at)
+
+
+#: ``subscription_schedule.expiring`` comes this long before a schedule ends.
+EXPIRING_NOTICE = 7 * 86_400
+
+
+def expiring_at(schedule: JSON) -> int | None:
+    """When ``subscription_schedule.expiring`` is due (once, 7 days before the end)."""
+    if schedule["status"] not in ("not_started", "active") or schedule.get("_expiring_sent"):
+        return None
+    return int(schedule["phases"][-1]["end_date"]) - EXPIRING_NOTICE
+
+
+def send_expiring(state: State, schedule: JSON, at: int) -> None:
+    schedule["_expiring_sent"] = True
+    state.emit("subscription_schedule.expiring", schedule, at=at)
+
+
+def abort(state: State, schedule: JSON, at: int) -> None:
+    """The subscription was canceled for non-payment: the schedule is aborted."""
+    schedule["status"] = "canceled"
+    schedule["canceled_at"] = at
+    schedule["current_phase"] = None
+    state.emit("subscription_schedule.aborted", schedule, at=at)
 
 
 def _enter_phase(state: State, sub: JSON, private: JSON, at: int) -> None:
@@ -372,6 +425,93 @@ def mark_canceled(state: State, schedule: JSON, at: int) -> None:
 
 def _require(call: Call) -> JSON:
     return call.store.require(call.arg(), "subscription_schedule")
+
+
+def update(call: Call) -> JSON:
+    """Replace the current and future phases (a change to the current phase applies to the
+    subscription at once, prorated per ``proration_behavior``), ``end_behavior`` or
+    ``metadata``."""
+    schedule = _require(call)
+    p = call.params
+    p.reject_unknown(
+        ["phases", "end_behavior", "metadata", "default_settings", "proration_behavior",
+         "billing_mode"]
+    )  # fmt: skip
+    if schedule["status"] not in ("not_started", "active"):
+        raise invalid_request(
+            f"You cannot update a subscription schedule that is currently in the "
+            f"`{schedule['status']}` status. It must be in one of the following statuses: "
+            "`not_started`, `active`."
+        )
+    at = call.state.time_for_customer(schedule["customer"])
+    proration = (
+        p.get_enum("proration_behavior", subscriptions.PRORATION_BEHAVIORS) or "create_prorations"
+    )
+    end_behavior = p.get_enum("end_behavior", ["cancel", "none", "release", "renew"])
+    if end_behavior in ("none", "renew"):
+        raise invalid_param(
+            "end_behavior",
+            "The dealbridge Stripe sandbox supports only `release` and `cancel`.",
+            None,
+        )
+    before = call.store.render(schedule)
+    phase_params = p.items("phases")
+    if phase_params:
+        index = max(schedule["_phase_index"], 0)
+        current_start = schedule["phases"][index]["start_date"]
+        first = phase_params[0].get_timestamp("start_date", allow_now=True, now=at)
+        if schedule["status"] == "active" and first is not None and first != current_start:
+            raise invalid_param(
+                "phases[0][start_date]",
+                "You can not modify the start date of the current phase.",
+                None,
+            )
+        cursor = first if first is not None else current_start
+        kept = schedule["phases"][:index] if schedule["status"] == "active" else []
+        kept_private = schedule["_phases"][:index] if schedule["status"] == "active" else []
+        phases, privates = [], []
+        defaults = {**schedule["default_settings"], "collection_method": None}
+        for number, phase_p in enumerate(phase_params):
+            phase, private = _phase(call, phase_p, cursor, number, defaults)
+            phases.append(phase)
+            privates.append(private)
+            cursor = phase["end_date"]
+        schedule["phases"] = kept + phases
+        schedule["_phases"] = kept_private + privates
+        if schedule["status"] == "active":
+            current = schedule["phases"][index]
+            schedule["current_phase"] = {
+                "end_date": current["end_date"],
+                "start_date": current["start_date"],
+            }
+            sub = call.store.objects.get(schedule["subscription"] or "")
+            if sub is not None and sub["status"] not in ("canceled", "incomplete_expired"):
+                _apply_current_phase(call.state, schedule, sub, privates[0], at, proration)
+    if end_behavior is not None:
+        schedule["end_behavior"] = end_behavior
+    metadata_patch(p, schedule["metadata"])
+    after = call.store.render(schedule)
+    if after != before:
+        call.state.emit("subscription_schedule.updated", schedule, previous=before, at=at)
+    return after
+
+
+def _apply_current_phase(
+    state: State, schedule: JSON, sub: JSON, private: JSON, at: int, proration: str
+) -> None:
+    """The current phase changed: its items replace the subscription's now."""
+    before = state.store.render(sub)
+    by_price = {item["price"]: item for item in sub["items"]["data"]}
+    changes = [(by_price.get(spec.price["id"]), spec) for spec in private["items"]]
+    subscriptions.change_items(state, sub, changes, at, proration, at)
+    sub["metadata"].update(private["metadata"])
+    last_end = schedule["phases"][-1]["end_date"]
+    if schedule["end_behavior"] == "cancel":
+        sub["cancel_at"] = last_end
+    if proration == "always_invoice":
+        subscriptions.invoice_prorations_now(state, sub, at)
+    if state.store.render(sub) != before:
+        state.emit("customer.subscription.updated", sub, previous=before, at=at)
 
 
 def retrieve(call: Call) -> JSON:

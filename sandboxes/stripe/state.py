@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 import threading
 import time
 from collections.abc import Callable
@@ -49,6 +50,7 @@ class State:
     ) -> None:
         self.lock = threading.RLock()
         self.store = Store()
+        self.store.renderers["event"] = render_event
         self.now = now
         self.signing_clock = signing_clock or (lambda: int(time.time()))
         self.search_lag_seconds = search_lag_seconds
@@ -115,10 +117,12 @@ class State:
     ) -> JSON:
         from . import webhooks  # local: webhooks depends on State
 
-        rendered = self.store.render(obj)
-        data: JSON = {"object": rendered}
+        # The object as it is now, kept as JSON text: events are read far less often than
+        # they are written (seeding writes hundreds of thousands), so parsing waits.
+        text = self.store.render_json(obj)
+        changed = None
         if previous is not None:
-            data["previous_attributes"] = previous_attributes(previous, rendered)
+            changed = previous_attributes(previous, json.loads(text))
         if at is None:
             at = self._time_of(obj)
         request = self.request
@@ -127,7 +131,7 @@ class State:
             "object": "event",
             "api_version": API_VERSION,
             "created": at,
-            "data": data,
+            "data": None,
             "livemode": False,
             "pending_webhooks": 0,
             "request": {
@@ -135,6 +139,8 @@ class State:
                 "idempotency_key": request.idempotency_key if request else None,
             },
             "type": event_type,
+            "_data": text,
+            "_previous": changed,
         }
         self.store.add(event)
         webhooks.enqueue(self, event)
@@ -150,6 +156,17 @@ class State:
         if isinstance(customer, str):
             return self.time_for_customer(customer)
         return int(self.now())
+
+
+def render_event(event: JSON) -> JSON:
+    """An event with its ``data`` parsed from the JSON kept when it was recorded."""
+    body = {k: v for k, v in event.items() if not k.startswith("_")}
+    body["request"] = dict(event["request"])
+    data: JSON = {"object": json.loads(event["_data"])}
+    if event["_previous"] is not None:
+        data["previous_attributes"] = copy.deepcopy(event["_previous"])
+    body["data"] = data
+    return body
 
 
 def previous_attributes(before: JSON, after: JSON) -> JSON:

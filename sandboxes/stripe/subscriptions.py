@@ -7,13 +7,23 @@ classic billing). Each item carries ``current_period_start``/``current_period_en
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
-from . import invoices
+from . import (
+    catalog,
+    discounts,
+    invoices,
+    meters,
+    money,
+    payment_methods,
+    payments,
+    tax_rates,
+    versions,
+)
 from .call import Call
-from .errors import StripeError, card_declined, invalid_param, invalid_request, no_such
+from .errors import StripeError, invalid_param, invalid_request, no_such
 from .params import Params, metadata_patch
 from .state import State
 from .store import created_filter
@@ -22,6 +32,8 @@ from .timeutil import add_interval, format_money, interval_text, next_boundary_a
 JSON = dict[str, Any]
 
 INCOMPLETE_EXPIRY = 23 * 3600
+#: ``customer.subscription.trial_will_end`` comes this long before a trial ends.
+TRIAL_WILL_END_NOTICE = 3 * 86_400
 STATUSES = [
     "active",
     "past_due",
@@ -45,8 +57,12 @@ PRORATION_BEHAVIORS = ["always_invoice", "create_prorations", "none"]
 @dataclass
 class ItemSpec:
     price: JSON
-    quantity: int
+    #: None for a metered price (usage decides what is billed).
+    quantity: int | None
     metadata: dict[str, str] = field(default_factory=dict)
+    tax_rates: list[str] | None = None
+    #: The item's ``discounts[]`` parameters, redeemed once the item exists.
+    discounts: Params | None = None
 
 
 @dataclass
@@ -56,6 +72,8 @@ class AddItemSpec:
     currency: str
     quantity: int
     description: str | None
+    tax_rates: list[str] | None = None
+    discounts: Params | None = None
 
 
 @dataclass
@@ -72,6 +90,13 @@ class SubSpec:
     payment_behavior: str = "allow_incomplete"
     proration_behavior: str = "create_prorations"
     schedule_id: str | None = None
+    default_payment_method: str | None = None
+    default_tax_rates: list[str] | None = None
+    #: ``discounts[]`` (or, before API 2025-09-30, ``coupon``/``promotion_code``).
+    discounts: Params | None = None
+    trial_end: int | None = None
+    missing_payment_method: str = "create_invoice"
+    backdate_start_date: int | None = None
 
 
 # -- parameter parsing shared with schedules ------------------------------------------------------
@@ -127,8 +152,17 @@ def parse_items(state: State, p: Params, key: str = "items") -> list[ItemSpec]:
                 param=entry.name("price"),
             )
         price = recurring_price(state, price_id, entry.name("price"))
-        quantity = entry.get_int("quantity", minimum=0)
-        specs.append(ItemSpec(price, 1 if quantity is None else quantity, entry.metadata() or {}))
+        quantity = _quantity(entry, price, None)
+        rates = tax_rates.parse(state, entry, "tax_rates")
+        specs.append(
+            ItemSpec(
+                price,
+                quantity,
+                entry.metadata() or {},
+                rates,
+                entry if entry.has("discounts") else None,
+            )
+        )
     first = specs[0].price
     for spec in specs[1:]:
         if spec.price["currency"] != first["currency"]:
@@ -160,6 +194,23 @@ def parse_items(state: State, p: Params, key: str = "items") -> list[ItemSpec]:
     return specs
 
 
+def _quantity(entry: Params, price: JSON, current: int | None) -> int | None:
+    """An item's quantity: none for a metered price (Stripe refuses one), else 1 by default."""
+    quantity = entry.get_int("quantity", minimum=0)
+    if price["recurring"]["usage_type"] == "metered":
+        if quantity is not None:
+            raise invalid_param(
+                entry.name("quantity"),
+                "Quantity should not be specified where usage_type is `metered`. Remove "
+                f"quantity from `{entry.prefix}`.",
+                None,
+            )
+        return None
+    if quantity is not None:
+        return quantity
+    return 1 if current is None else current
+
+
 def parse_add_invoice_items(
     state: State, p: Params, key: str = "add_invoice_items"
 ) -> list[AddItemSpec]:
@@ -184,7 +235,7 @@ def parse_add_invoice_items(
             specs.append(
                 AddItemSpec(
                     price,
-                    price["unit_amount"] * quantity,
+                    catalog.price_amount(price, quantity),
                     price["currency"],
                     quantity,
                     invoices.product_name(state, price),
@@ -200,11 +251,8 @@ def parse_add_invoice_items(
             product = state.store.require(
                 product_id, "product", param=data.name("product"), status=400
             )
-            unit = data.get_int("unit_amount", required=True, minimum=0)
-            assert unit is not None
-            specs.append(
-                AddItemSpec(None, unit * quantity, currency.lower(), quantity, product["name"])
-            )
+            amount = money.unit_total(catalog.unit_amount_of(data), quantity)
+            specs.append(AddItemSpec(None, amount, currency.lower(), quantity, product["name"]))
         else:
             raise StripeError(
                 400,
@@ -212,6 +260,8 @@ def parse_add_invoice_items(
                 code="parameter_missing",
                 param=entry.name("price"),
             )
+        specs[-1].tax_rates = tax_rates.parse(state, entry, "tax_rates")
+        specs[-1].discounts = entry if entry.has("discounts") else None
     return specs
 
 
@@ -228,40 +278,15 @@ def payment_method_types(p: Params) -> list[str] | None:
 # -- rendering --------------------------------------------------------------------------------
 
 
-def plan_from_price(price: JSON) -> JSON:
-    recurring = price["recurring"] or {}
-    return {
-        "id": price["id"],
-        "object": "plan",
-        "active": price["active"],
-        "amount": price["unit_amount"],
-        "amount_decimal": price["unit_amount_decimal"],
-        "billing_scheme": price["billing_scheme"],
-        "created": price["created"],
-        "currency": price["currency"],
-        "interval": recurring.get("interval"),
-        "interval_count": recurring.get("interval_count"),
-        "livemode": False,
-        "metadata": dict(price["metadata"]),
-        "meter": None,
-        "nickname": price["nickname"],
-        "product": price["product"],
-        "tiers_mode": None,
-        "transform_usage": None,
-        "trial_period_days": None,
-        "usage_type": recurring.get("usage_type", "licensed"),
-    }
-
-
 def make_renderer(state: State) -> Any:
     def render(sub: JSON) -> JSON:
         from .store import strip_private
 
-        body: JSON = strip_private(copy.deepcopy(sub))
+        body: JSON = strip_private(sub)
         for item in body["items"]["data"]:
             price = state.store.objects[item["price"]]
             item["price"] = state.store.render(price)
-            item["plan"] = plan_from_price(price)
+            item["plan"] = catalog.plan_from_price(price)
         return body
 
     return render
@@ -271,20 +296,46 @@ def make_renderer(state: State) -> Any:
 
 
 def _new_item(state: State, sub_id: str, spec: ItemSpec, at: int, start: int, end: int) -> JSON:
-    return {
+    item: JSON = {
         "id": state.store.new_id("si_", 14),
         "object": "subscription_item",
         "billing_thresholds": None,
         "created": at,
         "current_period_end": end,
         "current_period_start": start,
+        "current_trial": None,
         "discounts": [],
         "metadata": dict(spec.metadata),
         "price": spec.price["id"],
         "quantity": spec.quantity,
         "subscription": sub_id,
-        "tax_rates": [],
+        "tax_rates": _rates(state, spec.tax_rates),
     }
+    if spec.quantity is None:
+        del item["quantity"]
+    return item
+
+
+def _rates(state: State, ids: list[str] | None) -> list[JSON]:
+    return [state.store.render(state.store.objects[rate_id]) for rate_id in ids or []]
+
+
+def _redeem_item_discounts(
+    state: State, sub: JSON, items: list[tuple[JSON, ItemSpec]], at: int
+) -> None:
+    for item, spec in items:
+        if spec.discounts is not None:
+            item["discounts"] = (
+                discounts.parse_discounts(
+                    state,
+                    spec.discounts,
+                    at,
+                    customer=sub["customer"],
+                    subscription=sub["id"],
+                    subscription_item=item["id"],
+                )
+                or []
+            )
 
 
 def _interval(sub: JSON) -> tuple[str, int]:
@@ -315,7 +366,8 @@ def _period_end(sub: JSON, start: int) -> tuple[int, int]:
 def create_subscription(state: State, customer: JSON, spec: SubSpec, at: int) -> JSON:
     first = spec.items[0].price
     sub_id = state.store.new_id("sub_")
-    anchor = spec.billing_cycle_anchor or at
+    trial_end = spec.trial_end if spec.trial_end is not None and spec.trial_end > at else None
+    anchor = trial_end or spec.billing_cycle_anchor or at
     sub: JSON = {
         "id": sub_id,
         "object": "subscription",
@@ -325,24 +377,36 @@ def create_subscription(state: State, customer: JSON, spec: SubSpec, at: int) ->
         "billing_cycle_anchor": anchor,
         "billing_cycle_anchor_config": None,
         "billing_mode": {"flexible": None, "type": "classic"},
+        "billing_schedules": [],
         "billing_thresholds": None,
         "cancel_at": spec.cancel_at,
         "cancel_at_period_end": False,
         "canceled_at": None,
-        "cancellation_details": {"comment": None, "feedback": None, "reason": None},
+        "cancellation_details": {
+            "comment": None,
+            "feedback": None,
+            "feedback_option": None,
+            "reason": None,
+        },
         "collection_method": spec.collection_method,
         "created": at,
         "currency": first["currency"],
         "customer": customer["id"],
         "customer_account": None,
         "days_until_due": spec.days_until_due,
-        "default_payment_method": None,
+        "default_payment_method": spec.default_payment_method,
         "default_source": None,
-        "default_tax_rates": [],
+        "default_tax_rates": _rates(state, spec.default_tax_rates),
         "description": spec.description,
         "discounts": [],
         "ended_at": None,
-        "invoice_settings": {"account_tax_ids": None, "issuer": {"type": "self"}},
+        "invoice_settings": {
+            "account_tax_ids": None,
+            "custom_fields": None,
+            "description": None,
+            "footer": None,
+            "issuer": {"type": "self"},
+        },
         "items": {
             "object": "list",
             "data": [],
@@ -352,6 +416,7 @@ def create_subscription(state: State, customer: JSON, spec: SubSpec, at: int) ->
         },
         "latest_invoice": None,
         "livemode": False,
+        "managed_payments": None,
         "metadata": dict(spec.metadata),
         "next_pending_invoice_item_invoice": None,
         "on_behalf_of": None,
@@ -365,33 +430,57 @@ def create_subscription(state: State, customer: JSON, spec: SubSpec, at: int) ->
         "pending_setup_intent": None,
         "pending_update": None,
         "schedule": spec.schedule_id,
-        "start_date": at,
+        "start_date": spec.backdate_start_date or at,
         "status": "active" if spec.collection_method == "send_invoice" else "incomplete",
         "test_clock": customer.get("test_clock"),
         "transfer_data": None,
-        "trial_end": None,
-        "trial_settings": {"end_behavior": {"missing_payment_method": "create_invoice"}},
-        "trial_start": None,
+        "trial_end": trial_end,
+        "trial_settings": {
+            "end_behavior": {
+                "billing_cycle_anchor": None,
+                "missing_payment_method": spec.missing_payment_method,
+            }
+        },
+        "trial_start": at if trial_end is not None else None,
         "_interval": first["recurring"]["interval"],
         "_interval_count": first["recurring"]["interval_count"],
     }
-    end, natural = _period_end(sub, at)
+    if trial_end is not None:
+        sub["status"] = "trialing"
+        end = natural = trial_end
+    else:
+        end, natural = _period_end(sub, at)
     sub["items"]["data"] = [_new_item(state, sub_id, s, at, at, end) for s in spec.items]
     state.store.add(sub)
+    if spec.discounts is not None:
+        sub["discounts"] = (
+            discounts.parse_discounts(
+                state, spec.discounts, at, customer=customer["id"], subscription=sub_id
+            )
+            or discounts.legacy_coupon(
+                state, spec.discounts, at, customer=customer["id"], subscription=sub_id
+            )
+            or []
+        )
+    _redeem_item_discounts(state, sub, list(zip(sub["items"]["data"], spec.items, strict=True)), at)
+    # A backdated start bills the time since it, as a prorated part of the first period.
+    billed_from = spec.backdate_start_date if spec.backdate_start_date is not None else at
     full_period = natural - add_interval(natural, sub["_interval"], -sub["_interval_count"])
     invoice = build_invoice(
         state,
         sub,
         at,
         "subscription_create",
-        (at, end),
+        (billed_from, end),
         (at, at),
         full_period=full_period,
         add_items=spec.add_invoice_items,
-        zero=spec.proration_behavior == "none" and anchor > at,
+        zero=trial_end is not None or (spec.proration_behavior == "none" and anchor > at),
     )
     sub["latest_invoice"] = invoice["id"]
     state.emit("customer.subscription.created", sub, at=at)
+    if trial_end is not None and trial_end - at <= TRIAL_WILL_END_NOTICE:
+        _trial_will_end(state, sub, at)
     before = state.store.render(sub)
     invoices.finalize(state, invoice, at)
     if invoice["status"] == "open":
@@ -401,6 +490,23 @@ def create_subscription(state: State, customer: JSON, spec: SubSpec, at: int) ->
             invoices.attempt_payment(state, invoice, at)
     _emit_if_changed(state, sub, before, at)
     return sub
+
+
+def _trial_will_end(state: State, sub: JSON, at: int) -> None:
+    """``customer.subscription.trial_will_end``: three days before the trial ends (at once
+    when the trial is shorter)."""
+    sub["_trial_will_end_sent"] = True
+    state.emit("customer.subscription.trial_will_end", sub, at=at)
+
+
+def trial_will_end_at(sub: JSON) -> int | None:
+    if sub["status"] != "trialing" or sub.get("_trial_will_end_sent") or sub["trial_end"] is None:
+        return None
+    return int(sub["trial_end"]) - TRIAL_WILL_END_NOTICE
+
+
+def send_trial_will_end(state: State, sub: JSON, at: int) -> None:
+    _trial_will_end(state, sub, at)
 
 
 def _emit_if_changed(state: State, sub: JSON, before: JSON, at: int) -> None:
@@ -420,8 +526,12 @@ def build_invoice(
     add_items: list[AddItemSpec] | None = None,
     zero: bool = False,
     auto_advance: bool = True,
+    usage_period: tuple[int, int] | None = None,
 ) -> JSON:
-    """A draft subscription invoice with one line per item, then one-off and pending items."""
+    """A draft subscription invoice: one line per licensed item for ``line_period``
+    (prorated against ``full_period``), metered items' usage over ``usage_period`` (billed
+    in arrears), then one-off and pending items. The subscription's discounts (else the
+    customer's) and default tax rates apply to it."""
     customer = state.store.objects[sub["customer"]]
     invoice = invoices.new_invoice(
         state,
@@ -436,24 +546,45 @@ def build_invoice(
         payment_method_types=sub["payment_settings"]["payment_method_types"],
         period=invoice_period,
     )
+    invoice["default_tax_rates"] = list(sub["default_tax_rates"] or [])
+    invoice["discounts"] = [
+        d["id"] for d in discounts.active(state, sub["discounts"], at)
+    ] or discounts.customer_discount_ids(state, customer)
     interval, count = _interval(sub)
     length = line_period[1] - line_period[0]
+    trial = zero and sub["status"] == "trialing"
     for item in sub["items"]["data"]:
         price = state.store.objects[item["price"]]
-        full = price["unit_amount"] * item["quantity"]
-        amount = 0 if zero else prorate(full, length, full_period or length)
-        description = (
-            f"{item['quantity']} × {invoices.product_name(state, price)} (at "  # noqa: RUF001
-            f"{format_money(price['unit_amount'], price['currency'])} / "
-            f"{interval_text(interval, count)})"
-        )
+        metered = price["recurring"]["usage_type"] == "metered"
+        if metered and usage_period is None:
+            continue
+        if metered:
+            assert usage_period is not None
+            quantity = meters.usage(state, price, sub["customer"], usage_period)
+            period, amount = usage_period, catalog.price_amount(price, quantity)
+        else:
+            quantity = int(item["quantity"])
+            full = catalog.price_amount(price, quantity)
+            amount = 0 if zero else prorate(full, length, full_period or length)
+            period = line_period
+        name = invoices.product_name(state, price)
+        if trial:
+            description = f"Trial period for {name}"
+        elif price["billing_scheme"] == "tiered" or price["unit_amount"] is None:
+            description = f"{quantity} × {name} (Tier pricing)"  # noqa: RUF001
+        else:
+            description = (
+                f"{quantity} × {name} (at "  # noqa: RUF001
+                f"{format_money(price['unit_amount'], price['currency'])} / "
+                f"{interval_text(interval, count)})"
+            )
         invoices.add_line(
             invoice,
             state,
             amount=amount,
-            quantity=item["quantity"],
+            quantity=quantity,
             description=description,
-            period=line_period,
+            period=period,
             price=price,
             parent={
                 "invoice_item_details": None,
@@ -467,6 +598,8 @@ def build_invoice(
                 "type": "subscription_item_details",
             },
             subscription_id=sub["id"],
+            discounts=[d["id"] for d in discounts.active(state, item["discounts"], at)],
+            tax_rates=item["tax_rates"] or None,
         )
     for extra in add_items or []:
         item = invoices.new_invoice_item(
@@ -479,19 +612,55 @@ def build_invoice(
             price=extra.price,
             description=extra.description,
             subscription_id=sub["id"],
+            tax_rates=_rates(state, extra.tax_rates),
         )
+        if extra.discounts is not None:
+            item["discounts"] = (
+                discounts.parse_discounts(
+                    state, extra.discounts, at, customer=customer["id"], invoice_item=item["id"]
+                )
+                or []
+            )
         state.emit("invoiceitem.created", item, at=at)
         invoices.attach_item(state, invoice, item)
     for pending in reversed(invoices.pending_items(state, sub["customer"], sub["id"])):
         if pending["currency"] == invoice["currency"]:
             invoices.attach_item(state, invoice, pending)
+    _use_once_discounts(state, sub, customer, invoice, at)
     state.emit("invoice.created", invoice, at=at)
     return invoice
 
 
+def _use_once_discounts(state: State, sub: JSON, customer: JSON, invoice: JSON, at: int) -> None:
+    """A ``once`` discount of the subscription or the customer is spent by the first
+    invoice it discounts (the invoice keeps it)."""
+    if not invoice["total_discount_amounts"]:
+        return
+    sub["discounts"] = discounts.end_once(state, sub["discounts"], at)
+    for item in sub["items"]["data"]:
+        item["discounts"] = discounts.end_once(state, item["discounts"], at)
+    kept = discounts.end_once(state, discounts.customer_discount_ids(state, customer), at)
+    if not kept and customer.get("_discount") in invoice["discounts"]:
+        discounts.set_customer_discount(state, customer, [], at, emit=False)
+
+
 def cycle(state: State, sub: JSON, at: int) -> None:
-    """Start the next period at ``at`` (the old period's end) and invoice it."""
+    """Start the next period at ``at`` (the old period's end) and invoice it. At the end of
+    a trial without a payment method, ``trial_settings`` may pause or cancel instead."""
     before = state.store.render(sub)
+    ending_trial = sub["status"] == "trialing"
+    if ending_trial and not _has_payment_method(state, sub):
+        behavior = sub["trial_settings"]["end_behavior"]["missing_payment_method"]
+        if behavior == "pause":
+            sub["status"] = "paused"
+            state.emit("customer.subscription.paused", sub, at=at)
+            state.emit("customer.subscription.updated", sub, previous=before, at=at)
+            return
+        if behavior == "cancel":
+            cancel_now(state, sub, at, reason="cancellation_requested")
+            return
+    if ending_trial:
+        sub["status"] = "active"
     old_start, old_end = period_of(sub)
     end, natural = _period_end(sub, at)
     _set_period(sub, at, end)
@@ -506,6 +675,7 @@ def cycle(state: State, sub: JSON, at: int) -> None:
         (old_start, old_end),
         full_period=full,
         auto_advance=pause != "keep_as_draft",
+        usage_period=None if ending_trial else (old_start, old_end),
     )
     sub["latest_invoice"] = invoice["id"]
     state.emit("customer.subscription.updated", sub, previous=before, at=at)
@@ -516,6 +686,25 @@ def cycle(state: State, sub: JSON, at: int) -> None:
                 invoices.void(state, invoice, at)
             else:
                 invoices.mark_uncollectible(state, invoice, at)
+
+
+def _has_payment_method(state: State, sub: JSON) -> bool:
+    customer = state.store.objects[sub["customer"]]
+    return bool(
+        sub["default_payment_method"]
+        or sub["default_source"]
+        or customer["invoice_settings"].get("default_payment_method")
+        or customer["default_source"]
+    )
+
+
+def end_trial_now(state: State, sub: JSON, at: int) -> None:
+    """``trial_end=now``: the trial ends and a new billing cycle starts at once."""
+    sub["trial_end"] = at
+    sub["billing_cycle_anchor"] = at
+    for item in sub["items"]["data"]:
+        item["current_period_end"] = at
+    _cycle_now(state, sub, at)
 
 
 def cancel_now(
@@ -534,7 +723,10 @@ def cancel_now(
         if schedule is not None and schedule["status"] in ("active", "not_started"):
             from . import schedules
 
-            schedules.mark_canceled(state, schedule, at)
+            if reason == "payment_failed":
+                schedules.abort(state, schedule, at)
+            else:
+                schedules.mark_canceled(state, schedule, at)
 
 
 def expire_incomplete(state: State, sub: JSON, at: int) -> None:
@@ -555,7 +747,7 @@ def resume_collection(state: State, sub: JSON, at: int) -> None:
 
 def _delinquent(state: State, sub: JSON, at: int) -> bool:
     for invoice in state.store.all("invoice"):
-        if invoice["subscription"] != sub["id"] or invoice["status"] != "open":
+        if invoice["_subscription"] != sub["id"] or invoice["status"] != "open":
             continue
         overdue = invoice["due_date"] is not None and invoice["due_date"] <= at
         if invoice["attempt_count"] > 0 or overdue:
@@ -564,7 +756,7 @@ def _delinquent(state: State, sub: JSON, at: int) -> bool:
 
 
 def on_invoice_paid(state: State, invoice: JSON, at: int) -> None:
-    sub = state.store.objects.get(invoice.get("subscription") or "")
+    sub = state.store.objects.get(invoice.get("_subscription") or "")
     if sub is None or sub["status"] not in ("incomplete", "past_due", "unpaid"):
         return
     if _delinquent(state, sub, at):
@@ -575,12 +767,21 @@ def on_invoice_paid(state: State, invoice: JSON, at: int) -> None:
 
 
 def on_payment_failed(state: State, invoice: JSON, at: int) -> None:
-    sub = state.store.objects.get(invoice.get("subscription") or "")
+    sub = state.store.objects.get(invoice.get("_subscription") or "")
     if sub is None or sub["status"] != "active":
         return
     before = state.store.render(sub)
     sub["status"] = "past_due"
     state.emit("customer.subscription.updated", sub, previous=before, at=at)
+
+
+def on_retries_exhausted(state: State, invoice: JSON, at: int) -> None:
+    """Every retry failed: Stripe's default setting cancels the subscription (the invoice
+    stays open)."""
+    sub = state.store.objects.get(invoice.get("_subscription") or "")
+    if sub is None or sub["status"] in ("canceled", "incomplete_expired"):
+        return
+    cancel_now(state, sub, at, reason="payment_failed")
 
 
 def on_invoice_overdue(state: State, invoice: JSON, at: int) -> None:
@@ -606,20 +807,25 @@ _CREATE = [
     "payment_behavior",
     "proration_behavior",
     "default_payment_method",
+    "default_source",
     "off_session",
     "currency",
-]
-_UNSUPPORTED = [
     "trial_end",
     "trial_period_days",
     "trial_from_plan",
+    "trial_settings",
     "discounts",
-    "coupon",
-    "promotion_code",
-    "billing_thresholds",
+    "default_tax_rates",
     "backdate_start_date",
+    "billing_mode",
+    "automatic_tax",
+]
+_UNSUPPORTED = [
+    "billing_thresholds",
     "pending_invoice_item_interval",
 ]
+#: Parameters removed in API 2025-09-30, accepted from requests pinned to older versions.
+_LEGACY = ["coupon", "promotion_code"]
 
 
 def _reject_unsupported(p: Params) -> None:
@@ -658,16 +864,83 @@ def _collection(
     return method, days
 
 
+def _legacy(call: Call) -> list[str]:
+    return _LEGACY if call.before(versions.CLOVER) else []
+
+
+def _trial_end(call: Call, p: Params, specs: list[ItemSpec], at: int) -> int | None:
+    """``trial_end`` (a timestamp or ``now``), ``trial_period_days`` or ``trial_from_plan``."""
+    given = [k for k in ("trial_end", "trial_period_days") if p.has(k)]
+    if len(given) > 1:
+        raise StripeError(
+            400, "You may only specify one of these parameters: trial_end, trial_period_days."
+        )
+    if p.has("trial_end"):
+        end = p.get_timestamp("trial_end", allow_now=True, now=at)
+        assert end is not None
+        if end != at and end <= at:
+            raise invalid_param(
+                "trial_end",
+                "Invalid timestamp: must be an integer Unix timestamp in the future.",
+                None,
+            )
+        if end > at + 730 * 86_400:
+            raise invalid_param(
+                "trial_end", "Trial end can not be more than 730 days in the future.", None
+            )
+        return None if end == at else end
+    days = p.get_int("trial_period_days", minimum=0, maximum=730)
+    if days is None and p.get_bool("trial_from_plan"):
+        days = specs[0].price["recurring"].get("trial_period_days")
+    return at + days * 86_400 if days else None
+
+
+def _missing_payment_method(p: Params) -> str:
+    settings = p.sub("trial_settings")
+    if settings is None:
+        return "create_invoice"
+    settings.reject_unknown(["end_behavior"])
+    end_behavior = settings.sub("end_behavior")
+    if end_behavior is None:
+        raise StripeError(
+            400,
+            "Missing required param: trial_settings[end_behavior].",
+            code="parameter_missing",
+            param="trial_settings[end_behavior]",
+        )
+    end_behavior.reject_unknown(["missing_payment_method"])
+    return (
+        end_behavior.get_enum(
+            "missing_payment_method", ["cancel", "create_invoice", "pause"], required=True
+        )
+        or "create_invoice"
+    )
+
+
+def _one_currency(call: Call, customer: JSON, currency: str, param: str) -> None:
+    """Stripe refuses a second currency on a customer that already has one."""
+    if customer.get("currency") not in (None, currency):
+        raise invalid_request(
+            "You cannot combine currencies on a single customer. This customer has had a "
+            f"subscription, coupon, or invoice item with currency {customer['currency']}",
+            param=param,
+        )
+
+
 def create(call: Call) -> JSON:
     p = call.params
     _reject_unsupported(p)
-    p.reject_unknown(_CREATE)
+    p.reject_unknown([*_CREATE, *_legacy(call)])
     customer_id = p.get_str("customer", required=True)
     assert customer_id is not None
     customer = call.store.require(customer_id, "customer", param="customer", status=400)
     specs = parse_items(call.state, p)
+    _one_currency(call, customer, specs[0].price["currency"], "items")
     method, days = _collection(p, None, None)
     at = call.state.time_for_customer(customer)
+    backdate = p.get_timestamp("backdate_start_date")
+    if backdate is not None and backdate >= at:
+        raise invalid_param("backdate_start_date", "backdate_start_date must be in the past.", None)
     cancel_at = p.get_timestamp("cancel_at")
     if cancel_at is not None and cancel_at <= at:
         raise invalid_param("cancel_at", "cancel_at must be in the future.", None)
@@ -698,20 +971,72 @@ def create(call: Call) -> JSON:
         proration_behavior=proration,
     )
     spec.metadata = {k: v for k, v in spec.metadata.items() if v}
-    if (
-        method == "charge_automatically"
-        and behavior == "error_if_incomplete"
-        and invoices.payment_decline(
-            call.state, {"customer": customer_id}, p.get_str("default_payment_method")
-        )
-        is not None
-    ):
-        raise card_declined()
+    spec.default_payment_method = _default_payment_method(call, customer, p)
+    spec.default_tax_rates = tax_rates.parse(call.state, p, "default_tax_rates")
+    spec.discounts = p if any(p.has(k) for k in ("discounts", *_LEGACY)) else None
+    spec.trial_end = _trial_end(call, p, specs, at)
+    spec.missing_payment_method = _missing_payment_method(p)
+    spec.backdate_start_date = backdate
     sub = create_subscription(call.state, customer, spec, at)
+    source = p.get_str("default_source")
+    if source is not None:
+        card = call.store.get(source, "card")
+        if card is None or card["customer"] != customer_id:
+            raise no_such("source", source, param="default_source", status=400)
+        sub["default_source"] = source
+    if behavior == "error_if_incomplete" and sub["status"] == "incomplete":
+        invoice = call.store.objects[sub["latest_invoice"]]
+        raise _first_payment_error(call.state, invoice)
     if p.get_bool("cancel_at_period_end"):
         sub["cancel_at_period_end"] = True
         sub["cancel_at"] = period_of(sub)[1]
     return call.store.render(sub)
+
+
+def _default_payment_method(call: Call, customer: JSON, p: Params) -> str | None:
+    """``default_payment_method``: a PaymentMethod attached to the subscription's customer."""
+    given, value = p.get_nullable_str("default_payment_method")
+    if not given or value is None:
+        return None
+    pm = call.store.get(value, "payment_method")
+    if pm is None:
+        raise no_such("PaymentMethod", value, param="default_payment_method", status=400)
+    if pm["customer"] != customer["id"]:
+        raise invalid_param(
+            "default_payment_method",
+            f"The customer does not have a payment method with the ID {value}. The payment "
+            "method must be attached to the customer.",
+            "resource_missing",
+        )
+    return str(pm["id"])
+
+
+def _first_payment_error(state: State, invoice: JSON) -> StripeError:
+    """``payment_behavior=error_if_incomplete``: the 402 of the failed first payment; the
+    subscription and its invoice are not kept."""
+    intent = payments.intent_of(state, invoice)
+    error = intent.get("last_payment_error") if intent else None
+    if intent is not None and intent["status"] == "requires_action":
+        failure = StripeError(
+            402,
+            "Payment for this subscription requires additional user action before it can be "
+            "completed successfully. Please refer to the use of the `enable_incomplete_payments` "
+            "parameter here: https://stripe.com/docs/billing/migration/strong-customer-"
+            "authentication#scenario-1-handling-sca-if-you-create-subscriptions-on-the-server",
+            type="card_error",
+            code="subscription_payment_intent_requires_action",
+        )
+    elif error:
+        failure = payment_methods.decline_error(str(error.get("decline_code") or "generic_decline"))
+    else:
+        failure = invalid_request(
+            "This customer has no attached payment source or default payment method. Please "
+            "consider adding a default payment method. For more information, visit "
+            "https://stripe.com/docs/billing/subscriptions/payment-methods-setting"
+            "#payment-method-priority."
+        )
+    failure.rollback = True
+    return failure
 
 
 def retrieve(call: Call) -> JSON:
@@ -733,6 +1058,15 @@ _UPDATE = [
     "default_payment_method",
     "payment_behavior",
     "off_session",
+    "proration_date",
+    "trial_end",
+    "trial_settings",
+    "trial_from_plan",
+    "discounts",
+    "default_tax_rates",
+    "default_source",
+    "billing_cycle_anchor",
+    "automatic_tax",
 ]
 
 
@@ -740,7 +1074,7 @@ def update(call: Call) -> JSON:
     sub = call.store.require(call.arg(), "subscription")
     p = call.params
     _reject_unsupported(p)
-    p.reject_unknown(_UPDATE)
+    p.reject_unknown([*_UPDATE, *_legacy(call)])
     if sub["status"] in ("canceled", "incomplete_expired"):
         for key in p.data:
             if key not in ("metadata", "cancellation_details", "expand"):
@@ -782,9 +1116,25 @@ def update(call: Call) -> JSON:
     cancellation = p.sub("cancellation_details")
     if cancellation is not None:
         cancellation.reject_unknown(["comment", "feedback"])
-    p.get_enum("proration_behavior", PRORATION_BEHAVIORS)
+    proration = p.get_enum("proration_behavior", PRORATION_BEHAVIORS) or "create_prorations"
+    proration_date = p.get_timestamp("proration_date")
+    anchor_now = p.get_enum("billing_cycle_anchor", ["now", "unchanged"]) == "now"
+    default_rates = tax_rates.parse(call.state, p, "default_tax_rates")
+    trial_end: int | None = None
+    if p.has("trial_end"):
+        trial_end = p.get_timestamp("trial_end", allow_now=True, now=at)
+        assert trial_end is not None
+        if trial_end < at:
+            raise invalid_param("trial_end", "trial_end must be in the future or `now`.", None)
+    missing_pm = _missing_payment_method(p) if p.has("trial_settings") else None
     types = payment_method_types(p)
+    given_pm = p.has("default_payment_method")
+    default_pm = (
+        _default_payment_method(call, call.store.objects[sub["customer"]], p) if given_pm else None
+    )
     before = call.store.render(sub)
+    if given_pm:
+        sub["default_payment_method"] = default_pm
     sub["collection_method"], sub["days_until_due"] = method, days
     if given_cancel:
         sub["cancel_at"] = cancel_at
@@ -804,19 +1154,230 @@ def update(call: Call) -> JSON:
             given, value = cancellation.get_nullable_str(key)
             if given:
                 sub["cancellation_details"][key] = value
+    if default_rates is not None:
+        sub["default_tax_rates"] = _rates(call.state, default_rates)
+    if missing_pm is not None:
+        sub["trial_settings"]["end_behavior"]["missing_payment_method"] = missing_pm
+    new_discounts = discounts.parse_discounts(
+        call.state, p, at, customer=sub["customer"], subscription=sub["id"]
+    )
+    if new_discounts is None:
+        new_discounts = discounts.legacy_coupon(
+            call.state, p, at, customer=sub["customer"], subscription=sub["id"]
+        )
+    if new_discounts is not None:
+        sub["discounts"] = new_discounts
+    source = p.get_str("default_source")
+    if source is not None:
+        card = call.store.get(source, "card")
+        if card is None or card["customer"] != sub["customer"]:
+            raise no_such("source", source, param="default_source", status=400)
+        sub["default_source"] = source
     if item_changes is not None:
-        start, end = period_of(sub)
-        for item, spec in item_changes:
-            if item is not None:
-                item["price"], item["quantity"] = spec.price["id"], spec.quantity
-        sub["items"]["data"] = [
-            _new_item(call.state, sub["id"], spec, at, start, end) if item is None else item
-            for item, spec in item_changes
-        ]
-        sub["items"]["total_count"] = len(sub["items"]["data"])
+        change_items(call.state, sub, item_changes, at, proration, proration_date or at)
     metadata_patch(p, sub["metadata"])
+    if trial_end is not None:
+        if trial_end == at and sub["status"] == "trialing":
+            end_trial_now(call.state, sub, at)
+        elif trial_end > at:
+            _extend_trial(call.state, sub, trial_end, at)
+    elif anchor_now and sub["status"] in ("active", "past_due", "trialing"):
+        reset_cycle(call.state, sub, at, proration)
+    elif item_changes is not None and proration == "always_invoice":
+        invoice_prorations_now(call.state, sub, at)
     _emit_if_changed(call.state, sub, before, at)
     return call.store.render(sub)
+
+
+def _extend_trial(state: State, sub: JSON, trial_end: int, at: int) -> None:
+    """A new ``trial_end`` (a trial starts if there was none): the period ends then."""
+    if sub["status"] != "trialing":
+        sub["trial_start"] = at
+        sub["status"] = "trialing"
+    sub["trial_end"] = trial_end
+    sub["billing_cycle_anchor"] = trial_end
+    sub.pop("_trial_will_end_sent", None)
+    for item in sub["items"]["data"]:
+        item["current_period_end"] = trial_end
+    if trial_end - at <= TRIAL_WILL_END_NOTICE:
+        _trial_will_end(state, sub, at)
+
+
+def _item_amount(price: JSON, quantity: int | None) -> int:
+    return 0 if quantity is None else catalog.price_amount(price, quantity)
+
+
+def _proration_text(state: State, price: JSON, quantity: int, at: int, kind: str) -> str:
+    """Stripe's proration descriptions: ``Unused time on 2 x Gold after 15 Jan 2026``."""
+    name = invoices.product_name(state, price)
+    what = name if quantity == 1 else f"{quantity} × {name}"  # noqa: RUF001
+    when = datetime.fromtimestamp(at, UTC)
+    return f"{kind} time on {what} after {when.day} {when.strftime('%b %Y')}"
+
+
+def _proration_item(
+    state: State,
+    sub: JSON,
+    item: JSON,
+    price: JSON,
+    quantity: int,
+    amount: int,
+    at: int,
+    since: int,
+    kind: str,
+) -> None:
+    if amount == 0:
+        return
+    _, end = period_of(sub)
+    pending = invoices.new_invoice_item(
+        state,
+        state.store.objects[sub["customer"]],
+        at=at,
+        amount=amount,
+        currency=sub["currency"],
+        quantity=quantity,
+        price=price,
+        description=_proration_text(state, price, quantity, since, kind),
+        subscription_id=sub["id"],
+        period=(since, end),
+        tax_rates=list(item.get("tax_rates") or []),
+        proration=True,
+    )
+    pending["discountable"] = False
+    state.emit("invoiceitem.created", pending, at=at)
+
+
+def change_items(
+    state: State,
+    sub: JSON,
+    changes: list[tuple[JSON | None, ItemSpec]],
+    at: int,
+    proration: str,
+    proration_date: int,
+) -> None:
+    """Apply the new item list. Unless ``proration_behavior`` is ``none``, each changed,
+    added or removed licensed item gets proration invoice items for the rest of the current
+    period (by the second, rounded half up): a credit for the unused time of what it was
+    and a charge for the remaining time of what it is. They wait for the next invoice (or,
+    with ``always_invoice``, are invoiced at once)."""
+    start, end = period_of(sub)
+    old = {
+        item["id"]: (state.store.objects[item["price"]], item.get("quantity"), item)
+        for item in sub["items"]["data"]
+    }
+    new_items: list[JSON] = []
+    redeem: list[tuple[JSON, ItemSpec]] = []
+    for item, spec in changes:
+        if item is None:
+            item = _new_item(state, sub["id"], spec, at, start, end)
+            redeem.append((item, spec))
+        else:
+            item["price"] = spec.price["id"]
+            if spec.quantity is None:
+                item.pop("quantity", None)
+            else:
+                item["quantity"] = spec.quantity
+            if spec.tax_rates is not None:
+                item["tax_rates"] = _rates(state, spec.tax_rates)
+            if spec.discounts is not None:
+                redeem.append((item, spec))
+        if spec.metadata:
+            item["metadata"].update(spec.metadata)
+        new_items.append(item)
+    _redeem_item_discounts(state, sub, redeem, at)
+    sub["items"]["data"] = new_items
+    sub["items"]["total_count"] = len(new_items)
+    if proration == "none" or not start <= proration_date < end:
+        return
+    whole, left = end - start, end - proration_date
+    now_by_id = {item["id"]: item for item in new_items}
+    for item_id, (price, quantity, old_item) in old.items():
+        current = now_by_id.get(item_id)
+        if quantity is None:
+            continue
+        if current is not None and (current["price"], current.get("quantity")) == (
+            price["id"],
+            quantity,
+        ):
+            continue
+        credit = -prorate(_item_amount(price, quantity), left, whole)
+        _proration_item(
+            state, sub, old_item, price, int(quantity), credit, at, proration_date, "Unused"
+        )
+    for item in new_items:
+        quantity = item.get("quantity")
+        if quantity is None:
+            continue
+        price = state.store.objects[item["price"]]
+        previous = old.get(item["id"])
+        if previous is not None and (previous[0]["id"], previous[1]) == (price["id"], quantity):
+            continue
+        charge = prorate(_item_amount(price, quantity), left, whole)
+        _proration_item(
+            state, sub, item, price, int(quantity), charge, at, proration_date, "Remaining"
+        )
+
+
+def invoice_prorations_now(state: State, sub: JSON, at: int) -> JSON | None:
+    """``always_invoice``: the pending prorations are invoiced, finalized and collected."""
+    pending = invoices.pending_items(state, sub["customer"], sub["id"])
+    if not pending:
+        return None
+    customer = state.store.objects[sub["customer"]]
+    invoice = invoices.new_invoice(
+        state,
+        customer,
+        at=at,
+        collection_method=sub["collection_method"],
+        days_until_due=sub["days_until_due"],
+        auto_advance=True,
+        billing_reason="subscription_update",
+        currency=sub["currency"],
+        subscription=sub,
+        payment_method_types=sub["payment_settings"]["payment_method_types"],
+        period=(at, at),
+    )
+    invoice["default_tax_rates"] = list(sub["default_tax_rates"] or [])
+    invoice["discounts"] = [
+        d["id"] for d in discounts.active(state, sub["discounts"], at)
+    ] or discounts.customer_discount_ids(state, customer)
+    for item in reversed(pending):
+        if item["currency"] == invoice["currency"]:
+            invoices.attach_item(state, invoice, item)
+    state.emit("invoice.created", invoice, at=at)
+    sub["latest_invoice"] = invoice["id"]
+    _collect_now(state, invoice, at)
+    return invoice
+
+
+def _collect_now(state: State, invoice: JSON, at: int) -> None:
+    invoices.finalize(state, invoice, at)
+    if invoice["status"] != "open":
+        return
+    if invoice["collection_method"] == "send_invoice":
+        invoices.send(state, invoice, at)
+    else:
+        invoices.attempt_payment(state, invoice, at)
+
+
+def reset_cycle(state: State, sub: JSON, at: int, proration: str) -> None:
+    """``billing_cycle_anchor=now``: the current period ends now (its unused time credited
+    unless ``proration_behavior=none``) and a new one starts, invoiced at once."""
+    start, end = period_of(sub)
+    if proration != "none" and start <= at < end and sub["status"] != "trialing":
+        for item in sub["items"]["data"]:
+            quantity = item.get("quantity")
+            if quantity is None:
+                continue
+            price = state.store.objects[item["price"]]
+            credit = -prorate(_item_amount(price, quantity), end - at, end - start)
+            _proration_item(state, sub, item, price, int(quantity), credit, at, at, "Unused")
+    if sub["status"] == "trialing":
+        sub["trial_end"] = at
+    sub["billing_cycle_anchor"] = at
+    for item in sub["items"]["data"]:
+        item["current_period_end"] = at
+    _cycle_now(state, sub, at)
 
 
 def _parse_item_changes(
@@ -856,8 +1417,14 @@ def _parse_item_changes(
                 continue
             price_id = entry.get_str("price") or item["price"]
             price = recurring_price(call.state, price_id, entry.name("price"))
-            quantity = entry.get_int("quantity", minimum=0)
-            spec = ItemSpec(price, item["quantity"] if quantity is None else quantity)
+            current = item.get("quantity") if price_id == item["price"] else None
+            spec = ItemSpec(
+                price,
+                _quantity(entry, price, current),
+                entry.metadata() or {},
+                tax_rates.parse(call.state, entry, "tax_rates"),
+                entry if entry.has("discounts") else None,
+            )
             updated[item_id] = (item, spec)
         else:
             price_id = entry.get_str("price") or entry.get_str("plan")
@@ -869,9 +1436,17 @@ def _parse_item_changes(
                     param=entry.name("price"),
                 )
             price = recurring_price(call.state, price_id, entry.name("price"))
-            quantity = entry.get_int("quantity", minimum=0)
             result.append(
-                (None, ItemSpec(price, 1 if quantity is None else quantity, entry.metadata() or {}))
+                (
+                    None,
+                    ItemSpec(
+                        price,
+                        _quantity(entry, price, None),
+                        entry.metadata() or {},
+                        tax_rates.parse(call.state, entry, "tax_rates"),
+                        entry if entry.has("discounts") else None,
+                    ),
+                )
             )
     kept: list[tuple[JSON | None, ItemSpec]] = []
     for item in sub["items"]["data"]:
@@ -880,7 +1455,7 @@ def _parse_item_changes(
         if item["id"] in updated:
             kept.append(updated[item["id"]])
         else:
-            kept.append((item, ItemSpec(call.store.objects[item["price"]], item["quantity"])))
+            kept.append((item, ItemSpec(call.store.objects[item["price"]], item.get("quantity"))))
     final = kept + result
     if not final:
         raise invalid_param("items", "A subscription must have at least one active plan.", None)
@@ -895,6 +1470,44 @@ def _parse_item_changes(
                 None,
             )
     return final
+
+
+def resume(call: Call) -> JSON:
+    """``/resume``: a ``paused`` subscription (a trial that ended without a payment method)
+    becomes active; with ``billing_cycle_anchor=now`` (the default) a new period starts and
+    is invoiced at once."""
+    sub = call.store.require(call.arg(), "subscription")
+    p = call.params
+    p.reject_unknown(["billing_cycle_anchor", "proration_behavior", "proration_date"])
+    anchor = p.get_enum("billing_cycle_anchor", ["now", "unchanged"]) or "now"
+    p.get_enum("proration_behavior", PRORATION_BEHAVIORS)
+    if sub["status"] != "paused":
+        raise invalid_request(
+            "Only a subscription with a status of `paused` can be resumed.", param="id"
+        )
+    at = call.state.time_for_customer(sub["customer"])
+    before = call.store.render(sub)
+    sub["status"] = "active"
+    call.state.emit("customer.subscription.resumed", sub, at=at)
+    if anchor == "now":
+        sub["billing_cycle_anchor"] = at
+        for item in sub["items"]["data"]:
+            item["current_period_end"] = at
+        _cycle_now(call.state, sub, at)
+    else:
+        _emit_if_changed(call.state, sub, before, at)
+    return call.store.render(sub)
+
+
+def _cycle_now(state: State, sub: JSON, at: int) -> None:
+    """Start a new period now; its invoice is finalized and collected at once, as Stripe
+    does when a billing cycle is reset (``billing_cycle_anchor=now``, ``trial_end=now``)."""
+    latest = sub["latest_invoice"]
+    cycle(state, sub, at)
+    if sub["latest_invoice"] != latest:
+        invoice = state.store.objects[sub["latest_invoice"]]
+        if invoice["status"] == "draft" and invoice["auto_advance"]:
+            _collect_now(state, invoice, at)
 
 
 def cancel(call: Call) -> JSON:

@@ -50,11 +50,19 @@ def sandbox(clock: FakeClock) -> Iterator[StripeSandbox]:
     stop_in_background(sb.stop)
 
 
-def make_client(url: str, api_key: str = "sk_test_dealbridge") -> stripe.StripeClient:
+def make_client(
+    url: str, api_key: str = "sk_test_dealbridge", stripe_version: str | None = None
+) -> stripe.StripeClient:
+    """A client of the sandbox (pinned to ``stripe_version`` if given, as stripe-python
+    otherwise pins its own)."""
+    addresses: Any = {"api": url, "files": url, "connect": url}
+    if stripe_version is None:
+        return stripe.StripeClient(api_key, base_addresses=addresses, max_network_retries=0)
     return stripe.StripeClient(
         api_key,
-        base_addresses={"api": url, "files": url, "connect": url},
+        base_addresses=addresses,
         max_network_retries=0,
+        stripe_version=stripe_version,
     )
 
 
@@ -123,6 +131,16 @@ def one_time_price(client: stripe.StripeClient, recurring_price: stripe.Price) -
     )
 
 
+#: A working test card as the customer's default payment method (Stripe's own idiom: the
+#: test value is attached and becomes the default in the same request).
+WITH_CARD: dict[str, Any] = {
+    "payment_method": "pm_card_visa",
+    "invoice_settings": {"default_payment_method": "pm_card_visa"},
+}
+
+
 @pytest.fixture
 def customer(client: stripe.StripeClient) -> stripe.Customer:
-    return client.v1.customers.create(params={"email": "ada@example.com", "name": "Ada"})
+    return client.v1.customers.create(
+        params={"email": "ada@example.com", "name": "Ada", **WITH_CARD}
+    )

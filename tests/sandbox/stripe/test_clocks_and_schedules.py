@@ -7,7 +7,7 @@ import stripe
 
 from sandboxes.stripe import StripeSandbox
 
-from .conftest import DAY, START, FakeClock, Receiver
+from .conftest import DAY, START, WITH_CARD, FakeClock, Receiver
 
 FEB_1 = START + 31 * DAY
 MAR_1 = FEB_1 + 28 * DAY
@@ -26,7 +26,7 @@ def clocked_customer(
     client: stripe.StripeClient, test_clock: stripe.test_helpers.TestClock
 ) -> stripe.Customer:
     return client.v1.customers.create(
-        params={"email": "clock@example.com", "test_clock": test_clock.id}
+        params={"email": "clock@example.com", "test_clock": test_clock.id, **WITH_CARD}
     )
 
 
@@ -166,7 +166,7 @@ def test_a_schedule_in_the_future_waits_then_creates_its_subscription(
     assert sub.latest_invoice.amount_due == 4000
 
 
-def test_a_schedule_with_end_behavior_release_releases_at_its_end(
+def test_a_schedule_with_end_behavior_release_completes_and_releases_at_its_end(
     client: stripe.StripeClient,
     test_clock: stripe.test_helpers.TestClock,
     clocked_customer: stripe.Customer,
@@ -182,10 +182,33 @@ def test_a_schedule_with_end_behavior_release_releases_at_its_end(
     )
     sub_id = str(schedule.subscription)
     _advance(client, test_clock.id, FEB_1)
-    released = client.v1.subscription_schedules.retrieve(schedule.id)
-    assert (released.status, released.released_subscription) == ("released", sub_id)
-    assert client.v1.subscriptions.retrieve(sub_id).status == "active"
-    assert client.v1.events.list(params={"type": "subscription_schedule.released"}).data
+    done = client.v1.subscription_schedules.retrieve(schedule.id)
+    assert (done.status, done.completed_at) == ("completed", FEB_1)
+    assert (done.subscription, done.released_subscription) == (None, sub_id)
+    sub = client.v1.subscriptions.retrieve(sub_id)
+    assert (sub.status, sub.schedule) == ("active", None)
+    assert client.v1.events.list(params={"type": "subscription_schedule.completed"}).data
+
+
+def test_a_schedule_warns_seven_days_before_it_expires(
+    client: stripe.StripeClient,
+    test_clock: stripe.test_helpers.TestClock,
+    clocked_customer: stripe.Customer,
+    recurring_price: stripe.Price,
+) -> None:
+    client.v1.subscription_schedules.create(
+        params={
+            "customer": clocked_customer.id,
+            "start_date": "now",
+            "end_behavior": "cancel",
+            "phases": [{"items": [{"price": recurring_price.id}], "end_date": FEB_1}],
+        }
+    )
+    _advance(client, test_clock.id, FEB_1 - 8 * DAY)
+    assert client.v1.events.list(params={"type": "subscription_schedule.expiring"}).data == []
+    _advance(client, test_clock.id, FEB_1 - 6 * DAY)
+    expiring = client.v1.events.list(params={"type": "subscription_schedule.expiring"}).data
+    assert [e.created for e in expiring] == [FEB_1 - 7 * DAY]
 
 
 def test_a_schedule_with_end_behavior_cancel_cancels_and_completes(

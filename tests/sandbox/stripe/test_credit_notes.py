@@ -42,8 +42,9 @@ def _paid(
 
 
 def _types(client: stripe.StripeClient) -> list[str]:
-    """Every event type recorded so far, oldest first."""
-    return [str(e.type) for e in client.v1.events.list(params={"limit": 100}).data][::-1]
+    """Every event type recorded so far, oldest first (but the invoice's PaymentIntent's)."""
+    events = client.v1.events.list(params={"limit": 100}).data[::-1]
+    return [str(e.type) for e in events if not e.type.startswith("payment_intent.")]
 
 
 # -- issuing ------------------------------------------------------------------------------------

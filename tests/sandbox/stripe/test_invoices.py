@@ -185,7 +185,12 @@ def test_paying_a_paid_invoice_is_refused(
 def test_a_declined_payment_is_a_card_error_and_counts_an_attempt(
     client: stripe.StripeClient,
 ) -> None:
-    customer = client.v1.customers.create(params={"metadata": {"sandbox_fail_payments": "true"}})
+    customer = client.v1.customers.create(
+        params={
+            "payment_method": "pm_card_chargeCustomerFail",
+            "invoice_settings": {"default_payment_method": "pm_card_chargeCustomerFail"},
+        }
+    )
     invoice = client.v1.invoices.finalize_invoice(_draft(client, customer).id)
     with pytest.raises(stripe.CardError) as raised:
         client.v1.invoices.pay(invoice.id)
@@ -322,3 +327,16 @@ def test_a_manual_auto_advance_draft_is_finalized_and_charged_by_the_engine(
     clock.advance(3600)
     sandbox.run_billing()
     assert client.v1.invoices.retrieve(invoice.id).status == "paid"
+
+
+def test_an_invoice_item_in_a_second_currency_is_refused(
+    client: stripe.StripeClient, customer: stripe.Customer
+) -> None:
+    client.v1.invoice_items.create(
+        params={"customer": customer.id, "amount": 100, "currency": "usd"}
+    )
+    with pytest.raises(stripe.InvalidRequestError) as raised:
+        client.v1.invoice_items.create(
+            params={"customer": customer.id, "amount": 100, "currency": "eur"}
+        )
+    assert "combine currencies" in str(raised.value)

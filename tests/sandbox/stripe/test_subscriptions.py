@@ -48,7 +48,7 @@ def test_a_send_invoice_subscription_is_active_with_a_sent_first_invoice(
     assert [e.data.object["id"] for e in sent] == [invoice.id]
 
 
-def test_the_first_invoice_names_its_subscription_both_ways(
+def test_the_first_invoice_names_its_subscription_in_its_parent_only(
     client: stripe.StripeClient, customer: stripe.Customer, recurring_price: stripe.Price
 ) -> None:
     sub = _subscribe(client, customer, recurring_price)
@@ -56,7 +56,8 @@ def test_the_first_invoice_names_its_subscription_both_ways(
     assert invoice.parent is not None
     assert invoice.parent.subscription_details is not None
     assert invoice.parent.subscription_details.subscription == sub.id
-    assert invoice.to_dict()["subscription"] == sub.id
+    # The top-level ``subscription`` field was removed in API 2025-03-31.
+    assert "subscription" not in invoice.to_dict()
 
 
 def test_items_carry_the_current_period(
@@ -273,7 +274,12 @@ def test_a_failed_renewal_payment_makes_the_subscription_past_due(
     sub = client.v1.subscriptions.create(
         params={"customer": customer.id, "items": [{"price": recurring_price.id}]}
     )
-    client.v1.customers.update(customer.id, params={"metadata": {"sandbox_fail_payments": "true"}})
+    failing = client.v1.payment_methods.attach(
+        "pm_card_chargeCustomerFail", params={"customer": customer.id}
+    )
+    client.v1.customers.update(
+        customer.id, params={"invoice_settings": {"default_payment_method": failing.id}}
+    )
     clock.value = FEB_1 + 3600
     sandbox.run_billing()
     assert client.v1.subscriptions.retrieve(sub.id).status == "past_due"
@@ -429,8 +435,11 @@ def test_invoices_can_expand_their_subscription_in_lists(
 ) -> None:
     sub = _subscribe(client, customer, recurring_price)
     page = client.v1.invoices.list(
-        params={"subscription": sub.id, "expand": ["data.subscription", "data.customer"]}
+        params={
+            "subscription": sub.id,
+            "expand": ["data.parent.subscription_details.subscription", "data.customer"],
+        }
     )
     expanded = page.data[0].to_dict()
-    assert expanded["subscription"]["id"] == sub.id
+    assert expanded["parent"]["subscription_details"]["subscription"]["id"] == sub.id
     assert expanded["customer"]["id"] == customer.id

@@ -1,0 +1,98 @@
+"""``POST /v1/invoices/create_preview``: the invoice a subscription (new or changed) would
+produce, built by the same code that builds the real one.
+
+The preview runs the change for real inside a snapshot of the sandbox's state, takes the
+invoice that results, and rolls everything back (objects and events), so the preview and
+the invoice that follows can only differ in their ids. For a new subscription it is the
+first invoice; for a change invoiced at once (``always_invoice``, ``billing_cycle_anchor=
+now``, a trial ending now) it is that invoice; otherwise it is the next renewal invoice,
+with the pending prorations the change creates.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from . import subscriptions
+from .call import Call
+from .errors import StripeError, invalid_param
+from .params import Params
+
+JSON = dict[str, Any]
+
+_DETAILS = [
+    "items", "proration_behavior", "proration_date", "billing_cycle_anchor", "trial_end",
+    "cancel_at", "cancel_at_period_end", "default_tax_rates", "start_date", "trial_period_days",
+    "backdate_start_date", "resume_at", "cancel_now", "billing_mode",
+]  # fmt: skip
+
+
+def create_preview(call: Call) -> JSON:
+    p = call.params
+    p.reject_unknown(
+        ["customer", "subscription", "subscription_details", "discounts", "currency",
+         "automatic_tax", "preview_mode", "schedule", "schedule_details", "invoice_items",
+         "issuer", "on_behalf_of", "customer_details", "customer_account"]
+    )  # fmt: skip
+    details = p.sub("subscription_details")
+    if details is not None:
+        details.reject_unknown(_DETAILS)
+    sub_id = p.get_str("subscription")
+    customer_id = p.get_str("customer")
+    state = call.state
+    if sub_id is None and customer_id is None:
+        raise StripeError(
+            400,
+            "Missing required param: customer or subscription.",
+            code="parameter_missing",
+            param="customer",
+        )
+    snap = state.snapshot()
+    try:
+        if sub_id is not None:
+            sub = call.store.require(sub_id, "subscription", param="subscription", status=400)
+            invoice = _preview_change(call, sub, details)
+        else:
+            assert customer_id is not None
+            if details is None or not details.has("items"):
+                raise StripeError(
+                    400,
+                    "Missing required param: subscription_details[items].",
+                    code="parameter_missing",
+                    param="subscription_details[items]",
+                )
+            invoice = _preview_new(call, customer_id, details)
+        body = state.store.render(invoice)
+        body["id"] = "upcoming_" + invoice["id"]
+        body["lines"]["url"] = f"/v1/invoices/{body['id']}/lines"
+    finally:
+        state.restore(snap)
+    return body
+
+
+def _preview_new(call: Call, customer_id: str, details: Params) -> JSON:
+    data: JSON = {"customer": customer_id, **details.data}
+    data.pop("proration_date", None)
+    data.pop("start_date", None)
+    sub_call = Call(call.state, Params(data), {}, "POST", call.version)
+    created = subscriptions.create(sub_call)
+    sub = call.store.objects[created["id"]]
+    invoice: JSON = call.store.objects[sub["latest_invoice"]]
+    return invoice
+
+
+def _preview_change(call: Call, sub: JSON, details: Params | None) -> JSON:
+    latest = sub["latest_invoice"]
+    if details is not None and details.data:
+        data = dict(details.data)
+        sub_call = Call(call.state, Params(data), {"id": sub["id"]}, "POST", call.version)
+        subscriptions.update(sub_call)
+    if sub["latest_invoice"] != latest:
+        invoice: JSON = call.store.objects[sub["latest_invoice"]]
+        return invoice
+    if sub["status"] in ("canceled", "incomplete_expired"):
+        raise invalid_param("subscription", "The subscription has no upcoming invoice.", None)
+    _, period_end = subscriptions.period_of(sub)
+    subscriptions.cycle(call.state, sub, period_end)
+    renewal: JSON = call.store.objects[sub["latest_invoice"]]
+    return renewal
