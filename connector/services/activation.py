@@ -25,9 +25,10 @@ from connector.billing.gateway import StripeGatewayError, StripeRejected
 from connector.crm.base import CrmError
 from connector.domain.credit import CreditDecision, CreditStatus, decide_activation
 from connector.domain.plan import BillingPlan, plan_from_json
+from connector.domain.plan_status import Status
 from connector.runtime import Runtime
 from connector.services import catalog
-from connector.services.plans import MANUAL_REASON, Status, get_plan, write_status_to_crm
+from connector.services.plans import MANUAL_REASON, get_plan, write_status_to_crm
 from connector.store import audit
 from connector.store.models import Plan, StripeOperation
 

@@ -49,6 +49,7 @@ from connector.domain.credit import (
     NonPaymentPolicy,
     evaluate_non_payment,
 )
+from connector.domain.plan_status import Status
 from connector.jobs.registry import Job
 from connector.runtime import Runtime
 from connector.services import crm_writes, outbox
@@ -308,7 +309,6 @@ def announce(
 ) -> tuple[CreditState, bool]:
     """Work out the account's credit state; if it changed, tell the CRM and subscribers."""
     from connector.services import subscribers
-    from connector.services.plans import Status
 
     with runtime.db.session() as session:
         row = _row(session, account_id)
@@ -472,8 +472,6 @@ def handle_account_changed(runtime: Runtime, account_id: str) -> str | None:
 
 
 def _waiting_count(runtime: Runtime, account_id: str) -> int:
-    from connector.services.plans import Status
-
     with runtime.db.session() as session:
         return len(
             session.scalars(

@@ -14,6 +14,7 @@ from sqlalchemy.exc import IntegrityError
 
 from connector.billing.gateway import StripeGatewayError
 from connector.domain.deal import Deal
+from connector.domain.plan_status import Status
 from connector.runtime import Runtime
 from connector.services import crm_writes
 from connector.services.backfill import queue_customer_history
@@ -51,7 +52,7 @@ def link_plan_customer(runtime: Runtime, plan_id: str, deal: Deal) -> str | None
         if link is not None:
             plan.stripe_customer_id = link.stripe_customer_id
             return link.stripe_customer_id
-        if plan.status == "needs_customer":
+        if plan.status == Status.NEEDS_CUSTOMER:
             return None
     contact = deal.billing_contact
     assert contact is not None, "parse_deal guarantees a billing contact"
@@ -134,7 +135,7 @@ def _hold_for_choice(runtime: Runtime, plan_id: str, email: str, matches: list) 
     with runtime.db.session() as session:
         plan = session.get(Plan, plan_id)
         assert plan is not None
-        plan.status = "needs_customer"
+        plan.status = Status.NEEDS_CUSTOMER
         plan.customer_candidates = candidates
         plan.status_reason = (
             f"{len(candidates)} Stripe customers have the email {email}; choose the one this "

@@ -30,6 +30,7 @@ from connector.domain.plan import (
     plan_to_json,
     suggest_plan,
 )
+from connector.domain.plan_status import Status
 from connector.runtime import Runtime
 from connector.services import crm_writes
 from connector.services.backfill import queue_customer_history
@@ -42,37 +43,6 @@ log = logging.getLogger(__name__)
 MANUAL_REASON = "Manual invoicing: invoice from the customer's Stripe page."
 #: Steps whose Stripe object bills the customer (a draft invoice does not).
 BILLING_STEPS = ("subscription", "schedule", "finalize")
-
-
-class Status:
-    INVALID = "invalid"  # the deal cannot be billed as it is; problems say why
-    NEEDS_CUSTOMER = "needs_customer"  # several Stripe customers share the email
-    IN_REVIEW = "in_review"  # suggested; a person reviews and activates
-    APPROVED = "approved"  # queued for activation
-    AWAITING_CREDIT = "awaiting_credit"  # on credit hold or over the limit: waits
-    ACTIVATING = "activating"
-    SCHEDULED = "scheduled"  # a one-time invoice waiting for its send date
-    ACTIVE = "active"  # subscription, schedule or invoice created in Stripe
-    MANUAL = "manual"  # manual invoicing: only the customer link
-    FAILED = "failed"  # Stripe refused; a person must look
-
-    EDITABLE = frozenset({IN_REVIEW, AWAITING_CREDIT, FAILED, INVALID})
-    ACTIVATABLE = frozenset({IN_REVIEW, FAILED})
-    SETTLED = frozenset({ACTIVE, MANUAL, SCHEDULED})
-    REFRESHABLE = frozenset({INVALID, NEEDS_CUSTOMER, IN_REVIEW, FAILED})
-
-    LABELS = {
-        INVALID: "Cannot be billed",
-        NEEDS_CUSTOMER: "Choose the Stripe customer",
-        IN_REVIEW: "Awaiting review",
-        APPROVED: "Approved, activating",
-        AWAITING_CREDIT: "Awaiting credit",
-        ACTIVATING: "Activating",
-        SCHEDULED: "Scheduled",
-        ACTIVE: "Active",
-        MANUAL: "Manual invoicing",
-        FAILED: "Activation failed",
-    }
 
 
 class PlanNotFound(LookupError):

@@ -20,9 +20,10 @@ from werkzeug.wrappers.response import Response as WerkzeugResponse
 
 from connector.crm.base import CrmError
 from connector.domain.plan import InvalidOverrides
+from connector.domain.plan_status import Status
 from connector.services import plans as plan_service
 from connector.services.activation import activate
-from connector.services.plans import PlanNotFound, PlanStateError, Status
+from connector.services.plans import PlanNotFound, PlanStateError
 from connector.web.app import get_runtime
 from connector.web.auth import (
     SESSION_COOKIE,
