@@ -36,7 +36,7 @@ def test_missing_defaults_name_both_places_and_the_fix(
 ) -> None:
     monkeypatch.setattr(bundled, "_INSTALLED", tmp_path / "a")
     monkeypatch.setattr(bundled, "_CHECKOUT", tmp_path / "b")
-    with pytest.raises(FileNotFoundError, match="set crm.mapping"):
+    with pytest.raises(FileNotFoundError, match=r"set crm\.mapping"):
         bundled.mappings_dir()
 
 
