@@ -26,6 +26,7 @@ from connector.crm.base import CrmError
 from connector.domain.credit import CreditDecision, CreditStatus, decide_activation
 from connector.domain.plan import BillingPlan, plan_from_json
 from connector.domain.plan_status import Status
+from connector.domain.timestamps import unix_at_midnight
 from connector.runtime import Runtime
 from connector.services import catalog
 from connector.services.plans import MANUAL_REASON, get_plan, write_status_to_crm
@@ -39,11 +40,6 @@ LEASE = timedelta(minutes=5)
 #: sequence number, so the approval time and the id break ties deterministically.
 APPROVAL_ORDER = (Plan.approval_seq, Plan.approved_at, Plan.id)
 MAX_BACKOFF = timedelta(hours=6)
-
-
-def _ts(day: date) -> int:
-    """Midnight UTC of a billing date, as Stripe's unix timestamp."""
-    return int(datetime(day.year, day.month, day.day, tzinfo=UTC).timestamp())
 
 
 # --------------------------------------------------------------------------- claim
@@ -437,7 +433,7 @@ def _create_subscription(
         "collection_method": "send_invoice",
         "days_until_due": plan.days_until_due,
         "payment_settings": _payment_settings(plan),
-        "cancel_at": _ts(plan.end_date),
+        "cancel_at": unix_at_midnight(plan.end_date),
         "proration_behavior": "none",
         "metadata": metadata,
     }
@@ -457,7 +453,7 @@ def _create_schedule(
     recurring, one_time = _line_items(runtime, plan)
     phase: dict[str, Any] = {
         "items": recurring,
-        "end_date": _ts(plan.end_date),
+        "end_date": unix_at_midnight(plan.end_date),
         "collection_method": "send_invoice",
         "invoice_settings": {"days_until_due": plan.days_until_due},
         "proration_behavior": "none",
@@ -470,7 +466,7 @@ def _create_schedule(
         phase["add_invoice_items"] = one_time
     params: dict[str, Any] = {
         "customer": customer_id,
-        "start_date": _ts(plan.start_date),
+        "start_date": unix_at_midnight(plan.start_date),
         "end_behavior": "cancel",
         "default_settings": {
             "collection_method": "send_invoice",

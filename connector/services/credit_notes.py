@@ -9,12 +9,13 @@ older event delivered late never overwrites a newer state.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy.orm import Session
 
 from connector.billing.gateway import StripeRejected
+from connector.domain.timestamps import datetime_from_unix
 from connector.runtime import Runtime
 from connector.services.inbox import stripe_handlers
 from connector.services.invoice_sync import (
@@ -40,8 +41,7 @@ def mirror_credit_note(
     row.currency = str(note["currency"])
     total = note.get("total_excluding_tax")
     row.total_excluding_tax = int(total if total is not None else note["total"])
-    created = note.get("created")
-    row.created = datetime.fromtimestamp(int(created), UTC) if created else now
+    row.created = datetime_from_unix(note.get("created")) or now
     row.synced_at = now
     return session.merge(row)
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import logging
-from datetime import UTC, date, datetime
 from typing import Any
 
 from sqlalchemy import func, select, text
@@ -25,6 +24,7 @@ from sqlalchemy.orm import Session
 from connector.billing.event_types import HANDLED_STRIPE_EVENTS
 from connector.billing.gateway import StripeRejected
 from connector.crm.base import InvoiceRecord, Money
+from connector.domain.timestamps import date_from_unix, datetime_from_unix
 from connector.runtime import Runtime
 from connector.services import crm_writes, outbox
 from connector.services.inbox import stripe_handlers
@@ -53,15 +53,6 @@ def plain(obj: Any) -> dict[str, Any]:
     """A Stripe object as JSON-ready data: Decimal fields back to their wire strings."""
     data: dict[str, Any] = json.loads(json.dumps(obj.to_dict(), default=str))
     return data
-
-
-def _ts(value: Any) -> datetime | None:
-    return datetime.fromtimestamp(int(value), UTC) if value else None
-
-
-def _day(value: Any) -> date | None:
-    moment = _ts(value)
-    return moment.date() if moment else None
 
 
 def count_unknown(runtime: Runtime, event_type: str) -> None:
@@ -125,9 +116,9 @@ def invoice_record(
         amount_paid=int(invoice.get("amount_paid") or 0),
         amount_remaining=int(invoice.get("amount_remaining") or 0),
         currency=invoice["currency"],
-        issue_date=_day(transitions.get("finalized_at") or invoice.get("created")),
-        due_date=_day(invoice.get("due_date")),
-        paid_date=_day(transitions.get("paid_at")),
+        issue_date=date_from_unix(transitions.get("finalized_at") or invoice.get("created")),
+        due_date=date_from_unix(invoice.get("due_date")),
+        paid_date=date_from_unix(transitions.get("paid_at")),
         hosted_invoice_url=invoice.get("hosted_invoice_url"),
         invoice_pdf=invoice.get("invoice_pdf"),
         subscription_id=_subscription_of(invoice),
@@ -200,9 +191,9 @@ def apply_invoice(
         invoice.get("total_excluding_tax") or invoice.get("total") or 0
     )
     mirror.attempt_count = int(invoice.get("attempt_count") or 0)
-    mirror.created = _ts(invoice["created"]) or runtime.clock()
-    mirror.due_date = _ts(invoice.get("due_date"))
-    mirror.paid_at = _ts(transitions.get("paid_at"))
+    mirror.created = datetime_from_unix(invoice["created"]) or runtime.clock()
+    mirror.due_date = datetime_from_unix(invoice.get("due_date"))
+    mirror.paid_at = datetime_from_unix(transitions.get("paid_at"))
     mirror.billing_reason = invoice.get("billing_reason")
     mirror.synced_at = runtime.clock()
     record = invoice_record(invoice, account_id, deal_id, _payment_error(invoice, event_type))
@@ -376,8 +367,10 @@ def sync_subscription(
         mirror.crm_account_id = account_id
         mirror.status = sub["status"]
         mirror.data = sub
-        mirror.created = _ts(sub.get("start_date") or sub["created"]) or runtime.clock()
-        mirror.ended_at = _ts(sub.get("ended_at"))
+        mirror.created = (
+            datetime_from_unix(sub.get("start_date") or sub["created"]) or runtime.clock()
+        )
+        mirror.ended_at = datetime_from_unix(sub.get("ended_at"))
         mirror.synced_at = runtime.clock()
         plan = _plan_of(session, sub)
         if plan is not None:

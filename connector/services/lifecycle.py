@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select
@@ -35,6 +35,7 @@ from sqlalchemy import select
 from connector.billing.gateway import StripeGatewayError
 from connector.crm.base import CrmError
 from connector.domain.plan import add_months
+from connector.domain.timestamps import unix_of
 from connector.jobs.registry import Job
 from connector.runtime import Runtime
 from connector.services import catalog
@@ -449,7 +450,7 @@ def _start_reactivated(runtime: Runtime, op_id: str, paid_at: datetime) -> None:
     if op.details.get("payment_method_types"):
         params["payment_settings"] = {"payment_method_types": op.details["payment_method_types"]}
     if anchor > now:
-        params["billing_cycle_anchor"] = int(anchor.astimezone(UTC).timestamp())
+        params["billing_cycle_anchor"] = unix_of(anchor)
     try:
         sub = runtime.stripe.create_subscription(params, _key(op.id, "subscription"))  # type: ignore[arg-type]
     except StripeGatewayError as exc:

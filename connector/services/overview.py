@@ -19,7 +19,7 @@ import logging
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -40,6 +40,7 @@ from connector.domain.metrics import (
     mrr_trend,
     net_billing,
 )
+from connector.domain.timestamps import datetime_from_unix
 from connector.jobs.registry import Job
 from connector.runtime import Runtime
 from connector.services import crm_writes
@@ -66,10 +67,6 @@ UNPAID_STATUSES = frozenset({"open", "uncollectible"})
 
 
 # --------------------------------------------------------------------------- facts
-
-
-def _ts(value: Any) -> datetime | None:
-    return datetime.fromtimestamp(int(value), UTC) if value else None
 
 
 def _discount(raw: Any) -> Discount | None:
@@ -111,8 +108,8 @@ def subscription_facts(data: Mapping[str, Any], status: str | None = None) -> Su
         status=status or str(data.get("status")),
         items=tuple(items),
         discounts=discounts,
-        start=_ts(data.get("start_date") or data.get("created")),
-        ended_at=_ts(data.get("ended_at")),
+        start=datetime_from_unix(data.get("start_date") or data.get("created")),
+        ended_at=datetime_from_unix(data.get("ended_at")),
     )
 
 
