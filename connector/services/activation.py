@@ -31,6 +31,7 @@ from connector.runtime import Runtime
 from connector.services import catalog
 from connector.services.plans import MANUAL_REASON, get_plan, write_status_to_crm
 from connector.store import audit
+from connector.store.locks import lock
 from connector.store.models import Plan, StripeOperation
 
 log = logging.getLogger(__name__)
@@ -73,8 +74,6 @@ def _account_busy(session: Any, row: Plan, now: datetime) -> bool:
     lock (an advisory lock on PostgreSQL; SQLite serialises writers anyway) makes this check
     and the claim one step for every worker.
     """
-    from connector.services.invoice_sync import lock
-
     lock(session, f"activation:{row.crm_account_id}")
     other = session.scalars(
         select(Plan.id).where(

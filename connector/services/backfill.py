@@ -55,9 +55,11 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 from stripe.params import InvoiceListParams
 
+from connector.billing.objects import plain
 from connector.runtime import Runtime
 from connector.services import crm_writes, outbox
-from connector.services.invoice_sync import apply_invoice, lock, plain, queue_open_balance
+from connector.services.invoice_sync import apply_invoice, queue_open_balance
+from connector.store.locks import lock
 from connector.store.models import CustomerLink, InvoiceMirror
 
 log = logging.getLogger(__name__)

@@ -55,9 +55,9 @@ from connector.runtime import Runtime
 from connector.services import crm_writes, outbox
 from connector.store import audit
 from connector.store.lease import PROCESSING
+from connector.store.links import linked_account, linked_customer
 from connector.store.models import (
     AccountCredit,
-    CustomerLink,
     InvoiceMirror,
     OutboxMessage,
     Plan,
@@ -370,9 +370,7 @@ def apply_hold_policy(runtime: Runtime, account_id: str) -> int:
             return 0
         on_hold, epoch = row.on_hold, row.hold_epoch
         paused = dict(row.paused_subscriptions or {})
-        customer_id = session.scalars(
-            select(CustomerLink.stripe_customer_id).where(CustomerLink.crm_account_id == account_id)
-        ).first()
+        customer_id = linked_customer(session, account_id)
     behavior = _pause_behavior(runtime)
     if on_hold and behavior is not None and customer_id is not None:
         return _pause(runtime, account_id, customer_id, behavior, epoch, paused)
@@ -488,11 +486,7 @@ def invoice_changed(runtime: Runtime, customer_id: str | None) -> None:
     if not customer_id:
         return
     with runtime.db.session() as session:
-        account_id = session.scalars(
-            select(CustomerLink.crm_account_id).where(
-                CustomerLink.stripe_customer_id == customer_id
-            )
-        ).first()
+        account_id = linked_account(session, customer_id)
     if account_id is not None:
         settle(runtime, account_id, non_payment=True, recheck="always")
 

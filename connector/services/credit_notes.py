@@ -15,16 +15,13 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from connector.billing.gateway import StripeRejected
+from connector.billing.objects import plain
 from connector.domain.timestamps import datetime_from_unix
 from connector.runtime import Runtime
 from connector.services.inbox import stripe_handlers
-from connector.services.invoice_sync import (
-    UNKNOWN_CUSTOMER,
-    count_unknown,
-    linked_account,
-    lock,
-    plain,
-)
+from connector.services.invoice_sync import UNKNOWN_CUSTOMER
+from connector.store.links import linked_account
+from connector.store.locks import lock
 from connector.store.models import CreditNoteMirror
 
 CREDIT_NOTE_EVENTS = ("credit_note.created", "credit_note.updated", "credit_note.voided")
@@ -53,7 +50,7 @@ def sync_credit_note(
     with runtime.db.session() as session:
         account_id = linked_account(session, customer_id)
         if account_id is None:
-            count_unknown(runtime, event_type)
+            runtime.metrics.count_unknown_customer("stripe", event_type)
             return UNKNOWN_CUSTOMER
         lock(session, f"credit_note:{note_id}")
         try:

@@ -14,23 +14,24 @@ balance still waiting in the outbox (see ``queue_open_balance``).
 
 from __future__ import annotations
 
-import json
 import logging
 from typing import Any
 
-from sqlalchemy import func, select, text
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from connector.billing.event_types import HANDLED_STRIPE_EVENTS
 from connector.billing.gateway import StripeRejected
+from connector.billing.objects import plain
 from connector.crm.base import InvoiceRecord, Money
 from connector.domain.timestamps import date_from_unix, datetime_from_unix
 from connector.runtime import Runtime
 from connector.services import crm_writes, outbox
 from connector.services.inbox import stripe_handlers
 from connector.store import audit
+from connector.store.links import link_of_customer, linked_account
+from connector.store.locks import lock
 from connector.store.models import (
-    CustomerLink,
     InvoiceMirror,
     OutboxMessage,
     Plan,
@@ -47,26 +48,6 @@ SUBSCRIPTION_EVENTS = tuple(
 UNKNOWN_CUSTOMER = "unknown customer (not linked to a CRM account): ignored"
 #: The CRM status of an invoice deleted in Stripe (only drafts can be deleted).
 DELETED = "deleted"
-
-
-def plain(obj: Any) -> dict[str, Any]:
-    """A Stripe object as JSON-ready data: Decimal fields back to their wire strings."""
-    data: dict[str, Any] = json.loads(json.dumps(obj.to_dict(), default=str))
-    return data
-
-
-def count_unknown(runtime: Runtime, event_type: str) -> None:
-    runtime.metrics.events.labels(
-        source="stripe", type=event_type, outcome="unknown_customer"
-    ).inc()
-
-
-def linked_account(session: Session, customer_id: str | None) -> str | None:
-    if not customer_id:
-        return None
-    return session.scalars(
-        select(CustomerLink.crm_account_id).where(CustomerLink.stripe_customer_id == customer_id)
-    ).first()
 
 
 def _subscription_of(invoice: dict[str, Any]) -> str | None:
@@ -135,7 +116,7 @@ def sync_invoice(
     with runtime.db.session() as session:
         account_id = linked_account(session, customer_id)
         if account_id is None:
-            count_unknown(runtime, event_type)
+            runtime.metrics.count_unknown_customer("stripe", event_type)
             return UNKNOWN_CUSTOMER
         lock(session, f"invoice:{invoice_id}")
         mirror = session.get(InvoiceMirror, invoice_id, with_for_update=True)
@@ -306,20 +287,6 @@ def queue_open_balance(runtime: Runtime, session: Session, account_id: str, curr
     crm_writes.update_account(runtime, session, account_id, {"open_balance": money})
 
 
-def lock(session: Session, key: str) -> None:
-    """Serialise writers of one invoice or account until the transaction ends.
-
-    PostgreSQL: a transaction-scoped advisory lock, which also covers a row that does not
-    exist yet (two first events of a new invoice). SQLite: every write transaction already
-    holds the database's write lock from BEGIN IMMEDIATE.
-    """
-    bind = session.get_bind()
-    if bind.dialect.name == "postgresql":
-        session.execute(
-            text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"), {"key": key}
-        )
-
-
 def open_balance(session: Session, account_id: str, currency: str) -> int:
     """What the account owes: open invoices' remaining amounts, from the mirror."""
     total = session.scalar(
@@ -355,7 +322,7 @@ def sync_subscription(
     with runtime.db.session() as session:
         account_id = linked_account(session, customer_id)
         if account_id is None:
-            count_unknown(runtime, event_type)
+            runtime.metrics.count_unknown_customer("stripe", event_type)
             return UNKNOWN_CUSTOMER
         lock(session, f"subscription:{subscription_id}")
         mirror = session.get(SubscriptionMirror, subscription_id, with_for_update=True)
@@ -431,7 +398,7 @@ def on_customer_updated(runtime: Runtime, event: dict[str, Any]) -> str | None:
     with runtime.db.session() as session:
         account_id = linked_account(session, obj["id"])
     if account_id is None:
-        count_unknown(runtime, event["type"])
+        runtime.metrics.count_unknown_customer("stripe", event["type"])
         return UNKNOWN_CUSTOMER
     with runtime.db.session() as session:
         crm_writes.link_account(runtime, session, account_id, obj["id"])
@@ -443,11 +410,9 @@ def on_customer_deleted(runtime: Runtime, event: dict[str, Any]) -> str | None:
     """The customer is gone from Stripe: unlink the account so the next deal links afresh."""
     obj = event["data"]["object"]
     with runtime.db.session() as session:
-        link = session.scalars(
-            select(CustomerLink).where(CustomerLink.stripe_customer_id == obj["id"])
-        ).first()
+        link = link_of_customer(session, obj["id"])
         if link is None:
-            count_unknown(runtime, event["type"])
+            runtime.metrics.count_unknown_customer("stripe", event["type"])
             return UNKNOWN_CUSTOMER
         account_id = link.crm_account_id
         session.delete(link)

@@ -33,14 +33,16 @@ from typing import Any
 from sqlalchemy import select
 
 from connector.billing.gateway import StripeGatewayError
+from connector.billing.objects import plain
 from connector.crm.base import CrmError
 from connector.domain.plan import add_months
 from connector.domain.timestamps import unix_of
 from connector.jobs.registry import Job
 from connector.runtime import Runtime
 from connector.services import catalog
-from connector.services.invoice_sync import plain, sync_invoice, sync_subscription
+from connector.services.invoice_sync import sync_invoice, sync_subscription
 from connector.store import audit
+from connector.store.links import link_of_customer
 from connector.store.models import (
     CustomerLink,
     InvoiceMirror,
@@ -89,12 +91,10 @@ class CustomerSubscriptions:
 
 
 def _link(session: Any, customer_id: str) -> CustomerLink:
-    link = session.scalars(
-        select(CustomerLink).where(CustomerLink.stripe_customer_id == customer_id)
-    ).first()
+    link = link_of_customer(session, customer_id)
     if link is None:
         raise NotFound(f"No CRM account is linked to Stripe customer {customer_id}.")
-    return link  # type: ignore[no-any-return]
+    return link
 
 
 def _items(data: dict[str, Any]) -> list[dict[str, Any]]:

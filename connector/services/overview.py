@@ -26,6 +26,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from connector.billing.objects import plain
 from connector.crm.base import Money
 from connector.domain.metrics import (
     MRR_STATUSES,
@@ -44,7 +45,7 @@ from connector.domain.timestamps import datetime_from_unix
 from connector.jobs.registry import Job
 from connector.runtime import Runtime
 from connector.services import crm_writes
-from connector.services.invoice_sync import plain, sync_invoice, sync_subscription
+from connector.services.invoice_sync import sync_invoice, sync_subscription
 from connector.store import models
 from connector.store.models import (
     AccountMetrics,
