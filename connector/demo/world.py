@@ -15,13 +15,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Self, cast
 
-import stripe
-from simple_salesforce.api import Salesforce
-
+from connector.billing.client import StripeClient
+from connector.billing.client import client_at as stripe_client_at
 from connector.billing.event_types import HANDLED_STRIPE_EVENTS
 from connector.config import Config, config_for_tests
 from connector.crm.base import CrmAdapter
-from connector.crm.salesforce.session import HttpsRewriteSession
+from connector.crm.salesforce.session import SalesforceClient
+from connector.crm.salesforce.session import client_at as salesforce_client_at
 from connector.demo import SAMPLE_ORG, salesforce_sandbox
 from connector.runtime import Runtime
 from connector.secrets import Secret
@@ -194,19 +194,15 @@ class LocalWorld:
     def salesforce_url(self) -> str:
         return self.salesforce_sandbox.url
 
-    def stripe_client(self) -> stripe.StripeClient:
-        return stripe.StripeClient(
-            DEMO_STRIPE_KEY,
-            base_addresses={"api": self.stripe_url, "files": self.stripe_url},
-            max_network_retries=0,
-        )
+    def stripe_client(self) -> StripeClient:
+        return stripe_client_at(self.stripe_url, DEMO_STRIPE_KEY)
 
-    def salesforce_client(self) -> Salesforce:
-        return Salesforce(
+    def salesforce_client(self) -> SalesforceClient:
+        return salesforce_client_at(
+            self.salesforce_url,
             username=DEMO_USERNAME,
             password=DEMO_PASSWORD,
             security_token=DEMO_SECURITY_TOKEN,
-            session=HttpsRewriteSession(self.salesforce_url),
         )
 
     # ------------------------------------------------------------------ driving

@@ -53,8 +53,8 @@ from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
-from stripe.params import InvoiceListParams
 
+from connector.billing.gateway import InvoiceListParams
 from connector.billing.objects import plain
 from connector.runtime import Runtime
 from connector.services import crm_writes, outbox

@@ -18,6 +18,10 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import requests
+from simple_salesforce.api import Salesforce
+
+#: The client type, for code outside the adapter that holds one (the demo, its tests).
+SalesforceClient = Salesforce
 
 
 class HttpsRewriteSession(requests.Session):
@@ -52,3 +56,13 @@ class HttpsRewriteSession(requests.Session):
         if isinstance(url, bytes):
             url = url.decode()
         return super().request(method, self.rewrite(url), *args, **kwargs)
+
+
+def client_at(base_url: str, *, username: str, password: str, security_token: str) -> Salesforce:
+    """A simple-salesforce client logged in to a plain-HTTP stand-in (the local sandbox)."""
+    return Salesforce(
+        username=username,
+        password=password,
+        security_token=security_token,
+        session=HttpsRewriteSession(base_url),
+    )
