@@ -11,6 +11,7 @@ from connector.cli import CliState, pass_state
 from connector.jobs.registry import Role
 from connector.runtime import Runtime
 from connector.store.migrate import upgrade
+from connector.web.context import runtime_of
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +30,7 @@ def _gunicorn(
         return create_app(runtime=Runtime(config))
 
     def start_scheduler(worker: Any) -> None:
-        runtime = worker.wsgi.extensions["dealbridge"]
+        runtime = runtime_of(worker.wsgi)
         scheduler = runtime.jobs.build_scheduler(runtime, roles, blocking=False)
         scheduler.start()
         log.info("scheduler started for %s", ", ".join(roles))

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from flask import Blueprint, Response, current_app, jsonify, make_response, render_template, request
+from flask import Blueprint, Response, jsonify, make_response, render_template, request
 from sqlalchemy import select
 
 from connector.billing.gateway import StripeGatewayError
@@ -23,15 +23,15 @@ from connector.services import lifecycle
 from connector.services.lifecycle import LifecycleError
 from connector.services.overview import refresh_catalog
 from connector.store.models import PriceMirror, ProductMirror
-from connector.web.app import get_runtime
 from connector.web.auth import csrf_token, current_identity, require, same_secret
+from connector.web.context import current_runtime
 from connector.web.errors import ApiError
 
 blueprint = Blueprint("customers", __name__)
 
 
 def _runtime() -> Runtime:
-    return get_runtime(current_app)
+    return current_runtime()
 
 
 def _actor() -> str:

@@ -26,8 +26,8 @@ from typing import Any
 from flask import Blueprint, current_app, make_response, redirect, request, url_for
 from werkzeug.wrappers.response import Response as WerkzeugResponse
 
-from connector.web.app import get_runtime
 from connector.web.auth import ROLE_RANK, SESSION_COOKIE, Identity, issue_session_token
+from connector.web.context import current_runtime
 from connector.web.entra import (
     EntraTokenRefused,
     EntraUnavailable,
@@ -94,7 +94,7 @@ def canvas_role(envelope: dict[str, Any], roles: dict[str, str], default: str) -
 
 @blueprint.post("/launch/canvas")
 def canvas() -> WerkzeugResponse:
-    runtime = get_runtime(current_app)
+    runtime = current_runtime()
     secrets = runtime.config.secrets
     if secrets.salesforce_client_secret is None or secrets.secret_key is None:
         raise ApiError(
@@ -149,7 +149,7 @@ def _presented_token() -> str:
 
 @blueprint.post("/launch/entra")
 def entra() -> WerkzeugResponse:
-    runtime = get_runtime(current_app)
+    runtime = current_runtime()
     secret_key = runtime.config.secrets.secret_key
     web = runtime.config.section("web")
     settings = web["entra"]

@@ -10,15 +10,15 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import urlencode
 
-from flask import Blueprint, Response, current_app, jsonify, make_response, render_template, request
+from flask import Blueprint, Response, jsonify, make_response, render_template, request
 from markupsafe import Markup, escape
 
 from connector.billing.gateway import StripeGatewayError
 from connector.domain.money import format_money
 from connector.runtime import Runtime
 from connector.services import overview as service
-from connector.web.app import get_runtime
 from connector.web.auth import current_identity, require
+from connector.web.context import current_runtime
 from connector.web.errors import ApiError
 
 blueprint = Blueprint("overview", __name__)
@@ -28,7 +28,7 @@ COLOURS = ("#3d4eac", "#17714a", "#a3271f", "#8a5a00", "#6b3fa0")
 
 
 def _runtime() -> Runtime:
-    return get_runtime(current_app)
+    return current_runtime()
 
 
 def _refreshed() -> str | None:

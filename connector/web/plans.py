@@ -8,7 +8,6 @@ from typing import Any
 from flask import (
     Blueprint,
     Response,
-    current_app,
     jsonify,
     make_response,
     redirect,
@@ -24,7 +23,6 @@ from connector.domain.plan_status import Status
 from connector.services import plans as plan_service
 from connector.services.activation import activate
 from connector.services.plans import PlanNotFound, PlanStateError
-from connector.web.app import get_runtime
 from connector.web.auth import (
     SESSION_COOKIE,
     Identity,
@@ -35,13 +33,14 @@ from connector.web.auth import (
     require,
     same_secret,
 )
+from connector.web.context import current_runtime
 from connector.web.errors import ApiError
 
 blueprint = Blueprint("plans", __name__)
 
 
 def _runtime() -> Any:
-    return get_runtime(current_app)
+    return current_runtime()
 
 
 def _secret() -> str:

@@ -25,6 +25,7 @@ from werkzeug.exceptions import RequestEntityTooLarge
 from connector.billing.event_types import HANDLED_STRIPE_EVENTS
 from connector.billing.webhook_signature import SignatureRefused, verify_signature
 from connector.services.inbox import store_event
+from connector.web.context import current_runtime
 from connector.web.errors import error_response
 
 log = logging.getLogger(__name__)
@@ -37,18 +38,14 @@ MAX_EVENT_TYPE = 100
 
 
 def _refuse(outcome: str, status: int, code: str, message: str) -> tuple[Response, int]:
-    from connector.web.app import get_runtime
-
-    get_runtime(current_app).metrics.webhooks.labels(source=SOURCE, outcome=outcome).inc()
+    current_runtime().metrics.webhooks.labels(source=SOURCE, outcome=outcome).inc()
     log.warning("stripe webhook refused (%s): %s", code, message)
     return error_response(status, code, message)
 
 
 @blueprint.post("/webhooks/stripe")
 def receive() -> tuple[Response, int]:
-    from connector.web.app import get_runtime
-
-    runtime = get_runtime(current_app)
+    runtime = current_runtime()
     if request.mimetype != "application/json":
         return _refuse(
             "unsupported_media_type",
