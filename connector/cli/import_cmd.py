@@ -19,8 +19,10 @@ from collections.abc import Callable
 import click
 
 from connector.billing.gateway import StripeGatewayError
-from connector.cli import CliState, pass_state
+from connector.cli.state import CliState, pass_state
 from connector.crm.base import CrmError
+from connector.runtime import Runtime
+from connector.services import importer
 from connector.services.importer import PHASES, ImportInterrupted, ImportOptions, ImportReport
 
 
@@ -104,9 +106,6 @@ def import_stripe_command(
     announce_invoices: bool,
 ) -> None:
     """Link Stripe customers to CRM accounts, import the catalog, backfill invoices."""
-    from connector.runtime import Runtime
-    from connector.services import importer
-
     runtime = Runtime(state.config())
     try:
         if restart and not dry_run:

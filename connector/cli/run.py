@@ -7,11 +7,13 @@ from typing import Any
 
 import click
 
-from connector.cli import CliState, pass_state
+from connector.cli.state import CliState, pass_state
 from connector.jobs.registry import Role
 from connector.runtime import Runtime
 from connector.store.migrate import upgrade
+from connector.web.app import create_app
 from connector.web.context import runtime_of
+from connector.web.server import GunicornApp
 
 log = logging.getLogger(__name__)
 
@@ -19,9 +21,6 @@ log = logging.getLogger(__name__)
 def _gunicorn(
     state: CliState, *, workers: int, threads: int, roles: tuple[Role, ...], port: int | None
 ) -> None:
-    from connector.web.app import create_app
-    from connector.web.server import GunicornApp
-
     config = state.config()
     bind_port = port or config.raw["web"]["port"]
     host = config.raw["web"]["host"]

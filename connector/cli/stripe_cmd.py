@@ -17,7 +17,7 @@ from connector.billing.client import make_stripe_client
 from connector.billing.event_types import HANDLED_STRIPE_EVENTS
 from connector.billing.gateway import StripeGatewayError, StripeRejected
 from connector.billing.webhook_endpoints import set_up_endpoint
-from connector.cli import CliState, pass_state
+from connector.cli.state import CliState, pass_state
 
 DESCRIPTION = "dealbridge: Stripe billing events for the CRM connector"
 WEBHOOK_PATH = "/webhooks/stripe"

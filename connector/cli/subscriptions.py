@@ -14,7 +14,7 @@ from typing import Any
 
 import click
 
-from connector.cli import CliState, pass_state
+from connector.cli.state import CliState, pass_state
 from connector.runtime import Runtime
 from connector.services import lifecycle
 from connector.services.lifecycle import LifecycleError

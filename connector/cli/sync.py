@@ -6,7 +6,7 @@ import json
 
 import click
 
-from connector.cli import CliState, pass_state
+from connector.cli.state import CliState, pass_state
 from connector.runtime import Runtime
 from connector.store.migrate import upgrade
 
