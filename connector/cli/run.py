@@ -8,6 +8,7 @@ from typing import Any
 import click
 
 from connector.cli.state import CliState, pass_state
+from connector.jobs import default_registry
 from connector.jobs.registry import Role
 from connector.runtime import Runtime
 from connector.store.migrate import upgrade
@@ -30,7 +31,7 @@ def _gunicorn(
 
     def start_scheduler(worker: Any) -> None:
         runtime = runtime_of(worker.wsgi)
-        scheduler = runtime.jobs.build_scheduler(runtime, roles, blocking=False)
+        scheduler = default_registry().build_scheduler(runtime, roles, blocking=False)
         scheduler.start()
         log.info("scheduler started for %s", ", ".join(roles))
 
@@ -65,8 +66,9 @@ def web(state: CliState, workers: int, port: int | None) -> None:
 
 def _scheduler_only(state: CliState, roles: tuple[Role, ...]) -> None:
     runtime = Runtime(state.config())
-    scheduler = runtime.jobs.build_scheduler(runtime, roles, blocking=True)
-    log.info("running %s jobs: %s", "/".join(roles), [j.name for j in runtime.jobs.jobs(roles)])
+    jobs = default_registry()
+    scheduler = jobs.build_scheduler(runtime, roles, blocking=True)
+    log.info("running %s jobs: %s", "/".join(roles), [j.name for j in jobs.jobs(roles)])
     try:
         scheduler.start()
     except (KeyboardInterrupt, SystemExit):

@@ -23,10 +23,12 @@ from connector.crm.base import CrmAdapter
 from connector.crm.salesforce.session import SalesforceClient
 from connector.crm.salesforce.session import client_at as salesforce_client_at
 from connector.demo import SAMPLE_ORG, salesforce_sandbox
+from connector.jobs import default_registry
 from connector.runtime import Runtime
 from connector.secrets import Secret
 from connector.store.db import Database
 from connector.store.migrate import upgrade
+from connector.web.app import create_app
 from sandboxes._server import SandboxServer
 from sandboxes.salesforce import DEMO_PASSWORD, DEMO_SECURITY_TOKEN, DEMO_USERNAME
 from sandboxes.stripe import StripeSandbox
@@ -79,6 +81,8 @@ class LocalWorld:
         }
         self.secret_key = secrets.token_urlsafe(32)
         self.runtime: Runtime | None = None
+        #: Every job dealbridge runs; ``sync`` runs them as ``dealbridge sync --once`` does.
+        self.jobs = default_registry()
         self.config: Config | None = None
 
     # ------------------------------------------------------------------ lifecycle
@@ -103,8 +107,6 @@ class LocalWorld:
             clock=self.clock,
             crm=self._crm_adapter(self.config),
         )
-        from connector.web.app import create_app
-
         self._late_app.app = create_app(runtime=self.runtime)
         return self
 
@@ -221,7 +223,7 @@ class LocalWorld:
         for _ in range(max_rounds):
             delivered = self.stripe_sandbox.deliver_webhooks()
             delivered += self.deliver_crm_pushes()
-            handled = self.runtime.jobs.run_once(self.runtime)
+            handled = self.jobs.run_once(self.runtime)
             for name, count in handled.items():
                 totals[name] = totals.get(name, 0) + count
             busy = sum(v for k, v in handled.items() if k not in ("poll_crm", "reconcile_stripe"))

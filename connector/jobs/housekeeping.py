@@ -14,7 +14,6 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy import delete
 
-from connector.jobs.registry import Job
 from connector.store.models import InboxEvent, OutboxMessage
 
 if TYPE_CHECKING:
@@ -49,9 +48,3 @@ def prune_outbox(runtime: Runtime) -> int:
             )
         )
         return int(getattr(result, "rowcount", 0) or 0)
-
-
-JOBS = [
-    Job(name="prune_inbox", run=prune_inbox, role="clock", interval=lambda _rt: 86_400),
-    Job(name="prune_outbox", run=prune_outbox, role="clock", interval=lambda _rt: 86_400),
-]

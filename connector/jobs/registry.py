@@ -22,6 +22,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 Role = Literal["clock", "worker"]
+#: How often a job runs, in seconds, read from the runtime's config when it is scheduled.
+Interval = Callable[["Runtime"], int]
 MAX_DRAIN_ROUNDS = 1000
 
 
@@ -32,7 +34,7 @@ class Job:
     name: str
     run: Callable[[Runtime], int]
     role: Role
-    interval: Callable[[Runtime], int]
+    interval: Interval
 
 
 class JobRegistry:

@@ -9,6 +9,14 @@ Safety comes from three layers:
    made — a crash between two calls ends with exactly one set of objects;
 3. the *credit gate* runs before the first Stripe write and never after it, so a hold that
    lands mid-activation either stops it before anything exists or applies after it.
+
+Activation sits above the credit service and calls it directly: the gate reads the CRM as it
+will be (``credit.as_it_will_be``), a plan that waits shows why on the account
+(``credit.plan_waiting``), and an activated plan gets the account's hold policy at once
+(``credit.plan_activated``: a hold that landed mid-activation pauses the new subscription
+before anyone has to wait for a worker). The other way round goes through the store: when
+the credit service finds an account's credit free again it stores an
+``account.waiting_plans_due`` follow-up, and ``on_waiting_plans_due`` here handles it.
 """
 
 from __future__ import annotations
@@ -28,7 +36,7 @@ from connector.domain.plan import BillingPlan, plan_from_json
 from connector.domain.plan_status import Status
 from connector.domain.timestamps import unix_at_midnight
 from connector.runtime import Runtime
-from connector.services import catalog
+from connector.services import catalog, credit, subscribers
 from connector.services.plans import MANUAL_REASON, get_plan, write_status_to_crm
 from connector.store import audit
 from connector.store.locks import lock
@@ -152,11 +160,9 @@ def _settle(runtime: Runtime, plan_id: str, status: str, reason: str | None) -> 
 
 def credit_decision(runtime: Runtime, row: Plan, plan: BillingPlan) -> CreditDecision:
     """Read the account's credit fields fresh from the CRM and decide."""
-    from connector.services.credit import as_it_will_be
-
     assert row.crm_account_id is not None
     # Fresh from the CRM, with dealbridge's own hold changes still queued for it applied.
-    account = as_it_will_be(runtime, runtime.crm.get_account(row.crm_account_id))
+    account = credit.as_it_will_be(runtime, runtime.crm.get_account(row.crm_account_id))
     limit = account.credit_limit
     applicable = limit.amount if limit is not None and limit.currency == plan.currency else None
     status = CreditStatus(
@@ -296,8 +302,6 @@ def _await_credit(runtime: Runtime, plan_id: str, decision: CreditDecision) -> N
         )
         write_status_to_crm(runtime, session, row)
         account_id = row.crm_account_id
-    from connector.services import credit
-
     credit.plan_waiting(runtime, account_id)
 
 
@@ -332,8 +336,6 @@ def _activated(runtime: Runtime, plan_id: str, ids: dict[str, str]) -> None:
         write_status_to_crm(runtime, session, row)
         _emit_activated(runtime, session, row, ids)
         account_id = row.crm_account_id
-    from connector.services import credit
-
     try:
         credit.plan_activated(runtime, account_id)
     except Exception:
@@ -343,8 +345,6 @@ def _activated(runtime: Runtime, plan_id: str, ids: dict[str, str]) -> None:
 
 
 def _emit_activated(runtime: Runtime, session: Any, row: Plan, ids: dict[str, str]) -> None:
-    from connector.services import subscribers
-
     subscribers.emit(
         session,
         runtime,
@@ -564,3 +564,18 @@ def recheck_credit(runtime: Runtime, account_id: str) -> int:
             break
         activated += 1
     return activated
+
+
+def on_waiting_plans_due(runtime: Runtime, event: dict[str, Any]) -> str | None:
+    """Handler of the ``account.waiting_plans_due`` follow-up the credit service stores when
+    an account's credit is free again: try its waiting plans in approval order, then
+    announce the account's credit state (with the hold change that freed it, if any)."""
+    account_id = str(event["id"])
+    activated = recheck_credit(runtime, account_id)
+    state, changed = credit.announce(runtime, account_id, credit.hold_change_of(event))
+    parts = []
+    if activated:
+        parts.append(f"{activated} waiting plan(s) activated")
+    if changed:
+        parts.append(f"credit state {state}")
+    return "; ".join(parts) or "no waiting plan could be activated"

@@ -18,7 +18,6 @@ from connector.billing.gateway import StripeRejected
 from connector.billing.objects import plain
 from connector.domain.timestamps import datetime_from_unix
 from connector.runtime import Runtime
-from connector.services.inbox import stripe_handlers
 from connector.services.invoice_sync import UNKNOWN_CUSTOMER
 from connector.store.links import linked_account
 from connector.store.locks import lock
@@ -63,7 +62,6 @@ def sync_credit_note(
         return f"credit note {note['status']}"
 
 
-@stripe_handlers.on(*CREDIT_NOTE_EVENTS)
 def on_credit_note_event(runtime: Runtime, event: dict[str, Any]) -> str:
     obj = event["data"]["object"]
     return sync_credit_note(runtime, obj["id"], obj.get("customer"), event["type"])

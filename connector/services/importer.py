@@ -46,7 +46,8 @@ from sqlalchemy import func, select
 from connector.crm.base import AccountDirectory, PriceEntryRecord, ProductRecord, WriteResult
 from connector.domain.deal import Address
 from connector.runtime import Runtime
-from connector.services import crm_writes
+from connector.services import crm_outbound
+from connector.services.backfill import backfill_invoices
 from connector.store import audit
 from connector.store.models import CatalogLink, Cursor, CustomerLink
 
@@ -323,7 +324,7 @@ class _Run:
                 )
                 if account in failed:
                     # The outbox retries the write-back until the CRM takes it.
-                    crm_writes.link_account(self.runtime, session, account, customer_id)
+                    crm_outbound.link_account(self.runtime, session, account, customer_id)
             for item in unmatched:
                 audit.record(
                     session,
@@ -510,8 +511,6 @@ class _Run:
         if self.options.dry_run:
             self.report.planned.append(f"would backfill the invoices of {linked} linked customers")
             return
-        from connector.services.backfill import backfill_invoices
-
         seen = 0
         done = False
 

@@ -9,7 +9,13 @@ invoice we have no row for yet.)
 
 A deleted draft keeps its CRM record, with status ``deleted``, so it does not linger as a
 draft. The account's open balance is queued with every status change, coalesced with a
-balance still waiting in the outbox (see ``queue_open_balance``).
+balance still waiting in the outbox (see ``queue_open_balance``). An invoice event also owes
+the account a credit settlement (the non-payment policy, plans waiting for the limit): it is
+queued in the transaction that writes the mirror (``credit.queue_settlement``) and the worker
+runs it, so a CRM that is down for the credit check never fails the invoice's event.
+
+The ``on_*`` functions are the worker's handlers for Stripe events; ``jobs/dispatch.py``
+names each for its event types.
 """
 
 from __future__ import annotations
@@ -26,8 +32,7 @@ from connector.billing.objects import plain
 from connector.crm.base import InvoiceRecord, Money
 from connector.domain.timestamps import date_from_unix, datetime_from_unix
 from connector.runtime import Runtime
-from connector.services import crm_writes, outbox
-from connector.services.inbox import stripe_handlers
+from connector.services import credit, crm_outbound, outbox, subscribers
 from connector.store import audit
 from connector.store.links import link_of_customer, linked_account
 from connector.store.locks import lock
@@ -110,15 +115,23 @@ def invoice_record(
 
 
 def sync_invoice(
-    runtime: Runtime, invoice_id: str, customer_id: str | None, event_type: str = "invoice.updated"
+    runtime: Runtime,
+    invoice_id: str,
+    customer_id: str | None,
+    event_type: str = "invoice.updated",
+    *,
+    settle_credit: bool = False,
 ) -> str:
-    """Fetch the invoice now and write it to the mirror and (via the outbox) the CRM."""
+    """Fetch the invoice now and write it to the mirror and (via the outbox) the CRM;
+    ``settle_credit`` also queues the account's credit settlement with the write."""
     with runtime.db.session() as session:
         account_id = linked_account(session, customer_id)
         if account_id is None:
             runtime.metrics.count_unknown_customer("stripe", event_type)
             return UNKNOWN_CUSTOMER
         lock(session, f"invoice:{invoice_id}")
+        if settle_credit:
+            credit.queue_settlement(session, account_id, runtime.clock())
         mirror = session.get(InvoiceMirror, invoice_id, with_for_update=True)
         try:
             invoice = plain(runtime.stripe.retrieve_invoice(invoice_id))
@@ -178,7 +191,7 @@ def apply_invoice(
     mirror.billing_reason = invoice.get("billing_reason")
     mirror.synced_at = runtime.clock()
     record = invoice_record(invoice, account_id, deal_id, _payment_error(invoice, event_type))
-    crm_writes.upsert_invoice(runtime, session, record)
+    crm_outbound.upsert_invoice(runtime, session, record)
     if previous_status == mirror.status:
         return False
     if announce:
@@ -220,7 +233,7 @@ def _deleted(runtime: Runtime, session: Session, mirror: InvoiceMirror | None) -
         last_payment_error=None,
         stripe_customer_id=mirror.stripe_customer_id,
     )
-    crm_writes.upsert_invoice(runtime, session, record)
+    crm_outbound.upsert_invoice(runtime, session, record)
     _status_changed(runtime, session, account_id, record, previous)
     return "deleted draft"
 
@@ -236,8 +249,6 @@ def _status_changed(
 ) -> None:
     if balance:
         queue_open_balance(runtime, session, account_id, record.currency)
-    from connector.services import subscribers
-
     subscribers.emit(
         session,
         runtime,
@@ -275,7 +286,7 @@ def queue_open_balance(runtime: Runtime, session: Session, account_id: str, curr
     ).first()
     if (
         tail is not None
-        and tail.kind == crm_writes.UPDATE_ACCOUNT
+        and tail.kind == crm_outbound.UPDATE_ACCOUNT
         and tail.status == outbox.PENDING
         and set((tail.payload or {}).get("update") or {}) == {"open_balance"}
     ):
@@ -284,7 +295,7 @@ def queue_open_balance(runtime: Runtime, session: Session, account_id: str, curr
             "update": {"open_balance": {"amount": money.amount, "currency": money.currency}},
         }
         return
-    crm_writes.update_account(runtime, session, account_id, {"open_balance": money})
+    crm_outbound.update_account(runtime, session, account_id, {"open_balance": money})
 
 
 def open_balance(session: Session, account_id: str, currency: str) -> int:
@@ -300,14 +311,9 @@ def open_balance(session: Session, account_id: str, currency: str) -> int:
     return int(total or 0)
 
 
-@stripe_handlers.on(*INVOICE_EVENTS)
 def on_invoice_event(runtime: Runtime, event: dict[str, Any]) -> str | None:
     obj = event["data"]["object"]
-    outcome = sync_invoice(runtime, obj["id"], obj.get("customer"), event["type"])
-    from connector.services import credit  # non-payment policy, once the mirror is committed
-
-    credit.invoice_changed(runtime, obj.get("customer"))
-    return outcome
+    return sync_invoice(runtime, obj["id"], obj.get("customer"), event["type"], settle_credit=True)
 
 
 # --------------------------------------------------------------------------- subscriptions
@@ -343,7 +349,7 @@ def sync_subscription(
         if plan is not None:
             if plan.stripe_subscription_id is None:
                 plan.stripe_subscription_id = subscription_id
-            crm_writes.update_deal(
+            crm_outbound.update_deal(
                 runtime,
                 session,
                 plan.deal_id,
@@ -383,7 +389,6 @@ def _apply_schedule_payment_methods(runtime: Runtime, sub: dict[str, Any]) -> No
     )
 
 
-@stripe_handlers.on(*SUBSCRIPTION_EVENTS)
 def on_subscription_event(runtime: Runtime, event: dict[str, Any]) -> str | None:
     obj = event["data"]["object"]
     return sync_subscription(runtime, obj["id"], obj.get("customer"), event["type"])
@@ -392,7 +397,6 @@ def on_subscription_event(runtime: Runtime, event: dict[str, Any]) -> str | None
 # --------------------------------------------------------------------------- customers
 
 
-@stripe_handlers.on("customer.updated")
 def on_customer_updated(runtime: Runtime, event: dict[str, Any]) -> str | None:
     obj = event["data"]["object"]
     with runtime.db.session() as session:
@@ -401,11 +405,10 @@ def on_customer_updated(runtime: Runtime, event: dict[str, Any]) -> str | None:
         runtime.metrics.count_unknown_customer("stripe", event["type"])
         return UNKNOWN_CUSTOMER
     with runtime.db.session() as session:
-        crm_writes.link_account(runtime, session, account_id, obj["id"])
+        crm_outbound.link_account(runtime, session, account_id, obj["id"])
     return "customer link refreshed"
 
 
-@stripe_handlers.on("customer.deleted")
 def on_customer_deleted(runtime: Runtime, event: dict[str, Any]) -> str | None:
     """The customer is gone from Stripe: unlink the account so the next deal links afresh."""
     obj = event["data"]["object"]
@@ -424,7 +427,7 @@ def on_customer_deleted(runtime: Runtime, event: dict[str, Any]) -> str | None:
             subject_id=account_id,
             stripe_customer_id=obj["id"],
         )
-        crm_writes.update_account(
+        crm_outbound.update_account(
             runtime, session, account_id, {"stripe_customer_id": "", "stripe_customer_url": ""}
         )
     return "customer unlinked"

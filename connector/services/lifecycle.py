@@ -37,10 +37,10 @@ from connector.billing.objects import plain
 from connector.crm.base import CrmError
 from connector.domain.plan import add_months
 from connector.domain.timestamps import unix_of
-from connector.jobs.registry import Job
 from connector.runtime import Runtime
 from connector.services import catalog
 from connector.services.invoice_sync import sync_invoice, sync_subscription
+from connector.services.overview import refresh_catalog
 from connector.store import audit
 from connector.store.links import link_of_customer
 from connector.store.models import (
@@ -618,21 +618,9 @@ def change_price(
         "archive the old price",
     )
     catalog.forget(runtime, price_id)
-    from connector.services.overview import refresh_catalog
-
     refresh_catalog(runtime)
     _finish(
         runtime, op_id, "completed", action="price.changed", subject_type="price",
         subject_id=price_id, new_price_id=new.id,
     )  # fmt: skip
     return str(new.id)
-
-
-JOBS = [
-    Job(
-        name="complete_reactivations",
-        run=complete_reactivations,
-        role="worker",
-        interval=lambda rt: int(rt.config.section("jobs")["worker_seconds"]),
-    )
-]

@@ -42,9 +42,9 @@ from connector.domain.metrics import (
     net_billing,
 )
 from connector.domain.timestamps import datetime_from_unix
-from connector.jobs.registry import Job
 from connector.runtime import Runtime
-from connector.services import crm_writes
+from connector.services import crm_outbound
+from connector.services.credit_notes import mirror_credit_note
 from connector.services.invoice_sync import sync_invoice, sync_subscription
 from connector.store import models
 from connector.store.models import (
@@ -416,8 +416,6 @@ def refresh_catalog(runtime: Runtime) -> tuple[int, int]:
 
 
 def _store_credit_notes(runtime: Runtime, link: CustomerLink, notes: list[Any]) -> None:
-    from connector.services.credit_notes import mirror_credit_note
-
     now = runtime.clock()
     with runtime.db.session() as session:
         for note in notes:
@@ -524,7 +522,7 @@ def write_account_metrics(runtime: Runtime) -> int:
             last.currency = currency
             last.mrr, last.net_billing, last.open_balance = figures
             last.written_at = runtime.clock()
-            crm_writes.update_account(
+            crm_outbound.update_account(
                 runtime,
                 session,
                 row.crm_account_id,
@@ -548,19 +546,3 @@ def refresh_catalog_when_due(runtime: Runtime) -> int:
         return 0
     refresh_catalog(runtime)
     return 0  # the mirror feeds nothing downstream; never keeps a sync round busy
-
-
-JOBS = [
-    Job(
-        name="overview_account_metrics",
-        run=write_account_metrics,
-        role="clock",
-        interval=lambda rt: int(rt.config.section("jobs")["reconcile_seconds"]),
-    ),
-    Job(
-        name="overview_catalog",
-        run=refresh_catalog_when_due,
-        role="clock",
-        interval=lambda rt: int(rt.config.section("jobs")["reconcile_seconds"]),
-    ),
-]

@@ -11,7 +11,6 @@ import json
 from datetime import timedelta
 
 from connector.billing.event_types import HANDLED_STRIPE_EVENTS
-from connector.jobs.registry import Job
 from connector.runtime import Runtime
 from connector.services.inbox import store_event
 from connector.store.models import Cursor
@@ -45,13 +44,3 @@ def reconcile_stripe_events(runtime: Runtime) -> int:
             cursor.value = str(max(newest, int(cursor.value)))
             cursor.updated_at = now
     return stored
-
-
-JOBS = [
-    Job(
-        name="reconcile_stripe",
-        run=reconcile_stripe_events,
-        role="clock",
-        interval=lambda rt: int(rt.config.section("jobs")["reconcile_seconds"]),
-    )
-]

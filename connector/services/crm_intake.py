@@ -1,44 +1,29 @@
-"""CRM changes in: pushed (Outbound Messages, Dataverse webhooks) or polled, one path.
+"""CRM -> dealbridge: CRM changes in, pushed (Outbound Messages, Dataverse webhooks) or
+polled, one path.
 
-Both routes store a small event in the inbox (source ``crm``) and the worker handles it,
-so a deal seen by push and by poll is handled the same way, retried on failure, parked
-when it keeps failing, and never lost because the CRM was briefly unreachable.
+Both routes store a small event in the inbox (``services/crm_changes.py``) and the worker
+handles it with the functions below, so a deal seen by push and by poll is handled the same
+way, retried on failure, parked when it keeps failing, and never lost because the CRM was
+briefly unreachable.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 from typing import Any
 
 from connector.crm.base import CrmNotFound
-from connector.jobs.registry import Job
 from connector.runtime import Runtime
-from connector.services import inbox
-from connector.services.inbox import EventHandlers, process_due_events
+from connector.services import credit
+from connector.services.crm_changes import ACCOUNT_CHANGED, DEAL_CHANGED, store_change
+from connector.services.plan_intake import intake_deal
 from connector.store.models import Cursor
 
 log = logging.getLogger(__name__)
 
-DEAL_CHANGED = "deal.changed"
-ACCOUNT_CHANGED = "account.changed"
 
-crm_handlers = EventHandlers(
-    "crm",
-    known_types={DEAL_CHANGED, ACCOUNT_CHANGED},
-    modules=["connector.services.crm_events"],
-)
-
-
-def store_event(runtime: Runtime, event_id: str, event_type: str, payload: dict[str, Any]) -> bool:
-    """Put a CRM change in the inbox once; returns False when it was already there."""
-    return inbox.store_event(runtime, "crm", event_id, event_type, json.dumps(payload)) == "stored"
-
-
-@crm_handlers.on(DEAL_CHANGED)
 def handle_deal_changed(runtime: Runtime, event: dict[str, Any]) -> str | None:
-    from connector.services.plans import intake_deal
-
+    """A deal changed: read it, and create or refresh its plan if it is closed."""
     try:
         crm_deal = runtime.crm.get_deal(event["id"])
     except CrmNotFound:
@@ -49,12 +34,9 @@ def handle_deal_changed(runtime: Runtime, event: dict[str, Any]) -> str | None:
     return f"plan {plan.status}" if plan else None
 
 
-@crm_handlers.on(ACCOUNT_CHANGED)
 def handle_account_changed(runtime: Runtime, event: dict[str, Any]) -> str | None:
-    """Credit hold or limit may have moved: settle the account's credit (hold policy, state)
-    and re-activate its waiting plans in approval order."""
-    from connector.services import credit
-
+    """Credit hold or limit may have moved: settle the account's credit (hold policy, state);
+    its waiting plans get another try through the follow-up the settlement stores."""
     try:
         return credit.handle_account_changed(runtime, event["id"])
     except CrmNotFound:
@@ -97,40 +79,8 @@ def poll_crm(runtime: Runtime) -> int:
         changes = read(_cursor(runtime, cursor_name))
         for record_id in changes.ids:
             version = changes.versions.get(record_id, changes.cursor)
-            queued += store_event(
+            queued += store_change(
                 runtime, f"poll:{kind}:{record_id}:{version}", event_type, {"id": record_id}
             )
         _save_cursor(runtime, cursor_name, changes.cursor)
     return queued
-
-
-def process_crm_inbox(runtime: Runtime) -> int:
-    return process_due_events(runtime, crm_handlers.load())
-
-
-def _activate_due(runtime: Runtime) -> int:
-    from connector.services.activation import activate_due_plans
-
-    return activate_due_plans(runtime)
-
-
-JOBS = [
-    Job(
-        name="poll_crm",
-        run=poll_crm,
-        role="clock",
-        interval=lambda rt: int(rt.config.section("jobs")["poll_crm_seconds"]),
-    ),
-    Job(
-        name="process_crm_inbox",
-        run=process_crm_inbox,
-        role="worker",
-        interval=lambda rt: int(rt.config.section("jobs")["worker_seconds"]),
-    ),
-    Job(
-        name="activate_due_plans",
-        run=_activate_due,
-        role="worker",
-        interval=lambda rt: int(rt.config.section("jobs")["worker_seconds"]),
-    ),
-]
