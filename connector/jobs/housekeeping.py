@@ -9,17 +9,12 @@ of its ordering key waits on a message that is done.
 
 from __future__ import annotations
 
-from datetime import timedelta
-from typing import TYPE_CHECKING
+from datetime import datetime, timedelta
 
 from sqlalchemy import delete
 
+from connector.runtime import Runtime
 from connector.store.models import InboxEvent, OutboxMessage
-
-if TYPE_CHECKING:
-    from datetime import datetime
-
-    from connector.runtime import Runtime
 
 
 def _cutoff(runtime: Runtime) -> datetime:

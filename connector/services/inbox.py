@@ -51,18 +51,16 @@ import traceback
 from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sqlalchemy import Select, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from connector.runtime import Runtime
 from connector.store import audit
 from connector.store.lease import PROCESSING, settle_claimed
 from connector.store.models import InboxEvent
-
-if TYPE_CHECKING:
-    from connector.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +74,7 @@ __all__ = [
     "replay_event",
 ]
 
-Handler = Callable[["Runtime", dict[str, Any]], "str | None"]
+Handler = Callable[[Runtime, dict[str, Any]], "str | None"]
 
 #: Longest a handler may run before another worker may claim the event again.
 DEFAULT_LEASE = timedelta(minutes=10)

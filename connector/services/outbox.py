@@ -60,19 +60,17 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import partial
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 from sqlalchemy import Select, exists, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, aliased
 
+from connector.runtime import Runtime
 from connector.services.inbox import backoff_delay, describe_failure, first_line, redact
 from connector.store import audit
 from connector.store.lease import PROCESSING, settle_claimed
 from connector.store.models import OutboxMessage
-
-if TYPE_CHECKING:
-    from connector.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
@@ -135,8 +133,8 @@ class SendResult:
         return cls(ok=False, error=error, retryable=False)
 
 
-SingleFn = Callable[["Runtime", dict[str, Any]], None]
-BatchFn = Callable[["Runtime", list[dict[str, Any]]], Sequence[SendResultLike]]
+SingleFn = Callable[[Runtime, dict[str, Any]], None]
+BatchFn = Callable[[Runtime, list[dict[str, Any]]], Sequence[SendResultLike]]
 
 
 @dataclass(frozen=True)

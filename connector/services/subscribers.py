@@ -30,7 +30,7 @@ import socket
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import requests
@@ -39,10 +39,8 @@ from sqlalchemy.orm import Session
 
 from connector import __version__
 from connector.config import Config
+from connector.runtime import Runtime
 from connector.services.outbox import PermanentError, RetryableError, enqueue
-
-if TYPE_CHECKING:
-    from connector.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
