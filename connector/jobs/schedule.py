@@ -12,7 +12,15 @@ from connector.jobs.dispatch import CRM_EVENT_HANDLERS, OUTBOX_SENDERS, STRIPE_E
 from connector.jobs.housekeeping import prune_inbox, prune_outbox
 from connector.jobs.registry import Interval, Job
 from connector.runtime import Runtime
-from connector.services import activation, credit, crm_intake, lifecycle, overview, reconcile
+from connector.services import (
+    account_metrics,
+    activation,
+    catalog_mirror,
+    credit,
+    crm_intake,
+    reconcile,
+    subscription_changes,
+)
 from connector.services.inbox import process_due_events
 from connector.services.outbox import drain_outbox
 
@@ -53,16 +61,19 @@ JOBS = (
     Job("check_credit", credit.check_credit, "clock", _every("credit_check_seconds")),
     Job(
         "overview_account_metrics",
-        overview.write_account_metrics,
+        account_metrics.write_account_metrics,
         "clock",
         _every("reconcile_seconds"),
     ),
     Job(
-        "overview_catalog", overview.refresh_catalog_when_due, "clock", _every("reconcile_seconds")
+        "overview_catalog",
+        catalog_mirror.refresh_catalog_when_due,
+        "clock",
+        _every("reconcile_seconds"),
     ),
     Job(
         "complete_reactivations",
-        lifecycle.complete_reactivations,
+        subscription_changes.complete_reactivations,
         "worker",
         _every("worker_seconds"),
     ),

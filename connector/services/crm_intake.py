@@ -17,7 +17,7 @@ from connector.runtime import Runtime
 from connector.services import credit
 from connector.services.crm_changes import ACCOUNT_CHANGED, DEAL_CHANGED, store_change
 from connector.services.plan_intake import intake_deal
-from connector.store.models import Cursor
+from connector.store.cursors import read_cursor, save_cursor
 
 log = logging.getLogger(__name__)
 
@@ -46,24 +46,6 @@ def handle_account_changed(runtime: Runtime, event: dict[str, Any]) -> str | Non
 # --------------------------------------------------------------------------- polling
 
 
-def _cursor(runtime: Runtime, name: str) -> str | None:
-    with runtime.db.session() as session:
-        row = session.get(Cursor, name)
-        return row.value if row else None
-
-
-def _save_cursor(runtime: Runtime, name: str, value: str | None) -> None:
-    if value is None:
-        return
-    with runtime.db.session() as session:
-        row = session.get(Cursor, name)
-        if row is None:
-            session.add(Cursor(name=name, value=value, updated_at=runtime.clock()))
-        else:
-            row.value = value
-            row.updated_at = runtime.clock()
-
-
 def poll_crm(runtime: Runtime) -> int:
     """Clock job: queue every closed deal and every account changed since the cursors.
 
@@ -76,11 +58,15 @@ def poll_crm(runtime: Runtime) -> int:
         ("deal", "crm.deals", DEAL_CHANGED, runtime.crm.changed_deals),
         ("account", "crm.accounts", ACCOUNT_CHANGED, runtime.crm.changed_accounts),
     ):
-        changes = read(_cursor(runtime, cursor_name))
+        with runtime.db.session() as session:
+            since = read_cursor(session, cursor_name)
+        changes = read(since)
         for record_id in changes.ids:
             version = changes.versions.get(record_id, changes.cursor)
             queued += store_change(
                 runtime, f"poll:{kind}:{record_id}:{version}", event_type, {"id": record_id}
             )
-        _save_cursor(runtime, cursor_name, changes.cursor)
+        if changes.cursor is not None:
+            with runtime.db.session() as session:
+                save_cursor(session, cursor_name, changes.cursor, runtime.clock())
     return queued

@@ -49,7 +49,8 @@ from connector.runtime import Runtime
 from connector.services import crm_outbound
 from connector.services.backfill import backfill_invoices
 from connector.store import audit
-from connector.store.models import CatalogLink, Cursor, CustomerLink
+from connector.store.cursors import forget_cursor, read_cursor, save_cursor
+from connector.store.models import CatalogLink, CustomerLink
 
 log = logging.getLogger(__name__)
 
@@ -112,27 +113,20 @@ def _cursor_name(phase: str) -> str:
     return CURSOR_PREFIX + phase
 
 
-def read_cursor(runtime: Runtime, phase: str) -> str | None:
+def read_phase_cursor(runtime: Runtime, phase: str) -> str | None:
     with runtime.db.session() as session:
-        row = session.get(Cursor, _cursor_name(phase))
-        return row.value if row else None
+        return read_cursor(session, _cursor_name(phase))
 
 
 def _save_cursor(session: Any, phase: str, value: str) -> None:
-    row = session.get(Cursor, _cursor_name(phase))
-    if row is None:
-        session.add(Cursor(name=_cursor_name(phase), value=value))
-    else:
-        row.value = value
+    save_cursor(session, _cursor_name(phase), value)
 
 
 def reset(runtime: Runtime, phases: Sequence[str] = (*PHASES, "prices")) -> None:
     """Forget where an interrupted import stopped; the next one starts from the top."""
     with runtime.db.session() as session:
         for phase in phases:
-            row = session.get(Cursor, _cursor_name(phase))
-            if row is not None:
-                session.delete(row)
+            forget_cursor(session, _cursor_name(phase))
 
 
 # --------------------------------------------------------------------------- entry point
@@ -191,7 +185,7 @@ class _Run:
     def _chunks(self, resource: str, phase: str) -> Any:
         """Chunks of Stripe objects after the phase's cursor, each with ``last`` (more
         follow?); stops at ``options.limit`` objects. Yields nothing for a finished phase."""
-        cursor = read_cursor(self.runtime, phase)
+        cursor = read_phase_cursor(self.runtime, phase)
         if cursor == DONE:
             self.report.finished.append(phase)
             return
@@ -501,7 +495,7 @@ class _Run:
         """Backfill the linked customers' invoices in one paged pass over all of the
         account's invoices (``services.backfill``); the cursor holds the last invoice read,
         saved in the transaction of the chunk that wrote it."""
-        cursor = read_cursor(self.runtime, "invoices")
+        cursor = read_phase_cursor(self.runtime, "invoices")
         if cursor == DONE:
             self.report.finished.append("invoices")
             return

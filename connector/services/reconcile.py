@@ -13,7 +13,7 @@ from datetime import timedelta
 from connector.billing.event_types import HANDLED_STRIPE_EVENTS
 from connector.runtime import Runtime
 from connector.services.inbox import store_event
-from connector.store.models import Cursor
+from connector.store.cursors import read_cursor, save_cursor
 
 CURSOR = "stripe.events"
 #: Events can become visible in the list slightly after their `created` second.
@@ -25,8 +25,8 @@ def reconcile_stripe_events(runtime: Runtime) -> int:
     """Store every handled event created since the cursor that the inbox lacks."""
     now = runtime.clock()
     with runtime.db.session() as session:
-        cursor = session.get(Cursor, CURSOR)
-        since = int(cursor.value) if cursor else int((now - FIRST_RUN_LOOKBACK).timestamp())
+        last = read_cursor(session, CURSOR)
+    since = int(last) if last else int((now - FIRST_RUN_LOOKBACK).timestamp())
     gte = since - int(OVERLAP.total_seconds())
     stored = 0
     newest = since
@@ -37,10 +37,6 @@ def reconcile_stripe_events(runtime: Runtime) -> int:
         if store_event(runtime, "stripe", event.id, event.type, payload) == "stored":
             stored += 1
     with runtime.db.session() as session:
-        cursor = session.get(Cursor, CURSOR)
-        if cursor is None:
-            session.add(Cursor(name=CURSOR, value=str(newest), updated_at=now))
-        else:
-            cursor.value = str(max(newest, int(cursor.value)))
-            cursor.updated_at = now
+        last = read_cursor(session, CURSOR)  # another run may have moved it meanwhile
+        save_cursor(session, CURSOR, str(max(newest, int(last or 0))), now)
     return stored

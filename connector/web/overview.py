@@ -17,6 +17,8 @@ from connector.billing.gateway import StripeGatewayError
 from connector.domain.money import format_money
 from connector.runtime import Runtime
 from connector.services import overview as service
+from connector.services import stripe_refresh
+from connector.services.customer_table import customer_table
 from connector.web.auth import current_identity, require
 from connector.web.context import current_runtime
 from connector.web.errors import ApiError
@@ -35,7 +37,7 @@ def _refreshed() -> str | None:
     if request.args.get("refresh") not in ("1", "true", "yes"):
         return None
     try:
-        result = service.refresh_from_stripe(_runtime())
+        result = stripe_refresh.refresh_from_stripe(_runtime())
     except StripeGatewayError as exc:
         raise ApiError(502, "stripe_error", f"Could not refresh from Stripe: {exc}") from exc
     note = (
@@ -134,7 +136,7 @@ def overview_page() -> Response:
     descending = request.args.get("dir", "asc") == "desc"
     currencies = list(data.currency)
     currency = request.args.get("currency") or (currencies[0] if currencies else None)
-    rows = service.customer_table(
+    rows = customer_table(
         data.customers,
         sort=sort,
         descending=descending,
