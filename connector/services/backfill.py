@@ -221,8 +221,8 @@ def _drain(runtime: Runtime, flush: int, only: str | None = None) -> None:
     writes go ``flush`` records an adapter call (one Bulk API 2.0 job above its threshold;
     the adapter splits the rest into its own batches)."""
     senders: dict[str, outbox.Sender] = {
-        crm_outbound.UPSERT_INVOICE: outbox.BatchedSender(crm_outbound.send_invoice_upserts, flush),
         crm_outbound.UPDATE_ACCOUNT: outbox.BatchedSender(crm_outbound.send_account_updates, flush),
+        crm_outbound.UPSERT_INVOICE: outbox.BatchedSender(crm_outbound.send_invoice_upserts, flush),
         subscribers.DELIVER: outbox.SingleSender(subscribers.default_delivery),
     }
     chosen = {only: senders[only]} if only is not None else senders
