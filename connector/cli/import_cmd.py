@@ -23,7 +23,13 @@ from connector.cli.state import CliState, pass_state
 from connector.crm.base import CrmError
 from connector.runtime import Runtime
 from connector.services import importer
-from connector.services.importer import PHASES, ImportInterrupted, ImportOptions, ImportReport
+from connector.services.import_run import (
+    PHASES,
+    ImportInterrupted,
+    ImportOptions,
+    ImportReport,
+    reset,
+)
 
 
 class ProgressLine:
@@ -109,7 +115,7 @@ def import_stripe_command(
     runtime = Runtime(state.config())
     try:
         if restart and not dry_run:
-            importer.reset(runtime)
+            reset(runtime)
         options = ImportOptions(
             dry_run=dry_run,
             phases=PHASES if phase == "all" else (phase,),
