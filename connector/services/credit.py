@@ -63,7 +63,7 @@ from connector.runtime import Runtime
 from connector.services import crm_outbound, outbox, subscribers
 from connector.services.crm_changes import WAITING_PLANS_DUE, queue_change
 from connector.store import audit
-from connector.store.lease import PROCESSING
+from connector.store.lease import PARKED, PENDING, PROCESSING
 from connector.store.links import linked_account, linked_customer
 from connector.store.models import (
     AccountCredit,
@@ -125,7 +125,7 @@ def pending_hold(session: Session, account_id: str) -> bool | None:
             OutboxMessage.ordering_key == f"account:{account_id}",
             # A parked hold write still stands for dealbridge's intent: until a person
             # settles it, the CRM's silence is not a person lifting the hold.
-            OutboxMessage.status.in_((outbox.PENDING, PROCESSING, outbox.PARKED)),
+            OutboxMessage.status.in_((PENDING, PROCESSING, PARKED)),
         )
         .order_by(OutboxMessage.id)
     ).all()
@@ -516,7 +516,7 @@ def queue_settlement(session: Session, account_id: str, now: datetime) -> None:
         .where(
             OutboxMessage.ordering_key == key,
             OutboxMessage.kind == SETTLE_ACCOUNT,
-            OutboxMessage.status == outbox.PENDING,
+            OutboxMessage.status == PENDING,
         )
         .limit(1)
         .with_for_update()

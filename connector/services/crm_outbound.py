@@ -29,6 +29,7 @@ from connector.runtime import Runtime
 from connector.services import outbox
 from connector.services.crm_changes import ACCOUNT_CHANGED, queue_change
 from connector.store import audit
+from connector.store.lease import DONE, PENDING
 from connector.store.models import OutboxMessage
 
 log = logging.getLogger(__name__)
@@ -221,12 +222,12 @@ def _drop_queued_release(session: Session, account_id: str, epoch: int, now: dat
         select(OutboxMessage).where(
             OutboxMessage.kind == SET_CREDIT_HOLD,
             OutboxMessage.ordering_key == f"account:{account_id}",
-            OutboxMessage.status == outbox.PENDING,
+            OutboxMessage.status == PENDING,
         )
     )
     for message in queued:
         payload = message.payload or {}
         if payload.get("epoch") == epoch and not (payload.get("update") or {}).get("credit_hold"):
-            message.status = outbox.DONE
+            message.status = DONE
             message.done_at = now
             message.last_error = "skipped: the hold it releases was never written"

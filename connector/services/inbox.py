@@ -53,13 +53,13 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Select, or_, select
+from sqlalchemy import Select, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from connector.runtime import Runtime
 from connector.store import audit
-from connector.store.lease import PROCESSING, settle_claimed
+from connector.store.lease import DONE, PARKED, PENDING, PROCESSING, due, failing, settle_claimed
 from connector.store.models import InboxEvent
 
 log = logging.getLogger(__name__)
@@ -83,8 +83,8 @@ MAX_BACKOFF = timedelta(hours=6)
 MAX_ERROR_CHARS = 4000
 TRACEBACK_FRAMES = 5
 
-PENDING, DONE, IGNORED, PARKED = "pending", "done", "ignored", "parked"
-FAILED_STATUSES = (PARKED,)
+#: An inbox row of a type dealbridge does not handle: stored for the record, never processed.
+IGNORED = "ignored"
 
 
 # --------------------------------------------------------------------------- retry helpers
@@ -273,14 +273,7 @@ def _due(source: str, now: datetime) -> Select[InboxEvent]:
     must not wait for a test's frozen clock) or whose retry time came, and expired leases."""
     return (
         select(InboxEvent)
-        .where(
-            InboxEvent.source == source,
-            InboxEvent.status.in_((PENDING, PROCESSING)),
-            or_(
-                InboxEvent.next_attempt_at <= now,
-                (InboxEvent.status == PENDING) & (InboxEvent.attempts == 0),
-            ),
-        )
+        .where(InboxEvent.source == source, due(InboxEvent, now))
         .order_by(InboxEvent.id)
     )
 
@@ -442,12 +435,7 @@ def list_events(
     """Newest first. ``failed``: parked, or pending after at least one failed attempt."""
     stmt = select(InboxEvent).order_by(InboxEvent.id.desc()).limit(limit)
     if failed:
-        stmt = stmt.where(
-            or_(
-                InboxEvent.status.in_(FAILED_STATUSES),
-                (InboxEvent.status == PENDING) & (InboxEvent.attempts > 0),
-            )
-        )
+        stmt = stmt.where(failing(InboxEvent))
     if source:
         stmt = stmt.where(InboxEvent.source == source)
     return list(session.scalars(stmt))

@@ -32,8 +32,9 @@ from connector.billing.objects import plain
 from connector.crm.base import InvoiceRecord, Money
 from connector.domain.timestamps import date_from_unix, datetime_from_unix
 from connector.runtime import Runtime
-from connector.services import credit, crm_outbound, outbox, subscribers
+from connector.services import credit, crm_outbound, subscribers
 from connector.store import audit
+from connector.store.lease import PENDING
 from connector.store.links import link_of_customer, linked_account
 from connector.store.locks import lock
 from connector.store.models import (
@@ -287,7 +288,7 @@ def queue_open_balance(runtime: Runtime, session: Session, account_id: str, curr
     if (
         tail is not None
         and tail.kind == crm_outbound.UPDATE_ACCOUNT
-        and tail.status == outbox.PENDING
+        and tail.status == PENDING
         and set((tail.payload or {}).get("update") or {}) == {"open_balance"}
     ):
         tail.payload = {

@@ -62,19 +62,18 @@ from datetime import datetime, timedelta
 from functools import partial
 from typing import Any, Protocol
 
-from sqlalchemy import Select, exists, or_, select
+from sqlalchemy import Select, exists, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, aliased
 
 from connector.runtime import Runtime
 from connector.services.inbox import backoff_delay, describe_failure, first_line, redact
 from connector.store import audit
-from connector.store.lease import PROCESSING, settle_claimed
+from connector.store.lease import DONE, PARKED, PENDING, PROCESSING, due, failing, settle_claimed
 from connector.store.models import OutboxMessage
 
 log = logging.getLogger(__name__)
 
-PENDING, DONE, PARKED = "pending", "done", "parked"
 DEFAULT_LEASE = timedelta(minutes=10)
 #: Single sends claimed per round trip to the store (each still sent one by one).
 SINGLE_CHUNK = 20
@@ -253,11 +252,7 @@ def _heads(kind: str, now: datetime) -> Select[OutboxMessage]:
         select(OutboxMessage)
         .where(
             OutboxMessage.kind == kind,
-            OutboxMessage.status.in_((PENDING, PROCESSING)),
-            or_(
-                OutboxMessage.next_attempt_at <= now,
-                (OutboxMessage.status == PENDING) & (OutboxMessage.attempts == 0),
-            ),
+            due(OutboxMessage, now),
             ~blocked,
         )
         .order_by(OutboxMessage.id)
@@ -456,12 +451,7 @@ def list_messages(
     """Newest first. ``failed``: parked, or pending after at least one failed attempt."""
     stmt = select(OutboxMessage).order_by(OutboxMessage.id.desc()).limit(limit)
     if failed:
-        stmt = stmt.where(
-            or_(
-                OutboxMessage.status == PARKED,
-                (OutboxMessage.status == PENDING) & (OutboxMessage.attempts > 0),
-            )
-        )
+        stmt = stmt.where(failing(OutboxMessage))
     if kind:
         stmt = stmt.where(OutboxMessage.kind == kind)
     return list(session.scalars(stmt))
