@@ -18,8 +18,10 @@ from connector.services import (
     crm_changes,
     crm_intake,
     crm_outbound,
+    customer_sync,
     invoice_sync,
     subscribers,
+    subscription_sync,
 )
 from connector.services.inbox import EventHandlers
 from connector.services.outbox import BatchedSender, OutboxSenders, SingleSender
@@ -30,10 +32,10 @@ STRIPE_EVENT_HANDLERS = EventHandlers(
 )
 for _type in invoice_sync.INVOICE_EVENTS:
     STRIPE_EVENT_HANDLERS.register(_type, invoice_sync.on_invoice_event)
-for _type in invoice_sync.SUBSCRIPTION_EVENTS:
-    STRIPE_EVENT_HANDLERS.register(_type, invoice_sync.on_subscription_event)
-STRIPE_EVENT_HANDLERS.register("customer.updated", invoice_sync.on_customer_updated)
-STRIPE_EVENT_HANDLERS.register("customer.deleted", invoice_sync.on_customer_deleted)
+for _type in subscription_sync.SUBSCRIPTION_EVENTS:
+    STRIPE_EVENT_HANDLERS.register(_type, subscription_sync.on_subscription_event)
+STRIPE_EVENT_HANDLERS.register("customer.updated", customer_sync.on_customer_updated)
+STRIPE_EVENT_HANDLERS.register("customer.deleted", customer_sync.on_customer_deleted)
 for _type in credit_notes.CREDIT_NOTE_EVENTS:
     STRIPE_EVENT_HANDLERS.register(_type, credit_notes.on_credit_note_event)
 

@@ -18,8 +18,7 @@ from connector.billing.gateway import StripeRejected
 from connector.billing.objects import plain
 from connector.domain.timestamps import datetime_from_unix
 from connector.runtime import Runtime
-from connector.services.invoice_sync import UNKNOWN_CUSTOMER
-from connector.store.links import linked_account
+from connector.services.stripe_mirror import UNKNOWN_CUSTOMER, account_of_customer
 from connector.store.locks import lock
 from connector.store.models import CreditNoteMirror
 
@@ -47,9 +46,8 @@ def sync_credit_note(
 ) -> str:
     """Fetch the credit note now and mirror it, if its customer is linked."""
     with runtime.db.session() as session:
-        account_id = linked_account(session, customer_id)
+        account_id = account_of_customer(runtime, session, customer_id, event_type)
         if account_id is None:
-            runtime.metrics.count_unknown_customer("stripe", event_type)
             return UNKNOWN_CUSTOMER
         lock(session, f"credit_note:{note_id}")
         try:

@@ -1,4 +1,4 @@
-"""Stripe invoices and subscriptions into the CRM: every linked customer's, kept current.
+"""Stripe invoices into the mirror and the CRM: every linked customer's, kept current.
 
 Each handler re-fetches the object from Stripe rather than trusting the event payload:
 events arrive late, twice, out of order and possibly in an older API version. The fetch and
@@ -14,8 +14,8 @@ the account a credit settlement (the non-payment policy, plans waiting for the l
 queued in the transaction that writes the mirror (``credit.queue_settlement``) and the worker
 runs it, so a CRM that is down for the credit check never fails the invoice's event.
 
-The ``on_*`` functions are the worker's handlers for Stripe events; ``jobs/dispatch.py``
-names each for its event types.
+``on_invoice_event`` is the worker's handler for invoice events (``jobs/dispatch.py``);
+subscriptions are ``subscription_sync``, customers ``customer_sync``.
 """
 
 from __future__ import annotations
@@ -33,25 +33,19 @@ from connector.crm.base import InvoiceRecord, Money
 from connector.domain.timestamps import date_from_unix, datetime_from_unix
 from connector.runtime import Runtime
 from connector.services import credit, crm_outbound, subscribers
-from connector.store import audit
+from connector.services.stripe_mirror import UNKNOWN_CUSTOMER, account_of_customer
 from connector.store.lease import PENDING
-from connector.store.links import link_of_customer, linked_account
 from connector.store.locks import lock
 from connector.store.models import (
     InvoiceMirror,
     OutboxMessage,
     Plan,
-    SubscriptionMirror,
 )
 
 log = logging.getLogger(__name__)
 
 # Derived from the one list of what dealbridge subscribes to, so the two cannot drift.
 INVOICE_EVENTS = tuple(sorted(t for t in HANDLED_STRIPE_EVENTS if t.startswith("invoice.")))
-SUBSCRIPTION_EVENTS = tuple(
-    sorted(t for t in HANDLED_STRIPE_EVENTS if t.startswith("customer.subscription."))
-)
-UNKNOWN_CUSTOMER = "unknown customer (not linked to a CRM account): ignored"
 #: The CRM status of an invoice deleted in Stripe (only drafts can be deleted).
 DELETED = "deleted"
 
@@ -126,9 +120,8 @@ def sync_invoice(
     """Fetch the invoice now and write it to the mirror and (via the outbox) the CRM;
     ``settle_credit`` also queues the account's credit settlement with the write."""
     with runtime.db.session() as session:
-        account_id = linked_account(session, customer_id)
+        account_id = account_of_customer(runtime, session, customer_id, event_type)
         if account_id is None:
-            runtime.metrics.count_unknown_customer("stripe", event_type)
             return UNKNOWN_CUSTOMER
         lock(session, f"invoice:{invoice_id}")
         if settle_credit:
@@ -315,120 +308,3 @@ def open_balance(session: Session, account_id: str, currency: str) -> int:
 def on_invoice_event(runtime: Runtime, event: dict[str, Any]) -> str | None:
     obj = event["data"]["object"]
     return sync_invoice(runtime, obj["id"], obj.get("customer"), event["type"], settle_credit=True)
-
-
-# --------------------------------------------------------------------------- subscriptions
-
-
-def sync_subscription(
-    runtime: Runtime,
-    subscription_id: str,
-    customer_id: str | None,
-    event_type: str = "customer.subscription.updated",
-) -> str:
-    with runtime.db.session() as session:
-        account_id = linked_account(session, customer_id)
-        if account_id is None:
-            runtime.metrics.count_unknown_customer("stripe", event_type)
-            return UNKNOWN_CUSTOMER
-        lock(session, f"subscription:{subscription_id}")
-        mirror = session.get(SubscriptionMirror, subscription_id, with_for_update=True)
-        sub = plain(runtime.stripe.retrieve_subscription(subscription_id))
-        if mirror is None:
-            mirror = SubscriptionMirror(id=subscription_id)
-            session.add(mirror)
-        mirror.stripe_customer_id = sub["customer"]
-        mirror.crm_account_id = account_id
-        mirror.status = sub["status"]
-        mirror.data = sub
-        mirror.created = (
-            datetime_from_unix(sub.get("start_date") or sub["created"]) or runtime.clock()
-        )
-        mirror.ended_at = datetime_from_unix(sub.get("ended_at"))
-        mirror.synced_at = runtime.clock()
-        plan = _plan_of(session, sub)
-        if plan is not None:
-            if plan.stripe_subscription_id is None:
-                plan.stripe_subscription_id = subscription_id
-            crm_outbound.update_deal(
-                runtime,
-                session,
-                plan.deal_id,
-                {"subscription_id": subscription_id, "subscription_status": sub["status"]},
-            )
-    _apply_schedule_payment_methods(runtime, sub)
-    return f"subscription {sub['status']}"
-
-
-def _plan_of(session: Session, sub: dict[str, Any]) -> Plan | None:
-    plan_id = (sub.get("metadata") or {}).get("dealbridge_plan_id")
-    if plan_id:
-        found = session.get(Plan, plan_id)
-        if found is not None:
-            return found
-    schedule = sub.get("schedule")
-    schedule_id = schedule if isinstance(schedule, str) else (schedule or {}).get("id")
-    if schedule_id:
-        return session.scalars(select(Plan).where(Plan.stripe_schedule_id == schedule_id)).first()
-    return session.scalars(select(Plan).where(Plan.stripe_subscription_id == sub["id"])).first()
-
-
-def _apply_schedule_payment_methods(runtime: Runtime, sub: dict[str, Any]) -> None:
-    """Schedule phases cannot carry payment method types; apply them when the schedule
-    starts its subscription (recorded in the phase metadata at activation)."""
-    wanted = (sub.get("metadata") or {}).get("payment_method_types")
-    if not wanted or sub.get("status") in ("canceled", "incomplete_expired"):
-        return
-    current = (sub.get("payment_settings") or {}).get("payment_method_types") or []
-    types = wanted.split(",")
-    if sorted(current) == sorted(types):
-        return
-    runtime.stripe.update_subscription(
-        sub["id"],
-        {"payment_settings": {"payment_method_types": types}},
-        idempotency_key=f"dealbridge:subscription:{sub['id']}:payment-methods:{wanted}",
-    )
-
-
-def on_subscription_event(runtime: Runtime, event: dict[str, Any]) -> str | None:
-    obj = event["data"]["object"]
-    return sync_subscription(runtime, obj["id"], obj.get("customer"), event["type"])
-
-
-# --------------------------------------------------------------------------- customers
-
-
-def on_customer_updated(runtime: Runtime, event: dict[str, Any]) -> str | None:
-    obj = event["data"]["object"]
-    with runtime.db.session() as session:
-        account_id = linked_account(session, obj["id"])
-    if account_id is None:
-        runtime.metrics.count_unknown_customer("stripe", event["type"])
-        return UNKNOWN_CUSTOMER
-    with runtime.db.session() as session:
-        crm_outbound.link_account(runtime, session, account_id, obj["id"])
-    return "customer link refreshed"
-
-
-def on_customer_deleted(runtime: Runtime, event: dict[str, Any]) -> str | None:
-    """The customer is gone from Stripe: unlink the account so the next deal links afresh."""
-    obj = event["data"]["object"]
-    with runtime.db.session() as session:
-        link = link_of_customer(session, obj["id"])
-        if link is None:
-            runtime.metrics.count_unknown_customer("stripe", event["type"])
-            return UNKNOWN_CUSTOMER
-        account_id = link.crm_account_id
-        session.delete(link)
-        audit.record(
-            session,
-            actor="stripe",
-            action="customer.deleted",
-            subject_type="account",
-            subject_id=account_id,
-            stripe_customer_id=obj["id"],
-        )
-        crm_outbound.update_account(
-            runtime, session, account_id, {"stripe_customer_id": "", "stripe_customer_url": ""}
-        )
-    return "customer unlinked"

@@ -17,8 +17,9 @@ from connector.runtime import Runtime
 from connector.services.account_metrics import write_account_metrics
 from connector.services.catalog_mirror import refresh_catalog
 from connector.services.credit_notes import mirror_credit_note
-from connector.services.invoice_sync import sync_invoice, sync_subscription
+from connector.services.invoice_sync import sync_invoice
 from connector.services.overview import CREDIT_NOTES_CURSOR
+from connector.services.subscription_sync import sync_subscription
 from connector.store.cursors import save_cursor
 from connector.store.models import CustomerLink, InvoiceMirror, SubscriptionMirror
 

@@ -26,7 +26,6 @@ from connector.billing.gateway import StripeGatewayError
 from connector.domain.plan import add_months
 from connector.domain.timestamps import unix_of
 from connector.runtime import Runtime
-from connector.services.invoice_sync import sync_subscription
 from connector.services.lifecycle_operations import (
     INACTIVE_STATUSES,
     LifecycleError,
@@ -39,6 +38,7 @@ from connector.services.lifecycle_operations import (
     send_invoice,
 )
 from connector.services.subscription_listing import subscription_items
+from connector.services.subscription_sync import sync_subscription
 from connector.store.models import InvoiceMirror, LifecycleOperation
 
 

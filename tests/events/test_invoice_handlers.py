@@ -31,8 +31,9 @@ from connector.jobs.dispatch import OUTBOX_SENDERS, STRIPE_EVENT_HANDLERS
 from connector.runtime import Runtime
 from connector.secrets import Secret
 from connector.services.inbox import process_due_events, replay_event
-from connector.services.invoice_sync import UNKNOWN_CUSTOMER, sync_invoice
+from connector.services.invoice_sync import sync_invoice
 from connector.services.outbox import drain_outbox
+from connector.services.stripe_mirror import UNKNOWN_CUSTOMER
 from connector.store.db import Database
 from connector.store.models import (
     CreditNoteMirror,
