@@ -36,7 +36,7 @@ from connector.demo import salesforce_sandbox
 from connector.runtime import Runtime
 from connector.secrets import Secret
 from connector.services import importer
-from connector.services.importer import ImportOptions
+from connector.services.import_run import PHASES, ImportOptions
 from connector.store.db import Database
 from connector.store.migrate import upgrade
 from sandboxes.salesforce import (
@@ -142,7 +142,7 @@ def child(stripe_url: str, salesforce_url: str, db: str) -> None:
     counts: dict[str, int] = {}
     profile_to = os.environ.get("BENCH_PROFILE")  # a path: cProfile stats of the import
     profiler = cProfile.Profile() if profile_to else None
-    for phase in importer.PHASES:
+    for phase in PHASES:
         start = time.monotonic()
         if profiler is not None:
             profiler.enable()

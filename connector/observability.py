@@ -89,3 +89,7 @@ class Metrics:
             registry=self.registry,
         )
         self.registry.register(QueueDepthCollector(db))
+
+    def count_unknown_customer(self, source: str, event_type: str) -> None:
+        """An event about a customer no CRM account is linked to: ignored, but counted."""
+        self.events.labels(source=source, type=event_type, outcome="unknown_customer").inc()

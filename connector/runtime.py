@@ -2,6 +2,8 @@
 
 Web, worker, clock, CLI and tests all get their collaborators from here, so wiring lives in
 one place and a test can swap any part (the clock, the Stripe client, the CRM adapter).
+It composes the adapters and the store and knows nothing above them: which jobs run and
+which service handles what is ``connector.jobs``.
 """
 
 from __future__ import annotations
@@ -9,18 +11,16 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import UTC, date, datetime
 from functools import cached_property
-from typing import TYPE_CHECKING
 
+from connector.billing.client import make_stripe_client
+from connector.billing.gateway import StripeGateway
 from connector.config import Config
+from connector.crm.base import CrmAdapter
+from connector.crm.factory import build_crm_adapter
+from connector.mappings import CrmMapping, load_mapping
 from connector.observability import Metrics
 from connector.store.db import Database
 from connector.store.types import utcnow
-
-if TYPE_CHECKING:
-    from connector.billing.gateway import StripeGateway
-    from connector.crm.base import CrmAdapter
-    from connector.jobs.registry import JobRegistry
-    from connector.mappings import CrmMapping
 
 
 class Runtime:
@@ -49,25 +49,18 @@ class Runtime:
 
     @cached_property
     def mapping(self) -> CrmMapping:
-        from connector.mappings import load_mapping
-
         return load_mapping(self.config.mapping_path, self.config.crm_kind)
 
     @cached_property
     def crm(self) -> CrmAdapter:
         if self._crm is not None:
             return self._crm
-        from connector.crm.factory import build_crm_adapter
-
         return build_crm_adapter(self.config, self.mapping)
 
     @cached_property
     def stripe(self) -> StripeGateway:
         if self._stripe is not None:
             return self._stripe
-        from connector.billing.client import make_stripe_client
-        from connector.billing.gateway import StripeGateway
-
         return StripeGateway(
             make_stripe_client(self.config),
             dashboard_url=self.config.section("stripe")["dashboard_url"],
@@ -76,12 +69,6 @@ class Runtime:
     def today(self) -> date:
         """Today in UTC: billing dates are UTC dates, whatever the server's zone."""
         return self.clock().astimezone(UTC).date()
-
-    @cached_property
-    def jobs(self) -> JobRegistry:
-        from connector.jobs import default_registry
-
-        return default_registry()
 
     def close(self) -> None:
         if "db" in self.__dict__:

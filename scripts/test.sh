@@ -23,6 +23,7 @@ wheel_pid=$!
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
 .venv/bin/mypy
+.venv/bin/lint-imports  # the import contract in pyproject.toml: layers only point down
 .venv/bin/python -m pytest -q -n auto "$@"
 
 if ! wait "$wheel_pid"; then

@@ -10,6 +10,9 @@ import stripe
 
 from connector.config import Config
 
+#: The client type, for code outside ``billing`` that holds one (the demo, its tests).
+StripeClient = stripe.StripeClient
+
 
 class StripeNotConfigured(RuntimeError):
     pass
@@ -33,4 +36,14 @@ def make_stripe_client(
         ),
         http_client=stripe.RequestsClient(timeout=section["timeout_seconds"]),
         **kwargs,  # type: ignore[arg-type]
+    )
+
+
+def client_at(base_url: str, api_key: str) -> stripe.StripeClient:
+    """A client of a Stripe stand-in at ``base_url`` (the local sandbox), with no retries: a
+    sandbox answers at once, and a test must see its first answer."""
+    return stripe.StripeClient(
+        api_key,
+        base_addresses={"api": base_url, "files": base_url},
+        max_network_retries=0,
     )

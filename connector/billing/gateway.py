@@ -17,12 +17,14 @@ from stripe.params import (
     CustomerCreateParams,
     InvoiceCreateParams,
     InvoiceItemCreateParams,
-    InvoiceListParams,
     PriceCreateParams,
     ProductCreateParams,
     SubscriptionCreateParams,
     SubscriptionScheduleCreateParams,
     SubscriptionUpdateParams,
+)
+from stripe.params import (
+    InvoiceListParams as InvoiceListParams,  # re-exported: callers build listing filters
 )
 
 from connector.domain.deal import Address

@@ -2,38 +2,23 @@
 
 from __future__ import annotations
 
-import sys
-from dataclasses import dataclass
-
 import click
 
 from connector import __version__
-from connector.config import Config, ConfigError, load_config
-from connector.logs import configure_logging
-
-
-@dataclass
-class CliState:
-    config_path: str | None
-
-    def config(self, *, require_secrets: bool = True) -> Config:
-        """Load config or stop with every problem listed (exit 2)."""
-        try:
-            config = load_config(self.config_path, require_secrets=require_secrets)
-        except ConfigError as exc:
-            click.echo("dealbridge cannot start; fix these configuration problems:", err=True)
-            for problem in exc.problems:
-                click.echo(f"  - {problem}", err=True)
-            sys.exit(2)
-        configure_logging(
-            config.raw["app"]["log_level"],
-            config.raw["app"]["log_format"],
-            config.secrets.all_values(),
-        )
-        return config
-
-
-pass_state = click.make_pass_decorator(CliState)
+from connector.cli import (
+    check,
+    db,
+    demo,
+    events,
+    import_cmd,
+    plan,
+    run,
+    sandbox,
+    stripe_cmd,
+    subscriptions,
+    sync,
+)
+from connector.cli.state import CliState
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -51,27 +36,12 @@ def main(ctx: click.Context, config_path: str | None) -> None:
     ctx.obj = CliState(config_path=config_path)
 
 
-def _register() -> None:
-    from connector.cli import (
-        check,
-        db,
-        demo,
-        events,
-        import_cmd,
-        plan,
-        run,
-        sandbox,
-        stripe_cmd,
-        sync,
-    )
-
+def _add_commands(group: click.Group) -> None:
     for module in (run, check, db, sync, sandbox, events, plan, stripe_cmd, demo, import_cmd):
         for command in module.COMMANDS:
-            main.add_command(command)
-    from connector.cli import subscriptions
-
+            group.add_command(command)
     for command in subscriptions.COMMANDS:
-        main.add_command(command)
+        group.add_command(command)
 
 
-_register()
+_add_commands(main)

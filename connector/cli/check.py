@@ -12,10 +12,12 @@ from typing import NoReturn
 
 import click
 
-from connector.cli import CliState, pass_state
+from connector.cli.state import CliState, pass_state
 from connector.config import Config, ConfigError, load_config
 from connector.crm.base import CrmError
 from connector.mappings import MappingError, load_mapping
+from connector.runtime import Runtime
+from connector.services.subscribers import subscriber_problems
 
 
 @click.command()
@@ -32,8 +34,6 @@ def check(state: CliState, online: bool) -> None:
     try:
         config = load_config(state.config_path)
         # Secrets are checked by loading; the event names each subscriber wants are not.
-        from connector.services.subscribers import subscriber_problems
-
         problems.extend(subscriber_problems(config))
     except ConfigError as exc:
         problems.extend(exc.problems)
@@ -55,8 +55,6 @@ def check(state: CliState, online: bool) -> None:
 
 
 def _check_online(config: Config) -> None:
-    from connector.runtime import Runtime
-
     runtime = Runtime(config)
     try:
         problems = runtime.crm.check_schema()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from connector.cli import CliState, pass_state
+from connector.cli.state import CliState, pass_state
 from connector.store.migrate import current_revision, upgrade
 
 

@@ -209,9 +209,7 @@ def demo(
             return
         click.echo(banner(world, result))
         assert world.runtime is not None
-        scheduler = world.runtime.jobs.build_scheduler(
-            world.runtime, ("clock", "worker"), blocking=False
-        )
+        scheduler = world.jobs.build_scheduler(world.runtime, ("clock", "worker"), blocking=False)
         scheduler.start()
         stop = threading.Event()
         try:

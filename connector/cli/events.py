@@ -10,7 +10,7 @@ from datetime import datetime
 
 import click
 
-from connector.cli import CliState, pass_state
+from connector.cli.state import CliState, pass_state
 from connector.runtime import Runtime
 from connector.services import inbox, outbox
 from connector.store.models import InboxEvent

@@ -19,9 +19,17 @@ from collections.abc import Callable
 import click
 
 from connector.billing.gateway import StripeGatewayError
-from connector.cli import CliState, pass_state
+from connector.cli.state import CliState, pass_state
 from connector.crm.base import CrmError
-from connector.services.importer import PHASES, ImportInterrupted, ImportOptions, ImportReport
+from connector.runtime import Runtime
+from connector.services import importer
+from connector.services.import_run import (
+    PHASES,
+    ImportInterrupted,
+    ImportOptions,
+    ImportReport,
+    reset,
+)
 
 
 class ProgressLine:
@@ -104,13 +112,10 @@ def import_stripe_command(
     announce_invoices: bool,
 ) -> None:
     """Link Stripe customers to CRM accounts, import the catalog, backfill invoices."""
-    from connector.runtime import Runtime
-    from connector.services import importer
-
     runtime = Runtime(state.config())
     try:
         if restart and not dry_run:
-            importer.reset(runtime)
+            reset(runtime)
         options = ImportOptions(
             dry_run=dry_run,
             phases=PHASES if phase == "all" else (phase,),

@@ -9,7 +9,7 @@ from typing import IO
 
 import click
 
-from connector.cli import CliState, pass_state
+from connector.cli.state import CliState, pass_state
 from connector.config import ConfigError, load_config
 from connector.domain.deal import InvalidDeal, parse_deal
 from connector.domain.plan import (

@@ -7,10 +7,14 @@ from typing import Any
 
 import click
 
-from connector.cli import CliState, pass_state
+from connector.cli.state import CliState, pass_state
+from connector.jobs import default_registry
 from connector.jobs.registry import Role
 from connector.runtime import Runtime
 from connector.store.migrate import upgrade
+from connector.web.app import create_app
+from connector.web.context import runtime_of
+from connector.web.server import GunicornApp
 
 log = logging.getLogger(__name__)
 
@@ -18,9 +22,6 @@ log = logging.getLogger(__name__)
 def _gunicorn(
     state: CliState, *, workers: int, threads: int, roles: tuple[Role, ...], port: int | None
 ) -> None:
-    from connector.web.app import create_app
-    from connector.web.server import GunicornApp
-
     config = state.config()
     bind_port = port or config.raw["web"]["port"]
     host = config.raw["web"]["host"]
@@ -29,8 +30,8 @@ def _gunicorn(
         return create_app(runtime=Runtime(config))
 
     def start_scheduler(worker: Any) -> None:
-        runtime = worker.wsgi.extensions["dealbridge"]
-        scheduler = runtime.jobs.build_scheduler(runtime, roles, blocking=False)
+        runtime = runtime_of(worker.wsgi)
+        scheduler = default_registry().build_scheduler(runtime, roles, blocking=False)
         scheduler.start()
         log.info("scheduler started for %s", ", ".join(roles))
 
@@ -65,8 +66,9 @@ def web(state: CliState, workers: int, port: int | None) -> None:
 
 def _scheduler_only(state: CliState, roles: tuple[Role, ...]) -> None:
     runtime = Runtime(state.config())
-    scheduler = runtime.jobs.build_scheduler(runtime, roles, blocking=True)
-    log.info("running %s jobs: %s", "/".join(roles), [j.name for j in runtime.jobs.jobs(roles)])
+    jobs = default_registry()
+    scheduler = jobs.build_scheduler(runtime, roles, blocking=True)
+    log.info("running %s jobs: %s", "/".join(roles), [j.name for j in jobs.jobs(roles)])
     try:
         scheduler.start()
     except (KeyboardInterrupt, SystemExit):

@@ -6,6 +6,11 @@ from typing import Any
 
 import click
 
+from connector.bundled import salesforce_metadata_dir
+from connector.demo import SAMPLE_ORG
+from sandboxes import salesforce as salesforce_emulator
+from sandboxes import stripe as stripe_emulator
+
 
 @click.group()
 def sandbox() -> None:
@@ -18,9 +23,7 @@ def sandbox() -> None:
 @click.option("--allow-non-loopback", is_flag=True, help="Allow binding beyond loopback.")
 def stripe_sandbox(host: str, port: int, allow_non_loopback: bool) -> None:
     """Serve the Stripe sandbox until interrupted."""
-    from sandboxes.stripe import serve_forever
-
-    serve_forever(host, port, allow_non_loopback=allow_non_loopback)
+    stripe_emulator.serve_forever(host, port, allow_non_loopback=allow_non_loopback)
 
 
 @sandbox.command("salesforce")
@@ -42,11 +45,7 @@ def salesforce_sandbox(
     dealbridge's custom objects and fields are deployed, and the sample org (the four demo
     deals) is loaded unless --seed or --empty says otherwise.
     """
-    from connector.bundled import salesforce_metadata_dir
-    from connector.demo import SAMPLE_ORG
-    from sandboxes.salesforce import serve_forever
-
-    serve_forever(
+    salesforce_emulator.serve_forever(
         host,
         port,
         seed=None if empty else (seed or SAMPLE_ORG),

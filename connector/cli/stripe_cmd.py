@@ -9,16 +9,15 @@ from __future__ import annotations
 
 import sys
 import uuid
-from typing import Any
 from urllib.parse import urlsplit
 
 import click
-import stripe
-from stripe.params import WebhookEndpointCreateParams, WebhookEndpointUpdateParams
 
 from connector.billing.client import make_stripe_client
 from connector.billing.event_types import HANDLED_STRIPE_EVENTS
-from connector.cli import CliState, pass_state
+from connector.billing.gateway import StripeGatewayError, StripeRejected
+from connector.billing.webhook_endpoints import set_up_endpoint
+from connector.cli.state import CliState, pass_state
 
 DESCRIPTION = "dealbridge: Stripe billing events for the CRM connector"
 WEBHOOK_PATH = "/webhooks/stripe"
@@ -27,11 +26,6 @@ WEBHOOK_PATH = "/webhooks/stripe"
 @click.group("stripe")
 def stripe_group() -> None:
     """Stripe account setup."""
-
-
-def _existing(client: stripe.StripeClient, url: str) -> list[Any]:
-    page = client.v1.webhook_endpoints.list(params={"limit": 100})
-    return [endpoint for endpoint in page.auto_paging_iter() if endpoint.url == url]
 
 
 @stripe_group.command("webhook-setup")
@@ -54,45 +48,33 @@ def webhook_setup(state: CliState, url: str, description: str) -> None:
         sys.exit(2)
     if parts.path.rstrip("/") != WEBHOOK_PATH:
         click.echo(f"note: dealbridge receives Stripe events at {WEBHOOK_PATH}", err=True)
-    events = sorted(HANDLED_STRIPE_EVENTS)
-    enabled: Any = events  # the params type spells every event name as a Literal
     client = make_stripe_client(config)
-    # One key per run: stripe-python's own network retries of this call reuse it.
-    options: Any = {"idempotency_key": f"dealbridge-webhook-setup-{uuid.uuid4().hex}"}
     try:
-        existing = _existing(client, url)
-        if existing:
-            for endpoint in existing:
-                update: WebhookEndpointUpdateParams = {
-                    "enabled_events": enabled,
-                    "description": description,
-                    "disabled": False,
-                }
-                client.v1.webhook_endpoints.update(
-                    endpoint.id, params=update, options=options if endpoint is existing[0] else {}
-                )
-            first = existing[0]
-            click.echo(
-                f"Updated webhook endpoint {first.id} for {url}: {len(events)} events enabled."
-            )
-            if len(existing) > 1:
-                others = ", ".join(e.id for e in existing[1:])
-                click.echo(f"Also updated other endpoints with the same URL: {others}.")
-            click.echo("Its signing secret is unchanged; keep STRIPE_WEBHOOK_SECRET as it is.")
-            return
-        create: WebhookEndpointCreateParams = {
-            "url": url,
-            "enabled_events": enabled,
-            "description": description,
-        }
-        created = client.v1.webhook_endpoints.create(params=create, options=options)
-    except stripe.StripeError as exc:
-        click.echo(f"Stripe refused: {exc.user_message or exc}", err=True)
+        # One key per run: stripe-python's own network retries of this call reuse it.
+        setup = set_up_endpoint(
+            client,
+            url,
+            HANDLED_STRIPE_EVENTS,
+            description=description,
+            idempotency_key=f"dealbridge-webhook-setup-{uuid.uuid4().hex}",
+        )
+    except StripeGatewayError as exc:
+        click.echo(f"Stripe refused: {exc}" if isinstance(exc, StripeRejected) else exc, err=True)
         sys.exit(1)
-    click.echo(f"Created webhook endpoint {created.id} for {url}: {len(events)} events enabled.")
+    events = len(HANDLED_STRIPE_EVENTS)
+    if not setup.created:
+        click.echo(
+            f"Updated webhook endpoint {setup.endpoint_id} for {url}: {events} events enabled."
+        )
+        if setup.also_updated:
+            others = ", ".join(setup.also_updated)
+            click.echo(f"Also updated other endpoints with the same URL: {others}.")
+        click.echo("Its signing secret is unchanged; keep STRIPE_WEBHOOK_SECRET as it is.")
+        return
+    click.echo(f"Created webhook endpoint {setup.endpoint_id} for {url}: {events} events enabled.")
     click.echo("Set its signing secret in dealbridge's environment (Stripe shows it only now):")
     click.echo("")
-    click.echo(f"    STRIPE_WEBHOOK_SECRET={created.secret}")
+    click.echo(f"    STRIPE_WEBHOOK_SECRET={setup.secret}")
     click.echo("")
     click.echo(
         "While rotating, list the new and the old secret comma-separated; then restart dealbridge."

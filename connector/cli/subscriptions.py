@@ -14,10 +14,15 @@ from typing import Any
 
 import click
 
-from connector.cli import CliState, pass_state
+from connector.cli.state import CliState, pass_state
 from connector.runtime import Runtime
-from connector.services import lifecycle
-from connector.services.lifecycle import LifecycleError
+from connector.services import bill_again as billing_again
+from connector.services import (
+    catalog_changes,
+    subscription_changes,
+    subscription_listing,
+)
+from connector.services.lifecycle_operations import LifecycleError
 
 
 @click.group()
@@ -51,7 +56,7 @@ def _actor(actor: str | None) -> str:
 @pass_state
 def list_(state: CliState, customer_id: str) -> None:
     """Current, one-time and inactive subscriptions of a Stripe customer, as JSON."""
-    _run(state, lambda rt: lifecycle.list_subscriptions(rt, customer_id).as_json())
+    _run(state, lambda rt: subscription_listing.list_subscriptions(rt, customer_id).as_json())
 
 
 @subscriptions.command("cancel")
@@ -65,7 +70,7 @@ def cancel(state: CliState, subscription_id: str, at_period_end: bool, actor: st
         state,
         lambda rt: {
             "subscription_id": subscription_id,
-            "outcome": lifecycle.cancel(
+            "outcome": subscription_changes.cancel(
                 rt, subscription_id, at_period_end=at_period_end, actor=_actor(actor)
             ),
         },
@@ -80,7 +85,7 @@ def reactivate(state: CliState, subscription_id: str, actor: str | None) -> None
     """Send an invoice for the first period; the new subscription starts when it is paid."""
 
     def run(rt: Runtime) -> dict[str, Any]:
-        op = lifecycle.reactivate(rt, subscription_id, actor=_actor(actor))
+        op = subscription_changes.reactivate(rt, subscription_id, actor=_actor(actor))
         return {"operation_id": op.id, "status": op.status, "invoice_id": op.invoice_id}
 
     _run(state, run)
@@ -94,7 +99,7 @@ def bill_again(state: CliState, invoice_id: str, actor: str | None) -> None:
     """Send a new invoice with the same prices and quantities as a one-time invoice."""
     _run(
         state,
-        lambda rt: {"invoice_id": lifecycle.bill_again(rt, invoice_id, actor=_actor(actor))},
+        lambda rt: {"invoice_id": billing_again.bill_again(rt, invoice_id, actor=_actor(actor))},
     )
 
 
@@ -108,9 +113,9 @@ def archive(state: CliState, object_id: str, actor: str | None) -> None:
 
     def run(rt: Runtime) -> dict[str, Any]:
         if object_id.startswith("prod_"):
-            lifecycle.archive_product(rt, object_id, actor=_actor(actor))
+            catalog_changes.archive_product(rt, object_id, actor=_actor(actor))
         elif object_id.startswith("price_"):
-            lifecycle.archive_price(rt, object_id, actor=_actor(actor))
+            catalog_changes.archive_price(rt, object_id, actor=_actor(actor))
         else:
             raise LifecycleError("Give a product (prod_...) or a price (price_...) id.")
         return {"archived": object_id}
@@ -137,7 +142,7 @@ def change_price(
     _run(
         state,
         lambda rt: {
-            "price_id": lifecycle.change_price(
+            "price_id": catalog_changes.change_price(
                 rt, price_id, unit_amount=unit_amount, interval=interval,
                 interval_count=interval_count, actor=_actor(actor),
             ),

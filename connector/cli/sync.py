@@ -6,7 +6,8 @@ import json
 
 import click
 
-from connector.cli import CliState, pass_state
+from connector.cli.state import CliState, pass_state
+from connector.jobs import default_registry
 from connector.runtime import Runtime
 from connector.store.migrate import upgrade
 
@@ -20,7 +21,7 @@ def sync(state: CliState, once: bool) -> None:
     upgrade(config.database_url)
     runtime = Runtime(config)
     try:
-        totals = runtime.jobs.run_once(runtime)
+        totals = default_registry().run_once(runtime)
     finally:
         runtime.close()
     click.echo(json.dumps(totals, sort_keys=True))

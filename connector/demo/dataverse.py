@@ -299,7 +299,7 @@ def sample_org_seed(data: Mapping[str, Any] | None = None) -> dict[str, Any]:
 def snippet(sandbox: DataverseSandbox) -> str:
     """Python a person pastes to act on the running sandbox with msal and requests."""
     return f'''import msal
-from connector.crm.salesforce.session import HttpsRewriteSession
+from connector.crm.https_rewrite import HttpsRewriteSession
 
 # msal speaks https only: send Entra ID's and the environment's URLs to the sandbox.
 session = HttpsRewriteSession("{sandbox.url}")

@@ -15,18 +15,20 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Self, cast
 
-import stripe
-from simple_salesforce.api import Salesforce
-
+from connector.billing.client import StripeClient
+from connector.billing.client import client_at as stripe_client_at
 from connector.billing.event_types import HANDLED_STRIPE_EVENTS
 from connector.config import Config, config_for_tests
 from connector.crm.base import CrmAdapter
-from connector.crm.salesforce.session import HttpsRewriteSession
+from connector.crm.salesforce.session import SalesforceClient
+from connector.crm.salesforce.session import client_at as salesforce_client_at
 from connector.demo import SAMPLE_ORG, salesforce_sandbox
+from connector.jobs import default_registry
 from connector.runtime import Runtime
 from connector.secrets import Secret
 from connector.store.db import Database
 from connector.store.migrate import upgrade
+from connector.web.app import create_app
 from sandboxes._server import SandboxServer
 from sandboxes.salesforce import DEMO_PASSWORD, DEMO_SECURITY_TOKEN, DEMO_USERNAME
 from sandboxes.stripe import StripeSandbox
@@ -82,6 +84,8 @@ class LocalWorld:
         }
         self.secret_key = secrets.token_urlsafe(32)
         self.runtime: Runtime | None = None
+        #: Every job dealbridge runs; ``sync`` runs them as ``dealbridge sync --once`` does.
+        self.jobs = default_registry()
         self.config: Config | None = None
 
     # ------------------------------------------------------------------ lifecycle
@@ -106,8 +110,6 @@ class LocalWorld:
             clock=self.clock,
             crm=self._crm_adapter(self.config),
         )
-        from connector.web.app import create_app
-
         self._late_app.app = create_app(runtime=self.runtime)
         return self
 
@@ -201,19 +203,15 @@ class LocalWorld:
     def crm_url(self) -> str:
         return self.salesforce_url
 
-    def stripe_client(self) -> stripe.StripeClient:
-        return stripe.StripeClient(
-            DEMO_STRIPE_KEY,
-            base_addresses={"api": self.stripe_url, "files": self.stripe_url},
-            max_network_retries=0,
-        )
+    def stripe_client(self) -> StripeClient:
+        return stripe_client_at(self.stripe_url, DEMO_STRIPE_KEY)
 
-    def salesforce_client(self) -> Salesforce:
-        return Salesforce(
+    def salesforce_client(self) -> SalesforceClient:
+        return salesforce_client_at(
+            self.salesforce_url,
             username=DEMO_USERNAME,
             password=DEMO_PASSWORD,
             security_token=DEMO_SECURITY_TOKEN,
-            session=HttpsRewriteSession(self.salesforce_url),
         )
 
     # ------------------------------------------------------------------ driving
@@ -232,7 +230,7 @@ class LocalWorld:
         for _ in range(max_rounds):
             delivered = self.stripe_sandbox.deliver_webhooks()
             delivered += self.deliver_crm_pushes()
-            handled = self.runtime.jobs.run_once(self.runtime)
+            handled = self.jobs.run_once(self.runtime)
             for name, count in handled.items():
                 totals[name] = totals.get(name, 0) + count
             busy = sum(v for k, v in handled.items() if k not in ("poll_crm", "reconcile_stripe"))

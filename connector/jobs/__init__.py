@@ -1,31 +1,15 @@
-"""Periodic jobs. Each capability registers its jobs in ``default_registry``."""
+"""Periodic jobs and the worker's dispatch tables: the layer above the services that says
+what runs when (``schedule.py``) and which service function handles what (``dispatch.py``)."""
 
 from __future__ import annotations
 
 from connector.jobs.registry import Job, JobRegistry
+from connector.jobs.schedule import JOBS
 
 
 def default_registry() -> JobRegistry:
-    """Every job dealbridge runs; imported lazily so the CLI starts fast."""
-    from connector.jobs import housekeeping
-    from connector.services import credit, crm_events, inbox, outbox, reconcile
-
-    registry = JobRegistry()
-    jobs = (
-        *housekeeping.JOBS,
-        *reconcile.JOBS,
-        *crm_events.JOBS,
-        *inbox.JOBS,
-        *outbox.JOBS,
-        *credit.JOBS,
-    )
-    for job in jobs:
-        registry.add(job)
-    from connector.services import lifecycle, overview
-
-    for job in (*overview.JOBS, *lifecycle.JOBS):
-        registry.add(job)
-    return registry
+    """Every job dealbridge runs."""
+    return JobRegistry(JOBS)
 
 
 __all__ = ["Job", "JobRegistry", "default_registry"]

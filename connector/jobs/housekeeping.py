@@ -9,18 +9,12 @@ of its ordering key waits on a message that is done.
 
 from __future__ import annotations
 
-from datetime import timedelta
-from typing import TYPE_CHECKING
+from datetime import datetime, timedelta
 
 from sqlalchemy import delete
 
-from connector.jobs.registry import Job
+from connector.runtime import Runtime
 from connector.store.models import InboxEvent, OutboxMessage
-
-if TYPE_CHECKING:
-    from datetime import datetime
-
-    from connector.runtime import Runtime
 
 
 def _cutoff(runtime: Runtime) -> datetime:
@@ -49,9 +43,3 @@ def prune_outbox(runtime: Runtime) -> int:
             )
         )
         return int(getattr(result, "rowcount", 0) or 0)
-
-
-JOBS = [
-    Job(name="prune_inbox", run=prune_inbox, role="clock", interval=lambda _rt: 86_400),
-    Job(name="prune_outbox", run=prune_outbox, role="clock", interval=lambda _rt: 86_400),
-]

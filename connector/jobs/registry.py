@@ -10,18 +10,19 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.schedulers.base import BaseScheduler
 from apscheduler.schedulers.blocking import BlockingScheduler
 
-if TYPE_CHECKING:
-    from connector.runtime import Runtime
+from connector.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
 Role = Literal["clock", "worker"]
+#: How often a job runs, in seconds, read from the runtime's config when it is scheduled.
+Interval = Callable[[Runtime], int]
 MAX_DRAIN_ROUNDS = 1000
 
 
@@ -32,7 +33,7 @@ class Job:
     name: str
     run: Callable[[Runtime], int]
     role: Role
-    interval: Callable[[Runtime], int]
+    interval: Interval
 
 
 class JobRegistry:

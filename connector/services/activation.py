@@ -9,6 +9,14 @@ Safety comes from three layers:
    made — a crash between two calls ends with exactly one set of objects;
 3. the *credit gate* runs before the first Stripe write and never after it, so a hold that
    lands mid-activation either stops it before anything exists or applies after it.
+
+Activation sits above the credit service and calls it directly: the gate reads the CRM as it
+will be (``credit.as_it_will_be``), a plan that waits shows why on the account
+(``credit.plan_waiting``), and an activated plan gets the account's hold policy at once
+(``credit.plan_activated``: a hold that landed mid-activation pauses the new subscription
+before anyone has to wait for a worker). The other way round goes through the store: when
+the credit service finds an account's credit free again it stores an
+``account.waiting_plans_due`` follow-up, and ``on_waiting_plans_due`` here handles it.
 """
 
 from __future__ import annotations
@@ -25,10 +33,13 @@ from connector.billing.gateway import StripeGatewayError, StripeRejected
 from connector.crm.base import CrmError
 from connector.domain.credit import CreditDecision, CreditStatus, decide_activation
 from connector.domain.plan import BillingPlan, plan_from_json
+from connector.domain.plan_status import Status
+from connector.domain.timestamps import unix_at_midnight
 from connector.runtime import Runtime
-from connector.services import catalog
-from connector.services.plans import MANUAL_REASON, Status, get_plan, write_status_to_crm
+from connector.services import catalog, credit, subscribers
+from connector.services.plans import MANUAL_REASON, get_plan, write_status_to_crm
 from connector.store import audit
+from connector.store.locks import lock
 from connector.store.models import Plan, StripeOperation
 
 log = logging.getLogger(__name__)
@@ -38,11 +49,6 @@ LEASE = timedelta(minutes=5)
 #: sequence number, so the approval time and the id break ties deterministically.
 APPROVAL_ORDER = (Plan.approval_seq, Plan.approved_at, Plan.id)
 MAX_BACKOFF = timedelta(hours=6)
-
-
-def _ts(day: date) -> int:
-    """Midnight UTC of a billing date, as Stripe's unix timestamp."""
-    return int(datetime(day.year, day.month, day.day, tzinfo=UTC).timestamp())
 
 
 # --------------------------------------------------------------------------- claim
@@ -76,8 +82,6 @@ def _account_busy(session: Any, row: Plan, now: datetime) -> bool:
     lock (an advisory lock on PostgreSQL; SQLite serialises writers anyway) makes this check
     and the claim one step for every worker.
     """
-    from connector.services.invoice_sync import lock
-
     lock(session, f"activation:{row.crm_account_id}")
     other = session.scalars(
         select(Plan.id).where(
@@ -156,11 +160,9 @@ def _settle(runtime: Runtime, plan_id: str, status: str, reason: str | None) -> 
 
 def credit_decision(runtime: Runtime, row: Plan, plan: BillingPlan) -> CreditDecision:
     """Read the account's credit fields fresh from the CRM and decide."""
-    from connector.services.credit import as_it_will_be
-
     assert row.crm_account_id is not None
     # Fresh from the CRM, with dealbridge's own hold changes still queued for it applied.
-    account = as_it_will_be(runtime, runtime.crm.get_account(row.crm_account_id))
+    account = credit.as_it_will_be(runtime, runtime.crm.get_account(row.crm_account_id))
     limit = account.credit_limit
     applicable = limit.amount if limit is not None and limit.currency == plan.currency else None
     status = CreditStatus(
@@ -300,8 +302,6 @@ def _await_credit(runtime: Runtime, plan_id: str, decision: CreditDecision) -> N
         )
         write_status_to_crm(runtime, session, row)
         account_id = row.crm_account_id
-    from connector.services import credit
-
     credit.plan_waiting(runtime, account_id)
 
 
@@ -336,8 +336,6 @@ def _activated(runtime: Runtime, plan_id: str, ids: dict[str, str]) -> None:
         write_status_to_crm(runtime, session, row)
         _emit_activated(runtime, session, row, ids)
         account_id = row.crm_account_id
-    from connector.services import credit
-
     try:
         credit.plan_activated(runtime, account_id)
     except Exception:
@@ -347,8 +345,6 @@ def _activated(runtime: Runtime, plan_id: str, ids: dict[str, str]) -> None:
 
 
 def _emit_activated(runtime: Runtime, session: Any, row: Plan, ids: dict[str, str]) -> None:
-    from connector.services import subscribers
-
     subscribers.emit(
         session,
         runtime,
@@ -436,7 +432,7 @@ def _create_subscription(
         "collection_method": "send_invoice",
         "days_until_due": plan.days_until_due,
         "payment_settings": _payment_settings(plan),
-        "cancel_at": _ts(plan.end_date),
+        "cancel_at": unix_at_midnight(plan.end_date),
         "proration_behavior": "none",
         "metadata": metadata,
     }
@@ -456,7 +452,7 @@ def _create_schedule(
     recurring, one_time = _line_items(runtime, plan)
     phase: dict[str, Any] = {
         "items": recurring,
-        "end_date": _ts(plan.end_date),
+        "end_date": unix_at_midnight(plan.end_date),
         "collection_method": "send_invoice",
         "invoice_settings": {"days_until_due": plan.days_until_due},
         "proration_behavior": "none",
@@ -469,7 +465,7 @@ def _create_schedule(
         phase["add_invoice_items"] = one_time
     params: dict[str, Any] = {
         "customer": customer_id,
-        "start_date": _ts(plan.start_date),
+        "start_date": unix_at_midnight(plan.start_date),
         "end_behavior": "cancel",
         "default_settings": {
             "collection_method": "send_invoice",
@@ -568,3 +564,18 @@ def recheck_credit(runtime: Runtime, account_id: str) -> int:
             break
         activated += 1
     return activated
+
+
+def on_waiting_plans_due(runtime: Runtime, event: dict[str, Any]) -> str | None:
+    """Handler of the ``account.waiting_plans_due`` follow-up the credit service stores when
+    an account's credit is free again: try its waiting plans in approval order, then
+    announce the account's credit state (with the hold change that freed it, if any)."""
+    account_id = str(event["id"])
+    activated = recheck_credit(runtime, account_id)
+    state, changed = credit.announce(runtime, account_id, credit.hold_change_of(event))
+    parts = []
+    if activated:
+        parts.append(f"{activated} waiting plan(s) activated")
+    if changed:
+        parts.append(f"credit state {state}")
+    return "; ".join(parts) or "no waiting plan could be activated"

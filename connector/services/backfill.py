@@ -28,7 +28,8 @@ Why the records go through the outbox rather than straight to ``upsert_invoices`
   wrote it.
 
 Records the CRM refuses stay in the outbox (failed, for a person) or are retried later, as
-for any other write.
+for any other write. A backfill sends what it queued itself (CRM records and balances, and
+the subscriber events an ``announce`` emits); other queued work is the worker's.
 
 **Events.** Historical invoices are not news: a provisioning system subscribed to
 ``invoice.status_changed`` would otherwise receive one event per invoice of the company's
@@ -53,11 +54,13 @@ from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
-from stripe.params import InvoiceListParams
 
+from connector.billing.gateway import InvoiceListParams
+from connector.billing.objects import plain
 from connector.runtime import Runtime
-from connector.services import crm_writes, outbox
-from connector.services.invoice_sync import apply_invoice, lock, plain, queue_open_balance
+from connector.services import credit, crm_outbound, outbox, subscribers
+from connector.services.invoice_sync import apply_invoice, queue_open_balance
+from connector.store.locks import lock
 from connector.store.models import CustomerLink, InvoiceMirror
 
 log = logging.getLogger(__name__)
@@ -139,7 +142,7 @@ def backfill_invoices(
             queued += len(chunk)
             chunk = []
             if send and queued >= flush:
-                _drain(runtime, flush, only=crm_writes.UPSERT_INVOICE)
+                _drain(runtime, flush, only=crm_outbound.UPSERT_INVOICE)
                 queued = 0
             if progress is not None:
                 progress(written)
@@ -214,17 +217,15 @@ def _write_chunk(
 
 
 def _drain(runtime: Runtime, flush: int, only: str | None = None) -> None:
-    """Send what is due until nothing more goes out. CRM invoice and account writes go
-    ``flush`` records an adapter call (one Bulk API 2.0 job above its threshold; the adapter
-    splits the rest into its own batches); other kinds keep their registered batch size."""
-    registry = outbox.senders.load()
-    chosen: dict[str, outbox.Sender] = (
-        {only: registry[only]} if only is not None else dict(registry)
-    )
-    for kind in (crm_writes.UPSERT_INVOICE, crm_writes.UPDATE_ACCOUNT):
-        sender = chosen.get(kind)
-        if isinstance(sender, outbox.BatchedSender):
-            chosen[kind] = outbox.BatchedSender(sender.send, flush)
+    """Send what the backfill queued until nothing more goes out. CRM invoice and account
+    writes go ``flush`` records an adapter call (one Bulk API 2.0 job above its threshold;
+    the adapter splits the rest into its own batches)."""
+    senders: dict[str, outbox.Sender] = {
+        crm_outbound.UPDATE_ACCOUNT: outbox.BatchedSender(crm_outbound.send_account_updates, flush),
+        crm_outbound.UPSERT_INVOICE: outbox.BatchedSender(crm_outbound.send_invoice_upserts, flush),
+        subscribers.DELIVER: outbox.SingleSender(subscribers.default_delivery),
+    }
+    chosen = {only: senders[only]} if only is not None else senders
     while outbox.drain_outbox(runtime, chosen, limit=flush) > 0:
         pass
 
@@ -246,16 +247,12 @@ def queue_customer_history(session: Session, account_id: str, customer_id: str) 
 def send_customer_histories(runtime: Runtime) -> int:
     """Mirror the queued customer histories now, rather than at the worker's next drain; a
     failure stays queued and is retried like any write."""
-    return outbox.drain_outbox(
-        runtime, {BACKFILL_CUSTOMER: outbox.senders.load()[BACKFILL_CUSTOMER]}
-    )
+    return outbox.drain_outbox(runtime, {BACKFILL_CUSTOMER: outbox.SingleSender(backfill_customer)})
 
 
-@outbox.senders.single(BACKFILL_CUSTOMER)
 def backfill_customer(runtime: Runtime, payload: dict[str, Any]) -> None:
-    """Mirror the customer's invoices, then let the credit policy see them."""
-    from connector.services import credit
-
+    """The ``stripe.backfill_customer`` sender: mirror the customer's invoices, then let the
+    credit policy see them."""
     customer_id = str(payload["customer_id"])
     written = backfill_invoices(runtime, customer_ids=[customer_id], send=False)
     log.info("mirrored %d existing invoices of newly linked customer %s", written, customer_id)

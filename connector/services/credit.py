@@ -6,9 +6,13 @@ write. This module keeps everything around that gate:
 
 * ``settle(runtime, account_id)`` brings our ``account_credit`` row in line with the CRM, works
   out who set a hold, applies the configured hold policy to the account's subscriptions
-  (``credit.hold_policy``) or undoes it, re-activates waiting plans when nothing holds them
-  any more, and announces a changed credit state (``ok`` / ``on_hold`` / ``over_limit``) on the
-  account in the CRM and as the ``account.credit_state_changed`` subscriber event.
+  (``credit.hold_policy``) or undoes it, and announces a changed credit state (``ok`` /
+  ``on_hold`` / ``over_limit``) on the account in the CRM and as the
+  ``account.credit_state_changed`` subscriber event. When nothing holds the account any more
+  and plans wait on its credit, it does not call activation (which sits above this module):
+  it stores an ``account.waiting_plans_due`` follow-up in the CRM inbox, in the transaction
+  that settled the row, and the worker's handler (``activation.on_waiting_plans_due``) tries
+  the plans in approval order and then announces the state.
 * With ``non_payment=True`` it also applies the non-payment policy (``credit.non_payment``) to
   the account's invoices as mirrored from Stripe: a hold *dealbridge* sets names the invoice
   that caused it, and only such a hold is ever lifted by dealbridge.
@@ -23,16 +27,21 @@ Our own hold changes reach the CRM through the outbox. Until such a write is del
 CRM still shows the old value, so both this module and the activation gate look at the CRM
 "as it will be" (``as_it_will_be``): a queued hold write of ours wins over the stale value.
 
-Entry points: ``handle_account_changed`` (CRM push or poll), ``invoice_changed`` (after the
-invoice mirror is updated), ``plan_waiting`` / ``plan_activated`` (from activation), and the
-``check_credit`` clock job, which exists because "overdue" happens by the passage of time.
+Entry points: ``handle_account_changed`` (CRM push or poll), ``settle_after_invoice`` (the
+``credit.settle_account`` follow-up an invoice event queues with its mirror change),
+``invoice_changed`` (after a backfill of a customer's history), ``plan_waiting`` /
+``plan_activated`` (from activation), and the ``check_credit`` clock job, which exists
+because "overdue" happens by the passage of time.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, replace
-from typing import Any, Literal
+import uuid
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, replace
+from datetime import datetime
+from typing import Any, Literal, cast
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
@@ -49,14 +58,15 @@ from connector.domain.credit import (
     NonPaymentPolicy,
     evaluate_non_payment,
 )
-from connector.jobs.registry import Job
+from connector.domain.plan_status import Status
 from connector.runtime import Runtime
-from connector.services import crm_writes, outbox
+from connector.services import crm_outbound, outbox, subscribers
+from connector.services.crm_changes import WAITING_PLANS_DUE, queue_change
 from connector.store import audit
-from connector.store.lease import PROCESSING
+from connector.store.lease import PARKED, PENDING, PROCESSING
+from connector.store.links import linked_account, linked_customer
 from connector.store.models import (
     AccountCredit,
-    CustomerLink,
     InvoiceMirror,
     OutboxMessage,
     Plan,
@@ -65,6 +75,8 @@ from connector.store.models import (
 log = logging.getLogger(__name__)
 
 EVENT = "account.credit_state_changed"
+#: Outbox kind of the follow-up an invoice change owes: settle the account's credit.
+SETTLE_ACCOUNT = "credit.settle_account"
 Recheck = Literal["always", "on_release", "never"]
 Transition = Literal["held", "released"]
 _PAUSE_BEHAVIOR = {"pause_keep_as_draft": "keep_as_draft", "pause_void": "void"}
@@ -109,11 +121,11 @@ def pending_hold(session: Session, account_id: str) -> bool | None:
     messages = session.scalars(
         select(OutboxMessage)
         .where(
-            OutboxMessage.kind.in_((crm_writes.UPDATE_ACCOUNT, crm_writes.SET_CREDIT_HOLD)),
+            OutboxMessage.kind.in_((crm_outbound.UPDATE_ACCOUNT, crm_outbound.SET_CREDIT_HOLD)),
             OutboxMessage.ordering_key == f"account:{account_id}",
             # A parked hold write still stands for dealbridge's intent: until a person
             # settles it, the CRM's silence is not a person lifting the hold.
-            OutboxMessage.status.in_((outbox.PENDING, PROCESSING, outbox.PARKED)),
+            OutboxMessage.status.in_((PENDING, PROCESSING, PARKED)),
         )
         .order_by(OutboxMessage.id)
     ).all()
@@ -229,13 +241,13 @@ def _apply_non_payment(runtime: Runtime, session: Session, row: AccountCredit) -
         row.held_by_dealbridge = True
         row.hold_invoice_id = change.invoice_id
         row.hold_epoch += 1
-        crm_writes.set_credit_hold(
+        crm_outbound.set_credit_hold(
             runtime, session, account_id, hold=True, note=change.note, epoch=row.hold_epoch
         )
     else:
         epoch = row.hold_epoch
         _clear_hold(row)
-        crm_writes.set_credit_hold(
+        crm_outbound.set_credit_hold(
             runtime, session, account_id, hold=False, note=change.note, epoch=epoch
         )
     audit.record(
@@ -286,12 +298,18 @@ def settle(
             transition = "held" if change.action == "hold" else "released"
         on_hold = row.on_hold
         source = row.hold_source
+        state = cast(CreditState, row.state)
+        retry_waiting = (
+            not on_hold
+            and (recheck == "always" or (recheck == "on_release" and transition is not None))
+            and _has_waiting_plans(session, account_id)
+        )
+        if retry_waiting:
+            _queue_waiting_plans(session, account_id, change, runtime.clock())
     apply_hold_policy(runtime, account_id)
-    if not on_hold and (recheck == "always" or (recheck == "on_release" and transition)):
-        from connector.services.activation import recheck_credit
-
-        recheck_credit(runtime, account_id)
-    state, changed = announce(runtime, account_id, change)
+    changed = False
+    if not retry_waiting:  # else the follow-up announces, once the waiting plans were tried
+        state, changed = announce(runtime, account_id, change)
     return Settled(
         account_id=account_id,
         on_hold=on_hold,
@@ -303,28 +321,50 @@ def settle(
     )
 
 
+def _has_waiting_plans(session: Session, account_id: str) -> bool:
+    waiting = session.scalars(
+        select(Plan.id)
+        .where(Plan.crm_account_id == account_id, Plan.status == Status.AWAITING_CREDIT)
+        .limit(1)
+    ).first()
+    return waiting is not None
+
+
+def _queue_waiting_plans(
+    session: Session, account_id: str, change: HoldChange | None, now: datetime
+) -> None:
+    """The follow-up ``settle`` owes when the account's credit may let its plans through."""
+    queue_change(
+        session,
+        f"waiting-plans-due:{account_id}:{uuid.uuid4().hex}",
+        WAITING_PLANS_DUE,
+        {"id": account_id, "hold_change": asdict(change) if change is not None else None},
+        now,
+    )
+
+
+def hold_change_of(payload: Mapping[str, Any]) -> HoldChange | None:
+    """The hold change an ``account.waiting_plans_due`` follow-up carries to announce."""
+    raw = payload.get("hold_change")
+    return HoldChange(**raw) if raw else None
+
+
 def announce(
     runtime: Runtime, account_id: str, change: HoldChange | None = None
 ) -> tuple[CreditState, bool]:
     """Work out the account's credit state; if it changed, tell the CRM and subscribers."""
-    from connector.services import subscribers
-    from connector.services.plans import Status
-
     with runtime.db.session() as session:
         row = _row(session, account_id)
-        waiting = session.scalars(
-            select(Plan.id)
-            .where(Plan.crm_account_id == account_id, Plan.status == Status.AWAITING_CREDIT)
-            .limit(1)
-        ).first()
         state: CreditState = (
-            "on_hold" if row.on_hold else ("over_limit" if waiting is not None else "ok")
+            "on_hold"
+            if row.on_hold
+            else ("over_limit" if _has_waiting_plans(session, account_id) else "ok")
         )
         if state == row.state:
             return state, False
         previous = row.state
         row.state = state
-        crm_writes.update_account(runtime, session, account_id, {"credit_state": state})
+        crm_outbound.update_account(runtime, session, account_id, {"credit_state": state})
         subscribers.emit(
             session,
             runtime,
@@ -370,9 +410,7 @@ def apply_hold_policy(runtime: Runtime, account_id: str) -> int:
             return 0
         on_hold, epoch = row.on_hold, row.hold_epoch
         paused = dict(row.paused_subscriptions or {})
-        customer_id = session.scalars(
-            select(CustomerLink.stripe_customer_id).where(CustomerLink.crm_account_id == account_id)
-        ).first()
+        customer_id = linked_customer(session, account_id)
     behavior = _pause_behavior(runtime)
     if on_hold and behavior is not None and customer_id is not None:
         return _pause(runtime, account_id, customer_id, behavior, epoch, paused)
@@ -458,30 +496,40 @@ def _resume(runtime: Runtime, account_id: str, paused: dict[str, Any]) -> int:
 
 def handle_account_changed(runtime: Runtime, account_id: str) -> str | None:
     """The CRM account changed (push or poll): its hold or limit may have moved."""
-    before = _waiting_count(runtime, account_id)
     settled = settle(runtime, account_id, recheck="always")
-    activated = before - _waiting_count(runtime, account_id)
     parts = []
     if settled.transition:
         parts.append(f"credit hold {settled.transition}")
-    if activated > 0:
-        parts.append(f"{activated} waiting plan(s) activated")
     if settled.state_changed:
         parts.append(f"credit state {settled.state}")
     return "; ".join(parts) or None
 
 
-def _waiting_count(runtime: Runtime, account_id: str) -> int:
-    from connector.services.plans import Status
-
-    with runtime.db.session() as session:
-        return len(
-            session.scalars(
-                select(Plan.id).where(
-                    Plan.crm_account_id == account_id, Plan.status == Status.AWAITING_CREDIT
-                )
-            ).all()
+def queue_settlement(session: Session, account_id: str, now: datetime) -> None:
+    """In the caller's transaction: settle this account's credit soon (an invoice of it
+    changed). One waiting settlement per account is enough, so a burst of invoice events
+    queues one; the waiting message is locked, so no worker starts it before the change
+    that owes it commits."""
+    key = f"credit:{account_id}"
+    waiting = session.scalars(
+        select(OutboxMessage.id)
+        .where(
+            OutboxMessage.ordering_key == key,
+            OutboxMessage.kind == SETTLE_ACCOUNT,
+            OutboxMessage.status == PENDING,
         )
+        .limit(1)
+        .with_for_update()
+    ).first()
+    if waiting is None:
+        outbox.enqueue(session, SETTLE_ACCOUNT, key, {"account_id": account_id}, now=now)
+
+
+def settle_after_invoice(runtime: Runtime, payload: dict[str, Any]) -> None:
+    """The ``credit.settle_account`` sender: apply the non-payment policy to the account's
+    mirrored invoices, and give plans waiting for the limit another try (a payment lowers
+    the exposure)."""
+    settle(runtime, str(payload["account_id"]), non_payment=True, recheck="always")
 
 
 def invoice_changed(runtime: Runtime, customer_id: str | None) -> None:
@@ -490,11 +538,7 @@ def invoice_changed(runtime: Runtime, customer_id: str | None) -> None:
     if not customer_id:
         return
     with runtime.db.session() as session:
-        account_id = session.scalars(
-            select(CustomerLink.crm_account_id).where(
-                CustomerLink.stripe_customer_id == customer_id
-            )
-        ).first()
+        account_id = linked_account(session, customer_id)
     if account_id is not None:
         settle(runtime, account_id, non_payment=True, recheck="always")
 
@@ -550,13 +594,3 @@ def check_credit(runtime: Runtime) -> int:
             continue
         changed += int(settled.transition is not None or settled.state_changed)
     return changed
-
-
-JOBS = [
-    Job(
-        name="check_credit",
-        run=check_credit,
-        role="clock",
-        interval=lambda rt: int(rt.config.section("jobs")["credit_check_seconds"]),
-    ),
-]

@@ -9,21 +9,17 @@ older event delivered late never overwrites a newer state.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy.orm import Session
 
 from connector.billing.gateway import StripeRejected
+from connector.billing.objects import plain
+from connector.domain.timestamps import datetime_from_unix
 from connector.runtime import Runtime
-from connector.services.inbox import stripe_handlers
-from connector.services.invoice_sync import (
-    UNKNOWN_CUSTOMER,
-    count_unknown,
-    linked_account,
-    lock,
-    plain,
-)
+from connector.services.stripe_mirror import UNKNOWN_CUSTOMER, account_of_customer
+from connector.store.locks import lock
 from connector.store.models import CreditNoteMirror
 
 CREDIT_NOTE_EVENTS = ("credit_note.created", "credit_note.updated", "credit_note.voided")
@@ -40,8 +36,7 @@ def mirror_credit_note(
     row.currency = str(note["currency"])
     total = note.get("total_excluding_tax")
     row.total_excluding_tax = int(total if total is not None else note["total"])
-    created = note.get("created")
-    row.created = datetime.fromtimestamp(int(created), UTC) if created else now
+    row.created = datetime_from_unix(note.get("created")) or now
     row.synced_at = now
     return session.merge(row)
 
@@ -51,9 +46,8 @@ def sync_credit_note(
 ) -> str:
     """Fetch the credit note now and mirror it, if its customer is linked."""
     with runtime.db.session() as session:
-        account_id = linked_account(session, customer_id)
+        account_id = account_of_customer(runtime, session, customer_id, event_type)
         if account_id is None:
-            count_unknown(runtime, event_type)
             return UNKNOWN_CUSTOMER
         lock(session, f"credit_note:{note_id}")
         try:
@@ -66,7 +60,6 @@ def sync_credit_note(
         return f"credit note {note['status']}"
 
 
-@stripe_handlers.on(*CREDIT_NOTE_EVENTS)
 def on_credit_note_event(runtime: Runtime, event: dict[str, Any]) -> str:
     obj = event["data"]["object"]
     return sync_credit_note(runtime, obj["id"], obj.get("customer"), event["type"])

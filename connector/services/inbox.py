@@ -1,19 +1,15 @@
 """The inbox: inbound events stored raw at intake, processed once by the worker.
 
-Intake (``web/stripe_webhooks.py``) only verifies and stores; this module decides what an
-event means by handing it to the handler registered for its type.
+Intake (``web/stripe_webhooks.py``, ``web/crm_webhooks.py``, the CRM poll, reconciliation)
+only verifies and stores; the worker decides what an event means by handing it to the
+handler registered for its type. A handler is a service's public function::
 
-Registering a handler is one decorated function in a module that the worker imports::
-
-    from connector.services.inbox import stripe_handlers
-
-    @stripe_handlers.on("invoice.paid", "invoice.voided")
-    def record_invoice(runtime: Runtime, event: dict[str, Any]) -> str | None:
+    def on_invoice_event(runtime: Runtime, event: dict[str, Any]) -> str | None:
         ...  # returns a short outcome note, or None
 
-and adding that module's import path to ``stripe_handlers.modules`` (below), so the worker
-loads it. A type Stripe does not have, a type dealbridge does not subscribe to, or a second
-handler for one type is refused at registration, i.e. at start-up.
+and the worker's dispatch tables (``jobs/dispatch.py``) name it for its event types. A type
+Stripe does not have, a type dealbridge does not subscribe to, or a second handler for one
+type is refused when the table is built, i.e. at start-up.
 
 Claiming (why a lease)
 ----------------------
@@ -49,43 +45,36 @@ being lost.
 
 from __future__ import annotations
 
-import importlib
 import json
 import logging
 import traceback
 from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from sqlalchemy import Select, or_, select
+from sqlalchemy import Select, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from connector.billing.event_types import HANDLED_STRIPE_EVENTS, STRIPE_EVENT_TYPES
-from connector.jobs.registry import Job
+from connector.runtime import Runtime
 from connector.store import audit
-from connector.store.lease import PROCESSING, settle_claimed
+from connector.store.lease import DONE, PARKED, PENDING, PROCESSING, due, failing, settle_claimed
 from connector.store.models import InboxEvent
-
-if TYPE_CHECKING:
-    from connector.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
 __all__ = [
     "DEFAULT_LEASE",
-    "HANDLED_STRIPE_EVENTS",
     "EventHandlers",
     "Handler",
     "backoff_delay",
     "describe_failure",
     "process_due_events",
     "replay_event",
-    "stripe_handlers",
 ]
 
-Handler = Callable[["Runtime", dict[str, Any]], "str | None"]
+Handler = Callable[[Runtime, dict[str, Any]], "str | None"]
 
 #: Longest a handler may run before another worker may claim the event again.
 DEFAULT_LEASE = timedelta(minutes=10)
@@ -94,8 +83,8 @@ MAX_BACKOFF = timedelta(hours=6)
 MAX_ERROR_CHARS = 4000
 TRACEBACK_FRAMES = 5
 
-PENDING, DONE, IGNORED, PARKED = "pending", "done", "ignored", "parked"
-FAILED_STATUSES = (PARKED,)
+#: An inbox row of a type dealbridge does not handle: stored for the record, never processed.
+IGNORED = "ignored"
 
 
 # --------------------------------------------------------------------------- retry helpers
@@ -147,7 +136,6 @@ class EventHandlers:
 
     ``known_types`` is every type the source can send (a typo is refused); ``handled_types``
     is the subset dealbridge subscribes to (a handler for any other type would never run).
-    ``modules`` are imported by ``load()`` so their decorators run before the worker starts.
     """
 
     def __init__(
@@ -156,12 +144,10 @@ class EventHandlers:
         *,
         known_types: Collection[str],
         handled_types: Collection[str] | None = None,
-        modules: Iterable[str] = (),
     ) -> None:
         self.source = source
         self.known_types = frozenset(known_types)
         self.handled_types = frozenset(handled_types) if handled_types is not None else None
-        self.modules = list(modules)
         self._handlers: dict[str, Handler] = {}
 
     def on(self, *event_types: str) -> Callable[[Handler], Handler]:
@@ -209,22 +195,6 @@ class EventHandlers:
     def missing(self) -> frozenset[str]:
         """Handled types that have no handler yet (their events would be parked)."""
         return (self.handled_types or frozenset()) - self.types()
-
-    def load(self) -> EventHandlers:
-        """Import every module in ``modules`` (idempotent: Python imports each once)."""
-        for module in self.modules:
-            importlib.import_module(module)
-        return self
-
-
-#: The registry the business handlers decorate onto. Add the module that holds them to
-#: ``modules`` so the worker imports it.
-stripe_handlers = EventHandlers(
-    "stripe",
-    known_types=STRIPE_EVENT_TYPES,
-    handled_types=HANDLED_STRIPE_EVENTS,
-    modules=["connector.services.invoice_sync", "connector.services.credit_notes"],
-)
 
 
 # --------------------------------------------------------------------------- intake
@@ -303,14 +273,7 @@ def _due(source: str, now: datetime) -> Select[InboxEvent]:
     must not wait for a test's frozen clock) or whose retry time came, and expired leases."""
     return (
         select(InboxEvent)
-        .where(
-            InboxEvent.source == source,
-            InboxEvent.status.in_((PENDING, PROCESSING)),
-            or_(
-                InboxEvent.next_attempt_at <= now,
-                (InboxEvent.status == PENDING) & (InboxEvent.attempts == 0),
-            ),
-        )
+        .where(InboxEvent.source == source, due(InboxEvent, now))
         .order_by(InboxEvent.id)
     )
 
@@ -472,26 +435,7 @@ def list_events(
     """Newest first. ``failed``: parked, or pending after at least one failed attempt."""
     stmt = select(InboxEvent).order_by(InboxEvent.id.desc()).limit(limit)
     if failed:
-        stmt = stmt.where(
-            or_(
-                InboxEvent.status.in_(FAILED_STATUSES),
-                (InboxEvent.status == PENDING) & (InboxEvent.attempts > 0),
-            )
-        )
+        stmt = stmt.where(failing(InboxEvent))
     if source:
         stmt = stmt.where(InboxEvent.source == source)
     return list(session.scalars(stmt))
-
-
-# --------------------------------------------------------------------------- job
-
-
-def process_inbox(runtime: Runtime) -> int:
-    return process_due_events(runtime, stripe_handlers.load())
-
-
-def worker_seconds(runtime: Runtime) -> int:
-    return int(runtime.config.section("jobs")["worker_seconds"])
-
-
-JOBS = [Job(name="process_inbox", run=process_inbox, role="worker", interval=worker_seconds)]

@@ -1,4 +1,4 @@
-"""Stripe invoices and subscriptions into the CRM: every linked customer's, kept current.
+"""Stripe invoices into the mirror and the CRM: every linked customer's, kept current.
 
 Each handler re-fetches the object from Stripe rather than trusting the event payload:
 events arrive late, twice, out of order and possibly in an older API version. The fetch and
@@ -9,73 +9,45 @@ invoice we have no row for yet.)
 
 A deleted draft keeps its CRM record, with status ``deleted``, so it does not linger as a
 draft. The account's open balance is queued with every status change, coalesced with a
-balance still waiting in the outbox (see ``queue_open_balance``).
+balance still waiting in the outbox (see ``queue_open_balance``). An invoice event also owes
+the account a credit settlement (the non-payment policy, plans waiting for the limit): it is
+queued in the transaction that writes the mirror (``credit.queue_settlement``) and the worker
+runs it, so a CRM that is down for the credit check never fails the invoice's event.
+
+``on_invoice_event`` is the worker's handler for invoice events (``jobs/dispatch.py``);
+subscriptions are ``subscription_sync``, customers ``customer_sync``.
 """
 
 from __future__ import annotations
 
-import json
 import logging
-from datetime import UTC, date, datetime
 from typing import Any
 
-from sqlalchemy import func, select, text
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from connector.billing.event_types import HANDLED_STRIPE_EVENTS
 from connector.billing.gateway import StripeRejected
+from connector.billing.objects import plain
 from connector.crm.base import InvoiceRecord, Money
+from connector.domain.timestamps import date_from_unix, datetime_from_unix
 from connector.runtime import Runtime
-from connector.services import crm_writes, outbox
-from connector.services.inbox import stripe_handlers
-from connector.store import audit
+from connector.services import credit, crm_outbound, subscribers
+from connector.services.stripe_mirror import UNKNOWN_CUSTOMER, account_of_customer
+from connector.store.lease import PENDING
+from connector.store.locks import lock
 from connector.store.models import (
-    CustomerLink,
     InvoiceMirror,
     OutboxMessage,
     Plan,
-    SubscriptionMirror,
 )
 
 log = logging.getLogger(__name__)
 
 # Derived from the one list of what dealbridge subscribes to, so the two cannot drift.
 INVOICE_EVENTS = tuple(sorted(t for t in HANDLED_STRIPE_EVENTS if t.startswith("invoice.")))
-SUBSCRIPTION_EVENTS = tuple(
-    sorted(t for t in HANDLED_STRIPE_EVENTS if t.startswith("customer.subscription."))
-)
-UNKNOWN_CUSTOMER = "unknown customer (not linked to a CRM account): ignored"
 #: The CRM status of an invoice deleted in Stripe (only drafts can be deleted).
 DELETED = "deleted"
-
-
-def plain(obj: Any) -> dict[str, Any]:
-    """A Stripe object as JSON-ready data: Decimal fields back to their wire strings."""
-    data: dict[str, Any] = json.loads(json.dumps(obj.to_dict(), default=str))
-    return data
-
-
-def _ts(value: Any) -> datetime | None:
-    return datetime.fromtimestamp(int(value), UTC) if value else None
-
-
-def _day(value: Any) -> date | None:
-    moment = _ts(value)
-    return moment.date() if moment else None
-
-
-def count_unknown(runtime: Runtime, event_type: str) -> None:
-    runtime.metrics.events.labels(
-        source="stripe", type=event_type, outcome="unknown_customer"
-    ).inc()
-
-
-def linked_account(session: Session, customer_id: str | None) -> str | None:
-    if not customer_id:
-        return None
-    return session.scalars(
-        select(CustomerLink.crm_account_id).where(CustomerLink.stripe_customer_id == customer_id)
-    ).first()
 
 
 def _subscription_of(invoice: dict[str, Any]) -> str | None:
@@ -125,9 +97,9 @@ def invoice_record(
         amount_paid=int(invoice.get("amount_paid") or 0),
         amount_remaining=int(invoice.get("amount_remaining") or 0),
         currency=invoice["currency"],
-        issue_date=_day(transitions.get("finalized_at") or invoice.get("created")),
-        due_date=_day(invoice.get("due_date")),
-        paid_date=_day(transitions.get("paid_at")),
+        issue_date=date_from_unix(transitions.get("finalized_at") or invoice.get("created")),
+        due_date=date_from_unix(invoice.get("due_date")),
+        paid_date=date_from_unix(transitions.get("paid_at")),
         hosted_invoice_url=invoice.get("hosted_invoice_url"),
         invoice_pdf=invoice.get("invoice_pdf"),
         subscription_id=_subscription_of(invoice),
@@ -138,15 +110,22 @@ def invoice_record(
 
 
 def sync_invoice(
-    runtime: Runtime, invoice_id: str, customer_id: str | None, event_type: str = "invoice.updated"
+    runtime: Runtime,
+    invoice_id: str,
+    customer_id: str | None,
+    event_type: str = "invoice.updated",
+    *,
+    settle_credit: bool = False,
 ) -> str:
-    """Fetch the invoice now and write it to the mirror and (via the outbox) the CRM."""
+    """Fetch the invoice now and write it to the mirror and (via the outbox) the CRM;
+    ``settle_credit`` also queues the account's credit settlement with the write."""
     with runtime.db.session() as session:
-        account_id = linked_account(session, customer_id)
+        account_id = account_of_customer(runtime, session, customer_id, event_type)
         if account_id is None:
-            count_unknown(runtime, event_type)
             return UNKNOWN_CUSTOMER
         lock(session, f"invoice:{invoice_id}")
+        if settle_credit:
+            credit.queue_settlement(session, account_id, runtime.clock())
         mirror = session.get(InvoiceMirror, invoice_id, with_for_update=True)
         try:
             invoice = plain(runtime.stripe.retrieve_invoice(invoice_id))
@@ -200,13 +179,13 @@ def apply_invoice(
         invoice.get("total_excluding_tax") or invoice.get("total") or 0
     )
     mirror.attempt_count = int(invoice.get("attempt_count") or 0)
-    mirror.created = _ts(invoice["created"]) or runtime.clock()
-    mirror.due_date = _ts(invoice.get("due_date"))
-    mirror.paid_at = _ts(transitions.get("paid_at"))
+    mirror.created = datetime_from_unix(invoice["created"]) or runtime.clock()
+    mirror.due_date = datetime_from_unix(invoice.get("due_date"))
+    mirror.paid_at = datetime_from_unix(transitions.get("paid_at"))
     mirror.billing_reason = invoice.get("billing_reason")
     mirror.synced_at = runtime.clock()
     record = invoice_record(invoice, account_id, deal_id, _payment_error(invoice, event_type))
-    crm_writes.upsert_invoice(runtime, session, record)
+    crm_outbound.upsert_invoice(runtime, session, record)
     if previous_status == mirror.status:
         return False
     if announce:
@@ -248,7 +227,7 @@ def _deleted(runtime: Runtime, session: Session, mirror: InvoiceMirror | None) -
         last_payment_error=None,
         stripe_customer_id=mirror.stripe_customer_id,
     )
-    crm_writes.upsert_invoice(runtime, session, record)
+    crm_outbound.upsert_invoice(runtime, session, record)
     _status_changed(runtime, session, account_id, record, previous)
     return "deleted draft"
 
@@ -264,8 +243,6 @@ def _status_changed(
 ) -> None:
     if balance:
         queue_open_balance(runtime, session, account_id, record.currency)
-    from connector.services import subscribers
-
     subscribers.emit(
         session,
         runtime,
@@ -303,8 +280,8 @@ def queue_open_balance(runtime: Runtime, session: Session, account_id: str, curr
     ).first()
     if (
         tail is not None
-        and tail.kind == crm_writes.UPDATE_ACCOUNT
-        and tail.status == outbox.PENDING
+        and tail.kind == crm_outbound.UPDATE_ACCOUNT
+        and tail.status == PENDING
         and set((tail.payload or {}).get("update") or {}) == {"open_balance"}
     ):
         tail.payload = {
@@ -312,21 +289,7 @@ def queue_open_balance(runtime: Runtime, session: Session, account_id: str, curr
             "update": {"open_balance": {"amount": money.amount, "currency": money.currency}},
         }
         return
-    crm_writes.update_account(runtime, session, account_id, {"open_balance": money})
-
-
-def lock(session: Session, key: str) -> None:
-    """Serialise writers of one invoice or account until the transaction ends.
-
-    PostgreSQL: a transaction-scoped advisory lock, which also covers a row that does not
-    exist yet (two first events of a new invoice). SQLite: every write transaction already
-    holds the database's write lock from BEGIN IMMEDIATE.
-    """
-    bind = session.get_bind()
-    if bind.dialect.name == "postgresql":
-        session.execute(
-            text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"), {"key": key}
-        )
+    crm_outbound.update_account(runtime, session, account_id, {"open_balance": money})
 
 
 def open_balance(session: Session, account_id: str, currency: str) -> int:
@@ -342,131 +305,6 @@ def open_balance(session: Session, account_id: str, currency: str) -> int:
     return int(total or 0)
 
 
-@stripe_handlers.on(*INVOICE_EVENTS)
 def on_invoice_event(runtime: Runtime, event: dict[str, Any]) -> str | None:
     obj = event["data"]["object"]
-    outcome = sync_invoice(runtime, obj["id"], obj.get("customer"), event["type"])
-    from connector.services import credit  # non-payment policy, once the mirror is committed
-
-    credit.invoice_changed(runtime, obj.get("customer"))
-    return outcome
-
-
-# --------------------------------------------------------------------------- subscriptions
-
-
-def sync_subscription(
-    runtime: Runtime,
-    subscription_id: str,
-    customer_id: str | None,
-    event_type: str = "customer.subscription.updated",
-) -> str:
-    with runtime.db.session() as session:
-        account_id = linked_account(session, customer_id)
-        if account_id is None:
-            count_unknown(runtime, event_type)
-            return UNKNOWN_CUSTOMER
-        lock(session, f"subscription:{subscription_id}")
-        mirror = session.get(SubscriptionMirror, subscription_id, with_for_update=True)
-        sub = plain(runtime.stripe.retrieve_subscription(subscription_id))
-        if mirror is None:
-            mirror = SubscriptionMirror(id=subscription_id)
-            session.add(mirror)
-        mirror.stripe_customer_id = sub["customer"]
-        mirror.crm_account_id = account_id
-        mirror.status = sub["status"]
-        mirror.data = sub
-        mirror.created = _ts(sub.get("start_date") or sub["created"]) or runtime.clock()
-        mirror.ended_at = _ts(sub.get("ended_at"))
-        mirror.synced_at = runtime.clock()
-        plan = _plan_of(session, sub)
-        if plan is not None:
-            if plan.stripe_subscription_id is None:
-                plan.stripe_subscription_id = subscription_id
-            crm_writes.update_deal(
-                runtime,
-                session,
-                plan.deal_id,
-                {"subscription_id": subscription_id, "subscription_status": sub["status"]},
-            )
-    _apply_schedule_payment_methods(runtime, sub)
-    return f"subscription {sub['status']}"
-
-
-def _plan_of(session: Session, sub: dict[str, Any]) -> Plan | None:
-    plan_id = (sub.get("metadata") or {}).get("dealbridge_plan_id")
-    if plan_id:
-        found = session.get(Plan, plan_id)
-        if found is not None:
-            return found
-    schedule = sub.get("schedule")
-    schedule_id = schedule if isinstance(schedule, str) else (schedule or {}).get("id")
-    if schedule_id:
-        return session.scalars(select(Plan).where(Plan.stripe_schedule_id == schedule_id)).first()
-    return session.scalars(select(Plan).where(Plan.stripe_subscription_id == sub["id"])).first()
-
-
-def _apply_schedule_payment_methods(runtime: Runtime, sub: dict[str, Any]) -> None:
-    """Schedule phases cannot carry payment method types; apply them when the schedule
-    starts its subscription (recorded in the phase metadata at activation)."""
-    wanted = (sub.get("metadata") or {}).get("payment_method_types")
-    if not wanted or sub.get("status") in ("canceled", "incomplete_expired"):
-        return
-    current = (sub.get("payment_settings") or {}).get("payment_method_types") or []
-    types = wanted.split(",")
-    if sorted(current) == sorted(types):
-        return
-    runtime.stripe.update_subscription(
-        sub["id"],
-        {"payment_settings": {"payment_method_types": types}},
-        idempotency_key=f"dealbridge:subscription:{sub['id']}:payment-methods:{wanted}",
-    )
-
-
-@stripe_handlers.on(*SUBSCRIPTION_EVENTS)
-def on_subscription_event(runtime: Runtime, event: dict[str, Any]) -> str | None:
-    obj = event["data"]["object"]
-    return sync_subscription(runtime, obj["id"], obj.get("customer"), event["type"])
-
-
-# --------------------------------------------------------------------------- customers
-
-
-@stripe_handlers.on("customer.updated")
-def on_customer_updated(runtime: Runtime, event: dict[str, Any]) -> str | None:
-    obj = event["data"]["object"]
-    with runtime.db.session() as session:
-        account_id = linked_account(session, obj["id"])
-    if account_id is None:
-        count_unknown(runtime, event["type"])
-        return UNKNOWN_CUSTOMER
-    with runtime.db.session() as session:
-        crm_writes.link_account(runtime, session, account_id, obj["id"])
-    return "customer link refreshed"
-
-
-@stripe_handlers.on("customer.deleted")
-def on_customer_deleted(runtime: Runtime, event: dict[str, Any]) -> str | None:
-    """The customer is gone from Stripe: unlink the account so the next deal links afresh."""
-    obj = event["data"]["object"]
-    with runtime.db.session() as session:
-        link = session.scalars(
-            select(CustomerLink).where(CustomerLink.stripe_customer_id == obj["id"])
-        ).first()
-        if link is None:
-            count_unknown(runtime, event["type"])
-            return UNKNOWN_CUSTOMER
-        account_id = link.crm_account_id
-        session.delete(link)
-        audit.record(
-            session,
-            actor="stripe",
-            action="customer.deleted",
-            subject_type="account",
-            subject_id=account_id,
-            stripe_customer_id=obj["id"],
-        )
-        crm_writes.update_account(
-            runtime, session, account_id, {"stripe_customer_id": "", "stripe_customer_url": ""}
-        )
-    return "customer unlinked"
+    return sync_invoice(runtime, obj["id"], obj.get("customer"), event["type"], settle_credit=True)

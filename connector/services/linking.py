@@ -13,10 +13,12 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
 from connector.billing.gateway import StripeGatewayError
-from connector.domain.deal import Deal
+from connector.domain.deal import Deal, InvalidDeal, parse_deal
+from connector.domain.plan_status import Status
 from connector.runtime import Runtime
-from connector.services import crm_writes
+from connector.services import crm_outbound
 from connector.services.backfill import queue_customer_history
+from connector.services.plans import get_plan
 from connector.store import audit
 from connector.store.models import AuditEntry, CustomerLink, Plan
 
@@ -51,7 +53,7 @@ def link_plan_customer(runtime: Runtime, plan_id: str, deal: Deal) -> str | None
         if link is not None:
             plan.stripe_customer_id = link.stripe_customer_id
             return link.stripe_customer_id
-        if plan.status == "needs_customer":
+        if plan.status == Status.NEEDS_CUSTOMER:
             return None
     contact = deal.billing_contact
     assert contact is not None, "parse_deal guarantees a billing contact"
@@ -106,7 +108,7 @@ def _store_link(
                 subject_id=account_id,
                 stripe_customer_id=customer_id,
             )
-            crm_writes.link_account(runtime, session, account_id, customer_id)
+            crm_outbound.link_account(runtime, session, account_id, customer_id)
             if source != "created":  # an existing customer may already have invoices
                 queue_customer_history(session, account_id, customer_id)
     except IntegrityError:
@@ -134,9 +136,27 @@ def _hold_for_choice(runtime: Runtime, plan_id: str, email: str, matches: list) 
     with runtime.db.session() as session:
         plan = session.get(Plan, plan_id)
         assert plan is not None
-        plan.status = "needs_customer"
+        plan.status = Status.NEEDS_CUSTOMER
         plan.customer_candidates = candidates
         plan.status_reason = (
             f"{len(candidates)} Stripe customers have the email {email}; choose the one this "
             "account uses before activating."
         )
+
+
+def ensure_customer(runtime: Runtime, plan_id: str) -> None:
+    """Relink before activating if the account's customer link is gone (deleted in Stripe):
+    retrying a failed plan must not bill a customer that no longer exists."""
+    with runtime.db.session() as session:
+        row = get_plan(session, plan_id)
+        if row.crm_account_id is None:
+            return
+        if session.get(CustomerLink, row.crm_account_id) is not None:
+            return
+        row.stripe_customer_id = None
+        deal_data = row.deal_data
+    try:
+        deal = parse_deal(deal_data)
+    except InvalidDeal:
+        return
+    link_plan_customer(runtime, plan_id, deal)

@@ -6,14 +6,23 @@ Queue a write inside the transaction that makes it necessary, so both commit or 
         plan.status = "active"
         outbox.enqueue(session, "crm.update_deal", f"deal:{deal_id}", {"deal_id": ...})
 
-The worker's ``drain_outbox`` job sends what is due through the sender registered for each
-``kind``. Register a sender with one decorator in a module listed in ``senders.modules``::
+The worker's ``drain_outbox`` job sends what is due through the sender named for each
+``kind`` in its dispatch table (``jobs/dispatch.py``). A sender is a service's public
+function, single or batched::
 
-    @outbox.senders.single("crm.update_deal")
     def send_deal_update(runtime: Runtime, payload: dict[str, Any]) -> None: ...
 
-    @outbox.senders.batched("crm.upsert_invoice", max_batch=lambda rt: rt.crm.batch_size)
-    def send_invoices(runtime: Runtime, payloads: list[dict[str, Any]]) -> list[WriteResult]: ...
+    def send_invoice_upserts(runtime: Runtime, payloads: list[dict[str, Any]]) -> list[WriteResult]:
+        ...
+
+    OutboxSenders({
+        "crm.update_deal": SingleSender(send_deal_update),
+        "crm.upsert_invoice": BatchedSender(send_invoice_upserts, max_batch=crm_batch_size),
+    })
+
+The outbox also carries follow-up work between use cases ("this invoice changed: settle the
+account's credit"): the service that owes it enqueues a message of its kind in the
+transaction of its change, and another service's function handles it like any sender.
 
 Failures (the exception protocol)
 ---------------------------------
@@ -46,36 +55,25 @@ at-least-once; receivers see a stable id (e.g. the subscriber event id) to dedup
 
 from __future__ import annotations
 
-import importlib
 import logging
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import partial
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
-from sqlalchemy import Select, exists, or_, select
+from sqlalchemy import Select, exists, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, aliased
 
-from connector.jobs.registry import Job
-from connector.services.inbox import (
-    backoff_delay,
-    describe_failure,
-    first_line,
-    redact,
-    worker_seconds,
-)
+from connector.runtime import Runtime
+from connector.services.inbox import backoff_delay, describe_failure, first_line, redact
 from connector.store import audit
-from connector.store.lease import PROCESSING, settle_claimed
+from connector.store.lease import DONE, PARKED, PENDING, PROCESSING, due, failing, settle_claimed
 from connector.store.models import OutboxMessage
-
-if TYPE_CHECKING:
-    from connector.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
-PENDING, DONE, PARKED = "pending", "done", "parked"
 DEFAULT_LEASE = timedelta(minutes=10)
 #: Single sends claimed per round trip to the store (each still sent one by one).
 SINGLE_CHUNK = 20
@@ -134,8 +132,8 @@ class SendResult:
         return cls(ok=False, error=error, retryable=False)
 
 
-SingleFn = Callable[["Runtime", dict[str, Any]], None]
-BatchFn = Callable[["Runtime", list[dict[str, Any]]], Sequence[SendResultLike]]
+SingleFn = Callable[[Runtime, dict[str, Any]], None]
+BatchFn = Callable[[Runtime, list[dict[str, Any]]], Sequence[SendResultLike]]
 
 
 @dataclass(frozen=True)
@@ -158,38 +156,18 @@ Sender = SingleSender | BatchedSender
 
 
 class OutboxSenders(Mapping[str, Sender]):
-    """Senders by message kind; one per kind. ``modules`` are imported by ``load()``."""
+    """Senders by message kind; one per kind, drained in the order they were added."""
 
-    def __init__(self, modules: Iterable[str] = ()) -> None:
-        self.modules = list(modules)
+    def __init__(self, senders: Mapping[str, Sender] | None = None) -> None:
         self._senders: dict[str, Sender] = {}
+        for kind, sender in (senders or {}).items():
+            self.add(kind, sender)
 
     def add(self, kind: str, sender: Sender) -> None:
         existing = self._senders.get(kind)
         if existing is not None and existing != sender:
             raise ValueError(f"outbox kind {kind!r} already has a sender")
         self._senders[kind] = sender
-
-    def single(self, kind: str) -> Callable[[SingleFn], SingleFn]:
-        def decorate(func: SingleFn) -> SingleFn:
-            self.add(kind, SingleSender(func))
-            return func
-
-        return decorate
-
-    def batched(
-        self, kind: str, *, max_batch: int | Callable[[Runtime], int]
-    ) -> Callable[[BatchFn], BatchFn]:
-        def decorate(func: BatchFn) -> BatchFn:
-            self.add(kind, BatchedSender(func, max_batch))
-            return func
-
-        return decorate
-
-    def load(self) -> OutboxSenders:
-        for module in self.modules:
-            importlib.import_module(module)
-        return self
 
     def __getitem__(self, kind: str) -> Sender:
         return self._senders[kind]
@@ -199,16 +177,6 @@ class OutboxSenders(Mapping[str, Sender]):
 
     def __len__(self) -> int:
         return len(self._senders)
-
-
-#: The registry the worker drains with. Add the module holding your senders to ``modules``.
-senders = OutboxSenders(
-    modules=[
-        "connector.services.subscribers",
-        "connector.services.crm_writes",
-        "connector.services.backfill",
-    ]
-)
 
 
 # --------------------------------------------------------------------------- enqueue
@@ -284,11 +252,7 @@ def _heads(kind: str, now: datetime) -> Select[OutboxMessage]:
         select(OutboxMessage)
         .where(
             OutboxMessage.kind == kind,
-            OutboxMessage.status.in_((PENDING, PROCESSING)),
-            or_(
-                OutboxMessage.next_attempt_at <= now,
-                (OutboxMessage.status == PENDING) & (OutboxMessage.attempts == 0),
-            ),
+            due(OutboxMessage, now),
             ~blocked,
         )
         .order_by(OutboxMessage.id)
@@ -487,12 +451,7 @@ def list_messages(
     """Newest first. ``failed``: parked, or pending after at least one failed attempt."""
     stmt = select(OutboxMessage).order_by(OutboxMessage.id.desc()).limit(limit)
     if failed:
-        stmt = stmt.where(
-            or_(
-                OutboxMessage.status == PARKED,
-                (OutboxMessage.status == PENDING) & (OutboxMessage.attempts > 0),
-            )
-        )
+        stmt = stmt.where(failing(OutboxMessage))
     if kind:
         stmt = stmt.where(OutboxMessage.kind == kind)
     return list(session.scalars(stmt))
@@ -526,13 +485,3 @@ def retry_message(session: Session, message_id: int, *, actor: str, now: datetim
         previous=previous,
     )
     return row
-
-
-# --------------------------------------------------------------------------- job
-
-
-def drain(runtime: Runtime) -> int:
-    return drain_outbox(runtime, senders.load())
-
-
-JOBS = [Job(name="drain_outbox", run=drain, role="worker", interval=worker_seconds)]

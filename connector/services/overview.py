@@ -2,8 +2,9 @@
 
 The figures are defined once, in ``connector/domain/metrics.py``; this module only reads the
 facts out of the mirrors (kept current by webhooks and reconciliation, so the page is fast)
-and hands them over. ``refresh_from_stripe`` re-reads every linked customer's subscriptions,
-invoices and credit notes, and the catalogue, through the gateway first (``?refresh=1``).
+and hands them over. ``stripe_refresh.refresh_from_stripe`` re-reads the mirrors from Stripe
+first (``?refresh=1``); ``customer_table`` filters and sorts the rows; ``account_metrics``
+writes each account's figures to the CRM.
 
 Counts, in plain words:
 
@@ -17,16 +18,15 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from connector.crm.base import Money
 from connector.domain.metrics import (
     MRR_STATUSES,
     CreditNoteFacts,
@@ -40,15 +40,12 @@ from connector.domain.metrics import (
     mrr_trend,
     net_billing,
 )
-from connector.jobs.registry import Job
+from connector.domain.timestamps import datetime_from_unix
 from connector.runtime import Runtime
-from connector.services import crm_writes
-from connector.services.invoice_sync import plain, sync_invoice, sync_subscription
 from connector.store import models
+from connector.store.cursors import read_cursor
 from connector.store.models import (
-    AccountMetrics,
     CreditNoteMirror,
-    Cursor,
     CustomerLink,
     InvoiceMirror,
     Plan,
@@ -60,16 +57,14 @@ from connector.store.models import (
 log = logging.getLogger(__name__)
 
 TREND_MONTHS = 12
-CATALOG_CURSOR = "overview.catalog_refreshed_at"
 #: Invoices a customer still owes on.
 UNPAID_STATUSES = frozenset({"open", "uncollectible"})
+#: The cursor that says whether the Stripe answering offers credit notes (``mirrored``) or
+#: not (``unsupported``), as the last refresh from Stripe found.
+CREDIT_NOTES_CURSOR = "overview.credit_notes"
 
 
 # --------------------------------------------------------------------------- facts
-
-
-def _ts(value: Any) -> datetime | None:
-    return datetime.fromtimestamp(int(value), UTC) if value else None
 
 
 def _discount(raw: Any) -> Discount | None:
@@ -111,8 +106,8 @@ def subscription_facts(data: Mapping[str, Any], status: str | None = None) -> Su
         status=status or str(data.get("status")),
         items=tuple(items),
         discounts=discounts,
-        start=_ts(data.get("start_date") or data.get("created")),
-        ended_at=_ts(data.get("ended_at")),
+        start=datetime_from_unix(data.get("start_date") or data.get("created")),
+        ended_at=datetime_from_unix(data.get("ended_at")),
     )
 
 
@@ -294,9 +289,9 @@ def compute(runtime: Runtime, session: Session) -> Overview:
         session.scalars(select(ProductMirror.id).where(ProductMirror.active.is_(True)))
     )
     prices = list(session.scalars(select(PriceMirror).where(PriceMirror.active.is_(True))))
-    supported = session.get(Cursor, "overview.credit_notes")
+    supported = read_cursor(session, CREDIT_NOTES_CURSOR)
     overview_notes: list[str] = []
-    if supported is not None and supported.value == "unsupported":
+    if supported == "unsupported":
         overview_notes.append(
             "The Stripe account answering does not offer credit notes, so net billing "
             "subtracts none."
@@ -312,7 +307,7 @@ def compute(runtime: Runtime, session: Session) -> Overview:
         trend=mrr_trend(subs, TREND_MONTHS, runtime.today()),
         customers=rows,
         as_of=runtime.clock(),
-        credit_notes=supported.value if supported is not None else "mirrored",
+        credit_notes=supported or "mirrored",
         notes=overview_notes,
     )
 
@@ -320,249 +315,3 @@ def compute(runtime: Runtime, session: Session) -> Overview:
 def overview(runtime: Runtime) -> Overview:
     with runtime.db.session() as session:
         return compute(runtime, session)
-
-
-# --------------------------------------------------------------------------- the table
-
-
-SORT_KEYS = ("name", "mrr", "net_billing", "unpaid_invoices", "credit_state")
-
-
-def customer_table(
-    rows: Iterable[CustomerRow],
-    *,
-    sort: str = "name",
-    descending: bool = False,
-    query: str = "",
-    credit_state: str = "",
-    currency: str | None = None,
-) -> list[CustomerRow]:
-    """Filter (name or id contains ``query``, any case; exact credit state) and sort.
-
-    Money columns sort by the amount in ``currency`` (a customer without it counts 0), so
-    amounts in different currencies are never compared with each other.
-    """
-    wanted = query.strip().casefold()
-    kept = [
-        r
-        for r in rows
-        if (
-            not wanted
-            or wanted in r.name.casefold()
-            or wanted in r.crm_account_id.casefold()
-            or wanted in r.stripe_customer_id.casefold()
-        )
-        and (not credit_state or r.credit_state == credit_state)
-    ]
-    key = sort if sort in SORT_KEYS else "name"
-
-    def sort_key(row: CustomerRow) -> tuple[Any, str]:
-        value: Any
-        if key in ("mrr", "net_billing"):
-            amounts: dict[str, int] = getattr(row, key)
-            value = amounts.get(currency, 0) if currency else sum(amounts.values())
-        elif key == "name":
-            value = row.name.casefold()
-        else:
-            value = getattr(row, key)
-        return value, row.crm_account_id
-
-    return sorted(kept, key=sort_key, reverse=descending)
-
-
-# --------------------------------------------------------------------------- refresh
-
-
-@dataclass
-class RefreshResult:
-    subscriptions: int = 0
-    invoices: int = 0
-    credit_notes: int = 0
-    products: int = 0
-    prices: int = 0
-    credit_notes_supported: bool = True
-
-
-def refresh_catalog(runtime: Runtime) -> tuple[int, int]:
-    """Re-read every product and price from Stripe into the catalogue mirror."""
-    now = runtime.clock()
-    products = list(runtime.stripe.iter_products())
-    prices = list(runtime.stripe.iter_prices())
-    with runtime.db.session() as session:
-        for product in products:
-            row = session.get(ProductMirror, product.id) or ProductMirror(id=product.id)
-            row.name = str(product.name or product.id)[:250]
-            row.active = bool(product.active)
-            row.synced_at = now
-            session.merge(row)
-        for price in prices:
-            row_p = session.get(PriceMirror, price.id) or PriceMirror(id=price.id)
-            recurring = price.recurring
-            product_ref: Any = price.product
-            row_p.product_id = product_ref if isinstance(product_ref, str) else product_ref.id
-            row_p.active = bool(price.active)
-            row_p.type = "recurring" if recurring else "one_time"
-            row_p.currency = str(price.currency)
-            row_p.unit_amount = price.unit_amount
-            row_p.interval = recurring.interval if recurring else None
-            row_p.interval_count = recurring.interval_count if recurring else None
-            row_p.synced_at = now
-            session.merge(row_p)
-        cursor = session.get(Cursor, CATALOG_CURSOR)
-        if cursor is None:
-            session.add(Cursor(name=CATALOG_CURSOR, value=now.isoformat(), updated_at=now))
-        else:
-            cursor.value = now.isoformat()
-            cursor.updated_at = now
-    return len(products), len(prices)
-
-
-def _store_credit_notes(runtime: Runtime, link: CustomerLink, notes: list[Any]) -> None:
-    from connector.services.credit_notes import mirror_credit_note
-
-    now = runtime.clock()
-    with runtime.db.session() as session:
-        for note in notes:
-            mirror_credit_note(session, link.crm_account_id, plain(note), now)
-
-
-def _set_cursor(runtime: Runtime, name: str, value: str) -> None:
-    now = runtime.clock()
-    with runtime.db.session() as session:
-        cursor = session.get(Cursor, name)
-        if cursor is None:
-            session.add(Cursor(name=name, value=value, updated_at=now))
-        else:
-            cursor.value = value
-            cursor.updated_at = now
-
-
-def refresh_from_stripe(runtime: Runtime) -> RefreshResult:
-    """Re-read every linked customer's subscriptions, invoices and credit notes, and the
-    catalogue, from Stripe; whatever differs from the mirror goes through the same sync as
-    a webhook (so the CRM hears of it too). Then queue the accounts' figures for the CRM."""
-    result = RefreshResult()
-    with runtime.db.session() as session:
-        links = list(session.scalars(select(CustomerLink)))
-        session.expunge_all()
-    for link in links:
-        cid = link.stripe_customer_id
-        for sub in runtime.stripe.iter_customer_subscriptions(cid):
-            data = plain(sub)
-            with runtime.db.session() as session:
-                mirror = session.get(SubscriptionMirror, sub.id)
-                same = mirror is not None and mirror.data == data
-            if not same:
-                sync_subscription(runtime, sub.id, cid)
-            result.subscriptions += 1
-        for invoice in runtime.stripe.iter_invoices({"customer": cid}):
-            with runtime.db.session() as session:
-                row = session.get(InvoiceMirror, invoice.id)
-                same = (
-                    row is not None
-                    and not row.deleted
-                    and row.status == invoice.status
-                    and row.amount_remaining == int(invoice.amount_remaining or 0)
-                    and row.total_excluding_tax
-                    == int(invoice.total_excluding_tax or invoice.total or 0)
-                )
-            if not same:
-                sync_invoice(runtime, invoice.id, cid)
-            result.invoices += 1
-        notes = runtime.stripe.list_credit_notes(cid)
-        if notes is None:
-            result.credit_notes_supported = False
-        else:
-            _store_credit_notes(runtime, link, notes)
-            result.credit_notes += len(notes)
-    _set_cursor(
-        runtime,
-        "overview.credit_notes",
-        "mirrored" if result.credit_notes_supported else "unsupported",
-    )
-    result.products, result.prices = refresh_catalog(runtime)
-    write_account_metrics(runtime)
-    return result
-
-
-# --------------------------------------------------------------------------- CRM write-back
-
-
-def _main_currency(row: CustomerRow) -> str | None:
-    """The currency an account's CRM figures are written in: where its MRR is largest, else
-    its net billing, else its open balance (a CRM field holds one amount)."""
-    for amounts in (row.mrr, row.net_billing, row.open_balance):
-        positive = {c: a for c, a in amounts.items() if a}
-        if positive:
-            return max(sorted(positive), key=lambda c: positive[c])
-    return None
-
-
-def write_account_metrics(runtime: Runtime) -> int:
-    """Queue (batched, via the outbox) each account's MRR, net billing and open balance for
-    its CRM record, when they differ from what was last queued. Returns the accounts queued."""
-    queued = 0
-    with runtime.db.session() as session:
-        for row in compute(runtime, session).customers:
-            currency = _main_currency(row)
-            if currency is None:
-                continue
-            figures = (
-                row.mrr.get(currency, 0),
-                row.net_billing.get(currency, 0),
-                row.open_balance.get(currency, 0),
-            )
-            last = session.get(AccountMetrics, row.crm_account_id)
-            if last is not None and (
-                last.currency,
-                last.mrr,
-                last.net_billing,
-                last.open_balance,
-            ) == (currency, *figures):
-                continue
-            if last is None:
-                last = AccountMetrics(crm_account_id=row.crm_account_id)
-                session.add(last)
-            last.currency = currency
-            last.mrr, last.net_billing, last.open_balance = figures
-            last.written_at = runtime.clock()
-            crm_writes.update_account(
-                runtime,
-                session,
-                row.crm_account_id,
-                {
-                    "mrr": Money(figures[0], currency),
-                    "net_billing": Money(figures[1], currency),
-                    "open_balance": Money(figures[2], currency),
-                },
-            )
-            queued += 1
-    return queued
-
-
-def refresh_catalog_when_due(runtime: Runtime) -> int:
-    """Clock job: re-read the catalogue once per reconciliation interval."""
-    interval = timedelta(seconds=int(runtime.config.section("jobs")["reconcile_seconds"]))
-    with runtime.db.session() as session:
-        cursor = session.get(Cursor, CATALOG_CURSOR)
-        last = cursor.updated_at if cursor is not None else None
-    if last is not None and runtime.clock() - last < interval:
-        return 0
-    refresh_catalog(runtime)
-    return 0  # the mirror feeds nothing downstream; never keeps a sync round busy
-
-
-JOBS = [
-    Job(
-        name="overview_account_metrics",
-        run=write_account_metrics,
-        role="clock",
-        interval=lambda rt: int(rt.config.section("jobs")["reconcile_seconds"]),
-    ),
-    Job(
-        name="overview_catalog",
-        run=refresh_catalog_when_due,
-        role="clock",
-        interval=lambda rt: int(rt.config.section("jobs")["reconcile_seconds"]),
-    ),
-]

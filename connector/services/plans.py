@@ -1,14 +1,14 @@
-"""Billing plans through their life: intake from the CRM, review, adjustment, approval.
+"""Billing plans under review: computed, adjusted, approved, shown, written to the CRM deal.
 
 A plan is recomputed from the deal (as last read) and a person's overrides by the pure
 domain function, so what the page shows is always exactly what activation would bill. On
-approval the plan is frozen into ``plan_data``; activation bills that snapshot.
+approval the plan is frozen into ``plan_data``; activation bills that snapshot. Intake from
+the CRM is ``plan_intake``; the statuses and their rules are ``domain/plan_status``.
 """
 
 from __future__ import annotations
 
 import logging
-import uuid
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
@@ -16,7 +16,6 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from connector.crm.base import CrmDeal
 from connector.domain.deal import Deal, InvalidDeal, Problem, parse_deal
 from connector.domain.money import format_money
 from connector.domain.plan import (
@@ -30,11 +29,12 @@ from connector.domain.plan import (
     plan_to_json,
     suggest_plan,
 )
+from connector.domain.plan_status import Status
 from connector.runtime import Runtime
-from connector.services import crm_writes
+from connector.services import crm_outbound
 from connector.services.backfill import queue_customer_history
 from connector.store import audit
-from connector.store.models import CustomerLink, Plan
+from connector.store.models import CustomerLink, Plan, StripeOperation
 
 log = logging.getLogger(__name__)
 
@@ -42,37 +42,6 @@ log = logging.getLogger(__name__)
 MANUAL_REASON = "Manual invoicing: invoice from the customer's Stripe page."
 #: Steps whose Stripe object bills the customer (a draft invoice does not).
 BILLING_STEPS = ("subscription", "schedule", "finalize")
-
-
-class Status:
-    INVALID = "invalid"  # the deal cannot be billed as it is; problems say why
-    NEEDS_CUSTOMER = "needs_customer"  # several Stripe customers share the email
-    IN_REVIEW = "in_review"  # suggested; a person reviews and activates
-    APPROVED = "approved"  # queued for activation
-    AWAITING_CREDIT = "awaiting_credit"  # on credit hold or over the limit: waits
-    ACTIVATING = "activating"
-    SCHEDULED = "scheduled"  # a one-time invoice waiting for its send date
-    ACTIVE = "active"  # subscription, schedule or invoice created in Stripe
-    MANUAL = "manual"  # manual invoicing: only the customer link
-    FAILED = "failed"  # Stripe refused; a person must look
-
-    EDITABLE = frozenset({IN_REVIEW, AWAITING_CREDIT, FAILED, INVALID})
-    ACTIVATABLE = frozenset({IN_REVIEW, FAILED})
-    SETTLED = frozenset({ACTIVE, MANUAL, SCHEDULED})
-    REFRESHABLE = frozenset({INVALID, NEEDS_CUSTOMER, IN_REVIEW, FAILED})
-
-    LABELS = {
-        INVALID: "Cannot be billed",
-        NEEDS_CUSTOMER: "Choose the Stripe customer",
-        IN_REVIEW: "Awaiting review",
-        APPROVED: "Approved, activating",
-        AWAITING_CREDIT: "Awaiting credit",
-        ACTIVATING: "Activating",
-        SCHEDULED: "Scheduled",
-        ACTIVE: "Active",
-        MANUAL: "Manual invoicing",
-        FAILED: "Activation failed",
-    }
 
 
 class PlanNotFound(LookupError):
@@ -114,7 +83,7 @@ def compute(runtime: Runtime, row: Plan) -> Computed:
     return Computed(deal, plan, ())
 
 
-def _problems_json(problems: tuple[Problem, ...]) -> list[dict[str, str]]:
+def problems_json(problems: tuple[Problem, ...]) -> list[dict[str, str]]:
     return [{"field": p.field, "message": p.message} for p in problems]
 
 
@@ -131,96 +100,6 @@ def get_plan(session: Session, plan_id: str) -> Plan:
 
 def plan_for_deal(session: Session, deal_id: str) -> Plan | None:
     return session.scalars(select(Plan).where(Plan.deal_id == deal_id)).first()
-
-
-# --------------------------------------------------------------------------- intake
-
-
-def intake_deal(runtime: Runtime, crm_deal: CrmDeal, *, actor: str = "dealbridge") -> Plan | None:
-    """Create or refresh the plan of a closed deal; link its customer; tell the CRM.
-
-    Idempotent: a deal seen again (poll and push both, or our own write-back bumping its
-    modified stamp) refreshes a plan still in review and leaves a settled one alone.
-    """
-    if not crm_deal.closed:
-        return None
-    from connector.services import linking
-
-    with runtime.db.session() as session:
-        row = plan_for_deal(session, crm_deal.id)
-        if row is not None and row.status not in Status.REFRESHABLE:
-            return row
-        if row is None:
-            row = Plan(
-                id=str(uuid.uuid4()),
-                deal_id=crm_deal.id,
-                status=Status.IN_REVIEW,
-                overrides={},
-                created_at=runtime.clock(),
-            )
-            session.add(row)
-            audit.record(
-                session,
-                actor=actor,
-                action="plan.created",
-                subject_type="deal",
-                subject_id=crm_deal.id,
-                plan_id=row.id,
-            )
-            before: tuple[Any, ...] | None = None
-        else:
-            before = (row.deal_data, row.status, row.stripe_customer_id)
-        row.deal_data = crm_deal.data
-        row.crm_account_id = crm_deal.account_id
-        plan_id = row.id
-    computed = _refresh(runtime, plan_id, deal_changed=before is None or before[0] != crm_deal.data)
-    if computed.deal is not None:
-        linking.link_plan_customer(runtime, plan_id, computed.deal)
-    with runtime.db.session() as session:
-        row = get_plan(session, plan_id)
-        # Our own write-back bumps the deal's modified stamp, so the deal comes back on the
-        # next poll: write only when something changed, or the two would chase each other.
-        if before != (row.deal_data, row.status, row.stripe_customer_id):
-            write_status_to_crm(runtime, session, row)
-        wants_auto = _auto_activate(runtime, row)
-    if wants_auto:
-        # A found customer's history may hold an overdue invoice: mirror it, and let the
-        # non-payment policy see it, before billing the account more.
-        from connector.services.backfill import send_customer_histories
-
-        send_customer_histories(runtime)
-        approve(runtime, plan_id, actor="dealbridge (automatic activation)")
-        from connector.services.activation import activate
-
-        activate(runtime, plan_id)
-    with runtime.db.session() as session:
-        return get_plan(session, plan_id)
-
-
-def _refresh(runtime: Runtime, plan_id: str, *, deal_changed: bool) -> Computed:
-    """Recompute after a read. A failed activation stays failed (its reason visible) until
-    the deal itself changes; a deal that became billable goes back to review."""
-    with runtime.db.session() as session:
-        row = get_plan(session, plan_id)
-        computed = compute(runtime, row)
-        row.problems = _problems_json(computed.problems)
-        if computed.deal is None or computed.plan is None:
-            row.status = Status.INVALID
-            row.status_reason = "; ".join(f"{p.field}: {p.message}" for p in computed.problems)
-        elif row.status == Status.INVALID or (row.status == Status.FAILED and deal_changed):
-            row.status = Status.IN_REVIEW
-            row.status_reason = None
-        return computed
-
-
-def _auto_activate(runtime: Runtime, row: Plan) -> bool:
-    mode = runtime.config.section("plans")["auto_activate"]
-    if mode == "never" or row.status != Status.IN_REVIEW:
-        return False
-    if mode == "always":
-        return True
-    computed = compute(runtime, row)
-    return computed.plan is not None and not computed.plan.needs_confirmation
 
 
 # --------------------------------------------------------------------------- review
@@ -290,30 +169,10 @@ def choose_customer(runtime: Runtime, plan_id: str, customer_id: str, *, actor: 
             subject_id=row.crm_account_id,
             stripe_customer_id=customer_id,
         )
-        crm_writes.link_account(runtime, session, row.crm_account_id, customer_id)
+        crm_outbound.link_account(runtime, session, row.crm_account_id, customer_id)
         queue_customer_history(session, row.crm_account_id, customer_id)
         write_status_to_crm(runtime, session, row)
         return row
-
-
-def ensure_customer(runtime: Runtime, plan_id: str) -> None:
-    """Relink before activating if the account's customer link is gone (deleted in Stripe):
-    retrying a failed plan must not bill a customer that no longer exists."""
-    from connector.services import linking
-
-    with runtime.db.session() as session:
-        row = get_plan(session, plan_id)
-        if row.crm_account_id is None:
-            return
-        if session.get(CustomerLink, row.crm_account_id) is not None:
-            return
-        row.stripe_customer_id = None
-        deal_data = row.deal_data
-    try:
-        deal = parse_deal(deal_data)
-    except InvalidDeal:
-        return
-    linking.link_plan_customer(runtime, plan_id, deal)
 
 
 def approve(runtime: Runtime, plan_id: str, *, actor: str) -> Plan:
@@ -366,8 +225,6 @@ def approve(runtime: Runtime, plan_id: str, *, actor: str) -> Plan:
 
 def _earlier_billing(session: Any, row: Plan) -> list[str]:
     """The Stripe objects an earlier approval of this plan created that bill the customer."""
-    from connector.store.models import StripeOperation
-
     steps = session.scalars(select(StripeOperation).where(StripeOperation.plan_id == row.id)).all()
     return sorted({op.result_id for op in steps if op.step.partition(":")[2] in BILLING_STEPS})
 
@@ -488,7 +345,7 @@ def plan_view(runtime: Runtime, row: Plan) -> dict[str, Any]:
         "status": row.status,
         "status_label": Status.LABELS.get(row.status, row.status),
         "status_reason": row.status_reason,
-        "problems": row.problems or _problems_json(computed.problems),
+        "problems": row.problems or problems_json(computed.problems),
         "customer_candidates": row.customer_candidates or [],
         "stripe_customer_id": row.stripe_customer_id,
         "stripe_customer_url": (
@@ -534,7 +391,7 @@ def write_status_to_crm(runtime: Runtime, session: Session, row: Plan) -> None:
     summary = "\n".join(summary_lines(shown, _contact_name(row), runtime.today())) if shown else ""
     if row.status_reason:
         summary = f"{row.status_reason}\n\n{summary}".strip()
-    crm_writes.update_deal(
+    crm_outbound.update_deal(
         runtime,
         session,
         row.deal_id,

@@ -11,10 +11,9 @@ import json
 from datetime import timedelta
 
 from connector.billing.event_types import HANDLED_STRIPE_EVENTS
-from connector.jobs.registry import Job
 from connector.runtime import Runtime
 from connector.services.inbox import store_event
-from connector.store.models import Cursor
+from connector.store.cursors import read_cursor, save_cursor
 
 CURSOR = "stripe.events"
 #: Events can become visible in the list slightly after their `created` second.
@@ -26,8 +25,8 @@ def reconcile_stripe_events(runtime: Runtime) -> int:
     """Store every handled event created since the cursor that the inbox lacks."""
     now = runtime.clock()
     with runtime.db.session() as session:
-        cursor = session.get(Cursor, CURSOR)
-        since = int(cursor.value) if cursor else int((now - FIRST_RUN_LOOKBACK).timestamp())
+        last = read_cursor(session, CURSOR)
+    since = int(last) if last else int((now - FIRST_RUN_LOOKBACK).timestamp())
     gte = since - int(OVERLAP.total_seconds())
     stored = 0
     newest = since
@@ -38,20 +37,6 @@ def reconcile_stripe_events(runtime: Runtime) -> int:
         if store_event(runtime, "stripe", event.id, event.type, payload) == "stored":
             stored += 1
     with runtime.db.session() as session:
-        cursor = session.get(Cursor, CURSOR)
-        if cursor is None:
-            session.add(Cursor(name=CURSOR, value=str(newest), updated_at=now))
-        else:
-            cursor.value = str(max(newest, int(cursor.value)))
-            cursor.updated_at = now
+        last = read_cursor(session, CURSOR)  # another run may have moved it meanwhile
+        save_cursor(session, CURSOR, str(max(newest, int(last or 0))), now)
     return stored
-
-
-JOBS = [
-    Job(
-        name="reconcile_stripe",
-        run=reconcile_stripe_events,
-        role="clock",
-        interval=lambda rt: int(rt.config.section("jobs")["reconcile_seconds"]),
-    )
-]

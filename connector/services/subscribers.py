@@ -2,9 +2,10 @@
 
 ``emit(session, runtime, event_type, account_id, data)`` queues one outbox message per
 subscriber whose ``events`` filter matches, in the caller's transaction, so an event is sent
-if and only if the change it announces commits. The worker delivers it (``subscriber.deliver``
-sender below): at least once, retried with backoff, in order per subscriber and account
-(ordering key ``subscriber:<name>:<account_id>``). The event id is fixed at emit time, so a
+if and only if the change it announces commits. The worker delivers it (messages of kind
+``subscriber.deliver``, sent by ``default_delivery`` below): at least once, retried with
+backoff, in order per subscriber and account (ordering key
+``subscriber:<name>:<account_id>``). The event id is fixed at emit time, so a
 receiver deduplicates retries by ``id``. The wire format and signature scheme are
 documented for receivers in ``docs/webhooks.md``.
 
@@ -29,7 +30,7 @@ import socket
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import requests
@@ -38,16 +39,8 @@ from sqlalchemy.orm import Session
 
 from connector import __version__
 from connector.config import Config
-from connector.services.outbox import (
-    PermanentError,
-    RetryableError,
-    SingleSender,
-    enqueue,
-    senders,
-)
-
-if TYPE_CHECKING:
-    from connector.runtime import Runtime
+from connector.runtime import Runtime
+from connector.services.outbox import PermanentError, RetryableError, enqueue
 
 log = logging.getLogger(__name__)
 
@@ -349,5 +342,5 @@ def _retry_after(value: str | None) -> float | None:
         return None
 
 
+#: The sender the worker delivers ``subscriber.deliver`` messages with.
 default_delivery = SubscriberDelivery()
-senders.add(DELIVER, SingleSender(default_delivery))

@@ -6,6 +6,9 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config as AlembicConfig
+from alembic.runtime.migration import MigrationContext
+
+from connector.store.db import make_engine
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 
@@ -23,10 +26,6 @@ def upgrade(database_url: str, revision: str = "head") -> None:
 
 
 def current_revision(database_url: str) -> str | None:
-    from alembic.runtime.migration import MigrationContext
-
-    from connector.store.db import make_engine
-
     engine = make_engine(database_url)
     try:
         with engine.connect() as conn:

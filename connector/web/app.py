@@ -12,7 +12,17 @@ from flask import Flask, Response, g, request
 from connector.config import Config
 from connector.logs import configure_logging, request_id_var
 from connector.runtime import Runtime
-from connector.web import errors, health
+from connector.web import (
+    context,
+    crm_webhooks,
+    customers,
+    errors,
+    health,
+    launch,
+    overview,
+    plans,
+    stripe_webhooks,
+)
 
 log = logging.getLogger(__name__)
 
@@ -34,18 +44,12 @@ def create_app(config: Config | None = None, *, runtime: Runtime | None = None) 
     app.config["MAX_CONTENT_LENGTH"] = runtime.config.raw["web"]["max_webhook_bytes"]
     secret_key = runtime.config.secrets.secret_key
     app.config["SECRET_KEY"] = secret_key.reveal() if secret_key else uuid.uuid4().hex
-    app.extensions["dealbridge"] = runtime
+    context.install(app, runtime)
     register_request_context(app, runtime)
     errors.register(app)
     app.register_blueprint(health.blueprint)
     register_capabilities(app)
     return app
-
-
-def get_runtime(app: Flask) -> Runtime:
-    runtime = app.extensions["dealbridge"]
-    assert isinstance(runtime, Runtime)
-    return runtime
 
 
 def register_request_context(app: Flask, runtime: Runtime) -> None:
@@ -85,13 +89,9 @@ def register_request_context(app: Flask, runtime: Runtime) -> None:
 
 def register_capabilities(app: Flask) -> None:
     """Blueprints of later capabilities (webhooks, pages, API) hook in here."""
-    from connector.web import crm_push, plans, stripe_webhooks
-
     app.register_blueprint(stripe_webhooks.blueprint)
-    app.register_blueprint(crm_push.blueprint)
+    app.register_blueprint(crm_webhooks.blueprint)
     app.register_blueprint(plans.blueprint)
-    from connector.web import customers, launch, overview
-
     app.register_blueprint(overview.blueprint)
     app.register_blueprint(customers.blueprint)
     app.register_blueprint(launch.blueprint)

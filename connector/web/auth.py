@@ -23,6 +23,7 @@ from typing import Any, TypeVar, cast
 from flask import g, request
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 
+from connector.web.context import current_runtime
 from connector.web.errors import ApiError
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -89,11 +90,7 @@ def _check_api_csrf(identity: Identity) -> None:
         return
     if not request.path.startswith("/api/"):
         return  # the pages check the token in their forms
-    from flask import current_app
-
-    from connector.web.app import get_runtime
-
-    secret = get_runtime(current_app).config.secrets.secret_key
+    secret = current_runtime().config.secrets.secret_key
     presented = request.headers.get(CSRF_HEADER, "")
     if secret is None or not same_secret(presented, csrf_token(secret.reveal(), identity)):
         raise ApiError(
@@ -108,11 +105,7 @@ def current_identity() -> Identity | None:
     """Resolve the caller from a bearer token, a session token or the session cookie."""
     if "identity" in g:
         return cast(Identity | None, g.identity)
-    from flask import current_app
-
-    from connector.web.app import get_runtime
-
-    runtime = get_runtime(current_app)
+    runtime = current_runtime()
     secrets = runtime.config.secrets
     identity: Identity | None = None
     header = request.headers.get("Authorization", "")

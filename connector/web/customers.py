@@ -13,25 +13,30 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from flask import Blueprint, Response, current_app, jsonify, make_response, render_template, request
+from flask import Blueprint, Response, jsonify, make_response, render_template, request
 from sqlalchemy import select
 
 from connector.billing.gateway import StripeGatewayError
 from connector.domain.money import format_money, from_minor_units, to_minor_units
 from connector.runtime import Runtime
-from connector.services import lifecycle
-from connector.services.lifecycle import LifecycleError
-from connector.services.overview import refresh_catalog
+from connector.services import (
+    bill_again,
+    catalog_changes,
+    subscription_changes,
+    subscription_listing,
+)
+from connector.services.catalog_mirror import refresh_catalog
+from connector.services.lifecycle_operations import LifecycleError, OnCreditHold
 from connector.store.models import PriceMirror, ProductMirror
-from connector.web.app import get_runtime
 from connector.web.auth import csrf_token, current_identity, require, same_secret
+from connector.web.context import current_runtime
 from connector.web.errors import ApiError
 
 blueprint = Blueprint("customers", __name__)
 
 
 def _runtime() -> Runtime:
-    return get_runtime(current_app)
+    return current_runtime()
 
 
 def _actor() -> str:
@@ -51,7 +56,7 @@ def _guard(action: Callable[[], Any]) -> Any:
         return action()
     except LifecycleError as exc:
         code = {404: "not_found", 502: "stripe_error"}.get(exc.status, "not_allowed_now")
-        if isinstance(exc, lifecycle.OnCreditHold):
+        if isinstance(exc, OnCreditHold):
             code = "credit_hold"
         raise ApiError(exc.status, code, str(exc)) from exc
 
@@ -67,7 +72,9 @@ def _json() -> dict[str, Any]:
 @blueprint.get("/api/customers/<customer_id>/subscriptions")
 @require("finance")
 def api_subscriptions(customer_id: str) -> Response:
-    return jsonify(_guard(lambda: lifecycle.list_subscriptions(_runtime(), customer_id)).as_json())
+    return jsonify(
+        _guard(lambda: subscription_listing.list_subscriptions(_runtime(), customer_id)).as_json()
+    )
 
 
 @blueprint.post("/api/subscriptions/<subscription_id>/cancel")
@@ -75,7 +82,7 @@ def api_subscriptions(customer_id: str) -> Response:
 def api_cancel(subscription_id: str) -> Response:
     at_period_end = bool(_json().get("at_period_end"))
     status = _guard(
-        lambda: lifecycle.cancel(
+        lambda: subscription_changes.cancel(
             _runtime(), subscription_id, at_period_end=at_period_end, actor=_actor()
         )
     )
@@ -85,28 +92,30 @@ def api_cancel(subscription_id: str) -> Response:
 @blueprint.post("/api/subscriptions/<subscription_id>/reactivate")
 @require("finance")
 def api_reactivate(subscription_id: str) -> Response:
-    op = _guard(lambda: lifecycle.reactivate(_runtime(), subscription_id, actor=_actor()))
+    op = _guard(
+        lambda: subscription_changes.reactivate(_runtime(), subscription_id, actor=_actor())
+    )
     return jsonify({"operation_id": op.id, "status": op.status, "invoice_id": op.invoice_id})
 
 
 @blueprint.post("/api/invoices/<invoice_id>/bill-again")
 @require("finance")
 def api_bill_again(invoice_id: str) -> Response:
-    new_id = _guard(lambda: lifecycle.bill_again(_runtime(), invoice_id, actor=_actor()))
+    new_id = _guard(lambda: bill_again.bill_again(_runtime(), invoice_id, actor=_actor()))
     return jsonify({"invoice_id": new_id, "billed_again_from": invoice_id})
 
 
 @blueprint.post("/api/products/<product_id>/archive")
 @require("finance")
 def api_archive_product(product_id: str) -> Response:
-    _guard(lambda: lifecycle.archive_product(_runtime(), product_id, actor=_actor()))
+    _guard(lambda: catalog_changes.archive_product(_runtime(), product_id, actor=_actor()))
     return jsonify({"product_id": product_id, "active": False})
 
 
 @blueprint.post("/api/prices/<price_id>/archive")
 @require("finance")
 def api_archive_price(price_id: str) -> Response:
-    _guard(lambda: lifecycle.archive_price(_runtime(), price_id, actor=_actor()))
+    _guard(lambda: catalog_changes.archive_price(_runtime(), price_id, actor=_actor()))
     return jsonify({"price_id": price_id, "active": False})
 
 
@@ -120,7 +129,7 @@ def api_change_price(price_id: str) -> Response:
     if count is not None and (isinstance(count, bool) or not isinstance(count, int)):
         raise ApiError(422, "invalid", "interval_count must be a whole number.")
     new_id = _guard(
-        lambda: lifecycle.change_price(
+        lambda: catalog_changes.change_price(
             _runtime(), price_id, unit_amount=amount, interval=body.get("interval"),
             interval_count=count, actor=_actor(),
         )
@@ -135,7 +144,7 @@ def _render(customer_id: str, message: str | None = None, status: int = 200) -> 
     identity = current_identity()
     assert identity is not None
     runtime = _runtime()
-    groups = _guard(lambda: lifecycle.list_subscriptions(runtime, customer_id))
+    groups = _guard(lambda: subscription_listing.list_subscriptions(runtime, customer_id))
     html = render_template(
         "customer.html",
         groups=groups,
@@ -181,7 +190,9 @@ def page_cancel(customer_id: str, subscription_id: str) -> Response:
     at_end = request.form.get("when") == "period_end"
 
     def run() -> str:
-        lifecycle.cancel(_runtime(), subscription_id, at_period_end=at_end, actor=_actor())
+        subscription_changes.cancel(
+            _runtime(), subscription_id, at_period_end=at_end, actor=_actor()
+        )
         return (
             f"Subscription {subscription_id} will end at the end of its period."
             if at_end
@@ -195,7 +206,7 @@ def page_cancel(customer_id: str, subscription_id: str) -> Response:
 @require("finance")
 def page_reactivate(customer_id: str, subscription_id: str) -> Response:
     def run() -> str:
-        op = lifecycle.reactivate(_runtime(), subscription_id, actor=_actor())
+        op = subscription_changes.reactivate(_runtime(), subscription_id, actor=_actor())
         return (
             f"Invoice {op.invoice_id} for the first period was sent; the subscription starts "
             "when it is paid."
@@ -208,7 +219,7 @@ def page_reactivate(customer_id: str, subscription_id: str) -> Response:
 @require("finance")
 def page_bill_again(customer_id: str, invoice_id: str) -> Response:
     def run() -> str:
-        new_id = lifecycle.bill_again(_runtime(), invoice_id, actor=_actor())
+        new_id = bill_again.bill_again(_runtime(), invoice_id, actor=_actor())
         return f"Invoice {new_id} was sent with the same items."
 
     return _act(customer_id, run)
@@ -289,7 +300,7 @@ def page_archive_product(product_id: str) -> Response:
     _check_csrf()
 
     def run() -> str:
-        lifecycle.archive_product(_runtime(), product_id, actor=_actor())
+        catalog_changes.archive_product(_runtime(), product_id, actor=_actor())
         return (
             f"Product {product_id} is archived: it can no longer be added to new "
             "subscriptions; existing subscriptions keep billing."
@@ -304,7 +315,7 @@ def page_archive_price(price_id: str) -> Response:
     _check_csrf()
 
     def run() -> str:
-        lifecycle.archive_price(_runtime(), price_id, actor=_actor())
+        catalog_changes.archive_price(_runtime(), price_id, actor=_actor())
         return (
             f"Price {price_id} is archived: new subscriptions cannot use it; existing "
             "subscriptions keep billing at it."
@@ -360,7 +371,7 @@ def page_change_price(price_id: str) -> Response:
         return _render_catalog(str(exc), 422)
 
     def run() -> str:
-        new_id = lifecycle.change_price(
+        new_id = catalog_changes.change_price(
             _runtime(), price_id, unit_amount=amount, interval=interval,
             interval_count=count, actor=_actor(),
         )  # fmt: skip

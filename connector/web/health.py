@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, current_app, jsonify
+from flask import Blueprint, Response, jsonify
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from connector import __version__
+from connector.web.context import current_runtime
 
 blueprint = Blueprint("health", __name__)
 
 
 @blueprint.get("/healthz")
 def healthz() -> tuple[Response, int]:
-    from connector.web.app import get_runtime
-
-    runtime = get_runtime(current_app)
+    runtime = current_runtime()
     store_ok = runtime.db.ping()
     body = {
         "status": "ok" if store_ok else "unavailable",
@@ -26,7 +25,5 @@ def healthz() -> tuple[Response, int]:
 
 @blueprint.get("/metrics")
 def metrics() -> Response:
-    from connector.web.app import get_runtime
-
-    runtime = get_runtime(current_app)
+    runtime = current_runtime()
     return Response(generate_latest(runtime.metrics.registry), mimetype=CONTENT_TYPE_LATEST)

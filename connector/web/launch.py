@@ -26,8 +26,8 @@ from typing import Any
 from flask import Blueprint, current_app, make_response, redirect, request, url_for
 from werkzeug.wrappers.response import Response as WerkzeugResponse
 
-from connector.web.app import get_runtime
 from connector.web.auth import ROLE_RANK, SESSION_COOKIE, Identity, issue_session_token
+from connector.web.context import current_runtime
 from connector.web.entra import (
     EntraTokenRefused,
     EntraUnavailable,
@@ -94,7 +94,7 @@ def canvas_role(envelope: dict[str, Any], roles: dict[str, str], default: str) -
 
 @blueprint.post("/launch/canvas")
 def canvas() -> WerkzeugResponse:
-    runtime = get_runtime(current_app)
+    runtime = current_runtime()
     secrets = runtime.config.secrets
     if secrets.salesforce_client_secret is None or secrets.secret_key is None:
         raise ApiError(
@@ -123,8 +123,15 @@ def canvas() -> WerkzeugResponse:
     )
     record = (context.get("environment") or {}).get("record") or {}
     record_type = (record.get("attributes") or {}).get("type")
-    if record.get("Id") and record_type in ("Opportunity", "opportunity"):
-        target = url_for("plans.deal_page", deal_id=record["Id"], t=token)
+    is_deal = record.get("Id") and record_type in ("Opportunity", "opportunity")
+    return _signed_in(token, role, record["Id"] if is_deal else None)
+
+
+def _signed_in(token: str, role: str, deal_id: str | None) -> WerkzeugResponse:
+    """Where a launch lands, with its session cookie: the deal's plan, else (for finance)
+    the overview; anyone else must open dealbridge from a deal."""
+    if deal_id:
+        target = url_for("plans.deal_page", deal_id=deal_id, t=token)
     elif ROLE_RANK[role] >= ROLE_RANK["finance"]:
         target = url_for("overview.overview_page", t=token)
     else:
@@ -134,8 +141,8 @@ def canvas() -> WerkzeugResponse:
     response = make_response(redirect(target, code=303))
     secure = request.is_secure
     response.set_cookie(
-        SESSION_COOKIE, token, httponly=True, secure=secure,
-        samesite="None" if secure else "Lax", max_age=web["launch_link_ttl_seconds"],
+        SESSION_COOKIE, token, httponly=True, secure=secure, samesite="None" if secure else "Lax",
+        max_age=current_runtime().config.section("web")["launch_link_ttl_seconds"],
     )  # fmt: skip
     return response
 
@@ -149,7 +156,7 @@ def _presented_token() -> str:
 
 @blueprint.post("/launch/entra")
 def entra() -> WerkzeugResponse:
-    runtime = get_runtime(current_app)
+    runtime = current_runtime()
     secret_key = runtime.config.secrets.secret_key
     web = runtime.config.section("web")
     settings = web["entra"]
@@ -182,18 +189,4 @@ def entra() -> WerkzeugResponse:
         ) from exc  # fmt: skip
     session = issue_session_token(secret_key.reveal(), Identity(user=who, role=role, via="launch"))
     deal = (request.form.get("deal") or request.args.get("deal") or "").strip()
-    if deal:
-        target = url_for("plans.deal_page", deal_id=deal, t=session)
-    elif ROLE_RANK[role] >= ROLE_RANK["finance"]:
-        target = url_for("overview.overview_page", t=session)
-    else:
-        raise ApiError(
-            400, "no_record", "Open dealbridge from an opportunity to review its billing plan."
-        )
-    response = make_response(redirect(target, code=303))
-    secure = request.is_secure
-    response.set_cookie(
-        SESSION_COOKIE, session, httponly=True, secure=secure,
-        samesite="None" if secure else "Lax", max_age=web["launch_link_ttl_seconds"],
-    )  # fmt: skip
-    return response
+    return _signed_in(session, role, deal or None)

@@ -10,15 +10,17 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import urlencode
 
-from flask import Blueprint, Response, current_app, jsonify, make_response, render_template, request
+from flask import Blueprint, Response, jsonify, make_response, render_template, request
 from markupsafe import Markup, escape
 
 from connector.billing.gateway import StripeGatewayError
 from connector.domain.money import format_money
 from connector.runtime import Runtime
 from connector.services import overview as service
-from connector.web.app import get_runtime
+from connector.services import stripe_refresh
+from connector.services.customer_table import customer_table
 from connector.web.auth import current_identity, require
+from connector.web.context import current_runtime
 from connector.web.errors import ApiError
 
 blueprint = Blueprint("overview", __name__)
@@ -28,14 +30,14 @@ COLOURS = ("#3d4eac", "#17714a", "#a3271f", "#8a5a00", "#6b3fa0")
 
 
 def _runtime() -> Runtime:
-    return get_runtime(current_app)
+    return current_runtime()
 
 
 def _refreshed() -> str | None:
     if request.args.get("refresh") not in ("1", "true", "yes"):
         return None
     try:
-        result = service.refresh_from_stripe(_runtime())
+        result = stripe_refresh.refresh_from_stripe(_runtime())
     except StripeGatewayError as exc:
         raise ApiError(502, "stripe_error", f"Could not refresh from Stripe: {exc}") from exc
     note = (
@@ -134,7 +136,7 @@ def overview_page() -> Response:
     descending = request.args.get("dir", "asc") == "desc"
     currencies = list(data.currency)
     currency = request.args.get("currency") or (currencies[0] if currencies else None)
-    rows = service.customer_table(
+    rows = customer_table(
         data.customers,
         sort=sort,
         descending=descending,

@@ -8,7 +8,6 @@ from typing import Any
 from flask import (
     Blueprint,
     Response,
-    current_app,
     jsonify,
     make_response,
     redirect,
@@ -20,10 +19,11 @@ from werkzeug.wrappers.response import Response as WerkzeugResponse
 
 from connector.crm.base import CrmError
 from connector.domain.plan import InvalidOverrides
+from connector.domain.plan_status import Status
+from connector.services import linking, plan_intake
 from connector.services import plans as plan_service
 from connector.services.activation import activate
-from connector.services.plans import PlanNotFound, PlanStateError, Status
-from connector.web.app import get_runtime
+from connector.services.plans import PlanNotFound, PlanStateError
 from connector.web.auth import (
     SESSION_COOKIE,
     Identity,
@@ -34,13 +34,14 @@ from connector.web.auth import (
     require,
     same_secret,
 )
+from connector.web.context import current_runtime
 from connector.web.errors import ApiError
 
 blueprint = Blueprint("plans", __name__)
 
 
 def _runtime() -> Any:
-    return get_runtime(current_app)
+    return current_runtime()
 
 
 def _secret() -> str:
@@ -71,7 +72,7 @@ def _plan_id_for_deal(deal_id: str, *, refresh: bool) -> str:
             raise ApiError(
                 409, "deal_not_closed", "The deal is not closed yet; plans start at closing."
             )
-        plan_service.intake_deal(runtime, crm_deal, actor=_actor())
+        plan_intake.intake_deal(runtime, crm_deal, actor=_actor())
     with runtime.db.session() as session:
         row = plan_service.plan_for_deal(session, deal_id)
         if row is None:
@@ -170,7 +171,7 @@ def _do_adjust(plan_id: str, changes: dict[str, Any]) -> None:
 
 def _do_activate(plan_id: str) -> None:
     runtime = _runtime()
-    _guard(lambda: plan_service.ensure_customer(runtime, plan_id))
+    _guard(lambda: linking.ensure_customer(runtime, plan_id))
     _guard(lambda: plan_service.approve(runtime, plan_id, actor=_actor()))
     activate(runtime, plan_id)
 

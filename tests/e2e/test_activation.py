@@ -305,7 +305,7 @@ def test_closing_a_deal_in_the_crm_is_picked_up_by_the_poll(world: World) -> Non
         "stark_pilot", closed=True, payment_terms="Net 30", billing_contact="stark_contact"
     )
     assert world.runtime is not None
-    world.runtime.jobs.run_once(world.runtime)  # the poll alone: no push is delivered
+    world.jobs.run_once(world.runtime)  # the poll alone: no push is delivered
     plan = world.plan_for("stark_pilot")
     assert plan["status"] == "in_review"
     assert plan["plan"]["currency"] == "eur"
@@ -316,7 +316,7 @@ def test_closing_a_deal_is_pushed_by_outbound_message(world: World) -> None:
     world.crm.update_deal("stark_pilot", closed=True)
     assert world.crm.deliver_pushes() >= 1
     assert world.runtime is not None
-    from connector.services.crm_events import process_crm_inbox
+    from connector.jobs.schedule import process_crm_inbox
 
     process_crm_inbox(world.runtime)  # no poll: the push alone
     plan = world.plan_for("stark_pilot")

@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 
 from connector.billing.gateway import StripeGateway
+from connector.jobs.schedule import process_crm_inbox
 from connector.secrets import Secret
 from connector.services import activation, credit
-from connector.services.crm_events import process_crm_inbox
 from connector.services.plans import approve
 from tests.e2e.conftest import World, make_world
 from tests.events.receiver import Receiver, run_receiver
@@ -120,7 +120,7 @@ def test_lifting_the_hold_activates_the_waiting_plan_by_poll(world: World) -> No
     world.clock.advance(minutes=5)  # finance lifts the hold a little later
     world.crm.set_credit("initech", hold=False)
     assert world.runtime is not None
-    world.runtime.jobs.run_once(world.runtime)  # the poll alone: no push is delivered
+    world.jobs.run_once(world.runtime)  # the poll alone: no push is delivered
     plan = world.plan_for("initech_renewal")
     assert plan["status"] == "active"
     assert world.crm.deal("initech_renewal")["plan_status"] == "Active"
@@ -306,8 +306,8 @@ def test_a_persons_hold_made_while_dealbridges_hold_is_queued_stays_theirs(
     world.stripe_sandbox.run_billing()
     world.stripe_sandbox.deliver_webhooks()
     assert world.runtime is not None
-    for job in world.runtime.jobs.jobs(("clock",)):  # the credit check decides to hold...
-        world.runtime.jobs.run_job(job, world.runtime)
+    for job in world.jobs.jobs(("clock",)):  # the credit check decides to hold...
+        world.jobs.run_job(job, world.runtime)
     world.crm.set_credit("acme", hold=True)  # ...and finance holds the account first
     world.sync()
     assert world.crm.account("acme")["credit_hold_source"] != "dealbridge"

@@ -16,7 +16,7 @@ from sqlalchemy import func, select
 
 from connector.secrets import Secret
 from connector.services import importer, subscribers
-from connector.services.importer import ImportOptions
+from connector.services.import_run import ImportOptions, ImportReport
 from connector.store.models import (
     AuditEntry,
     Cursor,
@@ -85,7 +85,7 @@ def _links(world: World) -> dict[str, str]:
         return {customer: account for customer, account in rows}
 
 
-def _run(world: World, **options: Any) -> importer.ImportReport:
+def _run(world: World, **options: Any) -> ImportReport:
     assert world.runtime is not None
     progress = options.pop("progress", None)
     return importer.import_stripe(world.runtime, ImportOptions(**options), progress=progress)

@@ -8,7 +8,8 @@ from sqlalchemy import select
 
 from connector.crm.base import Changes
 from connector.runtime import Runtime
-from connector.services.crm_events import ACCOUNT_CHANGED, DEAL_CHANGED, poll_crm
+from connector.services.crm_changes import ACCOUNT_CHANGED, DEAL_CHANGED
+from connector.services.crm_intake import poll_crm
 from connector.store.models import InboxEvent
 from tests.support import make_config
 

@@ -27,11 +27,13 @@ from connector.crm.base import (
     Money,
     WriteResult,
 )
+from connector.jobs.dispatch import OUTBOX_SENDERS, STRIPE_EVENT_HANDLERS
 from connector.runtime import Runtime
 from connector.secrets import Secret
-from connector.services.inbox import process_due_events, replay_event, stripe_handlers
-from connector.services.invoice_sync import UNKNOWN_CUSTOMER, sync_invoice
-from connector.services.outbox import drain_outbox, senders
+from connector.services.inbox import process_due_events, replay_event
+from connector.services.invoice_sync import sync_invoice
+from connector.services.outbox import drain_outbox
+from connector.services.stripe_mirror import UNKNOWN_CUSTOMER
 from connector.store.db import Database
 from connector.store.models import (
     CreditNoteMirror,
@@ -208,10 +210,10 @@ class Harness:
             return row.id
 
     def process(self) -> int:
-        return process_due_events(self.runtime, stripe_handlers.load())
+        return process_due_events(self.runtime, STRIPE_EVENT_HANDLERS)
 
     def drain(self) -> int:
-        return drain_outbox(self.runtime, senders.load())
+        return drain_outbox(self.runtime, OUTBOX_SENDERS)
 
     def deliver(self, *fixtures: str) -> None:
         """Receive the events, process them, and send what they queued to the CRM."""
@@ -223,7 +225,7 @@ class Harness:
         self.drain_crm()
 
     def drain_crm(self) -> None:
-        crm_kinds = {k: v for k, v in senders.load().items() if k.startswith("crm.")}
+        crm_kinds = {k: v for k, v in OUTBOX_SENDERS.items() if k.startswith("crm.")}
         drain_outbox(self.runtime, crm_kinds)
 
     def inbox(self, row_id: int) -> InboxEvent:

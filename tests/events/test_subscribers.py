@@ -13,10 +13,11 @@ import pytest
 import sqlalchemy as sa
 
 from connector.config import config_for_tests
+from connector.jobs.dispatch import OUTBOX_SENDERS
 from connector.runtime import Runtime
 from connector.secrets import Secret
 from connector.services import subscribers
-from connector.services.outbox import SingleSender, drain_outbox, senders
+from connector.services.outbox import SingleSender, drain_outbox
 from connector.services.subscribers import (
     DELIVER,
     DestinationRefused,
@@ -298,8 +299,8 @@ def test_a_subscriber_removed_from_the_config_parks_its_queued_events(
 
 
 def test_the_worker_sends_subscriber_events_with_the_registered_sender() -> None:
-    assert isinstance(senders.load()[DELIVER], SingleSender)
-    assert subscribers.DELIVER in senders
+    assert isinstance(OUTBOX_SENDERS[DELIVER], SingleSender)
+    assert subscribers.DELIVER in OUTBOX_SENDERS
 
 
 # --------------------------------------------------------------------------- SSRF guard

@@ -24,7 +24,7 @@ from connector.crm.base import (
 from connector.domain.deal import Address
 from connector.runtime import Runtime
 from connector.services import importer
-from connector.services.importer import ImportOptions
+from connector.services.import_run import ImportOptions, ImportReport
 from connector.store.db import Database
 from connector.store.models import AuditEntry, Cursor, CustomerLink
 from tests.support import FrozenClock, make_config
@@ -150,7 +150,7 @@ def make_runtime(
     return Runtime(config, db=db, clock=FrozenClock(), crm=crm, stripe=FakeStripe(customers))  # type: ignore[arg-type]
 
 
-def run(runtime: Runtime, **options: Any) -> importer.ImportReport:
+def run(runtime: Runtime, **options: Any) -> ImportReport:
     progress = options.pop("progress", None)
     options.setdefault("phases", ("customers",))
     return importer.import_stripe(runtime, ImportOptions(**options), progress=progress)

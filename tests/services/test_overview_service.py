@@ -12,8 +12,9 @@ from typing import Any
 import pytest
 
 from connector.runtime import Runtime
-from connector.services import overview
-from connector.services.overview import CustomerRow, customer_table
+from connector.services import account_metrics, overview
+from connector.services.customer_table import customer_table
+from connector.services.overview import CustomerRow
 from connector.store.models import (
     CreditNoteMirror,
     CustomerLink,
@@ -149,11 +150,11 @@ def test_each_customer_row_has_its_own_figures(stored: Runtime) -> None:
 
 
 def test_account_figures_are_queued_for_the_crm_once_until_they_change(stored: Runtime) -> None:
-    assert overview.write_account_metrics(stored) == 2  # acc_c has nothing to write
-    assert overview.write_account_metrics(stored) == 0
+    assert account_metrics.write_account_metrics(stored) == 2  # acc_c has nothing to write
+    assert account_metrics.write_account_metrics(stored) == 0
     with stored.db.session() as s:
         s.get(InvoiceMirror, "in_2").status = "paid"  # type: ignore[union-attr]
-    assert overview.write_account_metrics(stored) == 1
+    assert account_metrics.write_account_metrics(stored) == 1
     with stored.db.session() as s:
         updates = [m.payload for m in s.query(OutboxMessage).filter_by(kind="crm.update_account")]
     last_a = [u for u in updates if u["account_id"] == "acc_a"][-1]["update"]

@@ -12,10 +12,11 @@ from sqlalchemy import select
 
 from connector.billing.gateway import PAUSE_MARKER
 from connector.crm.base import CrmAccount, Money, WriteResult
+from connector.jobs.dispatch import OUTBOX_SENDERS
 from connector.runtime import Runtime
 from connector.secrets import Secret
-from connector.services import credit, crm_writes, outbox
-from connector.services.crm_events import ACCOUNT_CHANGED
+from connector.services import credit, crm_outbound, outbox
+from connector.services.crm_changes import ACCOUNT_CHANGED
 from connector.store.db import Database
 from connector.store.models import (
     AccountCredit,
@@ -166,7 +167,9 @@ def _account_writes(runtime: Runtime) -> list[dict[str, Any]]:
             for m in session.scalars(
                 select(OutboxMessage)
                 .where(
-                    OutboxMessage.kind.in_((crm_writes.UPDATE_ACCOUNT, crm_writes.SET_CREDIT_HOLD))
+                    OutboxMessage.kind.in_(
+                        (crm_outbound.UPDATE_ACCOUNT, crm_outbound.SET_CREDIT_HOLD)
+                    )
                 )
                 .order_by(OutboxMessage.id)
             )
@@ -322,8 +325,8 @@ def test_paying_never_releases_a_persons_hold(
 
 def _send_crm_writes(runtime: Runtime) -> None:
     """The worker sends the queued account writes to the CRM (subscribers stay queued)."""
-    registry = outbox.senders.load()
-    kinds = (crm_writes.SET_CREDIT_HOLD, crm_writes.UPDATE_ACCOUNT)
+    registry = OUTBOX_SENDERS
+    kinds = (crm_outbound.SET_CREDIT_HOLD, crm_outbound.UPDATE_ACCOUNT)
     outbox.drain_outbox(runtime, {kind: registry[kind] for kind in kinds})
 
 
@@ -535,7 +538,7 @@ def test_a_parked_hold_write_is_not_taken_for_a_person_lifting_the_hold(
     _hold_for_a_late_invoice(dunning, clock)
     with dunning.db.session() as session:  # the CRM refused the write for good
         for message in session.scalars(
-            select(OutboxMessage).where(OutboxMessage.kind == crm_writes.SET_CREDIT_HOLD)
+            select(OutboxMessage).where(OutboxMessage.kind == crm_outbound.SET_CREDIT_HOLD)
         ):
             message.status = "parked"
     settled = credit.settle(dunning, ACCOUNT, non_payment=True)

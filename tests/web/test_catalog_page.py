@@ -15,7 +15,8 @@ import pytest
 from flask import Flask
 
 from connector.runtime import Runtime
-from connector.services import lifecycle
+from connector.services import catalog_changes
+from connector.services.lifecycle_operations import StripeRefused
 from connector.store.db import Database
 from connector.store.models import PriceMirror, ProductMirror
 from connector.web.app import create_app
@@ -61,9 +62,9 @@ def calls(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str, dict[str, Any
 
         return action
 
-    monkeypatch.setattr(lifecycle, "archive_product", recorder("archive_product"))
-    monkeypatch.setattr(lifecycle, "archive_price", recorder("archive_price"))
-    monkeypatch.setattr(lifecycle, "change_price", recorder("change_price", "price_new"))
+    monkeypatch.setattr(catalog_changes, "archive_product", recorder("archive_product"))
+    monkeypatch.setattr(catalog_changes, "archive_price", recorder("archive_price"))
+    monkeypatch.setattr(catalog_changes, "change_price", recorder("change_price", "price_new"))
     return recorded
 
 
@@ -182,9 +183,9 @@ def test_a_stripe_refusal_is_shown_on_the_page_not_as_an_error_page(
     app: Flask, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     def refuse(*_args: Any, **_kwargs: Any) -> None:
-        raise lifecycle.StripeRefused("Stripe refused to archive the price: No such price")
+        raise StripeRefused("Stripe refused to archive the price: No such price")
 
-    monkeypatch.setattr(lifecycle, "archive_price", refuse)
+    monkeypatch.setattr(catalog_changes, "archive_price", refuse)
     response = _post(app, "/catalog/prices/price_monthly/archive")
     assert response.status_code == 502
     assert "No such price" in _message(response)

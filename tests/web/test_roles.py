@@ -59,7 +59,7 @@ PUBLIC = {
     "health.healthz": "liveness probe",
     "health.metrics": "Prometheus scrape",
     "stripe_webhooks.receive": "verified by the Stripe signature",
-    "crm_push.receive": "verified by the CRM's token",
+    "crm_webhooks.receive": "verified by the CRM's token",
     "plans.launch": "verified by the launch link's signature",
     "launch.canvas": "verified by the Canvas signed request",
     "launch.entra": "verified by the Entra ID access token (tests/web/test_entra_launch.py)",

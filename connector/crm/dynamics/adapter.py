@@ -68,7 +68,7 @@ from connector.crm.dynamics.push import parse_remote_execution_context
 from connector.crm.dynamics.query import Shape, formatted, lookup_value, read_path
 from connector.crm.dynamics.schema import check_mapping
 from connector.crm.dynamics.throttle import Clock, Sleeper
-from connector.crm.salesforce.session import HttpsRewriteSession
+from connector.crm.https_rewrite import HttpsRewriteSession
 from connector.domain.deal import Address
 from connector.domain.money import from_minor_units, to_minor_units
 from connector.mappings import CrmMapping

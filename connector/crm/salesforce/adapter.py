@@ -46,9 +46,9 @@ from connector.crm.base import (
     PushBatch,
     WriteResult,
 )
+from connector.crm.https_rewrite import HttpsRewriteSession
 from connector.crm.salesforce import outbound, soql
 from connector.crm.salesforce.bulk import BulkIngest, Sleeper
-from connector.crm.salesforce.session import HttpsRewriteSession
 from connector.domain.deal import Address
 from connector.domain.money import from_minor_units, to_minor_units
 from connector.mappings import CrmMapping

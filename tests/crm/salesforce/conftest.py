@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 from simple_salesforce.api import Salesforce
 
+from connector.crm.https_rewrite import HttpsRewriteSession
 from connector.crm.salesforce.adapter import SalesforceAdapter
-from connector.crm.salesforce.session import HttpsRewriteSession
 from connector.demo import salesforce_sandbox
 from connector.mappings import load_mapping
 from sandboxes.salesforce import (

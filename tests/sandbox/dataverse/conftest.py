@@ -20,7 +20,7 @@ import requests
 
 from connector.crm.dynamics.auth import reset_applications
 from connector.crm.dynamics.throttle import reset_gates
-from connector.crm.salesforce.session import HttpsRewriteSession
+from connector.crm.https_rewrite import HttpsRewriteSession
 from connector.demo.dataverse import dataverse_sandbox
 from sandboxes.dataverse import DataverseSandbox
 from tests.support import FrozenClock

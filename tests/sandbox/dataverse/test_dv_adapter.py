@@ -20,7 +20,7 @@ from connector.crm.base import (
 )
 from connector.crm.dynamics.adapter import DynamicsAdapter
 from connector.crm.dynamics.auth import ClientSecretCredential
-from connector.crm.salesforce.session import HttpsRewriteSession
+from connector.crm.https_rewrite import HttpsRewriteSession
 from connector.demo.dataverse import catalog_options
 from connector.mappings import load_mapping
 from connector.secrets import Secret

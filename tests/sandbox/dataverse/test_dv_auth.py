@@ -5,7 +5,7 @@ from __future__ import annotations
 import msal
 import requests
 
-from connector.crm.salesforce.session import HttpsRewriteSession
+from connector.crm.https_rewrite import HttpsRewriteSession
 from sandboxes.dataverse import DataverseSandbox
 from tests.sandbox.dataverse.conftest import WebApi, body
 from tests.support import FrozenClock

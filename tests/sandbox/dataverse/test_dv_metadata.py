@@ -10,7 +10,7 @@ from connector.crm.dynamics.auth import ClientSecretCredential, TokenSource
 from connector.crm.dynamics.client import DataverseClient
 from connector.crm.dynamics.definitions import operations
 from connector.crm.dynamics.definitions.__main__ import apply
-from connector.crm.salesforce.session import HttpsRewriteSession
+from connector.crm.https_rewrite import HttpsRewriteSession
 from connector.secrets import Secret
 from sandboxes.dataverse import DataverseSandbox
 from tests.sandbox.dataverse.conftest import WebApi, body

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 import pytest
 from simple_salesforce.api import Salesforce
 
-from connector.crm.salesforce.session import HttpsRewriteSession
+from connector.crm.https_rewrite import HttpsRewriteSession
 from connector.demo import salesforce_sandbox
 from sandboxes.salesforce import (
     DEMO_PASSWORD,

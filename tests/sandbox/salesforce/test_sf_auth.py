@@ -11,7 +11,7 @@ from simple_salesforce.api import Salesforce
 from simple_salesforce.exceptions import SalesforceAuthenticationFailed, SalesforceExpiredSession
 from simple_salesforce.login import SalesforceLogin
 
-from connector.crm.salesforce.session import HttpsRewriteSession
+from connector.crm.https_rewrite import HttpsRewriteSession
 from sandboxes.salesforce import (
     DEMO_CLIENT_ID,
     DEMO_CLIENT_SECRET,

@@ -12,7 +12,7 @@ import pytest
 from simple_salesforce.api import Salesforce
 from werkzeug.wrappers import Request, Response
 
-from connector.crm.salesforce.session import HttpsRewriteSession
+from connector.crm.https_rewrite import HttpsRewriteSession
 from sandboxes._server import SandboxServer
 from sandboxes.salesforce import SalesforceSandbox
 

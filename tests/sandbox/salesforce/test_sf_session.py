@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from connector.crm.salesforce.session import HttpsRewriteSession
+from connector.crm.https_rewrite import HttpsRewriteSession
 
 
 def test_an_https_url_on_any_host_is_sent_to_the_base_url_with_path_and_query_kept() -> None:

@@ -19,7 +19,9 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from connector.config import ConfigError, load_config
 from connector.crm.base import CrmError, CrmNotFound
+from connector.crm.dynamics.adapter import DynamicsAdapter
 from connector.crm.dynamics.client import DataverseClient
 from connector.crm.dynamics.definitions import (
     PUBLISHER,
@@ -27,6 +29,7 @@ from connector.crm.dynamics.definitions import (
     Operation,
     operations,
 )
+from connector.mappings import MappingError, load_mapping
 
 METADATA_TIMEOUT = 300.0
 
@@ -98,10 +101,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         json.dump([op.as_json() for op in operations()], sys.stdout, indent=2)
         sys.stdout.write("\n")
         return 0
-
-    from connector.config import ConfigError, load_config
-    from connector.crm.dynamics.adapter import DynamicsAdapter
-    from connector.mappings import MappingError, load_mapping
 
     try:
         config = load_config(args.config, require_secrets=False)

@@ -1,4 +1,5 @@
-"""Writes owed to the CRM, queued in the outbox inside the caller's transaction.
+"""dealbridge -> CRM: writes owed to the CRM, queued in the outbox in the caller's transaction,
+and the senders the worker delivers them with.
 
 Queuing (rather than calling the CRM inline) means a CRM outage never loses a write and
 never blocks billing: the state change and the write it owes commit together, and the
@@ -7,7 +8,6 @@ worker sends them, batched and in order, when the CRM answers again.
 
 from __future__ import annotations
 
-import json
 import logging
 import uuid
 from collections.abc import Mapping
@@ -27,7 +27,9 @@ from connector.crm.base import (
 )
 from connector.runtime import Runtime
 from connector.services import outbox
+from connector.services.crm_changes import ACCOUNT_CHANGED, queue_change
 from connector.store import audit
+from connector.store.lease import DONE, PENDING
 from connector.store.models import OutboxMessage
 
 log = logging.getLogger(__name__)
@@ -135,28 +137,25 @@ def invoice_record_from_payload(payload: Mapping[str, Any]) -> InvoiceRecord:
     return InvoiceRecord(**values)
 
 
-def _crm_batch_size(runtime: Runtime) -> int:
+def crm_batch_size(runtime: Runtime) -> int:
+    """The largest batch of writes the CRM adapter sends in one call."""
     return runtime.crm.batch_size
 
 
-@outbox.senders.single(UPDATE_DEAL)
 def send_deal_update(runtime: Runtime, payload: dict[str, Any]) -> None:
     runtime.crm.update_deal(payload["deal_id"], payload["update"])
 
 
-@outbox.senders.batched(UPDATE_ACCOUNT, max_batch=_crm_batch_size)
 def send_account_updates(runtime: Runtime, payloads: list[dict[str, Any]]) -> list[WriteResult]:
     return runtime.crm.update_accounts(
         [(p["account_id"], _decode_account_update(p["update"])) for p in payloads]
     )
 
 
-@outbox.senders.batched(UPSERT_INVOICE, max_batch=_crm_batch_size)
 def send_invoice_upserts(runtime: Runtime, payloads: list[dict[str, Any]]) -> list[WriteResult]:
     return runtime.crm.upsert_invoices([invoice_record_from_payload(p) for p in payloads])
 
 
-@outbox.senders.single(SET_CREDIT_HOLD)
 def send_credit_hold(runtime: Runtime, payload: dict[str, Any]) -> None:
     """Write dealbridge's hold or release unless a person got there first.
 
@@ -187,9 +186,6 @@ def send_credit_hold(runtime: Runtime, payload: dict[str, Any]) -> None:
 
 def _skip_credit_hold(runtime: Runtime, account: CrmAccount, payload: dict[str, Any]) -> None:
     """Record the skip and queue the account to be settled again, in one transaction."""
-    from connector.services.crm_events import ACCOUNT_CHANGED
-    from connector.services.inbox import new_event
-
     hold = bool(payload["update"]["credit_hold"])
     epoch = int(payload.get("epoch") or 0)
     now = runtime.clock()
@@ -207,14 +203,12 @@ def _skip_credit_hold(runtime: Runtime, account: CrmAccount, payload: dict[str, 
             crm_credit_hold=account.credit_hold,
             crm_credit_hold_source=account.credit_hold_source,
         )
-        session.add(
-            new_event(
-                "crm",
-                f"credit-write-skipped:{account.id}:{uuid.uuid4().hex}",
-                ACCOUNT_CHANGED,
-                json.dumps({"id": account.id}),
-                now,
-            )
+        queue_change(
+            session,
+            f"credit-write-skipped:{account.id}:{uuid.uuid4().hex}",
+            ACCOUNT_CHANGED,
+            {"id": account.id},
+            now,
         )
     log.info(
         "not writing dealbridge's %s for account %s: the CRM already shows hold=%s (source %s)",
@@ -228,12 +222,12 @@ def _drop_queued_release(session: Session, account_id: str, epoch: int, now: dat
         select(OutboxMessage).where(
             OutboxMessage.kind == SET_CREDIT_HOLD,
             OutboxMessage.ordering_key == f"account:{account_id}",
-            OutboxMessage.status == outbox.PENDING,
+            OutboxMessage.status == PENDING,
         )
     )
     for message in queued:
         payload = message.payload or {}
         if payload.get("epoch") == epoch and not (payload.get("update") or {}).get("credit_hold"):
-            message.status = outbox.DONE
+            message.status = DONE
             message.done_at = now
             message.last_error = "skipped: the hold it releases was never written"

@@ -7,19 +7,19 @@ the acknowledgement the CRM expects.
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, current_app, request
+from flask import Blueprint, Response, request
 
 from connector.crm.base import PushRejected
-from connector.services.crm_events import ACCOUNT_CHANGED, DEAL_CHANGED, store_event
-from connector.web.app import get_runtime
+from connector.services.crm_changes import ACCOUNT_CHANGED, DEAL_CHANGED, store_change
+from connector.web.context import current_runtime
 from connector.web.errors import ApiError
 
-blueprint = Blueprint("crm_push", __name__)
+blueprint = Blueprint("crm_webhooks", __name__)
 
 
 @blueprint.post("/webhooks/crm")
 def receive() -> Response:
-    runtime = get_runtime(current_app)
+    runtime = current_runtime()
     body = request.get_data(cache=False)
     try:
         batch = runtime.crm.parse_push(dict(request.headers), request.args.to_dict(), body)
@@ -28,7 +28,7 @@ def receive() -> Response:
         raise ApiError(exc.status, "push_rejected", exc.message) from exc
     for notice in batch.notices:
         event_type = DEAL_CHANGED if notice.kind == "deal" else ACCOUNT_CHANGED
-        stored = store_event(runtime, notice.event_id, event_type, {"id": notice.record_id})
+        stored = store_change(runtime, notice.event_id, event_type, {"id": notice.record_id})
         runtime.metrics.webhooks.labels(
             source="crm", outcome="stored" if stored else "duplicate"
         ).inc()

@@ -1,0 +1,80 @@
+"""Every periodic job dealbridge runs, in the order a round runs them, from the services'
+public functions.
+
+Clock jobs notice what happens by time or elsewhere (poll the CRM, reconcile with Stripe,
+check overdue invoices); worker jobs drain what is due (the inboxes, the outbox, approved
+plans). ``JobRegistry.run_once`` runs every clock job once and the worker jobs until idle.
+"""
+
+from __future__ import annotations
+
+from connector.jobs.dispatch import CRM_EVENT_HANDLERS, OUTBOX_SENDERS, STRIPE_EVENT_HANDLERS
+from connector.jobs.housekeeping import prune_inbox, prune_outbox
+from connector.jobs.registry import Interval, Job
+from connector.runtime import Runtime
+from connector.services import (
+    account_metrics,
+    activation,
+    catalog_mirror,
+    credit,
+    crm_intake,
+    reconcile,
+    subscription_changes,
+)
+from connector.services.inbox import process_due_events
+from connector.services.outbox import drain_outbox
+
+DAY_SECONDS = 86_400
+
+
+def _every(setting: str) -> Interval:
+    """The period a ``jobs`` setting names, read from config when the job is scheduled."""
+    return lambda runtime: int(runtime.config.section("jobs")[setting])
+
+
+def process_inbox(runtime: Runtime) -> int:
+    """Handle due Stripe events (webhooks, reconciliation)."""
+    return process_due_events(runtime, STRIPE_EVENT_HANDLERS)
+
+
+def process_crm_inbox(runtime: Runtime) -> int:
+    """Handle due CRM changes and their follow-ups."""
+    return process_due_events(runtime, CRM_EVENT_HANDLERS)
+
+
+def drain(runtime: Runtime) -> int:
+    """Send due outbox messages: CRM writes, subscriber events, follow-up work."""
+    return drain_outbox(runtime, OUTBOX_SENDERS)
+
+
+JOBS = (
+    Job("prune_inbox", prune_inbox, "clock", lambda _runtime: DAY_SECONDS),
+    Job("prune_outbox", prune_outbox, "clock", lambda _runtime: DAY_SECONDS),
+    Job(
+        "reconcile_stripe", reconcile.reconcile_stripe_events, "clock", _every("reconcile_seconds")
+    ),
+    Job("poll_crm", crm_intake.poll_crm, "clock", _every("poll_crm_seconds")),
+    Job("process_crm_inbox", process_crm_inbox, "worker", _every("worker_seconds")),
+    Job("activate_due_plans", activation.activate_due_plans, "worker", _every("worker_seconds")),
+    Job("process_inbox", process_inbox, "worker", _every("worker_seconds")),
+    Job("drain_outbox", drain, "worker", _every("worker_seconds")),
+    Job("check_credit", credit.check_credit, "clock", _every("credit_check_seconds")),
+    Job(
+        "overview_account_metrics",
+        account_metrics.write_account_metrics,
+        "clock",
+        _every("reconcile_seconds"),
+    ),
+    Job(
+        "overview_catalog",
+        catalog_mirror.refresh_catalog_when_due,
+        "clock",
+        _every("reconcile_seconds"),
+    ),
+    Job(
+        "complete_reactivations",
+        subscription_changes.complete_reactivations,
+        "worker",
+        _every("worker_seconds"),
+    ),
+)

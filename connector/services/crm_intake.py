@@ -1,0 +1,72 @@
+"""CRM -> dealbridge: CRM changes in, pushed (Outbound Messages, Dataverse webhooks) or
+polled, one path.
+
+Both routes store a small event in the inbox (``services/crm_changes.py``) and the worker
+handles it with the functions below, so a deal seen by push and by poll is handled the same
+way, retried on failure, parked when it keeps failing, and never lost because the CRM was
+briefly unreachable.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from connector.crm.base import CrmNotFound
+from connector.runtime import Runtime
+from connector.services import credit
+from connector.services.crm_changes import ACCOUNT_CHANGED, DEAL_CHANGED, store_change
+from connector.services.plan_intake import intake_deal
+from connector.store.cursors import read_cursor, save_cursor
+
+log = logging.getLogger(__name__)
+
+
+def handle_deal_changed(runtime: Runtime, event: dict[str, Any]) -> str | None:
+    """A deal changed: read it, and create or refresh its plan if it is closed."""
+    try:
+        crm_deal = runtime.crm.get_deal(event["id"])
+    except CrmNotFound:
+        return "deal no longer exists"
+    if not crm_deal.closed:
+        return "not closed"
+    plan = intake_deal(runtime, crm_deal, actor="crm")
+    return f"plan {plan.status}" if plan else None
+
+
+def handle_account_changed(runtime: Runtime, event: dict[str, Any]) -> str | None:
+    """Credit hold or limit may have moved: settle the account's credit (hold policy, state);
+    its waiting plans get another try through the follow-up the settlement stores."""
+    try:
+        return credit.handle_account_changed(runtime, event["id"])
+    except CrmNotFound:
+        return "account no longer exists"
+
+
+# --------------------------------------------------------------------------- polling
+
+
+def poll_crm(runtime: Runtime) -> int:
+    """Clock job: queue every closed deal and every account changed since the cursors.
+
+    An event's id names the record's version, not just the batch: the poll reads from its
+    cursor inclusively, so a record seen last time is seen again (and not queued twice),
+    while a second change to it in the same second has a new version and is queued.
+    """
+    queued = 0
+    for kind, cursor_name, event_type, read in (
+        ("deal", "crm.deals", DEAL_CHANGED, runtime.crm.changed_deals),
+        ("account", "crm.accounts", ACCOUNT_CHANGED, runtime.crm.changed_accounts),
+    ):
+        with runtime.db.session() as session:
+            since = read_cursor(session, cursor_name)
+        changes = read(since)
+        for record_id in changes.ids:
+            version = changes.versions.get(record_id, changes.cursor)
+            queued += store_change(
+                runtime, f"poll:{kind}:{record_id}:{version}", event_type, {"id": record_id}
+            )
+        if changes.cursor is not None:
+            with runtime.db.session() as session:
+                save_cursor(session, cursor_name, changes.cursor, runtime.clock())
+    return queued

@@ -1,0 +1,97 @@
+"""Stripe subscriptions into the mirror and onto their plan's CRM deal, re-fetched from Stripe
+under the subscription's lock like invoices (see ``invoice_sync``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from connector.billing.event_types import HANDLED_STRIPE_EVENTS
+from connector.billing.objects import plain
+from connector.domain.timestamps import datetime_from_unix
+from connector.runtime import Runtime
+from connector.services import crm_outbound
+from connector.services.stripe_mirror import UNKNOWN_CUSTOMER, account_of_customer
+from connector.store.locks import lock
+from connector.store.models import Plan, SubscriptionMirror
+
+# Derived from the one list of what dealbridge subscribes to, so the two cannot drift.
+SUBSCRIPTION_EVENTS = tuple(
+    sorted(t for t in HANDLED_STRIPE_EVENTS if t.startswith("customer.subscription."))
+)
+
+
+def sync_subscription(
+    runtime: Runtime,
+    subscription_id: str,
+    customer_id: str | None,
+    event_type: str = "customer.subscription.updated",
+) -> str:
+    with runtime.db.session() as session:
+        account_id = account_of_customer(runtime, session, customer_id, event_type)
+        if account_id is None:
+            return UNKNOWN_CUSTOMER
+        lock(session, f"subscription:{subscription_id}")
+        mirror = session.get(SubscriptionMirror, subscription_id, with_for_update=True)
+        sub = plain(runtime.stripe.retrieve_subscription(subscription_id))
+        if mirror is None:
+            mirror = SubscriptionMirror(id=subscription_id)
+            session.add(mirror)
+        mirror.stripe_customer_id = sub["customer"]
+        mirror.crm_account_id = account_id
+        mirror.status = sub["status"]
+        mirror.data = sub
+        mirror.created = (
+            datetime_from_unix(sub.get("start_date") or sub["created"]) or runtime.clock()
+        )
+        mirror.ended_at = datetime_from_unix(sub.get("ended_at"))
+        mirror.synced_at = runtime.clock()
+        plan = _plan_of(session, sub)
+        if plan is not None:
+            if plan.stripe_subscription_id is None:
+                plan.stripe_subscription_id = subscription_id
+            crm_outbound.update_deal(
+                runtime,
+                session,
+                plan.deal_id,
+                {"subscription_id": subscription_id, "subscription_status": sub["status"]},
+            )
+    _apply_schedule_payment_methods(runtime, sub)
+    return f"subscription {sub['status']}"
+
+
+def _plan_of(session: Session, sub: dict[str, Any]) -> Plan | None:
+    plan_id = (sub.get("metadata") or {}).get("dealbridge_plan_id")
+    if plan_id:
+        found = session.get(Plan, plan_id)
+        if found is not None:
+            return found
+    schedule = sub.get("schedule")
+    schedule_id = schedule if isinstance(schedule, str) else (schedule or {}).get("id")
+    if schedule_id:
+        return session.scalars(select(Plan).where(Plan.stripe_schedule_id == schedule_id)).first()
+    return session.scalars(select(Plan).where(Plan.stripe_subscription_id == sub["id"])).first()
+
+
+def _apply_schedule_payment_methods(runtime: Runtime, sub: dict[str, Any]) -> None:
+    """Schedule phases cannot carry payment method types; apply them when the schedule
+    starts its subscription (recorded in the phase metadata at activation)."""
+    wanted = (sub.get("metadata") or {}).get("payment_method_types")
+    if not wanted or sub.get("status") in ("canceled", "incomplete_expired"):
+        return
+    current = (sub.get("payment_settings") or {}).get("payment_method_types") or []
+    types = wanted.split(",")
+    if sorted(current) == sorted(types):
+        return
+    runtime.stripe.update_subscription(
+        sub["id"],
+        {"payment_settings": {"payment_method_types": types}},
+        idempotency_key=f"dealbridge:subscription:{sub['id']}:payment-methods:{wanted}",
+    )
+
+
+def on_subscription_event(runtime: Runtime, event: dict[str, Any]) -> str | None:
+    obj = event["data"]["object"]
+    return sync_subscription(runtime, obj["id"], obj.get("customer"), event["type"])
