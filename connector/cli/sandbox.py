@@ -8,6 +8,7 @@ import click
 
 from connector.bundled import salesforce_metadata_dir
 from connector.demo import SAMPLE_ORG
+from connector.demo.dataverse import customize, load_seed, snippet
 from sandboxes import salesforce as salesforce_emulator
 from sandboxes import stripe as stripe_emulator
 
@@ -77,8 +78,6 @@ def dynamics_sandbox(
     --seed or --empty says otherwise. Prints the app registration's credentials and an msal +
     requests snippet to act on it.
     """
-    from connector.demo import SAMPLE_ORG
-    from connector.demo.dataverse import customize, load_seed, snippet
     from sandboxes.dataverse import serve_forever
 
     def prepare(sandbox: Any) -> None:

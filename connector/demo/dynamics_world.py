@@ -15,10 +15,12 @@ from typing import Any
 
 from connector.config import Config
 from connector.crm.base import CrmAdapter
+from connector.crm.dynamics.adapter import DynamicsAdapter
 from connector.crm.dynamics.auth import reset_applications
 from connector.crm.dynamics.throttle import reset_gates
 from connector.demo.dataverse import catalog_options, dataverse_sandbox, register_webhook
 from connector.demo.world import LocalWorld
+from connector.mappings import load_mapping
 from connector.secrets import Secret
 
 
@@ -61,9 +63,6 @@ class DynamicsLocalWorld(LocalWorld):
         }
 
     def _crm_adapter(self, config: Config) -> CrmAdapter:
-        from connector.crm.dynamics.adapter import DynamicsAdapter
-        from connector.mappings import load_mapping
-
         mapping = load_mapping(config.mapping_path, config.crm_kind)
         # The sample org's catalog, as docs/dynamics-setup.md step 8 has an admin set it.
         options = {**mapping.options, **catalog_options(self.dataverse)}
