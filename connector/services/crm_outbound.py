@@ -113,6 +113,7 @@ def upsert_invoice(runtime: Runtime, session: Session, record: InvoiceRecord) ->
         ordering_key=f"invoice:{record.stripe_invoice_id}",
         payload=payload,
         now=runtime.clock(),
+        flush=False,  # nobody needs its id; a batch of invoices is inserted at once
     )
 
 
@@ -139,6 +140,16 @@ def invoice_record_from_payload(payload: Mapping[str, Any]) -> InvoiceRecord:
 
 def crm_batch_size(runtime: Runtime) -> int:
     """The largest batch of writes the CRM adapter sends in one call."""
+    return runtime.crm.batch_size
+
+
+def crm_bulk_size(runtime: Runtime) -> int:
+    """The most records worth handing the adapter at once: just above its bulk threshold
+    when it has one (one Bulk API 2.0 job, a handful of calls for thousands of records;
+    below it the adapter sends Collections of ``batch_size``), else ``batch_size``."""
+    threshold = getattr(runtime.crm, "bulk_threshold", None)
+    if isinstance(threshold, int) and threshold > 0:
+        return threshold + 1
     return runtime.crm.batch_size
 
 

@@ -21,6 +21,9 @@ subscriptions are ``subscription_sync``, customers ``customer_sync``.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import func, select
@@ -35,6 +38,7 @@ from connector.runtime import Runtime
 from connector.services import credit, crm_outbound, subscribers
 from connector.services.stripe_mirror import UNKNOWN_CUSTOMER, account_of_customer
 from connector.store.lease import PENDING
+from connector.store.links import IN_CHUNK, linked_accounts
 from connector.store.locks import lock
 from connector.store.models import (
     InvoiceMirror,
@@ -57,12 +61,19 @@ def _subscription_of(invoice: dict[str, Any]) -> str | None:
     return sub if isinstance(sub, str) else (sub or {}).get("id")
 
 
-def _deal_of(session: Session, invoice: dict[str, Any], subscription_id: str | None) -> str | None:
+def _deal_in_metadata(invoice: dict[str, Any]) -> str | None:
     metadata = invoice.get("metadata") or {}
     details = (invoice.get("parent") or {}).get("subscription_details") or {}
     for source in (metadata, details.get("metadata") or {}):
         if source.get("crm_deal_id"):
             return str(source["crm_deal_id"])
+    return None
+
+
+def _deal_of(session: Session, invoice: dict[str, Any], subscription_id: str | None) -> str | None:
+    in_metadata = _deal_in_metadata(invoice)
+    if in_metadata is not None:
+        return in_metadata
     if subscription_id:
         return session.scalars(
             select(Plan.deal_id).where(Plan.stripe_subscription_id == subscription_id)
@@ -70,6 +81,55 @@ def _deal_of(session: Session, invoice: dict[str, Any], subscription_id: str | N
     return session.scalars(
         select(Plan.deal_id).where(Plan.stripe_invoice_id == invoice["id"])
     ).first()
+
+
+@dataclass(frozen=True)
+class DealIndex:
+    """The deals of many invoices, looked up in one query per kind (the plans that created
+    their subscription, or the invoice itself), instead of one query per invoice; answers
+    as ``_deal_of`` does."""
+
+    by_subscription: Mapping[str, str]
+    by_invoice: Mapping[str, str]
+
+    @classmethod
+    def load(cls, session: Session, invoices: Iterable[dict[str, Any]]) -> DealIndex:
+        subscriptions: set[str] = set()
+        invoice_ids: set[str] = set()
+        for invoice in invoices:
+            if _deal_in_metadata(invoice) is not None:
+                continue
+            subscription_id = _subscription_of(invoice)
+            if subscription_id:
+                subscriptions.add(subscription_id)
+            else:
+                invoice_ids.add(invoice["id"])
+        return cls(
+            _first_deals(session, Plan.stripe_subscription_id, subscriptions),
+            _first_deals(session, Plan.stripe_invoice_id, invoice_ids),
+        )
+
+    def deal_of(self, invoice: dict[str, Any], subscription_id: str | None) -> str | None:
+        in_metadata = _deal_in_metadata(invoice)
+        if in_metadata is not None:
+            return in_metadata
+        if subscription_id:
+            return self.by_subscription.get(subscription_id)
+        return self.by_invoice.get(invoice["id"])
+
+
+def _first_deals(session: Session, column: Any, values: set[str]) -> dict[str, str]:
+    wanted = sorted(values)
+    found: dict[str, str] = {}
+    for start in range(0, len(wanted), IN_CHUNK):
+        rows = session.execute(
+            select(column, Plan.deal_id)
+            .where(column.in_(wanted[start : start + IN_CHUNK]))
+            .order_by(Plan.id)
+        ).all()
+        for key, deal_id in rows:
+            found.setdefault(key, deal_id)
+    return found
 
 
 def _payment_error(invoice: dict[str, Any], event_type: str) -> str | None:
@@ -151,16 +211,20 @@ def apply_invoice(
     mirror: InvoiceMirror | None,
     balance: bool = True,
     announce: bool = True,
+    deals: DealIndex | None = None,
 ) -> bool:
     """Write a freshly fetched invoice to the mirror and queue its CRM record; the caller
     holds the invoice's lock. True if its status changed (the account's open balance is
     then queued too, unless ``balance`` is False: the caller queues it once for many; and
     ``invoice.status_changed`` is emitted, unless ``announce`` is False: a backfill of
-    history is not news)."""
+    history is not news). ``deals``: the invoice's deal looked up already, with others'."""
     invoice_id = invoice["id"]
     previous_status = mirror.status if mirror is not None else None
     subscription_id = _subscription_of(invoice)
-    deal_id = _deal_of(session, invoice, subscription_id)
+    if deals is not None:
+        deal_id = deals.deal_of(invoice, subscription_id)
+    else:
+        deal_id = _deal_of(session, invoice, subscription_id)
     if mirror is None:
         mirror = InvoiceMirror(id=invoice_id)
         session.add(mirror)
@@ -308,3 +372,135 @@ def open_balance(session: Session, account_id: str, currency: str) -> int:
 def on_invoice_event(runtime: Runtime, event: dict[str, Any]) -> str | None:
     obj = event["data"]["object"]
     return sync_invoice(runtime, obj["id"], obj.get("customer"), event["type"], settle_credit=True)
+
+
+# --------------------------------------------------------------------------- many at once
+
+#: An event type whose payment error the CRM record shows, kept when it is coalesced.
+_FAILING = ("invoice.payment_failed", "invoice.payment_action_required")
+
+
+@dataclass
+class _Fetched:
+    """One invoice of a batch: its events, and its state as fetched (None: deleted/gone)."""
+
+    event_type: str
+    customer_id: str | None
+    fetched_at: datetime
+    invoice: dict[str, Any] | None
+
+
+def on_invoice_events(
+    runtime: Runtime, events: list[dict[str, Any]]
+) -> list[str | BaseException | None]:
+    """The worker's batch handler for invoice events that arrived together (``inbox``'s
+    ``register_batch``): what ``on_invoice_event`` does for each, at the cost of one.
+
+    * Several events of one invoice are *coalesced*: it is fetched once, and its CRM record
+      written once, in its latest state (a payment error of a failing event is kept).
+    * The CRM accounts of all the invoices' customers come from the link table in one
+      query, their deals from the plans in one query per kind (``DealIndex``).
+    * Stripe is read before the transaction; the mirror, the CRM records (outbox), the
+      accounts' open balances (once per account and currency) and their credit settlement
+      (once per account) are written in one transaction. An invoice whose mirror was
+      written from a newer fetch meanwhile (another worker) is left as it is.
+
+    One outcome per event, in order; an invoice Stripe could not return fails only its own
+    events (retried with backoff), a failure of the transaction fails the batch.
+    """
+    results: list[str | BaseException | None] = [None] * len(events)
+    groups: dict[str, list[int]] = {}
+    for index, event in enumerate(events):
+        groups.setdefault(str(event["data"]["object"]["id"]), []).append(index)
+    customers = {
+        invoice_id: _customer_of(events, indexes) for invoice_id, indexes in groups.items()
+    }
+    with runtime.db.session() as session:
+        accounts = linked_accounts(session, customers.values())
+    fetched: dict[str, _Fetched] = {}
+    for invoice_id, indexes in groups.items():
+        types = [str(events[i]["type"]) for i in indexes]
+        if accounts.get(customers[invoice_id] or "") is None:
+            for i in indexes:
+                runtime.metrics.count_unknown_customer("stripe", str(events[i]["type"]))
+                results[i] = UNKNOWN_CUSTOMER
+            continue
+        failing = [t for t in types if t in _FAILING]
+        event_type = "invoice.deleted" if "invoice.deleted" in types else (failing or types)[-1]
+        fetched_at = runtime.clock()
+        try:
+            invoice = None if event_type == "invoice.deleted" else _fetch(runtime, invoice_id)
+        except Exception as exc:
+            for i in indexes:
+                results[i] = exc
+            continue
+        fetched[invoice_id] = _Fetched(event_type, customers[invoice_id], fetched_at, invoice)
+    if not fetched:
+        return results
+    with runtime.db.session() as session:
+        outcomes = _write_fetched(runtime, session, fetched, accounts)
+    for invoice_id, outcome in outcomes.items():
+        for i in groups[invoice_id]:
+            results[i] = outcome
+    return results
+
+
+def _customer_of(events: list[dict[str, Any]], indexes: list[int]) -> str | None:
+    for i in indexes:
+        customer = events[i]["data"]["object"].get("customer")
+        if customer:
+            return str(customer)
+    return None
+
+
+def _fetch(runtime: Runtime, invoice_id: str) -> dict[str, Any] | None:
+    try:
+        return plain(runtime.stripe.retrieve_invoice(invoice_id))
+    except StripeRejected as exc:
+        if exc.code != "resource_missing":
+            raise
+        return None
+
+
+def _write_fetched(
+    runtime: Runtime,
+    session: Session,
+    fetched: dict[str, _Fetched],
+    accounts: Mapping[str, str],
+) -> dict[str, str]:
+    ids = sorted(fetched)  # one lock order for every worker
+    for invoice_id in ids:
+        lock(session, f"invoice:{invoice_id}")
+    mirrors: dict[str, InvoiceMirror] = {}
+    for start in range(0, len(ids), IN_CHUNK):
+        chosen = ids[start : start + IN_CHUNK]
+        query = select(InvoiceMirror).where(InvoiceMirror.id.in_(chosen)).with_for_update()
+        mirrors.update({m.id: m for m in session.scalars(query)})
+    now = runtime.clock()
+    for account_id in sorted({accounts[str(f.customer_id)] for f in fetched.values()}):
+        credit.queue_settlement(session, account_id, now)
+    deals = DealIndex.load(session, [f.invoice for f in fetched.values() if f.invoice])
+    touched: dict[str, set[str]] = {}
+    outcomes: dict[str, str] = {}
+    for invoice_id in ids:
+        item = fetched[invoice_id]
+        account_id = accounts[str(item.customer_id)]
+        mirror = mirrors.get(invoice_id)
+        if item.invoice is None:
+            outcomes[invoice_id] = _deleted(runtime, session, mirror)
+        elif mirror is not None and mirror.deleted:
+            outcomes[invoice_id] = "deleted draft"  # a deleted invoice never comes back
+        elif mirror is not None and mirror.synced_at > item.fetched_at:
+            outcomes[invoice_id] = "a newer state is mirrored already"
+        else:
+            changed = apply_invoice(
+                runtime, session, item.invoice, account_id, item.event_type,
+                mirror=mirror, balance=False, deals=deals,
+            )  # fmt: skip
+            if changed:
+                touched.setdefault(account_id, set()).add(item.invoice["currency"])
+            outcomes[invoice_id] = f"invoice {item.invoice['status']}"
+    for account_id, currencies in sorted(touched.items()):
+        for currency in sorted(currencies):
+            queue_open_balance(runtime, session, account_id, currency)
+    return outcomes
