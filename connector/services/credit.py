@@ -50,6 +50,8 @@ from sqlalchemy.orm import Session
 from connector.billing.gateway import PAUSE_MARKER, StripeRejected
 from connector.crm.base import CrmAccount
 from connector.domain.credit import (
+    UNCOLLECTIBLE,
+    UNPAID_STATUSES,
     CreditState,
     CreditStatus,
     HoldChange,
@@ -216,23 +218,39 @@ def _standing(mirror: InvoiceMirror) -> InvoiceStanding:
     )
 
 
+def _any_trigger(policy: NonPaymentPolicy) -> bool:
+    """Whether the policy can put an account on hold at all (every trigger is opt-in)."""
+    return (
+        policy.hold_when_overdue_days is not None
+        or policy.hold_when_uncollectible
+        or policy.hold_after_payment_failures is not None
+    )
+
+
 def _apply_non_payment(runtime: Runtime, session: Session, row: AccountCredit) -> HoldChange | None:
     account_id = row.crm_account_id
     excused = set(row.excused_invoices or [])
-    invoices = [
-        _standing(m)
-        for m in session.scalars(
-            select(InvoiceMirror).where(
-                InvoiceMirror.crm_account_id == account_id, InvoiceMirror.deleted.is_(False)
+    policy = non_payment_policy(runtime)
+    invoices: list[InvoiceStanding] = []
+    if _any_trigger(policy):
+        # Only unpaid or uncollectible invoices can trigger a hold: an account's paid
+        # history (thousands of rows) is not read, let alone built into objects.
+        invoices = [
+            _standing(m)
+            for m in session.scalars(
+                select(InvoiceMirror).where(
+                    InvoiceMirror.crm_account_id == account_id,
+                    InvoiceMirror.deleted.is_(False),
+                    InvoiceMirror.status.in_(sorted({*UNPAID_STATUSES, UNCOLLECTIBLE})),
+                )
             )
-        )
-        if m.id not in excused
-    ]
+            if m.id not in excused
+        ]
     source: HoldSource | None = None
     if row.on_hold:
         source = "dealbridge" if row.held_by_dealbridge else "person"
     status = CreditStatus(on_hold=row.on_hold, hold_source=source, credit_limit=None)
-    change = evaluate_non_payment(non_payment_policy(runtime), status, invoices, runtime.today())
+    change = evaluate_non_payment(policy, status, invoices, runtime.today())
     if change is None:
         return None
     if change.action == "hold":

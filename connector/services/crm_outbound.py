@@ -52,18 +52,25 @@ def update_deal(runtime: Runtime, session: Session, deal_id: str, update: DealUp
 
 
 def update_account(
-    runtime: Runtime, session: Session, account_id: str, update: AccountUpdate
-) -> None:
+    runtime: Runtime,
+    session: Session,
+    account_id: str,
+    update: AccountUpdate,
+    *,
+    flush: bool = True,
+) -> OutboxMessage | None:
+    """Queue the account's fields; returns the message (``flush=False``: no id yet)."""
     encoded = {
         key: ({"amount": v.amount, "currency": v.currency} if isinstance(v, Money) else v)
         for key, v in update.items()
     }
-    outbox.enqueue(
+    return outbox.enqueue(
         session,
         kind=UPDATE_ACCOUNT,
         ordering_key=f"account:{account_id}",
         payload={"account_id": account_id, "update": encoded},
         now=runtime.clock(),
+        flush=flush,
     )
 
 

@@ -73,9 +73,9 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import partial
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
-from sqlalchemy import Select, exists, func, select
+from sqlalchemy import Select, Table, exists, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, aliased
 
@@ -83,6 +83,7 @@ from connector.runtime import Runtime
 from connector.services.inbox import backoff_delay, describe_failure, first_line, redact
 from connector.store import audit
 from connector.store.lease import DONE, PARKED, PENDING, PROCESSING, due, failing, settle_claimed
+from connector.store.links import IN_CHUNK
 from connector.store.models import OutboxMessage
 
 log = logging.getLogger(__name__)
@@ -352,6 +353,40 @@ def _succeeded(runtime: Runtime, session: Session, after: _After, kind: str, ite
         after.append(_counted(runtime, kind, "done"))
 
 
+def _all_succeeded(
+    runtime: Runtime, session: Session, after: _After, kind: str, items: Sequence[_Claim]
+) -> None:
+    """``_succeeded`` for a whole batch: one UPDATE per attempt number, not one per message
+    (a Bulk API job of thousands of records would otherwise take seconds to settle)."""
+    now = runtime.clock()
+    by_attempts: dict[int, list[int]] = {}
+    for item in items:
+        by_attempts.setdefault(item.attempts, []).append(item.id)
+    table = cast(Table, OutboxMessage.__table__)
+    won = 0
+    for attempts, ids in by_attempts.items():
+        for start in range(0, len(ids), IN_CHUNK):
+            chosen = ids[start : start + IN_CHUNK]
+            result = session.execute(
+                update(table)
+                .where(
+                    table.c.id.in_(chosen),
+                    table.c.status == PROCESSING,
+                    table.c.attempts == attempts,
+                )
+                .values(status=DONE, done_at=now, last_error=None, next_attempt_at=now)
+            )
+            won += int(getattr(result, "rowcount", 0) or 0)
+    if won < len(items):
+        log.warning(
+            "%d %s outbox message(s) were re-claimed by another worker; results dropped",
+            len(items) - won,
+            kind,
+        )
+    if won:
+        after.append(lambda: runtime.metrics.outbox_sent.labels(kind=kind, outcome="done").inc(won))
+
+
 def _failed(
     runtime: Runtime,
     session: Session,
@@ -440,10 +475,12 @@ def _send_batch(runtime: Runtime, kind: str, sender: BatchedSender, items: list[
     secrets = runtime.config.secrets.all_values()
 
     def settle(session: Session, after: _After) -> None:
+        _all_succeeded(
+            runtime, session, after, kind,
+            [item for item, result in zip(items, results, strict=True) if result.ok],
+        )  # fmt: skip
         for item, result in zip(items, results, strict=True):
-            if result.ok:
-                _succeeded(runtime, session, after, kind=kind, item=item)
-            else:
+            if not result.ok:
                 error = redact(result.error or "rejected without a reason", secrets)
                 _failed(
                     runtime, session, after, kind, item, error, retryable=bool(result.retryable)
