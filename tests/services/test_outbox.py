@@ -27,6 +27,10 @@ from connector.store.db import Database
 from connector.store.models import AuditEntry, Cursor, OutboxMessage
 from tests.support import FrozenClock, make_config
 
+pytestmark = pytest.mark.postgresql(
+    reason="the heads of the keys are claimed with FOR UPDATE SKIP LOCKED on PostgreSQL"
+)
+
 LEASE = timedelta(minutes=10)
 
 
