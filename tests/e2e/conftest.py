@@ -111,10 +111,8 @@ class World(LocalWorld):
         return SalesforceDriver(self.salesforce_sandbox, self.salesforce_client())
 
     def api(self, method: str, path: str, role: str = "sales_rep", **kwargs: Any) -> Any:
-        assert self.runtime is not None
-        from connector.web.app import create_app
-
-        client = create_app(runtime=self.runtime).test_client()
+        assert self.runtime is not None and self._late_app.app is not None
+        client = self._late_app.app.test_client()
         headers = {"Authorization": f"Bearer {self.api_tokens[role]}"}
         return client.open(path, method=method, headers=headers, **kwargs)
 
