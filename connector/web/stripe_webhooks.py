@@ -16,7 +16,6 @@ gets its answer fast and a slow CRM never makes Stripe retry.
 
 from __future__ import annotations
 
-import json
 import logging
 
 from flask import Blueprint, Response, current_app, jsonify, request
@@ -24,6 +23,7 @@ from werkzeug.exceptions import RequestEntityTooLarge
 
 from connector.billing.event_types import HANDLED_STRIPE_EVENTS
 from connector.billing.webhook_signature import SignatureRefused, verify_signature
+from connector.domain.untrusted_json import UntrustedJsonError, parse_object
 from connector.services.inbox import store_event
 from connector.web.context import current_runtime
 from connector.web.errors import error_response
@@ -86,11 +86,9 @@ def receive() -> tuple[Response, int]:
     except SignatureRefused as refused:
         return _refuse("bad_signature", 400, refused.code, refused.message)
     try:
-        event = json.loads(payload)
-    except ValueError:
-        return _refuse("malformed", 400, "malformed_json", "the body is not valid JSON")
-    if not isinstance(event, dict):
-        return _refuse("malformed", 400, "malformed_json", "the body is not a JSON object")
+        event = parse_object(payload)
+    except UntrustedJsonError as bad:
+        return _refuse("malformed", 400, bad.code, bad.reason)
     event_id, event_type = event.get("id"), event.get("type")
     if not isinstance(event_id, str) or not event_id or len(event_id) > MAX_EVENT_ID:
         return _refuse("malformed", 400, "missing_id", "the event has no valid `id`")
