@@ -37,6 +37,18 @@ MAX_EVENT_ID = 255
 MAX_EVENT_TYPE = 100
 
 
+def _identifier(value: object, longest: int) -> bool:
+    """A Stripe id or type: printable ASCII, no spaces (a NUL would not even store on
+    PostgreSQL)."""
+    return (
+        isinstance(value, str)
+        and 0 < len(value) <= longest
+        and value.isascii()
+        and value.isprintable()
+        and " " not in value
+    )
+
+
 def _refuse(outcome: str, status: int, code: str, message: str) -> tuple[Response, int]:
     current_runtime().metrics.webhooks.labels(source=SOURCE, outcome=outcome).inc()
     log.warning("stripe webhook refused (%s): %s", code, message)
@@ -90,9 +102,9 @@ def receive() -> tuple[Response, int]:
     except UntrustedJsonError as bad:
         return _refuse("malformed", 400, bad.code, bad.reason)
     event_id, event_type = event.get("id"), event.get("type")
-    if not isinstance(event_id, str) or not event_id or len(event_id) > MAX_EVENT_ID:
+    if not _identifier(event_id, MAX_EVENT_ID):
         return _refuse("malformed", 400, "missing_id", "the event has no valid `id`")
-    if not isinstance(event_type, str) or not event_type or len(event_type) > MAX_EVENT_TYPE:
+    if not _identifier(event_type, MAX_EVENT_TYPE):
         return _refuse("malformed", 400, "missing_type", "the event has no valid `type`")
 
     outcome = store_event(

@@ -154,3 +154,13 @@ def test_an_event_id_longer_than_the_column_is_stored_once_by_its_digest(
     with db.session() as session:
         (stored,) = session.scalars(sa.select(InboxEvent.event_id)).all()
     assert stored.startswith("sha256:") and len(stored) <= 255
+
+
+@pytest.mark.parametrize("event_id", ["evt_\u0000nul", "evt with space", "evt_é"])
+def test_a_signed_event_whose_id_is_not_a_stripe_id_is_refused_with_400(
+    store_client: Any, clock: FrozenClock, event_id: str
+) -> None:
+    body = json.dumps({"id": event_id, "type": "invoice.paid", "data": {"object": {}}})
+    response = _post_stripe(store_client, body, stripe_signature(body, int(clock().timestamp())))
+    assert response.status_code == 400
+    assert response.get_json()["error"]["code"] == "missing_id"
