@@ -17,6 +17,7 @@ gets its answer fast and a slow CRM never makes Stripe retry.
 from __future__ import annotations
 
 import logging
+from typing import TypeGuard
 
 from flask import Blueprint, Response, current_app, jsonify, request
 from werkzeug.exceptions import RequestEntityTooLarge
@@ -37,7 +38,7 @@ MAX_EVENT_ID = 255
 MAX_EVENT_TYPE = 100
 
 
-def _identifier(value: object, longest: int) -> bool:
+def _identifier(value: object, longest: int) -> TypeGuard[str]:
     """A Stripe id or type: printable ASCII, no spaces (a NUL would not even store on
     PostgreSQL)."""
     return (
