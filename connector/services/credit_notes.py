@@ -14,6 +14,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from connector.billing.event_shape import event_object
 from connector.billing.gateway import StripeRejected
 from connector.billing.objects import plain
 from connector.domain.timestamps import datetime_from_unix
@@ -56,10 +57,15 @@ def sync_credit_note(
             if exc.code != "resource_missing":
                 raise
             return "credit note no longer exists"  # credit notes are never deleted; be safe
+        if note["customer"] != customer_id:
+            # The payload named another customer than Stripe has: Stripe's word counts.
+            account_id = account_of_customer(runtime, session, note["customer"], event_type)
+            if account_id is None:
+                return UNKNOWN_CUSTOMER
         mirror_credit_note(session, account_id, note, runtime.clock())
         return f"credit note {note['status']}"
 
 
 def on_credit_note_event(runtime: Runtime, event: dict[str, Any]) -> str:
-    obj = event["data"]["object"]
-    return sync_credit_note(runtime, obj["id"], obj.get("customer"), event["type"])
+    about = event_object(event)
+    return sync_credit_note(runtime, about.object_id, about.customer_id, about.event_type)

@@ -26,6 +26,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from connector.billing.event_shape import event_object
 from connector.billing.event_types import HANDLED_STRIPE_EVENTS
 from connector.billing.gateway import StripeRejected
 from connector.billing.objects import plain
@@ -48,6 +49,10 @@ log = logging.getLogger(__name__)
 INVOICE_EVENTS = tuple(sorted(t for t in HANDLED_STRIPE_EVENTS if t.startswith("invoice.")))
 #: The CRM status of an invoice deleted in Stripe (only drafts can be deleted).
 DELETED = "deleted"
+
+
+class InvoiceNotFound(Exception):
+    """Stripe does not find an invoice it cannot have deleted."""
 
 
 def _subscription_of(invoice: dict[str, Any]) -> str | None:
@@ -133,10 +138,25 @@ def sync_invoice(
             if exc.code != "resource_missing":
                 raise
             invoice = None
-        if invoice is None or event_type == "invoice.deleted":
+        if invoice is None:
+            # Only a draft can be deleted; a finalized invoice Stripe no longer finds was not
+            # deleted (another account's key, a forged event): refuse rather than mark it so.
+            if mirror is not None and not mirror.deleted and mirror.status != "draft":
+                raise InvoiceNotFound(
+                    f"Stripe has no invoice {invoice_id}, but dealbridge saw it {mirror.status}; "
+                    "only draft invoices can be deleted, so it is not marked deleted "
+                    "(is STRIPE_API_KEY for the account that sent the event?)"
+                )
             return _deleted(runtime, session, mirror)
         if mirror is not None and mirror.deleted:
             return "deleted draft"  # a deleted invoice never comes back
+        if invoice["customer"] != customer_id:
+            # The payload named another customer than Stripe has: Stripe's word counts.
+            account_id = account_of_customer(runtime, session, invoice["customer"], event_type)
+            if account_id is None:
+                return UNKNOWN_CUSTOMER
+        # An ``invoice.deleted`` for an invoice Stripe still has is not true: the invoice is
+        # written as Stripe has it, like any other event.
         apply_invoice(runtime, session, invoice, account_id, event_type, mirror=mirror)
         return f"invoice {invoice['status']}"
 
@@ -306,5 +326,7 @@ def open_balance(session: Session, account_id: str, currency: str) -> int:
 
 
 def on_invoice_event(runtime: Runtime, event: dict[str, Any]) -> str | None:
-    obj = event["data"]["object"]
-    return sync_invoice(runtime, obj["id"], obj.get("customer"), event["type"], settle_credit=True)
+    about = event_object(event)
+    return sync_invoice(
+        runtime, about.object_id, about.customer_id, about.event_type, settle_credit=True
+    )

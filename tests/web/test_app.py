@@ -62,3 +62,16 @@ def test_create_app_needs_a_config_or_runtime() -> None:
 
     with pytest.raises(ValueError, match="needs a Config or a Runtime"):
         create_app()
+
+
+def test_every_answer_says_nosniff(client: Any) -> None:
+    answers = [
+        client.get("/healthz"),
+        client.get("/metrics"),
+        client.get("/no/such/page"),
+        client.post("/webhooks/stripe", data=b"{}", content_type="application/json"),
+        client.post("/webhooks/stripe", data=b"x", content_type="text/plain"),
+        client.get("/api/plans/some-deal"),
+    ]
+    for response in answers:
+        assert response.headers.get("X-Content-Type-Options") == "nosniff", response.request.path
