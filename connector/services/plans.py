@@ -402,9 +402,16 @@ def plan_view(runtime: Runtime, row: Plan) -> dict[str, Any]:
         "customer_candidates": row.customer_candidates or [],
         "stripe_customer_id": row.stripe_customer_id,
         "stripe_customer_url": (
-            f"{dashboard}/customers/{row.stripe_customer_id}" if row.stripe_customer_id else None
+            f"{dashboard}/customers/{row.stripe_customer_id}"
+            if dashboard and row.stripe_customer_id
+            else None
         ),
         "stripe_subscription_id": row.stripe_subscription_id,
+        "stripe_subscription_url": (
+            f"{dashboard}/subscriptions/{row.stripe_subscription_id}"
+            if dashboard and row.stripe_subscription_id
+            else None
+        ),
         "stripe_schedule_id": row.stripe_schedule_id,
         "stripe_invoice_id": row.stripe_invoice_id,
         "overrides": row.overrides or {},

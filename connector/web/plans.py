@@ -26,10 +26,11 @@ from connector.domain.adjustments import (
     changes_for_billing_choice,
 )
 from connector.domain.deal import Problem
+from connector.domain.money import format_money
 from connector.domain.plan import InvalidOverrides
 from connector.domain.plan_status import Status
 from connector.domain.timestamps import date_from_unix
-from connector.services import linking, plan_intake
+from connector.services import invoice_preview, linking, plan_intake
 from connector.services import plans as plan_service
 from connector.services.activation import activate
 from connector.services.plans import PlanNotFound, PlanStateError
@@ -266,9 +267,10 @@ def _render(
     assert identity is not None
     view = _view(plan_id)
     manual_sent: list[str] = []
-    if view["status"] == Status.MANUAL:
-        with _runtime().db.session() as session:
-            row = plan_service.get_plan(session, plan_id)
+    first = invoice_preview.first_invoice(_runtime(), plan_id) if view["plan"] else None
+    with _runtime().db.session() as session:
+        row = plan_service.get_plan(session, plan_id)
+        if view["status"] == Status.MANUAL:
             try:
                 manual_sent = plan_service.manual_invoices_sent(_runtime(), row)
             except StripeGatewayError:
@@ -283,6 +285,8 @@ def _render(
         identity=identity,
         confirm_manual=confirm_manual,
         manual_sent=manual_sent,
+        first_invoice=first,
+        money=format_money,
         billing_choices=BILLING_CHOICES,
         billing_choice=(
             billing_choice_of(

@@ -3,6 +3,7 @@ in), against the sandboxes: what the rep changes is what Stripe bills, nothing e
 
 from __future__ import annotations
 
+from datetime import timedelta
 from html.parser import HTMLParser
 from typing import Any
 from urllib.parse import urlsplit
@@ -11,6 +12,7 @@ import pytest
 from werkzeug.datastructures import MultiDict
 
 from connector.cli.demo import launch_link
+from connector.services.invoice_preview import first_invoice
 from tests.e2e.conftest import World
 
 pytestmark = pytest.mark.crm(
@@ -263,3 +265,63 @@ def test_manual_invoicing_can_be_undone_until_an_invoice_is_sent(world: World) -
     assert "already sent" in rep.html
     assert rep.plan()["status"] == "manual"
     assert "manual-undo" not in rep.html
+
+
+# --------------------------------------------------------------------------- the preview
+
+
+def _first_invoice(world: World, plan_id: str) -> Any:
+    assert world.runtime is not None
+    return first_invoice(world.runtime, plan_id)
+
+
+def test_the_preview_is_the_first_invoice_stripe_then_creates(world: World) -> None:
+    """acme_platform: platform, 25 seats and quarterly support recurring monthly, plus the
+    setup fee on the first invoice."""
+    world.sync()
+    plan = world.plan_for("acme_platform")
+
+    preview = _first_invoice(world, plan["id"])
+
+    assert preview.kind == "preview", preview
+    assert preview.total == plan["plan"]["first_invoice_amount"]
+    assert sorted(line.amount for line in preview.lines) == sorted(
+        line["unit_amount"] * line["quantity"] for line in plan["plan"]["lines"]
+    )
+    today = world.clock().date()
+    assert (preview.date, preview.due_date) == (today, today + timedelta(days=30))
+    activated = world.api("POST", f"/api/plans/{plan['id']}/activate").get_json()
+    assert activated["status"] == "active", activated["status_reason"]
+
+    created = _first_invoice(world, plan["id"])
+
+    assert created.kind == "created" and created.invoice_id
+    assert (created.total, created.subtotal, created.tax, created.discount) == (
+        preview.total, preview.subtotal, preview.tax, preview.discount,
+    )  # fmt: skip
+    assert [(line.description, line.amount) for line in created.lines] == [
+        (line.description, line.amount) for line in preview.lines
+    ]
+    assert (created.date, created.due_date) == (preview.date, preview.due_date)
+    assert created.hosted_invoice_url and created.invoice_pdf
+
+
+def test_the_preview_shows_the_customers_discount_as_stripe_applies_it(
+    world: World,
+) -> None:
+    world.sync()
+    plan = world.plan_for("acme_platform")
+    stripe = world.stripe_client()
+    coupon = stripe.v1.coupons.create(params={"percent_off": 10, "duration": "forever"})
+    stripe.v1.customers.update(  # a coupon on the customer: API versions before 2025-09-30
+        plan["stripe_customer_id"],
+        params={"coupon": coupon.id},  # type: ignore[typeddict-unknown-key]
+        options={"stripe_version": "2025-08-27.basil"},
+    )
+
+    preview = _first_invoice(world, plan["id"])
+
+    subtotal = plan["plan"]["first_invoice_amount"]
+    assert preview.subtotal == subtotal
+    assert preview.discount == subtotal // 10
+    assert preview.total == subtotal - subtotal // 10
