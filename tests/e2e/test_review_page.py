@@ -325,3 +325,25 @@ def test_the_preview_shows_the_customers_discount_as_stripe_applies_it(
     assert preview.subtotal == subtotal
     assert preview.discount == subtotal // 10
     assert preview.total == subtotal - subtotal // 10
+
+
+def test_annual_seats_with_a_setup_fee_preview_to_the_minor_unit(world: World) -> None:
+    """Annual pricing on a 24-month contract with the setup fee: the preview's lines and
+    total are the first invoice Stripe creates."""
+    for index in (1, 2, 3):
+        world.crm.update_line("acme_platform", index, pricing_schedule="annual")
+    world.crm.update_deal("acme_platform", contract_months=24)
+    world.sync()
+    plan = world.plan_for("acme_platform")
+    assert (plan["plan"]["interval"], plan["plan"]["periods"]) == ("year", 2)
+
+    preview = _first_invoice(world, plan["id"])
+    activated = world.api("POST", f"/api/plans/{plan['id']}/activate").get_json()
+    assert activated["status"] == "active", activated["status_reason"]
+    created = _first_invoice(world, plan["id"])
+
+    assert preview.kind == "preview" and created.kind == "created"
+    assert preview.total == created.total == plan["plan"]["first_invoice_amount"]
+    assert [(line.description, line.amount) for line in preview.lines] == [
+        (line.description, line.amount) for line in created.lines
+    ]
