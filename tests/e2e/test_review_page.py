@@ -3,6 +3,7 @@ in), against the sandboxes: what the rep changes is what Stripe bills, nothing e
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 from html.parser import HTMLParser
 from typing import Any
@@ -347,3 +348,24 @@ def test_annual_seats_with_a_setup_fee_preview_to_the_minor_unit(world: World) -
     assert [(line.description, line.amount) for line in preview.lines] == [
         (line.description, line.amount) for line in created.lines
     ]
+
+
+# --------------------------------------------------------------------------- small things
+
+
+def test_the_duplicate_customer_chooser_shows_when_each_was_created_as_a_date(
+    world: World,
+) -> None:
+    for name in ("Acme Robotics", "Acme Robotics Inc."):
+        world.stripe_client().v1.customers.create(
+            params={"name": name, "email": "ap.team@acmerobotics.example"}
+        )
+    world.sync()
+    rep = Rep(world, "acme_platform")
+    assert rep.plan()["status"] == "needs_customer", rep.plan()["status_reason"]
+
+    text = " ".join(_forms(rep.html).text)
+
+    today = world.clock().date().isoformat()
+    assert text.count(today) >= 2
+    assert not re.search(r"\b\d{10}\b", text)
