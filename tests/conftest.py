@@ -14,6 +14,7 @@ import sqlalchemy as sa
 from connector.runtime import Runtime
 from connector.store.db import Database
 from connector.store.migrate import upgrade
+from connector.web.app import create_app
 from tests.support import FrozenClock, make_config
 
 POSTGRES_URL = os.environ.get(
@@ -81,8 +82,6 @@ def runtime(sqlite_db: Database, clock: FrozenClock) -> Iterator[Runtime]:
 
 @pytest.fixture
 def app(runtime: Runtime) -> Any:
-    from connector.web.app import create_app
-
     flask_app = create_app(runtime=runtime)
     flask_app.testing = True
     return flask_app
@@ -91,3 +90,26 @@ def app(runtime: Runtime) -> Any:
 @pytest.fixture
 def client(app: Any) -> Any:
     return app.test_client()
+
+
+@pytest.fixture
+def store_runtime(db: Database, clock: FrozenClock) -> Runtime:
+    """A runtime on the ``db`` fixture, so the test runs on SQLite and on PostgreSQL."""
+    return Runtime(make_config(db.url), db=db, clock=clock)
+
+
+@pytest.fixture
+def store_client(store_runtime: Runtime) -> Any:
+    app = create_app(runtime=store_runtime)
+    app.testing = True
+    return app.test_client()
+
+
+@pytest.fixture
+def postgres_db(request: pytest.FixtureRequest) -> Iterator[Database]:
+    """A migrated PostgreSQL store, for behaviour only PostgreSQL has (SKIP LOCKED)."""
+    url = _fresh_postgres_url(request.getfixturevalue("postgres_schema"))
+    upgrade(url)
+    database = Database(url)
+    yield database
+    database.dispose()

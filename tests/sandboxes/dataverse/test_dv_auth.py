@@ -7,7 +7,7 @@ import requests
 
 from connector.crm.https_rewrite import HttpsRewriteSession
 from sandboxes.dataverse import DataverseSandbox
-from tests.sandbox.dataverse.conftest import WebApi, body
+from tests.sandboxes.dataverse.conftest import WebApi, body
 from tests.support import FrozenClock
 
 

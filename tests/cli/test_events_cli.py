@@ -10,7 +10,7 @@ from click.testing import CliRunner, Result
 from connector.cli import main
 from connector.store.db import Database
 from connector.store.models import AuditEntry, InboxEvent, OutboxMessage
-from tests.events.support import raw_event
+from tests.support.stripe_events import raw_event
 
 AT = datetime(2026, 11, 21, 9, 0, tzinfo=UTC)
 

@@ -7,7 +7,7 @@ from decimal import Decimal
 import pytest
 
 from sandboxes.dataverse import DataverseSandbox
-from tests.sandbox.dataverse.conftest import ANNOTATIONS, WebApi, body
+from tests.sandboxes.dataverse.conftest import ANNOTATIONS, WebApi, body
 
 
 def test_create_answers_204_with_the_new_rows_url(api: WebApi, sandbox: DataverseSandbox) -> None:

@@ -13,8 +13,8 @@ from connector.crm.dynamics.push import parse_remote_execution_context
 from connector.demo.dataverse import register_webhook
 from connector.secrets import Secret
 from sandboxes.dataverse import DataverseSandbox
-from tests.events.receiver import Receiver, run_receiver
-from tests.sandbox.dataverse.conftest import WebApi
+from tests.sandboxes.dataverse.conftest import WebApi
+from tests.support.receiver import Receiver, run_receiver
 
 KEY = "webhook-key-0123456789"
 KINDS = {"opportunity": "deal", "account": "account"}

@@ -13,7 +13,7 @@ from simple_salesforce.exceptions import SalesforceMalformedRequest
 
 from connector.demo import SAMPLE_ORG
 from sandboxes.salesforce import SalesforceSandbox
-from tests.sandbox.salesforce.conftest import login
+from tests.sandboxes.salesforce.conftest import login
 
 JPY = {"IsoCode": "JPY", "ConversionRate": 151.5, "DecimalPlaces": 0, "IsActive": True}
 

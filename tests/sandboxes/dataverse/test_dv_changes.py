@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from sandboxes.dataverse import DataverseSandbox
-from tests.sandbox.dataverse.conftest import WebApi, body
+from tests.sandboxes.dataverse.conftest import WebApi, body
 
 TRACK = {"Prefer": "odata.track-changes"}
 

@@ -10,7 +10,7 @@ import pytest
 from simple_salesforce.api import Salesforce
 
 from sandboxes.salesforce import Processing, SalesforceSandbox
-from tests.sandbox.salesforce.conftest import login
+from tests.sandboxes.salesforce.conftest import login
 
 
 def _rows(text: str) -> list[dict[str, str]]:

@@ -9,7 +9,7 @@ import yaml
 
 from connector.mappings import MappingError, load_mapping
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[1]
 
 
 def test_the_shipped_salesforce_mapping_is_valid() -> None:

@@ -17,8 +17,8 @@ from connector.secrets import Secret
 from connector.store.db import Database
 from connector.store.models import InboxEvent
 from connector.web.app import create_app
-from tests.events.support import load_event, raw_event, stripe_signature
 from tests.support import TEST_SECRETS, FrozenClock
+from tests.support.stripe_events import load_event, raw_event, stripe_signature
 
 PAID = "invoice.paid__ach.json"
 

@@ -7,7 +7,7 @@ every response (its value may still be ``null`` where ``T`` allows it); ``name?:
 left out. Only response objects are kept (no ``*Params``), and only those reachable from the
 resources the sandbox serves.
 
-Run: ``python tests/sandbox/stripe/schema/generate.py [PACKAGE_DIR]`` (without a directory it
+Run: ``python tests/sandboxes/stripe/schema/generate.py [PACKAGE_DIR]`` (without a directory it
 runs ``npm pack stripe@23.1.0`` into a temporary one). Writes ``objects.json`` and copies the
 package's MIT licence to ``LICENSE.stripe-node`` beside this file.
 

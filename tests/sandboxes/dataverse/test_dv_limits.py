@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 from connector.crm.dynamics.batch import BatchOperation, build_batch_request
 from sandboxes.dataverse import DataverseSandbox
-from tests.sandbox.dataverse.conftest import WebApi, body
+from tests.sandboxes.dataverse.conftest import WebApi, body
 from tests.support import FrozenClock
 
 

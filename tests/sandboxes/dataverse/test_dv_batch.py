@@ -6,7 +6,7 @@ import pytest
 
 from connector.crm.dynamics.batch import BatchOperation, build_batch_request, parse_batch_response
 from sandboxes.dataverse import DataverseSandbox
-from tests.sandbox.dataverse.conftest import WebApi, body
+from tests.sandboxes.dataverse.conftest import WebApi, body
 
 MISSING = "0e1f2a3b-4c5d-4e6f-8a7b-9c0d1e2f3a4b"
 

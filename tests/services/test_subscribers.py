@@ -29,8 +29,8 @@ from connector.services.subscribers import (
 )
 from connector.store.db import Database
 from connector.store.models import OutboxMessage
-from tests.events.receiver import Receiver, run_receiver, self_signed_certificate
 from tests.support import TEST_SECRETS, FrozenClock
+from tests.support.receiver import Receiver, run_receiver, self_signed_certificate
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "webhooks.md"
 ERP_SECRET = "erp-signing-secret-0123456789abcdef"

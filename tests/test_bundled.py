@@ -13,7 +13,7 @@ from connector.cli import main
 from connector.config import config_for_tests
 from connector.demo import SAMPLE_ORG
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[1]
 
 
 def test_a_checkout_reads_the_top_level_mappings_folder() -> None:

@@ -12,7 +12,7 @@ from simple_salesforce.api import Salesforce
 
 from connector.crm.salesforce.bulk import BulkIngest
 from sandboxes.salesforce import Processing, SalesforceSandbox
-from tests.sandbox.salesforce.conftest import login
+from tests.sandboxes.salesforce.conftest import login
 from tests.support import FrozenClock
 
 

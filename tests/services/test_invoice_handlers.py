@@ -43,8 +43,8 @@ from connector.store.models import (
     OutboxMessage,
     Plan,
 )
-from tests.events.support import load_event
 from tests.support import TEST_SECRETS, FrozenClock
+from tests.support.stripe_events import load_event
 
 CUSTOMER = "cus_RdB1AcmeRobotic"
 ACCOUNT = "001Dn00000AcmeRbAAA"

@@ -22,8 +22,8 @@ from connector.services.inbox import (
 )
 from connector.store.db import Database
 from connector.store.models import AuditEntry, InboxEvent
-from tests.events.support import load_event, raw_event
 from tests.support import FrozenClock, make_config
+from tests.support.stripe_events import load_event, raw_event
 
 LEASE = timedelta(minutes=10)
 

@@ -13,7 +13,7 @@ from connector.billing.event_types import (
     installed_event_types,
 )
 from connector.services.inbox import EventHandlers
-from tests.events.support import fixture_names, load_event
+from tests.support.stripe_events import fixture_names, load_event
 
 
 def _registry() -> EventHandlers:

@@ -8,7 +8,7 @@ import pytest
 
 from connector.config import ConfigError, load_config
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[1]
 VALID_ENV = {
     "STRIPE_API_KEY": "sk_test_abc123def456",
     "STRIPE_WEBHOOK_SECRET": "whsec_one,whsec_two",

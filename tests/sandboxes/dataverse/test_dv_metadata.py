@@ -13,7 +13,7 @@ from connector.crm.dynamics.definitions.__main__ import apply
 from connector.crm.https_rewrite import HttpsRewriteSession
 from connector.secrets import Secret
 from sandboxes.dataverse import DataverseSandbox
-from tests.sandbox.dataverse.conftest import WebApi, body
+from tests.sandboxes.dataverse.conftest import WebApi, body
 
 
 def _client(sandbox: DataverseSandbox) -> DataverseClient:

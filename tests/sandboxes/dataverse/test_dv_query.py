@@ -7,7 +7,7 @@ from decimal import Decimal
 import pytest
 
 from sandboxes.dataverse import DataverseSandbox
-from tests.sandbox.dataverse.conftest import ANNOTATIONS, WebApi, body
+from tests.sandboxes.dataverse.conftest import ANNOTATIONS, WebApi, body
 
 FORMATTED = "@OData.Community.Display.V1.FormattedValue"
 
