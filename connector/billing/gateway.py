@@ -16,6 +16,7 @@ import stripe
 from stripe.params import (
     CustomerCreateParams,
     InvoiceCreateParams,
+    InvoiceCreatePreviewParams,
     InvoiceItemCreateParams,
     PriceCreateParams,
     ProductCreateParams,
@@ -289,6 +290,12 @@ class StripeGateway:
         invoice: stripe.Invoice = self._do(
             self.client.v1.invoices.send_invoice, invoice_id, options=_options(idempotency_key)
         )
+        return invoice
+
+    def preview_invoice(self, params: InvoiceCreatePreviewParams) -> stripe.Invoice:
+        """``POST /v1/invoices/create_preview``: the invoice Stripe would create, computed by
+        Stripe (discounts, tax, totals) and stored nowhere, so it needs no idempotency key."""
+        invoice: stripe.Invoice = self._do(self.client.v1.invoices.create_preview, params=params)
         return invoice
 
     def retrieve_invoice(self, invoice_id: str) -> stripe.Invoice:

@@ -119,6 +119,9 @@ class StripeApp:
         if request.path.startswith("/invoice/"):
             with self.state.lock:
                 return pages.invoice_page(self.state, request.path)
+        if request.path.startswith("/dashboard/"):
+            with self.state.lock:
+                return pages.dashboard_page(self.state, request.path)
         if request.path.startswith("/credit_note/"):
             with self.state.lock:
                 return pages.credit_note_pdf(self.state, request.path)
