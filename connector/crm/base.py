@@ -114,6 +114,8 @@ class InvoiceRecord:
     billing_reason: str | None
     last_payment_error: str | None
     stripe_customer_id: str | None
+    #: What credit notes took off the invoice (before and after payment), minor units.
+    amount_credited: int = 0
 
 
 @dataclass(frozen=True)
