@@ -37,6 +37,9 @@ class CrmAccount:
     credit_hold_source: str | None  # "person" | "dealbridge" | None (unknown: treat as person)
     stripe_customer_id: str | None
     modified: datetime | None = None
+    #: The record's own currency (lowercase ISO): money fields on it are in this currency.
+    #: None when the CRM does not say.
+    currency: str | None = None
 
 
 @dataclass(frozen=True)
