@@ -38,6 +38,7 @@ from connector.services.stripe_mirror import UNKNOWN_CUSTOMER, account_of_custom
 from connector.store.lease import PENDING
 from connector.store.locks import lock
 from connector.store.models import (
+    AccountMetrics,
     InvoiceMirror,
     OutboxMessage,
     Plan,
@@ -275,7 +276,8 @@ def _status_changed(
 
 
 def queue_open_balance(runtime: Runtime, session: Session, account_id: str, currency: str) -> None:
-    """Queue the account's open balance for the CRM, computed under the account's lock.
+    """Queue the account's open balance for the CRM, computed under the account's lock, in
+    the account's own currency when account metrics learnt it (else the invoice's).
 
     Only the newest balance matters, so a balance still waiting at the tail of the account's
     queue is brought up to date instead of queuing another: a billing run that changes a
@@ -283,6 +285,11 @@ def queue_open_balance(runtime: Runtime, session: Session, account_id: str, curr
     """
     lock(session, f"account:{account_id}")
     session.flush()
+    known = session.get(AccountMetrics, account_id)
+    if known is not None and known.account_currency and known.account_currency != currency:
+        # The account's money fields are in its own currency: its balance in that currency
+        # is what the CRM gets (an invoice in another currency does not change it).
+        currency = known.account_currency
     money = Money(open_balance(session, account_id, currency), currency)
     key = f"account:{account_id}"
     tail = session.scalars(
