@@ -31,6 +31,7 @@ from connector.billing.event_types import HANDLED_STRIPE_EVENTS
 from connector.billing.gateway import StripeRejected
 from connector.billing.objects import plain
 from connector.crm.base import InvoiceRecord, Money
+from connector.domain.metrics import OWED_INVOICE_STATUSES
 from connector.domain.timestamps import date_from_unix, datetime_from_unix
 from connector.runtime import Runtime
 from connector.services import credit, crm_outbound, subscribers
@@ -38,6 +39,7 @@ from connector.services.stripe_mirror import UNKNOWN_CUSTOMER, account_of_custom
 from connector.store.lease import PENDING
 from connector.store.locks import lock
 from connector.store.models import (
+    AccountMetrics,
     InvoiceMirror,
     OutboxMessage,
     Plan,
@@ -88,6 +90,13 @@ def _payment_error(invoice: dict[str, Any], event_type: str) -> str | None:
     return None
 
 
+def amount_credited(invoice: dict[str, Any]) -> int:
+    """What credit notes took off the invoice, before and after payment."""
+    return int(invoice.get("pre_payment_credit_notes_amount") or 0) + int(
+        invoice.get("post_payment_credit_notes_amount") or 0
+    )
+
+
 def invoice_record(
     invoice: dict[str, Any], account_id: str, deal_id: str | None, error: str | None
 ) -> InvoiceRecord:
@@ -111,6 +120,7 @@ def invoice_record(
         billing_reason=invoice.get("billing_reason"),
         last_payment_error=error,
         stripe_customer_id=invoice.get("customer"),
+        amount_credited=amount_credited(invoice),
     )
 
 
@@ -203,6 +213,10 @@ def apply_invoice(
     mirror.due_date = datetime_from_unix(invoice.get("due_date"))
     mirror.paid_at = datetime_from_unix(transitions.get("paid_at"))
     mirror.billing_reason = invoice.get("billing_reason")
+    mirror.effective_at = datetime_from_unix(
+        invoice.get("effective_at") or transitions.get("finalized_at")
+    )
+    mirror.amount_credited = amount_credited(invoice)
     mirror.synced_at = runtime.clock()
     record = invoice_record(invoice, account_id, deal_id, _payment_error(invoice, event_type))
     crm_outbound.upsert_invoice(runtime, session, record)
@@ -246,6 +260,7 @@ def _deleted(runtime: Runtime, session: Session, mirror: InvoiceMirror | None) -
         billing_reason=mirror.billing_reason,
         last_payment_error=None,
         stripe_customer_id=mirror.stripe_customer_id,
+        amount_credited=mirror.amount_credited,
     )
     crm_outbound.upsert_invoice(runtime, session, record)
     _status_changed(runtime, session, account_id, record, previous)
@@ -281,7 +296,8 @@ def _status_changed(
 
 
 def queue_open_balance(runtime: Runtime, session: Session, account_id: str, currency: str) -> None:
-    """Queue the account's open balance for the CRM, computed under the account's lock.
+    """Queue the account's open balance for the CRM, computed under the account's lock, in
+    the account's own currency when account metrics learnt it (else the invoice's).
 
     Only the newest balance matters, so a balance still waiting at the tail of the account's
     queue is brought up to date instead of queuing another: a billing run that changes a
@@ -289,6 +305,11 @@ def queue_open_balance(runtime: Runtime, session: Session, account_id: str, curr
     """
     lock(session, f"account:{account_id}")
     session.flush()
+    known = session.get(AccountMetrics, account_id)
+    if known is not None and known.account_currency and known.account_currency != currency:
+        # The account's money fields are in its own currency: its balance in that currency
+        # is what the CRM gets (an invoice in another currency does not change it).
+        currency = known.account_currency
     money = Money(open_balance(session, account_id, currency), currency)
     key = f"account:{account_id}"
     tail = session.scalars(
@@ -313,11 +334,12 @@ def queue_open_balance(runtime: Runtime, session: Session, account_id: str, curr
 
 
 def open_balance(session: Session, account_id: str, currency: str) -> int:
-    """What the account owes: open invoices' remaining amounts, from the mirror."""
+    """What the account owes: the remaining amounts of its open and uncollectible invoices
+    (``OWED_INVOICE_STATUSES``), from the mirror."""
     total = session.scalar(
         select(func.coalesce(func.sum(InvoiceMirror.amount_remaining), 0)).where(
             InvoiceMirror.crm_account_id == account_id,
-            InvoiceMirror.status == "open",
+            InvoiceMirror.status.in_(sorted(OWED_INVOICE_STATUSES)),
             InvoiceMirror.currency == currency,
             InvoiceMirror.deleted.is_(False),
         )
