@@ -14,6 +14,7 @@ from typing import Any
 import pycountry
 import stripe
 from stripe.params import (
+    CouponCreateParams,
     CustomerCreateParams,
     InvoiceCreateParams,
     InvoiceCreatePreviewParams,
@@ -193,6 +194,16 @@ class StripeGateway:
             self.client.v1.products.create, params=params, options=_options(idempotency_key)
         )
         return product
+
+    def create_coupon(self, params: CouponCreateParams, idempotency_key: str) -> stripe.Coupon:
+        coupon: stripe.Coupon = self._do(
+            self.client.v1.coupons.create, params=params, options=_options(idempotency_key)
+        )
+        return coupon
+
+    def retrieve_coupon(self, coupon_id: str) -> stripe.Coupon:
+        coupon: stripe.Coupon = self._do(self.client.v1.coupons.retrieve, coupon_id)
+        return coupon
 
     def create_price(self, params: PriceCreateParams, idempotency_key: str) -> stripe.Price:
         price: stripe.Price = self._do(

@@ -368,9 +368,10 @@ class SalesforceAdapter:
         for item in (record.get(m.line_item["relationship"]) or {}).get("records") or []:
             raw_schedule = dig(item, lf["pricing_schedule"])
             unit_price = dig(item, lf["unit_price"])
+            # A line discount stays a discount (the plan bills it as a Stripe coupon on the
+            # line), never a fractional unit price Stripe could not bill.
             discount = dig(item, lf.get("discount_percent"))
-            if isinstance(unit_price, Decimal) and isinstance(discount, Decimal) and discount:
-                unit_price = unit_price * (Decimal(100) - discount) / Decimal(100)
+            discount_percent = str(discount) if isinstance(discount, Decimal | int) else discount
             try:
                 unit_amount: Any = to_minor_units(unit_price, currency)
             except (ValueError, TypeError, ArithmeticError):
@@ -383,6 +384,7 @@ class SalesforceAdapter:
                     "quantity": _as_number(dig(item, lf["quantity"])),
                     "unit_amount": unit_amount,
                     "pricing_schedule": schedule_values.get(str(raw_schedule), raw_schedule),
+                    "discount_percent": discount_percent or None,
                 }
             )
         account_id = dig(record, f["account_id"] or "AccountId")
