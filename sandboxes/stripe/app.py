@@ -217,26 +217,31 @@ class StripeApp:
         handler = self.handlers[endpoint]
         with self.state.lock:
             self.state.request = RequestInfo(request_id, idempotency_key)
-            snap = self.state.snapshot() if method != "GET" else None
+            # A write runs in an undo journal: a refused or failed request is rolled back.
+            mark = self.state.begin() if method != "GET" else None
+            keep = False
             try:
                 params = Params(parse_pairs(pairs))
                 expand = params.expand()
                 body = handler(Call(self.state, params, path_args, method, stripe_version))
                 body = self.state.store.expand(body, expand)
+                keep = True
                 return 200, body, {}
             except StripeError as error:
                 # A declined payment is recorded (attempt_count, events); other refusals
                 # leave no trace, like Stripe's.
-                if snap is not None and error.rollback:
-                    self.state.restore(snap)
+                keep = not error.rollback
                 return error.status, error.body(), error.headers
             except Exception:
                 _log.exception("Stripe sandbox handler failed: %s", endpoint)
-                if snap is not None:
-                    self.state.restore(snap)
                 failure = api_error()
                 return failure.status, failure.body(), failure.headers
             finally:
+                if mark is not None:
+                    if keep:
+                        self.state.commit()
+                    else:
+                        self.state.rollback(mark)
                 self.state.request = None
 
     def _authenticate(self, request: Request) -> str:
