@@ -126,6 +126,11 @@ class WebSchema(_Strict):
     canvas_default_role = fields.String(
         load_default="sales_rep", validate=validate.OneOf(["sales_rep", "finance", "admin"])
     )
+    #: Oldest Canvas signed request accepted, by its ``issuedAt`` (when Salesforce issued
+    #: the OAuth token it carries; those live about two hours).
+    canvas_max_age_seconds = fields.Integer(
+        load_default=7200, validate=validate.Range(min=60, max=86_400)
+    )
     entra = fields.Nested(EntraSchema, load_default=dict)
 
 

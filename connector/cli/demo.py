@@ -51,7 +51,9 @@ DEMO_SECTIONS: dict[str, Any] = {
 
 
 def launch_link(world: LocalWorld, deal_id: str, role: str = "finance") -> str:
-    exp = int(time.time()) + 8 * 3600
+    # Launch links are single-use and live at most web.launch_link_ttl_seconds.
+    assert world.runtime is not None
+    exp = int(time.time()) + int(world.runtime.config.section("web")["launch_link_ttl_seconds"])
     user = "demo.rep@dealbridge.example"
     sig = launch_signature(world.secret_key, deal_id, user, role, exp)
     return f"{world.app_url}/launch?deal={deal_id}&user={user}&role={role}&exp={exp}&sig={sig}"
