@@ -42,7 +42,7 @@ def sync_subscription(
         lock(session, f"subscription:{subscription_id}")
         mirror = session.get(SubscriptionMirror, subscription_id, with_for_update=True)
         try:
-            sub = plain(runtime.stripe.retrieve_subscription(subscription_id))
+            sub = with_tiers(runtime, plain(runtime.stripe.retrieve_subscription(subscription_id)))
         except StripeRejected as exc:
             if exc.code != "resource_missing":
                 raise
@@ -80,6 +80,16 @@ def sync_subscription(
             )
     _apply_schedule_payment_methods(runtime, sub)
     return f"subscription {sub['status']}"
+
+
+def with_tiers(runtime: Runtime, sub: dict[str, Any]) -> dict[str, Any]:
+    """The subscription with each tiered price's tiers filled in (Stripe leaves them out
+    unless asked, and MRR needs them: docs/billing-rules.md §4.1)."""
+    for item in (sub.get("items") or {}).get("data") or []:
+        price = item.get("price") or {}
+        if price.get("billing_scheme") == "tiered" and not price.get("tiers") and price.get("id"):
+            price["tiers"] = [plain(t) for t in runtime.stripe.retrieve_price_tiers(price["id"])]
+    return sub
 
 
 def _plan_of(session: Session, sub: dict[str, Any]) -> Plan | None:
