@@ -293,6 +293,9 @@ def _form_overrides() -> dict[str, Any]:
     for key in ("send_date", "start_date"):
         if form.get(key):
             changes[key] = form[key]
+    confirmed = form.getlist("confirmed")
+    if confirmed:
+        changes["confirmed"] = confirmed
     return changes
 
 
