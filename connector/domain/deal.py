@@ -53,7 +53,7 @@ PAYMENT_METHOD_TYPES: tuple[str, ...] = ("card", "us_bank_account", "customer_ba
 
 # Deliberately simple: one "@", something on both sides, a dot in the domain. Stripe and the
 # mail server are the real judges; this only catches the obvious typos a rep can fix.
-_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s.]+$")
+_EMAIL = re.compile(r"^[^@\s]+@(?:[^@\s.]+\.)+[^@\s.]+$")  # no empty domain label ("a..b")
 _ISO_DATE = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")
 
 

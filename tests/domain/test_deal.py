@@ -150,6 +150,18 @@ def test_a_deal_without_account_address_parses() -> None:
             id="email-without-domain-dot",
         ),
         pytest.param(
+            {"billing_contact": {"name": "Ada", "email": "ap@bad..example"}},
+            "billing_contact.email",
+            "'ap@bad..example' is not a valid email address",
+            id="email-with-an-empty-domain-label",
+        ),
+        pytest.param(
+            {"billing_contact": {"name": "Ada", "email": "ap@.acme.example"}},
+            "billing_contact.email",
+            "not a valid email address",
+            id="email-domain-starting-with-a-dot",
+        ),
+        pytest.param(
             {"billing_contact": "ap@acme.example"},
             "billing_contact",
             "must be an object",
