@@ -32,15 +32,7 @@ from sqlalchemy.exc import IntegrityError
 from connector.billing.gateway import StripeGatewayError, StripeRejected
 from connector.crm.base import CrmError
 from connector.domain.credit import CreditDecision, CreditStatus, decide_activation
-from connector.domain.plan import (
-    BillingPlan,
-    PlanLine,
-    add_months,
-    catch_up_lines,
-    catch_up_periods,
-    interval_months,
-    plan_from_json,
-)
+from connector.domain.plan import BillingPlan, catch_up_lines, plan_from_json, subscription_timing
 from connector.domain.plan_status import Status
 from connector.domain.timestamps import unix_at_midnight, unix_of
 from connector.runtime import Runtime
@@ -418,29 +410,6 @@ def _payment_settings(plan: BillingPlan) -> dict[str, Any]:
     return settings
 
 
-def _line_items(
-    runtime: Runtime, plan: BillingPlan, extra: tuple[PlanLine, ...] = ()
-) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """Stripe items for the plan's lines (recurring, one-time), each line discount as an
-    amount-off coupon on its line; ``extra`` one-time lines (catch-up) go last."""
-    recurring: list[dict[str, Any]] = []
-    one_time: list[dict[str, Any]] = []
-    for line in (*plan.lines, *extra):
-        price_id = catalog.ensure_price(runtime, line, plan)
-        entry: dict[str, Any] = {"price": price_id, "quantity": line.quantity}
-        coupon = catalog.ensure_coupon(runtime, line, plan)
-        if coupon is not None:
-            entry["discounts"] = [{"coupon": coupon}]
-        (recurring if line.kind == "recurring" else one_time).append(entry)
-    return recurring, one_time
-
-
-def _billed_through(plan: BillingPlan) -> date:
-    """Where billing stops: the end of the last full period the plan states (plans frozen
-    before it was stated stop at the contract end)."""
-    return plan.billed_through or plan.end_date
-
-
 def _create_subscription(
     runtime: Runtime, step: _Steps, plan: BillingPlan, customer_id: str, metadata: dict[str, str]
 ) -> str:
@@ -452,25 +421,23 @@ def _create_subscription(
     period, so nothing is prorated. Periods of a start in the past that already ended are
     billed as named catch-up lines on the first invoice.
     """
-    assert plan.interval is not None and plan.interval_count is not None
-    months = interval_months(plan.interval, plan.interval_count)
     now = runtime.clock()
-    passed = catch_up_periods(plan.start_date, months, plan.periods, now.date())
-    current = add_months(plan.start_date, passed * months)
-    anchor = add_months(plan.start_date, (passed + 1) * months)
-    recurring, one_time = _line_items(runtime, plan, catch_up_lines(plan, passed))
+    timing = subscription_timing(plan, now.date())
+    recurring, one_time = catalog.stripe_items(
+        runtime, plan, catch_up_lines(plan, timing.catch_up_periods)
+    )
     params: dict[str, Any] = {
         "customer": customer_id,
         "items": recurring,
         "collection_method": "send_invoice",
         "days_until_due": plan.days_until_due,
         "payment_settings": _payment_settings(plan),
-        "billing_cycle_anchor": unix_at_midnight(anchor),
-        "cancel_at": unix_at_midnight(_billed_through(plan)),
+        "billing_cycle_anchor": unix_at_midnight(timing.anchor),
+        "cancel_at": unix_at_midnight(timing.billed_through),
         "metadata": metadata,
     }
-    if unix_at_midnight(current) < unix_of(now):
-        params["backdate_start_date"] = unix_at_midnight(current)
+    if unix_at_midnight(timing.current_start) < unix_of(now):
+        params["backdate_start_date"] = unix_at_midnight(timing.current_start)
     if one_time:
         params["add_invoice_items"] = one_time
     return step(
@@ -484,10 +451,10 @@ def _create_schedule(
 ) -> str:
     """A future start needs a schedule. Phases cannot carry payment method types, so the
     subscription webhook applies them when the schedule starts its subscription."""
-    recurring, one_time = _line_items(runtime, plan)
+    recurring, one_time = catalog.stripe_items(runtime, plan)
     phase: dict[str, Any] = {
         "items": recurring,
-        "end_date": unix_at_midnight(_billed_through(plan)),
+        "end_date": unix_at_midnight(plan.billed_through or plan.end_date),
         "collection_method": "send_invoice",
         "invoice_settings": {"days_until_due": plan.days_until_due},
         "proration_behavior": "none",

@@ -346,6 +346,9 @@ def _form_overrides() -> dict[str, Any]:
         changes["start_date"] = form["start_date"]
     if form.get("send_date") and billing == ONE_TIME:
         changes["send_date"] = form["send_date"]
+    confirmed = form.getlist("confirmed")
+    if confirmed:
+        changes["confirmed"] = confirmed
     return changes
 
 
