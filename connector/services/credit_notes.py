@@ -41,23 +41,40 @@ def mirror_credit_note(
     return session.merge(row)
 
 
+#: How many times a sync fetches again when another writer stored the note meanwhile.
+MAX_REFETCH = 5
+
+
+def _snapshot(row: CreditNoteMirror | None) -> tuple[str, int] | None:
+    return None if row is None else (row.status, row.total_excluding_tax)
+
+
 def sync_credit_note(
     runtime: Runtime, note_id: str, customer_id: str | None, event_type: str
 ) -> str:
-    """Fetch the credit note now and mirror it, if its customer is linked."""
-    with runtime.db.session() as session:
-        account_id = account_of_customer(runtime, session, customer_id, event_type)
-        if account_id is None:
-            return UNKNOWN_CUSTOMER
-        lock(session, f"credit_note:{note_id}")
+    """Fetch the credit note now and mirror it, if its customer is linked.
+
+    Read, call, write: Stripe is called with no store session open, and the note is written
+    only if its mirror did not change meanwhile (else fetched again), like invoices."""
+    for _ in range(MAX_REFETCH):
+        with runtime.db.session() as session:
+            account_id = account_of_customer(runtime, session, customer_id, event_type)
+            if account_id is None:
+                return UNKNOWN_CUSTOMER
+            seen = _snapshot(session.get(CreditNoteMirror, note_id))
         try:
             note = plain(runtime.stripe.retrieve_credit_note(note_id))
         except StripeRejected as exc:
             if exc.code != "resource_missing":
                 raise
             return "credit note no longer exists"  # credit notes are never deleted; be safe
-        mirror_credit_note(session, account_id, note, runtime.clock())
-        return f"credit note {note['status']}"
+        with runtime.db.session() as session:
+            lock(session, f"credit_note:{note_id}")
+            if _snapshot(session.get(CreditNoteMirror, note_id, with_for_update=True)) != seen:
+                continue  # written meanwhile: fetch again
+            mirror_credit_note(session, account_id, note, runtime.clock())
+            return f"credit note {note['status']}"
+    raise RuntimeError(f"credit note {note_id} changed during each of {MAX_REFETCH} fetches")
 
 
 def on_credit_note_event(runtime: Runtime, event: dict[str, Any]) -> str:

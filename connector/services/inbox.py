@@ -59,7 +59,17 @@ from sqlalchemy.orm import Session
 
 from connector.runtime import Runtime
 from connector.store import audit
-from connector.store.lease import DONE, PARKED, PENDING, PROCESSING, due, failing, settle_claimed
+from connector.store.lease import (
+    DONE,
+    PARKED,
+    PENDING,
+    PROCESSING,
+    SHORT_LEASE,
+    due,
+    failing,
+    renew_claimed,
+    settle_claimed,
+)
 from connector.store.models import InboxEvent
 
 log = logging.getLogger(__name__)
@@ -76,8 +86,9 @@ __all__ = [
 
 Handler = Callable[[Runtime, dict[str, Any]], "str | None"]
 
-#: Longest a handler may run before another worker may claim the event again.
-DEFAULT_LEASE = timedelta(minutes=10)
+#: How long a claim lasts unless renewed: the worker renews it while the handler runs
+#: (``store.lease.LeaseKeeper``), so a dead worker's event is taken over within this.
+DEFAULT_LEASE = SHORT_LEASE
 #: Longest wait between two attempts, however many attempts failed.
 MAX_BACKOFF = timedelta(hours=6)
 MAX_ERROR_CHARS = 4000
@@ -299,6 +310,12 @@ def _complete(runtime: Runtime, claim: _Claim, **values: Any) -> bool:
     return won
 
 
+def _renewal(claim: _Claim) -> Callable[[Session, datetime], None]:
+    return lambda session, until: renew_claimed(
+        session, InboxEvent, [claim.id], {claim.id: claim.attempts}, until
+    )
+
+
 def _process_one(runtime: Runtime, registry: EventHandlers, claim: _Claim) -> None:
     jobs = runtime.config.section("jobs")
     max_attempts = int(jobs["max_attempts"])
@@ -352,7 +369,8 @@ def _process_one(runtime: Runtime, registry: EventHandlers, claim: _Claim) -> No
         event = json.loads(claim.payload)
         if not isinstance(event, dict):
             raise ValueError("stored payload is not a JSON object")
-        outcome = handler(runtime, event)
+        with runtime.leases.hold(_renewal(claim)):
+            outcome = handler(runtime, event)
     except Exception as exc:
         fail(describe_failure(exc, runtime.config.secrets.all_values()))
         return

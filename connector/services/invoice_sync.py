@@ -109,6 +109,24 @@ def invoice_record(
     )
 
 
+#: How many times a sync fetches again when another writer stored the invoice meanwhile.
+MAX_REFETCH = 5
+
+
+class KeptChanging(RuntimeError):
+    """Other writers stored the object every time we fetched it: try the event again later."""
+
+
+def _fetch_invoice(runtime: Runtime, invoice_id: str) -> dict[str, Any] | None:
+    """The invoice as Stripe holds it now; None if Stripe has no such invoice."""
+    try:
+        return plain(runtime.stripe.retrieve_invoice(invoice_id))
+    except StripeRejected as exc:
+        if exc.code != "resource_missing":
+            raise
+        return None
+
+
 def sync_invoice(
     runtime: Runtime,
     invoice_id: str,
@@ -118,27 +136,37 @@ def sync_invoice(
     settle_credit: bool = False,
 ) -> str:
     """Fetch the invoice now and write it to the mirror and (via the outbox) the CRM;
-    ``settle_credit`` also queues the account's credit settlement with the write."""
-    with runtime.db.session() as session:
-        account_id = account_of_customer(runtime, session, customer_id, event_type)
-        if account_id is None:
-            return UNKNOWN_CUSTOMER
-        lock(session, f"invoice:{invoice_id}")
-        if settle_credit:
-            credit.queue_settlement(session, account_id, runtime.clock())
-        mirror = session.get(InvoiceMirror, invoice_id, with_for_update=True)
-        try:
-            invoice = plain(runtime.stripe.retrieve_invoice(invoice_id))
-        except StripeRejected as exc:
-            if exc.code != "resource_missing":
-                raise
-            invoice = None
-        if invoice is None or event_type == "invoice.deleted":
-            return _deleted(runtime, session, mirror)
-        if mirror is not None and mirror.deleted:
-            return "deleted draft"  # a deleted invoice never comes back
-        apply_invoice(runtime, session, invoice, account_id, event_type, mirror=mirror)
-        return f"invoice {invoice['status']}"
+    ``settle_credit`` also queues the account's credit settlement with the write.
+
+    Read, call, write: no store session is open while Stripe answers (on SQLite a session
+    holds the write lock). The mirror's write counter (``stripe_updated``) is read before the
+    fetch and checked under the invoice's lock before the write; if another writer stored
+    the invoice meanwhile, our answer may be older than theirs, so we fetch again. The state
+    written last was therefore fetched after every earlier write: never an older one."""
+    for _ in range(MAX_REFETCH):
+        with runtime.db.session() as session:
+            account_id = account_of_customer(runtime, session, customer_id, event_type)
+            if account_id is None:
+                return UNKNOWN_CUSTOMER
+            mirror = session.get(InvoiceMirror, invoice_id)
+            seen = mirror.stripe_updated if mirror is not None else None
+            if mirror is not None and mirror.deleted and not settle_credit:
+                return "deleted draft"  # a deleted invoice never comes back
+        invoice = _fetch_invoice(runtime, invoice_id)
+        with runtime.db.session() as session:
+            lock(session, f"invoice:{invoice_id}")
+            mirror = session.get(InvoiceMirror, invoice_id, with_for_update=True)
+            if (mirror.stripe_updated if mirror is not None else None) != seen:
+                continue  # written meanwhile: fetch again
+            if settle_credit:
+                credit.queue_settlement(session, account_id, runtime.clock())
+            if invoice is None or event_type == "invoice.deleted":
+                return _deleted(runtime, session, mirror)
+            if mirror is not None and mirror.deleted:
+                return "deleted draft"  # a deleted invoice never comes back
+            apply_invoice(runtime, session, invoice, account_id, event_type, mirror=mirror)
+            return f"invoice {invoice['status']}"
+    raise KeptChanging(f"invoice {invoice_id} changed during each of {MAX_REFETCH} fetches")
 
 
 def apply_invoice(
@@ -184,6 +212,7 @@ def apply_invoice(
     mirror.paid_at = datetime_from_unix(transitions.get("paid_at"))
     mirror.billing_reason = invoice.get("billing_reason")
     mirror.synced_at = runtime.clock()
+    mirror.stripe_updated = (mirror.stripe_updated or 0) + 1
     record = invoice_record(invoice, account_id, deal_id, _payment_error(invoice, event_type))
     crm_outbound.upsert_invoice(runtime, session, record)
     if previous_status == mirror.status:
@@ -204,6 +233,7 @@ def _deleted(runtime: Runtime, session: Session, mirror: InvoiceMirror | None) -
     mirror.status = DELETED
     mirror.amount_remaining = 0
     mirror.synced_at = runtime.clock()
+    mirror.stripe_updated = (mirror.stripe_updated or 0) + 1
     account_id = mirror.crm_account_id
     if account_id is None:
         return "deleted draft"
