@@ -18,6 +18,7 @@ from connector.billing.gateway import StripeRejected
 from connector.billing.objects import plain
 from connector.domain.timestamps import datetime_from_unix
 from connector.runtime import Runtime
+from connector.services import crm_outbound
 from connector.services.stripe_mirror import UNKNOWN_CUSTOMER, account_of_customer
 from connector.store.locks import lock
 from connector.store.models import CreditNoteMirror
@@ -73,6 +74,7 @@ def sync_credit_note(
             if _snapshot(session.get(CreditNoteMirror, note_id, with_for_update=True)) != seen:
                 continue  # written meanwhile: fetch again
             mirror_credit_note(session, account_id, note, runtime.clock())
+            crm_outbound.queue_account_figures(session, account_id, runtime.clock())
             return f"credit note {note['status']}"
     raise RuntimeError(f"credit note {note_id} changed during each of {MAX_REFETCH} fetches")
 

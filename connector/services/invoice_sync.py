@@ -273,6 +273,8 @@ def _status_changed(
 ) -> None:
     if balance:
         queue_open_balance(runtime, session, account_id, record.currency)
+    # Net billing and the open balance moved: the account's figures, within seconds.
+    crm_outbound.queue_account_figures(session, account_id, runtime.clock())
     subscribers.emit(
         session,
         runtime,

@@ -85,6 +85,7 @@ def _write(
     mirror.created = datetime_from_unix(sub.get("start_date") or sub["created"]) or runtime.clock()
     mirror.ended_at = datetime_from_unix(sub.get("ended_at"))
     mirror.synced_at = runtime.clock()
+    crm_outbound.queue_account_figures(session, account_id, runtime.clock())  # MRR may move
     plan = _plan_of(session, sub)
     if plan is not None:
         if plan.stripe_subscription_id is None:

@@ -25,6 +25,7 @@ from werkzeug.exceptions import RequestEntityTooLarge
 from connector.billing.event_types import HANDLED_STRIPE_EVENTS
 from connector.billing.webhook_signature import SignatureRefused, verify_signature
 from connector.services.inbox import store_event
+from connector.services.reconcile import note_delivery
 from connector.web.context import current_runtime
 from connector.web.errors import error_response
 
@@ -105,6 +106,9 @@ def receive() -> tuple[Response, int]:
         payload,
         handled=event_type in HANDLED_STRIPE_EVENTS,
     )
+    if outcome == "stored":
+        # A late (retried) delivery means the endpoint was failing: catch up with Stripe now.
+        note_delivery(runtime, event.get("created"), runtime.clock())
     runtime.metrics.webhooks.labels(source=SOURCE, outcome=outcome).inc()
     log.info("stripe event %s (%s): %s", event_id, event_type, outcome)
     return jsonify({"received": True, "id": event_id, "outcome": outcome}), 200
