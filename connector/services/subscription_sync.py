@@ -1,5 +1,6 @@
 """Stripe subscriptions into the mirror and onto their plan's CRM deal, re-fetched from Stripe
-under the subscription's lock like invoices (see ``invoice_sync``)."""
+outside any store session and written only if nobody wrote meanwhile, like invoices (see
+``invoice_sync``)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,9 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from connector.billing.event_shape import event_object
 from connector.billing.event_types import HANDLED_STRIPE_EVENTS
+from connector.billing.gateway import StripeRejected
 from connector.billing.objects import plain
 from connector.domain.timestamps import datetime_from_unix
 from connector.runtime import Runtime
@@ -23,6 +26,10 @@ SUBSCRIPTION_EVENTS = tuple(
 )
 
 
+class SubscriptionNotFound(Exception):
+    """Stripe does not find a subscription (it never deletes one)."""
+
+
 #: How many times a sync fetches again when another writer stored the subscription meanwhile.
 MAX_REFETCH = 5
 
@@ -34,6 +41,19 @@ class KeptChanging(RuntimeError):
 def _snapshot(mirror: SubscriptionMirror | None) -> tuple[str, dict[str, Any]] | None:
     """What a concurrent write would change: the stored status and the whole object."""
     return None if mirror is None else (mirror.status, dict(mirror.data or {}))
+
+
+def _fetch(runtime: Runtime, subscription_id: str) -> dict[str, Any]:
+    try:
+        return plain(runtime.stripe.retrieve_subscription(subscription_id))
+    except StripeRejected as exc:
+        if exc.code != "resource_missing":
+            raise
+        raise SubscriptionNotFound(
+            f"Stripe has no subscription {subscription_id}; subscriptions are canceled, "
+            "never deleted, so the event is not about this Stripe account "
+            "(is STRIPE_API_KEY for the account that sent it?)"
+        ) from exc
 
 
 def sync_subscription(
@@ -53,12 +73,17 @@ def sync_subscription(
             if account_id is None:
                 return UNKNOWN_CUSTOMER
             seen = _snapshot(session.get(SubscriptionMirror, subscription_id))
-        sub = plain(runtime.stripe.retrieve_subscription(subscription_id))
+        sub = _fetch(runtime, subscription_id)
         with runtime.db.session() as session:
             lock(session, f"subscription:{subscription_id}")
             mirror = session.get(SubscriptionMirror, subscription_id, with_for_update=True)
             if _snapshot(mirror) != seen:
                 continue  # written meanwhile: fetch again
+            if sub["customer"] != customer_id:
+                # The payload named another customer than Stripe has: Stripe's word counts.
+                account_id = account_of_customer(runtime, session, sub["customer"], event_type)
+                if account_id is None:
+                    return UNKNOWN_CUSTOMER
             _write(runtime, session, mirror, sub, account_id)
         _apply_schedule_payment_methods(runtime, sub)
         return f"subscription {sub['status']}"
@@ -129,5 +154,5 @@ def _apply_schedule_payment_methods(runtime: Runtime, sub: dict[str, Any]) -> No
 
 
 def on_subscription_event(runtime: Runtime, event: dict[str, Any]) -> str | None:
-    obj = event["data"]["object"]
-    return sync_subscription(runtime, obj["id"], obj.get("customer"), event["type"])
+    about = event_object(event)
+    return sync_subscription(runtime, about.object_id, about.customer_id, about.event_type)
