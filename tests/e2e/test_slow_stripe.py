@@ -22,8 +22,8 @@ from connector.jobs.schedule import process_inbox
 from connector.services import activation
 from connector.services.plans import approve
 from tests.e2e.conftest import World, make_world
-from tests.events.support import stripe_signature
 from tests.support import FrozenClock
+from tests.support.stripe_events import stripe_signature
 
 #: What intake and /healthz must answer within while Stripe is slow.
 BUDGET_SECONDS = 1.0

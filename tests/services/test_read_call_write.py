@@ -17,7 +17,7 @@ from connector.services.invoice_sync import KeptChanging, sync_invoice
 from connector.services.subscription_sync import sync_subscription
 from connector.store.db import Database
 from connector.store.models import InvoiceMirror, SubscriptionMirror
-from tests.events.test_invoice_handlers import (
+from tests.services.test_invoice_handlers import (
     CUSTOMER,
     INVOICE,
     SUBSCRIPTION,

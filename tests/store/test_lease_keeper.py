@@ -16,8 +16,8 @@ from connector.services.inbox import EventHandlers, claim_next, process_due_even
 from connector.store.db import Database
 from connector.store.lease import RENEW_EVERY, SHORT_LEASE, LeaseKeeper
 from connector.store.models import InboxEvent
-from tests.events.support import load_event, raw_event
 from tests.support import FrozenClock, make_config
+from tests.support.stripe_events import load_event, raw_event
 
 
 def _store(db: Database, clock: FrozenClock) -> int:
