@@ -26,8 +26,9 @@ from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import or_, select
+from sqlalchemy import or_, select, update
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from connector.billing.gateway import StripeGatewayError, StripeRejected
 from connector.crm.base import CrmError
@@ -39,12 +40,15 @@ from connector.runtime import Runtime
 from connector.services import catalog, credit, subscribers
 from connector.services.plans import MANUAL_REASON, get_plan, write_status_to_crm
 from connector.store import audit
+from connector.store.lease import SHORT_LEASE
 from connector.store.locks import lock
 from connector.store.models import Plan, StripeOperation
 
 log = logging.getLogger(__name__)
 
-LEASE = timedelta(minutes=5)
+#: A claim's lease, renewed while the activation runs (``store.lease.LeaseKeeper``): a plan
+#: whose process died is taken over by the next worker within this, not minutes later.
+LEASE = SHORT_LEASE
 #: "In the order they were approved": two approvals racing on PostgreSQL can draw the same
 #: sequence number, so the approval time and the id break ties deterministically.
 APPROVAL_ORDER = (Plan.approval_seq, Plan.approved_at, Plan.id)
@@ -54,24 +58,39 @@ MAX_BACKOFF = timedelta(hours=6)
 # --------------------------------------------------------------------------- claim
 
 
-def _claim(runtime: Runtime, plan_id: str) -> bool:
+def _claim(runtime: Runtime, plan_id: str) -> int | None:
+    """Claim the plan for activation; its attempt number (the fencing token) or None."""
     now = runtime.clock()
     with runtime.db.session() as session:
         row = session.get(Plan, plan_id, with_for_update=True)
         if row is None:
-            return False
+            return None
         due = row.next_attempt_at is None or row.next_attempt_at <= now
         claimable = (row.status in (Status.APPROVED, Status.SCHEDULED) and due) or (
             row.status == Status.ACTIVATING and (row.lease_until or now) < now
         )
         if not claimable:
-            return False
+            return None
         if row.crm_account_id is not None and _account_busy(session, row, now):
-            return False  # one activation per account at a time: each raises its exposure
+            return None  # one activation per account at a time: each raises its exposure
         row.status = Status.ACTIVATING
         row.lease_until = now + LEASE
         row.attempts = (row.attempts or 0) + 1
-        return True
+        return row.attempts
+
+
+def _renewal(plan_id: str, attempts: int) -> Callable[[Session, datetime], None]:
+    """Push the activation's lease forward while this process still holds the plan."""
+
+    def renew(session: Session, until: datetime) -> None:
+        session.execute(
+            update(Plan)
+            .where(Plan.id == plan_id, Plan.status == Status.ACTIVATING, Plan.attempts == attempts)
+            .values(lease_until=until)
+            .execution_options(synchronize_session=False)
+        )
+
+    return renew
 
 
 def _account_busy(session: Any, row: Plan, now: datetime) -> bool:
@@ -96,9 +115,11 @@ def _account_busy(session: Any, row: Plan, now: datetime) -> bool:
 
 def activate(runtime: Runtime, plan_id: str) -> Plan:
     """Activate an approved plan if it is due; returns the plan as it stands afterwards."""
-    if _claim(runtime, plan_id):
+    attempts = _claim(runtime, plan_id)
+    if attempts is not None:
         try:
-            _run(runtime, plan_id)
+            with runtime.leases.hold(_renewal(plan_id, attempts)):
+                _run(runtime, plan_id)
         except StripeRejected as exc:
             _settle(
                 runtime, plan_id, Status.FAILED, f"Stripe refused the activation: {exc.message}"
