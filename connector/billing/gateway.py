@@ -16,6 +16,7 @@ import stripe
 from stripe.params import (
     CustomerCreateParams,
     InvoiceCreateParams,
+    InvoiceCreatePreviewParams,
     InvoiceItemCreateParams,
     PriceCreateParams,
     ProductCreateParams,
@@ -215,6 +216,12 @@ class StripeGateway:
             options=_options(idempotency_key),
         )
         return subscription
+
+    def preview_invoice(self, params: InvoiceCreatePreviewParams) -> stripe.Invoice:
+        """The invoice a subscription change would produce (``/v1/invoices/create_preview``);
+        nothing is created, so no idempotency key."""
+        invoice: stripe.Invoice = self._do(self.client.v1.invoices.create_preview, params=params)
+        return invoice
 
     def iter_subscriptions(self, customer_id: str) -> Iterator[stripe.Subscription]:
         """The customer's subscriptions that still bill (active, past due, unpaid, trialing)."""
