@@ -21,12 +21,18 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, timedelta
 from typing import Any, Literal, TypeVar, get_args
 
 from connector.domain.deal import Problem, parse_date
 from connector.domain.money import format_money
-from connector.domain.plan import BillingPlan, Interval, InvalidOverrides
+from connector.domain.plan import (
+    BillingPlan,
+    Interval,
+    InvalidOverrides,
+    add_months,
+    interval_months,
+)
 
 __all__ = [
     "AMENDING_KINDS",
@@ -58,8 +64,8 @@ __all__ = [
 
 ChangeKind = Literal["new", "upgrade", "downgrade", "replacement", "renewal", "cancellation"]
 CHANGE_KINDS: tuple[ChangeKind, ...] = get_args(ChangeKind)
-#: Kinds that change the live subscription's items.
-AMENDING_KINDS: frozenset[str] = frozenset({"upgrade", "downgrade", "replacement"})
+#: Kinds that change the live subscription (its items; a renewal also its end).
+AMENDING_KINDS: frozenset[str] = frozenset({"upgrade", "downgrade", "replacement", "renewal"})
 
 ProrationBehavior = Literal["create_prorations", "always_invoice", "none"]
 PRORATION_BEHAVIORS: tuple[ProrationBehavior, ...] = get_args(ProrationBehavior)
@@ -159,6 +165,8 @@ class Amendment:
     recurring_after: int
     notes: tuple[str, ...] = ()
     needs_confirmation: tuple[str, ...] = ()
+    #: A renewal's new end of term (the subscription's ``cancel_at`` moves there).
+    new_end: date | None = None
 
 
 # --------------------------------------------------------------------------- choosing
@@ -244,6 +252,14 @@ def propose_amendment(
     assert kind in AMENDING_KINDS, kind
     assert len(line_keys) == len(plan.lines)
     problems: list[Problem] = []
+    if kind == "renewal" and live.cancel_at is None:
+        problems.append(
+            Problem(
+                "change",
+                f"the subscription {live.subscription_id} has no end date, so there is no term "
+                "to renew; choose upgrade, downgrade or replacement to change it",
+            )
+        )
     if plan.currency != live.currency:
         problems.append(
             Problem(
@@ -285,7 +301,8 @@ def propose_amendment(
     for item in live.items:
         matched = wanted.pop(item.product_key) if item.product_key in wanted else None
         if matched is None:
-            action: ItemAction = "removed" if kind == "replacement" else "unchanged"
+            replaced = kind in ("replacement", "renewal")
+            action: ItemAction = "removed" if replaced else "unchanged"
             changes.append(
                 ItemChange(
                     action,
@@ -361,6 +378,9 @@ def propose_amendment(
             "The deal is typed as a downgrade but raises the recurring amount; confirm, or "
             "choose upgrade or replacement."
         )
+    if kind == "renewal":
+        assert live.cancel_at is not None
+        return _renewal(kind, live, plan, changes, proration_behavior, notes, needs, today)
     if all(c.action == "unchanged" for c in changes):
         needs.append("change")
         notes.append("The deal changes nothing on the subscription; confirm or mark it manual.")
@@ -398,6 +418,84 @@ def propose_amendment(
         recurring_after=after,
         notes=tuple(notes),
         needs_confirmation=tuple(dict.fromkeys(needs)),
+    )
+
+
+def _renewal(
+    kind: ChangeKind,
+    live: LiveSubscription,
+    plan: BillingPlan,
+    changes: list[ItemChange],
+    proration_behavior: ProrationBehavior,
+    notes: list[str],
+    needs: list[str],
+    today: date,
+) -> Amendment:
+    """A renewal moves the subscription's end to the deal's end; new prices or quantities
+    apply from the first period of the new term.
+
+    Stripe bills each period in advance, when it starts; a change made without proration
+    during the last period of the old term is therefore billed first by the invoice that
+    opens the new term. So a renewal that changes items waits for the day after the last
+    period starts (or applies now, if that day has passed); one that changes nothing but
+    the end applies at once.
+    """
+    assert live.cancel_at is not None
+    old_end = live.cancel_at
+    new_end = plan.end_date
+    cur = live.currency
+    if plan.start_date != old_end:
+        needs.append("start_date")
+        notes.append(
+            f"The renewal starts {plan.start_date.isoformat()} but the subscription ends "
+            f"{old_end.isoformat()}; the subscription continues without a gap to "
+            f"{new_end.isoformat()}. Confirm the dates."
+        )
+    if new_end <= old_end:
+        raise InvalidOverrides(
+            [
+                Problem(
+                    "contract_months",
+                    f"the renewal ends {new_end.isoformat()}, not after the subscription's "
+                    f"current end {old_end.isoformat()}",
+                )
+            ]
+        )
+    changed = [c for c in changes if c.action != "unchanged"]
+    every = _every(live.interval, live.interval_count)
+    notes.append(
+        f"Renewal: the subscription's end moves from {old_end.isoformat()} to "
+        f"{new_end.isoformat()}."
+    )
+    effective = today
+    if changed:
+        last_period = add_months(old_end, -interval_months(live.interval, live.interval_count))
+        effective = max(today, last_period + timedelta(days=1))
+        notes.append(
+            f"The new term bills {format_money(sum(c.amount_after for c in changes), cur)} "
+            f"{every} from {old_end.isoformat()}; the items change on "
+            f"{effective.isoformat()}, in the last period of the current term, without "
+            "proration, so the current term is billed as agreed and the first invoice of "
+            "the new term has the new prices."
+        )
+    else:
+        notes.append("The products and prices stay as they are.")
+    return Amendment(
+        kind=kind,
+        subscription_id=live.subscription_id,
+        amends_plan_id=live.plan_id,
+        amends_deal_id=live.deal_id,
+        proration_behavior="none",
+        effective_date=effective,
+        currency=cur,
+        interval=live.interval,
+        interval_count=live.interval_count,
+        changes=tuple(changes),
+        recurring_before=live.recurring_amount,
+        recurring_after=sum(c.amount_after for c in changes),
+        notes=tuple(notes),
+        needs_confirmation=tuple(dict.fromkeys(needs)),
+        new_end=new_end,
     )
 
 
@@ -447,7 +545,10 @@ def amendment_summary(amendment: Amendment, preview: Mapping[str, Any] | None) -
                 "removed": f"  - {c.product}: removed (was {before})",
             }[c.action]
         )
-    lines.append(f"Proration: {amendment.proration_behavior}.")
+    if amendment.new_end is not None:
+        lines.append(f"The subscription now ends {amendment.new_end.isoformat()}.")
+    else:
+        lines.append(f"Proration: {amendment.proration_behavior}.")
     if preview is not None and preview.get("error"):
         lines.append(f"Stripe could not preview the next invoice: {preview['error']}")
     elif preview is not None:
@@ -551,6 +652,7 @@ def amendment_to_json(a: Amendment) -> dict[str, Any]:
         ],
         "notes": list(a.notes),
         "needs_confirmation": list(a.needs_confirmation),
+        "new_end": None if a.new_end is None else a.new_end.isoformat(),
     }
 
 
@@ -588,6 +690,7 @@ def amendment_from_json(data: Mapping[str, Any]) -> Amendment:
             ),
             notes=tuple(_str(n) for n in data["notes"]),
             needs_confirmation=tuple(_str(n) for n in data["needs_confirmation"]),
+            new_end=None if data.get("new_end") is None else parse_date(data["new_end"]),
         )
     except (KeyError, TypeError) as exc:
         raise ValueError(f"not an amendment: {exc!r}") from exc

@@ -36,7 +36,7 @@ from connector.domain.amendment import (
 )
 from connector.domain.plan import BillingPlan, InvalidOverrides
 from connector.domain.plan_status import Status
-from connector.domain.timestamps import date_from_unix
+from connector.domain.timestamps import date_from_unix, unix_at_midnight
 from connector.runtime import Runtime
 from connector.services import catalog
 from connector.store.models import CatalogLink, Plan, ProductMirror
@@ -187,6 +187,10 @@ def update_params(
         "items": subscription_items(amendment, price_ids(runtime, plan, amendment)),
         "proration_behavior": amendment.proration_behavior,
     }
+    if not params["items"]:
+        del params["items"]
+    if amendment.new_end is not None:
+        params["cancel_at"] = unix_at_midnight(amendment.new_end)
     if proration_date is not None and amendment.proration_behavior != "none":
         params["proration_date"] = proration_date
     return params
@@ -207,11 +211,14 @@ def preview(
     plan: BillingPlan,
     amendment: Amendment,
     proration_date: int,
-) -> dict[str, Any]:
+) -> dict[str, Any] | None:
     """Stripe's preview of the invoice the change produces: the next invoice with the
     prorations (``create_prorations``), the invoice sent at once (``always_invoice``) or
     the next regular invoice (``none``). Errors are reported, never raised: the page shows
-    them and approval refuses a plan without a preview."""
+    them and approval refuses a plan without a preview. A renewal has none: its next invoice
+    is a regular one, and the new term's first invoice is the plan's new recurring amount."""
+    if amendment.new_end is not None:
+        return None
     params = update_params(runtime, plan, amendment, proration_date)
     details: dict[str, Any] = {
         "items": params["items"],

@@ -355,7 +355,7 @@ def _checked_preview(amendment: Amendment, previewed: dict[str, Any] | None) -> 
     if previewed is None or {k: v for k, v in previewed.items() if k != "preview"} != expected:
         raise PlanStateError("the change moved while it was being previewed; try again")
     preview = previewed["preview"]
-    if preview.get("error"):
+    if preview is not None and preview.get("error"):
         raise PlanStateError(
             f"Stripe could not preview the change, so it cannot be approved: {preview['error']}"
         )

@@ -268,3 +268,67 @@ def test_json_round_trips() -> None:
     amendment = _propose([_seats(40, 4200)])
     assert amendment_from_json(amendment_to_json(amendment)) == amendment
     assert live_from_json(live_to_json(LIVE)) == LIVE
+
+
+def _renewal(lines: list[dict[str, Any]], live: LiveSubscription = LIVE, **deal: Any) -> Any:
+    plan = _plan(lines, **deal)
+    keys = [line.product_id or line.product for line in plan.lines]
+    return propose_amendment(
+        "renewal", live, plan, keys, "create_prorations", proration_chosen=False, today=TODAY
+    )
+
+
+PLATFORM = line_item(product="Platform", product_id="prod_platform", unit_amount=120000)
+
+
+@pytest.mark.parametrize(
+    ("lines", "effective", "actions"),
+    [
+        pytest.param(
+            [PLATFORM, _seats(25)],
+            TODAY,
+            ["unchanged", "unchanged"],
+            id="the same items: the end moves at once",
+        ),
+        pytest.param(
+            [PLATFORM, _seats(25, 4800)],
+            date(2026, 2, 2),
+            ["unchanged", "price"],
+            id="new prices: changed the day after the last period of the term starts",
+        ),
+        pytest.param(
+            [_seats(25)],
+            date(2026, 2, 2),
+            ["removed", "unchanged"],
+            id="a product not renewed is removed at the new term",
+        ),
+    ],
+)
+def test_a_renewal_moves_the_end_and_changes_items_for_the_new_term(
+    lines: list[dict[str, Any]], effective: date, actions: list[str]
+) -> None:
+    renewal = _renewal(lines, contract_start="2026-03-01", contract_months=12)
+    assert renewal.new_end == date(2027, 3, 1)
+    assert renewal.effective_date == effective
+    assert [c.action for c in renewal.changes] == actions
+    assert renewal.proration_behavior == "none"
+    assert renewal.needs_confirmation == ()
+
+
+def test_a_renewal_that_does_not_continue_the_term_asks_to_confirm_the_dates() -> None:
+    renewal = _renewal([PLATFORM, _seats(25)], contract_start="2026-04-01")
+    assert renewal.needs_confirmation == ("start_date",)
+    assert renewal.new_end == date(2027, 4, 1)
+
+
+def test_a_subscription_without_an_end_cannot_be_renewed() -> None:
+    open_ended = LiveSubscription(**{**LIVE.__dict__, "cancel_at": None})
+    with pytest.raises(InvalidOverrides) as raised:
+        _renewal([PLATFORM], open_ended, contract_start="2026-03-01")
+    assert [p.field for p in raised.value.problems] == ["change"]
+
+
+def test_a_renewal_ending_before_the_current_end_is_refused() -> None:
+    with pytest.raises(InvalidOverrides) as raised:
+        _renewal([PLATFORM], contract_start="2025-03-01", contract_months=6)
+    assert [p.field for p in raised.value.problems] == ["contract_months"]

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
+from connector.domain.plan import add_months
+from connector.domain.timestamps import unix_at_midnight
+from connector.services import activation
+from connector.services.plans import approve
 from tests.e2e.conftest import World
 
 
@@ -136,3 +141,106 @@ def test_an_upgrade_without_a_live_subscription_starts_a_new_one(world: World) -
     assert plan["kind"] == "upgrade"
     assert plan["amendment"] is None
     assert "no live subscription" in plan["amendment_notice"]
+
+
+def test_the_previewed_proration_is_billed_on_the_next_invoice(world: World) -> None:
+    world.sync()
+    first = _activate(world, "acme_platform")
+    _close_expansion(world)
+    _upgrade_on_dynamics(world, world.plan_for("acme_expansion"))
+    world.clock.advance(days=3)
+    active = _activate(world, "acme_expansion")
+    approved = active["amendment"]["preview"]
+    assert approved["proration_amount"] != 0
+
+    world.clock.advance(days=31, hours=3)
+    world.stripe_sandbox.run_billing()
+    subscription = world.stripe_client().v1.subscriptions.retrieve(first["stripe_subscription_id"])
+    invoice = world.stripe_client().v1.invoices.retrieve(str(subscription.latest_invoice))
+    assert invoice.amount_due == approved["amount_due"]
+    assert sorted(line.amount for line in invoice.lines.data) == sorted(
+        line["amount"] for line in approved["lines"]
+    )
+
+
+def test_a_change_starting_later_waits_for_its_day(world: World) -> None:
+    world.sync()
+    first = _activate(world, "acme_platform")
+    start = world.clock().date() + timedelta(days=10)
+    world.crm.update_deal("acme_expansion", closed=True, contract_start=start)
+    world.sync()
+    _upgrade_on_dynamics(world, world.plan_for("acme_expansion"))
+    plan = _activate(world, "acme_expansion")
+    assert plan["status"] == "scheduled"
+    assert start.isoformat() in plan["status_reason"]
+    assert _items(world, first["stripe_subscription_id"])[0] == ("Additional Seats", 4500, 25)
+
+    world.clock.advance(days=10, hours=1)
+    world.sync()
+    assert world.plan_for("acme_expansion")["status"] == "active"
+    assert _items(world, first["stripe_subscription_id"])[0] == ("Additional Seats", 4200, 40)
+
+
+def test_a_subscription_changed_since_the_review_is_not_amended(world: World) -> None:
+    world.sync()
+    first = _activate(world, "acme_platform")
+    _close_expansion(world)
+    plan = _upgrade_on_dynamics(world, world.plan_for("acme_expansion"))
+    assert world.runtime is not None
+    approve(world.runtime, plan["id"], actor="rep")
+    client = world.stripe_client()
+    subscription = client.v1.subscriptions.retrieve(first["stripe_subscription_id"])
+    seats = next(i for i in subscription["items"].data if i.quantity == 25)
+    client.v1.subscriptions.update(
+        subscription.id, params={"items": [{"id": seats.id, "quantity": 26}]}
+    )  # someone in the Stripe dashboard
+    updates = world.stripe_count("POST", "/v1/subscriptions/:id")
+
+    activation.activate(world.runtime, plan["id"])
+    failed = world.plan_for("acme_expansion")
+    assert failed["status"] == "failed"
+    assert "changed since this amendment was reviewed" in failed["status_reason"]
+    assert world.stripe_count("POST", "/v1/subscriptions/:id") == updates
+
+
+def test_a_renewal_extends_the_term_and_bills_the_new_prices_from_the_new_term(
+    world: World,
+) -> None:
+    world.sync()
+    first = _activate(world, "acme_platform")
+    subscription_id = first["stripe_subscription_id"]
+    today = world.clock().date()
+    old_end, new_end = add_months(today, 12), add_months(today, 24)
+    world.crm.update_deal("acme_expansion", closed=True, contract_start=old_end, contract_months=12)
+    world.sync()
+    plan = world.plan_for("acme_expansion")
+    response = world.api("POST", f"/api/plans/{plan['id']}/adjust", json={"change": "renewal"})
+    assert response.status_code == 200, response.get_json()
+    renewal = response.get_json()["amendment"]
+    assert renewal["kind"] == "renewal"
+    assert renewal["new_end"] == new_end.isoformat()
+    assert renewal["needs_confirmation"] == []
+    assert renewal["effective_date"] == (add_months(today, 11) + timedelta(days=1)).isoformat()
+
+    scheduled = _activate(world, "acme_expansion")
+    assert scheduled["status"] == "scheduled"
+    client = world.stripe_client()
+    assert client.v1.subscriptions.retrieve(subscription_id).cancel_at == unix_at_midnight(old_end)
+
+    world.clock.advance(days=(add_months(today, 11) - today).days + 1, hours=1)
+    world.stripe_sandbox.run_billing()
+    world.sync()
+    assert world.plan_for("acme_expansion")["status"] == "active"
+    renewed = client.v1.subscriptions.retrieve(subscription_id)
+    assert renewed.cancel_at == unix_at_midnight(new_end)
+    assert _items(world, subscription_id) == [("Additional Seats", 4200, 40)]
+
+    world.clock.advance(days=(old_end - world.clock().date()).days, hours=2)
+    world.stripe_sandbox.run_billing()
+    renewed = client.v1.subscriptions.retrieve(subscription_id)
+    assert renewed.status in ("active", "past_due")  # not canceled: a year of unpaid invoices
+    first_of_new_term = client.v1.invoices.retrieve(str(renewed.latest_invoice))
+    assert first_of_new_term.amount_due == 40 * 4200
+    assert [s.id for s in _live_subscriptions(world, first["stripe_customer_id"])] == [
+        subscription_id
+    ]
