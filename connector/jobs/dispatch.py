@@ -38,6 +38,8 @@ STRIPE_EVENT_HANDLERS.register("customer.updated", customer_sync.on_customer_upd
 STRIPE_EVENT_HANDLERS.register("customer.deleted", customer_sync.on_customer_deleted)
 for _type in credit_notes.CREDIT_NOTE_EVENTS:
     STRIPE_EVENT_HANDLERS.register(_type, credit_notes.on_credit_note_event)
+for _type in credit_notes.REFUND_EVENTS:
+    STRIPE_EVENT_HANDLERS.register(_type, credit_notes.on_refund_event)
 
 #: CRM changes (pushes, the poll) and the follow-ups that re-read a CRM record, by type.
 CRM_EVENT_HANDLERS = EventHandlers(crm_changes.SOURCE, known_types=crm_changes.TYPES)

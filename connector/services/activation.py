@@ -34,9 +34,17 @@ from connector.billing.gateway import StripeGatewayError, StripeRejected
 from connector.crm.base import CrmError
 from connector.domain.amendment import TARGET_KEY, Amendment, live_from_json
 from connector.domain.credit import CreditDecision, CreditStatus, decide_activation
-from connector.domain.plan import BillingPlan, plan_from_json
+from connector.domain.plan import (
+    BillingPlan,
+    PlanLine,
+    add_months,
+    catch_up_lines,
+    catch_up_periods,
+    interval_months,
+    plan_from_json,
+)
 from connector.domain.plan_status import Status
-from connector.domain.timestamps import unix_at_midnight
+from connector.domain.timestamps import unix_at_midnight, unix_of
 from connector.runtime import Runtime
 from connector.services import amendment as amendments
 from connector.services import catalog, credit, subscribers
@@ -467,31 +475,58 @@ def _payment_settings(plan: BillingPlan) -> dict[str, Any]:
 
 
 def _line_items(
-    runtime: Runtime, plan: BillingPlan
+    runtime: Runtime, plan: BillingPlan, extra: tuple[PlanLine, ...] = ()
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Stripe items for the plan's lines (recurring, one-time), each line discount as an
+    amount-off coupon on its line; ``extra`` one-time lines (catch-up) go last."""
     recurring: list[dict[str, Any]] = []
     one_time: list[dict[str, Any]] = []
-    for line in plan.lines:
+    for line in (*plan.lines, *extra):
         price_id = catalog.ensure_price(runtime, line, plan)
-        entry = {"price": price_id, "quantity": line.quantity}
+        entry: dict[str, Any] = {"price": price_id, "quantity": line.quantity}
+        coupon = catalog.ensure_coupon(runtime, line, plan)
+        if coupon is not None:
+            entry["discounts"] = [{"coupon": coupon}]
         (recurring if line.kind == "recurring" else one_time).append(entry)
     return recurring, one_time
+
+
+def _billed_through(plan: BillingPlan) -> date:
+    """Where billing stops: the end of the last full period the plan states (plans frozen
+    before it was stated stop at the contract end)."""
+    return plan.billed_through or plan.end_date
 
 
 def _create_subscription(
     runtime: Runtime, step: _Steps, plan: BillingPlan, customer_id: str, metadata: dict[str, str]
 ) -> str:
-    recurring, one_time = _line_items(runtime, plan)
+    """A subscription whose every period is a full period of the plan.
+
+    Periods are counted from the contract start at midnight UTC: the billing cycle anchor is
+    the next period boundary, the current period is backdated to its start (so it bills in
+    full, not from the minute of activation), and ``cancel_at`` is the end of the last
+    period, so nothing is prorated. Periods of a start in the past that already ended are
+    billed as named catch-up lines on the first invoice.
+    """
+    assert plan.interval is not None and plan.interval_count is not None
+    months = interval_months(plan.interval, plan.interval_count)
+    now = runtime.clock()
+    passed = catch_up_periods(plan.start_date, months, plan.periods, now.date())
+    current = add_months(plan.start_date, passed * months)
+    anchor = add_months(plan.start_date, (passed + 1) * months)
+    recurring, one_time = _line_items(runtime, plan, catch_up_lines(plan, passed))
     params: dict[str, Any] = {
         "customer": customer_id,
         "items": recurring,
         "collection_method": "send_invoice",
         "days_until_due": plan.days_until_due,
         "payment_settings": _payment_settings(plan),
-        "cancel_at": unix_at_midnight(plan.end_date),
-        "proration_behavior": "none",
+        "billing_cycle_anchor": unix_at_midnight(anchor),
+        "cancel_at": unix_at_midnight(_billed_through(plan)),
         "metadata": metadata,
     }
+    if unix_at_midnight(current) < unix_of(now):
+        params["backdate_start_date"] = unix_at_midnight(current)
     if one_time:
         params["add_invoice_items"] = one_time
     return step(
@@ -508,7 +543,7 @@ def _create_schedule(
     recurring, one_time = _line_items(runtime, plan)
     phase: dict[str, Any] = {
         "items": recurring,
-        "end_date": unix_at_midnight(plan.end_date),
+        "end_date": unix_at_midnight(_billed_through(plan)),
         "collection_method": "send_invoice",
         "invoice_settings": {"days_until_due": plan.days_until_due},
         "proration_behavior": "none",
@@ -539,7 +574,14 @@ def _create_schedule(
 def _send_one_time_invoice(
     runtime: Runtime, step: _Steps, plan: BillingPlan, customer_id: str, metadata: dict[str, str]
 ) -> str:
-    prices = [(catalog.ensure_price(runtime, line, plan), line.quantity) for line in plan.lines]
+    prices = [
+        (
+            catalog.ensure_price(runtime, line, plan),
+            line.quantity,
+            catalog.ensure_coupon(runtime, line, plan),
+        )
+        for line in plan.lines
+    ]
     params: dict[str, Any] = {
         "customer": customer_id,
         "collection_method": "send_invoice",
@@ -553,7 +595,7 @@ def _send_one_time_invoice(
         "invoice",
         lambda key: runtime.stripe.create_invoice(params, key).id,  # type: ignore[arg-type]
     )
-    for index, (price_id, quantity) in enumerate(prices):
+    for index, (price_id, quantity, coupon) in enumerate(prices):
         item: dict[str, Any] = {
             "customer": customer_id,
             "invoice": invoice_id,
@@ -561,6 +603,8 @@ def _send_one_time_invoice(
             "quantity": quantity,
             "metadata": metadata,
         }
+        if coupon is not None:
+            item["discounts"] = [{"coupon": coupon}]
         step(
             f"item:{index}",
             lambda key, item=item: runtime.stripe.create_invoice_item(item, key).id,  # type: ignore[misc]

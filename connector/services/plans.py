@@ -16,6 +16,8 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from connector.billing.gateway import StripeGatewayError
+from connector.domain.adjustments import contradictions
 from connector.domain.amendment import (
     AMENDING_KINDS,
     PERSON_KEYS,
@@ -162,7 +164,8 @@ def plan_for_deal(session: Session, deal_id: str) -> Plan | None:
 
 
 def adjust(runtime: Runtime, plan_id: str, changes: dict[str, Any], *, actor: str) -> Plan:
-    """Apply a person's overrides; invalid ones raise InvalidOverrides naming each field.
+    """Apply a person's overrides; invalid ones raise InvalidOverrides naming each field,
+    and so do fields that contradict each other (a one-time bill with a frequency).
 
     ``change`` (new, upgrade, downgrade, replacement...) and ``proration_behavior`` are the
     amendment choices; the live subscription snapshot is dealbridge's, never a person's.
@@ -176,6 +179,9 @@ def adjust(runtime: Runtime, plan_id: str, changes: dict[str, Any], *, actor: st
         )
     base_changes, _, _ = split_overrides(changes)  # raises InvalidOverrides
     overrides = overrides_from_json(base_changes)  # raises InvalidOverrides
+    clashes = contradictions(base_changes)
+    if clashes:
+        raise InvalidOverrides(clashes)
     person = {k: changes[k] for k in PERSON_KEYS if changes.get(k) is not None}
     _adjust(runtime, plan_id, overrides, person, actor=actor)
     # A change of kind may make the deal a change to the live subscription, or no longer.
@@ -381,6 +387,52 @@ def mark_manual(runtime: Runtime, plan_id: str, *, actor: str) -> Plan:
         return row
 
 
+def manual_invoices_sent(runtime: Runtime, row: Plan) -> list[str]:
+    """Invoices sent to the plan's customer since it was marked manual (asked of Stripe: the
+    mirror may lag), which make undoing manual invoicing a way to bill twice."""
+    if row.status != Status.MANUAL or row.stripe_customer_id is None:
+        return []
+    since = unix_of(row.approved_at) if row.approved_at else 0
+    invoices = runtime.stripe.iter_invoices(
+        {"customer": row.stripe_customer_id, "created": {"gte": since}}
+    )
+    return [str(i.id) for i in invoices if i.status != "draft"]
+
+
+def undo_manual(runtime: Runtime, plan_id: str, *, actor: str) -> Plan:
+    """Back to review from manual invoicing, as long as no invoice was sent meanwhile."""
+    with runtime.db.session() as session:
+        row = get_plan(session, plan_id)
+        if row.status != Status.MANUAL:
+            raise PlanStateError("this plan is not invoiced manually; there is nothing to undo")
+        try:
+            sent = manual_invoices_sent(runtime, row)
+        except StripeGatewayError as exc:
+            raise PlanStateError(
+                f"could not check with Stripe whether an invoice was sent ({exc}); try again"
+            ) from exc
+        if sent:
+            raise PlanStateError(
+                f"invoice {', '.join(sent)} was already sent to the customer by hand; billing "
+                "this plan through Stripe too would bill the customer twice"
+            )
+        row.overrides = {k: v for k, v in (row.overrides or {}).items() if k != "collection"}
+        row.status = Status.IN_REVIEW
+        row.status_reason = None
+        row.plan_data = None
+        row.approved_at = None
+        row.approved_by = None
+        audit.record(
+            session,
+            actor=actor,
+            action="plan.manual_undone",
+            subject_type="deal",
+            subject_id=row.deal_id,
+        )
+        write_status_to_crm(runtime, session, row)
+        return row
+
+
 def _settle_manual(runtime: Runtime, session: Any, row: Plan, actor: str) -> None:
     """Manual invoicing settles the plan: the customer link stays, Stripe gets nothing."""
     row.status = Status.MANUAL
@@ -489,9 +541,16 @@ def plan_view(runtime: Runtime, row: Plan) -> dict[str, Any]:
         "customer_candidates": row.customer_candidates or [],
         "stripe_customer_id": row.stripe_customer_id,
         "stripe_customer_url": (
-            f"{dashboard}/customers/{row.stripe_customer_id}" if row.stripe_customer_id else None
+            f"{dashboard}/customers/{row.stripe_customer_id}"
+            if dashboard and row.stripe_customer_id
+            else None
         ),
         "stripe_subscription_id": row.stripe_subscription_id,
+        "stripe_subscription_url": (
+            f"{dashboard}/subscriptions/{row.stripe_subscription_id}"
+            if dashboard and row.stripe_subscription_id
+            else None
+        ),
         "stripe_schedule_id": row.stripe_schedule_id,
         "stripe_invoice_id": row.stripe_invoice_id,
         "overrides": row.overrides or {},

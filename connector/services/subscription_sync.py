@@ -8,7 +8,9 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from connector.billing.event_shape import event_object
 from connector.billing.event_types import HANDLED_STRIPE_EVENTS
+from connector.billing.gateway import StripeRejected
 from connector.billing.objects import plain
 from connector.domain.timestamps import datetime_from_unix
 from connector.runtime import Runtime
@@ -23,6 +25,10 @@ SUBSCRIPTION_EVENTS = tuple(
 )
 
 
+class SubscriptionNotFound(Exception):
+    """Stripe does not find a subscription (it never deletes one)."""
+
+
 def sync_subscription(
     runtime: Runtime,
     subscription_id: str,
@@ -35,7 +41,21 @@ def sync_subscription(
             return UNKNOWN_CUSTOMER
         lock(session, f"subscription:{subscription_id}")
         mirror = session.get(SubscriptionMirror, subscription_id, with_for_update=True)
-        sub = plain(runtime.stripe.retrieve_subscription(subscription_id))
+        try:
+            sub = plain(runtime.stripe.retrieve_subscription(subscription_id))
+        except StripeRejected as exc:
+            if exc.code != "resource_missing":
+                raise
+            raise SubscriptionNotFound(
+                f"Stripe has no subscription {subscription_id}; subscriptions are canceled, "
+                "never deleted, so the event is not about this Stripe account "
+                "(is STRIPE_API_KEY for the account that sent it?)"
+            ) from exc
+        if sub["customer"] != customer_id:
+            # The payload named another customer than Stripe has: Stripe's word counts.
+            account_id = account_of_customer(runtime, session, sub["customer"], event_type)
+            if account_id is None:
+                return UNKNOWN_CUSTOMER
         if mirror is None:
             mirror = SubscriptionMirror(id=subscription_id)
             session.add(mirror)
@@ -93,5 +113,5 @@ def _apply_schedule_payment_methods(runtime: Runtime, sub: dict[str, Any]) -> No
 
 
 def on_subscription_event(runtime: Runtime, event: dict[str, Any]) -> str | None:
-    obj = event["data"]["object"]
-    return sync_subscription(runtime, obj["id"], obj.get("customer"), event["type"])
+    about = event_object(event)
+    return sync_subscription(runtime, about.object_id, about.customer_id, about.event_type)

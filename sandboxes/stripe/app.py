@@ -44,16 +44,33 @@ def _json_response(status: int, body: JSON, headers: dict[str, str] | None = Non
     )
 
 
+#: URL maps by their routes: building one compiles ~250 rules, and every sandbox (one per
+#: end-to-end test) has the same routes. A Map is only read once built.
+_URL_MAPS: dict[tuple[tuple[str, str], ...], Map] = {}
+_URL_MAPS_LOCK = threading.Lock()
+
+
+def _url_map(endpoints: tuple[tuple[str, str], ...]) -> Map:
+    with _URL_MAPS_LOCK:
+        url_map = _URL_MAPS.get(endpoints)
+        if url_map is None:
+            rules = [
+                Rule(_werkzeug_path(template), endpoint=f"{method} {template}", methods=[method])
+                for method, template in endpoints
+            ]
+            url_map = _URL_MAPS[endpoints] = Map(rules, strict_slashes=False)
+        return url_map
+
+
 class StripeApp:
     def __init__(self, state: State, routes: Iterable[RouteSpec]) -> None:
         self.state = state
         self.handlers: dict[str, Handler] = {}
-        rules = []
+        endpoints = []
         for method, template, handler in routes:
-            endpoint = f"{method} {template}"
-            self.handlers[endpoint] = handler
-            rules.append(Rule(_werkzeug_path(template), endpoint=endpoint, methods=[method]))
-        self.url_map = Map(rules, strict_slashes=False)
+            self.handlers[f"{method} {template}"] = handler
+            endpoints.append((method, template))
+        self.url_map = _url_map(tuple(endpoints))
         self.idempotency = IdempotencyCache()
         self._counts: Counter[tuple[str, str]] = Counter()
         self._faults: list[tuple[str, deque[int]]] = []
@@ -102,6 +119,9 @@ class StripeApp:
         if request.path.startswith("/invoice/"):
             with self.state.lock:
                 return pages.invoice_page(self.state, request.path)
+        if request.path.startswith("/dashboard/"):
+            with self.state.lock:
+                return pages.dashboard_page(self.state, request.path)
         if request.path.startswith("/credit_note/"):
             with self.state.lock:
                 return pages.credit_note_pdf(self.state, request.path)

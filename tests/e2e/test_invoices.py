@@ -18,8 +18,8 @@ import pytest
 
 from connector.secrets import Secret
 from tests.e2e.conftest import World, make_world
-from tests.events.receiver import Receiver, run_receiver
 from tests.support import FrozenClock
+from tests.support.receiver import Receiver, run_receiver
 
 FIELDS = (
     "number", "status", "amount_due", "amount_paid", "amount_remaining", "currency",
