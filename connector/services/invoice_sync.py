@@ -23,16 +23,17 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from connector.billing.event_shape import MalformedEvent, event_object
 from connector.billing.event_types import HANDLED_STRIPE_EVENTS
 from connector.billing.gateway import StripeRejected
 from connector.billing.objects import plain
 from connector.crm.base import InvoiceRecord, Money
+from connector.domain.metrics import OWED_INVOICE_STATUSES
 from connector.domain.timestamps import date_from_unix, datetime_from_unix
 from connector.runtime import Runtime
 from connector.services import credit, crm_outbound, subscribers
@@ -41,6 +42,7 @@ from connector.store.lease import PENDING
 from connector.store.links import IN_CHUNK, linked_accounts
 from connector.store.locks import lock
 from connector.store.models import (
+    AccountMetrics,
     InvoiceMirror,
     OutboxMessage,
     Plan,
@@ -52,6 +54,10 @@ log = logging.getLogger(__name__)
 INVOICE_EVENTS = tuple(sorted(t for t in HANDLED_STRIPE_EVENTS if t.startswith("invoice.")))
 #: The CRM status of an invoice deleted in Stripe (only drafts can be deleted).
 DELETED = "deleted"
+
+
+class InvoiceNotFound(Exception):
+    """Stripe does not find an invoice it cannot have deleted."""
 
 
 def _subscription_of(invoice: dict[str, Any]) -> str | None:
@@ -143,6 +149,13 @@ def _payment_error(invoice: dict[str, Any], event_type: str) -> str | None:
     return None
 
 
+def amount_credited(invoice: dict[str, Any]) -> int:
+    """What credit notes took off the invoice, before and after payment."""
+    return int(invoice.get("pre_payment_credit_notes_amount") or 0) + int(
+        invoice.get("post_payment_credit_notes_amount") or 0
+    )
+
+
 def invoice_record(
     invoice: dict[str, Any], account_id: str, deal_id: str | None, error: str | None
 ) -> InvoiceRecord:
@@ -166,7 +179,26 @@ def invoice_record(
         billing_reason=invoice.get("billing_reason"),
         last_payment_error=error,
         stripe_customer_id=invoice.get("customer"),
+        amount_credited=amount_credited(invoice),
     )
+
+
+#: How many times a sync fetches again when another writer stored the invoice meanwhile.
+MAX_REFETCH = 5
+
+
+class KeptChanging(RuntimeError):
+    """Other writers stored the object every time we fetched it: try the event again later."""
+
+
+def _fetch_invoice(runtime: Runtime, invoice_id: str) -> dict[str, Any] | None:
+    """The invoice as Stripe holds it now; None if Stripe has no such invoice."""
+    try:
+        return plain(runtime.stripe.retrieve_invoice(invoice_id))
+    except StripeRejected as exc:
+        if exc.code != "resource_missing":
+            raise
+        return None
 
 
 def sync_invoice(
@@ -178,27 +210,53 @@ def sync_invoice(
     settle_credit: bool = False,
 ) -> str:
     """Fetch the invoice now and write it to the mirror and (via the outbox) the CRM;
-    ``settle_credit`` also queues the account's credit settlement with the write."""
-    with runtime.db.session() as session:
-        account_id = account_of_customer(runtime, session, customer_id, event_type)
-        if account_id is None:
-            return UNKNOWN_CUSTOMER
-        lock(session, f"invoice:{invoice_id}")
-        if settle_credit:
-            credit.queue_settlement(session, account_id, runtime.clock())
-        mirror = session.get(InvoiceMirror, invoice_id, with_for_update=True)
-        try:
-            invoice = plain(runtime.stripe.retrieve_invoice(invoice_id))
-        except StripeRejected as exc:
-            if exc.code != "resource_missing":
-                raise
-            invoice = None
-        if invoice is None or event_type == "invoice.deleted":
-            return _deleted(runtime, session, mirror)
-        if mirror is not None and mirror.deleted:
-            return "deleted draft"  # a deleted invoice never comes back
-        apply_invoice(runtime, session, invoice, account_id, event_type, mirror=mirror)
-        return f"invoice {invoice['status']}"
+    ``settle_credit`` also queues the account's credit settlement with the write.
+
+    Read, call, write: no store session is open while Stripe answers (on SQLite a session
+    holds the write lock). The mirror's write counter (``stripe_updated``) is read before the
+    fetch and checked under the invoice's lock before the write; if another writer stored
+    the invoice meanwhile, our answer may be older than theirs, so we fetch again. The state
+    written last was therefore fetched after every earlier write: never an older one."""
+    for _ in range(MAX_REFETCH):
+        with runtime.db.session() as session:
+            account_id = account_of_customer(runtime, session, customer_id, event_type)
+            if account_id is None:
+                return UNKNOWN_CUSTOMER
+            mirror = session.get(InvoiceMirror, invoice_id)
+            seen = mirror.stripe_updated if mirror is not None else None
+            if mirror is not None and mirror.deleted and not settle_credit:
+                return "deleted draft"  # a deleted invoice never comes back
+        invoice = _fetch_invoice(runtime, invoice_id)
+        with runtime.db.session() as session:
+            lock(session, f"invoice:{invoice_id}")
+            mirror = session.get(InvoiceMirror, invoice_id, with_for_update=True)
+            if (mirror.stripe_updated if mirror is not None else None) != seen:
+                continue  # written meanwhile: fetch again
+            if settle_credit:
+                credit.queue_settlement(session, account_id, runtime.clock())
+            if invoice is None:
+                # Only a draft can be deleted; a finalized invoice Stripe no longer finds was
+                # not deleted (another account's key, a forged event): refuse rather than
+                # mark it so.
+                if mirror is not None and not mirror.deleted and mirror.status != "draft":
+                    raise InvoiceNotFound(
+                        f"Stripe has no invoice {invoice_id}, but dealbridge saw it "
+                        f"{mirror.status}; only draft invoices can be deleted, so it is not "
+                        "marked deleted (is STRIPE_API_KEY for the account that sent the event?)"
+                    )
+                return _deleted(runtime, session, mirror)
+            if mirror is not None and mirror.deleted:
+                return "deleted draft"  # a deleted invoice never comes back
+            if invoice["customer"] != customer_id:
+                # The payload named another customer than Stripe has: Stripe's word counts.
+                account_id = account_of_customer(runtime, session, invoice["customer"], event_type)
+                if account_id is None:
+                    return UNKNOWN_CUSTOMER
+            # An ``invoice.deleted`` for an invoice Stripe still has is not true: the invoice
+            # is written as Stripe has it, like any other event.
+            apply_invoice(runtime, session, invoice, account_id, event_type, mirror=mirror)
+            return f"invoice {invoice['status']}"
+    raise KeptChanging(f"invoice {invoice_id} changed during each of {MAX_REFETCH} fetches")
 
 
 def apply_invoice(
@@ -247,7 +305,12 @@ def apply_invoice(
     mirror.due_date = datetime_from_unix(invoice.get("due_date"))
     mirror.paid_at = datetime_from_unix(transitions.get("paid_at"))
     mirror.billing_reason = invoice.get("billing_reason")
+    mirror.effective_at = datetime_from_unix(
+        invoice.get("effective_at") or transitions.get("finalized_at")
+    )
+    mirror.amount_credited = amount_credited(invoice)
     mirror.synced_at = runtime.clock()
+    mirror.stripe_updated = (mirror.stripe_updated or 0) + 1
     record = invoice_record(invoice, account_id, deal_id, _payment_error(invoice, event_type))
     crm_outbound.upsert_invoice(runtime, session, record)
     if previous_status == mirror.status:
@@ -268,6 +331,7 @@ def _deleted(runtime: Runtime, session: Session, mirror: InvoiceMirror | None) -
     mirror.status = DELETED
     mirror.amount_remaining = 0
     mirror.synced_at = runtime.clock()
+    mirror.stripe_updated = (mirror.stripe_updated or 0) + 1
     account_id = mirror.crm_account_id
     if account_id is None:
         return "deleted draft"
@@ -290,6 +354,7 @@ def _deleted(runtime: Runtime, session: Session, mirror: InvoiceMirror | None) -
         billing_reason=mirror.billing_reason,
         last_payment_error=None,
         stripe_customer_id=mirror.stripe_customer_id,
+        amount_credited=mirror.amount_credited,
     )
     crm_outbound.upsert_invoice(runtime, session, record)
     _status_changed(runtime, session, account_id, record, previous)
@@ -307,6 +372,8 @@ def _status_changed(
 ) -> None:
     if balance:
         queue_open_balance(runtime, session, account_id, record.currency)
+    # Net billing and the open balance moved: the account's figures, within seconds.
+    crm_outbound.queue_account_figures(session, account_id, runtime.clock())
     subscribers.emit(
         session,
         runtime,
@@ -325,7 +392,8 @@ def _status_changed(
 
 
 def queue_open_balance(runtime: Runtime, session: Session, account_id: str, currency: str) -> None:
-    """Queue the account's open balance for the CRM, computed under the account's lock.
+    """Queue the account's open balance for the CRM, computed under the account's lock, in
+    the account's own currency when account metrics learnt it (else the invoice's).
 
     Only the newest balance matters, so a balance still waiting at the tail of the account's
     queue is brought up to date instead of queuing another: a billing run that changes a
@@ -333,6 +401,11 @@ def queue_open_balance(runtime: Runtime, session: Session, account_id: str, curr
     """
     lock(session, f"account:{account_id}")
     session.flush()
+    known = session.get(AccountMetrics, account_id)
+    if known is not None and known.account_currency and known.account_currency != currency:
+        # The account's money fields are in its own currency: its balance in that currency
+        # is what the CRM gets (an invoice in another currency does not change it).
+        currency = known.account_currency
     money = Money(open_balance(session, account_id, currency), currency)
     key = f"account:{account_id}"
     tail = session.scalars(
@@ -371,8 +444,12 @@ def queue_open_balances(
         chosen = accounts[start : start + IN_CHUNK]
         sums = _open_balances(session, chosen)
         tails = _queue_tails(session, [f"account:{a}" for a in chosen])
+        own = _account_currencies(session, chosen)
         for account_id in chosen:
-            for currency in sorted(set(touched[account_id])):
+            # In the account's own currency when account metrics learnt it (as
+            # ``queue_open_balance``), else each currency its changed invoices are in.
+            currencies = {own[account_id]} if account_id in own else set(touched[account_id])
+            for currency in sorted(currencies):
                 money = Money(sums.get((account_id, currency), 0), currency)
                 update = {"open_balance": {"amount": money.amount, "currency": money.currency}}
                 tail = tails.get(f"account:{account_id}")
@@ -398,12 +475,21 @@ def _open_balances(session: Session, accounts: list[str]) -> dict[tuple[str, str
         )
         .where(
             InvoiceMirror.crm_account_id.in_(accounts),
-            InvoiceMirror.status == "open",
+            InvoiceMirror.status.in_(sorted(OWED_INVOICE_STATUSES)),
             InvoiceMirror.deleted.is_(False),
         )
         .group_by(InvoiceMirror.crm_account_id, InvoiceMirror.currency)
     ).all()
     return {(str(account), str(currency)): int(total or 0) for account, currency, total in rows}
+
+
+def _account_currencies(session: Session, accounts: list[str]) -> dict[str, str]:
+    rows = session.execute(
+        select(AccountMetrics.crm_account_id, AccountMetrics.account_currency).where(
+            AccountMetrics.crm_account_id.in_(accounts)
+        )
+    ).all()
+    return {str(account): str(currency) for account, currency in rows if currency}
 
 
 def _queue_tails(session: Session, keys: list[str]) -> dict[str, OutboxMessage | None]:
@@ -417,11 +503,12 @@ def _queue_tails(session: Session, keys: list[str]) -> dict[str, OutboxMessage |
 
 
 def open_balance(session: Session, account_id: str, currency: str) -> int:
-    """What the account owes: open invoices' remaining amounts, from the mirror."""
+    """What the account owes: the remaining amounts of its open and uncollectible invoices
+    (``OWED_INVOICE_STATUSES``), from the mirror."""
     total = session.scalar(
         select(func.coalesce(func.sum(InvoiceMirror.amount_remaining), 0)).where(
             InvoiceMirror.crm_account_id == account_id,
-            InvoiceMirror.status == "open",
+            InvoiceMirror.status.in_(sorted(OWED_INVOICE_STATUSES)),
             InvoiceMirror.currency == currency,
             InvoiceMirror.deleted.is_(False),
         )
@@ -430,8 +517,10 @@ def open_balance(session: Session, account_id: str, currency: str) -> int:
 
 
 def on_invoice_event(runtime: Runtime, event: dict[str, Any]) -> str | None:
-    obj = event["data"]["object"]
-    return sync_invoice(runtime, obj["id"], obj.get("customer"), event["type"], settle_credit=True)
+    about = event_object(event)
+    return sync_invoice(
+        runtime, about.object_id, about.customer_id, about.event_type, settle_credit=True
+    )
 
 
 # --------------------------------------------------------------------------- many at once
@@ -442,11 +531,12 @@ _FAILING = ("invoice.payment_failed", "invoice.payment_action_required")
 
 @dataclass
 class _Fetched:
-    """One invoice of a batch: its events, and its state as fetched (None: deleted/gone)."""
+    """One invoice of a batch: the type its events stand for, the customer they name, the
+    mirror's write counter before the fetch, and the invoice as fetched (None: not found)."""
 
     event_type: str
     customer_id: str | None
-    fetched_at: datetime
+    seen: int | None
     invoice: dict[str, Any] | None
 
 
@@ -458,77 +548,89 @@ def on_invoice_events(
 
     * Several events of one invoice are *coalesced*: it is fetched once, and its CRM record
       written once, in its latest state (a payment error of a failing event is kept).
-    * The CRM accounts of all the invoices' customers come from the link table in one
-      query, their deals from the plans in one query per kind (``DealIndex``).
-    * Stripe is read before the transaction; the mirror, the CRM records (outbox), the
-      accounts' open balances (once per account and currency) and their credit settlement
-      (once per account) are written in one transaction. An invoice whose mirror was
-      written from a newer fetch meanwhile (another worker) is left as it is.
+    * The CRM accounts of the invoices' customers come from the link table in one query,
+      the mirrors and their write counters in one more, the deals from the plans in one
+      query per kind (``DealIndex``).
+    * Read, call, write, as ``sync_invoice``: Stripe is read between two store sessions;
+      the mirror, the CRM records (outbox), the accounts' open balances (once per account,
+      ``queue_open_balances``) and credit settlements (once per account) are written in one
+      transaction. An invoice another writer stored meanwhile (its write counter moved) is
+      handed to ``sync_invoice``, which fetches it again.
 
     One outcome per event, in order; an invoice Stripe could not return fails only its own
-    events (retried with backoff), a failure of the transaction fails the batch.
+    events (retried with backoff); a malformed event is returned as its ``MalformedEvent``.
     """
     results: list[str | BaseException | None] = [None] * len(events)
     groups: dict[str, list[int]] = {}
+    hints: dict[str, str | None] = {}
+    types: dict[str, list[str]] = {}
     for index, event in enumerate(events):
-        groups.setdefault(str(event["data"]["object"]["id"]), []).append(index)
-    customers = {
-        invoice_id: _customer_of(events, indexes) for invoice_id, indexes in groups.items()
-    }
+        try:
+            about = event_object(event)
+        except MalformedEvent as exc:
+            results[index] = exc
+            continue
+        groups.setdefault(about.object_id, []).append(index)
+        types.setdefault(about.object_id, []).append(about.event_type)
+        hints[about.object_id] = hints.get(about.object_id) or about.customer_id
     with runtime.db.session() as session:
-        accounts = linked_accounts(session, customers.values())
+        accounts = linked_accounts(session, hints.values())
+        seen = _write_counters(session, list(groups))
     fetched: dict[str, _Fetched] = {}
     for invoice_id, indexes in groups.items():
-        types = [str(events[i]["type"]) for i in indexes]
-        if accounts.get(customers[invoice_id] or "") is None:
+        if accounts.get(hints[invoice_id] or "") is None:
             for i in indexes:
-                runtime.metrics.count_unknown_customer("stripe", str(events[i]["type"]))
+                runtime.metrics.count_unknown_customer("stripe", types[invoice_id][0])
                 results[i] = UNKNOWN_CUSTOMER
             continue
-        failing = [t for t in types if t in _FAILING]
-        event_type = "invoice.deleted" if "invoice.deleted" in types else (failing or types)[-1]
-        fetched_at = runtime.clock()
+        failing = [t for t in types[invoice_id] if t in _FAILING]
+        event_type = (failing or types[invoice_id])[-1]
         try:
-            invoice = None if event_type == "invoice.deleted" else _fetch(runtime, invoice_id)
+            invoice = _fetch_invoice(runtime, invoice_id)
         except Exception as exc:
             for i in indexes:
                 results[i] = exc
             continue
-        fetched[invoice_id] = _Fetched(event_type, customers[invoice_id], fetched_at, invoice)
-    if not fetched:
-        return results
-    with runtime.db.session() as session:
-        outcomes = _write_fetched(runtime, session, fetched, accounts)
-    for invoice_id, outcome in outcomes.items():
-        for i in groups[invoice_id]:
-            results[i] = outcome
+        fetched[invoice_id] = _Fetched(event_type, hints[invoice_id], seen.get(invoice_id), invoice)
+    if fetched:
+        with runtime.db.session() as session:
+            outcomes = _write_fetched(runtime, session, fetched, accounts)
+        for invoice_id, outcome in outcomes.items():
+            if outcome is None:  # stored by another writer meanwhile: fetch it again
+                item = fetched[invoice_id]
+                try:
+                    outcome = sync_invoice(
+                        runtime, invoice_id, item.customer_id, item.event_type, settle_credit=True
+                    )
+                except Exception as exc:
+                    outcome = exc
+            for i in groups[invoice_id]:
+                results[i] = outcome
     return results
 
 
-def _customer_of(events: list[dict[str, Any]], indexes: list[int]) -> str | None:
-    for i in indexes:
-        customer = events[i]["data"]["object"].get("customer")
-        if customer:
-            return str(customer)
-    return None
-
-
-def _fetch(runtime: Runtime, invoice_id: str) -> dict[str, Any] | None:
-    try:
-        return plain(runtime.stripe.retrieve_invoice(invoice_id))
-    except StripeRejected as exc:
-        if exc.code != "resource_missing":
-            raise
-        return None
+def _write_counters(session: Session, invoice_ids: list[str]) -> dict[str, int | None]:
+    wanted = sorted(invoice_ids)
+    found: dict[str, int | None] = {}
+    for start in range(0, len(wanted), IN_CHUNK):
+        rows = session.execute(
+            select(InvoiceMirror.id, InvoiceMirror.stripe_updated).where(
+                InvoiceMirror.id.in_(wanted[start : start + IN_CHUNK])
+            )
+        ).all()
+        found.update({invoice_id: counter for invoice_id, counter in rows})
+    return found
 
 
 def _write_fetched(
     runtime: Runtime,
     session: Session,
     fetched: dict[str, _Fetched],
-    accounts: Mapping[str, str],
-) -> dict[str, str]:
-    ids = sorted(fetched)  # one lock order for every worker
+    accounts: dict[str, str],
+) -> dict[str, str | BaseException | None]:
+    """Write a batch's fetched invoices under their locks; None for an invoice whose mirror
+    another writer stored since we read its counter."""
+    ids = sorted(fetched)  # one lock order for every writer
     for invoice_id in ids:
         lock(session, f"invoice:{invoice_id}")
     mirrors: dict[str, InvoiceMirror] = {}
@@ -536,29 +638,47 @@ def _write_fetched(
         chosen = ids[start : start + IN_CHUNK]
         query = select(InvoiceMirror).where(InvoiceMirror.id.in_(chosen)).with_for_update()
         mirrors.update({m.id: m for m in session.scalars(query)})
-    now = runtime.clock()
-    for account_id in sorted({accounts[str(f.customer_id)] for f in fetched.values()}):
-        credit.queue_settlement(session, account_id, now)
+    actual = {f.invoice["customer"] for f in fetched.values() if f.invoice is not None}
+    accounts = {**accounts, **linked_accounts(session, actual - set(accounts))}
     deals = DealIndex.load(session, [f.invoice for f in fetched.values() if f.invoice])
     touched: dict[str, set[str]] = {}
-    outcomes: dict[str, str] = {}
+    settle: set[str] = set()
+    outcomes: dict[str, str | BaseException | None] = {}
     for invoice_id in ids:
         item = fetched[invoice_id]
-        account_id = accounts[str(item.customer_id)]
         mirror = mirrors.get(invoice_id)
-        if item.invoice is None:
-            outcomes[invoice_id] = _deleted(runtime, session, mirror)
-        elif mirror is not None and mirror.deleted:
+        if (mirror.stripe_updated if mirror is not None else None) != item.seen:
+            outcomes[invoice_id] = None
+            continue
+        settle.add(accounts[str(item.customer_id)])
+        invoice = item.invoice
+        if invoice is None:
+            if mirror is not None and not mirror.deleted and mirror.status != "draft":
+                outcomes[invoice_id] = InvoiceNotFound(
+                    f"Stripe has no invoice {invoice_id}, but dealbridge saw it "
+                    f"{mirror.status}; only draft invoices can be deleted, so it is not "
+                    "marked deleted (is STRIPE_API_KEY for the account that sent the event?)"
+                )
+            else:
+                outcomes[invoice_id] = _deleted(runtime, session, mirror)
+            continue
+        if mirror is not None and mirror.deleted:
             outcomes[invoice_id] = "deleted draft"  # a deleted invoice never comes back
-        elif mirror is not None and mirror.synced_at > item.fetched_at:
-            outcomes[invoice_id] = "a newer state is mirrored already"
-        else:
-            changed = apply_invoice(
-                runtime, session, item.invoice, account_id, item.event_type,
-                mirror=mirror, balance=False, deals=deals,
-            )  # fmt: skip
-            if changed:
-                touched.setdefault(account_id, set()).add(item.invoice["currency"])
-            outcomes[invoice_id] = f"invoice {item.invoice['status']}"
+            continue
+        account_id = accounts.get(invoice["customer"])
+        if account_id is None:  # Stripe names another customer than the payload, unlinked
+            runtime.metrics.count_unknown_customer("stripe", item.event_type)
+            outcomes[invoice_id] = UNKNOWN_CUSTOMER
+            continue
+        changed = apply_invoice(
+            runtime, session, invoice, account_id, item.event_type,
+            mirror=mirror, balance=False, deals=deals,
+        )  # fmt: skip
+        if changed:
+            touched.setdefault(account_id, set()).add(invoice["currency"])
+        outcomes[invoice_id] = f"invoice {invoice['status']}"
+    now = runtime.clock()
+    for account_id in sorted(settle):
+        credit.queue_settlement(session, account_id, now)
     queue_open_balances(runtime, session, touched)
     return outcomes
