@@ -50,11 +50,16 @@ CRM_EVENT_HANDLERS.register(crm_changes.ACCOUNT_CHANGED, crm_intake.handle_accou
 CRM_EVENT_HANDLERS.register(crm_changes.WAITING_PLANS_DUE, activation.on_waiting_plans_due)
 
 #: Outbox messages, by kind, drained in this order each round. ``linger``: in a burst, the
-#: scheduled drain sends these in full batches only, and the account's balance and credit
-#: settlement once it is over (``outbox`` "Filling batches").
+#: scheduled drain sends these in full batches only, and the account's balance, figures and
+#: credit settlement once it is over, one write per account (``outbox`` "Filling batches").
 OUTBOX_SENDERS = OutboxSenders(
     {
         crm_outbound.UPDATE_DEAL: SingleSender(crm_outbound.send_deal_update),
+        # Before the account writes they owe, so those fold into one write per account.
+        credit.SETTLE_ACCOUNT: SingleSender(credit.settle_after_invoice, linger=True),
+        crm_outbound.ACCOUNT_FIGURES_DUE: BatchedSender(
+            account_metrics.send_figures, 500, linger=True
+        ),
         crm_outbound.UPDATE_ACCOUNT: BatchedSender(
             crm_outbound.send_account_updates, crm_outbound.crm_batch_size, linger=True
         ),
@@ -67,7 +72,5 @@ OUTBOX_SENDERS = OutboxSenders(
         crm_outbound.SET_CREDIT_HOLD: SingleSender(crm_outbound.send_credit_hold),
         subscribers.DELIVER: SingleSender(subscribers.default_delivery),
         backfill.BACKFILL_CUSTOMER: SingleSender(backfill.backfill_customer),
-        credit.SETTLE_ACCOUNT: SingleSender(credit.settle_after_invoice, linger=True),
-        crm_outbound.ACCOUNT_FIGURES_DUE: BatchedSender(account_metrics.send_figures, 500),
     }
 )

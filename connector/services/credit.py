@@ -382,7 +382,7 @@ def announce(
             return state, False
         previous = row.state
         row.state = state
-        crm_outbound.update_account(runtime, session, account_id, {"credit_state": state})
+        crm_outbound.queue_account_update(runtime, session, account_id, {"credit_state": state})
         subscribers.emit(
             session,
             runtime,
@@ -546,8 +546,26 @@ def queue_settlement(session: Session, account_id: str, now: datetime) -> None:
 def settle_after_invoice(runtime: Runtime, payload: dict[str, Any]) -> None:
     """The ``credit.settle_account`` sender: apply the non-payment policy to the account's
     mirrored invoices, and give plans waiting for the limit another try (a payment lowers
-    the exposure)."""
-    settle(runtime, str(payload["account_id"]), non_payment=True, recheck="always")
+    the exposure).
+
+    Skipped -- no CRM read -- when an invoice cannot move anything: no non-payment trigger
+    is on, dealbridge holds or paused nothing of the account, and no plan waits for its
+    credit. (A person's hold or limit change reaches ``handle_account_changed`` through
+    the CRM's push or poll, not through invoices.)"""
+    account_id = str(payload["account_id"])
+    if not _invoice_can_matter(runtime, account_id):
+        return
+    settle(runtime, account_id, non_payment=True, recheck="always")
+
+
+def _invoice_can_matter(runtime: Runtime, account_id: str) -> bool:
+    if _any_trigger(non_payment_policy(runtime)):
+        return True
+    with runtime.db.session() as session:
+        row = session.get(AccountCredit, account_id)
+        if row is not None and (row.held_by_dealbridge or row.paused_subscriptions):
+            return True
+        return _has_waiting_plans(session, account_id)
 
 
 def invoice_changed(runtime: Runtime, customer_id: str | None) -> None:

@@ -85,10 +85,7 @@ def update_account(
     flush: bool = True,
 ) -> OutboxMessage | None:
     """Queue the account's fields; returns the message (``flush=False``: no id yet)."""
-    encoded = {
-        key: ({"amount": v.amount, "currency": v.currency} if isinstance(v, Money) else v)
-        for key, v in update.items()
-    }
+    encoded = _encoded(update)
     return outbox.enqueue(
         session,
         kind=UPDATE_ACCOUNT,
@@ -97,6 +94,45 @@ def update_account(
         now=runtime.clock(),
         flush=flush,
     )
+
+
+def _encoded(update: AccountUpdate) -> dict[str, Any]:
+    return {
+        key: ({"amount": v.amount, "currency": v.currency} if isinstance(v, Money) else v)
+        for key, v in update.items()
+    }
+
+
+def fold_into_waiting(tail: OutboxMessage | None, update: AccountUpdate) -> bool:
+    """Put these account fields into ``tail`` -- the account's newest queued message -- if it
+    is an account write still waiting to be sent; False (nothing changed) otherwise.
+
+    The CRM then gets one write carrying the newest value of every field instead of two in a
+    row (a burst's open balance and figures, written once per account). Only a ``pending``
+    plain account write qualifies: one being sent or failing keeps what it was sent with,
+    and a credit hold write is conditional (``send_credit_hold``), so never merged into.
+    """
+    if tail is None or tail.kind != UPDATE_ACCOUNT or tail.status != PENDING:
+        return False
+    payload = dict(tail.payload or {})
+    payload["update"] = {**(payload.get("update") or {}), **_encoded(update)}
+    tail.payload = payload
+    return True
+
+
+def queue_account_update(
+    runtime: Runtime, session: Session, account_id: str, update: AccountUpdate
+) -> None:
+    """``update_account``, folded into the account's waiting write when there is one."""
+    tail = session.scalars(
+        select(OutboxMessage)
+        .where(OutboxMessage.ordering_key == f"account:{account_id}")
+        .order_by(OutboxMessage.id.desc())
+        .limit(1)
+        .with_for_update()
+    ).first()
+    if not fold_into_waiting(tail, update):
+        update_account(runtime, session, account_id, update)
 
 
 def set_credit_hold(

@@ -38,7 +38,6 @@ from connector.domain.timestamps import date_from_unix, datetime_from_unix
 from connector.runtime import Runtime
 from connector.services import credit, crm_outbound, subscribers
 from connector.services.stripe_mirror import UNKNOWN_CUSTOMER, account_of_customer
-from connector.store.lease import PENDING
 from connector.store.links import IN_CHUNK, linked_accounts
 from connector.store.locks import lock
 from connector.store.models import (
@@ -395,9 +394,10 @@ def queue_open_balance(runtime: Runtime, session: Session, account_id: str, curr
     """Queue the account's open balance for the CRM, computed under the account's lock, in
     the account's own currency when account metrics learnt it (else the invoice's).
 
-    Only the newest balance matters, so a balance still waiting at the tail of the account's
-    queue is brought up to date instead of queuing another: a billing run that changes a
-    thousand invoices of one account writes its balance once, not a thousand times.
+    Only the newest balance matters, so an account write still waiting at the tail of the
+    account's queue takes the balance instead of queuing another (``fold_into_waiting``): a
+    billing run that changes a thousand invoices of one account writes it once, not a
+    thousand times.
     """
     lock(session, f"account:{account_id}")
     session.flush()
@@ -415,16 +415,7 @@ def queue_open_balance(runtime: Runtime, session: Session, account_id: str, curr
         .limit(1)
         .with_for_update()
     ).first()
-    if (
-        tail is not None
-        and tail.kind == crm_outbound.UPDATE_ACCOUNT
-        and tail.status == PENDING
-        and set((tail.payload or {}).get("update") or {}) == {"open_balance"}
-    ):
-        tail.payload = {
-            "account_id": account_id,
-            "update": {"open_balance": {"amount": money.amount, "currency": money.currency}},
-        }
+    if crm_outbound.fold_into_waiting(tail, {"open_balance": money}):
         return
     crm_outbound.update_account(runtime, session, account_id, {"open_balance": money})
 
@@ -451,15 +442,8 @@ def queue_open_balances(
             currencies = {own[account_id]} if account_id in own else set(touched[account_id])
             for currency in sorted(currencies):
                 money = Money(sums.get((account_id, currency), 0), currency)
-                update = {"open_balance": {"amount": money.amount, "currency": money.currency}}
                 tail = tails.get(f"account:{account_id}")
-                if (
-                    tail is not None
-                    and tail.kind == crm_outbound.UPDATE_ACCOUNT
-                    and tail.status == PENDING
-                    and set((tail.payload or {}).get("update") or {}) == {"open_balance"}
-                ):
-                    tail.payload = {"account_id": account_id, "update": update}
+                if crm_outbound.fold_into_waiting(tail, {"open_balance": money}):
                     continue
                 tails[f"account:{account_id}"] = crm_outbound.update_account(
                     runtime, session, account_id, {"open_balance": money}, flush=False
