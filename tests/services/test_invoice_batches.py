@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
+from connector.billing.gateway import StripeUnavailable
 from connector.store.db import Database
 from connector.store.models import InboxEvent
 from tests.services.test_invoice_handlers import ACCOUNT, INVOICE, Harness
@@ -145,7 +146,15 @@ def test_an_invoice_stripe_cannot_return_fails_only_its_own_events(h: Harness) -
     failing, fine = _event(PAID, "in_failing01"), _event(PAID, "in_fine00001")
     _hold(h, fine)
     _hold(h, failing)
-    h.stripe.fail_next(1)  # the first invoice fetched: the first event's
+    fetch = h.stripe.retrieve_invoice
+    outage = [StripeUnavailable("Stripe error: try again")]
+
+    def retrieve_invoice(invoice_id: str) -> Any:
+        if invoice_id == "in_failing01" and outage:
+            raise outage.pop()
+        return fetch(invoice_id)
+
+    h.stripe.retrieve_invoice = retrieve_invoice  # type: ignore[method-assign]
     failing_row, fine_row = _receive(h, failing), _receive(h, fine)
 
     h.process()
