@@ -29,6 +29,15 @@ def _subscriptions(world: World, customer: str) -> list[Any]:
     return list(page.data)
 
 
+def _as_new_business(world: World, deal_ref: str) -> dict[str, Any]:
+    """The seed types this deal as an upgrade (a change to the live subscription); the rep
+    says on the page it is new business, so it gets a subscription of its own."""
+    plan = world.plan_for(deal_ref)
+    response = world.api("POST", f"/api/plans/{plan['id']}/adjust", json={"change": "new"})
+    assert response.status_code == 200, response.get_json()
+    return dict(response.get_json())
+
+
 # --------------------------------------------------------------------------- linking
 
 

@@ -93,6 +93,13 @@ class FixtureStripe:
     def retrieve_credit_note(self, credit_note_id: str) -> _StripeObject:
         return self._get(credit_note_id)
 
+    def retrieve_customer(self, customer_id: str) -> _StripeObject:
+        return self._get(customer_id)
+
+    def delete_customer(self, customer_id: str) -> None:
+        """Stripe keeps a deleted customer, retrievable as a stub saying so."""
+        self.objects[customer_id] = {"id": customer_id, "object": "customer", "deleted": True}
+
     def update_subscription(
         self, subscription_id: str, params: dict[str, Any], idempotency_key: str
     ) -> _StripeObject:
@@ -457,6 +464,7 @@ def test_a_canceled_subscription_after_an_active_one_leaves_the_deal_canceled(h:
 
 
 def test_an_updated_customer_refreshes_the_accounts_stripe_link(h: Harness) -> None:
+    h.stripe.hold("customer.updated__email_changed.json")
     h.deliver("customer.updated__email_changed.json")
     assert h.crm.accounts[ACCOUNT] == {
         "stripe_customer_id": CUSTOMER,
@@ -465,6 +473,7 @@ def test_an_updated_customer_refreshes_the_accounts_stripe_link(h: Harness) -> N
 
 
 def test_a_deleted_customer_unlinks_the_account_and_clears_its_stripe_link(h: Harness) -> None:
+    h.stripe.delete_customer(CUSTOMER)
     h.deliver("customer.deleted__customer.json")
     assert h.crm.accounts[ACCOUNT] == {"stripe_customer_id": "", "stripe_customer_url": ""}
     with h.db.session() as session:
@@ -472,6 +481,7 @@ def test_a_deleted_customer_unlinks_the_account_and_clears_its_stripe_link(h: Ha
 
 
 def test_invoice_events_of_an_unlinked_customer_are_ignored(h: Harness) -> None:
+    h.stripe.delete_customer(CUSTOMER)
     h.deliver("customer.deleted__customer.json")
     h.stripe.hold("invoice.paid__ach.json")
     h.deliver("invoice.paid__ach.json")

@@ -15,7 +15,7 @@ from connector.domain.plan import add_months
 from connector.services import activation
 from connector.services.plans import approve
 from tests.e2e.conftest import World, make_world
-from tests.e2e.test_activation import _activate, _subscriptions
+from tests.e2e.test_activation import _activate, _as_new_business, _subscriptions
 from tests.support import FrozenClock
 
 
@@ -361,6 +361,7 @@ def test_an_archived_price_is_never_reused_for_a_new_activation(world: World) ->
         payment_terms="Net 30", payment_method="Credit Card", billing_contact="acme_ap",
     )  # fmt: skip
     world.sync()
+    _as_new_business(world, "acme_expansion")
     second = _activate(world, "acme_expansion")  # same product, same monthly price
 
     assert second["status"] == "active", second["status_reason"]
@@ -387,7 +388,7 @@ def test_a_deal_for_an_archived_product_is_refused_before_billing(world: World) 
     )  # fmt: skip
     world.sync()
 
-    plan = world.plan_for("acme_expansion")  # the same seats product
+    plan = _as_new_business(world, "acme_expansion")  # the same seats product
     refused = world.api("POST", f"/api/plans/{plan['id']}/activate").get_json()
     assert refused["status"] == "failed"
     assert f"({seats_product})" in refused["status_reason"]
