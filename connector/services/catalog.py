@@ -127,15 +127,20 @@ def _refuse_archived_product(runtime: Runtime, line: PlanLine) -> None:
         mirror = session.get(ProductMirror, product_id)
         if mirror is None or mirror.active:
             return
-        # The mirror may be older than an unarchiving in Stripe: ask before refusing.
-        if runtime.stripe.retrieve_product(product_id).active:
-            mirror.active = True
-            return
-        raise ArchivedProduct(
-            f"the Stripe product {mirror.name!r} ({product_id}) for {line.product!r} is "
-            "archived, so it is not sold again; unarchive it in Stripe, or bill this line "
-            "with another product"
-        )
+        name = mirror.name
+    # The mirror may be older than an unarchiving in Stripe: ask (outside the store's
+    # transaction) before refusing.
+    if runtime.stripe.retrieve_product(product_id).active:
+        with runtime.db.session() as session:
+            found = session.get(ProductMirror, product_id)
+            if found is not None:
+                found.active = True
+        return
+    raise ArchivedProduct(
+        f"the Stripe product {name!r} ({product_id}) for {line.product!r} is "
+        "archived, so it is not sold again; unarchive it in Stripe, or bill this line "
+        "with another product"
+    )
 
 
 def ensure_price(runtime: Runtime, line: PlanLine, plan: BillingPlan) -> str:
