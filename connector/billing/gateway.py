@@ -57,7 +57,7 @@ class StripeRejected(StripeGatewayError):
 
 #: What ``retrieve_subscription`` expands: MRR reads discounts (docs/billing-rules.md). Tiers
 #: are read per tiered price (``retrieve_price_tiers``).
-SUBSCRIPTION_EXPAND = ["discounts", "items.data.discounts"]
+SUBSCRIPTION_EXPAND = ["discounts.source.coupon", "items.data.discounts"]
 
 
 def classify(exc: stripe.StripeError) -> StripeGatewayError:
@@ -305,8 +305,9 @@ class StripeGateway:
         return note
 
     def retrieve_subscription(self, subscription_id: str) -> stripe.Subscription:
-        """The subscription with its discounts and its items' discounts expanded (Stripe
-        returns ids otherwise): MRR subtracts them."""
+        """The subscription with its discounts (and their coupons) and its items' discounts
+        expanded (Stripe returns ids otherwise): MRR subtracts them. An item discount's coupon
+        would be a fifth level: ``retrieve_coupon`` reads it."""
         subscription: stripe.Subscription = self._do(
             self.client.v1.subscriptions.retrieve,
             subscription_id,
@@ -379,7 +380,7 @@ class StripeGateway:
                 "customer": customer_id,
                 "status": "all",
                 # Tiers would be a fifth level (Stripe expands four): retrieve for those.
-                "expand": ["data.discounts", "data.items.data.discounts"],
+                "expand": ["data.discounts.source.coupon", "data.items.data.discounts"],
             },
         )
 
@@ -424,6 +425,10 @@ class StripeGateway:
         for note in self._iterate(self.client.v1.credit_notes.list, {"invoice": invoice_id}):
             lines = list(self._iterate(self.client.v1.credit_notes.line_items.list, {}, note.id))
             yield note, lines
+
+    def retrieve_coupon(self, coupon_id: str) -> stripe.Coupon:
+        coupon: stripe.Coupon = self._do(self.client.v1.coupons.retrieve, coupon_id)
+        return coupon
 
     def retrieve_price_tiers(self, price_id: str) -> list[Any]:
         """A tiered price's tiers (Stripe returns them only when asked)."""
