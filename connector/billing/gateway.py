@@ -14,8 +14,10 @@ from typing import Any
 import pycountry
 import stripe
 from stripe.params import (
+    CouponCreateParams,
     CustomerCreateParams,
     InvoiceCreateParams,
+    InvoiceCreatePreviewParams,
     InvoiceItemCreateParams,
     PriceCreateParams,
     ProductCreateParams,
@@ -194,6 +196,16 @@ class StripeGateway:
         )
         return product
 
+    def create_coupon(self, params: CouponCreateParams, idempotency_key: str) -> stripe.Coupon:
+        coupon: stripe.Coupon = self._do(
+            self.client.v1.coupons.create, params=params, options=_options(idempotency_key)
+        )
+        return coupon
+
+    def retrieve_coupon(self, coupon_id: str) -> stripe.Coupon:
+        coupon: stripe.Coupon = self._do(self.client.v1.coupons.retrieve, coupon_id)
+        return coupon
+
     def create_price(self, params: PriceCreateParams, idempotency_key: str) -> stripe.Price:
         price: stripe.Price = self._do(
             self.client.v1.prices.create, params=params, options=_options(idempotency_key)
@@ -294,6 +306,12 @@ class StripeGateway:
         invoice: stripe.Invoice = self._do(
             self.client.v1.invoices.send_invoice, invoice_id, options=_options(idempotency_key)
         )
+        return invoice
+
+    def preview_invoice(self, params: InvoiceCreatePreviewParams) -> stripe.Invoice:
+        """``POST /v1/invoices/create_preview``: the invoice Stripe would create, computed by
+        Stripe (discounts, tax, totals) and stored nowhere, so it needs no idempotency key."""
+        invoice: stripe.Invoice = self._do(self.client.v1.invoices.create_preview, params=params)
         return invoice
 
     def retrieve_invoice(self, invoice_id: str) -> stripe.Invoice:

@@ -11,13 +11,16 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import date
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from connector.billing.gateway import StripeGatewayError
+from connector.domain.adjustments import contradictions
 from connector.domain.deal import Deal, InvalidDeal, Problem, parse_deal
-from connector.domain.money import format_money
+from connector.domain.money import format_money, minor_units_exponent
 from connector.domain.plan import (
     BillingPlan,
     InvalidOverrides,
@@ -30,6 +33,7 @@ from connector.domain.plan import (
     suggest_plan,
 )
 from connector.domain.plan_status import Status
+from connector.domain.timestamps import unix_of
 from connector.runtime import Runtime
 from connector.services import crm_outbound
 from connector.services.backfill import queue_customer_history
@@ -106,8 +110,12 @@ def plan_for_deal(session: Session, deal_id: str) -> Plan | None:
 
 
 def adjust(runtime: Runtime, plan_id: str, changes: dict[str, Any], *, actor: str) -> Plan:
-    """Apply a person's overrides; invalid ones raise InvalidOverrides naming each field."""
+    """Apply a person's overrides; invalid ones raise InvalidOverrides naming each field,
+    and so do fields that contradict each other (a one-time bill with a frequency)."""
     overrides = overrides_from_json(changes)  # raises InvalidOverrides
+    clashes = contradictions(changes)
+    if clashes:
+        raise InvalidOverrides(clashes)
     with runtime.db.session() as session:
         row = get_plan(session, plan_id)
         if row.status not in Status.EDITABLE:
@@ -242,6 +250,52 @@ def mark_manual(runtime: Runtime, plan_id: str, *, actor: str) -> Plan:
         return row
 
 
+def manual_invoices_sent(runtime: Runtime, row: Plan) -> list[str]:
+    """Invoices sent to the plan's customer since it was marked manual (asked of Stripe: the
+    mirror may lag), which make undoing manual invoicing a way to bill twice."""
+    if row.status != Status.MANUAL or row.stripe_customer_id is None:
+        return []
+    since = unix_of(row.approved_at) if row.approved_at else 0
+    invoices = runtime.stripe.iter_invoices(
+        {"customer": row.stripe_customer_id, "created": {"gte": since}}
+    )
+    return [str(i.id) for i in invoices if i.status != "draft"]
+
+
+def undo_manual(runtime: Runtime, plan_id: str, *, actor: str) -> Plan:
+    """Back to review from manual invoicing, as long as no invoice was sent meanwhile."""
+    with runtime.db.session() as session:
+        row = get_plan(session, plan_id)
+        if row.status != Status.MANUAL:
+            raise PlanStateError("this plan is not invoiced manually; there is nothing to undo")
+        try:
+            sent = manual_invoices_sent(runtime, row)
+        except StripeGatewayError as exc:
+            raise PlanStateError(
+                f"could not check with Stripe whether an invoice was sent ({exc}); try again"
+            ) from exc
+        if sent:
+            raise PlanStateError(
+                f"invoice {', '.join(sent)} was already sent to the customer by hand; billing "
+                "this plan through Stripe too would bill the customer twice"
+            )
+        row.overrides = {k: v for k, v in (row.overrides or {}).items() if k != "collection"}
+        row.status = Status.IN_REVIEW
+        row.status_reason = None
+        row.plan_data = None
+        row.approved_at = None
+        row.approved_by = None
+        audit.record(
+            session,
+            actor=actor,
+            action="plan.manual_undone",
+            subject_type="deal",
+            subject_id=row.deal_id,
+        )
+        write_status_to_crm(runtime, session, row)
+        return row
+
+
 def _settle_manual(runtime: Runtime, session: Any, row: Plan, actor: str) -> None:
     """Manual invoicing settles the plan: the customer link stays, Stripe gets nothing."""
     row.status = Status.MANUAL
@@ -286,11 +340,23 @@ def summary_lines(plan: BillingPlan, customer: str | None, today: date) -> list[
     if plan.invoice_type == "recurring":
         every = _frequency(plan.interval, plan.interval_count)
         kind = "Subscription schedule" if plan.start_date > today else "Subscription"
+        through = plan.billed_through or plan.end_date
         lines.append(
             f"{kind} for {who}: {format_money(plan.recurring_amount, cur)} {every}, "
-            f"{plan.periods} invoice(s) from {plan.start_date.isoformat()}, ending "
-            f"{plan.end_date.isoformat()}."
+            f"{plan.periods} full period(s) from {plan.start_date.isoformat()} to "
+            f"{through.isoformat()}"
+            + (
+                f" (the contract ends {plan.end_date.isoformat()})."
+                if through != plan.end_date
+                else "."
+            )
         )
+        if plan.catch_up_periods:
+            caught_up = format_money(plan.catch_up_periods * plan.recurring_amount, cur)
+            lines.append(
+                f"Started in the past: {plan.catch_up_periods} elapsed period(s) are billed as "
+                f"catch-up on the first invoice ({caught_up})."
+            )
         for line in recurring:
             lines.append(_item_line(line, cur))
         if one_time:
@@ -307,12 +373,29 @@ def summary_lines(plan: BillingPlan, customer: str | None, today: date) -> list[
         for line in plan.lines:
             lines.append(_item_line(line, cur))
     lines.append(f"Invoices are emailed with Stripe's payment page, {due}; payment by {methods}.")
+    if plan.invoices:
+        lines.append(f"Invoice schedule ({len(plan.invoices)} invoice(s)):")
+        for invoice in plan.invoices:
+            lines.append(
+                f"  {invoice.date.isoformat()}  {format_money(invoice.amount, cur)}  "
+                f"{invoice.description}"
+            )
     lines.append(f"Contract total: {format_money(plan.total_amount, cur)}.")
     return lines
 
 
 def _item_line(line: PlanLine, currency: str) -> str:
-    return f"  - {line.description}: {line.quantity} x {format_money(line.unit_amount, currency)}"
+    if line.unit_amount_decimal is not None:
+        exact = Decimal(line.unit_amount_decimal).scaleb(-minor_units_exponent(currency))
+        unit = f"{currency.upper()} {exact:f} (exact unit price)"
+    else:
+        unit = format_money(line.unit_amount, currency)
+    text = f"  - {line.description}: {line.quantity} x {unit}"
+    if line.discount_amount:
+        text += f", less {format_money(line.discount_amount, currency)} (line discount)"
+    if line.unit_amount_decimal is not None or line.discount_amount:
+        text += f" = {format_money(line.amount, currency)}"
+    return text
 
 
 _METHOD_LABELS = {
@@ -349,15 +432,26 @@ def plan_view(runtime: Runtime, row: Plan) -> dict[str, Any]:
         "customer_candidates": row.customer_candidates or [],
         "stripe_customer_id": row.stripe_customer_id,
         "stripe_customer_url": (
-            f"{dashboard}/customers/{row.stripe_customer_id}" if row.stripe_customer_id else None
+            f"{dashboard}/customers/{row.stripe_customer_id}"
+            if dashboard and row.stripe_customer_id
+            else None
         ),
         "stripe_subscription_id": row.stripe_subscription_id,
+        "stripe_subscription_url": (
+            f"{dashboard}/subscriptions/{row.stripe_subscription_id}"
+            if dashboard and row.stripe_subscription_id
+            else None
+        ),
         "stripe_schedule_id": row.stripe_schedule_id,
         "stripe_invoice_id": row.stripe_invoice_id,
         "overrides": row.overrides or {},
         "deal": row.deal_data,
         "plan": plan_to_json(shown) if shown else None,
         "summary": summary_lines(shown, _contact_name(row), runtime.today()) if shown else [],
+        "invoice_amounts": (
+            [format_money(i.amount, shown.currency) for i in shown.invoices] if shown else []
+        ),
+        "contract_total": format_money(shown.total_amount, shown.currency) if shown else None,
         "editable": row.status in Status.EDITABLE,
         "activatable": row.status in Status.ACTIVATABLE and computed.plan is not None,
         "approved_at": row.approved_at.isoformat() if row.approved_at else None,

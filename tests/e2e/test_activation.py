@@ -440,6 +440,7 @@ def test_a_crash_between_stripe_calls_ends_with_one_set_of_objects(world: World)
     assert calls["n"] == 2  # re-sent with the same idempotency key: Stripe replayed it
 
 
+@pytest.mark.postgresql(reason="the plan row lock (FOR UPDATE) decides which activation runs")
 def test_two_activations_at_once_create_one_set_of_objects(world: World) -> None:
     world.sync()
     assert world.runtime is not None

@@ -16,8 +16,8 @@ from connector.secrets import Secret
 from connector.services import activation, credit
 from connector.services.plans import approve
 from tests.e2e.conftest import World, make_world
-from tests.events.receiver import Receiver, run_receiver
 from tests.support import FrozenClock
+from tests.support.receiver import Receiver, run_receiver
 
 OVERDUE_DAYS = 3
 

@@ -93,7 +93,14 @@ def classify(exc: Exception) -> CrmError:
     if isinstance(exc, requests.Timeout | requests.ConnectionError):
         return CrmUnavailable(f"Salesforce unreachable: {type(exc).__name__}")
     if isinstance(exc, SalesforceAuthenticationFailed):
-        return CrmAuthError(f"Salesforce login failed: {exc.message}")
+        # ``exc.message`` is the library's unformatted template ("... {content}"): use the
+        # code and message Salesforce sent.
+        code = getattr(exc, "code", None)
+        detail = str(getattr(exc, "auth_message", "") or "").strip()[:300]
+        said = ": ".join(str(part) for part in (code, detail) if part) or "no reason given"
+        return CrmAuthError(
+            f"Salesforce login failed ({said}); check crm.salesforce.login_url and the credentials"
+        )
     if isinstance(exc, SalesforceError):
         code, message = _error_code(exc)
         text = f"{code}: {message}" if code else message
@@ -168,6 +175,7 @@ class SalesforceAdapter:
         connect: Callable[[], Salesforce],
         *,
         lightning_url: str | None = None,
+        instance_url: str | None = None,
         organization_id: str | None = None,
         outbound_token: Secret | None = None,
         closed_stage: str | None = None,
@@ -180,6 +188,9 @@ class SalesforceAdapter:
         self._connect = connect
         self._sf: Salesforce | None = None
         self._lightning_url = lightning_url.rstrip("/") if lightning_url else None
+        # A plain-http instance (a local sandbox) is linked as it is served, not as https.
+        plain = instance_url is not None and instance_url.startswith("http://")
+        self._plain_instance_url = instance_url.rstrip("/") if plain and instance_url else None
         self._organization_id = organization_id
         self._outbound_token = outbound_token
         closed = mapping.deal["closed_when"]
@@ -235,6 +246,7 @@ class SalesforceAdapter:
             mapping,
             connect,
             lightning_url=section["lightning_url"],
+            instance_url=instance_url,
             organization_id=section["organization_id"],
             outbound_token=secrets.salesforce_outbound_token,
             closed_stage=config.section("plans")["closed_stage"],
@@ -356,9 +368,10 @@ class SalesforceAdapter:
         for item in (record.get(m.line_item["relationship"]) or {}).get("records") or []:
             raw_schedule = dig(item, lf["pricing_schedule"])
             unit_price = dig(item, lf["unit_price"])
+            # A line discount stays a discount (the plan bills it as a Stripe coupon on the
+            # line), never a fractional unit price Stripe could not bill.
             discount = dig(item, lf.get("discount_percent"))
-            if isinstance(unit_price, Decimal) and isinstance(discount, Decimal) and discount:
-                unit_price = unit_price * (Decimal(100) - discount) / Decimal(100)
+            discount_percent = str(discount) if isinstance(discount, Decimal | int) else discount
             try:
                 unit_amount: Any = to_minor_units(unit_price, currency)
             except (ValueError, TypeError, ArithmeticError):
@@ -371,6 +384,7 @@ class SalesforceAdapter:
                     "quantity": _as_number(dig(item, lf["quantity"])),
                     "unit_amount": unit_amount,
                     "pricing_schedule": schedule_values.get(str(raw_schedule), raw_schedule),
+                    "discount_percent": discount_percent or None,
                 }
             )
         account_id = dig(record, f["account_id"] or "AccountId")
@@ -859,6 +873,8 @@ class SalesforceAdapter:
             return None
         if self._lightning_url:
             return f"{self._lightning_url}/lightning/r/{obj}/{record_id}/view"
+        if self._plain_instance_url:
+            return f"{self._plain_instance_url}/{record_id}"
         base = getattr(self._sf, "sf_instance", None)
         return f"https://{base}/{record_id}" if base else None
 

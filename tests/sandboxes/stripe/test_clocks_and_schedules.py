@@ -1,0 +1,419 @@
+"""Test clocks driving the billing engine, and subscription schedules."""
+
+from __future__ import annotations
+
+import pytest
+import stripe
+
+from sandboxes.stripe import StripeSandbox
+
+from .conftest import DAY, START, WITH_CARD, FakeClock, Receiver
+
+FEB_1 = START + 31 * DAY
+MAR_1 = FEB_1 + 28 * DAY
+APR_1 = MAR_1 + 31 * DAY
+
+
+@pytest.fixture
+def test_clock(client: stripe.StripeClient) -> stripe.test_helpers.TestClock:
+    return client.v1.test_helpers.test_clocks.create(
+        params={"frozen_time": START, "name": "renewals"}
+    )
+
+
+@pytest.fixture
+def clocked_customer(
+    client: stripe.StripeClient, test_clock: stripe.test_helpers.TestClock
+) -> stripe.Customer:
+    return client.v1.customers.create(
+        params={"email": "clock@example.com", "test_clock": test_clock.id, **WITH_CARD}
+    )
+
+
+def _advance(client: stripe.StripeClient, clock_id: str, to: int) -> None:
+    client.v1.test_helpers.test_clocks.advance(clock_id, params={"frozen_time": to})
+
+
+def test_a_test_clock_is_created_retrieved_listed_and_deleted(
+    client: stripe.StripeClient, test_clock: stripe.test_helpers.TestClock
+) -> None:
+    assert test_clock.id.startswith("clock_")
+    assert (test_clock.frozen_time, test_clock.status) == (START, "ready")
+    assert client.v1.test_helpers.test_clocks.retrieve(test_clock.id).name == "renewals"
+    listed = client.v1.test_helpers.test_clocks.list().data
+    assert [c.id for c in listed] == [test_clock.id]
+    assert client.v1.test_helpers.test_clocks.delete(test_clock.id).deleted is True
+
+
+def test_objects_of_a_clock_customer_are_created_at_the_frozen_time(
+    client: stripe.StripeClient, clocked_customer: stripe.Customer, recurring_price: stripe.Price
+) -> None:
+    sub = client.v1.subscriptions.create(
+        params={"customer": clocked_customer.id, "items": [{"price": recurring_price.id}]}
+    )
+    assert clocked_customer.created == START
+    assert sub.created == START
+    assert sub.test_clock is not None
+
+
+def test_advancing_a_clock_generates_every_renewal_invoice_in_between(
+    client: stripe.StripeClient,
+    test_clock: stripe.test_helpers.TestClock,
+    clocked_customer: stripe.Customer,
+    recurring_price: stripe.Price,
+) -> None:
+    sub = client.v1.subscriptions.create(
+        params={
+            "customer": clocked_customer.id,
+            "items": [{"price": recurring_price.id}],
+            "collection_method": "send_invoice",
+            "days_until_due": 30,
+        }
+    )
+    _advance(client, test_clock.id, APR_1 + 2 * 3600)
+    invoices = client.v1.invoices.list(params={"subscription": sub.id}).data
+    assert sorted(i.created for i in invoices) == [START, FEB_1, MAR_1, APR_1]
+    assert {i.status for i in invoices} == {"open"}
+    item = client.v1.subscriptions.retrieve(sub.id)["items"].data[0]
+    assert item.current_period_start == APR_1
+
+
+def test_advancing_reports_advancing_then_becomes_ready_with_the_new_time(
+    client: stripe.StripeClient, test_clock: stripe.test_helpers.TestClock
+) -> None:
+    response = client.v1.test_helpers.test_clocks.advance(
+        test_clock.id, params={"frozen_time": FEB_1}
+    )
+    assert response.status == "advancing"
+    ready = client.v1.test_helpers.test_clocks.retrieve(test_clock.id)
+    assert (ready.status, ready.frozen_time) == ("ready", FEB_1)
+    types = [e.type for e in client.v1.events.list(params={"type": "test_helpers.*"}).data]
+    assert types[0] == "test_helpers.test_clock.ready"
+
+
+def test_advancing_a_clock_backwards_is_refused(
+    client: stripe.StripeClient, test_clock: stripe.test_helpers.TestClock
+) -> None:
+    with pytest.raises(stripe.InvalidRequestError) as raised:
+        _advance(client, test_clock.id, START - 1)
+    assert raised.value.param == "frozen_time"
+
+
+def test_renewal_events_are_stamped_with_the_clock_time_and_delivered(
+    sandbox: StripeSandbox,
+    client: stripe.StripeClient,
+    test_clock: stripe.test_helpers.TestClock,
+    clocked_customer: stripe.Customer,
+    recurring_price: stripe.Price,
+    receiver: Receiver,
+) -> None:
+    client.v1.webhook_endpoints.create(
+        params={"url": receiver.url, "enabled_events": ["invoice.created"]}
+    )
+    client.v1.subscriptions.create(
+        params={"customer": clocked_customer.id, "items": [{"price": recurring_price.id}]}
+    )
+    _advance(client, test_clock.id, FEB_1)
+    sandbox.deliver_webhooks()
+    assert [r.event["created"] for r in receiver.received] == [START, FEB_1]
+
+
+def test_a_clock_does_not_move_customers_without_a_clock(
+    sandbox: StripeSandbox,
+    client: stripe.StripeClient,
+    test_clock: stripe.test_helpers.TestClock,
+    customer: stripe.Customer,
+    recurring_price: stripe.Price,
+) -> None:
+    sub = client.v1.subscriptions.create(
+        params={"customer": customer.id, "items": [{"price": recurring_price.id}]}
+    )
+    _advance(client, test_clock.id, MAR_1)
+    assert len(client.v1.invoices.list(params={"subscription": sub.id}).data) == 1
+
+
+def test_a_schedule_in_the_future_waits_then_creates_its_subscription(
+    client: stripe.StripeClient,
+    test_clock: stripe.test_helpers.TestClock,
+    clocked_customer: stripe.Customer,
+    recurring_price: stripe.Price,
+) -> None:
+    schedule = client.v1.subscription_schedules.create(
+        params={
+            "customer": clocked_customer.id,
+            "start_date": FEB_1,
+            "end_behavior": "release",
+            "phases": [
+                {
+                    "items": [{"price": recurring_price.id, "quantity": 2}],
+                    "duration": {"interval": "month", "interval_count": 2},
+                }
+            ],
+        }
+    )
+    assert schedule.id.startswith("sub_sched_")
+    assert (schedule.status, schedule.subscription) == ("not_started", None)
+    assert schedule.phases[0].end_date == APR_1
+    _advance(client, test_clock.id, FEB_1)
+    started = client.v1.subscription_schedules.retrieve(schedule.id)
+    assert started.status == "active"
+    sub = client.v1.subscriptions.retrieve(
+        str(started.subscription), params={"expand": ["latest_invoice"]}
+    )
+    assert sub.start_date == FEB_1
+    assert sub.schedule == schedule.id
+    assert isinstance(sub.latest_invoice, stripe.Invoice)
+    assert sub.latest_invoice.amount_due == 4000
+
+
+def test_a_schedule_with_end_behavior_release_completes_and_releases_at_its_end(
+    client: stripe.StripeClient,
+    test_clock: stripe.test_helpers.TestClock,
+    clocked_customer: stripe.Customer,
+    recurring_price: stripe.Price,
+) -> None:
+    schedule = client.v1.subscription_schedules.create(
+        params={
+            "customer": clocked_customer.id,
+            "start_date": "now",
+            "end_behavior": "release",
+            "phases": [{"items": [{"price": recurring_price.id}], "end_date": FEB_1}],
+        }
+    )
+    sub_id = str(schedule.subscription)
+    _advance(client, test_clock.id, FEB_1)
+    done = client.v1.subscription_schedules.retrieve(schedule.id)
+    assert (done.status, done.completed_at) == ("completed", FEB_1)
+    assert (done.subscription, done.released_subscription) == (None, sub_id)
+    sub = client.v1.subscriptions.retrieve(sub_id)
+    assert (sub.status, sub.schedule) == ("active", None)
+    assert client.v1.events.list(params={"type": "subscription_schedule.completed"}).data
+
+
+def test_a_schedule_warns_seven_days_before_it_expires(
+    client: stripe.StripeClient,
+    test_clock: stripe.test_helpers.TestClock,
+    clocked_customer: stripe.Customer,
+    recurring_price: stripe.Price,
+) -> None:
+    client.v1.subscription_schedules.create(
+        params={
+            "customer": clocked_customer.id,
+            "start_date": "now",
+            "end_behavior": "cancel",
+            "phases": [{"items": [{"price": recurring_price.id}], "end_date": FEB_1}],
+        }
+    )
+    _advance(client, test_clock.id, FEB_1 - 8 * DAY)
+    assert client.v1.events.list(params={"type": "subscription_schedule.expiring"}).data == []
+    _advance(client, test_clock.id, FEB_1 - 6 * DAY)
+    expiring = client.v1.events.list(params={"type": "subscription_schedule.expiring"}).data
+    assert [e.created for e in expiring] == [FEB_1 - 7 * DAY]
+
+
+def test_a_schedule_with_end_behavior_cancel_cancels_and_completes(
+    client: stripe.StripeClient,
+    test_clock: stripe.test_helpers.TestClock,
+    clocked_customer: stripe.Customer,
+    recurring_price: stripe.Price,
+) -> None:
+    schedule = client.v1.subscription_schedules.create(
+        params={
+            "customer": clocked_customer.id,
+            "start_date": "now",
+            "end_behavior": "cancel",
+            "phases": [
+                {"items": [{"price": recurring_price.id}], "duration": {"interval": "month"}}
+            ],
+        }
+    )
+    _advance(client, test_clock.id, FEB_1 + DAY)
+    done = client.v1.subscription_schedules.retrieve(schedule.id)
+    assert done.status == "completed"
+    sub = client.v1.subscriptions.retrieve(str(done.subscription))
+    assert (sub.status, sub.ended_at) == ("canceled", FEB_1)
+    assert len(client.v1.invoices.list(params={"subscription": sub.id}).data) == 1
+
+
+def test_a_schedule_moves_to_its_next_phase(
+    client: stripe.StripeClient,
+    test_clock: stripe.test_helpers.TestClock,
+    clocked_customer: stripe.Customer,
+    recurring_price: stripe.Price,
+) -> None:
+    bigger = client.v1.prices.create(
+        params={
+            "currency": "usd",
+            "unit_amount": 3000,
+            "recurring": {"interval": "month"},
+            "product": str(recurring_price.product),
+        }
+    )
+    schedule = client.v1.subscription_schedules.create(
+        params={
+            "customer": clocked_customer.id,
+            "start_date": "now",
+            "default_settings": {
+                "collection_method": "send_invoice",
+                "invoice_settings": {"days_until_due": 15},
+            },
+            "phases": [
+                {"items": [{"price": recurring_price.id}], "duration": {"interval": "month"}},
+                {
+                    "items": [{"price": bigger.id}],
+                    "duration": {"interval": "month"},
+                    "metadata": {"phase": "2"},
+                },
+            ],
+        }
+    )
+    _advance(client, test_clock.id, FEB_1)
+    sub = client.v1.subscriptions.retrieve(
+        str(schedule.subscription), params={"expand": ["latest_invoice"]}
+    )
+    assert sub["items"].data[0].price.id == bigger.id
+    assert sub.metadata.to_dict() == {"phase": "2"}
+    assert sub.collection_method == "send_invoice"
+    assert isinstance(sub.latest_invoice, stripe.Invoice)
+    assert sub.latest_invoice.amount_due == 3000
+
+
+def test_schedule_phase_add_invoice_items_and_collection_settings_apply(
+    client: stripe.StripeClient,
+    customer: stripe.Customer,
+    recurring_price: stripe.Price,
+    one_time_price: stripe.Price,
+) -> None:
+    schedule = client.v1.subscription_schedules.create(
+        params={
+            "customer": customer.id,
+            "start_date": "now",
+            "phases": [
+                {
+                    "items": [{"price": recurring_price.id}],
+                    "add_invoice_items": [{"price": one_time_price.id}],
+                    "collection_method": "send_invoice",
+                    "invoice_settings": {"days_until_due": 10},
+                    "duration": {"interval": "year"},
+                }
+            ],
+        }
+    )
+    sub = client.v1.subscriptions.retrieve(
+        str(schedule.subscription), params={"expand": ["latest_invoice"]}
+    )
+    assert isinstance(sub.latest_invoice, stripe.Invoice)
+    assert sub.latest_invoice.amount_due == 7000
+    assert sub.latest_invoice.due_date == START + 10 * DAY
+
+
+def test_phase_iterations_is_rejected_as_removed_in_2025_09_30(
+    client: stripe.StripeClient, customer: stripe.Customer, recurring_price: stripe.Price
+) -> None:
+    with pytest.raises(stripe.InvalidRequestError) as raised:
+        client.v1.subscription_schedules.create(
+            params={
+                "customer": customer.id,
+                "start_date": "now",
+                "phases": [{"items": [{"price": recurring_price.id}], "iterations": 3}],
+            }
+        )  # type: ignore[typeddict-unknown-key]
+    assert raised.value.code == "parameter_unknown"
+    assert raised.value.param == "phases[0][iterations]"
+
+
+def test_canceling_a_schedule_cancels_its_subscription(
+    client: stripe.StripeClient, customer: stripe.Customer, recurring_price: stripe.Price
+) -> None:
+    schedule = client.v1.subscription_schedules.create(
+        params={
+            "customer": customer.id,
+            "start_date": "now",
+            "phases": [{"items": [{"price": recurring_price.id}]}],
+        }
+    )
+    canceled = client.v1.subscription_schedules.cancel(schedule.id)
+    assert canceled.status == "canceled"
+    assert client.v1.subscriptions.retrieve(str(schedule.subscription)).status == "canceled"
+    with pytest.raises(stripe.InvalidRequestError):
+        client.v1.subscription_schedules.release(schedule.id)
+
+
+def test_releasing_a_schedule_keeps_its_subscription(
+    client: stripe.StripeClient, customer: stripe.Customer, recurring_price: stripe.Price
+) -> None:
+    schedule = client.v1.subscription_schedules.create(
+        params={
+            "customer": customer.id,
+            "start_date": "now",
+            "phases": [{"items": [{"price": recurring_price.id}]}],
+        }
+    )
+    released = client.v1.subscription_schedules.release(schedule.id)
+    assert released.status == "released"
+    sub = client.v1.subscriptions.retrieve(str(released.released_subscription))
+    assert (sub.status, sub.schedule) == ("active", None)
+
+
+def test_schedules_are_listed_by_customer(
+    client: stripe.StripeClient, customer: stripe.Customer, recurring_price: stripe.Price
+) -> None:
+    schedule = client.v1.subscription_schedules.create(
+        params={
+            "customer": customer.id,
+            "start_date": START + 5 * DAY,
+            "phases": [{"items": [{"price": recurring_price.id}]}],
+        }
+    )
+    listed = client.v1.subscription_schedules.list(params={"customer": customer.id}).data
+    assert [s.id for s in listed] == [schedule.id]
+
+
+def test_real_time_schedules_start_when_the_engine_runs(
+    sandbox: StripeSandbox,
+    client: stripe.StripeClient,
+    customer: stripe.Customer,
+    recurring_price: stripe.Price,
+    clock: FakeClock,
+) -> None:
+    schedule = client.v1.subscription_schedules.create(
+        params={
+            "customer": customer.id,
+            "start_date": START + 5 * DAY,
+            "phases": [{"items": [{"price": recurring_price.id}]}],
+        }
+    )
+    clock.value = START + 5 * DAY
+    sandbox.run_billing()
+    assert client.v1.subscription_schedules.retrieve(schedule.id).status == "active"
+
+
+def test_a_future_anchor_ends_the_first_period_and_a_backdated_whole_period_bills_in_full(
+    client: stripe.StripeClient,
+    clocked_customer: stripe.Customer,
+    test_clock: stripe.test_helpers.TestClock,
+) -> None:
+    """Stripe: the first period ends at ``billing_cycle_anchor``; a backdated start is
+    prorated against an imagined period starting on the backdated date, so a whole such
+    period bills in full; ``cancel_at`` on a period end cancels without a stub."""
+    price = client.v1.prices.create(
+        params={"currency": "usd", "unit_amount_decimal": "8333.3", "product_data": {"name": "X"},
+                "recurring": {"interval": "month"}}
+    )  # fmt: skip
+    _advance(client, test_clock.id, START + 10 * 3600)  # 10:00 on Jan 1
+    sub = client.v1.subscriptions.create(
+        params={"customer": clocked_customer.id, "items": [{"price": price.id, "quantity": 10}],
+                "collection_method": "send_invoice", "days_until_due": 30,
+                "backdate_start_date": START, "billing_cycle_anchor": FEB_1,
+                "cancel_at": APR_1}
+    )  # fmt: skip
+    item = sub["items"].data[0]
+    assert (item.current_period_start, item.current_period_end) == (START, FEB_1)
+    _advance(client, test_clock.id, APR_1 + DAY)
+    invoices = client.v1.invoices.list(params={"customer": clocked_customer.id}).data
+    assert sorted((i.period_end, i.total) for i in invoices) == [
+        (START + 10 * 3600, 83333),
+        (FEB_1, 83333),
+        (MAR_1, 83333),
+    ]
+    assert client.v1.subscriptions.retrieve(sub.id).status == "canceled"
