@@ -444,10 +444,6 @@ class StripeGateway:
             lines = list(self._iterate(self.client.v1.credit_notes.line_items.list, {}, note.id))
             yield note, lines
 
-    def retrieve_coupon(self, coupon_id: str) -> stripe.Coupon:
-        coupon: stripe.Coupon = self._do(self.client.v1.coupons.retrieve, coupon_id)
-        return coupon
-
     def retrieve_price_tiers(self, price_id: str) -> list[Any]:
         """A tiered price's tiers (Stripe returns them only when asked)."""
         price = self._do(self.client.v1.prices.retrieve, price_id, params={"expand": ["tiers"]})
