@@ -431,3 +431,19 @@ def test_the_overview_of_a_whole_book_equals_a_recomputation_from_stripe(
     assert world.crm.account("stark")["mrr"] in (None, 0)  # never EUR 33,333.00
     acme = next(c for c in body["customers"] if c["crm_account_id"] == world.crm.ref("acme"))
     assert Decimal(str(world.crm.account("acme")["mrr"])) * 100 == acme["mrr"]["usd"]
+
+
+def test_a_refund_lowers_net_billing_by_webhook_without_a_refresh(billed_world: World) -> None:
+    world = billed_world
+    client = world.stripe_client()
+    invoice = _open_invoice(world, "acme_platform")
+    client.v1.invoices.pay(str(invoice.id), params={"payment_method": "pm_card_visa"})
+    world.sync()
+    before = _usd_net_billing(world)
+    customer = world.plan_for("acme_platform")["stripe_customer_id"]
+    charge = client.v1.charges.list(params={"customer": customer, "limit": 1}).data[0]
+    client.v1.refunds.create(params={"charge": charge.id, "amount": 5_000})
+    world.sync()
+    assert _usd_net_billing(world) == before - 5_000
+    body = world.api("GET", "/api/overview", role="finance").get_json()
+    assert body["currency"] == expected_from_stripe(world)["currency"]
