@@ -300,6 +300,9 @@ def _describe(value: object) -> str:
 DEAL_KEYS: tuple[str, ...] = (
     "id", "name", "currency", "contract_start", "contract_months", "payment_terms",
     "payment_method", "billing_contact", "account", "line_items",
+    # The CRM's deal type and the kind of change the mapping reads it as (upgrade, renewal,
+    # ...): read by ``domain/amendment``, not billed from the deal itself.
+    "type", "change_type",
 )  # fmt: skip
 CONTACT_KEYS: tuple[str, ...] = ("name", "email")
 ACCOUNT_KEYS: tuple[str, ...] = ("id", "name", "address")

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -32,13 +33,20 @@ from sqlalchemy.orm import Session
 
 from connector.billing.gateway import StripeGatewayError, StripeRejected
 from connector.crm.base import CrmError
+from connector.domain.amendment import TARGET_KEY, Amendment, live_from_json
 from connector.domain.credit import CreditDecision, CreditStatus, decide_activation
 from connector.domain.plan import BillingPlan, catch_up_lines, plan_from_json, subscription_timing
 from connector.domain.plan_status import Status
 from connector.domain.timestamps import unix_at_midnight, unix_of
 from connector.runtime import Runtime
+from connector.services import amendment as amendments
 from connector.services import catalog, credit, subscribers
-from connector.services.plans import MANUAL_REASON, get_plan, write_status_to_crm
+from connector.services.plans import (
+    MANUAL_REASON,
+    frozen_amendment,
+    get_plan,
+    write_status_to_crm,
+)
 from connector.store import audit
 from connector.store.lease import SHORT_LEASE
 from connector.store.locks import lock
@@ -124,7 +132,7 @@ def activate(runtime: Runtime, plan_id: str) -> Plan:
             _settle(
                 runtime, plan_id, Status.FAILED, f"Stripe refused the activation: {exc.message}"
             )
-        except catalog.ArchivedProduct as exc:
+        except (catalog.ArchivedProduct, amendments.SubscriptionMoved) as exc:
             _settle(runtime, plan_id, Status.FAILED, f"Not activated: {exc}")
         except (StripeGatewayError, CrmError) as exc:
             if exc.retryable:
@@ -269,6 +277,7 @@ def _run(runtime: Runtime, plan_id: str) -> None:
         seq = row.approval_seq or 0
         customer_id = row.stripe_customer_id
         deal_id, account_id = row.deal_id, row.crm_account_id
+        amendment, preview = frozen_amendment(row)
     assert customer_id is not None
     if plan.collection == "manual":
         _settle(runtime, plan_id, Status.MANUAL, MANUAL_REASON)
@@ -276,12 +285,21 @@ def _run(runtime: Runtime, plan_id: str) -> None:
     today = runtime.today()
     branch = _recorded_branch(runtime, plan_id, seq)
     if branch is None:
+        if amendment is not None and amendment.effective_date > today:
+            _amend_on(runtime, plan_id, amendment.effective_date)
+            return
         if not _has_written(runtime, plan_id, seq):
-            decision = credit_decision(runtime, row, plan)
+            # An amendment's first invoice is the one Stripe previewed for the change.
+            gated = plan
+            if amendment is not None and preview is not None:
+                gated = replace(plan, first_invoice_amount=int(preview.get("amount_due") or 0))
+            decision = credit_decision(runtime, row, gated)
             if not decision.allowed:
                 _await_credit(runtime, plan_id, decision)
                 return
-        if plan.invoice_type == "recurring":
+        if amendment is not None:
+            branch = "amendment"
+        elif plan.invoice_type == "recurring":
             branch = "schedule" if plan.start_date > today else "subscription"
         elif plan.send_date and plan.send_date > today:
             _schedule_for(runtime, plan_id, plan.send_date)
@@ -296,7 +314,10 @@ def _run(runtime: Runtime, plan_id: str) -> None:
     }
     step = _Steps(runtime, plan_id, seq)
     ids: dict[str, str] = {}
-    if branch == "schedule":
+    if branch == "amendment":
+        assert amendment is not None
+        ids["subscription"] = _amend_subscription(runtime, step, row, plan, amendment, preview)
+    elif branch == "schedule":
         ids["schedule"] = _create_schedule(runtime, step, plan, customer_id, metadata)
     elif branch == "subscription":
         ids["subscription"] = _create_subscription(runtime, step, plan, customer_id, metadata)
@@ -334,6 +355,41 @@ def _schedule_for(runtime: Runtime, plan_id: str, send_date: date) -> None:
         row.next_attempt_at = datetime(send_date.year, send_date.month, send_date.day, tzinfo=UTC)
         row.status_reason = f"The invoice will be created and sent on {send_date.isoformat()}."
         write_status_to_crm(runtime, session, row)
+
+
+def _amend_on(runtime: Runtime, plan_id: str, day: date) -> None:
+    with runtime.db.session() as session:
+        row = get_plan(session, plan_id)
+        row.status = Status.SCHEDULED
+        row.lease_until = None
+        row.next_attempt_at = datetime(day.year, day.month, day.day, tzinfo=UTC)
+        row.status_reason = f"The subscription will be changed on {day.isoformat()}."
+        write_status_to_crm(runtime, session, row)
+
+
+def _amend_subscription(
+    runtime: Runtime,
+    step: _Steps,
+    row: Plan,
+    plan: BillingPlan,
+    amendment: Amendment,
+    preview: dict[str, Any] | None,
+) -> str:
+    """The one subscription update the amendment is, with the previewed proration date."""
+    target = live_from_json((row.overrides or {})[TARGET_KEY])
+    proration_date = None if preview is None else preview.get("proration_date")
+
+    def update(key: str) -> str:
+        amendments.check_unmoved(runtime, amendment, target)
+        params = amendments.update_params(runtime, plan, amendment, proration_date)
+        params["metadata"] = {"dealbridge_amended_by_plan_id": row.id, "crm_deal_id": row.deal_id}
+        return runtime.stripe.update_subscription(
+            amendment.subscription_id,
+            params,  # type: ignore[arg-type]
+            key,
+        ).id
+
+    return step("amendment", update)
 
 
 def _activated(runtime: Runtime, plan_id: str, ids: dict[str, str]) -> None:

@@ -316,6 +316,11 @@ class Store:
                 if rest:
                     self._expand_path(item, rest, full)
             return
+        if field in _INCLUDABLE.get(str(node.get("object")), ()) and not rest:
+            # Included on request, and null where it does not apply (a per-unit price has no
+            # tiers), as Stripe answers: not an error.
+            node.setdefault(field, None)
+            return
         if field not in node:
             raise StripeError(400, f"This property cannot be expanded ({field}).", param="expand")
         value = node[field]
@@ -402,3 +407,7 @@ def created_filter(params: Params, key: str = "created") -> Callable[[int], bool
         )
 
     return check
+
+
+#: Fields Stripe returns only when expanded, by object (``expand[]=data.tiers`` on prices).
+_INCLUDABLE: dict[str, tuple[str, ...]] = {"price": ("tiers",)}

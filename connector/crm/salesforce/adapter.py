@@ -409,6 +409,7 @@ class SalesforceAdapter:
             "payment_terms": dig(record, f["payment_terms"]) if f.get("payment_terms") else None,
             "payment_method": dig(record, f["payment_method"]) if f.get("payment_method") else None,
             "billing_contact": self._billing_contact(record),
+            **self._change_type(record),
             "account": {
                 "id": account_id,
                 "name": dig(record, f"{acct_rel}.{m.account_fields['name']}"),
@@ -423,6 +424,15 @@ class SalesforceAdapter:
             modified=_iso(dig(record, f["modified"])),
             data=data,
         )
+
+    def _change_type(self, record: Mapping[str, Any]) -> dict[str, Any]:
+        """The deal's type, and the kind of change the mapping says it is (None: new)."""
+        path = self.mapping.deal_fields.get("type")
+        if not path:
+            return {}
+        raw = dig(record, path)
+        kinds: Mapping[str, str] = self.mapping.deal.get("change_types") or {}
+        return {"type": raw, "change_type": kinds.get(str(raw)) if raw is not None else None}
 
     def changed_deals(self, cursor: str | None) -> Changes:
         m = self.mapping
