@@ -59,7 +59,7 @@ class StripeRejected(StripeGatewayError):
 
 #: What ``retrieve_subscription`` expands: MRR reads discounts (docs/billing-rules.md). Tiers
 #: are read per tiered price (``retrieve_price_tiers``).
-SUBSCRIPTION_EXPAND = ["discounts", "items.data.discounts"]
+SUBSCRIPTION_EXPAND = ["discounts.source.coupon", "items.data.discounts"]
 
 
 def classify(exc: stripe.StripeError) -> StripeGatewayError:
@@ -323,8 +323,9 @@ class StripeGateway:
         return note
 
     def retrieve_subscription(self, subscription_id: str) -> stripe.Subscription:
-        """The subscription with its discounts and its items' discounts expanded (Stripe
-        returns ids otherwise): MRR subtracts them."""
+        """The subscription with its discounts (and their coupons) and its items' discounts
+        expanded (Stripe returns ids otherwise): MRR subtracts them. An item discount's coupon
+        would be a fifth level: ``retrieve_coupon`` reads it."""
         subscription: stripe.Subscription = self._do(
             self.client.v1.subscriptions.retrieve,
             subscription_id,
@@ -397,7 +398,7 @@ class StripeGateway:
                 "customer": customer_id,
                 "status": "all",
                 # Tiers would be a fifth level (Stripe expands four): retrieve for those.
-                "expand": ["data.discounts", "data.items.data.discounts"],
+                "expand": ["data.discounts.source.coupon", "data.items.data.discounts"],
             },
         )
 

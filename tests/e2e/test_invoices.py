@@ -274,3 +274,21 @@ def _world_with_subscriber(database_url: str, clock: FrozenClock, url: str) -> W
     )
     runtime.config = dataclasses.replace(runtime.config, secrets=secrets)
     return world
+
+
+def test_a_credit_note_on_a_paid_invoice_reaches_its_crm_record(world: World) -> None:
+    plan = _activate(world)
+    first = _first_invoice(world, plan)
+    _pay(world, first)
+    world.sync()
+    world.stripe_client().v1.credit_notes.create(
+        params={"invoice": first, "amount": 12_345, "credit_amount": 12_345}
+    )
+    world.sync()
+    record = _crm_invoices_raw(world)[first]
+    assert record["status"] == "paid"
+    assert _money(record["amount_credited"]) == Decimal("123.45")
+
+
+def _crm_invoices_raw(world: World) -> dict[str, dict[str, Any]]:
+    return {r["stripe_invoice_id"]: r for r in world.crm.invoices()}

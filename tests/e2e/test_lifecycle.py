@@ -82,3 +82,31 @@ def test_reactivation_invoices_first_and_starts_the_subscription_when_paid(world
     )
     assert client.v1.invoices.retrieve(str(new.latest_invoice)).amount_due == 0  # paid already
     assert "subscription.reactivated" in _audit_actions(world)
+
+
+def test_bill_again_bills_what_its_credit_notes_left_owing(world: World) -> None:
+    world.sync()
+    plan = _activate(world, "acme_platform")
+    customer = plan["stripe_customer_id"]
+    client = world.stripe_client()
+    by_hand = world.invoice_by_hand(customer, amount=75_000)
+    client.v1.credit_notes.create(params={"invoice": str(by_hand.id), "amount": 25_001})
+    world.sync()
+    response = world.api("POST", f"/api/invoices/{by_hand.id}/bill-again", role="finance")
+    assert response.status_code == 200, response.get_json()
+    again = client.v1.invoices.retrieve(response.get_json()["invoice_id"])
+    assert again.amount_due == 75_000 - 25_001
+
+
+def test_bill_again_refuses_an_invoice_its_credit_notes_cover(world: World) -> None:
+    world.sync()
+    plan = _activate(world, "acme_platform")
+    client = world.stripe_client()
+    by_hand = world.invoice_by_hand(plan["stripe_customer_id"], amount=75_000)
+    client.v1.credit_notes.create(params={"invoice": str(by_hand.id), "amount": 75_000})
+    world.sync()
+    before = world.stripe_count("POST", "/v1/invoices")
+    response = world.api("POST", f"/api/invoices/{by_hand.id}/bill-again", role="finance")
+    assert response.status_code == 409, response.get_json()
+    assert "Nothing is still owed" in response.get_json()["error"]["message"]
+    assert world.stripe_count("POST", "/v1/invoices") == before
