@@ -269,16 +269,11 @@ def propose_amendment(
             )
         )
     wanted: dict[str, int] = {}
+    left_out: list[str] = []
     for index, line in enumerate(plan.lines):
         path = f"line_items[{index}]"
         if line.kind != "recurring":
-            problems.append(
-                Problem(
-                    path,
-                    f"{line.product} is billed once; a change to a subscription carries only "
-                    "recurring items, so bill it on a deal of its own",
-                )
-            )
+            left_out.append(line.product)
             continue
         key = line_keys[index]
         if key in wanted:
@@ -296,6 +291,13 @@ def propose_amendment(
 
     notes: list[str] = []
     needs: list[str] = []
+    if left_out:
+        needs.append("line_items")
+        notes.append(
+            f"{', '.join(left_out)} {'is' if len(left_out) == 1 else 'are'} billed once and "
+            "left out of the change: a subscription change carries recurring items only. "
+            "Confirm, and bill what is still owed on a deal of its own."
+        )
     changes: list[ItemChange] = []
     cur = live.currency
     for item in live.items:

@@ -14,7 +14,7 @@ from typing import Any
 from connector.crm.base import CrmDeal
 from connector.domain.plan_status import Status
 from connector.runtime import Runtime
-from connector.services import amendment
+from connector.services import amendment, deal_changes
 from connector.services.activation import activate
 from connector.services.backfill import send_customer_histories
 from connector.services.linking import link_plan_customer
@@ -38,6 +38,11 @@ def intake_deal(runtime: Runtime, crm_deal: CrmDeal, *, actor: str = "dealbridge
     Idempotent: a deal seen again (poll and push both, or our own write-back bumping its
     modified stamp) refreshes a plan still in review and leaves a settled one alone.
     """
+    # A deal whose plan already bills is compared with the deal that was activated and
+    # flagged if it differs (edited, lost, reopened); Stripe waits for a person.
+    watched = deal_changes.check(runtime, crm_deal)
+    if watched is not None:
+        return watched
     if not crm_deal.closed:
         return None
     with runtime.db.session() as session:

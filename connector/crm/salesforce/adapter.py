@@ -435,9 +435,15 @@ class SalesforceAdapter:
         return {"type": raw, "change_type": kinds.get(str(raw)) if raw is not None else None}
 
     def changed_deals(self, cursor: str | None) -> Changes:
+        return self._changed_deals(cursor, "=")
+
+    def changed_unclosed_deals(self, cursor: str | None) -> Changes:
+        return self._changed_deals(cursor, "!=")
+
+    def _changed_deals(self, cursor: str | None, closed_test: str) -> Changes:
         m = self.mapping
         modified = m.deal_fields["modified"] or "SystemModstamp"
-        where = [f"{self._closed_field} = {soql.literal(self._closed_value)}"]
+        where = [f"{self._closed_field} {closed_test} {soql.literal(self._closed_value)}"]
         if cursor:
             # >= not >: a record saved in the same second as the last one seen must not be
             # skipped; handling a deal twice is harmless (plans are unique per deal).
