@@ -43,6 +43,7 @@ SECRET_ENV = {
     "dynamics_client_secret": "DYNAMICS_CLIENT_SECRET",
     "dynamics_certificate_key": "DYNAMICS_CERTIFICATE_KEY",
     "dynamics_webhook_key": "DYNAMICS_WEBHOOK_KEY",
+    "metrics_token": "DEALBRIDGE_METRICS_TOKEN",
 }
 SECRET_WORDS = ("secret", "password", "token", "api_key", "apikey", "private_key")
 ROLES = ("sales_rep", "finance", "admin")
@@ -125,6 +126,11 @@ class WebSchema(_Strict):
     )
     canvas_default_role = fields.String(
         load_default="sales_rep", validate=validate.OneOf(["sales_rep", "finance", "admin"])
+    )
+    #: Oldest Canvas signed request accepted, by its ``issuedAt`` (when Salesforce issued
+    #: the OAuth token it carries; those live about two hours).
+    canvas_max_age_seconds = fields.Integer(
+        load_default=7200, validate=validate.Range(min=60, max=86_400)
     )
     entra = fields.Nested(EntraSchema, load_default=dict)
 
@@ -283,6 +289,8 @@ class Secrets:
     dynamics_certificate_key: Secret | None = None
     dynamics_webhook_key: Secret | None = None
     subscriber_secrets: Mapping[str, Secret] = field(default_factory=dict)
+    #: When set, ``/metrics`` answers only ``Authorization: Bearer <this>``.
+    metrics_token: Secret | None = None
 
     def all_values(self) -> list[str]:
         """Every secret string, so the log filter can redact them wherever they appear."""
@@ -480,6 +488,7 @@ def _read_secrets(env: Mapping[str, str], subscriber_names: list[str]) -> tuple[
         salesforce_outbound_token=secret("salesforce_outbound_token"),
         dynamics_client_secret=secret("dynamics_client_secret"),
         dynamics_certificate_key=secret("dynamics_certificate_key"),
+        metrics_token=secret("metrics_token"),
         dynamics_webhook_key=secret("dynamics_webhook_key"),
         subscriber_secrets=subscriber_secrets,
     )

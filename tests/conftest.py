@@ -23,12 +23,17 @@ import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.pool import Pool
 
-from connector.runtime import Runtime
+from connector import runtime as runtime_module
+from connector.runtime import STRICT_GUARD_ENV, Runtime
 from connector.store.db import Database
 from connector.store.migrate import upgrade
 from connector.store.models import Base
 from connector.web.app import create_app
 from tests.support import FrozenClock, make_config
+
+# Every test (and every process a test starts) refuses a Stripe or CRM call made while a
+# store session is open: a network call must never hold SQLite's write lock.
+os.environ[STRICT_GUARD_ENV] = "1"
 
 POSTGRES_URL = os.environ.get(
     "DEALBRIDGE_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
@@ -76,6 +81,17 @@ def migrated_sqlite_url(template: Path, folder: Path) -> str:
 
 
 # -- PostgreSQL: one migrated schema per session (xdist worker), truncated per test ---------
+
+
+@pytest.fixture(autouse=True)
+def no_network_call_in_a_transaction() -> Iterator[None]:
+    """Fails the test if any Stripe or CRM call was made inside a store session, even one
+    whose error a worker caught and turned into a retry."""
+    runtime_module.violations.clear()
+    yield
+    found = list(runtime_module.violations)
+    runtime_module.violations.clear()
+    assert not found, f"network calls inside a store session: {sorted(set(found))}"
 
 
 @pytest.fixture(scope="session")

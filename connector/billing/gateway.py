@@ -57,8 +57,9 @@ class StripeRejected(StripeGatewayError):
         self.param = param
 
 
-#: What ``retrieve_subscription`` expands: MRR reads discounts and tiers (docs/billing-rules.md).
-SUBSCRIPTION_EXPAND = ["discounts", "items.data.discounts", "items.data.price.tiers"]
+#: What ``retrieve_subscription`` expands: MRR reads discounts (docs/billing-rules.md). Tiers
+#: are read per tiered price (``retrieve_price_tiers``).
+SUBSCRIPTION_EXPAND = ["discounts", "items.data.discounts"]
 
 
 def classify(exc: stripe.StripeError) -> StripeGatewayError:
@@ -322,8 +323,8 @@ class StripeGateway:
         return note
 
     def retrieve_subscription(self, subscription_id: str) -> stripe.Subscription:
-        """The subscription with what MRR needs expanded: its discounts and its items'
-        (Stripe returns ids otherwise) and tiered prices' tiers (returned only on request)."""
+        """The subscription with its discounts and its items' discounts expanded (Stripe
+        returns ids otherwise): MRR subtracts them."""
         subscription: stripe.Subscription = self._do(
             self.client.v1.subscriptions.retrieve,
             subscription_id,
@@ -433,6 +434,19 @@ class StripeGateway:
             if exc.code is None and "Unrecognized request URL" in exc.message:
                 return None
             raise
+
+    def iter_invoice_credit_notes(
+        self, invoice_id: str
+    ) -> Iterator[tuple[stripe.CreditNote, list[stripe.CreditNoteLineItem]]]:
+        """The invoice's credit notes, each with all its lines."""
+        for note in self._iterate(self.client.v1.credit_notes.list, {"invoice": invoice_id}):
+            lines = list(self._iterate(self.client.v1.credit_notes.line_items.list, {}, note.id))
+            yield note, lines
+
+    def retrieve_price_tiers(self, price_id: str) -> list[Any]:
+        """A tiered price's tiers (Stripe returns them only when asked)."""
+        price = self._do(self.client.v1.prices.retrieve, price_id, params={"expand": ["tiers"]})
+        return list(price.tiers or [])
 
     def retrieve_price(self, price_id: str) -> stripe.Price:
         price: stripe.Price = self._do(self.client.v1.prices.retrieve, price_id)

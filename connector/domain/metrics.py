@@ -221,17 +221,21 @@ def _month_start(day: date) -> datetime:
     return datetime.combine(date(day.year, day.month, 1), time(), tzinfo=UTC)
 
 
+#: Periods that end "now" include now itself (what happened this very instant).
+_INSTANT = timedelta(microseconds=1)
+
+
 def current_month(now: datetime) -> Period:
-    """The calendar month (UTC) of ``now``, up to ``now``."""
+    """The calendar month (UTC) of ``now``, up to and including ``now``."""
     now = _utc(now)
-    return Period(f"{now.year:04d}-{now.month:02d}", _month_start(now.date()), now)
+    return Period(f"{now.year:04d}-{now.month:02d}", _month_start(now.date()), now + _INSTANT)
 
 
 def last_12_months(now: datetime) -> Period:
-    """The current calendar month (to ``now``) and the eleven before it."""
+    """The current calendar month (up to and including ``now``) and the eleven before it."""
     now = _utc(now)
     start = _month_start(add_months(date(now.year, now.month, 1), -11))
-    return Period("last 12 months", start, now)
+    return Period("last 12 months", start, now + _INSTANT)
 
 
 # --------------------------------------------------------------------------- MRR

@@ -43,6 +43,7 @@ __all__ = [
     "PlanLine",
     "PlanOverrides",
     "ScheduledInvoice",
+    "SubscriptionTiming",
     "add_months",
     "catch_up_lines",
     "catch_up_periods",
@@ -52,6 +53,7 @@ __all__ = [
     "overrides_to_json",
     "plan_from_json",
     "plan_to_json",
+    "subscription_timing",
     "suggest_plan",
     "validate_overrides",
 ]
@@ -581,6 +583,31 @@ def suggest_plan(
 # --------------------------------------------------------------------------------------------
 # The invoice schedule: every period a full period, a past start billed, not dropped.
 # --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SubscriptionTiming:
+    """Where a subscription created on a given day starts, renews and ends, in whole
+    periods counted from the contract start (all at midnight UTC)."""
+
+    catch_up_periods: int  # elapsed periods, billed as catch-up lines on the first invoice
+    current_start: date  # start of the period containing the day: the backdated start
+    anchor: date  # the next period boundary: Stripe's billing_cycle_anchor
+    billed_through: date  # end of the last period: Stripe's cancel_at
+
+
+def subscription_timing(plan: BillingPlan, today: date) -> SubscriptionTiming:
+    """The timing of ``plan``'s subscription if it is created on ``today``."""
+    assert plan.interval is not None and plan.interval_count is not None
+    months = interval_months(plan.interval, plan.interval_count)
+    passed = catch_up_periods(plan.start_date, months, plan.periods, today)
+    return SubscriptionTiming(
+        catch_up_periods=passed,
+        current_start=add_months(plan.start_date, passed * months),
+        anchor=add_months(plan.start_date, (passed + 1) * months),
+        # Plans frozen before ``billed_through`` existed stop at the contract end.
+        billed_through=plan.billed_through or plan.end_date,
+    )
 
 
 def catch_up_periods(start: date, frequency_months: int, periods: int, today: date) -> int:

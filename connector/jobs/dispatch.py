@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from connector.billing.event_types import HANDLED_STRIPE_EVENTS, STRIPE_EVENT_TYPES
 from connector.services import (
+    account_metrics,
     activation,
     backfill,
     credit,
@@ -61,5 +62,6 @@ OUTBOX_SENDERS = OutboxSenders(
         subscribers.DELIVER: SingleSender(subscribers.default_delivery),
         backfill.BACKFILL_CUSTOMER: SingleSender(backfill.backfill_customer),
         credit.SETTLE_ACCOUNT: SingleSender(credit.settle_after_invoice),
+        crm_outbound.ACCOUNT_FIGURES_DUE: BatchedSender(account_metrics.send_figures, 500),
     }
 )

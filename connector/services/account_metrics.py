@@ -6,18 +6,27 @@ A CRM money field is in its record's currency (Salesforce ``CurrencyIsoCode``, D
 account billed only in other currencies gets nothing written (a JPY MRR must not show as
 USD 33,333.00) and the overview says why; amounts in different currencies are never compared
 with each other to pick one.
+
+Two triggers: the events that change a figure (a subscription, invoice or credit note of the
+account was written to the mirror) queue ``crm_outbound.ACCOUNT_FIGURES_DUE`` for the account,
+and ``send_figures`` recomputes those accounts within seconds; the clock job
+(``write_account_metrics`` for every account) stays as the safety net. Read, call, write: the
+accounts' currencies are read from the CRM between two store sessions, never inside one.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Collection
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy.orm import Session
 
 from connector.crm.base import Money
 from connector.runtime import Runtime
 from connector.services import crm_outbound
+from connector.services.outbox import SendResult
 from connector.services.overview import CustomerRow, compute
 from connector.store.models import AccountMetrics
 
@@ -140,26 +149,40 @@ def _record(
     return True
 
 
-def write_account_metrics(runtime: Runtime) -> int:
+def write_account_metrics(runtime: Runtime, only: Collection[str] | None = None) -> int:
     """Queue (batched, via the outbox) each account's MRR, net billing and open balance for
-    its CRM record, in the record's currency, when they differ from what was last queued.
-    Returns the accounts queued.
+    its CRM record, in the record's currency, when they differ from what was last queued
+    (``only``: these accounts). Returns the accounts queued.
 
     The account's currency is read from the CRM when its figures changed (the one read per
-    account that could need a write); what was decided is kept, note included, for the
-    overview."""
-    queued = 0
+    account that could need a write), outside any store session; what was decided is kept,
+    note included, for the overview."""
+    due: list[CustomerRow] = []
     with runtime.db.session() as session:
         for row in compute(runtime, session).customers:
+            if only is not None and row.crm_account_id not in only:
+                continue
             last = session.get(AccountMetrics, row.crm_account_id)
             if last is None and not _billed(row):
                 continue
             known = last.account_currency if last is not None else None
             if known is not None and _same(last, decide(row, known)):
                 continue
-            read, account_currency = _read_account_currency(runtime, row.crm_account_id)
-            if not read:
+            due.append(row)
+    currencies: dict[str, str | None] = {}
+    for row in due:
+        read, account_currency = _read_account_currency(runtime, row.crm_account_id)
+        if read:
+            currencies[row.crm_account_id] = account_currency
+    queued = 0
+    if not currencies:
+        return queued
+    with runtime.db.session() as session:
+        for row in due:
+            if row.crm_account_id not in currencies:
                 continue
+            account_currency = currencies[row.crm_account_id]
+            last = session.get(AccountMetrics, row.crm_account_id)
             decision = decide(row, account_currency)
             if _same(last, decision) and (
                 last is None or last.account_currency == account_currency
@@ -167,3 +190,10 @@ def write_account_metrics(runtime: Runtime) -> int:
                 continue
             queued += int(_record(runtime, session, row, last, account_currency, decision))
     return queued
+
+
+def send_figures(runtime: Runtime, payloads: list[dict[str, Any]]) -> list[SendResult]:
+    """The ``account.figures_due`` sender: recompute the accounts' figures once for the
+    batch and queue the ones that changed for the CRM."""
+    write_account_metrics(runtime, only={str(p["account_id"]) for p in payloads})
+    return [SendResult.sent() for _ in payloads]

@@ -27,22 +27,15 @@ from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import or_, select
+from sqlalchemy import or_, select, update
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from connector.billing.gateway import StripeGatewayError, StripeRejected
 from connector.crm.base import CrmError
 from connector.domain.amendment import TARGET_KEY, Amendment, live_from_json
 from connector.domain.credit import CreditDecision, CreditStatus, decide_activation
-from connector.domain.plan import (
-    BillingPlan,
-    PlanLine,
-    add_months,
-    catch_up_lines,
-    catch_up_periods,
-    interval_months,
-    plan_from_json,
-)
+from connector.domain.plan import BillingPlan, catch_up_lines, plan_from_json, subscription_timing
 from connector.domain.plan_status import Status
 from connector.domain.timestamps import unix_at_midnight, unix_of
 from connector.runtime import Runtime
@@ -55,12 +48,15 @@ from connector.services.plans import (
     write_status_to_crm,
 )
 from connector.store import audit
+from connector.store.lease import SHORT_LEASE
 from connector.store.locks import lock
 from connector.store.models import Plan, StripeOperation
 
 log = logging.getLogger(__name__)
 
-LEASE = timedelta(minutes=5)
+#: A claim's lease, renewed while the activation runs (``store.lease.LeaseKeeper``): a plan
+#: whose process died is taken over by the next worker within this, not minutes later.
+LEASE = SHORT_LEASE
 #: "In the order they were approved": two approvals racing on PostgreSQL can draw the same
 #: sequence number, so the approval time and the id break ties deterministically.
 APPROVAL_ORDER = (Plan.approval_seq, Plan.approved_at, Plan.id)
@@ -70,24 +66,39 @@ MAX_BACKOFF = timedelta(hours=6)
 # --------------------------------------------------------------------------- claim
 
 
-def _claim(runtime: Runtime, plan_id: str) -> bool:
+def _claim(runtime: Runtime, plan_id: str) -> int | None:
+    """Claim the plan for activation; its attempt number (the fencing token) or None."""
     now = runtime.clock()
     with runtime.db.session() as session:
         row = session.get(Plan, plan_id, with_for_update=True)
         if row is None:
-            return False
+            return None
         due = row.next_attempt_at is None or row.next_attempt_at <= now
         claimable = (row.status in (Status.APPROVED, Status.SCHEDULED) and due) or (
             row.status == Status.ACTIVATING and (row.lease_until or now) < now
         )
         if not claimable:
-            return False
+            return None
         if row.crm_account_id is not None and _account_busy(session, row, now):
-            return False  # one activation per account at a time: each raises its exposure
+            return None  # one activation per account at a time: each raises its exposure
         row.status = Status.ACTIVATING
         row.lease_until = now + LEASE
         row.attempts = (row.attempts or 0) + 1
-        return True
+        return row.attempts
+
+
+def _renewal(plan_id: str, attempts: int) -> Callable[[Session, datetime], None]:
+    """Push the activation's lease forward while this process still holds the plan."""
+
+    def renew(session: Session, until: datetime) -> None:
+        session.execute(
+            update(Plan)
+            .where(Plan.id == plan_id, Plan.status == Status.ACTIVATING, Plan.attempts == attempts)
+            .values(lease_until=until)
+            .execution_options(synchronize_session=False)
+        )
+
+    return renew
 
 
 def _account_busy(session: Any, row: Plan, now: datetime) -> bool:
@@ -112,9 +123,11 @@ def _account_busy(session: Any, row: Plan, now: datetime) -> bool:
 
 def activate(runtime: Runtime, plan_id: str) -> Plan:
     """Activate an approved plan if it is due; returns the plan as it stands afterwards."""
-    if _claim(runtime, plan_id):
+    attempts = _claim(runtime, plan_id)
+    if attempts is not None:
         try:
-            _run(runtime, plan_id)
+            with runtime.leases.hold(_renewal(plan_id, attempts)):
+                _run(runtime, plan_id)
         except StripeRejected as exc:
             _settle(
                 runtime, plan_id, Status.FAILED, f"Stripe refused the activation: {exc.message}"
@@ -474,29 +487,6 @@ def _payment_settings(plan: BillingPlan) -> dict[str, Any]:
     return settings
 
 
-def _line_items(
-    runtime: Runtime, plan: BillingPlan, extra: tuple[PlanLine, ...] = ()
-) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """Stripe items for the plan's lines (recurring, one-time), each line discount as an
-    amount-off coupon on its line; ``extra`` one-time lines (catch-up) go last."""
-    recurring: list[dict[str, Any]] = []
-    one_time: list[dict[str, Any]] = []
-    for line in (*plan.lines, *extra):
-        price_id = catalog.ensure_price(runtime, line, plan)
-        entry: dict[str, Any] = {"price": price_id, "quantity": line.quantity}
-        coupon = catalog.ensure_coupon(runtime, line, plan)
-        if coupon is not None:
-            entry["discounts"] = [{"coupon": coupon}]
-        (recurring if line.kind == "recurring" else one_time).append(entry)
-    return recurring, one_time
-
-
-def _billed_through(plan: BillingPlan) -> date:
-    """Where billing stops: the end of the last full period the plan states (plans frozen
-    before it was stated stop at the contract end)."""
-    return plan.billed_through or plan.end_date
-
-
 def _create_subscription(
     runtime: Runtime, step: _Steps, plan: BillingPlan, customer_id: str, metadata: dict[str, str]
 ) -> str:
@@ -508,25 +498,23 @@ def _create_subscription(
     period, so nothing is prorated. Periods of a start in the past that already ended are
     billed as named catch-up lines on the first invoice.
     """
-    assert plan.interval is not None and plan.interval_count is not None
-    months = interval_months(plan.interval, plan.interval_count)
     now = runtime.clock()
-    passed = catch_up_periods(plan.start_date, months, plan.periods, now.date())
-    current = add_months(plan.start_date, passed * months)
-    anchor = add_months(plan.start_date, (passed + 1) * months)
-    recurring, one_time = _line_items(runtime, plan, catch_up_lines(plan, passed))
+    timing = subscription_timing(plan, now.date())
+    recurring, one_time = catalog.stripe_items(
+        runtime, plan, catch_up_lines(plan, timing.catch_up_periods)
+    )
     params: dict[str, Any] = {
         "customer": customer_id,
         "items": recurring,
         "collection_method": "send_invoice",
         "days_until_due": plan.days_until_due,
         "payment_settings": _payment_settings(plan),
-        "billing_cycle_anchor": unix_at_midnight(anchor),
-        "cancel_at": unix_at_midnight(_billed_through(plan)),
+        "billing_cycle_anchor": unix_at_midnight(timing.anchor),
+        "cancel_at": unix_at_midnight(timing.billed_through),
         "metadata": metadata,
     }
-    if unix_at_midnight(current) < unix_of(now):
-        params["backdate_start_date"] = unix_at_midnight(current)
+    if unix_at_midnight(timing.current_start) < unix_of(now):
+        params["backdate_start_date"] = unix_at_midnight(timing.current_start)
     if one_time:
         params["add_invoice_items"] = one_time
     return step(
@@ -540,10 +528,10 @@ def _create_schedule(
 ) -> str:
     """A future start needs a schedule. Phases cannot carry payment method types, so the
     subscription webhook applies them when the schedule starts its subscription."""
-    recurring, one_time = _line_items(runtime, plan)
+    recurring, one_time = catalog.stripe_items(runtime, plan)
     phase: dict[str, Any] = {
         "items": recurring,
-        "end_date": unix_at_midnight(_billed_through(plan)),
+        "end_date": unix_at_midnight(plan.billed_through or plan.end_date),
         "collection_method": "send_invoice",
         "invoice_settings": {"days_until_due": plan.days_until_due},
         "proration_behavior": "none",

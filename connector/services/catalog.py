@@ -9,6 +9,7 @@ the same derivation, so two activations racing create one product and one price.
 from __future__ import annotations
 
 import hashlib
+from typing import Any
 
 from sqlalchemy import delete
 from sqlalchemy.exc import IntegrityError
@@ -126,15 +127,20 @@ def _refuse_archived_product(runtime: Runtime, line: PlanLine) -> None:
         mirror = session.get(ProductMirror, product_id)
         if mirror is None or mirror.active:
             return
-        # The mirror may be older than an unarchiving in Stripe: ask before refusing.
-        if runtime.stripe.retrieve_product(product_id).active:
-            mirror.active = True
-            return
-        raise ArchivedProduct(
-            f"the Stripe product {mirror.name!r} ({product_id}) for {line.product!r} is "
-            "archived, so it is not sold again; unarchive it in Stripe, or bill this line "
-            "with another product"
-        )
+        name = mirror.name
+    # The mirror may be older than an unarchiving in Stripe: ask (outside the store's
+    # transaction) before refusing.
+    if runtime.stripe.retrieve_product(product_id).active:
+        with runtime.db.session() as session:
+            found = session.get(ProductMirror, product_id)
+            if found is not None:
+                found.active = True
+        return
+    raise ArchivedProduct(
+        f"the Stripe product {name!r} ({product_id}) for {line.product!r} is "
+        "archived, so it is not sold again; unarchive it in Stripe, or bill this line "
+        "with another product"
+    )
 
 
 def ensure_price(runtime: Runtime, line: PlanLine, plan: BillingPlan) -> str:
@@ -174,3 +180,24 @@ def ensure_price(runtime: Runtime, line: PlanLine, plan: BillingPlan) -> str:
     )
     _remember(runtime, key, "price", price.id)
     return _known(runtime, key) or price.id
+
+
+def stripe_items(
+    runtime: Runtime, plan: BillingPlan, extra: tuple[PlanLine, ...] = ()
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Stripe items for the plan's lines (recurring, one-time), each line discount as an
+    amount-off coupon on its line; ``extra`` one-time lines (catch-up) go last. A plan billed
+    once has only one-time items."""
+    recurring: list[dict[str, Any]] = []
+    one_time: list[dict[str, Any]] = []
+    for line in (*plan.lines, *extra):
+        entry: dict[str, Any] = {
+            "price": ensure_price(runtime, line, plan),
+            "quantity": line.quantity,
+        }
+        coupon = ensure_coupon(runtime, line, plan)
+        if coupon is not None:
+            entry["discounts"] = [{"coupon": coupon}]
+        billed_on_schedule = plan.invoice_type == "recurring" and line.kind == "recurring"
+        (recurring if billed_on_schedule else one_time).append(entry)
+    return recurring, one_time

@@ -19,6 +19,7 @@ from connector.billing.gateway import StripeRejected
 from connector.billing.objects import plain
 from connector.domain.timestamps import datetime_from_unix
 from connector.runtime import Runtime
+from connector.services import crm_outbound
 from connector.services.invoice_sync import sync_invoice
 from connector.services.stripe_mirror import UNKNOWN_CUSTOMER, account_of_customer
 from connector.store.locks import lock
@@ -105,37 +106,56 @@ def on_refund_event(runtime: Runtime, event: dict[str, Any]) -> str:
             return UNKNOWN_CUSTOMER
         lock(session, f"refund:{refund_id}")
         mirror_refund(session, account_id, customer_id, refund, runtime.clock())
+        crm_outbound.queue_account_figures(session, account_id, runtime.clock())
         return f"refund {refund.get('status')}"
+
+
+#: How many times a sync fetches again when another writer stored the note meanwhile.
+MAX_REFETCH = 5
+
+
+def _snapshot(row: CreditNoteMirror | None) -> tuple[str, int] | None:
+    return None if row is None else (row.status, row.total_excluding_tax)
 
 
 def sync_credit_note(
     runtime: Runtime, note_id: str, customer_id: str | None, event_type: str
 ) -> str:
-    """Fetch the credit note now and mirror it, if its customer is linked."""
-    with runtime.db.session() as session:
-        account_id = account_of_customer(runtime, session, customer_id, event_type)
-        if account_id is None:
-            return UNKNOWN_CUSTOMER
-        lock(session, f"credit_note:{note_id}")
+    """Fetch the credit note now and mirror it, if its customer is linked.
+
+    Read, call, write: Stripe is called with no store session open, and the note is written
+    only if its mirror did not change meanwhile (else fetched again), like invoices."""
+    for _ in range(MAX_REFETCH):
+        with runtime.db.session() as session:
+            account_id = account_of_customer(runtime, session, customer_id, event_type)
+            if account_id is None:
+                return UNKNOWN_CUSTOMER
+            seen = _snapshot(session.get(CreditNoteMirror, note_id))
         try:
             note = plain(runtime.stripe.retrieve_credit_note(note_id))
         except StripeRejected as exc:
             if exc.code != "resource_missing":
                 raise
             return "credit note no longer exists"  # credit notes are never deleted; be safe
-        if note["customer"] != customer_id:
-            # The payload named another customer than Stripe has: Stripe's word counts.
-            customer_id = note["customer"]
-            account_id = account_of_customer(runtime, session, customer_id, event_type)
-            if account_id is None:
-                return UNKNOWN_CUSTOMER
-        row = mirror_credit_note(session, account_id, note, runtime.clock())
-        invoice_id = row.invoice_id
-    if invoice_id:
-        # The invoice's credited amount changed (Stripe may send no invoice event for a
-        # credit note on a paid invoice): its CRM record is rewritten from Stripe.
-        sync_invoice(runtime, invoice_id, customer_id, "invoice.updated")
-    return f"credit note {note['status']}"
+        with runtime.db.session() as session:
+            lock(session, f"credit_note:{note_id}")
+            if _snapshot(session.get(CreditNoteMirror, note_id, with_for_update=True)) != seen:
+                continue  # written meanwhile: fetch again
+            if note["customer"] != customer_id:
+                # The payload named another customer than Stripe has: Stripe's word counts.
+                customer_id = note["customer"]
+                account_id = account_of_customer(runtime, session, customer_id, event_type)
+                if account_id is None:
+                    return UNKNOWN_CUSTOMER
+            row = mirror_credit_note(session, account_id, note, runtime.clock())
+            crm_outbound.queue_account_figures(session, account_id, runtime.clock())
+            invoice_id = row.invoice_id
+        if invoice_id:
+            # The invoice's credited amount changed (Stripe may send no invoice event for a
+            # credit note on a paid invoice): its CRM record is rewritten from Stripe.
+            sync_invoice(runtime, invoice_id, customer_id, "invoice.updated")
+        return f"credit note {note['status']}"
+    raise RuntimeError(f"credit note {note_id} changed during each of {MAX_REFETCH} fetches")
 
 
 def on_credit_note_event(runtime: Runtime, event: dict[str, Any]) -> str:

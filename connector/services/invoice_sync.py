@@ -124,6 +124,24 @@ def invoice_record(
     )
 
 
+#: How many times a sync fetches again when another writer stored the invoice meanwhile.
+MAX_REFETCH = 5
+
+
+class KeptChanging(RuntimeError):
+    """Other writers stored the object every time we fetched it: try the event again later."""
+
+
+def _fetch_invoice(runtime: Runtime, invoice_id: str) -> dict[str, Any] | None:
+    """The invoice as Stripe holds it now; None if Stripe has no such invoice."""
+    try:
+        return plain(runtime.stripe.retrieve_invoice(invoice_id))
+    except StripeRejected as exc:
+        if exc.code != "resource_missing":
+            raise
+        return None
+
+
 def sync_invoice(
     runtime: Runtime,
     invoice_id: str,
@@ -133,42 +151,53 @@ def sync_invoice(
     settle_credit: bool = False,
 ) -> str:
     """Fetch the invoice now and write it to the mirror and (via the outbox) the CRM;
-    ``settle_credit`` also queues the account's credit settlement with the write."""
-    with runtime.db.session() as session:
-        account_id = account_of_customer(runtime, session, customer_id, event_type)
-        if account_id is None:
-            return UNKNOWN_CUSTOMER
-        lock(session, f"invoice:{invoice_id}")
-        if settle_credit:
-            credit.queue_settlement(session, account_id, runtime.clock())
-        mirror = session.get(InvoiceMirror, invoice_id, with_for_update=True)
-        try:
-            invoice = plain(runtime.stripe.retrieve_invoice(invoice_id))
-        except StripeRejected as exc:
-            if exc.code != "resource_missing":
-                raise
-            invoice = None
-        if invoice is None:
-            # Only a draft can be deleted; a finalized invoice Stripe no longer finds was not
-            # deleted (another account's key, a forged event): refuse rather than mark it so.
-            if mirror is not None and not mirror.deleted and mirror.status != "draft":
-                raise InvoiceNotFound(
-                    f"Stripe has no invoice {invoice_id}, but dealbridge saw it {mirror.status}; "
-                    "only draft invoices can be deleted, so it is not marked deleted "
-                    "(is STRIPE_API_KEY for the account that sent the event?)"
-                )
-            return _deleted(runtime, session, mirror)
-        if mirror is not None and mirror.deleted:
-            return "deleted draft"  # a deleted invoice never comes back
-        if invoice["customer"] != customer_id:
-            # The payload named another customer than Stripe has: Stripe's word counts.
-            account_id = account_of_customer(runtime, session, invoice["customer"], event_type)
+    ``settle_credit`` also queues the account's credit settlement with the write.
+
+    Read, call, write: no store session is open while Stripe answers (on SQLite a session
+    holds the write lock). The mirror's write counter (``stripe_updated``) is read before the
+    fetch and checked under the invoice's lock before the write; if another writer stored
+    the invoice meanwhile, our answer may be older than theirs, so we fetch again. The state
+    written last was therefore fetched after every earlier write: never an older one."""
+    for _ in range(MAX_REFETCH):
+        with runtime.db.session() as session:
+            account_id = account_of_customer(runtime, session, customer_id, event_type)
             if account_id is None:
                 return UNKNOWN_CUSTOMER
-        # An ``invoice.deleted`` for an invoice Stripe still has is not true: the invoice is
-        # written as Stripe has it, like any other event.
-        apply_invoice(runtime, session, invoice, account_id, event_type, mirror=mirror)
-        return f"invoice {invoice['status']}"
+            mirror = session.get(InvoiceMirror, invoice_id)
+            seen = mirror.stripe_updated if mirror is not None else None
+            if mirror is not None and mirror.deleted and not settle_credit:
+                return "deleted draft"  # a deleted invoice never comes back
+        invoice = _fetch_invoice(runtime, invoice_id)
+        with runtime.db.session() as session:
+            lock(session, f"invoice:{invoice_id}")
+            mirror = session.get(InvoiceMirror, invoice_id, with_for_update=True)
+            if (mirror.stripe_updated if mirror is not None else None) != seen:
+                continue  # written meanwhile: fetch again
+            if settle_credit:
+                credit.queue_settlement(session, account_id, runtime.clock())
+            if invoice is None:
+                # Only a draft can be deleted; a finalized invoice Stripe no longer finds was
+                # not deleted (another account's key, a forged event): refuse rather than
+                # mark it so.
+                if mirror is not None and not mirror.deleted and mirror.status != "draft":
+                    raise InvoiceNotFound(
+                        f"Stripe has no invoice {invoice_id}, but dealbridge saw it "
+                        f"{mirror.status}; only draft invoices can be deleted, so it is not "
+                        "marked deleted (is STRIPE_API_KEY for the account that sent the event?)"
+                    )
+                return _deleted(runtime, session, mirror)
+            if mirror is not None and mirror.deleted:
+                return "deleted draft"  # a deleted invoice never comes back
+            if invoice["customer"] != customer_id:
+                # The payload named another customer than Stripe has: Stripe's word counts.
+                account_id = account_of_customer(runtime, session, invoice["customer"], event_type)
+                if account_id is None:
+                    return UNKNOWN_CUSTOMER
+            # An ``invoice.deleted`` for an invoice Stripe still has is not true: the invoice
+            # is written as Stripe has it, like any other event.
+            apply_invoice(runtime, session, invoice, account_id, event_type, mirror=mirror)
+            return f"invoice {invoice['status']}"
+    raise KeptChanging(f"invoice {invoice_id} changed during each of {MAX_REFETCH} fetches")
 
 
 def apply_invoice(
@@ -218,6 +247,7 @@ def apply_invoice(
     )
     mirror.amount_credited = amount_credited(invoice)
     mirror.synced_at = runtime.clock()
+    mirror.stripe_updated = (mirror.stripe_updated or 0) + 1
     record = invoice_record(invoice, account_id, deal_id, _payment_error(invoice, event_type))
     crm_outbound.upsert_invoice(runtime, session, record)
     if previous_status == mirror.status:
@@ -238,6 +268,7 @@ def _deleted(runtime: Runtime, session: Session, mirror: InvoiceMirror | None) -
     mirror.status = DELETED
     mirror.amount_remaining = 0
     mirror.synced_at = runtime.clock()
+    mirror.stripe_updated = (mirror.stripe_updated or 0) + 1
     account_id = mirror.crm_account_id
     if account_id is None:
         return "deleted draft"
@@ -278,6 +309,8 @@ def _status_changed(
 ) -> None:
     if balance:
         queue_open_balance(runtime, session, account_id, record.currency)
+    # Net billing and the open balance moved: the account's figures, within seconds.
+    crm_outbound.queue_account_figures(session, account_id, runtime.clock())
     subscribers.emit(
         session,
         runtime,

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import date
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import func, select
@@ -36,7 +37,7 @@ from connector.domain.amendment import (
 from connector.domain.deal import Deal, InvalidDeal, Problem, parse_deal
 from connector.domain.deal_changes import FLAG_KEY as CHANGED_KEY
 from connector.domain.deal_changes import LABEL as CHANGED_LABEL
-from connector.domain.money import format_money
+from connector.domain.money import format_money, minor_units_exponent
 from connector.domain.plan import (
     BillingPlan,
     InvalidOverrides,
@@ -482,11 +483,23 @@ def summary_lines(plan: BillingPlan, customer: str | None, today: date) -> list[
     if plan.invoice_type == "recurring":
         every = _frequency(plan.interval, plan.interval_count)
         kind = "Subscription schedule" if plan.start_date > today else "Subscription"
+        through = plan.billed_through or plan.end_date
         lines.append(
             f"{kind} for {who}: {format_money(plan.recurring_amount, cur)} {every}, "
-            f"{plan.periods} invoice(s) from {plan.start_date.isoformat()}, ending "
-            f"{plan.end_date.isoformat()}."
+            f"{plan.periods} full period(s) from {plan.start_date.isoformat()} to "
+            f"{through.isoformat()}"
+            + (
+                f" (the contract ends {plan.end_date.isoformat()})."
+                if through != plan.end_date
+                else "."
+            )
         )
+        if plan.catch_up_periods:
+            caught_up = format_money(plan.catch_up_periods * plan.recurring_amount, cur)
+            lines.append(
+                f"Started in the past: {plan.catch_up_periods} elapsed period(s) are billed as "
+                f"catch-up on the first invoice ({caught_up})."
+            )
         for line in recurring:
             lines.append(_item_line(line, cur))
         if one_time:
@@ -503,12 +516,29 @@ def summary_lines(plan: BillingPlan, customer: str | None, today: date) -> list[
         for line in plan.lines:
             lines.append(_item_line(line, cur))
     lines.append(f"Invoices are emailed with Stripe's payment page, {due}; payment by {methods}.")
+    if plan.invoices:
+        lines.append(f"Invoice schedule ({len(plan.invoices)} invoice(s)):")
+        for invoice in plan.invoices:
+            lines.append(
+                f"  {invoice.date.isoformat()}  {format_money(invoice.amount, cur)}  "
+                f"{invoice.description}"
+            )
     lines.append(f"Contract total: {format_money(plan.total_amount, cur)}.")
     return lines
 
 
 def _item_line(line: PlanLine, currency: str) -> str:
-    return f"  - {line.description}: {line.quantity} x {format_money(line.unit_amount, currency)}"
+    if line.unit_amount_decimal is not None:
+        exact = Decimal(line.unit_amount_decimal).scaleb(-minor_units_exponent(currency))
+        unit = f"{currency.upper()} {exact:f} (exact unit price)"
+    else:
+        unit = format_money(line.unit_amount, currency)
+    text = f"  - {line.description}: {line.quantity} x {unit}"
+    if line.discount_amount:
+        text += f", less {format_money(line.discount_amount, currency)} (line discount)"
+    if line.unit_amount_decimal is not None or line.discount_amount:
+        text += f" = {format_money(line.amount, currency)}"
+    return text
 
 
 _METHOD_LABELS = {
@@ -562,6 +592,10 @@ def plan_view(runtime: Runtime, row: Plan) -> dict[str, Any]:
         "deal": row.deal_data,
         "plan": plan_to_json(shown) if shown else None,
         "summary": _summary(runtime, row, shown, amendment, preview),
+        "invoice_amounts": (
+            [format_money(i.amount, shown.currency) for i in shown.invoices] if shown else []
+        ),
+        "contract_total": format_money(shown.total_amount, shown.currency) if shown else None,
         "kind": computed.kind,
         "changed_after_activation": _changed_after_activation(row),
         "amendment": None

@@ -174,7 +174,9 @@ class InvoiceMirror(Base):
 
     Kept current by webhooks and reconciliation; the credit policy (open balance, overdue
     invoices) and the overview read it instead of calling Stripe on every page view.
-    ``stripe_updated`` orders writes: an older state never overwrites a newer one.
+    ``stripe_updated`` counts the writes of the row: a sync reads it before fetching from
+    Stripe (outside any transaction) and writes only if it has not moved, so an older state
+    never overwrites a newer one.
     """
 
     __tablename__ = "invoices"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from fractions import Fraction
 
@@ -397,8 +397,9 @@ def test_net_billing_for_a_period(
 
 
 def test_the_periods_are_the_calendar_month_and_the_eleven_before() -> None:
-    assert (MONTH.start, MONTH.end) == (at(2025, 3, 1), NOW)
-    assert (YEAR.start, YEAR.end) == (at(2024, 4, 1), NOW)
+    assert (MONTH.start, YEAR.start) == (at(2025, 3, 1), at(2024, 4, 1))
+    assert MONTH.contains(NOW) and YEAR.contains(NOW)  # now itself is in
+    assert not MONTH.contains(NOW + timedelta(microseconds=1))
 
 
 @pytest.mark.parametrize(

@@ -16,6 +16,7 @@ import pytest
 
 from connector.domain.plan import add_months
 from connector.domain.timestamps import unix_at_midnight
+from connector.services.invoice_preview import first_invoice
 from tests.e2e.conftest import World
 
 pytestmark = pytest.mark.crm(
@@ -50,6 +51,9 @@ def _bill_whole_contract(
         assert adjusted.status_code == 200, adjusted.get_json()
     plan = world.plan_for("acme_platform")
     assert plan["plan"]["needs_confirmation"] == [], plan["plan"]["notes"]
+    assert world.runtime is not None
+    preview = first_invoice(world.runtime, plan["id"])  # Stripe's create_preview
+    assert getattr(preview, "total", preview) == plan["plan"]["invoices"][0]["amount"]
     activated = world.api("POST", f"/api/plans/{plan['id']}/activate")
     assert activated.status_code == 200, activated.get_json()
     plan = world.plan_for("acme_platform")

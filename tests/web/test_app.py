@@ -75,3 +75,30 @@ def test_every_answer_says_nosniff(client: Any) -> None:
     ]
     for response in answers:
         assert response.headers.get("X-Content-Type-Options") == "nosniff", response.request.path
+
+
+def _metrics_client(sqlite_db: Database, token: str | None) -> Any:
+    from connector.config import config_for_tests
+    from tests.support import TEST_SECRETS
+
+    secrets = dict(TEST_SECRETS)
+    if token is not None:
+        from connector.secrets import Secret
+
+        secrets["metrics_token"] = Secret(token)
+    config = config_for_tests({"database": {"url": sqlite_db.url}}, **secrets)
+    return create_app(runtime=Runtime(config, db=sqlite_db)).test_client()
+
+
+def test_metrics_need_the_token_when_one_is_configured(sqlite_db: Database) -> None:
+    client = _metrics_client(sqlite_db, "metrics-token-0123456789")
+    assert client.get("/metrics").status_code == 401
+    wrong = client.get("/metrics", headers={"Authorization": "Bearer nope"})
+    assert wrong.status_code == 401
+    right = client.get("/metrics", headers={"Authorization": "Bearer metrics-token-0123456789"})
+    assert right.status_code == 200
+    assert "metrics-token-0123456789" not in right.get_data(as_text=True)
+
+
+def test_metrics_are_open_without_a_configured_token(sqlite_db: Database) -> None:
+    assert _metrics_client(sqlite_db, None).get("/metrics").status_code == 200
