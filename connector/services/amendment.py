@@ -197,6 +197,8 @@ def update_params(
     runtime: Runtime, plan: BillingPlan, amendment: Amendment, proration_date: int | None
 ) -> dict[str, Any]:
     """The subscription update that applies ``amendment``, exactly as previewed."""
+    if amendment.cancel_at_period_end:
+        return {"cancel_at_period_end": True}
     params: dict[str, Any] = {
         "items": subscription_items(amendment, price_ids(runtime, plan, amendment)),
         "proration_behavior": amendment.proration_behavior,
@@ -231,7 +233,7 @@ def preview(
     the next regular invoice (``none``). Errors are reported, never raised: the page shows
     them and approval refuses a plan without a preview. A renewal has none: its next invoice
     is a regular one, and the new term's first invoice is the plan's new recurring amount."""
-    if amendment.new_end is not None:
+    if amendment.new_end is not None or amendment.cancel_at_period_end:
         return None
     params = update_params(runtime, plan, amendment, proration_date)
     details: dict[str, Any] = {

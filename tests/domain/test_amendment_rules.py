@@ -333,3 +333,16 @@ def test_a_one_time_line_is_left_out_of_the_change_and_a_person_confirms() -> No
     assert [c.product for c in amendment.changes] == ["Platform", "Seats"]
     assert amendment.needs_confirmation == ("line_items",)
     assert any("Setup is billed once and left out" in n for n in amendment.notes)
+
+
+def test_a_cancellation_ends_the_subscription_at_period_end_whatever_the_deal_lists() -> None:
+    plan = _plan([_seats(3)])
+    cancellation = propose_amendment(
+        "cancellation", LIVE, plan, ["prod_seats"], "create_prorations",
+        proration_chosen=False, today=TODAY,
+    )  # fmt: skip
+    assert cancellation.cancel_at_period_end is True
+    assert [c.action for c in cancellation.changes] == ["removed", "removed"]
+    assert cancellation.recurring_after == 0
+    assert cancellation.effective_date == TODAY
+    assert amendment_from_json(amendment_to_json(cancellation)) == cancellation

@@ -244,3 +244,27 @@ def test_a_renewal_extends_the_term_and_bills_the_new_prices_from_the_new_term(
     assert [s.id for s in _live_subscriptions(world, first["stripe_customer_id"])] == [
         subscription_id
     ]
+
+
+def test_a_cancellation_deal_ends_the_subscription_at_period_end(world: World) -> None:
+    world.sync()
+    first = _activate(world, "acme_platform")
+    _close_expansion(world)
+    plan = world.plan_for("acme_expansion")
+    response = world.api("POST", f"/api/plans/{plan['id']}/adjust", json={"change": "cancellation"})
+    assert response.status_code == 200, response.get_json()
+    assert response.get_json()["amendment"]["cancel_at_period_end"] is True
+    client = world.stripe_client()
+    subscription = client.v1.subscriptions.retrieve(first["stripe_subscription_id"])
+    assert subscription.cancel_at_period_end is False
+
+    done = _activate(world, "acme_expansion")
+    assert done["status"] == "active", done["status_reason"]
+    subscription = client.v1.subscriptions.retrieve(first["stripe_subscription_id"])
+    assert subscription.cancel_at_period_end is True
+    assert subscription.status == "active"  # until the end of the period already billed
+    assert _items(world, subscription.id) == [
+        ("Additional Seats", 4500, 25),
+        ("Platform Subscription", 120000, 1),
+        ("Premium Support", 50000, 1),
+    ]
