@@ -254,6 +254,11 @@ class CrmAdapter(Protocol):
         deals of active plans among them are flagged "changed after activation"."""
         ...
 
+    def changed_contact_accounts(self, cursor: str | None) -> Changes:
+        """Ids of the *accounts* whose contacts were modified after ``cursor`` (a billing
+        contact's new email or name must reach the Stripe customer)."""
+        ...
+
     def changed_accounts(self, cursor: str | None) -> Changes:
         """Ids of accounts modified after ``cursor`` (credit hold or limit may have changed)."""
         ...

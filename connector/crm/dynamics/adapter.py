@@ -479,6 +479,11 @@ class DynamicsAdapter:
             cursor=cursor,
         )
 
+    def changed_contact_accounts(self, cursor: str | None) -> Changes:
+        """Not polled on Dynamics yet: a contact's new email reaches the Stripe customer when
+        its deal or account is next read (docs/billing-rules.md, 5.3)."""
+        return Changes(ids=[], cursor=cursor)
+
     def changed_accounts(self, cursor: str | None) -> Changes:
         return self._changes(
             section=self.mapping.account,

@@ -467,6 +467,29 @@ class SalesforceAdapter:
                 versions[record["Id"]] = stamp.isoformat(timespec="milliseconds")
         return Changes(ids=ids, cursor=newest, versions=versions)
 
+    def changed_contact_accounts(self, cursor: str | None) -> Changes:
+        """Accounts of contacts modified since ``cursor`` (Contact.AccountId, standard)."""
+        obj = self.mapping.contact["object"]
+        where = f" WHERE SystemModstamp >= {cursor}" if cursor else ""
+        query = (
+            f"SELECT Id, AccountId, SystemModstamp FROM {obj}{where} ORDER BY SystemModstamp ASC"
+        )
+        ids: list[str] = []
+        versions: dict[str, str] = {}
+        newest = cursor
+        for record in self._query_all(query):
+            account_id = record.get("AccountId")
+            stamp = _iso(record.get("SystemModstamp"))
+            if stamp is not None:
+                newest = soql.datetime_literal(stamp)
+            if not account_id:
+                continue
+            if account_id not in versions:
+                ids.append(account_id)
+            when = stamp.isoformat(timespec="milliseconds") if stamp is not None else ""
+            versions[account_id] = f"{record['Id']}@{when}"
+        return Changes(ids=ids, cursor=newest, versions=versions)
+
     # ------------------------------------------------------------------ accounts
 
     def changed_accounts(self, cursor: str | None) -> Changes:
