@@ -349,6 +349,9 @@ def _form_overrides() -> dict[str, Any]:
     confirmed = form.getlist("confirmed")
     if confirmed:
         changes["confirmed"] = confirmed
+    for key in ("change", "proration_behavior"):  # amendments (plan_change_kind.html)
+        if form.get(key):
+            changes[key] = form[key]
     return changes
 
 

@@ -268,3 +268,29 @@ def test_a_cancellation_deal_ends_the_subscription_at_period_end(world: World) -
         ("Platform Subscription", 120000, 1),
         ("Premium Support", 50000, 1),
     ]
+
+
+def test_the_page_shows_the_change_and_proration_can_be_chosen(world: World) -> None:
+    world.sync()
+    _activate(world, "acme_platform")
+    _close_expansion(world)
+    plan = _upgrade_on_dynamics(world, world.plan_for("acme_expansion"))
+    page = world.api("GET", f"/plans/{plan['id']}").get_data(as_text=True)
+    assert "Change to subscription" in page
+    assert 'id="amendment-amount-due"' in page
+    assert 'name="proration_behavior"' in page
+
+    chosen = world.api(
+        "POST",
+        f"/api/plans/{plan['id']}/adjust",
+        json={"change": "upgrade", "proration_behavior": "always_invoice"},
+    )
+    assert chosen.status_code == 200, chosen.get_json()
+    amendment = chosen.get_json()["amendment"]
+    assert amendment["proration_behavior"] == "always_invoice"
+    # Invoiced at once: the preview is the proration invoice alone, not the next renewal.
+    assert all(line["proration"] for line in amendment["preview"]["lines"])
+    refused = world.api(
+        "POST", f"/api/plans/{plan['id']}/adjust", json={"proration_behavior": "sometimes"}
+    )
+    assert refused.status_code == 422

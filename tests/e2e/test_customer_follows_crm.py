@@ -28,7 +28,10 @@ def test_the_customer_is_the_company_and_the_billing_contact_gets_the_invoices(
     customer = _customer(world, _activate(world, "acme_platform")["stripe_customer_id"])
     assert customer.name == "Acme Robotics Inc."
     assert customer.email == "AP.Team@AcmeRobotics.example"
-    assert (customer.metadata or {})["billing_contact_name"] == "Dana Whitfield"
+    assert (
+        customer.metadata is not None
+        and customer.metadata["billing_contact_name"] == "Dana Whitfield"
+    )
 
 
 def test_a_new_billing_contact_on_the_deal_becomes_the_invoice_recipient(world: World) -> None:
@@ -38,7 +41,9 @@ def test_a_new_billing_contact_on_the_deal_becomes_the_invoice_recipient(world: 
     world.sync()
     customer = _customer(world, plan["stripe_customer_id"])
     assert customer.email == "raj.patel@acmerobotics.example"
-    assert (customer.metadata or {})["billing_contact_name"] == "Raj Patel"
+    assert (
+        customer.metadata is not None and customer.metadata["billing_contact_name"] == "Raj Patel"
+    )
     assert customer.name == "Acme Robotics Inc."
     assert world.plan_for("acme_platform")["changed_after_activation"] is None
 
