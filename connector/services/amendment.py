@@ -235,14 +235,14 @@ def preview(
     is a regular one, and the new term's first invoice is the plan's new recurring amount."""
     if amendment.new_end is not None or amendment.cancel_at_period_end:
         return None
-    params = update_params(runtime, plan, amendment, proration_date)
-    details: dict[str, Any] = {
-        "items": params["items"],
-        "proration_behavior": params["proration_behavior"],
-    }
-    if "proration_date" in params:
-        details["proration_date"] = params["proration_date"]
     try:
+        params = update_params(runtime, plan, amendment, proration_date)
+        details: dict[str, Any] = {
+            "items": params.get("items", []),
+            "proration_behavior": params["proration_behavior"],
+        }
+        if "proration_date" in params:
+            details["proration_date"] = params["proration_date"]
         invoice = runtime.stripe.preview_invoice(
             {
                 "customer": customer_id,

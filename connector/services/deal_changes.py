@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from connector.billing.gateway import StripeGatewayError
 from connector.crm.base import CrmDeal
 from connector.domain.amendment import TARGET_KEY, live_to_json
 from connector.domain.deal_changes import (
@@ -164,7 +165,10 @@ def amend(runtime: Runtime, plan_id: str, *, actor: str) -> Plan:
         if subscription_id is None:
             raise PlanStateError("this plan has no subscription yet to amend")
         deal_id = row.deal_id
-    live = amendments.snapshot(runtime, subscription_id, plan_id, deal_id)
+    try:
+        live = amendments.snapshot(runtime, subscription_id, plan_id, deal_id)
+    except StripeGatewayError as exc:
+        raise PlanStateError(f"Stripe could not be reached ({exc}); try again") from exc
     if live is None:
         raise PlanStateError(f"the subscription {subscription_id} no longer bills")
     with runtime.db.session() as session:

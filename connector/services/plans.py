@@ -188,7 +188,13 @@ def adjust(runtime: Runtime, plan_id: str, changes: dict[str, Any], *, actor: st
     person = {k: changes[k] for k in PERSON_KEYS if changes.get(k) is not None}
     _adjust(runtime, plan_id, overrides, person, actor=actor)
     # A change of kind may make the deal a change to the live subscription, or no longer.
-    amendments.refresh_target(runtime, plan_id)
+    try:
+        amendments.refresh_target(runtime, plan_id)
+    except StripeGatewayError as exc:
+        raise PlanStateError(
+            "saved, but Stripe could not be reached to read the live subscription this deal "
+            f"would change ({exc}); save again in a moment"
+        ) from exc
     refresh_preview(runtime, plan_id)
     with runtime.db.session() as session:
         return get_plan(session, plan_id)

@@ -85,7 +85,12 @@ def _plan_id_for_deal(deal_id: str, *, refresh: bool) -> str:
             raise ApiError(
                 409, "deal_not_closed", "The deal is not closed yet; plans start at closing."
             )
-        plan_intake.intake_deal(runtime, crm_deal, actor=_actor())
+        try:
+            plan_intake.intake_deal(runtime, crm_deal, actor=_actor())
+        except StripeGatewayError as exc:
+            raise ApiError(
+                503, "stripe_unavailable", f"Stripe could not be reached: {exc}"
+            ) from exc
     with runtime.db.session() as session:
         row = plan_service.plan_for_deal(session, deal_id)
         if row is None:

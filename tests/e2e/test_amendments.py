@@ -294,3 +294,19 @@ def test_the_page_shows_the_change_and_proration_can_be_chosen(world: World) -> 
         "POST", f"/api/plans/{plan['id']}/adjust", json={"proration_behavior": "sometimes"}
     )
     assert refused.status_code == 422
+
+
+def test_an_amendment_stripe_cannot_preview_is_not_approved(world: World) -> None:
+    world.sync()
+    first = _activate(world, "acme_platform")
+    _close_expansion(world)
+    plan = _upgrade_on_dynamics(world, world.plan_for("acme_expansion"))
+    world.stripe_sandbox.inject_faults("/v1/invoices/create_preview", [400] * 3)
+    updates = world.stripe_count("POST", "/v1/subscriptions/:id")
+
+    refused = world.api("POST", f"/api/plans/{plan['id']}/activate")
+    assert refused.status_code == 409
+    assert "Stripe could not preview the change" in refused.get_json()["error"]["message"]
+    assert world.plan_for("acme_expansion")["status"] == "in_review"
+    assert world.stripe_count("POST", "/v1/subscriptions/:id") == updates
+    assert _items(world, first["stripe_subscription_id"])[0] == ("Additional Seats", 4500, 25)
