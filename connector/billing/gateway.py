@@ -16,6 +16,7 @@ import stripe
 from stripe.params import (
     CouponCreateParams,
     CustomerCreateParams,
+    CustomerUpdateParams,
     InvoiceCreateParams,
     InvoiceCreatePreviewParams,
     InvoiceItemCreateParams,
@@ -88,6 +89,26 @@ def country_code(country: str | None) -> str | None:
         return None
 
 
+def address_params(address: Address | None) -> dict[str, str] | None:
+    """A CRM address as Stripe's ``address`` (ISO country), or None when it says nothing."""
+    if address is None or not any(
+        (address.line1, address.city, address.postal_code, address.country)
+    ):
+        return None
+    return {
+        k: v
+        for k, v in {
+            "line1": address.line1,
+            "line2": address.line2,
+            "city": address.city,
+            "state": address.state,
+            "postal_code": address.postal_code,
+            "country": country_code(address.country),
+        }.items()
+        if v
+    }
+
+
 def _options(idempotency_key: str | None) -> stripe.RequestOptions:
     return {"idempotency_key": idempotency_key} if idempotency_key else {}
 
@@ -147,21 +168,9 @@ class StripeGateway:
         params: CustomerCreateParams = {"name": name, "email": email, "metadata": dict(metadata)}
         if description:
             params["description"] = description
-        if address is not None and any(
-            (address.line1, address.city, address.postal_code, address.country)
-        ):
-            params["address"] = {
-                k: v
-                for k, v in {
-                    "line1": address.line1,
-                    "line2": address.line2,
-                    "city": address.city,
-                    "state": address.state,
-                    "postal_code": address.postal_code,
-                    "country": country_code(address.country),
-                }.items()
-                if v
-            }  # type: ignore[typeddict-item]
+        stripe_address = address_params(address)
+        if stripe_address is not None:
+            params["address"] = stripe_address  # type: ignore[typeddict-item]
         customer: stripe.Customer = self._do(
             self.client.v1.customers.create, params=params, options=_options(idempotency_key)
         )
@@ -169,6 +178,17 @@ class StripeGateway:
 
     def retrieve_customer(self, customer_id: str) -> stripe.Customer:
         customer: stripe.Customer = self._do(self.client.v1.customers.retrieve, customer_id)
+        return customer
+
+    def update_customer(
+        self, customer_id: str, params: CustomerUpdateParams, idempotency_key: str
+    ) -> stripe.Customer:
+        customer: stripe.Customer = self._do(
+            self.client.v1.customers.update,
+            customer_id,
+            params=params,
+            options=_options(idempotency_key),
+        )
         return customer
 
     def update_customer_metadata(

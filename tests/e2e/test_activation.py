@@ -50,7 +50,9 @@ def test_a_closed_deal_gets_a_plan_in_review_and_a_new_linked_customer(world: Wo
     )
     assert [c.id for c in customers.data] == [plan["stripe_customer_id"]]
     customer = customers.data[0]
-    assert customer.name == "Dana Whitfield"
+    assert customer.name == "Acme Robotics Inc."  # the company; the contact gets the invoices
+    assert customer.metadata is not None
+    assert customer.metadata["billing_contact_name"] == "Dana Whitfield"
     assert customer.address is not None and customer.address.country == "US"
     account = world.crm.account("acme")
     assert account["stripe_customer_id"] == plan["stripe_customer_id"]
