@@ -28,7 +28,7 @@ from sqlalchemy.orm import Session
 
 from connector.billing.event_shape import event_object
 from connector.billing.event_types import HANDLED_STRIPE_EVENTS
-from connector.billing.gateway import StripeRejected
+from connector.billing.gateway import StripeGatewayError, StripeRejected
 from connector.billing.objects import plain
 from connector.crm.base import InvoiceRecord, Money
 from connector.domain.timestamps import date_from_unix, datetime_from_unix
@@ -77,15 +77,36 @@ def _deal_of(session: Session, invoice: dict[str, Any], subscription_id: str | N
     ).first()
 
 
-def _payment_error(invoice: dict[str, Any], event_type: str) -> str | None:
+FAILING_EVENTS = ("invoice.payment_failed", "invoice.payment_action_required")
+
+
+def _payment_error(
+    invoice: dict[str, Any], event_type: str, decline: str | None = None
+) -> str | None:
     error = invoice.get("last_finalization_error") or {}
     if error.get("message"):
         return str(error["message"])
-    failing = event_type in ("invoice.payment_failed", "invoice.payment_action_required")
-    if failing and invoice.get("status") == "open" and invoice.get("attempt_count"):
+    if (
+        event_type in FAILING_EVENTS
+        and invoice.get("status") == "open"
+        and invoice.get("attempt_count")
+    ):
         action = "needs customer action" if "action" in event_type else "failed"
-        return f"Payment {action} (attempt {invoice['attempt_count']})"
+        said = f": {decline}" if decline else ""
+        return f"Payment {action} (attempt {invoice['attempt_count']}){said}"
     return None
+
+
+def _decline(runtime: Runtime, invoice: dict[str, Any], event_type: str) -> str | None:
+    """The bank's reason for a failed attempt, for the CRM record; None if unknown (a
+    failure to read it never fails the invoice's sync)."""
+    if event_type not in FAILING_EVENTS or invoice.get("status") != "open":
+        return None
+    try:
+        return runtime.stripe.payment_decline(invoice["id"])
+    except StripeGatewayError as exc:
+        log.warning("could not read why invoice %s's payment failed: %s", invoice["id"], exc)
+        return None
 
 
 def invoice_record(
@@ -157,7 +178,15 @@ def sync_invoice(
                 return UNKNOWN_CUSTOMER
         # An ``invoice.deleted`` for an invoice Stripe still has is not true: the invoice is
         # written as Stripe has it, like any other event.
-        apply_invoice(runtime, session, invoice, account_id, event_type, mirror=mirror)
+        apply_invoice(
+            runtime,
+            session,
+            invoice,
+            account_id,
+            event_type,
+            mirror=mirror,
+            decline=_decline(runtime, invoice, event_type),
+        )
         return f"invoice {invoice['status']}"
 
 
@@ -171,6 +200,7 @@ def apply_invoice(
     mirror: InvoiceMirror | None,
     balance: bool = True,
     announce: bool = True,
+    decline: str | None = None,
 ) -> bool:
     """Write a freshly fetched invoice to the mirror and queue its CRM record; the caller
     holds the invoice's lock. True if its status changed (the account's open balance is
@@ -204,7 +234,9 @@ def apply_invoice(
     mirror.paid_at = datetime_from_unix(transitions.get("paid_at"))
     mirror.billing_reason = invoice.get("billing_reason")
     mirror.synced_at = runtime.clock()
-    record = invoice_record(invoice, account_id, deal_id, _payment_error(invoice, event_type))
+    record = invoice_record(
+        invoice, account_id, deal_id, _payment_error(invoice, event_type, decline)
+    )
     crm_outbound.upsert_invoice(runtime, session, record)
     if previous_status == mirror.status:
         return False

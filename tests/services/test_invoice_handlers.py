@@ -66,6 +66,7 @@ class FixtureStripe:
         self.failures: list[Exception] = []
         self.retrieved: list[str] = []
         self.updates: list[tuple[str, dict[str, Any]]] = []
+        self.declines: dict[str, str] = {}
 
     def hold(self, fixture: str) -> dict[str, Any]:
         """Stripe now holds the object as it is in this event fixture."""
@@ -92,6 +93,10 @@ class FixtureStripe:
 
     def retrieve_credit_note(self, credit_note_id: str) -> _StripeObject:
         return self._get(credit_note_id)
+
+    def payment_decline(self, invoice_id: str) -> str | None:
+        """What the bank said about the invoice's last failed attempt (``declines``)."""
+        return self.declines.get(invoice_id)
 
     def retrieve_customer(self, customer_id: str) -> _StripeObject:
         return self._get(customer_id)
@@ -352,6 +357,18 @@ def test_a_changed_due_date_is_written_to_the_record(h: Harness) -> None:
 
 
 def test_a_declined_card_payment_is_explained_on_the_record(h: Harness) -> None:
+    h.stripe.hold("invoice.payment_failed__card_declined.json")
+    h.stripe.declines[INVOICE] = (
+        "Your card has insufficient funds. (card_declined: insufficient_funds)"
+    )
+    h.deliver("invoice.payment_failed__card_declined.json")
+    assert h.record().last_payment_error == (
+        "Payment failed (attempt 1): Your card has insufficient funds. "
+        "(card_declined: insufficient_funds)"
+    )
+
+
+def test_a_failed_payment_whose_reason_cannot_be_read_still_says_it_failed(h: Harness) -> None:
     h.stripe.hold("invoice.payment_failed__card_declined.json")
     h.deliver("invoice.payment_failed__card_declined.json")
     assert h.record().last_payment_error == "Payment failed (attempt 1)"
