@@ -8,8 +8,10 @@ from typing import Any
 import click
 
 from connector.cli.state import CliState, pass_state
+from connector.config import Config
 from connector.jobs import default_registry
 from connector.jobs.registry import Role
+from connector.mappings import MappingError, load_mapping
 from connector.runtime import Runtime
 from connector.store.migrate import upgrade
 from connector.web.app import create_app
@@ -19,10 +21,25 @@ from connector.web.server import GunicornApp
 log = logging.getLogger(__name__)
 
 
+def _valid_config(state: CliState) -> Config:
+    """The config, if its CRM mapping is valid too: a process that would log a traceback
+    for every CRM read or write refuses to start instead, saying what to fix."""
+    config = state.config()
+    try:
+        load_mapping(config.mapping_path, config.crm_kind)
+    except MappingError as exc:
+        raise click.ClickException(
+            "the CRM mapping is invalid, so dealbridge will not start:\n  "
+            + "\n  ".join(exc.problems)
+            + "\n(run `dealbridge check` after fixing it)"
+        ) from exc
+    return config
+
+
 def _gunicorn(
     state: CliState, *, workers: int, threads: int, roles: tuple[Role, ...], port: int | None
 ) -> None:
-    config = state.config()
+    config = _valid_config(state)
     bind_port = port or config.raw["web"]["port"]
     host = config.raw["web"]["host"]
 
@@ -50,7 +67,7 @@ def _gunicorn(
 @pass_state
 def serve(state: CliState, port: int | None) -> None:
     """Web, worker and scheduler in one process, for a single machine. Migrates first."""
-    config = state.config()
+    config = _valid_config(state)
     upgrade(config.database_url)
     _gunicorn(state, workers=1, threads=8, roles=("clock", "worker"), port=port)
 
@@ -65,7 +82,7 @@ def web(state: CliState, workers: int, port: int | None) -> None:
 
 
 def _scheduler_only(state: CliState, roles: tuple[Role, ...]) -> None:
-    runtime = Runtime(state.config())
+    runtime = Runtime(_valid_config(state))
     jobs = default_registry()
     scheduler = jobs.build_scheduler(runtime, roles, blocking=True)
     log.info("running %s jobs: %s", "/".join(roles), [j.name for j in jobs.jobs(roles)])
