@@ -20,6 +20,7 @@ subscriptions are ``subscription_sync``, customers ``customer_sync``.
 
 from __future__ import annotations
 
+import itertools
 import logging
 from typing import Any
 
@@ -241,10 +242,77 @@ def apply_invoice(
     if previous_status == mirror.status:
         return False
     if announce:
-        _status_changed(runtime, session, account_id, record, previous_status, balance=balance)
+        for before, after, sequence in status_transitions(invoice, previous_status):
+            _status_changed(
+                runtime,
+                session,
+                account_id,
+                record,
+                before,
+                balance=balance and after == mirror.status,
+                status=after,
+                sequence=sequence,
+            )
     elif balance:
         queue_open_balance(runtime, session, account_id, record.currency)
     return True
+
+
+#: An invoice's statuses in the order Stripe's ``status_transitions`` can record them.
+_TIMELINE = (
+    ("open", "finalized_at"),
+    ("uncollectible", "marked_uncollectible_at"),
+    ("paid", "paid_at"),
+    ("void", "voided_at"),
+)
+
+
+def status_timeline(invoice: dict[str, Any]) -> list[str]:
+    """Every status the invoice has had, oldest first, from its ``status_transitions``
+    (``draft`` first: every invoice starts as one), ending with its current status."""
+    transitions = invoice.get("status_transitions") or {}
+    stamped = sorted(
+        (int(transitions[key]), order, status)
+        for order, (status, key) in enumerate(_TIMELINE)
+        if isinstance(transitions.get(key), int) and not isinstance(transitions.get(key), bool)
+    )
+    timeline = ["draft", *(status for _at, _order, status in stamped)]
+    current = str(invoice.get("status"))
+    if current in timeline:
+        return timeline[: timeline.index(current) + 1]
+    return [*timeline, current]
+
+
+def status_transitions(
+    invoice: dict[str, Any], previous: str | None
+) -> list[tuple[str | None, str, int]]:
+    """The status changes from ``previous`` (what dealbridge last saw) to the invoice's
+    status now, each with its sequence number for the invoice (its place in the invoice's
+    timeline: a subscriber orders and de-duplicates by it; a gap is a status the invoice
+    passed before dealbridge first saw it, usually its draft).
+
+    Several changes in quick succession (finalized, marked uncollectible, paid) reach the
+    handler as one fetch of the final state; Stripe's ``status_transitions`` still date each
+    one, so each is announced, in order, instead of one "None -> paid".
+    """
+    timeline = status_timeline(invoice)
+    current = timeline[-1]
+    if previous is None:
+        # An invoice first seen past its draft: its story starts at the first status seen.
+        start = 0 if current == "draft" else 1
+        steps: list[str | None] = [None, *timeline[start:]]
+        first_sequence = start + 1
+    elif previous in timeline:
+        at = timeline.index(previous)
+        steps = list(timeline[at:])
+        first_sequence = at + 2
+    else:
+        return [(previous, current, len(timeline))]
+    return [
+        (before, after, first_sequence + n)
+        for n, (before, after) in enumerate(itertools.pairwise(steps))
+        if after is not None
+    ]
 
 
 def _deleted(runtime: Runtime, session: Session, mirror: InvoiceMirror | None) -> str:
@@ -280,7 +348,7 @@ def _deleted(runtime: Runtime, session: Session, mirror: InvoiceMirror | None) -
         stripe_customer_id=mirror.stripe_customer_id,
     )
     crm_outbound.upsert_invoice(runtime, session, record)
-    _status_changed(runtime, session, account_id, record, previous)
+    _status_changed(runtime, session, account_id, record, previous, sequence=2)  # after draft
     return "deleted draft"
 
 
@@ -292,6 +360,8 @@ def _status_changed(
     previous: str | None,
     *,
     balance: bool = True,
+    status: str | None = None,
+    sequence: int,
 ) -> None:
     if balance:
         queue_open_balance(runtime, session, account_id, record.currency)
@@ -302,9 +372,10 @@ def _status_changed(
         account_id,
         {
             "invoice_id": record.stripe_invoice_id,
+            "sequence": sequence,
             "number": record.number,
             "previous_status": previous,
-            "status": record.status,
+            "status": status or record.status,
             "amount_remaining": record.amount_remaining,
             "currency": record.currency,
             "deal_id": record.deal_id,
