@@ -190,6 +190,14 @@ class PlansSchema(_Strict):
     closed_stage = fields.String(load_default="Closed Won")
 
 
+class AmendmentsSchema(_Strict):
+    # How Stripe bills a change to a running subscription, unless chosen on the review page.
+    proration_behavior = fields.String(
+        load_default="create_prorations",
+        validate=validate.OneOf(["create_prorations", "always_invoice", "none"]),
+    )
+
+
 class NonPaymentSchema(_Strict):
     hold_when_overdue_days = fields.Integer(
         load_default=None, allow_none=True, validate=validate.Range(min=0)
@@ -253,6 +261,7 @@ class ConfigSchema(_Strict):
     crm = fields.Nested(CrmSchema, load_default=dict)
     stripe = fields.Nested(StripeSchema, load_default=dict)
     plans = fields.Nested(PlansSchema, load_default=dict)
+    amendments = fields.Nested(AmendmentsSchema, load_default=dict)
     credit = fields.Nested(CreditSchema, load_default=dict)
     jobs = fields.Nested(JobsSchema, load_default=dict)
     outbound = fields.Nested(OutboundSchema, load_default=dict)

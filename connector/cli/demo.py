@@ -50,11 +50,23 @@ DEMO_SECTIONS: dict[str, Any] = {
 }
 
 
+#: The roles the demo prints launch links for, and who signs in with each.
+ROLES = ("sales_rep", "finance", "admin")
+_DEMO_USERS = {
+    "sales_rep": "demo.rep@dealbridge.example",
+    "finance": "demo.finance@dealbridge.example",
+    "admin": "demo.admin@dealbridge.example",
+}
+
+
 def launch_link(world: LocalWorld, deal_id: str, role: str = "finance") -> str:
-    # Launch links are single-use and live at most web.launch_link_ttl_seconds.
+    """A signed link opening the deal's review page as a demo user with ``role``.
+
+    Launch links are single-use and live at most web.launch_link_ttl_seconds.
+    """
     assert world.runtime is not None
     exp = int(time.time()) + int(world.runtime.config.section("web")["launch_link_ttl_seconds"])
-    user = "demo.rep@dealbridge.example"
+    user = _DEMO_USERS.get(role, "demo.rep@dealbridge.example")
     sig = launch_signature(world.secret_key, deal_id, user, role, exp)
     return f"{world.app_url}/launch?deal={deal_id}&user={user}&role={role}&exp={exp}&sig={sig}"
 
@@ -90,7 +102,10 @@ def summary(world: LocalWorld) -> dict[str, Any]:
                         }
                         for invoice in invoices
                     ],
-                    "review_page": launch_link(world, plan.deal_id),
+                    "review_page": launch_link(world, plan.deal_id, role="sales_rep"),
+                    "review_page_by_role": {
+                        role: launch_link(world, plan.deal_id, role=role) for role in ROLES
+                    },
                 }
             )
     return {
@@ -138,12 +153,15 @@ def banner(world: LocalWorld, result: dict[str, Any]) -> str:
         lines.append(f"    - {deal['deal']} ({deal['account']}): {deal['status']}")
         if deal["reason"]:
             lines.append(f"        {deal['reason']}")
-        lines.append(f"        review: {deal['review_page']}")
+        for role, link in deal["review_page_by_role"].items():
+            lines.append(f"        review as {role.replace('_', ' ')}: {link}")
     credit = "creditonhold" if isinstance(world, DynamicsLocalWorld) else "Credit_Hold__c"
     lines += [
         "",
         f"  Try: close a deal or toggle {credit} in the CRM sandbox, or pay an invoice in",
-        "  the Stripe sandbox, and watch dealbridge react (README: 'The demo').",
+        "  the Stripe sandbox, and watch dealbridge react (README: 'The demo'). The links",
+        "  above sign you in for 8 hours; open a newly closed deal's page with the sales rep",
+        "  link's session at /deals/<deal id>/plan.",
         "",
     ]
     return "\n".join(lines)

@@ -60,7 +60,17 @@ from sqlalchemy.orm import Session
 from connector.domain.untrusted_json import UntrustedJsonError, parse_object
 from connector.runtime import Runtime
 from connector.store import audit
-from connector.store.lease import DONE, PARKED, PENDING, PROCESSING, due, failing, settle_claimed
+from connector.store.lease import (
+    DONE,
+    PARKED,
+    PENDING,
+    PROCESSING,
+    SHORT_LEASE,
+    due,
+    failing,
+    renew_claimed,
+    settle_claimed,
+)
 from connector.store.models import InboxEvent
 
 log = logging.getLogger(__name__)
@@ -77,8 +87,9 @@ __all__ = [
 
 Handler = Callable[[Runtime, dict[str, Any]], "str | None"]
 
-#: Longest a handler may run before another worker may claim the event again.
-DEFAULT_LEASE = timedelta(minutes=10)
+#: How long a claim lasts unless renewed: the worker renews it while the handler runs
+#: (``store.lease.LeaseKeeper``), so a dead worker's event is taken over within this.
+DEFAULT_LEASE = SHORT_LEASE
 #: Longest wait between two attempts, however many attempts failed.
 MAX_BACKOFF = timedelta(hours=6)
 MAX_ERROR_CHARS = 4000
@@ -313,6 +324,12 @@ def _complete(runtime: Runtime, claim: _Claim, **values: Any) -> bool:
     return won
 
 
+def _renewal(claim: _Claim) -> Callable[[Session, datetime], None]:
+    return lambda session, until: renew_claimed(
+        session, InboxEvent, [claim.id], {claim.id: claim.attempts}, until
+    )
+
+
 def _process_one(runtime: Runtime, registry: EventHandlers, claim: _Claim) -> None:
     jobs = runtime.config.section("jobs")
     max_attempts = int(jobs["max_attempts"])
@@ -364,7 +381,8 @@ def _process_one(runtime: Runtime, registry: EventHandlers, claim: _Claim) -> No
         return
     try:
         event = parse_object(claim.payload)
-        outcome = handler(runtime, event)
+        with runtime.leases.hold(_renewal(claim)):
+            outcome = handler(runtime, event)
     except UntrustedJsonError as malformed:
         # Retrying cannot make a malformed event well-formed: park it now, saying why.
         reason = redact(f"malformed event: {malformed.reason}", runtime.config.secrets.all_values())

@@ -74,8 +74,10 @@ def trend_svg(trend: list[tuple[str, dict[str, int]]]) -> Markup:
     ]
     for index, (label, _) in enumerate(trend):
         x = PAD_L + index * step
+        # The last label ends at its point rather than centring on it, past the chart's edge.
+        anchor = "end" if index == len(trend) - 1 and index else "middle"
         parts.append(
-            f'<text x="{x:.1f}" y="{CHART_H - 8}" font-size="10" text-anchor="middle" '
+            f'<text x="{x:.1f}" y="{CHART_H - 8}" font-size="10" text-anchor="{anchor}" '
             f'fill="#5b6776">{escape(label[2:])}</text>'
         )
     for n, currency in enumerate(currencies):

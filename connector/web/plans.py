@@ -17,10 +17,20 @@ from flask import (
 )
 from werkzeug.wrappers.response import Response as WerkzeugResponse
 
+from connector.billing.gateway import StripeGatewayError
 from connector.crm.base import CrmError
+from connector.domain.adjustments import (
+    BILLING_CHOICES,
+    ONE_TIME,
+    billing_choice_of,
+    changes_for_billing_choice,
+)
+from connector.domain.deal import Problem
+from connector.domain.money import format_money
 from connector.domain.plan import InvalidOverrides
 from connector.domain.plan_status import Status
-from connector.services import linking, plan_intake
+from connector.domain.timestamps import date_from_unix
+from connector.services import invoice_preview, linking, plan_intake
 from connector.services import plans as plan_service
 from connector.services.activation import activate
 from connector.services.plans import PlanNotFound, PlanStateError
@@ -152,6 +162,14 @@ def api_manual(plan_id: str) -> Response:
     return jsonify(_view(plan_id))
 
 
+@blueprint.post("/api/plans/<plan_id>/manual/undo")
+@require("sales_rep")
+def api_undo_manual(plan_id: str) -> Response:
+    """Back to review from manual invoicing; 409 once an invoice was sent by hand."""
+    _guard(lambda: plan_service.undo_manual(_runtime(), plan_id, actor=_actor()))
+    return jsonify(_view(plan_id))
+
+
 def _guard(action: Any) -> Any:
     try:
         return action()
@@ -257,10 +275,20 @@ def _render(
     message: str | None = None,
     problems: list[dict[str, str]] | None = None,
     status: int = 200,
+    confirm_manual: bool = False,
 ) -> Response:
     identity = current_identity()
     assert identity is not None
     view = _view(plan_id)
+    manual_sent: list[str] = []
+    first = invoice_preview.first_invoice(_runtime(), plan_id) if view["plan"] else None
+    with _runtime().db.session() as session:
+        row = plan_service.get_plan(session, plan_id)
+        if view["status"] == Status.MANUAL:
+            try:
+                manual_sent = plan_service.manual_invoices_sent(_runtime(), row)
+            except StripeGatewayError:
+                manual_sent = []  # the undo itself asks Stripe again and says why it cannot
     html = render_template(
         "plan.html",
         view=view,
@@ -269,12 +297,20 @@ def _render(
         token=_token_param(),
         csrf=csrf_token(_secret(), identity),
         identity=identity,
-        frequencies=[
-            ("month", 1, "Monthly"),
-            ("month", 3, "Quarterly"),
-            ("month", 6, "Semi-annual"),
-            ("year", 1, "Annual"),
-        ],
+        confirm_manual=confirm_manual,
+        manual_sent=manual_sent,
+        first_invoice=first,
+        money=format_money,
+        billing_choices=BILLING_CHOICES,
+        billing_choice=(
+            billing_choice_of(
+                view["plan"]["invoice_type"],
+                view["plan"]["interval"],
+                view["plan"]["interval_count"],
+            )
+            if view["plan"]
+            else ONE_TIME
+        ),
     )
     return make_response(html, status)
 
@@ -287,14 +323,16 @@ def _check_csrf() -> None:
 
 
 def _form_overrides() -> dict[str, Any]:
+    """The form's fields as overrides. "How is it billed?" is one choice standing for the
+    invoice type or the frequency, never both, and the send date goes only with a one-time
+    bill: the form cannot post a contradiction, whatever was preselected."""
     form = request.form
     changes: dict[str, Any] = {}
-    if form.get("invoice_type"):
-        changes["invoice_type"] = form["invoice_type"]
-    if form.get("frequency"):
-        interval, _, count = form["frequency"].partition("/")
-        changes["interval"] = interval
-        changes["interval_count"] = int(count) if count.isdigit() else count
+    billing = form.get("billing", "")
+    chosen = changes_for_billing_choice(billing)
+    if chosen is None and billing:
+        raise InvalidOverrides([Problem("billing", f"{billing!r} is not one of the choices")])
+    changes.update(chosen or {})
     methods = form.getlist("payment_method_types")
     if methods:
         expanded: list[str] = []
@@ -304,9 +342,13 @@ def _form_overrides() -> dict[str, Any]:
     if form.get("days_until_due", "") != "":
         raw = form["days_until_due"]
         changes["days_until_due"] = int(raw) if raw.lstrip("-").isdigit() else raw
-    for key in ("send_date", "start_date"):
-        if form.get(key):
-            changes[key] = form[key]
+    if form.get("start_date"):
+        changes["start_date"] = form["start_date"]
+    if form.get("send_date") and billing == ONE_TIME:
+        changes["send_date"] = form["send_date"]
+    confirmed = form.getlist("confirmed")
+    if confirmed:
+        changes["confirmed"] = confirmed
     return changes
 
 
@@ -315,7 +357,7 @@ def _form_overrides() -> dict[str, Any]:
 def page_adjust(plan_id: str) -> Response:
     _check_csrf()
     try:
-        _do_adjust(plan_id, _form_overrides())
+        _do_adjust(plan_id, _guard(_form_overrides))
     except ApiError as exc:
         problems = exc.details.get("problems")
         return _render(
@@ -341,17 +383,39 @@ def page_activate(plan_id: str) -> Response:
     return _render(plan_id, message=view["status_reason"] or view["status_label"])
 
 
+@blueprint.get("/plans/<plan_id>/manual")
+@require("sales_rep")
+def page_confirm_manual(plan_id: str) -> Response:
+    """What manual invoicing means, with the button that confirms it (nothing changes yet)."""
+    return _render(plan_id, confirm_manual=True)
+
+
 @blueprint.post("/plans/<plan_id>/manual")
 @require("sales_rep")
 def page_manual(plan_id: str) -> Response:
     _check_csrf()
+    if request.form.get("confirm") != "yes":
+        return _render(plan_id, confirm_manual=True)
     try:
         _guard(lambda: plan_service.mark_manual(_runtime(), plan_id, actor=_actor()))
     except ApiError as exc:
         return _render(plan_id, message=exc.message, status=exc.status)
     return _render(
-        plan_id, message="Manual invoicing: the customer is linked; nothing else was created."
+        plan_id,
+        message="Manual invoicing: nothing was created in Stripe. Invoice the customer from "
+        "their Stripe page; you can undo this until an invoice is sent.",
     )
+
+
+@blueprint.post("/plans/<plan_id>/manual/undo")
+@require("sales_rep")
+def page_undo_manual(plan_id: str) -> Response:
+    _check_csrf()
+    try:
+        _guard(lambda: plan_service.undo_manual(_runtime(), plan_id, actor=_actor()))
+    except ApiError as exc:
+        return _render(plan_id, message=exc.message, status=exc.status)
+    return _render(plan_id, message="Back in review: nothing was sent. Check, then activate.")
 
 
 @blueprint.post("/plans/<plan_id>/customer")
@@ -366,6 +430,16 @@ def page_choose_customer(plan_id: str) -> Response:
     except ApiError as exc:
         return _render(plan_id, message=exc.message, status=exc.status)
     return _render(plan_id, message="Customer linked.")
+
+
+@blueprint.app_template_filter("unix_date")
+def _unix_date(value: Any) -> str:
+    """A Stripe timestamp as the date a person reads (``2026-12-06``), not seconds."""
+    try:
+        day = date_from_unix(value)
+    except (TypeError, ValueError):
+        return ""
+    return day.isoformat() if day else ""
 
 
 @blueprint.after_app_request

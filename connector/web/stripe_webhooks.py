@@ -26,6 +26,7 @@ from connector.billing.event_types import HANDLED_STRIPE_EVENTS
 from connector.billing.webhook_signature import SignatureRefused, verify_signature
 from connector.domain.untrusted_json import UntrustedJsonError, parse_object
 from connector.services.inbox import store_event
+from connector.services.reconcile import note_delivery
 from connector.web.context import current_runtime
 from connector.web.errors import error_response
 
@@ -116,6 +117,9 @@ def receive() -> tuple[Response, int]:
         payload,
         handled=event_type in HANDLED_STRIPE_EVENTS,
     )
+    if outcome == "stored":
+        # A late (retried) delivery means the endpoint was failing: catch up with Stripe now.
+        note_delivery(runtime, event.get("created"), runtime.clock())
     runtime.metrics.webhooks.labels(source=SOURCE, outcome=outcome).inc()
     log.info("stripe event %s (%s): %s", event_id, event_type, outcome)
     return jsonify({"received": True, "id": event_id, "outcome": outcome}), 200

@@ -1,5 +1,7 @@
-"""The hosted invoice page (``hosted_invoice_url``), its PDF (``invoice_pdf``) and credit
-notes' PDFs (``pdf``)."""
+"""The hosted invoice page (``hosted_invoice_url``), its PDF (``invoice_pdf``), credit
+notes' PDFs (``pdf``), and a read-only stand-in for the Dashboard's customer and
+subscription pages (``/dashboard/customers/:id``, ``/dashboard/subscriptions/:id``), so the
+links an integration shows to people lead somewhere when it runs against the sandbox."""
 
 from __future__ import annotations
 
@@ -37,6 +39,57 @@ def invoice_page(state: State, path: str) -> Response:
 <p>Amount remaining: {format_money(invoice["amount_remaining"], currency)}</p>
 </body></html>"""
     return Response(body, content_type="text/html; charset=utf-8")
+
+
+def dashboard_page(state: State, path: str) -> Response:
+    parts = path.strip("/").split("/")
+    kinds = {"customers": "customer", "subscriptions": "subscription"}
+    kind = kinds.get(parts[1]) if len(parts) == 3 else None
+    obj = state.store.get(parts[2], kind) if kind else None
+    if obj is None:
+        return Response("Not found", status=404, content_type="text/plain")
+    customer_id = obj["id"] if kind == "customer" else obj["customer"]
+    invoices = sorted(
+        (i for i in state.store.all("invoice") if i["customer"] == customer_id),
+        key=lambda i: int(i["created"]),
+    )
+    if kind == "subscription":
+        invoices = [i for i in invoices if _subscription_of(i) == obj["id"]]
+    rows = "".join(
+        f"<tr><td>{_invoice_link(i)}</td><td>{i['status']}</td>"
+        f"<td>{format_money(i['total'], i['currency'])}</td></tr>"
+        for i in invoices
+    )
+    if kind == "customer":
+        title = f"Customer {html.escape(obj.get('name') or obj['id'])}"
+        facts = f"<p>{html.escape(obj['id'])} · {html.escape(obj.get('email') or '')}</p>"
+    else:
+        title = f"Subscription {html.escape(obj['id'])}"
+        facts = (
+            f"<p>Status: <strong>{obj['status']}</strong> · customer "
+            f'<a href="/dashboard/customers/{customer_id}">{html.escape(customer_id)}</a></p>'
+        )
+    body = f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>{title}</title></head><body>
+<p>Stripe sandbox: a read-only stand-in for the Dashboard page.</p>
+<h1>{title}</h1>{facts}
+<h2>Invoices</h2>
+<table><thead><tr><th>Invoice</th><th>Status</th><th>Total</th></tr></thead>
+<tbody>{rows}</tbody></table>
+</body></html>"""
+    return Response(body, content_type="text/html; charset=utf-8")
+
+
+def _subscription_of(invoice: dict[str, object]) -> object:
+    parent = invoice.get("parent") or {}
+    details = parent.get("subscription_details") if isinstance(parent, dict) else None
+    return details.get("subscription") if isinstance(details, dict) else None
+
+
+def _invoice_link(invoice: dict[str, object]) -> str:
+    label = html.escape(str(invoice.get("number") or invoice["id"]))
+    url = invoice.get("hosted_invoice_url")
+    return f'<a href="{html.escape(str(url))}">{label}</a>' if url else label
 
 
 def credit_note_pdf(state: State, path: str) -> Response:

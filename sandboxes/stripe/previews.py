@@ -1,25 +1,34 @@
 """``POST /v1/invoices/create_preview``: the invoice a subscription (new or changed) would
 produce, built by the same code that builds the real one.
 
-The preview runs the change for real inside a snapshot of the sandbox's state, takes the
-invoice that results, and rolls everything back (objects and events), so the preview and
+The preview runs the change for real inside an undo journal of the sandbox's state, takes
+the invoice that results, and rolls everything back (objects and events), so the preview and
 the invoice that follows can only differ in their ids. For a new subscription it is the
 first invoice; for a change invoiced at once (``always_invoice``, ``billing_cycle_anchor=
 now``, a trial ending now) it is that invoice; otherwise it is the next renewal invoice,
 with the pending prorations the change creates.
+
+``invoice_items`` are added to the previewed invoice as pending items of the customer (so the
+first invoice of a new subscription carries them, as one-off items do). With a customer and
+``invoice_items`` but no subscription, the preview is the one-off invoice those items (and
+the customer's other pending items) would make: a draft built by ``POST /v1/invoices``.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from . import subscriptions
+from . import invoices, subscriptions
 from .call import Call
 from .errors import StripeError, invalid_param
 from .params import Params
 
 JSON = dict[str, Any]
 
+_ITEM_FIELDS = [
+    "amount", "currency", "description", "discountable", "discounts", "metadata", "period",
+    "price", "price_data", "quantity", "tax_rates", "unit_amount_decimal",
+]  # fmt: skip
 _DETAILS = [
     "items", "proration_behavior", "proration_date", "billing_cycle_anchor", "trial_end",
     "cancel_at", "cancel_at_period_end", "default_tax_rates", "start_date", "trial_period_days",
@@ -47,9 +56,18 @@ def create_preview(call: Call) -> JSON:
             code="parameter_missing",
             param="customer",
         )
-    snap = state.snapshot()
+    mark = state.begin()
     try:
-        if sub_id is not None:
+        items = p.items("invoice_items")
+        if items:
+            owner = customer_id
+            if owner is None:
+                assert sub_id is not None
+                owner = call.store.require(sub_id, "subscription", param="subscription")["customer"]
+            _add_items(call, str(owner), items)
+        if sub_id is None and customer_id is not None and details is None and items:
+            invoice = _preview_one_off(call, customer_id)
+        elif sub_id is not None:
             sub = call.store.require(sub_id, "subscription", param="subscription", status=400)
             invoice = _preview_change(call, sub, details)
         else:
@@ -66,8 +84,28 @@ def create_preview(call: Call) -> JSON:
         body["id"] = "upcoming_" + invoice["id"]
         body["lines"]["url"] = f"/v1/invoices/{body['id']}/lines"
     finally:
-        state.restore(snap)
+        state.rollback(mark)
     return body
+
+
+def _add_items(call: Call, customer_id: str, items: list[Params]) -> None:
+    """Each ``invoice_items[]`` entry as a pending invoice item (``price`` is the item's
+    ``pricing[price]``), validated as ``POST /v1/invoiceitems`` validates it."""
+    for entry in items:
+        entry.reject_unknown(_ITEM_FIELDS)
+        data = dict(entry.data)
+        price = data.pop("price", None)
+        if price is not None:
+            data["pricing"] = {"price": price}
+        data["customer"] = customer_id
+        invoices.create_item(Call(call.state, Params(data, entry.prefix), {}, "POST", call.version))
+
+
+def _preview_one_off(call: Call, customer_id: str) -> JSON:
+    data: JSON = {"customer": customer_id, "pending_invoice_items_behavior": "include"}
+    created = invoices.create(Call(call.state, Params(data), {}, "POST", call.version))
+    invoice: JSON = call.store.objects[created["id"]]
+    return invoice
 
 
 def _preview_new(call: Call, customer_id: str, details: Params) -> JSON:

@@ -38,4 +38,7 @@ def test_demo_once_activates_the_sample_orgs_deals_and_exits_cleanly(
     assert all(
         deal["review_page"].startswith(summary["app"] + "/launch?") for deal in deals.values()
     )
+    links = acme["review_page_by_role"]
+    assert set(links) == {"sales_rep", "finance", "admin"}
+    assert all(f"role={role}&" in link for role, link in links.items())
     assert database.exists()

@@ -421,6 +421,7 @@ def test_a_deleted_draft_never_recorded_writes_nothing(h: Harness) -> None:
 # --------------------------------------------------------------------------- the account
 
 
+@pytest.mark.postgresql(reason="the balance is summed in SQL under a lock")
 def test_the_account_open_balance_is_what_its_open_invoices_still_owe(h: Harness) -> None:
     h.stripe.hold("invoice.finalized__send_invoice.json")
     h.deliver("invoice.finalized__send_invoice.json")
@@ -430,6 +431,9 @@ def test_the_account_open_balance_is_what_its_open_invoices_still_owe(h: Harness
     assert h.crm.accounts[ACCOUNT]["open_balance"] == Money(0, "usd")
 
 
+@pytest.mark.postgresql(
+    reason="queued writes are deduplicated by the outbox's claim query (SKIP LOCKED)"
+)
 def test_balance_changes_waiting_for_the_crm_are_sent_as_one_write_of_the_newest(
     h: Harness,
 ) -> None:
@@ -573,6 +577,9 @@ def test_an_event_for_an_unknown_customer_is_stored_ignored_and_counted(h: Harne
 # --------------------------------------------------------------------------- nothing doubled
 
 
+@pytest.mark.postgresql(
+    reason="a second delivery is kept out by the mirror's row lock (SELECT ... FOR UPDATE)"
+)
 def test_an_event_handled_twice_writes_the_same_record_and_announces_one_change(
     h: Harness,
 ) -> None:
@@ -631,6 +638,7 @@ def test_racing_events_of_a_new_invoice_write_one_mirror_and_one_change(
 # --------------------------------------------------------------------------- out of order
 
 
+@pytest.mark.postgresql(reason="the mirror row is locked and compared under FOR UPDATE")
 def test_an_older_event_processed_after_a_newer_one_leaves_the_crm_at_the_newer_state(
     h: Harness,
 ) -> None:

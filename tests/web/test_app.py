@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from connector.runtime import Runtime
 from connector.store.db import Database
 from connector.web.app import create_app
@@ -24,6 +26,7 @@ def test_healthz_is_503_when_the_store_is_down() -> None:
     assert response.get_json()["status"] == "unavailable"
 
 
+@pytest.mark.postgresql(reason="reports the PostgreSQL backend")
 def test_healthz_works_on_postgresql(db: Database) -> None:
     app = create_app(runtime=Runtime(make_config(db.url), db=db))
     assert app.test_client().get("/healthz").status_code == 200

@@ -131,6 +131,18 @@ def test_the_hosted_invoice_page_and_pdf_render(
     assert pdf.content.startswith(b"%PDF-")
 
 
+def test_the_dashboard_stand_in_lists_a_customers_invoices(
+    client: stripe.StripeClient, customer: stripe.Customer
+) -> None:
+    final = client.v1.invoices.finalize_invoice(_draft(client, customer).id)
+    base = str(final.hosted_invoice_url).split("/invoice/")[0]
+    page = requests.get(f"{base}/dashboard/customers/{customer.id}", timeout=5)
+    assert page.status_code == 200
+    assert str(final.number) in page.text and str(final.hosted_invoice_url) in page.text
+    missing = requests.get(f"{base}/dashboard/customers/cus_missing", timeout=5)
+    assert missing.status_code == 404
+
+
 def test_refinalizing_an_open_invoice_is_refused(
     client: stripe.StripeClient, customer: stripe.Customer
 ) -> None:

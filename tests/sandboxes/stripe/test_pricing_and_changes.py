@@ -390,6 +390,51 @@ def test_a_preview_of_a_new_subscription_equals_its_first_invoice(
     assert _summary(preview) == _summary(_invoices(client, sub.id)[0])
 
 
+def test_a_previews_invoice_items_are_on_the_new_subscriptions_first_invoice(
+    client: stripe.StripeClient,
+    payer: stripe.Customer,
+    recurring_price: stripe.Price,
+    one_time_price: stripe.Price,
+) -> None:
+    items: Any = [{"price": recurring_price.id, "quantity": 3}]
+    preview = client.v1.invoices.create_preview(
+        params={
+            "customer": payer.id,
+            "subscription_details": {"items": items},
+            "invoice_items": [{"price": one_time_price.id, "quantity": 2}],
+        }
+    )
+    assert client.v1.invoice_items.list(params={"customer": payer.id}).data == []
+    sub = client.v1.subscriptions.create(
+        params={
+            "customer": payer.id,
+            "items": items,
+            "add_invoice_items": [{"price": one_time_price.id, "quantity": 2}],
+        }
+    )
+    assert _summary(preview) == _summary(_invoices(client, sub.id)[0])
+
+
+def test_a_preview_of_invoice_items_alone_is_the_one_off_invoice_they_make(
+    client: stripe.StripeClient, payer: stripe.Customer, one_time_price: stripe.Price
+) -> None:
+    preview = client.v1.invoices.create_preview(
+        params={"customer": payer.id, "invoice_items": [{"price": one_time_price.id}]}
+    )
+    assert client.v1.invoices.list(params={"customer": payer.id}).data == []
+    client.v1.invoice_items.create(
+        params={"customer": payer.id, "pricing": {"price": one_time_price.id}}
+    )
+    invoice = client.v1.invoices.create(
+        params={"customer": payer.id, "pending_invoice_items_behavior": "include"}
+    )
+    assert (preview.total, preview.subtotal) == (invoice.total, invoice.subtotal)
+    assert [line.amount for line in preview.lines.data] == [
+        line.amount for line in invoice.lines.data
+    ]
+    assert preview.total == one_time_price.unit_amount
+
+
 def test_a_preview_of_an_upgrade_equals_the_invoice_that_follows(
     client: stripe.StripeClient,
     payer: stripe.Customer,
