@@ -109,6 +109,13 @@ def address_params(address: Address | None) -> dict[str, str] | None:
     }
 
 
+def describe_decline(error: Mapping[str, Any]) -> str:
+    """``Your card has insufficient funds. (card_declined: insufficient_funds)``."""
+    message = str(error.get("message") or "The payment was declined.").strip()
+    codes = [str(c) for c in (error.get("code"), error.get("decline_code")) if c]
+    return f"{message} ({': '.join(codes)})" if codes else message
+
+
 def _options(idempotency_key: str | None) -> stripe.RequestOptions:
     return {"idempotency_key": idempotency_key} if idempotency_key else {}
 
@@ -337,6 +344,25 @@ class StripeGateway:
     def retrieve_invoice(self, invoice_id: str) -> stripe.Invoice:
         invoice: stripe.Invoice = self._do(self.client.v1.invoices.retrieve, invoice_id)
         return invoice
+
+    def payment_decline(self, invoice_id: str) -> str | None:
+        """Why the invoice's latest payment attempt failed, as the bank or Stripe said it
+        (the PaymentIntent's ``last_payment_error``: message, code and decline code), or
+        None when no attempt failed. Invoices carry no decline reason themselves."""
+        payments = list(
+            self._iterate(self.client.v1.invoice_payments.list, {"invoice": invoice_id})
+        )
+        for payment in sorted(payments, key=lambda p: p.created, reverse=True):
+            intent_id = (payment.to_dict().get("payment") or {}).get("payment_intent")
+            if isinstance(intent_id, dict):
+                intent_id = intent_id.get("id")
+            if not isinstance(intent_id, str) or not intent_id:
+                continue
+            intent = self._do(self.client.v1.payment_intents.retrieve, intent_id)
+            error = intent.to_dict().get("last_payment_error")
+            if error:
+                return describe_decline(error)
+        return None
 
     def retrieve_credit_note(self, credit_note_id: str) -> stripe.CreditNote:
         note: stripe.CreditNote = self._do(self.client.v1.credit_notes.retrieve, credit_note_id)
