@@ -8,6 +8,7 @@ classified: ``StripeUnavailable`` (429, 5xx, network — try again later, same k
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -385,6 +386,22 @@ class StripeGateway:
             yield from page.auto_paging_iter()
         except stripe.StripeError as exc:
             raise classify(exc) from exc
+
+    def iter_invoice_pages(self, params: InvoiceListParams) -> Iterator[list[dict[str, Any]]]:
+        """The invoices ``iter_invoices`` lists, a page (up to 100) at a time, as Stripe's
+        JSON: plain dicts, as ``objects.plain`` would give, without building StripeObjects
+        first (for a big listing that conversion costs more than the HTTP). The requests
+        are stripe-python's own (``raw_request``: key, API version, retries, errors)."""
+        query: dict[str, Any] = {"limit": 100, **params}
+        while True:
+            response = self._do(self.client.raw_request, "get", "/v1/invoices", **query)
+            page = json.loads(response.body)
+            invoices: list[dict[str, Any]] = page.get("data") or []
+            if invoices:
+                yield invoices
+            if not page.get("has_more") or not invoices:
+                return
+            query["starting_after"] = invoices[-1]["id"]
 
     def iter_events(self, created_gte: int, types: list[str]) -> Iterator[stripe.Event]:
         """Events of these types created at or after ``created_gte``, newest first within

@@ -327,8 +327,6 @@ class Store:
             node.setdefault(field, None)
             return
         if field not in node:
-            if field in _INCLUDABLE.get(str(node.get("object")), ()):
-                return  # includable on request (a per-unit price has no tiers): no error
             raise StripeError(400, f"This property cannot be expanded ({field}).", param="expand")
         value = node[field]
         if value is None:
@@ -414,7 +412,3 @@ def created_filter(params: Params, key: str = "created") -> Callable[[int], bool
         )
 
     return check
-
-
-#: Fields Stripe returns only when expanded, by object (``expand[]=data.tiers`` on prices).
-_INCLUDABLE: dict[str, tuple[str, ...]] = {"price": ("tiers",)}
