@@ -43,6 +43,7 @@ SECRET_ENV = {
     "dynamics_client_secret": "DYNAMICS_CLIENT_SECRET",
     "dynamics_certificate_key": "DYNAMICS_CERTIFICATE_KEY",
     "dynamics_webhook_key": "DYNAMICS_WEBHOOK_KEY",
+    "metrics_token": "DEALBRIDGE_METRICS_TOKEN",
 }
 SECRET_WORDS = ("secret", "password", "token", "api_key", "apikey", "private_key")
 ROLES = ("sales_rep", "finance", "admin")
@@ -126,6 +127,11 @@ class WebSchema(_Strict):
     canvas_default_role = fields.String(
         load_default="sales_rep", validate=validate.OneOf(["sales_rep", "finance", "admin"])
     )
+    #: Oldest Canvas signed request accepted, by its ``issuedAt`` (when Salesforce issued
+    #: the OAuth token it carries; those live about two hours).
+    canvas_max_age_seconds = fields.Integer(
+        load_default=7200, validate=validate.Range(min=60, max=86_400)
+    )
     entra = fields.Nested(EntraSchema, load_default=dict)
 
 
@@ -182,6 +188,14 @@ class PlansSchema(_Strict):
         load_default="never", validate=validate.OneOf(["never", "when_confirmed", "always"])
     )
     closed_stage = fields.String(load_default="Closed Won")
+
+
+class AmendmentsSchema(_Strict):
+    # How Stripe bills a change to a running subscription, unless chosen on the review page.
+    proration_behavior = fields.String(
+        load_default="create_prorations",
+        validate=validate.OneOf(["create_prorations", "always_invoice", "none"]),
+    )
 
 
 class NonPaymentSchema(_Strict):
@@ -247,6 +261,7 @@ class ConfigSchema(_Strict):
     crm = fields.Nested(CrmSchema, load_default=dict)
     stripe = fields.Nested(StripeSchema, load_default=dict)
     plans = fields.Nested(PlansSchema, load_default=dict)
+    amendments = fields.Nested(AmendmentsSchema, load_default=dict)
     credit = fields.Nested(CreditSchema, load_default=dict)
     jobs = fields.Nested(JobsSchema, load_default=dict)
     outbound = fields.Nested(OutboundSchema, load_default=dict)
@@ -274,6 +289,8 @@ class Secrets:
     dynamics_certificate_key: Secret | None = None
     dynamics_webhook_key: Secret | None = None
     subscriber_secrets: Mapping[str, Secret] = field(default_factory=dict)
+    #: When set, ``/metrics`` answers only ``Authorization: Bearer <this>``.
+    metrics_token: Secret | None = None
 
     def all_values(self) -> list[str]:
         """Every secret string, so the log filter can redact them wherever they appear."""
@@ -471,6 +488,7 @@ def _read_secrets(env: Mapping[str, str], subscriber_names: list[str]) -> tuple[
         salesforce_outbound_token=secret("salesforce_outbound_token"),
         dynamics_client_secret=secret("dynamics_client_secret"),
         dynamics_certificate_key=secret("dynamics_certificate_key"),
+        metrics_token=secret("metrics_token"),
         dynamics_webhook_key=secret("dynamics_webhook_key"),
         subscriber_secrets=subscriber_secrets,
     )

@@ -52,6 +52,12 @@ class DealFieldsSchema(_Strict):
     payment_method = _path(required=False)
     account_id = _path()
     modified = _path()
+    # The deal's type (Salesforce Opportunity.Type): read through ``change_types``.
+    type = _path(required=False)
+
+
+#: What a deal type can mean; ``connector.domain.amendment.CHANGE_KINDS``.
+CHANGE_KINDS = ("new", "upgrade", "downgrade", "replacement", "renewal", "cancellation")
 
 
 class BillingContactSchema(_Strict):
@@ -76,6 +82,13 @@ class DealSchema(_Strict):
     fields_ = fields.Nested(DealFieldsSchema, required=True, data_key="fields")
     billing_contact = fields.Nested(BillingContactSchema, required=True)
     writeback = fields.Nested(DealWritebackSchema, required=True)
+    # Deal type value (as the CRM holds it) -> the kind of change it is; values not listed
+    # are new business.
+    change_types = fields.Dict(
+        keys=fields.String(),
+        values=fields.String(validate=validate.OneOf(CHANGE_KINDS)),
+        load_default=dict,
+    )
 
 
 class LineItemFieldsSchema(_Strict):
@@ -153,7 +166,9 @@ class InvoiceFieldsSchema(_Strict):
     amount_due = _path()
     amount_paid = _path()
     amount_remaining = _path()
+    amount_credited = _path(required=False)
     currency = _path()
+    record_currency = _path(required=False)
     issue_date = _path()
     due_date = _path()
     paid_date = _path()

@@ -8,9 +8,14 @@ which service handles what is ``connector.jobs``.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import functools
+import logging
+import os
+import traceback
+from collections.abc import Callable, Iterator
 from datetime import UTC, date, datetime
 from functools import cached_property
+from typing import Any, cast
 
 from connector.billing.client import make_stripe_client
 from connector.billing.gateway import StripeGateway
@@ -19,8 +24,73 @@ from connector.crm.base import CrmAdapter
 from connector.crm.factory import build_crm_adapter
 from connector.mappings import CrmMapping, load_mapping
 from connector.observability import Metrics
-from connector.store.db import Database
+from connector.store.db import Database, holding_store
+from connector.store.lease import LeaseKeeper
 from connector.store.types import utcnow
+
+log = logging.getLogger(__name__)
+
+#: Set (to anything but "" or "0") to raise instead of log when a network call is made while
+#: the calling thread holds a store session; the test suite sets it for every test.
+STRICT_GUARD_ENV = "DEALBRIDGE_STRICT_NETWORK_GUARD"
+#: Gateway and adapter members that never touch the network.
+_OFFLINE = frozenset({"customer_url", "record_url", "parse_push", "batch_size", "dashboard_url"})
+#: Every network call made while a store session was open, as "what.method" (for tests).
+violations: list[str] = []
+
+
+class NetworkCallInTransaction(AssertionError):
+    """A Stripe or CRM call was made while this thread held a store session (on SQLite the
+    write lock): read, call outside, then write."""
+
+
+def _strict() -> bool:
+    return os.environ.get(STRICT_GUARD_ENV, "") not in ("", "0")
+
+
+def _check_no_session(what: str) -> None:
+    if not holding_store():
+        return
+    violations.append(what)
+    caller = "".join(traceback.format_stack(limit=6)[:-2])
+    if _strict():
+        raise NetworkCallInTransaction(f"{what} called inside a store session\n{caller}")
+    log.warning("%s called inside a store session (network call under a lock)", what)
+
+
+class _Guarded:
+    """Wraps the Stripe gateway or the CRM adapter: every call (and every page of a listing it
+    returns) first checks that the calling thread holds no store session."""
+
+    def __init__(self, target: Any, name: str) -> None:
+        self._target = target
+        self._name = name
+
+    def __getattr__(self, member: str) -> Any:
+        attr = getattr(self._target, member)
+        if member in _OFFLINE or member.startswith("_") or not callable(attr):
+            return attr
+        what = f"{self._name}.{member}"
+
+        @functools.wraps(attr)
+        def call(*args: Any, **kwargs: Any) -> Any:
+            _check_no_session(what)
+            result = attr(*args, **kwargs)
+            if isinstance(result, Iterator):
+                return _guarded_pages(result, what)
+            return result
+
+        return call
+
+
+def _guarded_pages(pages: Iterator[Any], what: str) -> Iterator[Any]:
+    while True:
+        _check_no_session(what)
+        try:
+            item = next(pages)
+        except StopIteration:
+            return
+        yield item
 
 
 class Runtime:
@@ -44,6 +114,11 @@ class Runtime:
         return self._db or Database(self.config.database_url)
 
     @cached_property
+    def leases(self) -> LeaseKeeper:
+        """Renews the short leases of the claims this process holds while their work runs."""
+        return LeaseKeeper(self.db, self.clock)
+
+    @cached_property
     def metrics(self) -> Metrics:
         return Metrics(lambda: self.db)
 
@@ -53,23 +128,25 @@ class Runtime:
 
     @cached_property
     def crm(self) -> CrmAdapter:
-        if self._crm is not None:
-            return self._crm
-        return build_crm_adapter(self.config, self.mapping)
+        crm = self._crm if self._crm is not None else build_crm_adapter(self.config, self.mapping)
+        return cast(CrmAdapter, _Guarded(crm, "crm"))
 
     @cached_property
     def stripe(self) -> StripeGateway:
-        if self._stripe is not None:
-            return self._stripe
-        return StripeGateway(
-            make_stripe_client(self.config),
-            dashboard_url=self.config.section("stripe")["dashboard_url"],
-        )
+        gateway = self._stripe
+        if gateway is None:
+            gateway = StripeGateway(
+                make_stripe_client(self.config),
+                dashboard_url=self.config.section("stripe")["dashboard_url"],
+            )
+        return cast(StripeGateway, _Guarded(gateway, "stripe"))
 
     def today(self) -> date:
         """Today in UTC: billing dates are UTC dates, whatever the server's zone."""
         return self.clock().astimezone(UTC).date()
 
     def close(self) -> None:
+        if "leases" in self.__dict__:
+            self.leases.stop()
         if "db" in self.__dict__:
             self.db.dispose()

@@ -318,6 +318,9 @@ HANDLED_STRIPE_EVENTS: frozenset[str] = frozenset(
         "credit_note.created",
         "credit_note.updated",
         "credit_note.voided",
+        "refund.created",
+        "refund.updated",
+        "refund.failed",
     }
 )
 

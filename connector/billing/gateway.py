@@ -14,6 +14,7 @@ from typing import Any
 import pycountry
 import stripe
 from stripe.params import (
+    CouponCreateParams,
     CustomerCreateParams,
     InvoiceCreateParams,
     InvoiceCreatePreviewParams,
@@ -54,6 +55,11 @@ class StripeRejected(StripeGatewayError):
         self.message = message
         self.code = code
         self.param = param
+
+
+#: What ``retrieve_subscription`` expands: MRR reads discounts (docs/billing-rules.md). Tiers
+#: are read per tiered price (``retrieve_price_tiers``).
+SUBSCRIPTION_EXPAND = ["discounts", "items.data.discounts"]
 
 
 def classify(exc: stripe.StripeError) -> StripeGatewayError:
@@ -190,6 +196,16 @@ class StripeGateway:
         )
         return product
 
+    def create_coupon(self, params: CouponCreateParams, idempotency_key: str) -> stripe.Coupon:
+        coupon: stripe.Coupon = self._do(
+            self.client.v1.coupons.create, params=params, options=_options(idempotency_key)
+        )
+        return coupon
+
+    def retrieve_coupon(self, coupon_id: str) -> stripe.Coupon:
+        coupon: stripe.Coupon = self._do(self.client.v1.coupons.retrieve, coupon_id)
+        return coupon
+
     def create_price(self, params: PriceCreateParams, idempotency_key: str) -> stripe.Price:
         price: stripe.Price = self._do(
             self.client.v1.prices.create, params=params, options=_options(idempotency_key)
@@ -307,8 +323,12 @@ class StripeGateway:
         return note
 
     def retrieve_subscription(self, subscription_id: str) -> stripe.Subscription:
+        """The subscription with its discounts and its items' discounts expanded (Stripe
+        returns ids otherwise): MRR subtracts them."""
         subscription: stripe.Subscription = self._do(
-            self.client.v1.subscriptions.retrieve, subscription_id
+            self.client.v1.subscriptions.retrieve,
+            subscription_id,
+            params={"expand": SUBSCRIPTION_EXPAND},
         )
         return subscription
 
@@ -351,10 +371,12 @@ class StripeGateway:
         return list(page.data), bool(page.has_more)
 
     def open_balance(self, customer_id: str, currency: str) -> int:
-        """What the customer owes now: the sum of open invoices' remaining amounts."""
+        """What the customer owes now: the remaining amounts of its open and uncollectible
+        invoices (an uncollectible invoice is still payable; docs/billing-rules.md)."""
         return sum(
             inv.amount_remaining
-            for inv in self.iter_invoices({"customer": customer_id, "status": "open"})
+            for status in ("open", "uncollectible")
+            for inv in self.iter_invoices({"customer": customer_id, "status": status})
             if inv.currency == currency
         )
 
@@ -370,8 +392,27 @@ class StripeGateway:
     def iter_customer_subscriptions(self, customer_id: str) -> Iterator[stripe.Subscription]:
         """Every subscription of the customer, whatever its status (canceled included)."""
         return self._iterate(
-            self.client.v1.subscriptions.list, {"customer": customer_id, "status": "all"}
+            self.client.v1.subscriptions.list,
+            {
+                "customer": customer_id,
+                "status": "all",
+                # Tiers would be a fifth level (Stripe expands four): retrieve for those.
+                "expand": ["data.discounts", "data.items.data.discounts"],
+            },
         )
+
+    def iter_customer_refunds(self, customer_id: str) -> Iterator[stripe.Refund]:
+        """Every refund of the customer's charges (the charges that have refunds)."""
+        for charge in self._iterate(self.client.v1.charges.list, {"customer": customer_id}):
+            if int(charge.amount_refunded or 0) > 0:
+                yield from self._iterate(self.client.v1.refunds.list, {"charge": charge.id})
+
+    def retrieve_refund(self, refund_id: str) -> stripe.Refund:
+        """The refund with its charge expanded (the charge names the customer)."""
+        refund: stripe.Refund = self._do(
+            self.client.v1.refunds.retrieve, refund_id, params={"expand": ["charge"]}
+        )
+        return refund
 
     def iter_products(self) -> Iterator[stripe.Product]:
         """Every product, active and archived."""
@@ -393,6 +434,19 @@ class StripeGateway:
             if exc.code is None and "Unrecognized request URL" in exc.message:
                 return None
             raise
+
+    def iter_invoice_credit_notes(
+        self, invoice_id: str
+    ) -> Iterator[tuple[stripe.CreditNote, list[stripe.CreditNoteLineItem]]]:
+        """The invoice's credit notes, each with all its lines."""
+        for note in self._iterate(self.client.v1.credit_notes.list, {"invoice": invoice_id}):
+            lines = list(self._iterate(self.client.v1.credit_notes.line_items.list, {}, note.id))
+            yield note, lines
+
+    def retrieve_price_tiers(self, price_id: str) -> list[Any]:
+        """A tiered price's tiers (Stripe returns them only when asked)."""
+        price = self._do(self.client.v1.prices.retrieve, price_id, params={"expand": ["tiers"]})
+        return list(price.tiers or [])
 
     def retrieve_price(self, price_id: str) -> stripe.Price:
         price: stripe.Price = self._do(self.client.v1.prices.retrieve, price_id)

@@ -17,6 +17,9 @@ import stripe
 
 from connector.secrets import Secret
 
+#: Longer than any header Stripe sends (a timestamp and a few 64-hex-digit signatures).
+MAX_HEADER_CHARS = 2048
+
 
 class SignatureRefused(Exception):
     def __init__(self, code: str, message: str) -> None:
@@ -47,11 +50,18 @@ def verify_signature(
     """Raise SignatureRefused unless one secret signed ``payload`` within the tolerance."""
     if not header:
         raise SignatureRefused("missing_signature", "the Stripe-Signature header is missing")
+    if not header.isascii() or len(header) > MAX_HEADER_CHARS:
+        # stripe-python compares str digests with hmac.compare_digest, which raises TypeError
+        # (not SignatureVerificationError) for non-ASCII text; Stripe never sends any.
+        raise SignatureRefused(
+            "invalid_signature",
+            "the Stripe-Signature header is not a Stripe signature (non-ASCII or oversized)",
+        )
     verified = False
     for secret in secrets:
         try:
             stripe.WebhookSignature.verify_header(payload, header, secret.reveal(), tolerance=None)
-        except stripe.SignatureVerificationError:
+        except (stripe.SignatureVerificationError, TypeError, ValueError):
             continue
         verified = True
         break

@@ -60,8 +60,12 @@ _DEMO_USERS = {
 
 
 def launch_link(world: LocalWorld, deal_id: str, role: str = "finance") -> str:
-    """A signed link opening the deal's review page as a demo user with ``role``."""
-    exp = int(time.time()) + 8 * 3600
+    """A signed link opening the deal's review page as a demo user with ``role``.
+
+    Launch links are single-use and live at most web.launch_link_ttl_seconds.
+    """
+    assert world.runtime is not None
+    exp = int(time.time()) + int(world.runtime.config.section("web")["launch_link_ttl_seconds"])
     user = _DEMO_USERS.get(role, "demo.rep@dealbridge.example")
     sig = launch_signature(world.secret_key, deal_id, user, role, exp)
     return f"{world.app_url}/launch?deal={deal_id}&user={user}&role={role}&exp={exp}&sig={sig}"

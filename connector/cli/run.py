@@ -1,39 +1,34 @@
-"""Long-running processes: `serve` (all in one), or `web`, `worker`, `clock` (PaaS split)."""
+"""Long-running processes: `serve` (one machine: web, worker and clock supervised as three
+processes), or `web`, `worker`, `clock` (PaaS split)."""
 
 from __future__ import annotations
 
 import logging
+import sys
 from typing import Any
 
 import click
 
 from connector.cli.state import CliState, pass_state
+from connector.cli.supervise import supervise
 from connector.jobs import default_registry
 from connector.jobs.registry import Role
+from connector.jobs.schedule import start_up
 from connector.runtime import Runtime
 from connector.store.migrate import upgrade
 from connector.web.app import create_app
-from connector.web.context import runtime_of
 from connector.web.server import GunicornApp
 
 log = logging.getLogger(__name__)
 
 
-def _gunicorn(
-    state: CliState, *, workers: int, threads: int, roles: tuple[Role, ...], port: int | None
-) -> None:
+def _gunicorn(state: CliState, *, workers: int, threads: int, port: int | None) -> None:
     config = state.config()
     bind_port = port or config.raw["web"]["port"]
     host = config.raw["web"]["host"]
 
     def factory() -> Any:
         return create_app(runtime=Runtime(config))
-
-    def start_scheduler(worker: Any) -> None:
-        runtime = runtime_of(worker.wsgi)
-        scheduler = default_registry().build_scheduler(runtime, roles, blocking=False)
-        scheduler.start()
-        log.info("scheduler started for %s", ", ".join(roles))
 
     options = {
         "bind": f"{host}:{bind_port}",
@@ -42,30 +37,44 @@ def _gunicorn(
         "accesslog": None,
         "timeout": 60,
     }
-    GunicornApp(factory, options, start_scheduler if roles else None).run()
+    GunicornApp(factory, options).run()
 
 
 @click.command()
 @click.option("--port", type=int, default=None, help="Port (default: web.port or $PORT).")
+@click.option("--threads", type=int, default=8, show_default=True, help="Web threads.")
 @pass_state
-def serve(state: CliState, port: int | None) -> None:
-    """Web, worker and scheduler in one process, for a single machine. Migrates first."""
+def serve(state: CliState, port: int | None, threads: int) -> None:
+    """Web, worker and clock for a single machine, as three supervised processes (a busy
+    worker never delays a webhook's acknowledgement). Migrates first."""
     config = state.config()
     upgrade(config.database_url)
-    _gunicorn(state, workers=1, threads=8, roles=("clock", "worker"), port=port)
+    bind_port = port or config.raw["web"]["port"]
+    base = [sys.executable, "-m", "connector"]
+    if state.config_path:
+        base += ["--config", state.config_path]
+    web_command = ["web", "--workers", "1", "--threads", str(threads), "--port", str(bind_port)]
+    sys.exit(
+        supervise(
+            {"web": base + web_command, "worker": [*base, "worker"], "clock": [*base, "clock"]}
+        )
+    )
 
 
 @click.command()
 @click.option("--workers", type=int, default=2, show_default=True)
+@click.option("--threads", type=int, default=4, show_default=True)
 @click.option("--port", type=int, default=None)
 @pass_state
-def web(state: CliState, workers: int, port: int | None) -> None:
+def web(state: CliState, workers: int, threads: int, port: int | None) -> None:
     """Only the web app (webhooks, pages, API); pair with `worker` and `clock`."""
-    _gunicorn(state, workers=workers, threads=4, roles=(), port=port)
+    _gunicorn(state, workers=workers, threads=threads, port=port)
 
 
 def _scheduler_only(state: CliState, roles: tuple[Role, ...]) -> None:
     runtime = Runtime(state.config())
+    if "clock" in roles:
+        start_up(runtime)
     jobs = default_registry()
     scheduler = jobs.build_scheduler(runtime, roles, blocking=True)
     log.info("running %s jobs: %s", "/".join(roles), [j.name for j in jobs.jobs(roles)])

@@ -37,6 +37,9 @@ class CrmAccount:
     credit_hold_source: str | None  # "person" | "dealbridge" | None (unknown: treat as person)
     stripe_customer_id: str | None
     modified: datetime | None = None
+    #: The record's own currency (lowercase ISO): money fields on it are in this currency.
+    #: None when the CRM does not say.
+    currency: str | None = None
 
 
 @dataclass(frozen=True)
@@ -114,6 +117,8 @@ class InvoiceRecord:
     billing_reason: str | None
     last_payment_error: str | None
     stripe_customer_id: str | None
+    #: What credit notes took off the invoice (before and after payment), minor units.
+    amount_credited: int = 0
 
 
 @dataclass(frozen=True)

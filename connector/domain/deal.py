@@ -90,6 +90,9 @@ class LineItem:
     unit_amount: int
     pricing_schedule: PricingSchedule
     product_id: str | None = None
+    #: A CRM line discount in percent (``Decimal("10")`` = 10 % off), or None. The plan bills
+    #: the list price with a Stripe discount rather than a fractional unit price.
+    discount_percent: Decimal | None = None
 
 
 @dataclass(frozen=True)
@@ -291,6 +294,38 @@ def _describe(value: object) -> str:
     return f"a {type(value).__name__}"
 
 
+#: The keys each object of the canonical deal JSON may carry; any other key is refused by
+#: name (a ``discount_percent`` on the deal or a ``contract_days`` would otherwise be ignored
+#: and billed as if it were not there).
+DEAL_KEYS: tuple[str, ...] = (
+    "id", "name", "currency", "contract_start", "contract_months", "payment_terms",
+    "payment_method", "billing_contact", "account", "line_items",
+    # The CRM's deal type and the kind of change the mapping reads it as (upgrade, renewal,
+    # ...): read by ``domain/amendment``, not billed from the deal itself.
+    "type", "change_type",
+)  # fmt: skip
+CONTACT_KEYS: tuple[str, ...] = ("name", "email")
+ACCOUNT_KEYS: tuple[str, ...] = ("id", "name", "address")
+ADDRESS_KEYS: tuple[str, ...] = ("line1", "line2", "city", "state", "postal_code", "country")
+LINE_ITEM_KEYS: tuple[str, ...] = (
+    "product", "sku", "product_id", "quantity", "unit_amount", "pricing_schedule",
+    "discount_percent",
+)  # fmt: skip
+
+
+def _unknown_keys(
+    c: _Collector, data: Mapping[str, Any], known: tuple[str, ...], path: str
+) -> None:
+    for key in data:
+        if key not in known:
+            where = f"{path}.{key}" if path else str(key)
+            c.add(
+                where,
+                "is not a field dealbridge knows, so it cannot be billed as the CRM meant; "
+                f"remove it or use one of {', '.join(known)}",
+            )
+
+
 def parse_deal(data: Mapping[str, Any]) -> Deal:
     """Validate canonical deal JSON and build a ``Deal``; raise ``InvalidDeal`` with all problems.
 
@@ -301,6 +336,7 @@ def parse_deal(data: Mapping[str, Any]) -> Deal:
     if not isinstance(data, Mapping):
         raise InvalidDeal([Problem("deal", f"must be an object, got {_describe(data)}")])
     c = _Collector()
+    _unknown_keys(c, data, DEAL_KEYS, "")
 
     deal_id = c.text(data, "id", "id", required=True)
     name = c.text(data, "name", "name", required=False)
@@ -364,6 +400,7 @@ def _parse_contact(c: _Collector, data: Mapping[str, Any]) -> BillingContact | N
                 "so invoices can be sent",
             )
         return None
+    _unknown_keys(c, contact, CONTACT_KEYS, "billing_contact")
     name = c.text(contact, "name", "billing_contact.name", required=False)
     email_value = contact.get("email")
     email: str | None = None
@@ -391,11 +428,13 @@ def _parse_account(c: _Collector, data: Mapping[str, Any]) -> AccountRef | None:
         if data.get("account") is None:
             c.add("account", "the deal is not linked to an account")
         return None
+    _unknown_keys(c, account, ACCOUNT_KEYS, "account")
     account_id = c.text(account, "id", "account.id", required=True)
     account_name = c.text(account, "name", "account.name", required=True)
     address: Address | None = None
     raw_address = c.mapping(account, "address", "account.address")
     if raw_address is not None:
+        _unknown_keys(c, raw_address, ADDRESS_KEYS, "account.address")
         parts = {
             key: c.text(raw_address, key, f"account.address.{key}", required=False) or None
             for key in ("line1", "line2", "city", "state", "postal_code", "country")
@@ -427,6 +466,7 @@ def _parse_line_items(c: _Collector, data: Mapping[str, Any]) -> tuple[LineItem,
 
 
 def _parse_line_item(c: _Collector, entry: Mapping[str, Any], path: str) -> LineItem | None:
+    _unknown_keys(c, entry, LINE_ITEM_KEYS, path)
     product = c.text(entry, "product", f"{path}.product", required=True)
     sku = c.text(entry, "sku", f"{path}.sku", required=False)
     product_id = c.text(entry, "product_id", f"{path}.product_id", required=False)
@@ -456,6 +496,7 @@ def _parse_line_item(c: _Collector, entry: Mapping[str, Any], path: str) -> Line
             f"{path}.pricing_schedule",
             f"{raw_schedule!r} is not a pricing schedule dealbridge knows; use one of {allowed}",
         )
+    discount = _discount_percent(c, entry.get("discount_percent"), f"{path}.discount_percent")
     if product is None or quantity is None or unit_amount is None or schedule is None:
         return None
     return LineItem(
@@ -465,7 +506,31 @@ def _parse_line_item(c: _Collector, entry: Mapping[str, Any], path: str) -> Line
         unit_amount=unit_amount,
         pricing_schedule=schedule,
         product_id=product_id or None,
+        discount_percent=discount,
     )
+
+
+def _discount_percent(c: _Collector, value: object, path: str) -> Decimal | None:
+    """A line discount in percent: text or a whole number (never a float), 0 to 100."""
+    if value is None:
+        return None
+    number: Decimal | None = None
+    if isinstance(value, Decimal):
+        number = value
+    elif isinstance(value, int) and not isinstance(value, bool):
+        number = Decimal(value)
+    elif isinstance(value, str):
+        try:
+            number = Decimal(value.strip())
+        except ArithmeticError:
+            number = None
+    if number is None or not number.is_finite():
+        c.add(path, f"must be a percentage given as text or a whole number, got {_describe(value)}")
+        return None
+    if not Decimal(0) <= number <= Decimal(100):
+        c.add(path, f"must be from 0 to 100 percent, got {number}")
+        return None
+    return number if number else None
 
 
 def _as_schedule(value: str) -> PricingSchedule:
@@ -512,6 +577,9 @@ def deal_to_json(deal: Deal) -> dict[str, Any]:
                 "unit_amount": item.unit_amount,
                 "pricing_schedule": item.pricing_schedule,
                 "product_id": item.product_id,
+                "discount_percent": (
+                    None if item.discount_percent is None else str(item.discount_percent)
+                ),
             }
             for item in deal.line_items
         ],

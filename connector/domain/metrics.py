@@ -1,10 +1,11 @@
-"""Billing overview metrics: MRR, net billing, average billing per customer, MRR trend.
+"""Billing overview metrics: MRR, net billing, open balance, average billing, MRR trend.
 
-Each figure is defined here once, from plain facts the caller reads out of Stripe, so the
-overview page, the CLI and any export agree to the cent. Amounts stay exact (``Fraction``)
-until the end and are rounded half-up to minor units once. Every result is keyed by currency:
-several currencies are always reported side by side and never added together, because adding
-USD to EUR without an exchange rate is meaningless.
+Each figure is defined in docs/billing-rules.md and computed here once, from plain facts the
+caller reads out of Stripe's own objects, so the overview page, the CLI and the CRM agree to
+the minor unit. Amounts stay exact (``Fraction``) until the end and are rounded half-up to
+minor units once. Every result is keyed by currency: several currencies are reported side by
+side and never added together, because adding USD to EUR without an exchange rate is
+meaningless.
 """
 
 from __future__ import annotations
@@ -23,17 +24,27 @@ from connector.domain.plan import add_months
 __all__ = [
     "MRR_STATUSES",
     "NET_BILLING_INVOICE_STATUSES",
+    "OWED_INVOICE_STATUSES",
     "CreditNoteFacts",
     "Discount",
     "InvoiceFacts",
+    "Period",
     "PriceFacts",
+    "RefundFacts",
     "SubscriptionFacts",
     "SubscriptionItemFacts",
+    "Tier",
+    "UnknownAmount",
     "average_billing_per_customer",
+    "counts_for_mrr",
+    "current_month",
+    "last_12_months",
     "monthly_amount",
     "mrr",
     "mrr_trend",
     "net_billing",
+    "open_balance",
+    "period_amount",
     "subscription_mrr",
 ]
 
@@ -43,8 +54,12 @@ PriceInterval = Literal["day", "week", "month", "year"]
 MRR_STATUSES = frozenset({"active", "past_due"})
 # Finalized invoices; drafts may still change and void ones were never owed.
 NET_BILLING_INVOICE_STATUSES = frozenset({"open", "paid", "uncollectible"})
-# Statuses that never billed anything, left out of the historical trend.
-_NEVER_BILLED = frozenset({"incomplete", "incomplete_expired", "trialing"})
+# Invoices the customer still owes on. An uncollectible invoice stays payable in Stripe (it can
+# still be paid, and moves to ``paid`` when it is): it is a write-off in the books, not a
+# forgiven debt, so the open balance and the credit exposure both count it.
+OWED_INVOICE_STATUSES = frozenset({"open", "uncollectible"})
+# Refunds that did not (or will not) move money back are not subtracted.
+_REFUND_NOT_MOVED = frozenset({"failed", "canceled"})
 
 # Multiply an amount per interval by this to get an amount per month: a yearly amount counts
 # 1/12, a weekly one 52/12 (52 weeks over 12 months), a daily one 365/12. Exact fractions.
@@ -56,27 +71,74 @@ _PER_MONTH: Mapping[PriceInterval, Fraction] = {
 }
 
 
+class UnknownAmount(ValueError):
+    """A price whose amount per period cannot be known from the facts given (a tiered price
+    whose tiers were not expanded, a custom amount): counting it as 0 would be a wrong
+    figure, so the caller is told instead."""
+
+
+@dataclass(frozen=True)
+class Tier:
+    """One tier of a tiered price, in minor units (``unit_amount_decimal`` exactly)."""
+
+    up_to: int | None  # None: the last tier (``inf``)
+    unit_amount: Fraction = Fraction(0)
+    flat_amount: Fraction = Fraction(0)
+
+
 @dataclass(frozen=True)
 class PriceFacts:
-    unit_amount: int
+    """A Stripe price. ``unit_amount`` is in minor units and may be fractional (Stripe's
+    ``unit_amount_decimal``); ``None`` when the price has none (tiered, custom amount)."""
+
+    unit_amount: int | Decimal | Fraction | None
     currency: str
     interval: PriceInterval | None
     interval_count: int = 1
+    usage_type: str = "licensed"  # licensed | metered
+    billing_scheme: str = "per_unit"  # per_unit | tiered
+    tiers_mode: str | None = None  # graduated | volume
+    tiers: tuple[Tier, ...] | None = None  # None: not expanded
+    divide_by: int | None = None  # transform_quantity
+    round: str | None = None  # transform_quantity: up | down
+    product: str | None = None
+
+
+@dataclass(frozen=True)
+class Discount:
+    """A discount (one redemption of a coupon) on a subscription or one of its items.
+
+    ``duration`` is the coupon's: ``forever``; ``repeating`` for ``duration_in_months`` from
+    ``start`` (Stripe sets ``end``); ``once``: the first invoice only, which is not recurring.
+    ``applies_to`` limits it to these product ids (the coupon's ``applies_to.products``).
+    """
+
+    percent_off: Decimal | None = None
+    amount_off: int | None = None
+    currency: str | None = None
+    duration: str = "forever"
+    duration_in_months: int | None = None
+    start: datetime | None = None
+    end: datetime | None = None
+    applies_to: frozenset[str] | None = None
+
+    def active_at(self, moment: datetime) -> bool:
+        """Whether this discount lowers recurring revenue at ``moment``."""
+        if self.duration == "once":
+            return False
+        if self.start is not None and _utc(self.start) > moment:
+            return False
+        end = self.end
+        if end is None and self.duration == "repeating" and self.start and self.duration_in_months:
+            end = _add_months_dt(_utc(self.start), self.duration_in_months)
+        return end is None or moment < _utc(end)
 
 
 @dataclass(frozen=True)
 class SubscriptionItemFacts:
     price: PriceFacts
-    quantity: int
-
-
-@dataclass(frozen=True)
-class Discount:
-    """A subscription discount: a percentage, or an amount off each billing period."""
-
-    percent_off: Decimal | None = None
-    amount_off: int | None = None
-    currency: str | None = None
+    quantity: int | None  # None: metered items carry no quantity
+    discounts: tuple[Discount, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -88,6 +150,10 @@ class SubscriptionFacts:
     discounts: tuple[Discount, ...] = ()
     start: datetime | None = None
     ended_at: datetime | None = None
+    trial_start: datetime | None = None
+    trial_end: datetime | None = None
+    #: ``pause_collection`` is set: Stripe bills nothing for it while paused.
+    collection_paused: bool = False
 
 
 @dataclass(frozen=True)
@@ -98,6 +164,9 @@ class InvoiceFacts:
     currency: str
     total_excluding_tax: int
     created: datetime
+    #: When the invoice took effect (Stripe's ``effective_at``, else its finalization).
+    effective_at: datetime | None = None
+    amount_remaining: int = 0
 
 
 @dataclass(frozen=True)
@@ -108,6 +177,68 @@ class CreditNoteFacts:
     total_excluding_tax: int
     status: str
     created: datetime
+    effective_at: datetime | None = None
+    #: Refunds this credit note carries (its ``refunds[].refund``): not subtracted again.
+    refund_ids: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class RefundFacts:
+    id: str
+    customer_id: str
+    currency: str
+    amount: int
+    status: str
+    created: datetime
+
+
+@dataclass(frozen=True)
+class Period:
+    """A half-open span of time ``[start, end)`` that a figure covers, with its label."""
+
+    label: str
+    start: datetime
+    end: datetime
+
+    def contains(self, moment: datetime) -> bool:
+        return self.start <= _utc(moment) < self.end
+
+
+# --------------------------------------------------------------------------- time helpers
+
+
+def _utc(moment: datetime) -> datetime:
+    """Naive datetimes are taken to be UTC (the house rule), aware ones converted to UTC."""
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+def _add_months_dt(moment: datetime, months: int) -> datetime:
+    day = add_months(moment.date(), months)
+    return datetime.combine(day, moment.timetz())
+
+
+def _month_start(day: date) -> datetime:
+    return datetime.combine(date(day.year, day.month, 1), time(), tzinfo=UTC)
+
+
+#: Periods that end "now" include now itself (what happened this very instant).
+_INSTANT = timedelta(microseconds=1)
+
+
+def current_month(now: datetime) -> Period:
+    """The calendar month (UTC) of ``now``, up to and including ``now``."""
+    now = _utc(now)
+    return Period(f"{now.year:04d}-{now.month:02d}", _month_start(now.date()), now + _INSTANT)
+
+
+def last_12_months(now: datetime) -> Period:
+    """The current calendar month (up to and including ``now``) and the eleven before it."""
+    now = _utc(now)
+    start = _month_start(add_months(date(now.year, now.month, 1), -11))
+    return Period("last 12 months", start, now + _INSTANT)
+
+
+# --------------------------------------------------------------------------- MRR
 
 
 def _months_factor(interval: PriceInterval, interval_count: int) -> Fraction:
@@ -116,93 +247,262 @@ def _months_factor(interval: PriceInterval, interval_count: int) -> Fraction:
     return _PER_MONTH[interval] / interval_count
 
 
-def monthly_amount(item: SubscriptionItemFacts) -> Fraction:
-    """The item's amount per month, exact: unit amount times quantity, normalised to a month.
+def _exact(amount: int | Decimal | Fraction) -> Fraction:
+    return amount if isinstance(amount, Fraction) else Fraction(amount)
 
-    A yearly price counts 1/12 per month, a weekly one 52/12, a daily one 365/12, each
-    divided by ``interval_count`` (a price every 3 months counts a third per month).
-    One-time prices (no interval) are not recurring revenue and count 0.
+
+def _tiered(price: PriceFacts, quantity: int) -> Fraction:
+    if not price.tiers:
+        raise UnknownAmount(
+            "a tiered price's tiers were not read from Stripe (expand items.data.price.tiers)"
+        )
+    if quantity == 0:
+        return Fraction(0)
+    if price.tiers_mode == "volume":
+        for tier in price.tiers:
+            if tier.up_to is None or quantity <= tier.up_to:
+                return tier.unit_amount * quantity + tier.flat_amount
+        raise UnknownAmount("no tier holds the quantity (the last tier must be up_to=inf)")
+    total, lower = Fraction(0), 0
+    for tier in price.tiers:
+        top = quantity if tier.up_to is None else min(quantity, tier.up_to)
+        if top > lower:
+            total += tier.unit_amount * (top - lower) + tier.flat_amount
+        if tier.up_to is None or quantity <= tier.up_to:
+            return total
+        lower = tier.up_to
+    raise UnknownAmount("no tier holds the quantity (the last tier must be up_to=inf)")
+
+
+def period_amount(item: SubscriptionItemFacts) -> Fraction:
+    """What the item bills each of its periods before discounts, exact, in minor units.
+
+    Per-unit prices: ``unit_amount_decimal`` x quantity (after ``transform_quantity``);
+    tiered prices: graduated (each unit at its tier, each reached tier's flat amount) or
+    volume (every unit at the quantity's tier plus its flat amount). A quantity of 0 bills 0.
+    Metered and one-time prices are not recurring revenue and count 0.
     """
+    price = item.price
+    if price.interval is None or price.usage_type == "metered":
+        return Fraction(0)
+    quantity = 1 if item.quantity is None else item.quantity
+    if quantity < 0:
+        raise ValueError(f"quantity cannot be negative, got {quantity}")
+    if price.billing_scheme == "tiered":
+        return _tiered(price, quantity)
+    if price.divide_by:
+        whole, rest = divmod(quantity, price.divide_by)
+        quantity = whole + (1 if rest and price.round == "up" else 0)
+    if price.unit_amount is None:
+        raise UnknownAmount("the price has no unit amount")
+    return _exact(price.unit_amount) * quantity
+
+
+def monthly_amount(item: SubscriptionItemFacts) -> Fraction:
+    """The item's amount per month before discounts, exact: its period amount normalised to a
+    month (a yearly price counts 1/12, every 3 months 1/3, a weekly one 52/12, a daily one
+    365/12, each divided by ``interval_count``)."""
     price = item.price
     if price.interval is None:
         return Fraction(0)
-    factor = _months_factor(price.interval, price.interval_count)
-    return Fraction(price.unit_amount * item.quantity) * factor
+    return period_amount(item) * _months_factor(price.interval, price.interval_count)
 
 
-def _exact_subscription_mrr(sub: SubscriptionFacts) -> dict[str, Fraction]:
+def _eligible(discount: Discount, item: SubscriptionItemFacts) -> bool:
+    if discount.applies_to is not None and item.price.product not in discount.applies_to:
+        return False
+    if discount.amount_off is not None and discount.currency is not None:
+        return discount.currency.lower() == item.price.currency.lower()
+    return True
+
+
+def _apply(
+    discounts: Iterable[Discount],
+    items: list[SubscriptionItemFacts],
+    amounts: list[Fraction],
+    moment: datetime,
+) -> None:
+    """Lower ``amounts`` (each item's per-period amount) by the discounts active at
+    ``moment``: percentages first, each on what is left, then amounts off. An amount off is
+    per invoice; it is spread over the items it applies to in proportion to what is left of
+    each (so the order of the items never matters) and never takes them below zero."""
+    active = [d for d in discounts if d.active_at(moment)]
+    for discount in active:
+        if discount.percent_off is None:
+            continue
+        keep = 1 - Fraction(discount.percent_off) / 100
+        for i, item in enumerate(items):
+            if _eligible(discount, item):
+                amounts[i] *= keep
+    for discount in active:
+        if discount.amount_off is None:
+            continue
+        targets = [i for i, item in enumerate(items) if _eligible(discount, item)]
+        currencies = {items[i].price.currency.lower() for i in targets}
+        if discount.currency is None and len(currencies) > 1:
+            continue  # an amount without a currency cannot be split over several currencies
+        base = sum((amounts[i] for i in targets), Fraction(0))
+        if base <= 0:
+            continue
+        off = min(Fraction(discount.amount_off), base)
+        for i in targets:
+            amounts[i] -= off * amounts[i] / base
+
+
+def _billed_items(sub: SubscriptionFacts) -> list[SubscriptionItemFacts]:
+    return [
+        item
+        for item in sub.items
+        if item.price.interval is not None and item.price.usage_type != "metered"
+    ]
+
+
+def exact_subscription_mrr(sub: SubscriptionFacts, moment: datetime) -> dict[str, Fraction]:
+    """One subscription's MRR at ``moment``, exact, by currency (status not looked at)."""
+    items = _billed_items(sub)
+    amounts = [period_amount(item) for item in items]
+    for i, item in enumerate(items):  # an item's own discounts apply to it alone
+        one = [amounts[i]]
+        _apply(item.discounts, [item], one, moment)
+        amounts[i] = one[0]
+    _apply(sub.discounts, items, amounts, moment)
     per_currency: dict[str, Fraction] = {}
-    billing_factor: Fraction | None = None
-    for item in sub.items:
-        if item.price.interval is None:
-            continue
-        currency = item.price.currency.lower()
-        per_currency[currency] = per_currency.get(currency, Fraction(0)) + monthly_amount(item)
-        if billing_factor is None:
-            billing_factor = _months_factor(item.price.interval, item.price.interval_count)
-
-    # Percentages first (each applies to what is left), then fixed amounts, as on an invoice.
-    for discount in sub.discounts:
-        if discount.percent_off is not None:
-            keep = 1 - Fraction(discount.percent_off) / 100
-            per_currency = {c: amount * keep for c, amount in per_currency.items()}
-    for discount in sub.discounts:
-        if discount.amount_off is None or billing_factor is None:
-            continue
-        if discount.currency is not None:
-            currency = discount.currency.lower()
-        elif len(per_currency) == 1:
-            currency = next(iter(per_currency))
-        else:
-            continue  # an amount without a currency cannot be applied to several currencies
-        if currency in per_currency:
-            per_currency[currency] -= Fraction(discount.amount_off) * billing_factor
-
-    return {c: max(amount, Fraction(0)) for c, amount in per_currency.items()}
+    for item, amount in zip(items, amounts, strict=True):
+        price = item.price
+        assert price.interval is not None
+        currency = price.currency.lower()
+        monthly = amount * _months_factor(price.interval, price.interval_count)
+        per_currency[currency] = per_currency.get(currency, Fraction(0)) + monthly
+    return {c: max(a, Fraction(0)) for c, a in per_currency.items()}
 
 
-def subscription_mrr(sub: SubscriptionFacts) -> dict[str, int]:
-    """Monthly recurring revenue of one subscription, by currency, before tax.
+def subscription_mrr(sub: SubscriptionFacts, moment: datetime | None = None) -> dict[str, int]:
+    """Monthly recurring revenue of one subscription at ``moment`` (default: now), by
+    currency, before tax, rounded half-up to minor units once at the end. Discounts active
+    at ``moment`` apply (see ``_apply``). The status is not looked at: ``counts_for_mrr``
+    decides whether the subscription counts."""
+    at = _utc(moment) if moment is not None else datetime.now(UTC)
+    return {c: round_half_up(a) for c, a in sorted(exact_subscription_mrr(sub, at).items())}
 
-    Discounts are applied: percentages first, then amounts off, which are per billing period
-    and so normalised to a month by the subscription's interval (its first recurring item's).
-    A discount never takes MRR below zero. Rounded half-up to minor units at the end.
-    The status is not looked at here; ``mrr`` decides which subscriptions count.
+
+def _trialing_at(sub: SubscriptionFacts, moment: datetime) -> bool:
+    if sub.trial_end is None:
+        return sub.status == "trialing"
+    started = sub.trial_start is None or _utc(sub.trial_start) <= moment
+    return started and moment < _utc(sub.trial_end)
+
+
+def counts_for_mrr(sub: SubscriptionFacts, moment: datetime) -> bool:
+    """Whether the subscription was recurring revenue at ``moment``.
+
+    It had started and not ended, was not in a trial, and is billing: ``active`` or
+    ``past_due`` now, or ``canceled`` now and ``moment`` before it ended (it was billing
+    then). Subscriptions that are now ``unpaid``, ``paused``, ``incomplete``,
+    ``incomplete_expired`` or have their collection paused are left out of every month:
+    Stripe keeps no history of when a status began, so no month is guessed.
     """
-    return {c: round_half_up(a) for c, a in sorted(_exact_subscription_mrr(sub).items())}
+    if sub.collection_paused:
+        return False
+    if sub.status == "canceled":
+        if sub.ended_at is None or moment >= _utc(sub.ended_at):
+            return False
+    elif sub.status not in MRR_STATUSES:
+        return False
+    if sub.start is not None and _utc(sub.start) > moment:
+        return False
+    if sub.ended_at is not None and moment >= _utc(sub.ended_at):
+        return False
+    return not _trialing_at(sub, moment)
 
 
-def mrr(subs: Iterable[SubscriptionFacts]) -> dict[str, int]:
-    """Total MRR by currency over subscriptions that are ``active`` or ``past_due``.
-
-    Trialing, canceled, incomplete, paused and unpaid subscriptions do not count. The total is
-    the sum of each subscription's rounded MRR, so it adds up with a per-subscription listing.
-    """
+def mrr(subs: Iterable[SubscriptionFacts], moment: datetime | None = None) -> dict[str, int]:
+    """Total MRR by currency at ``moment`` (default: now) over the subscriptions that count
+    (``counts_for_mrr``). The total is the sum of each subscription's rounded MRR, so it
+    adds up with a per-subscription listing."""
+    at = _utc(moment) if moment is not None else datetime.now(UTC)
     totals: dict[str, int] = defaultdict(int)
     for sub in subs:
-        if sub.status not in MRR_STATUSES:
+        if not counts_for_mrr(sub, at):
             continue
-        for currency, amount in subscription_mrr(sub).items():
+        for currency, amount in subscription_mrr(sub, at).items():
             totals[currency] += amount
     return dict(sorted(totals.items()))
 
 
-def net_billing(
-    invoices: Iterable[InvoiceFacts], credit_notes: Iterable[CreditNoteFacts]
-) -> dict[str, int]:
-    """What was billed, by currency, before tax: finalized invoices minus credit notes.
+def mrr_trend(
+    subs_history: Iterable[SubscriptionFacts], months: int, now: datetime | date
+) -> list[tuple[str, dict[str, int]]]:
+    """MRR at the end of each of the last ``months`` calendar months (UTC), oldest first; the
+    current month is measured at ``now``, so its figure is the headline MRR.
 
-    Invoices count when finalized (``open``, ``paid`` or ``uncollectible``; an uncollectible
-    invoice was still billed); drafts and void invoices do not. Credit notes that are not
-    void are subtracted. The caller chooses the period by choosing the facts.
+    Each month applies the same rule as the headline (``mrr`` at that moment): statuses,
+    trials and discount dates as of that moment. Items, prices and quantities are the
+    subscription's current ones (Stripe keeps no history of them), and a discount that has
+    already ended and been removed from the subscription is no longer seen.
     """
+    if months < 1:
+        raise ValueError(f"months must be at least 1, got {months}")
+    if isinstance(now, datetime):
+        at_now = _utc(now)
+    else:
+        at_now = datetime.combine(now + timedelta(days=1), time(), tzinfo=UTC)
+    history = list(subs_history)
+    this_month = date(at_now.year, at_now.month, 1)
+    trend: list[tuple[str, dict[str, int]]] = []
+    for back in range(months - 1, -1, -1):
+        month = add_months(this_month, -back)
+        # The last instant of the month: a subscription ending at midnight no longer counts.
+        month_end = _month_start(add_months(month, 1)) - timedelta(microseconds=1)
+        trend.append((f"{month.year:04d}-{month.month:02d}", mrr(history, min(month_end, at_now))))
+    return trend
+
+
+# --------------------------------------------------------------------------- billing
+
+
+def _when(effective_at: datetime | None, created: datetime) -> datetime:
+    return _utc(effective_at if effective_at is not None else created)
+
+
+def net_billing(
+    invoices: Iterable[InvoiceFacts],
+    credit_notes: Iterable[CreditNoteFacts],
+    refunds: Iterable[RefundFacts] = (),
+    period: Period | None = None,
+) -> dict[str, int]:
+    """What was billed in ``period`` (all time when None), by currency: finalized invoices
+    (``open``, ``paid``, ``uncollectible``; by ``effective_at``, else creation) before tax,
+    less credit notes that are not void (by ``effective_at``), less refunds that moved money
+    (by creation) and that no credit note carries: a refund made through a credit note is in
+    the credit note's amount and is subtracted once."""
     totals: dict[str, int] = defaultdict(int)
+    carried: set[str] = set()
     for invoice in invoices:
-        if invoice.status in NET_BILLING_INVOICE_STATUSES:
+        if invoice.status not in NET_BILLING_INVOICE_STATUSES:
+            continue
+        if period is None or period.contains(_when(invoice.effective_at, invoice.created)):
             totals[invoice.currency.lower()] += invoice.total_excluding_tax
     for note in credit_notes:
-        if note.status != "void":
+        if note.status == "void":
+            continue
+        carried.update(note.refund_ids)
+        if period is None or period.contains(_when(note.effective_at, note.created)):
             totals[note.currency.lower()] -= note.total_excluding_tax
+    for refund in refunds:
+        if refund.status in _REFUND_NOT_MOVED or refund.id in carried:
+            continue
+        if period is None or period.contains(refund.created):
+            totals[refund.currency.lower()] -= refund.amount
+    return dict(sorted(totals.items()))
+
+
+def open_balance(invoices: Iterable[InvoiceFacts]) -> dict[str, int]:
+    """What the customer still owes, by currency: the remaining amount of ``open`` and
+    ``uncollectible`` invoices (see ``OWED_INVOICE_STATUSES``)."""
+    totals: dict[str, int] = defaultdict(int)
+    for invoice in invoices:
+        if invoice.status in OWED_INVOICE_STATUSES and invoice.amount_remaining:
+            totals[invoice.currency.lower()] += invoice.amount_remaining
     return dict(sorted(totals.items()))
 
 
@@ -219,45 +519,3 @@ def average_billing_per_customer(net: Mapping[str, int], total_customers: int) -
         currency: round_half_up(Fraction(amount, total_customers))
         for currency, amount in sorted(net.items())
     }
-
-
-def _utc(moment: datetime) -> datetime:
-    """Naive datetimes are taken to be UTC (the house rule), aware ones converted to UTC."""
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
-
-
-def mrr_trend(
-    subs_history: Iterable[SubscriptionFacts], months: int, today: date
-) -> list[tuple[str, dict[str, int]]]:
-    """MRR at the end of each of the last ``months`` calendar months, oldest first.
-
-    Labels are ``YYYY-MM``; the current month is measured at the end of ``today``. A
-    subscription counts in a month when it had started by the end of that month and had not
-    ended by then (``start`` < end of month ≤ ``ended_at``), whatever its status is now, so
-    canceled subscriptions count in the months they were live. Subscriptions without a start,
-    and those that never billed (incomplete, incomplete_expired, trialing), are left out.
-
-    This is a simple version: each subscription's *current* items and discounts are used for
-    every month (price changes and upgrades are not replayed).
-    """
-    if months < 1:
-        raise ValueError(f"months must be at least 1, got {months}")
-    history = [
-        (sub, _utc(sub.start), None if sub.ended_at is None else _utc(sub.ended_at))
-        for sub in subs_history
-        if sub.start is not None and sub.status not in _NEVER_BILLED
-    ]
-    this_month = date(today.year, today.month, 1)
-    end_of_today = datetime.combine(today + timedelta(days=1), time(), tzinfo=UTC)
-    trend: list[tuple[str, dict[str, int]]] = []
-    for back in range(months - 1, -1, -1):
-        month = add_months(this_month, -back)
-        month_end = datetime.combine(add_months(month, 1), time(), tzinfo=UTC)
-        as_of = min(month_end, end_of_today)
-        totals: dict[str, int] = defaultdict(int)
-        for sub, start, ended_at in history:
-            if start < as_of and (ended_at is None or ended_at >= as_of):
-                for currency, amount in subscription_mrr(sub).items():
-                    totals[currency] += amount
-        trend.append((f"{month.year:04d}-{month.month:02d}", dict(sorted(totals.items()))))
-    return trend

@@ -8,7 +8,7 @@ inside calculations that divide; ``float`` never appears, since 0.1 + 0.2 is not
 
 from __future__ import annotations
 
-from decimal import Decimal, InvalidOperation
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from fractions import Fraction
 
 __all__ = [
@@ -20,6 +20,7 @@ __all__ = [
     "minor_units_exponent",
     "normalize_currency",
     "round_half_up",
+    "to_field_scale",
     "to_minor_units",
 ]
 
@@ -109,6 +110,20 @@ def from_minor_units(amount: int, currency: str) -> Decimal:
     if isinstance(amount, bool) or not isinstance(amount, int):
         raise TypeError(f"amount must be an int of minor units, not {type(amount).__name__}")
     return Decimal(amount).scaleb(-minor_units_exponent(currency))
+
+
+def to_field_scale(amount: int, currency: str, scale: int, field: str = "the field") -> Decimal:
+    """``from_minor_units`` for a CRM field that holds ``scale`` decimal places, or
+    ``ValueError`` when the amount needs more: KWD 1.005 is refused by a field with 2 decimal
+    places rather than stored as 1.01 (CRMs round silently). KWD 1.010 fits and is written
+    as 1.01."""
+    value = from_minor_units(amount, currency)
+    if value != value.quantize(Decimal(1).scaleb(-scale), rounding=ROUND_HALF_UP):
+        raise ValueError(
+            f"{format_money(amount, currency)} needs {minor_units_exponent(currency)} decimal "
+            f"places; {field} holds {scale}: not written (never rounded)"
+        )
+    return value
 
 
 def format_money(amount: int, currency: str) -> str:

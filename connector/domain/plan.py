@@ -15,6 +15,7 @@ import calendar
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields
 from datetime import date
+from decimal import Decimal
 from fractions import Fraction
 from typing import Any, Literal, TypeVar, get_args
 
@@ -29,7 +30,7 @@ from connector.domain.deal import (
     parse_payment_method,
     parse_payment_terms,
 )
-from connector.domain.money import format_money, round_half_up
+from connector.domain.money import format_money, minor_units_exponent, round_half_up
 
 __all__ = [
     "FREQUENCY_MONTHS",
@@ -41,12 +42,18 @@ __all__ = [
     "PlanDefaults",
     "PlanLine",
     "PlanOverrides",
+    "ScheduledInvoice",
+    "SubscriptionTiming",
     "add_months",
+    "catch_up_lines",
+    "catch_up_periods",
+    "decimal_unit_amount",
     "interval_months",
     "overrides_from_json",
     "overrides_to_json",
     "plan_from_json",
     "plan_to_json",
+    "subscription_timing",
     "suggest_plan",
     "validate_overrides",
 ]
@@ -78,6 +85,11 @@ _FREQUENCY_WORDS: Mapping[int, tuple[str, str]] = {  # months -> (adverb, period
     12: ("yearly", "year"),
 }
 _ALLOWED_FREQUENCIES = "month/1, month/3, month/6 or year/1"
+#: What ``needs_confirmation`` may name, and so what ``confirmed`` may list.
+CONFIRMABLE: tuple[str, ...] = (
+    "payment_method_types", "days_until_due", "start_date", "interval", "invoice_type",
+    "amount",
+)  # fmt: skip
 MAX_DAYS_UNTIL_DUE = 365
 
 
@@ -104,11 +116,35 @@ class PlanLine:
     unit_amount: int
     kind: LineKind
     description: str
+    #: Stripe's ``unit_amount_decimal`` (minor units, up to 12 decimals) when the exact unit
+    #: price is not a whole minor unit; ``unit_amount`` is then only its rounded display.
+    unit_amount_decimal: str | None = None
+    #: Minor units taken off each time the line is billed (a CRM line discount), billed as a
+    #: Stripe amount-off coupon on the line; ``discount_note`` names it.
+    discount_amount: int = 0
+    discount_note: str | None = None
+
+    @property
+    def gross_amount(self) -> int:
+        """What this line bills each time before its discount (Stripe's arithmetic: the
+        decimal unit price times the quantity, rounded once)."""
+        if self.unit_amount_decimal is not None:
+            return round_half_up(Fraction(Decimal(self.unit_amount_decimal)) * self.quantity)
+        return self.unit_amount * self.quantity
 
     @property
     def amount(self) -> int:
-        """What this line bills each time it is billed: unit amount times quantity."""
-        return self.unit_amount * self.quantity
+        """What this line bills each time it is billed, after its discount."""
+        return self.gross_amount - self.discount_amount
+
+
+@dataclass(frozen=True)
+class ScheduledInvoice:
+    """One invoice the plan will produce: when, how much, and what it covers."""
+
+    date: date
+    amount: int
+    description: str
 
 
 @dataclass(frozen=True)
@@ -123,6 +159,8 @@ class PlanOverrides:
     send_date: date | None = None
     start_date: date | None = None
     collection: Collection | None = None
+    #: Confirmations a person gave without changing a value (``["amount", "interval"]``).
+    confirmed: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -146,6 +184,13 @@ class BillingPlan:
     collection: Collection
     needs_confirmation: tuple[str, ...] = field(default=())
     notes: tuple[str, ...] = field(default=())
+    #: The end of the last billed period (the subscription's ``cancel_at``): the contract end,
+    #: or later when the last period is a full period beyond it (confirmed by a person).
+    billed_through: date | None = None
+    #: Periods of a contract that started in the past billed at once on the first invoice.
+    catch_up_periods: int = 0
+    #: Every invoice the plan produces; their amounts add up to ``total_amount``.
+    invoices: tuple[ScheduledInvoice, ...] = field(default=())
 
 
 class InvalidOverrides(ValueError):
@@ -233,6 +278,16 @@ def validate_overrides(overrides: PlanOverrides) -> tuple[Problem, ...]:
         problems.append(
             Problem("collection", f"{o.collection!r} is not allowed; use stripe or manual")
         )
+    if o.confirmed is not None:
+        unknown = [c for c in o.confirmed if c not in CONFIRMABLE]
+        if unknown:
+            problems.append(
+                Problem(
+                    "confirmed",
+                    f"{', '.join(repr(c) for c in unknown)} cannot be confirmed; "
+                    f"use {', '.join(CONFIRMABLE)}",
+                )
+            )
     return tuple(problems)
 
 
@@ -358,58 +413,96 @@ def suggest_plan(
 
     billed_ids = {id(i) for i in billed}
     lines: list[PlanLine] = []
+    remainders: list[PlanLine] = []
     for item in deal.line_items:
         if frequency_months is not None and id(item) in billed_ids:
             if roll_up:
                 lines.append(_rolled_up_line(item, frequency_months, periods, currency, draft))
             else:
-                lines.append(_recurring_line(item, frequency_months, currency, draft))
+                line, remainder = _recurring_line(item, frequency_months, periods, currency, draft)
+                lines.append(line)
+                if remainder is not None:
+                    remainders.append(remainder)
         else:
             lines.append(_one_time_line(item, contract, currency, draft))
-
-    if frequency_months is not None and contract % frequency_months:
-        adverb, noun = _FREQUENCY_WORDS[frequency_months]
-        covered = contract - (periods - 1) * frequency_months
-        draft.confirm(
-            "interval",
-            f"A {contract}-month contract {'counted' if roll_up else 'billed'} {adverb} "
-            f"gives {periods} {noun}s; the last one covers only {covered} month(s) but "
-            f"{'counts' if roll_up else 'bills'} a full {noun}. "
-            "Confirm the frequency or choose another.",
-        )
-
-    recurring_amount = sum(line.amount for line in lines if line.kind == "recurring")
-    one_time_amount = sum(line.amount for line in lines if line.kind == "one_time")
+    lines.extend(remainders)
+    _price_period_questions(deal, billed_ids, frequency_months, roll_up, draft)
 
     start_date = o.start_date if o.start_date is not None else deal.contract_start
     if o.start_date is not None:
         draft.notes.append(f"Start date {start_date.isoformat()} as chosen on the review page.")
     end_date = add_months(start_date, contract)
+
+    if frequency_months is not None and contract % frequency_months:
+        adverb, noun = _FREQUENCY_WORDS[frequency_months]
+        covered = contract - (periods - 1) * frequency_months
+        through = add_months(start_date, periods * frequency_months)
+        draft.confirm(
+            "interval",
+            f"A {contract}-month contract {'counted' if roll_up else 'billed'} {adverb} "
+            f"gives {periods} {noun}s; the last one covers only {covered} month(s) of the "
+            f"contract but {'counts' if roll_up else 'bills'} a full {noun}"
+            + ("" if roll_up else f" (billing runs until {through.isoformat()})")
+            + ". Confirm the frequency or choose another.",
+        )
+
+    recurring_amount = sum(line.amount for line in lines if line.kind == "recurring")
+    one_time_amount = sum(line.amount for line in lines if line.kind == "one_time")
     send_date: date | None = None
+    billed_through: date | None = None
+    catch_up = 0
+    invoices: list[ScheduledInvoice] = []
 
     if invoice_type == "recurring":
         assert frequency_months is not None
         interval, interval_count = _FREQUENCY_BY_MONTHS[frequency_months]
         total_amount = recurring_amount * periods + one_time_amount
-        first_invoice_amount = recurring_amount + one_time_amount
         if o.send_date is not None:
             draft.notes.append(
                 "The send date chosen on the review page applies only to one-time bills; "
                 "recurring invoices follow the billing schedule."
             )
+        billed_through = add_months(start_date, periods * frequency_months)
+        if billed_through <= today:
+            raise InvalidOverrides(
+                [
+                    Problem(
+                        "start_date",
+                        f"the contract started on {start_date.isoformat()} and its last "
+                        f"billing period ended on {billed_through.isoformat()}, before today "
+                        f"({today.isoformat()}): there is nothing left to bill on a schedule. "
+                        "Bill it once (invoice type one-time) or choose a later start date.",
+                    )
+                ]
+            )
+        catch_up = catch_up_periods(start_date, frequency_months, periods, today)
+        invoices = _recurring_invoices(
+            start_date, frequency_months, periods, catch_up, today, recurring_amount,
+            one_time_amount, currency,
+        )  # fmt: skip
         if start_date < today:
+            noun = _FREQUENCY_WORDS[frequency_months][1]
+            current = add_months(start_date, catch_up * frequency_months)
+            caught = (
+                f"{catch_up} {noun}(s) from {start_date.isoformat()} to {current.isoformat()} "
+                f"have already passed and are billed on the first invoice as catch-up "
+                f"({format_money(catch_up * recurring_amount, currency)}), with the current "
+                f"{noun} from {current.isoformat()}"
+                if catch_up
+                else f"the first invoice bills the {noun} from {start_date.isoformat()} in full"
+            )
             draft.confirm(
                 "start_date",
                 f"The contract started on {start_date.isoformat()}, before today "
-                f"({today.isoformat()}). Billing cannot be backdated: activation will start "
-                "billing today. Confirm or choose another start date.",
+                f"({today.isoformat()}): {caught}; no period is dropped. Confirm, or move the "
+                f"start to today (the contract then ends "
+                f"{add_months(today, contract).isoformat()}).",
             )
     else:
         interval, interval_count, periods = None, None, 1
         total_amount = sum(line.amount for line in lines)
         one_time_amount = total_amount
         recurring_amount = 0
-        first_invoice_amount = total_amount
         if o.send_date is not None:
             if o.send_date < today:
                 raise InvalidOverrides(
@@ -428,6 +521,19 @@ def suggest_plan(
         else:
             send_date = today
             draft.notes.append(f"The bill will be sent today ({today.isoformat()}).")
+        invoices = [ScheduledInvoice(send_date, total_amount, "One invoice for the contract")]
+    first_invoice_amount = invoices[0].amount
+    assert sum(i.amount for i in invoices) == total_amount
+
+    zero = [line for line in lines if line.amount == 0]
+    if zero or total_amount == 0:
+        named = ", ".join(dict.fromkeys(line.product for line in zero)) or "the deal"
+        draft.confirm(
+            "amount",
+            f"{named} bill(s) nothing (amount {format_money(0, currency)}); the contract "
+            f"total is {format_money(total_amount, currency)}. Confirm that this is meant "
+            "(a free item or a zero-price deal), or fix the price in the CRM.",
+        )
 
     collection: Collection = o.collection if o.collection is not None else "stripe"
     if collection == "manual":
@@ -445,7 +551,8 @@ def suggest_plan(
         "send_date": o.send_date is not None,
         "collection": o.collection is not None,
     }
-    needs = tuple(a for a in draft.needs if not supplied.get(a, False))
+    confirmed = set(o.confirmed or ())
+    needs = tuple(a for a in draft.needs if not supplied.get(a, False) and a not in confirmed)
 
     return BillingPlan(
         deal_id=deal.id,
@@ -467,7 +574,173 @@ def suggest_plan(
         collection=collection,
         needs_confirmation=needs,
         notes=tuple(draft.notes),
+        billed_through=billed_through,
+        catch_up_periods=catch_up,
+        invoices=tuple(invoices),
     )
+
+
+# --------------------------------------------------------------------------------------------
+# The invoice schedule: every period a full period, a past start billed, not dropped.
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SubscriptionTiming:
+    """Where a subscription created on a given day starts, renews and ends, in whole
+    periods counted from the contract start (all at midnight UTC)."""
+
+    catch_up_periods: int  # elapsed periods, billed as catch-up lines on the first invoice
+    current_start: date  # start of the period containing the day: the backdated start
+    anchor: date  # the next period boundary: Stripe's billing_cycle_anchor
+    billed_through: date  # end of the last period: Stripe's cancel_at
+
+
+def subscription_timing(plan: BillingPlan, today: date) -> SubscriptionTiming:
+    """The timing of ``plan``'s subscription if it is created on ``today``."""
+    assert plan.interval is not None and plan.interval_count is not None
+    months = interval_months(plan.interval, plan.interval_count)
+    passed = catch_up_periods(plan.start_date, months, plan.periods, today)
+    return SubscriptionTiming(
+        catch_up_periods=passed,
+        current_start=add_months(plan.start_date, passed * months),
+        anchor=add_months(plan.start_date, (passed + 1) * months),
+        # Plans frozen before ``billed_through`` existed stop at the contract end.
+        billed_through=plan.billed_through or plan.end_date,
+    )
+
+
+def catch_up_periods(start: date, frequency_months: int, periods: int, today: date) -> int:
+    """Billing periods of a contract starting ``start`` that ended on or before ``today``.
+
+    They are billed at once on the first invoice; the period containing today is billed by
+    the (backdated) subscription itself. Boundaries are computed from ``start``, never
+    chained, as Stripe computes them from the billing cycle anchor.
+    """
+    passed = 0
+    while passed < periods and add_months(start, (passed + 1) * frequency_months) <= today:
+        passed += 1
+    return passed
+
+
+def _recurring_invoices(
+    start: date,
+    frequency_months: int,
+    periods: int,
+    catch_up: int,
+    today: date,
+    recurring_amount: int,
+    one_time_amount: int,
+    currency: str,
+) -> list[ScheduledInvoice]:
+    noun = _FREQUENCY_WORDS[frequency_months][1]
+
+    def boundary(index: int) -> date:
+        return add_months(start, index * frequency_months)
+
+    covers = f"{noun} 1 of {periods}" if not catch_up else f"{noun}s 1 to {catch_up + 1}"
+    parts = [f"{covers}, {boundary(0).isoformat()} to {boundary(catch_up + 1).isoformat()}"]
+    if one_time_amount:
+        parts.append(f"one-time items {format_money(one_time_amount, currency)}")
+    invoices = [
+        ScheduledInvoice(
+            max(start, today),
+            recurring_amount * (catch_up + 1) + one_time_amount,
+            "First invoice: " + "; ".join(parts),
+        )
+    ]
+    for index in range(catch_up + 1, periods):
+        invoices.append(
+            ScheduledInvoice(
+                boundary(index),
+                recurring_amount,
+                f"{noun} {index + 1} of {periods}, {boundary(index).isoformat()} to "
+                f"{boundary(index + 1).isoformat()}",
+            )
+        )
+    return invoices
+
+
+def catch_up_lines(plan: BillingPlan, periods: int) -> tuple[PlanLine, ...]:
+    """One-time lines billing ``periods`` elapsed periods of each recurring line, named as
+    catch-up, with the line's discount carried over: what a backdated start adds to the
+    first invoice."""
+    if periods <= 0 or plan.interval is None or plan.interval_count is None:
+        return ()
+    noun = _FREQUENCY_WORDS[interval_months(plan.interval, plan.interval_count)][1]
+    result = []
+    for line in plan.lines:
+        if line.kind != "recurring":
+            continue
+        gross = line.gross_amount * periods
+        unit_amount, unit_decimal = _unit_price(gross, line.quantity)
+        result.append(
+            PlanLine(
+                product=f"{line.product}: catch-up for past periods",
+                sku=None,
+                product_id=None,
+                quantity=line.quantity,
+                unit_amount=unit_amount,
+                kind="one_time",
+                description=f"{line.product}, catch-up for {periods} past {noun}(s)",
+                unit_amount_decimal=unit_decimal,
+                discount_amount=line.discount_amount * periods,
+                discount_note=line.discount_note,
+            )
+        )
+    return tuple(result)
+
+
+def decimal_unit_amount(value: Fraction) -> str:
+    """``value`` minor units as Stripe's ``unit_amount_decimal``: at most 12 decimals,
+    rounded half up at the 12th (``Fraction(100, 3)`` → ``"33.333333333333"``)."""
+    scaled = round_half_up(value * 10**12)
+    text = format(Decimal(scaled).scaleb(-12).normalize(), "f")
+    return text
+
+
+def _unit_price(amount: int, quantity: int) -> tuple[int, str | None]:
+    """The unit price that makes ``quantity`` units bill exactly ``amount`` in Stripe:
+    a whole ``unit_amount`` when it divides, else a ``unit_amount_decimal`` (Stripe multiplies
+    by the quantity and rounds once, which gives back ``amount``)."""
+    if amount % quantity == 0:
+        return amount // quantity, None
+    exact = Fraction(amount, quantity)
+    text = decimal_unit_amount(exact)
+    assert round_half_up(Fraction(Decimal(text)) * quantity) == amount
+    return round_half_up(exact), text
+
+
+def _price_period_questions(
+    deal: Deal,
+    billed_ids: set[int],
+    frequency_months: int | None,
+    roll_up: bool,
+    draft: _Draft,
+) -> None:
+    """Rule 1b: ask where an item's pricing period and the contract disagree."""
+    contract = deal.contract_months
+    for item in deal.line_items:
+        months = SCHEDULE_MONTHS[item.pricing_schedule]
+        if months is None:
+            continue
+        price = format_money(item.unit_amount, deal.currency)
+        if months > contract and id(item) not in billed_ids:
+            draft.confirm(
+                "invoice_type",
+                f"{item.product}: the {item.pricing_schedule} price {price} covers {months} "
+                f"months but the contract lasts {contract}; it is billed in full, once (not "
+                "prorated to the contract). Confirm, or fix the deal in the CRM.",
+            )
+        elif contract % months and (id(item) in billed_ids or months <= contract):
+            draft.confirm(
+                "interval",
+                f"{item.product}: the {contract}-month contract is not a whole number of "
+                f"{item.pricing_schedule} pricing periods ({months} months each); it is "
+                f"billed {'in one bill' if roll_up or frequency_months is None else 'per period'}"
+                " at the price converted exactly to the billing period. Confirm, or fix the "
+                "deal in the CRM.",
+            )
 
 
 def _months(item: LineItem) -> int:
@@ -542,29 +815,71 @@ def _payment_settings(
     return payment_method_types, days_until_due
 
 
-def _recurring_line(item: LineItem, frequency_months: int, currency: str, d: _Draft) -> PlanLine:
-    """Convert an item's per-pricing-period price to the billing period, exactly if possible."""
+def _discount_fraction(item: LineItem) -> Fraction:
+    """What the line bills after its CRM discount, as a fraction of the list price."""
+    if item.discount_percent is None:
+        return Fraction(1)
+    return 1 - Fraction(item.discount_percent) / 100
+
+
+def _discount_note(item: LineItem, amount: int, noun: str, currency: str) -> str | None:
+    if not amount:
+        return None
+    return (
+        f"{item.product}: {item.discount_percent}% line discount from the CRM, "
+        f"{format_money(amount, currency)} off each {noun} (a Stripe amount-off coupon on "
+        "the line)"
+    )
+
+
+def _recurring_line(
+    item: LineItem, frequency_months: int, periods: int, currency: str, d: _Draft
+) -> tuple[PlanLine, PlanLine | None]:
+    """Convert an item's per-pricing-period price to the billing period, exactly.
+
+    The whole line is converted (unit price times quantity, never a rounded unit price
+    times the quantity). Stripe bills whole minor units per invoice, so each period bills
+    the exact amount rounded down, and what that leaves over the contract goes on a named
+    line of the first invoice: the contract bills its exact total, to the minor unit. A unit
+    price that is not a whole minor unit is sent as ``unit_amount_decimal``; a CRM line
+    discount becomes an amount-off discount on the line.
+    """
     item_months = _months(item)
-    exact = Fraction(item.unit_amount * frequency_months, item_months)
-    unit_amount = round_half_up(exact)
     adverb, noun = _FREQUENCY_WORDS[frequency_months]
-    if item_months != frequency_months:
-        price = format_money(item.unit_amount, currency)
-        converted = format_money(unit_amount, currency)
-        if exact.denominator != 1:
-            d.confirm(
-                "interval",
-                f"{item.product}: the {item.pricing_schedule} price {price} does not divide "
-                f"evenly into {noun}s; billed as {converted} per {noun} (rounded half-up, "
-                f"{format_money(unit_amount * item.quantity, currency)} per {noun} for the "
-                "line). Confirm the frequency or choose another.",
-            )
-        else:
-            d.notes.append(
-                f"{item.product}: the {item.pricing_schedule} price {price} is {converted} "
-                f"per {noun}."
-            )
-    return PlanLine(
+    gross_exact = Fraction(item.unit_amount * item.quantity * frequency_months, item_months)
+    net_exact = gross_exact * _discount_fraction(item)
+    gross = _floor(gross_exact)
+    net = _floor(net_exact)
+    discount = gross - net
+    contract_exact = net_exact * periods
+    contract_total = round_half_up(contract_exact)
+    remainder = contract_total - net * periods
+    unit_amount, unit_decimal = _unit_price(gross, item.quantity)
+    price = format_money(item.unit_amount, currency)
+    if item_months != frequency_months and gross_exact.denominator == 1:
+        d.notes.append(
+            f"{item.product}: the {item.pricing_schedule} price {price} is "
+            f"{format_money(gross, currency)} per {noun} for the line."
+        )
+    if contract_exact.denominator != 1:
+        d.confirm(
+            "interval" if item_months != frequency_months else "amount",
+            f"{item.product}: {periods} {noun}(s) at the {item.pricing_schedule} price {price}"
+            f" come to {_exact_text(contract_exact, currency)}, not a whole amount; billed "
+            f"as {format_money(contract_total, currency)} (rounded half-up once, for the "
+            "whole contract). Confirm, or choose another frequency.",
+        )
+    if remainder:
+        d.notes.append(
+            f"{item.product}: {_exact_text(net_exact, currency)} per {noun} is billed as "
+            f"{format_money(net, currency)} per {noun} and the remaining "
+            f"{format_money(remainder, currency)} goes on the first invoice as a named line, "
+            f"so the {periods} {noun}(s) bill exactly {format_money(contract_total, currency)}."
+        )
+    discount_note = _discount_note(item, discount, noun, currency)
+    if discount_note:
+        d.notes.append(discount_note + ".")
+    line = PlanLine(
         product=item.product,
         sku=item.sku,
         product_id=item.product_id,
@@ -572,7 +887,38 @@ def _recurring_line(item: LineItem, frequency_months: int, currency: str, d: _Dr
         unit_amount=unit_amount,
         kind="recurring",
         description=f"{item.product}, billed {adverb}",
+        unit_amount_decimal=unit_decimal,
+        discount_amount=discount,
+        discount_note=discount_note,
     )
+    extra = None
+    if remainder:
+        extra = PlanLine(
+            product=f"{item.product}: rounding remainder",
+            sku=None,
+            product_id=None,
+            quantity=1,
+            unit_amount=remainder,
+            kind="one_time",
+            description=(
+                f"{item.product}: rounding remainder, so that {periods} {noun}(s) bill exactly "
+                f"{format_money(contract_total, currency)}"
+            ),
+        )
+    return line, extra
+
+
+def _floor(value: Fraction) -> int:
+    return value.numerator // value.denominator
+
+
+def _exact_text(value: Fraction, currency: str) -> str:
+    """An exact amount in minor units for people: whole, or with its fraction spelt out."""
+    if value.denominator == 1:
+        return format_money(value.numerator, currency)
+    major = value / 10 ** minor_units_exponent(currency)
+    shown = Decimal(round_half_up(major * 10**6)).scaleb(-6)
+    return f"{currency.strip().upper()} {shown:,f}…"
 
 
 def _one_time_line(item: LineItem, contract: int, currency: str, d: _Draft) -> PlanLine:
@@ -593,6 +939,18 @@ def _one_time_line(item: LineItem, contract: int, currency: str, d: _Draft) -> P
                 f"{format_money(item.unit_amount, currency)} (not prorated to the contract)"
             )
         d.notes.append(note + ".")
+    gross = item.unit_amount * item.quantity
+    net_exact = gross * _discount_fraction(item)
+    net = round_half_up(net_exact)
+    if net_exact.denominator != 1:
+        d.notes.append(
+            f"{item.product}: {item.discount_percent}% off {format_money(gross, currency)} is "
+            f"{_exact_text(net_exact, currency)}; billed as {format_money(net, currency)} "
+            "(rounded half-up once)."
+        )
+    discount_note = _discount_note(item, gross - net, "bill", currency)
+    if discount_note:
+        d.notes.append(discount_note + ".")
     return PlanLine(
         product=item.product,
         sku=item.sku,
@@ -601,6 +959,8 @@ def _one_time_line(item: LineItem, contract: int, currency: str, d: _Draft) -> P
         unit_amount=item.unit_amount,
         kind="one_time",
         description=description,
+        discount_amount=gross - net,
+        discount_note=discount_note,
     )
 
 
@@ -609,28 +969,37 @@ def _rolled_up_line(
 ) -> PlanLine:
     """A recurring item as one charge for all its periods, computed from the exact price.
 
-    Multiplying the exact (unrounded) per-period price by the number of periods means a price
-    that does not divide into periods (an annual 1,000.00 counted monthly) still rolls up to
-    an exact contract amount (24 months = 2,000.00), with nothing rounded.
+    Multiplying the exact (unrounded) per-period price of the whole line by the number of
+    periods means a price that does not divide into periods (an annual 1,000.00 counted
+    monthly) still rolls up to an exact contract amount (24 months = 2,000.00); when it is
+    not whole it is rounded once, for the line, and a person confirms.
     """
     item_months = _months(item)
-    exact = Fraction(item.unit_amount * frequency_months * periods, item_months)
-    unit_amount = round_half_up(exact)
+    gross_exact = Fraction(
+        item.unit_amount * item.quantity * frequency_months * periods, item_months
+    )
+    net_exact = gross_exact * _discount_fraction(item)
+    gross = round_half_up(gross_exact)
+    net = round_half_up(net_exact)
     noun = _FREQUENCY_WORDS[frequency_months][1]
     price = format_money(item.unit_amount, currency)
-    total = format_money(unit_amount, currency)
-    if exact.denominator != 1:
+    if gross_exact.denominator != 1 or net_exact.denominator != 1:
         d.confirm(
             "interval",
             f"{item.product}: the {item.pricing_schedule} price {price} for {periods} {noun}(s) "
-            f"is not a whole amount; rounded half-up to {total} per unit. "
+            f"is {_exact_text(net_exact, currency)}, not a whole amount; billed as "
+            f"{format_money(net, currency)} (rounded half-up once, for the line). "
             "Confirm the frequency or choose another.",
         )
     else:
         d.notes.append(
             f"{item.product}: the {item.pricing_schedule} price {price} for {periods} "
-            f"{noun}(s) is {total} per unit."
+            f"{noun}(s) is {format_money(gross, currency)} for the line."
         )
+    unit_amount, unit_decimal = _unit_price(gross, item.quantity)
+    discount_note = _discount_note(item, gross - net, "bill", currency)
+    if discount_note:
+        d.notes.append(discount_note + ".")
     return PlanLine(
         product=item.product,
         sku=item.sku,
@@ -639,6 +1008,9 @@ def _rolled_up_line(
         unit_amount=unit_amount,
         kind="one_time",
         description=f"{item.product}, {periods} {noun}(s) in one bill",
+        unit_amount_decimal=unit_decimal,
+        discount_amount=gross - net,
+        discount_note=discount_note,
     )
 
 
@@ -674,12 +1046,22 @@ def plan_to_json(plan: BillingPlan) -> dict[str, Any]:
                 "unit_amount": line.unit_amount,
                 "kind": line.kind,
                 "description": line.description,
+                "unit_amount_decimal": line.unit_amount_decimal,
+                "amount": line.amount,
+                "discount_amount": line.discount_amount,
+                "discount_note": line.discount_note,
             }
             for line in plan.lines
         ],
         "collection": plan.collection,
         "needs_confirmation": list(plan.needs_confirmation),
         "notes": list(plan.notes),
+        "billed_through": None if plan.billed_through is None else plan.billed_through.isoformat(),
+        "catch_up_periods": plan.catch_up_periods,
+        "invoices": [
+            {"date": i.date.isoformat(), "amount": i.amount, "description": i.description}
+            for i in plan.invoices
+        ],
     }
 
 
@@ -711,12 +1093,28 @@ def plan_from_json(data: Mapping[str, Any]) -> BillingPlan:
                     unit_amount=_int(line["unit_amount"]),
                     kind=_choice(line["kind"], ("recurring", "one_time")),
                     description=_str(line["description"]),
+                    # Plans stored before these fields existed have none of them.
+                    unit_amount_decimal=_opt_str(line.get("unit_amount_decimal")),
+                    discount_amount=_int(line.get("discount_amount", 0)),
+                    discount_note=_opt_str(line.get("discount_note")),
                 )
                 for line in data["lines"]
             ),
             collection=_choice(data["collection"], COLLECTIONS),
             needs_confirmation=tuple(_str(n) for n in data["needs_confirmation"]),
             notes=tuple(_str(n) for n in data["notes"]),
+            billed_through=(
+                None if data.get("billed_through") is None else parse_date(data["billed_through"])
+            ),
+            catch_up_periods=_int(data.get("catch_up_periods", 0)),
+            invoices=tuple(
+                ScheduledInvoice(
+                    date=parse_date(i["date"]),
+                    amount=_int(i["amount"]),
+                    description=_str(i["description"]),
+                )
+                for i in data.get("invoices") or ()
+            ),
         )
     except (KeyError, TypeError) as exc:
         raise ValueError(f"not a billing plan: {exc!r}") from exc
@@ -809,6 +1207,15 @@ def overrides_from_json(data: Mapping[str, Any]) -> PlanOverrides:
     a_date("send_date")
     a_date("start_date")
     text_choice("collection", COLLECTIONS)
+
+    raw_confirmed = data.get("confirmed")
+    if raw_confirmed is not None:
+        if isinstance(raw_confirmed, list | tuple) and all(
+            isinstance(c, str) for c in raw_confirmed
+        ):
+            values["confirmed"] = tuple(dict.fromkeys(raw_confirmed))
+        else:
+            problems.append(Problem("confirmed", f"must be a list of names, got {raw_confirmed!r}"))
 
     raw_types = data.get("payment_method_types")
     if raw_types is not None:

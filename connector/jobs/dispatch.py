@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from connector.billing.event_types import HANDLED_STRIPE_EVENTS, STRIPE_EVENT_TYPES
 from connector.services import (
+    account_metrics,
     activation,
     backfill,
     credit,
@@ -38,6 +39,8 @@ STRIPE_EVENT_HANDLERS.register("customer.updated", customer_sync.on_customer_upd
 STRIPE_EVENT_HANDLERS.register("customer.deleted", customer_sync.on_customer_deleted)
 for _type in credit_notes.CREDIT_NOTE_EVENTS:
     STRIPE_EVENT_HANDLERS.register(_type, credit_notes.on_credit_note_event)
+for _type in credit_notes.REFUND_EVENTS:
+    STRIPE_EVENT_HANDLERS.register(_type, credit_notes.on_refund_event)
 
 #: CRM changes (pushes, the poll) and the follow-ups that re-read a CRM record, by type.
 CRM_EVENT_HANDLERS = EventHandlers(crm_changes.SOURCE, known_types=crm_changes.TYPES)
@@ -59,5 +62,6 @@ OUTBOX_SENDERS = OutboxSenders(
         subscribers.DELIVER: SingleSender(subscribers.default_delivery),
         backfill.BACKFILL_CUSTOMER: SingleSender(backfill.backfill_customer),
         credit.SETTLE_ACCOUNT: SingleSender(credit.settle_after_invoice),
+        crm_outbound.ACCOUNT_FIGURES_DUE: BatchedSender(account_metrics.send_figures, 500),
     }
 )

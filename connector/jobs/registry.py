@@ -10,7 +10,8 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Literal
+from datetime import UTC, datetime
+from typing import Any, Literal
 
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.schedulers.base import BaseScheduler
@@ -98,6 +99,11 @@ class JobRegistry:
             BlockingScheduler(timezone="UTC") if blocking else BackgroundScheduler(timezone="UTC")
         )
         for job in self.jobs(roles):
+            # Clock jobs run once at start-up too: a process that was stopped (or a fresh
+            # deployment) catches up at once, not one full period later.
+            first: dict[str, Any] = (
+                {"next_run_time": datetime.now(UTC)} if job.role == "clock" else {}
+            )
             scheduler.add_job(
                 self.run_job,
                 "interval",
@@ -108,5 +114,6 @@ class JobRegistry:
                 max_instances=1,
                 coalesce=True,
                 misfire_grace_time=None,
+                **first,
             )
         return scheduler

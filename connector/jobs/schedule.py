@@ -32,6 +32,13 @@ def _every(setting: str) -> Interval:
     return lambda runtime: int(runtime.config.section("jobs")[setting])
 
 
+def start_up(runtime: Runtime) -> None:
+    """What a process running the clock does when it starts: it may have been stopped while
+    Stripe changed things, so catch up from Stripe's events at once (the ``catch_up_stripe``
+    job runs it within seconds) rather than at the first ``reconcile_seconds``."""
+    reconcile.request_catch_up(runtime, "start-up")
+
+
 def process_inbox(runtime: Runtime) -> int:
     """Handle due Stripe events (webhooks, reconciliation)."""
     return process_due_events(runtime, STRIPE_EVENT_HANDLERS)
@@ -53,6 +60,7 @@ JOBS = (
     Job(
         "reconcile_stripe", reconcile.reconcile_stripe_events, "clock", _every("reconcile_seconds")
     ),
+    Job("catch_up_stripe", reconcile.catch_up_stripe, "clock", _every("worker_seconds")),
     Job("poll_crm", crm_intake.poll_crm, "clock", _every("poll_crm_seconds")),
     Job("process_crm_inbox", process_crm_inbox, "worker", _every("worker_seconds")),
     Job("activate_due_plans", activation.activate_due_plans, "worker", _every("worker_seconds")),

@@ -1,62 +1,199 @@
 """Each account's MRR, net billing and open balance, written to its CRM record when they
-change (batched, through the outbox)."""
+change (batched, through the outbox).
+
+A CRM money field is in its record's currency (Salesforce ``CurrencyIsoCode``, Dataverse
+``transactioncurrencyid``), so an account gets the figures **in its own currency** only. An
+account billed only in other currencies gets nothing written (a JPY MRR must not show as
+USD 33,333.00) and the overview says why; amounts in different currencies are never compared
+with each other to pick one.
+
+Two triggers: the events that change a figure (a subscription, invoice or credit note of the
+account was written to the mirror) queue ``crm_outbound.ACCOUNT_FIGURES_DUE`` for the account,
+and ``send_figures`` recomputes those accounts within seconds; the clock job
+(``write_account_metrics`` for every account) stays as the safety net. Read, call, write: the
+accounts' currencies are read from the CRM between two store sessions, never inside one.
+"""
 
 from __future__ import annotations
+
+import logging
+from collections.abc import Collection
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy.orm import Session
 
 from connector.crm.base import Money
 from connector.runtime import Runtime
 from connector.services import crm_outbound
+from connector.services.outbox import SendResult
 from connector.services.overview import CustomerRow, compute
 from connector.store.models import AccountMetrics
 
-
-def _main_currency(row: CustomerRow) -> str | None:
-    """The currency an account's CRM figures are written in: where its MRR is largest, else
-    its net billing, else its open balance (a CRM field holds one amount)."""
-    for amounts in (row.mrr, row.net_billing, row.open_balance):
-        positive = {c: a for c, a in amounts.items() if a}
-        if positive:
-            return max(sorted(positive), key=lambda c: positive[c])
-    return None
+log = logging.getLogger(__name__)
 
 
-def write_account_metrics(runtime: Runtime) -> int:
+@dataclass(frozen=True)
+class Decision:
+    """What an account's CRM record gets: figures in ``currency``, or nothing (``None``)."""
+
+    currency: str | None
+    note: str | None
+    figures: tuple[int, int, int] = (0, 0, 0)
+
+
+def _billed(row: CustomerRow) -> list[str]:
+    return sorted(set(row.mrr) | set(row.net_billing) | set(row.open_balance))
+
+
+def _codes(currencies: list[str]) -> str:
+    return ", ".join(c.upper() for c in currencies)
+
+
+def decide(row: CustomerRow, account_currency: str | None) -> Decision:
+    """The currency the account's figures are written in, and why when it is none.
+
+    * The account's currency is known: its figures in that currency (0 where it has none, as
+      long as it is billed in it or in nothing); figures only in other currencies are not
+      written, and the note names them.
+    * Unknown (the CRM did not say): the one currency the account is billed in; with several,
+      nothing, because picking one would compare amounts across currencies.
+    """
+    billed = _billed(row)
+    if account_currency is not None:
+        own = account_currency.lower()
+        others = [c for c in billed if c != own]
+        if billed and own not in billed:
+            return Decision(
+                None,
+                f"figures are in {_codes(others)}, the account is in {own.upper()}: "
+                "not written to the CRM",
+            )
+        note = (
+            f"also billed in {_codes(others)}: not written (the account is in {own.upper()})"
+            if others
+            else None
+        )
+        return Decision(own, note, _figures(row, own))
+    if len(billed) == 1:
+        return Decision(billed[0], None, _figures(row, billed[0]))
+    if not billed:
+        return Decision(None, None)
+    return Decision(
+        None,
+        f"billed in {_codes(billed)} and the CRM gives the account no currency: not written",
+    )
+
+
+def _figures(row: CustomerRow, currency: str) -> tuple[int, int, int]:
+    return (
+        row.mrr.get(currency, 0),
+        row.net_billing.get(currency, 0),
+        row.open_balance.get(currency, 0),
+    )
+
+
+def _same(last: AccountMetrics | None, decision: Decision) -> bool:
+    if last is None:
+        return False
+    written = (last.currency, last.mrr, last.net_billing, last.open_balance)
+    if decision.currency is None:
+        return last.note == decision.note
+    return written == (decision.currency, *decision.figures) and last.note == decision.note
+
+
+def _read_account_currency(runtime: Runtime, account_id: str) -> tuple[bool, str | None]:
+    """(read, currency): the CRM record's currency now; ``read`` is False when the CRM could
+    not be asked (nothing is written then, rather than a figure in a guessed currency)."""
+    try:
+        account = runtime.crm.get_account(account_id)
+    except Exception:
+        log.warning("account %s: its currency could not be read; figures not written", account_id)
+        return False, None
+    return True, (account.currency.lower() if account.currency else None)
+
+
+def _record(
+    runtime: Runtime,
+    session: Session,
+    row: CustomerRow,
+    last: AccountMetrics | None,
+    account_currency: str | None,
+    decision: Decision,
+) -> bool:
+    """Remember the decision; queue the CRM write when there are figures. True if queued."""
+    if last is None:
+        last = AccountMetrics(crm_account_id=row.crm_account_id)
+        session.add(last)
+    last.account_currency = account_currency
+    last.note = decision.note
+    last.written_at = runtime.clock()
+    if decision.currency is None:
+        last.currency = last.currency or (account_currency or "")[:3]
+        last.mrr = last.mrr or 0
+        last.net_billing = last.net_billing or 0
+        last.open_balance = last.open_balance or 0
+        return False
+    last.currency = decision.currency
+    last.mrr, last.net_billing, last.open_balance = decision.figures
+    crm_outbound.update_account(
+        runtime,
+        session,
+        row.crm_account_id,
+        {
+            "mrr": Money(decision.figures[0], decision.currency),
+            "net_billing": Money(decision.figures[1], decision.currency),
+            "open_balance": Money(decision.figures[2], decision.currency),
+        },
+    )
+    return True
+
+
+def write_account_metrics(runtime: Runtime, only: Collection[str] | None = None) -> int:
     """Queue (batched, via the outbox) each account's MRR, net billing and open balance for
-    its CRM record, when they differ from what was last queued. Returns the accounts queued."""
-    queued = 0
+    its CRM record, in the record's currency, when they differ from what was last queued
+    (``only``: these accounts). Returns the accounts queued.
+
+    The account's currency is read from the CRM when its figures changed (the one read per
+    account that could need a write), outside any store session; what was decided is kept,
+    note included, for the overview."""
+    due: list[CustomerRow] = []
     with runtime.db.session() as session:
         for row in compute(runtime, session).customers:
-            currency = _main_currency(row)
-            if currency is None:
+            if only is not None and row.crm_account_id not in only:
                 continue
-            figures = (
-                row.mrr.get(currency, 0),
-                row.net_billing.get(currency, 0),
-                row.open_balance.get(currency, 0),
-            )
             last = session.get(AccountMetrics, row.crm_account_id)
-            if last is not None and (
-                last.currency,
-                last.mrr,
-                last.net_billing,
-                last.open_balance,
-            ) == (currency, *figures):
+            if last is None and not _billed(row):
                 continue
-            if last is None:
-                last = AccountMetrics(crm_account_id=row.crm_account_id)
-                session.add(last)
-            last.currency = currency
-            last.mrr, last.net_billing, last.open_balance = figures
-            last.written_at = runtime.clock()
-            crm_outbound.update_account(
-                runtime,
-                session,
-                row.crm_account_id,
-                {
-                    "mrr": Money(figures[0], currency),
-                    "net_billing": Money(figures[1], currency),
-                    "open_balance": Money(figures[2], currency),
-                },
-            )
-            queued += 1
+            known = last.account_currency if last is not None else None
+            if known is not None and _same(last, decide(row, known)):
+                continue
+            due.append(row)
+    currencies: dict[str, str | None] = {}
+    for row in due:
+        read, account_currency = _read_account_currency(runtime, row.crm_account_id)
+        if read:
+            currencies[row.crm_account_id] = account_currency
+    queued = 0
+    if not currencies:
+        return queued
+    with runtime.db.session() as session:
+        for row in due:
+            if row.crm_account_id not in currencies:
+                continue
+            account_currency = currencies[row.crm_account_id]
+            last = session.get(AccountMetrics, row.crm_account_id)
+            decision = decide(row, account_currency)
+            if _same(last, decision) and (
+                last is None or last.account_currency == account_currency
+            ):
+                continue
+            queued += int(_record(runtime, session, row, last, account_currency, decision))
     return queued
+
+
+def send_figures(runtime: Runtime, payloads: list[dict[str, Any]]) -> list[SendResult]:
+    """The ``account.figures_due`` sender: recompute the accounts' figures once for the
+    batch and queue the ones that changed for the CRM."""
+    write_account_metrics(runtime, only={str(p["account_id"]) for p in payloads})
+    return [SendResult.sent() for _ in payloads]

@@ -23,28 +23,40 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import or_, select
+from sqlalchemy import or_, select, update
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from connector.billing.gateway import StripeGatewayError, StripeRejected
 from connector.crm.base import CrmError
+from connector.domain.amendment import TARGET_KEY, Amendment, live_from_json
 from connector.domain.credit import CreditDecision, CreditStatus, decide_activation
-from connector.domain.plan import BillingPlan, plan_from_json
+from connector.domain.plan import BillingPlan, catch_up_lines, plan_from_json, subscription_timing
 from connector.domain.plan_status import Status
-from connector.domain.timestamps import unix_at_midnight
+from connector.domain.timestamps import unix_at_midnight, unix_of
 from connector.runtime import Runtime
+from connector.services import amendment as amendments
 from connector.services import catalog, credit, subscribers
-from connector.services.plans import MANUAL_REASON, get_plan, write_status_to_crm
+from connector.services.plans import (
+    MANUAL_REASON,
+    frozen_amendment,
+    get_plan,
+    write_status_to_crm,
+)
 from connector.store import audit
+from connector.store.lease import SHORT_LEASE
 from connector.store.locks import lock
 from connector.store.models import Plan, StripeOperation
 
 log = logging.getLogger(__name__)
 
-LEASE = timedelta(minutes=5)
+#: A claim's lease, renewed while the activation runs (``store.lease.LeaseKeeper``): a plan
+#: whose process died is taken over by the next worker within this, not minutes later.
+LEASE = SHORT_LEASE
 #: "In the order they were approved": two approvals racing on PostgreSQL can draw the same
 #: sequence number, so the approval time and the id break ties deterministically.
 APPROVAL_ORDER = (Plan.approval_seq, Plan.approved_at, Plan.id)
@@ -54,24 +66,39 @@ MAX_BACKOFF = timedelta(hours=6)
 # --------------------------------------------------------------------------- claim
 
 
-def _claim(runtime: Runtime, plan_id: str) -> bool:
+def _claim(runtime: Runtime, plan_id: str) -> int | None:
+    """Claim the plan for activation; its attempt number (the fencing token) or None."""
     now = runtime.clock()
     with runtime.db.session() as session:
         row = session.get(Plan, plan_id, with_for_update=True)
         if row is None:
-            return False
+            return None
         due = row.next_attempt_at is None or row.next_attempt_at <= now
         claimable = (row.status in (Status.APPROVED, Status.SCHEDULED) and due) or (
             row.status == Status.ACTIVATING and (row.lease_until or now) < now
         )
         if not claimable:
-            return False
+            return None
         if row.crm_account_id is not None and _account_busy(session, row, now):
-            return False  # one activation per account at a time: each raises its exposure
+            return None  # one activation per account at a time: each raises its exposure
         row.status = Status.ACTIVATING
         row.lease_until = now + LEASE
         row.attempts = (row.attempts or 0) + 1
-        return True
+        return row.attempts
+
+
+def _renewal(plan_id: str, attempts: int) -> Callable[[Session, datetime], None]:
+    """Push the activation's lease forward while this process still holds the plan."""
+
+    def renew(session: Session, until: datetime) -> None:
+        session.execute(
+            update(Plan)
+            .where(Plan.id == plan_id, Plan.status == Status.ACTIVATING, Plan.attempts == attempts)
+            .values(lease_until=until)
+            .execution_options(synchronize_session=False)
+        )
+
+    return renew
 
 
 def _account_busy(session: Any, row: Plan, now: datetime) -> bool:
@@ -96,14 +123,16 @@ def _account_busy(session: Any, row: Plan, now: datetime) -> bool:
 
 def activate(runtime: Runtime, plan_id: str) -> Plan:
     """Activate an approved plan if it is due; returns the plan as it stands afterwards."""
-    if _claim(runtime, plan_id):
+    attempts = _claim(runtime, plan_id)
+    if attempts is not None:
         try:
-            _run(runtime, plan_id)
+            with runtime.leases.hold(_renewal(plan_id, attempts)):
+                _run(runtime, plan_id)
         except StripeRejected as exc:
             _settle(
                 runtime, plan_id, Status.FAILED, f"Stripe refused the activation: {exc.message}"
             )
-        except catalog.ArchivedProduct as exc:
+        except (catalog.ArchivedProduct, amendments.SubscriptionMoved) as exc:
             _settle(runtime, plan_id, Status.FAILED, f"Not activated: {exc}")
         except (StripeGatewayError, CrmError) as exc:
             if exc.retryable:
@@ -248,6 +277,7 @@ def _run(runtime: Runtime, plan_id: str) -> None:
         seq = row.approval_seq or 0
         customer_id = row.stripe_customer_id
         deal_id, account_id = row.deal_id, row.crm_account_id
+        amendment, preview = frozen_amendment(row)
     assert customer_id is not None
     if plan.collection == "manual":
         _settle(runtime, plan_id, Status.MANUAL, MANUAL_REASON)
@@ -255,12 +285,21 @@ def _run(runtime: Runtime, plan_id: str) -> None:
     today = runtime.today()
     branch = _recorded_branch(runtime, plan_id, seq)
     if branch is None:
+        if amendment is not None and amendment.effective_date > today:
+            _amend_on(runtime, plan_id, amendment.effective_date)
+            return
         if not _has_written(runtime, plan_id, seq):
-            decision = credit_decision(runtime, row, plan)
+            # An amendment's first invoice is the one Stripe previewed for the change.
+            gated = plan
+            if amendment is not None and preview is not None:
+                gated = replace(plan, first_invoice_amount=int(preview.get("amount_due") or 0))
+            decision = credit_decision(runtime, row, gated)
             if not decision.allowed:
                 _await_credit(runtime, plan_id, decision)
                 return
-        if plan.invoice_type == "recurring":
+        if amendment is not None:
+            branch = "amendment"
+        elif plan.invoice_type == "recurring":
             branch = "schedule" if plan.start_date > today else "subscription"
         elif plan.send_date and plan.send_date > today:
             _schedule_for(runtime, plan_id, plan.send_date)
@@ -275,7 +314,10 @@ def _run(runtime: Runtime, plan_id: str) -> None:
     }
     step = _Steps(runtime, plan_id, seq)
     ids: dict[str, str] = {}
-    if branch == "schedule":
+    if branch == "amendment":
+        assert amendment is not None
+        ids["subscription"] = _amend_subscription(runtime, step, row, plan, amendment, preview)
+    elif branch == "schedule":
         ids["schedule"] = _create_schedule(runtime, step, plan, customer_id, metadata)
     elif branch == "subscription":
         ids["subscription"] = _create_subscription(runtime, step, plan, customer_id, metadata)
@@ -313,6 +355,41 @@ def _schedule_for(runtime: Runtime, plan_id: str, send_date: date) -> None:
         row.next_attempt_at = datetime(send_date.year, send_date.month, send_date.day, tzinfo=UTC)
         row.status_reason = f"The invoice will be created and sent on {send_date.isoformat()}."
         write_status_to_crm(runtime, session, row)
+
+
+def _amend_on(runtime: Runtime, plan_id: str, day: date) -> None:
+    with runtime.db.session() as session:
+        row = get_plan(session, plan_id)
+        row.status = Status.SCHEDULED
+        row.lease_until = None
+        row.next_attempt_at = datetime(day.year, day.month, day.day, tzinfo=UTC)
+        row.status_reason = f"The subscription will be changed on {day.isoformat()}."
+        write_status_to_crm(runtime, session, row)
+
+
+def _amend_subscription(
+    runtime: Runtime,
+    step: _Steps,
+    row: Plan,
+    plan: BillingPlan,
+    amendment: Amendment,
+    preview: dict[str, Any] | None,
+) -> str:
+    """The one subscription update the amendment is, with the previewed proration date."""
+    target = live_from_json((row.overrides or {})[TARGET_KEY])
+    proration_date = None if preview is None else preview.get("proration_date")
+
+    def update(key: str) -> str:
+        amendments.check_unmoved(runtime, amendment, target)
+        params = amendments.update_params(runtime, plan, amendment, proration_date)
+        params["metadata"] = {"dealbridge_amended_by_plan_id": row.id, "crm_deal_id": row.deal_id}
+        return runtime.stripe.update_subscription(
+            amendment.subscription_id,
+            params,  # type: ignore[arg-type]
+            key,
+        ).id
+
+    return step("amendment", update)
 
 
 def _activated(runtime: Runtime, plan_id: str, ids: dict[str, str]) -> None:
@@ -410,32 +487,34 @@ def _payment_settings(plan: BillingPlan) -> dict[str, Any]:
     return settings
 
 
-def _line_items(
-    runtime: Runtime, plan: BillingPlan
-) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    recurring: list[dict[str, Any]] = []
-    one_time: list[dict[str, Any]] = []
-    for line in plan.lines:
-        price_id = catalog.ensure_price(runtime, line, plan)
-        entry = {"price": price_id, "quantity": line.quantity}
-        (recurring if line.kind == "recurring" else one_time).append(entry)
-    return recurring, one_time
-
-
 def _create_subscription(
     runtime: Runtime, step: _Steps, plan: BillingPlan, customer_id: str, metadata: dict[str, str]
 ) -> str:
-    recurring, one_time = _line_items(runtime, plan)
+    """A subscription whose every period is a full period of the plan.
+
+    Periods are counted from the contract start at midnight UTC: the billing cycle anchor is
+    the next period boundary, the current period is backdated to its start (so it bills in
+    full, not from the minute of activation), and ``cancel_at`` is the end of the last
+    period, so nothing is prorated. Periods of a start in the past that already ended are
+    billed as named catch-up lines on the first invoice.
+    """
+    now = runtime.clock()
+    timing = subscription_timing(plan, now.date())
+    recurring, one_time = catalog.stripe_items(
+        runtime, plan, catch_up_lines(plan, timing.catch_up_periods)
+    )
     params: dict[str, Any] = {
         "customer": customer_id,
         "items": recurring,
         "collection_method": "send_invoice",
         "days_until_due": plan.days_until_due,
         "payment_settings": _payment_settings(plan),
-        "cancel_at": unix_at_midnight(plan.end_date),
-        "proration_behavior": "none",
+        "billing_cycle_anchor": unix_at_midnight(timing.anchor),
+        "cancel_at": unix_at_midnight(timing.billed_through),
         "metadata": metadata,
     }
+    if unix_at_midnight(timing.current_start) < unix_of(now):
+        params["backdate_start_date"] = unix_at_midnight(timing.current_start)
     if one_time:
         params["add_invoice_items"] = one_time
     return step(
@@ -449,10 +528,10 @@ def _create_schedule(
 ) -> str:
     """A future start needs a schedule. Phases cannot carry payment method types, so the
     subscription webhook applies them when the schedule starts its subscription."""
-    recurring, one_time = _line_items(runtime, plan)
+    recurring, one_time = catalog.stripe_items(runtime, plan)
     phase: dict[str, Any] = {
         "items": recurring,
-        "end_date": unix_at_midnight(plan.end_date),
+        "end_date": unix_at_midnight(plan.billed_through or plan.end_date),
         "collection_method": "send_invoice",
         "invoice_settings": {"days_until_due": plan.days_until_due},
         "proration_behavior": "none",
@@ -483,7 +562,14 @@ def _create_schedule(
 def _send_one_time_invoice(
     runtime: Runtime, step: _Steps, plan: BillingPlan, customer_id: str, metadata: dict[str, str]
 ) -> str:
-    prices = [(catalog.ensure_price(runtime, line, plan), line.quantity) for line in plan.lines]
+    prices = [
+        (
+            catalog.ensure_price(runtime, line, plan),
+            line.quantity,
+            catalog.ensure_coupon(runtime, line, plan),
+        )
+        for line in plan.lines
+    ]
     params: dict[str, Any] = {
         "customer": customer_id,
         "collection_method": "send_invoice",
@@ -497,7 +583,7 @@ def _send_one_time_invoice(
         "invoice",
         lambda key: runtime.stripe.create_invoice(params, key).id,  # type: ignore[arg-type]
     )
-    for index, (price_id, quantity) in enumerate(prices):
+    for index, (price_id, quantity, coupon) in enumerate(prices):
         item: dict[str, Any] = {
             "customer": customer_id,
             "invoice": invoice_id,
@@ -505,6 +591,8 @@ def _send_one_time_invoice(
             "quantity": quantity,
             "metadata": metadata,
         }
+        if coupon is not None:
+            item["discounts"] = [{"coupon": coupon}]
         step(
             f"item:{index}",
             lambda key, item=item: runtime.stripe.create_invoice_item(item, key).id,  # type: ignore[misc]

@@ -9,10 +9,13 @@ the same derivation, so two activations racing create one product and one price.
 from __future__ import annotations
 
 import hashlib
+from typing import Any
 
 from sqlalchemy import delete
 from sqlalchemy.exc import IntegrityError
 
+from connector.billing.gateway import StripeRejected
+from connector.domain.money import format_money
 from connector.domain.plan import BillingPlan, PlanLine
 from connector.runtime import Runtime
 from connector.store.models import CatalogLink, ProductMirror
@@ -28,8 +31,47 @@ def product_key(line: PlanLine) -> str:
 
 def price_lookup_key(line: PlanLine, plan: BillingPlan) -> str:
     recurring = f"{plan.interval}:{plan.interval_count}" if line.kind == "recurring" else "one_time"
-    basis = f"{product_key(line)}|{plan.currency}|{line.unit_amount}|{recurring}"
+    amount = line.unit_amount if line.unit_amount_decimal is None else line.unit_amount_decimal
+    basis = f"{product_key(line)}|{plan.currency}|{amount}|{recurring}"
     return "dealbridge_" + hashlib.sha256(basis.encode()).hexdigest()[:32]
+
+
+def coupon_id(line: PlanLine, plan: BillingPlan) -> str:
+    """The id of the amount-off coupon for a line's discount: one per currency and amount."""
+    basis = f"amount_off|{plan.currency}|{line.discount_amount}|forever"
+    return "dealbridge_" + hashlib.sha256(basis.encode()).hexdigest()[:24]
+
+
+def ensure_coupon(runtime: Runtime, line: PlanLine, plan: BillingPlan) -> str | None:
+    """The forever amount-off coupon billing a CRM line discount, created once; None when
+    the line has no discount. Its id is derived from its terms, so a retry or a second plan
+    with the same discount reuses it."""
+    if not line.discount_amount:
+        return None
+    wanted = coupon_id(line, plan)
+    key = f"coupon:{wanted}"
+    known = _known(runtime, key)
+    if known:
+        return known
+    try:
+        coupon = runtime.stripe.create_coupon(
+            {
+                "id": wanted,
+                "amount_off": line.discount_amount,
+                "currency": plan.currency,
+                "duration": "forever",
+                "name": f"Line discount {format_money(line.discount_amount, plan.currency)}",
+                "metadata": {"created_by": "dealbridge"},
+            },
+            idempotency_key=f"dealbridge:{key}",
+        )
+        found = coupon.id
+    except StripeRejected as exc:
+        if exc.code != "resource_already_exists":
+            raise
+        found = runtime.stripe.retrieve_coupon(wanted).id
+    _remember(runtime, key, "coupon", found)
+    return _known(runtime, key) or found
 
 
 def forget(runtime: Runtime, stripe_id: str) -> None:
@@ -85,15 +127,20 @@ def _refuse_archived_product(runtime: Runtime, line: PlanLine) -> None:
         mirror = session.get(ProductMirror, product_id)
         if mirror is None or mirror.active:
             return
-        # The mirror may be older than an unarchiving in Stripe: ask before refusing.
-        if runtime.stripe.retrieve_product(product_id).active:
-            mirror.active = True
-            return
-        raise ArchivedProduct(
-            f"the Stripe product {mirror.name!r} ({product_id}) for {line.product!r} is "
-            "archived, so it is not sold again; unarchive it in Stripe, or bill this line "
-            "with another product"
-        )
+        name = mirror.name
+    # The mirror may be older than an unarchiving in Stripe: ask (outside the store's
+    # transaction) before refusing.
+    if runtime.stripe.retrieve_product(product_id).active:
+        with runtime.db.session() as session:
+            found = session.get(ProductMirror, product_id)
+            if found is not None:
+                found.active = True
+        return
+    raise ArchivedProduct(
+        f"the Stripe product {name!r} ({product_id}) for {line.product!r} is "
+        "archived, so it is not sold again; unarchive it in Stripe, or bill this line "
+        "with another product"
+    )
 
 
 def ensure_price(runtime: Runtime, line: PlanLine, plan: BillingPlan) -> str:
@@ -115,12 +162,15 @@ def ensure_price(runtime: Runtime, line: PlanLine, plan: BillingPlan) -> str:
     params: dict[str, object] = {
         "product": product_id,
         "currency": plan.currency,
-        "unit_amount": line.unit_amount,
         "lookup_key": lookup_key,
         # The key may still sit on an archived price with the same terms: take it over.
         "transfer_lookup_key": True,
         "metadata": {"created_by": "dealbridge"},
     }
+    if line.unit_amount_decimal is not None:
+        params["unit_amount_decimal"] = line.unit_amount_decimal
+    else:
+        params["unit_amount"] = line.unit_amount
     if line.kind == "recurring":
         assert plan.interval is not None and plan.interval_count is not None
         params["recurring"] = {"interval": plan.interval, "interval_count": plan.interval_count}
@@ -130,3 +180,24 @@ def ensure_price(runtime: Runtime, line: PlanLine, plan: BillingPlan) -> str:
     )
     _remember(runtime, key, "price", price.id)
     return _known(runtime, key) or price.id
+
+
+def stripe_items(
+    runtime: Runtime, plan: BillingPlan, extra: tuple[PlanLine, ...] = ()
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Stripe items for the plan's lines (recurring, one-time), each line discount as an
+    amount-off coupon on its line; ``extra`` one-time lines (catch-up) go last. A plan billed
+    once has only one-time items."""
+    recurring: list[dict[str, Any]] = []
+    one_time: list[dict[str, Any]] = []
+    for line in (*plan.lines, *extra):
+        entry: dict[str, Any] = {
+            "price": ensure_price(runtime, line, plan),
+            "quantity": line.quantity,
+        }
+        coupon = ensure_coupon(runtime, line, plan)
+        if coupon is not None:
+            entry["discounts"] = [{"coupon": coupon}]
+        billed_on_schedule = plan.invoice_type == "recurring" and line.kind == "recurring"
+        (recurring if billed_on_schedule else one_time).append(entry)
+    return recurring, one_time

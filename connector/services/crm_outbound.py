@@ -39,6 +39,31 @@ UPDATE_ACCOUNT = "crm.update_account"
 UPSERT_INVOICE = "crm.upsert_invoice"
 #: dealbridge's own credit hold or release: written only if the CRM still allows it.
 SET_CREDIT_HOLD = "crm.set_credit_hold"
+#: An account's derived figures (MRR, net billing, open balance) changed: recompute and write
+#: them (``account_metrics.send_figures``), instead of waiting for the clock job.
+ACCOUNT_FIGURES_DUE = "account.figures_due"
+
+
+def queue_account_figures(session: Session, account_id: str | None, now: datetime) -> None:
+    """In the caller's transaction: recompute the account's CRM figures soon (a subscription,
+    invoice or credit note of it changed). One waiting recomputation per account is enough,
+    so a burst of events queues one; the waiting row is locked, so no worker computes it
+    before the change that owes it commits."""
+    if not account_id:
+        return
+    key = f"figures:{account_id}"
+    waiting = session.scalars(
+        select(OutboxMessage.id)
+        .where(
+            OutboxMessage.ordering_key == key,
+            OutboxMessage.kind == ACCOUNT_FIGURES_DUE,
+            OutboxMessage.status == PENDING,
+        )
+        .limit(1)
+        .with_for_update()
+    ).first()
+    if waiting is None:
+        outbox.enqueue(session, ACCOUNT_FIGURES_DUE, key, {"account_id": account_id}, now=now)
 
 
 def update_deal(runtime: Runtime, session: Session, deal_id: str, update: DealUpdate) -> None:

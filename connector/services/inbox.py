@@ -45,7 +45,7 @@ being lost.
 
 from __future__ import annotations
 
-import json
+import hashlib
 import logging
 import traceback
 from collections.abc import Callable, Collection, Iterable
@@ -57,9 +57,20 @@ from sqlalchemy import Select, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from connector.domain.untrusted_json import UntrustedJsonError, parse_object
 from connector.runtime import Runtime
 from connector.store import audit
-from connector.store.lease import DONE, PARKED, PENDING, PROCESSING, due, failing, settle_claimed
+from connector.store.lease import (
+    DONE,
+    PARKED,
+    PENDING,
+    PROCESSING,
+    SHORT_LEASE,
+    due,
+    failing,
+    renew_claimed,
+    settle_claimed,
+)
 from connector.store.models import InboxEvent
 
 log = logging.getLogger(__name__)
@@ -76,8 +87,9 @@ __all__ = [
 
 Handler = Callable[[Runtime, dict[str, Any]], "str | None"]
 
-#: Longest a handler may run before another worker may claim the event again.
-DEFAULT_LEASE = timedelta(minutes=10)
+#: How long a claim lasts unless renewed: the worker renews it while the handler runs
+#: (``store.lease.LeaseKeeper``), so a dead worker's event is taken over within this.
+DEFAULT_LEASE = SHORT_LEASE
 #: Longest wait between two attempts, however many attempts failed.
 MAX_BACKOFF = timedelta(hours=6)
 MAX_ERROR_CHARS = 4000
@@ -200,6 +212,18 @@ class EventHandlers:
 # --------------------------------------------------------------------------- intake
 
 
+#: The inbox's event id column is 255 characters.
+MAX_EVENT_ID = 255
+
+
+def stored_event_id(event_id: str) -> str:
+    """``event_id`` as the inbox stores it: as is when it fits the column, else its digest,
+    so an oversize id neither overflows the column (PostgreSQL) nor loses its dedupe."""
+    if len(event_id) <= MAX_EVENT_ID:
+        return event_id
+    return "sha256:" + hashlib.sha256(event_id.encode("utf-8", "surrogatepass")).hexdigest()
+
+
 def new_event(
     source: str,
     event_id: str,
@@ -212,7 +236,7 @@ def new_event(
     """An inbox row, due at once; for a caller that stores it in its own transaction."""
     return InboxEvent(
         source=source,
-        event_id=event_id,
+        event_id=stored_event_id(event_id),
         event_type=event_type,
         payload=payload,
         received_at=now,
@@ -247,7 +271,8 @@ def store_event(
         with runtime.db.session() as session:
             known = session.scalar(
                 select(InboxEvent.id).where(
-                    InboxEvent.source == source, InboxEvent.event_id == event_id
+                    InboxEvent.source == source,
+                    InboxEvent.event_id == stored_event_id(event_id),
                 )
             )
         if known is None:
@@ -297,6 +322,12 @@ def _complete(runtime: Runtime, claim: _Claim, **values: Any) -> bool:
     if not won:
         log.warning("inbox event %s was re-claimed by another worker; result dropped", claim.id)
     return won
+
+
+def _renewal(claim: _Claim) -> Callable[[Session, datetime], None]:
+    return lambda session, until: renew_claimed(
+        session, InboxEvent, [claim.id], {claim.id: claim.attempts}, until
+    )
 
 
 def _process_one(runtime: Runtime, registry: EventHandlers, claim: _Claim) -> None:
@@ -349,10 +380,18 @@ def _process_one(runtime: Runtime, registry: EventHandlers, claim: _Claim) -> No
             log.error("inbox event %s parked: no handler for %s", claim.id, claim.event_type)
         return
     try:
-        event = json.loads(claim.payload)
-        if not isinstance(event, dict):
-            raise ValueError("stored payload is not a JSON object")
-        outcome = handler(runtime, event)
+        event = parse_object(claim.payload)
+        with runtime.leases.hold(_renewal(claim)):
+            outcome = handler(runtime, event)
+    except UntrustedJsonError as malformed:
+        # Retrying cannot make a malformed event well-formed: park it now, saying why.
+        reason = redact(f"malformed event: {malformed.reason}", runtime.config.secrets.all_values())
+        if _complete(
+            runtime, claim, status=PARKED, last_error=reason, next_attempt_at=runtime.clock()
+        ):
+            metric.labels(source=registry.source, type=claim.event_type, outcome="parked").inc()
+            log.error("inbox event %s (%s) parked: %s", claim.id, claim.event_type, reason)
+        return
     except Exception as exc:
         fail(describe_failure(exc, runtime.config.secrets.all_values()))
         return

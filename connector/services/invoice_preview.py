@@ -19,9 +19,14 @@ from datetime import timedelta
 from typing import Any
 
 from connector.billing.gateway import StripeGatewayError
-from connector.domain.plan import BillingPlan, plan_from_json
+from connector.domain.plan import (
+    BillingPlan,
+    catch_up_lines,
+    plan_from_json,
+    subscription_timing,
+)
 from connector.domain.plan_status import Status
-from connector.domain.timestamps import date_from_unix
+from connector.domain.timestamps import date_from_unix, unix_at_midnight, unix_of
 from connector.runtime import Runtime
 from connector.services import catalog
 from connector.services.plans import compute, get_plan
@@ -114,14 +119,23 @@ def _previewed(runtime: Runtime, state: _PlanState) -> FirstInvoice | Unavailabl
             "(it applies the customer's discounts and tax rates)."
         )
     params: dict[str, Any] = {"customer": state.customer_id}
-    items: list[dict[str, Any]] = []
-    one_off: list[dict[str, Any]] = []
-    for line in plan.lines:
-        entry = {"price": catalog.ensure_price(runtime, line, plan), "quantity": line.quantity}
-        (
-            items if plan.invoice_type == "recurring" and line.kind == "recurring" else one_off
-        ).append(entry)
-    if items:
+    now = runtime.clock()
+    starts_now = plan.invoice_type == "recurring" and plan.start_date <= now.date()
+    timing = subscription_timing(plan, now.date()) if starts_now else None
+    items, one_off = catalog.stripe_items(
+        runtime, plan, catch_up_lines(plan, timing.catch_up_periods) if timing else ()
+    )
+    if items and timing is not None:
+        # As activation creates it: whole periods from the contract start (see activation).
+        details: dict[str, Any] = {
+            "items": items,
+            "billing_cycle_anchor": unix_at_midnight(timing.anchor),
+            "cancel_at": unix_at_midnight(timing.billed_through),
+        }
+        if unix_at_midnight(timing.current_start) < unix_of(now):
+            details["backdate_start_date"] = unix_at_midnight(timing.current_start)
+        params["subscription_details"] = details
+    elif items:
         params["subscription_details"] = {"items": items, "proration_behavior": "none"}
     if one_off:
         params["invoice_items"] = one_off

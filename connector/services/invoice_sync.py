@@ -26,10 +26,12 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from connector.billing.event_shape import event_object
 from connector.billing.event_types import HANDLED_STRIPE_EVENTS
 from connector.billing.gateway import StripeRejected
 from connector.billing.objects import plain
 from connector.crm.base import InvoiceRecord, Money
+from connector.domain.metrics import OWED_INVOICE_STATUSES
 from connector.domain.timestamps import date_from_unix, datetime_from_unix
 from connector.runtime import Runtime
 from connector.services import credit, crm_outbound, subscribers
@@ -37,6 +39,7 @@ from connector.services.stripe_mirror import UNKNOWN_CUSTOMER, account_of_custom
 from connector.store.lease import PENDING
 from connector.store.locks import lock
 from connector.store.models import (
+    AccountMetrics,
     InvoiceMirror,
     OutboxMessage,
     Plan,
@@ -48,6 +51,10 @@ log = logging.getLogger(__name__)
 INVOICE_EVENTS = tuple(sorted(t for t in HANDLED_STRIPE_EVENTS if t.startswith("invoice.")))
 #: The CRM status of an invoice deleted in Stripe (only drafts can be deleted).
 DELETED = "deleted"
+
+
+class InvoiceNotFound(Exception):
+    """Stripe does not find an invoice it cannot have deleted."""
 
 
 def _subscription_of(invoice: dict[str, Any]) -> str | None:
@@ -83,6 +90,13 @@ def _payment_error(invoice: dict[str, Any], event_type: str) -> str | None:
     return None
 
 
+def amount_credited(invoice: dict[str, Any]) -> int:
+    """What credit notes took off the invoice, before and after payment."""
+    return int(invoice.get("pre_payment_credit_notes_amount") or 0) + int(
+        invoice.get("post_payment_credit_notes_amount") or 0
+    )
+
+
 def invoice_record(
     invoice: dict[str, Any], account_id: str, deal_id: str | None, error: str | None
 ) -> InvoiceRecord:
@@ -106,7 +120,26 @@ def invoice_record(
         billing_reason=invoice.get("billing_reason"),
         last_payment_error=error,
         stripe_customer_id=invoice.get("customer"),
+        amount_credited=amount_credited(invoice),
     )
+
+
+#: How many times a sync fetches again when another writer stored the invoice meanwhile.
+MAX_REFETCH = 5
+
+
+class KeptChanging(RuntimeError):
+    """Other writers stored the object every time we fetched it: try the event again later."""
+
+
+def _fetch_invoice(runtime: Runtime, invoice_id: str) -> dict[str, Any] | None:
+    """The invoice as Stripe holds it now; None if Stripe has no such invoice."""
+    try:
+        return plain(runtime.stripe.retrieve_invoice(invoice_id))
+    except StripeRejected as exc:
+        if exc.code != "resource_missing":
+            raise
+        return None
 
 
 def sync_invoice(
@@ -118,27 +151,53 @@ def sync_invoice(
     settle_credit: bool = False,
 ) -> str:
     """Fetch the invoice now and write it to the mirror and (via the outbox) the CRM;
-    ``settle_credit`` also queues the account's credit settlement with the write."""
-    with runtime.db.session() as session:
-        account_id = account_of_customer(runtime, session, customer_id, event_type)
-        if account_id is None:
-            return UNKNOWN_CUSTOMER
-        lock(session, f"invoice:{invoice_id}")
-        if settle_credit:
-            credit.queue_settlement(session, account_id, runtime.clock())
-        mirror = session.get(InvoiceMirror, invoice_id, with_for_update=True)
-        try:
-            invoice = plain(runtime.stripe.retrieve_invoice(invoice_id))
-        except StripeRejected as exc:
-            if exc.code != "resource_missing":
-                raise
-            invoice = None
-        if invoice is None or event_type == "invoice.deleted":
-            return _deleted(runtime, session, mirror)
-        if mirror is not None and mirror.deleted:
-            return "deleted draft"  # a deleted invoice never comes back
-        apply_invoice(runtime, session, invoice, account_id, event_type, mirror=mirror)
-        return f"invoice {invoice['status']}"
+    ``settle_credit`` also queues the account's credit settlement with the write.
+
+    Read, call, write: no store session is open while Stripe answers (on SQLite a session
+    holds the write lock). The mirror's write counter (``stripe_updated``) is read before the
+    fetch and checked under the invoice's lock before the write; if another writer stored
+    the invoice meanwhile, our answer may be older than theirs, so we fetch again. The state
+    written last was therefore fetched after every earlier write: never an older one."""
+    for _ in range(MAX_REFETCH):
+        with runtime.db.session() as session:
+            account_id = account_of_customer(runtime, session, customer_id, event_type)
+            if account_id is None:
+                return UNKNOWN_CUSTOMER
+            mirror = session.get(InvoiceMirror, invoice_id)
+            seen = mirror.stripe_updated if mirror is not None else None
+            if mirror is not None and mirror.deleted and not settle_credit:
+                return "deleted draft"  # a deleted invoice never comes back
+        invoice = _fetch_invoice(runtime, invoice_id)
+        with runtime.db.session() as session:
+            lock(session, f"invoice:{invoice_id}")
+            mirror = session.get(InvoiceMirror, invoice_id, with_for_update=True)
+            if (mirror.stripe_updated if mirror is not None else None) != seen:
+                continue  # written meanwhile: fetch again
+            if settle_credit:
+                credit.queue_settlement(session, account_id, runtime.clock())
+            if invoice is None:
+                # Only a draft can be deleted; a finalized invoice Stripe no longer finds was
+                # not deleted (another account's key, a forged event): refuse rather than
+                # mark it so.
+                if mirror is not None and not mirror.deleted and mirror.status != "draft":
+                    raise InvoiceNotFound(
+                        f"Stripe has no invoice {invoice_id}, but dealbridge saw it "
+                        f"{mirror.status}; only draft invoices can be deleted, so it is not "
+                        "marked deleted (is STRIPE_API_KEY for the account that sent the event?)"
+                    )
+                return _deleted(runtime, session, mirror)
+            if mirror is not None and mirror.deleted:
+                return "deleted draft"  # a deleted invoice never comes back
+            if invoice["customer"] != customer_id:
+                # The payload named another customer than Stripe has: Stripe's word counts.
+                account_id = account_of_customer(runtime, session, invoice["customer"], event_type)
+                if account_id is None:
+                    return UNKNOWN_CUSTOMER
+            # An ``invoice.deleted`` for an invoice Stripe still has is not true: the invoice
+            # is written as Stripe has it, like any other event.
+            apply_invoice(runtime, session, invoice, account_id, event_type, mirror=mirror)
+            return f"invoice {invoice['status']}"
+    raise KeptChanging(f"invoice {invoice_id} changed during each of {MAX_REFETCH} fetches")
 
 
 def apply_invoice(
@@ -183,7 +242,12 @@ def apply_invoice(
     mirror.due_date = datetime_from_unix(invoice.get("due_date"))
     mirror.paid_at = datetime_from_unix(transitions.get("paid_at"))
     mirror.billing_reason = invoice.get("billing_reason")
+    mirror.effective_at = datetime_from_unix(
+        invoice.get("effective_at") or transitions.get("finalized_at")
+    )
+    mirror.amount_credited = amount_credited(invoice)
     mirror.synced_at = runtime.clock()
+    mirror.stripe_updated = (mirror.stripe_updated or 0) + 1
     record = invoice_record(invoice, account_id, deal_id, _payment_error(invoice, event_type))
     crm_outbound.upsert_invoice(runtime, session, record)
     if previous_status == mirror.status:
@@ -204,6 +268,7 @@ def _deleted(runtime: Runtime, session: Session, mirror: InvoiceMirror | None) -
     mirror.status = DELETED
     mirror.amount_remaining = 0
     mirror.synced_at = runtime.clock()
+    mirror.stripe_updated = (mirror.stripe_updated or 0) + 1
     account_id = mirror.crm_account_id
     if account_id is None:
         return "deleted draft"
@@ -226,6 +291,7 @@ def _deleted(runtime: Runtime, session: Session, mirror: InvoiceMirror | None) -
         billing_reason=mirror.billing_reason,
         last_payment_error=None,
         stripe_customer_id=mirror.stripe_customer_id,
+        amount_credited=mirror.amount_credited,
     )
     crm_outbound.upsert_invoice(runtime, session, record)
     _status_changed(runtime, session, account_id, record, previous)
@@ -243,6 +309,8 @@ def _status_changed(
 ) -> None:
     if balance:
         queue_open_balance(runtime, session, account_id, record.currency)
+    # Net billing and the open balance moved: the account's figures, within seconds.
+    crm_outbound.queue_account_figures(session, account_id, runtime.clock())
     subscribers.emit(
         session,
         runtime,
@@ -261,7 +329,8 @@ def _status_changed(
 
 
 def queue_open_balance(runtime: Runtime, session: Session, account_id: str, currency: str) -> None:
-    """Queue the account's open balance for the CRM, computed under the account's lock.
+    """Queue the account's open balance for the CRM, computed under the account's lock, in
+    the account's own currency when account metrics learnt it (else the invoice's).
 
     Only the newest balance matters, so a balance still waiting at the tail of the account's
     queue is brought up to date instead of queuing another: a billing run that changes a
@@ -269,6 +338,11 @@ def queue_open_balance(runtime: Runtime, session: Session, account_id: str, curr
     """
     lock(session, f"account:{account_id}")
     session.flush()
+    known = session.get(AccountMetrics, account_id)
+    if known is not None and known.account_currency and known.account_currency != currency:
+        # The account's money fields are in its own currency: its balance in that currency
+        # is what the CRM gets (an invoice in another currency does not change it).
+        currency = known.account_currency
     money = Money(open_balance(session, account_id, currency), currency)
     key = f"account:{account_id}"
     tail = session.scalars(
@@ -293,11 +367,12 @@ def queue_open_balance(runtime: Runtime, session: Session, account_id: str, curr
 
 
 def open_balance(session: Session, account_id: str, currency: str) -> int:
-    """What the account owes: open invoices' remaining amounts, from the mirror."""
+    """What the account owes: the remaining amounts of its open and uncollectible invoices
+    (``OWED_INVOICE_STATUSES``), from the mirror."""
     total = session.scalar(
         select(func.coalesce(func.sum(InvoiceMirror.amount_remaining), 0)).where(
             InvoiceMirror.crm_account_id == account_id,
-            InvoiceMirror.status == "open",
+            InvoiceMirror.status.in_(sorted(OWED_INVOICE_STATUSES)),
             InvoiceMirror.currency == currency,
             InvoiceMirror.deleted.is_(False),
         )
@@ -306,5 +381,7 @@ def open_balance(session: Session, account_id: str, currency: str) -> int:
 
 
 def on_invoice_event(runtime: Runtime, event: dict[str, Any]) -> str | None:
-    obj = event["data"]["object"]
-    return sync_invoice(runtime, obj["id"], obj.get("customer"), event["type"], settle_credit=True)
+    about = event_object(event)
+    return sync_invoice(
+        runtime, about.object_id, about.customer_id, about.event_type, settle_credit=True
+    )

@@ -69,12 +69,22 @@ from sqlalchemy.orm import Session, aliased
 from connector.runtime import Runtime
 from connector.services.inbox import backoff_delay, describe_failure, first_line, redact
 from connector.store import audit
-from connector.store.lease import DONE, PARKED, PENDING, PROCESSING, due, failing, settle_claimed
+from connector.store.lease import (
+    DONE,
+    PARKED,
+    PENDING,
+    PROCESSING,
+    SHORT_LEASE,
+    due,
+    failing,
+    renew_claimed,
+    settle_claimed,
+)
 from connector.store.models import OutboxMessage
 
 log = logging.getLogger(__name__)
 
-DEFAULT_LEASE = timedelta(minutes=10)
+DEFAULT_LEASE = SHORT_LEASE  # renewed while the send runs (store.lease.LeaseKeeper)
 #: Single sends claimed per round trip to the store (each still sent one by one).
 SINGLE_CHUNK = 20
 
@@ -407,6 +417,12 @@ def _send_batch(runtime: Runtime, kind: str, sender: BatchedSender, items: list[
     _settle(runtime, settle)
 
 
+def _renewal(items: list[_Claim]) -> Callable[[Session, datetime], None]:
+    ids = [item.id for item in items]
+    attempts = {item.id: item.attempts for item in items}
+    return lambda session, until: renew_claimed(session, OutboxMessage, ids, attempts, until)
+
+
 def drain_outbox(
     runtime: Runtime,
     senders: Mapping[str, Sender],
@@ -433,10 +449,11 @@ def drain_outbox(
                 continue
             progressed = True
             attempted += len(items)
-            if isinstance(sender, BatchedSender):
-                _send_batch(runtime, kind, sender, items)
-            else:
-                _send_single(runtime, kind, sender, items)
+            with runtime.leases.hold(_renewal(items)):
+                if isinstance(sender, BatchedSender):
+                    _send_batch(runtime, kind, sender, items)
+                else:
+                    _send_single(runtime, kind, sender, items)
         if not progressed:
             break
     return attempted

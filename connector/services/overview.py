@@ -22,43 +22,55 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
+from fractions import Fraction
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from connector.domain.metrics import (
-    MRR_STATUSES,
+    OWED_INVOICE_STATUSES,
     CreditNoteFacts,
     Discount,
     InvoiceFacts,
+    Period,
     PriceFacts,
+    RefundFacts,
     SubscriptionFacts,
     SubscriptionItemFacts,
+    Tier,
+    UnknownAmount,
     average_billing_per_customer,
+    counts_for_mrr,
+    current_month,
+    last_12_months,
     mrr,
     mrr_trend,
     net_billing,
+    open_balance,
+    subscription_mrr,
 )
 from connector.domain.timestamps import datetime_from_unix
 from connector.runtime import Runtime
 from connector.store import models
 from connector.store.cursors import read_cursor
 from connector.store.models import (
+    AccountMetrics,
     CreditNoteMirror,
     CustomerLink,
     InvoiceMirror,
     Plan,
     PriceMirror,
     ProductMirror,
+    RefundMirror,
     SubscriptionMirror,
 )
 
 log = logging.getLogger(__name__)
 
 TREND_MONTHS = 12
-#: Invoices a customer still owes on.
-UNPAID_STATUSES = frozenset({"open", "uncollectible"})
+#: Invoices a customer still owes on (open balance, unpaid count, credit exposure).
+UNPAID_STATUSES = OWED_INVOICE_STATUSES
 #: The cursor that says whether the Stripe answering offers credit notes (``mirrored``) or
 #: not (``unsupported``), as the last refresh from Stripe found.
 CREDIT_NOTES_CURSOR = "overview.credit_notes"
@@ -67,47 +79,128 @@ CREDIT_NOTES_CURSOR = "overview.credit_notes"
 # --------------------------------------------------------------------------- facts
 
 
-def _discount(raw: Any) -> Discount | None:
-    """A subscription discount as Stripe sends it (expanded, or a bare id we cannot read)."""
+def _decimal(value: Any) -> Decimal | None:
+    """A Stripe number (a decimal string, an int, or a JSON float such as ``25.5`` from
+    ``percent_off``) as an exact Decimal, through its text so no binary fraction sneaks in."""
+    if value is None or value == "":
+        return None
+    return Decimal(str(value))
+
+
+def _fraction(value: Any) -> Fraction:
+    number = _decimal(value)
+    return Fraction(number) if number is not None else Fraction(0)
+
+
+def _discount(raw: Any, currency: str | None) -> Discount | None:
+    """A discount as Stripe sends it when expanded (``coupon`` before API 2025-09-30,
+    ``source.coupon`` after); a bare ``di_`` id cannot be read and is reported by the caller."""
     if not isinstance(raw, Mapping):
         return None
     coupon = raw.get("coupon") or (raw.get("source") or {}).get("coupon")
     if not isinstance(coupon, Mapping):
         return None
-    percent = coupon.get("percent_off")
+    amount_off = coupon.get("amount_off")
+    coupon_currency = coupon.get("currency")
+    options = (coupon.get("currency_options") or {}).get(currency or "") or {}
+    if options.get("amount_off") is not None and coupon_currency != currency:
+        amount_off, coupon_currency = options["amount_off"], currency
+    products = (coupon.get("applies_to") or {}).get("products")
     return Discount(
-        percent_off=Decimal(str(percent)) if percent is not None else None,
-        amount_off=int(coupon["amount_off"]) if coupon.get("amount_off") is not None else None,
-        currency=coupon.get("currency"),
+        percent_off=_decimal(coupon.get("percent_off")),
+        amount_off=int(amount_off) if amount_off is not None else None,
+        currency=str(coupon_currency).lower() if coupon_currency else None,
+        duration=str(coupon.get("duration") or "forever"),
+        duration_in_months=coupon.get("duration_in_months"),
+        start=datetime_from_unix(raw.get("start")),
+        end=datetime_from_unix(raw.get("end")),
+        applies_to=frozenset(products) if products is not None else None,
     )
 
 
-def subscription_facts(data: Mapping[str, Any], status: str | None = None) -> SubscriptionFacts:
-    """A mirrored (or freshly listed) Stripe subscription as the metrics' plain facts."""
+def _discounts(raws: Any, currency: str | None, unread: list[str]) -> tuple[Discount, ...]:
+    found: list[Discount] = []
+    for raw in raws or []:
+        discount = _discount(raw, currency)
+        if discount is None:
+            unread.append(raw if isinstance(raw, str) else str((raw or {}).get("id")))
+        else:
+            found.append(discount)
+    return tuple(found)
+
+
+def _price(price: Mapping[str, Any], currency: str) -> PriceFacts:
+    recurring = price.get("recurring") or {}
+    tiers_raw = price.get("tiers")
+    tiers = None
+    if tiers_raw is not None:
+        tiers = tuple(
+            Tier(
+                up_to=None if t.get("up_to") in (None, "inf") else int(t["up_to"]),
+                unit_amount=_fraction(
+                    t["unit_amount_decimal"]
+                    if t.get("unit_amount_decimal") is not None
+                    else t.get("unit_amount")
+                ),
+                flat_amount=_fraction(
+                    t["flat_amount_decimal"]
+                    if t.get("flat_amount_decimal") is not None
+                    else t.get("flat_amount")
+                ),
+            )
+            for t in tiers_raw
+        )
+    decimal = price.get("unit_amount_decimal")
+    unit = _decimal(decimal if decimal is not None else price.get("unit_amount"))
+    transform = price.get("transform_quantity") or {}
+    product = price.get("product")
+    return PriceFacts(
+        unit_amount=unit,
+        currency=str(price.get("currency") or currency).lower(),
+        interval=recurring.get("interval"),
+        interval_count=int(recurring.get("interval_count") or 1),
+        usage_type=str(recurring.get("usage_type") or "licensed"),
+        billing_scheme=str(price.get("billing_scheme") or "per_unit"),
+        tiers_mode=price.get("tiers_mode"),
+        tiers=tiers,
+        divide_by=int(transform["divide_by"]) if transform.get("divide_by") else None,
+        round=transform.get("round"),
+        product=product if isinstance(product, str) else (product or {}).get("id"),
+    )
+
+
+def subscription_facts(
+    data: Mapping[str, Any], status: str | None = None, unread: list[str] | None = None
+) -> SubscriptionFacts:
+    """A mirrored (or freshly fetched) Stripe subscription as the metrics' plain facts.
+
+    Discounts must have been expanded (``subscription_sync`` asks for them); the ids of any
+    that were not are added to ``unread`` so the overview can say its MRR misses them.
+    """
+    missing: list[str] = [] if unread is None else unread
+    currency = str(data.get("currency") or "").lower() or None
     items: list[SubscriptionItemFacts] = []
     for item in (data.get("items") or {}).get("data") or []:
         price = item.get("price") or {}
-        recurring = price.get("recurring") or {}
+        quantity = item.get("quantity")
         items.append(
             SubscriptionItemFacts(
-                price=PriceFacts(
-                    unit_amount=int(price.get("unit_amount") or 0),
-                    currency=str(price.get("currency") or data.get("currency") or "").lower(),
-                    interval=recurring.get("interval"),
-                    interval_count=int(recurring.get("interval_count") or 1),
-                ),
-                quantity=int(item.get("quantity") or 1),
+                price=_price(price, currency or ""),
+                quantity=int(quantity) if quantity is not None else None,
+                discounts=_discounts(item.get("discounts"), currency, missing),
             )
         )
-    discounts = tuple(d for d in (_discount(raw) for raw in data.get("discounts") or []) if d)
     return SubscriptionFacts(
         id=str(data["id"]),
         customer_id=str(data.get("customer")),
         status=status or str(data.get("status")),
         items=tuple(items),
-        discounts=discounts,
+        discounts=_discounts(data.get("discounts"), currency, missing),
         start=datetime_from_unix(data.get("start_date") or data.get("created")),
         ended_at=datetime_from_unix(data.get("ended_at")),
+        trial_start=datetime_from_unix(data.get("trial_start")),
+        trial_end=datetime_from_unix(data.get("trial_end")),
+        collection_paused=bool(data.get("pause_collection")),
     )
 
 
@@ -119,6 +212,8 @@ def invoice_facts(row: InvoiceMirror) -> InvoiceFacts:
         currency=row.currency,
         total_excluding_tax=row.total_excluding_tax,
         created=row.created,
+        effective_at=row.effective_at,
+        amount_remaining=row.amount_remaining,
     )
 
 
@@ -130,6 +225,19 @@ def credit_note_facts(row: CreditNoteMirror) -> CreditNoteFacts:
         total_excluding_tax=row.total_excluding_tax,
         status=row.status,
         created=row.created,
+        effective_at=row.effective_at,
+        refund_ids=tuple(str(r) for r in row.refund_ids or ()),
+    )
+
+
+def refund_facts(row: RefundMirror) -> RefundFacts:
+    return RefundFacts(
+        id=row.id,
+        customer_id=row.stripe_customer_id,
+        currency=row.currency,
+        amount=row.amount,
+        status=row.status,
+        created=row.created,
     )
 
 
@@ -139,8 +247,12 @@ def credit_note_facts(row: CreditNoteMirror) -> CreditNoteFacts:
 @dataclass(frozen=True)
 class CurrencyFigures:
     mrr: int
+    #: Net billing over the last 12 months (this calendar month and the 11 before it).
     net_billing: int
     average_billing_per_customer: int
+    net_billing_this_month: int = 0
+    #: What linked customers still owe (open and uncollectible invoices).
+    open_balance: int = 0
 
 
 @dataclass(frozen=True)
@@ -154,6 +266,8 @@ class CustomerRow:
     unpaid_invoices: int
     credit_state: str
     active_subscriptions: int
+    #: Why the account's CRM record does not carry these figures, when it does not.
+    crm_note: str | None = None
 
 
 @dataclass(frozen=True)
@@ -170,6 +284,8 @@ class Overview:
     as_of: datetime
     credit_notes: str = "mirrored"  # mirrored | unsupported (the Stripe used has none)
     notes: list[str] = field(default_factory=list)
+    #: The periods net billing covers: {"net_billing": ..., "net_billing_this_month": ...}.
+    periods: dict[str, str] = field(default_factory=dict)
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -177,10 +293,13 @@ class Overview:
                 c: {
                     "mrr": f.mrr,
                     "net_billing": f.net_billing,
+                    "net_billing_this_month": f.net_billing_this_month,
                     "average_billing_per_customer": f.average_billing_per_customer,
+                    "open_balance": f.open_balance,
                 }
                 for c, f in self.currency.items()
             },
+            "periods": dict(self.periods),
             "active_subscriptions": self.active_subscriptions,
             "total_customers": self.total_customers,
             "customers_with_active_subscriptions": self.customers_with_active_subscriptions,
@@ -218,79 +337,127 @@ def _add(into: dict[str, int], more: Mapping[str, int]) -> None:
         into[currency] = into.get(currency, 0) + amount
 
 
+def _period_text(period: Period) -> str:
+    return f"{period.start.date().isoformat()} to {period.end.isoformat(timespec='seconds')}"
+
+
+def _measurable(
+    subs: list[SubscriptionFacts], notes: list[str], now: datetime
+) -> list[SubscriptionFacts]:
+    """The subscriptions whose MRR can be computed; each one that cannot is named in
+    ``notes`` rather than counted as 0."""
+    kept: list[SubscriptionFacts] = []
+    for sub in subs:
+        try:
+            subscription_mrr(sub, now)
+        except UnknownAmount as exc:
+            notes.append(f"Subscription {sub.id} is left out of MRR: {exc}.")
+            continue
+        kept.append(sub)
+    return kept
+
+
 def compute(runtime: Runtime, session: Session) -> Overview:
     """Every overview figure, from the mirrors only (no Stripe or CRM call)."""
+    now = runtime.clock()
     links = list(session.scalars(select(CustomerLink)))
     customer_ids = {link.stripe_customer_id for link in links}
+    overview_notes: list[str] = []
+    unread: list[str] = []
     subs = [
-        subscription_facts(row.data, row.status)
-        for row in session.scalars(select(SubscriptionMirror))
+        subscription_facts(row.data, row.status, unread)
+        for row in session.scalars(select(SubscriptionMirror).order_by(SubscriptionMirror.id))
         if row.stripe_customer_id in customer_ids
     ]
+    if unread:
+        overview_notes.append(
+            "Discounts not read from Stripe (not expanded), so MRR does not subtract them: "
+            + ", ".join(sorted(set(unread)))
+            + ". A refresh re-reads them."
+        )
+    subs = _measurable(subs, overview_notes, now)
     invoices = [
-        row
+        invoice_facts(row)
         for row in session.scalars(select(InvoiceMirror).where(InvoiceMirror.deleted.is_(False)))
         if row.stripe_customer_id in customer_ids
     ]
     notes = [
-        row
+        credit_note_facts(row)
         for row in session.scalars(select(CreditNoteMirror))
         if row.stripe_customer_id in customer_ids
     ]
-    total_mrr = mrr(subs)
-    net = net_billing([invoice_facts(i) for i in invoices], [credit_note_facts(n) for n in notes])
+    refunds = [
+        refund_facts(row)
+        for row in session.scalars(select(RefundMirror))
+        if row.stripe_customer_id in customer_ids
+    ]
+    year, month = last_12_months(now), current_month(now)
+    total_mrr = mrr(subs, now)
+    net = net_billing(invoices, notes, refunds, year)
+    net_month = net_billing(invoices, notes, refunds, month)
+    owed = open_balance(invoices)
     average = average_billing_per_customer(net, len(links))
     figures = {
-        c: CurrencyFigures(total_mrr.get(c, 0), net.get(c, 0), average.get(c, 0))
-        for c in sorted(set(total_mrr) | set(net))
+        c: CurrencyFigures(
+            mrr=total_mrr.get(c, 0),
+            net_billing=net.get(c, 0),
+            average_billing_per_customer=average.get(c, 0),
+            net_billing_this_month=net_month.get(c, 0),
+            open_balance=owed.get(c, 0),
+        )
+        for c in sorted(set(total_mrr) | set(net) | set(net_month) | set(owed))
     }
-    active = [s for s in subs if s.status in MRR_STATUSES]
+    active = [s for s in subs if counts_for_mrr(s, now)]
 
     by_customer_subs: dict[str, list[SubscriptionFacts]] = defaultdict(list)
     for sub in subs:
         by_customer_subs[sub.customer_id].append(sub)
-    by_customer_invoices: dict[str, list[InvoiceMirror]] = defaultdict(list)
+    by_customer_invoices: dict[str, list[InvoiceFacts]] = defaultdict(list)
     for invoice in invoices:
-        by_customer_invoices[invoice.stripe_customer_id].append(invoice)
-    by_customer_notes: dict[str, list[CreditNoteMirror]] = defaultdict(list)
+        by_customer_invoices[invoice.customer_id].append(invoice)
+    by_customer_notes: dict[str, list[CreditNoteFacts]] = defaultdict(list)
     for note in notes:
-        by_customer_notes[note.stripe_customer_id].append(note)
+        by_customer_notes[note.customer_id].append(note)
+    by_customer_refunds: dict[str, list[RefundFacts]] = defaultdict(list)
+    for refund in refunds:
+        by_customer_refunds[refund.customer_id].append(refund)
     names = _account_names(session)
     credit = _credit_states(session)
+    crm_notes = {row.crm_account_id: row.note for row in session.scalars(select(AccountMetrics))}
     rows: list[CustomerRow] = []
     for link in links:
         cid = link.stripe_customer_id
         own_invoices = by_customer_invoices[cid]
-        balance: dict[str, int] = {}
-        for invoice in own_invoices:
-            if invoice.status == "open":
-                _add(balance, {invoice.currency: invoice.amount_remaining})
         rows.append(
             CustomerRow(
                 crm_account_id=link.crm_account_id,
                 stripe_customer_id=cid,
                 name=names.get(link.crm_account_id, link.crm_account_id),
-                mrr=mrr(by_customer_subs[cid]),
+                mrr=mrr(by_customer_subs[cid], now),
                 net_billing=net_billing(
-                    [invoice_facts(i) for i in own_invoices],
-                    [credit_note_facts(n) for n in by_customer_notes[cid]],
+                    own_invoices, by_customer_notes[cid], by_customer_refunds[cid], year
                 ),
-                open_balance=dict(sorted(balance.items())),
+                open_balance=open_balance(own_invoices),
                 unpaid_invoices=sum(
-                    1 for i in own_invoices if i.status in UNPAID_STATUSES and i.amount_remaining
+                    1
+                    for i in own_invoices
+                    if i.status in OWED_INVOICE_STATUSES and i.amount_remaining
                 ),
                 credit_state=credit.get(link.crm_account_id, "ok"),
                 active_subscriptions=sum(
-                    1 for s in by_customer_subs[cid] if s.status in MRR_STATUSES
+                    1 for s in by_customer_subs[cid] if counts_for_mrr(s, now)
                 ),
+                crm_note=crm_notes.get(link.crm_account_id),
             )
         )
+    for row in rows:
+        if row.crm_note:
+            overview_notes.append(f"{row.name}: {row.crm_note}")
     active_products = list(
         session.scalars(select(ProductMirror.id).where(ProductMirror.active.is_(True)))
     )
     prices = list(session.scalars(select(PriceMirror).where(PriceMirror.active.is_(True))))
     supported = read_cursor(session, CREDIT_NOTES_CURSOR)
-    overview_notes: list[str] = []
     if supported == "unsupported":
         overview_notes.append(
             "The Stripe account answering does not offer credit notes, so net billing "
@@ -304,11 +471,15 @@ def compute(runtime: Runtime, session: Session) -> Overview:
         total_products=len(active_products),
         one_time_prices=sum(1 for p in prices if p.type == "one_time"),
         recurring_prices=sum(1 for p in prices if p.type == "recurring"),
-        trend=mrr_trend(subs, TREND_MONTHS, runtime.today()),
+        trend=mrr_trend(subs, TREND_MONTHS, now),
         customers=rows,
-        as_of=runtime.clock(),
+        as_of=now,
         credit_notes=supported or "mirrored",
         notes=overview_notes,
+        periods={
+            "net_billing": f"last 12 months ({_period_text(year)})",
+            "net_billing_this_month": f"{month.label} ({_period_text(month)})",
+        },
     )
 
 

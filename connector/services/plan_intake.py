@@ -14,6 +14,7 @@ from typing import Any
 from connector.crm.base import CrmDeal
 from connector.domain.plan_status import Status
 from connector.runtime import Runtime
+from connector.services import amendment
 from connector.services.activation import activate
 from connector.services.backfill import send_customer_histories
 from connector.services.linking import link_plan_customer
@@ -24,6 +25,7 @@ from connector.services.plans import (
     get_plan,
     plan_for_deal,
     problems_json,
+    refresh_preview,
     write_status_to_crm,
 )
 from connector.store import audit
@@ -65,9 +67,13 @@ def intake_deal(runtime: Runtime, crm_deal: CrmDeal, *, actor: str = "dealbridge
         row.deal_data = crm_deal.data
         row.crm_account_id = crm_deal.account_id
         plan_id = row.id
+    # A later deal of a live customer may change its subscription: look it up first, so
+    # the plan (and its problems) are computed as that change.
+    amendment.refresh_target(runtime, plan_id)
     computed = _refresh(runtime, plan_id, deal_changed=before is None or before[0] != crm_deal.data)
     if computed.deal is not None:
         link_plan_customer(runtime, plan_id, computed.deal)
+    refresh_preview(runtime, plan_id)
     with runtime.db.session() as session:
         row = get_plan(session, plan_id)
         # Our own write-back bumps the deal's modified stamp, so the deal comes back on the

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import date
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import func, select
@@ -18,8 +19,23 @@ from sqlalchemy.orm import Session
 
 from connector.billing.gateway import StripeGatewayError
 from connector.domain.adjustments import contradictions
+from connector.domain.amendment import (
+    AMENDING_KINDS,
+    PERSON_KEYS,
+    PREVIEW_KEY,
+    RESERVED_KEYS,
+    Amendment,
+    ChangeKind,
+    amendment_from_json,
+    amendment_summary,
+    amendment_to_json,
+    change_kind,
+    plan_overrides_for,
+    propose_amendment,
+    split_overrides,
+)
 from connector.domain.deal import Deal, InvalidDeal, Problem, parse_deal
-from connector.domain.money import format_money
+from connector.domain.money import format_money, minor_units_exponent
 from connector.domain.plan import (
     BillingPlan,
     InvalidOverrides,
@@ -34,7 +50,8 @@ from connector.domain.plan import (
 from connector.domain.plan_status import Status
 from connector.domain.timestamps import unix_of
 from connector.runtime import Runtime
-from connector.services import crm_outbound
+from connector.services import amendment as amendments
+from connector.services import catalog, crm_outbound
 from connector.services.backfill import queue_customer_history
 from connector.store import audit
 from connector.store.models import CustomerLink, Plan, StripeOperation
@@ -65,11 +82,17 @@ def defaults(runtime: Runtime) -> PlanDefaults:
 
 @dataclass(frozen=True)
 class Computed:
-    """The plan as it stands now, or why there is none."""
+    """The plan as it stands now, or why there is none.
+
+    ``kind`` is what the deal is (new business, or a change to a live subscription);
+    ``amendment`` the change it makes when the account has a live subscription to change.
+    """
 
     deal: Deal | None
     plan: BillingPlan | None
     problems: tuple[Problem, ...]
+    kind: ChangeKind = "new"
+    amendment: Amendment | None = None
 
 
 def compute(runtime: Runtime, row: Plan) -> Computed:
@@ -78,12 +101,45 @@ def compute(runtime: Runtime, row: Plan) -> Computed:
         deal = parse_deal(row.deal_data)
     except InvalidDeal as exc:
         return Computed(None, None, exc.problems)
+    kind: ChangeKind = "new"
     try:
-        overrides = overrides_from_json(row.overrides or {})
+        base, choices, target = split_overrides(row.overrides or {})
+        kind = change_kind(row.deal_data or {}, choices)
+        amending = target is not None and kind in AMENDING_KINDS
+        if amending:
+            assert target is not None
+            scheduled = any(i.pricing_schedule != "one_time" for i in deal.line_items)
+            base = plan_overrides_for(base, target, scheduled)
+        overrides = overrides_from_json(base)
         plan = suggest_plan(deal, defaults(runtime), runtime.today(), overrides)
+        amendment: Amendment | None = None
+        if amending:
+            assert target is not None
+            amendment = propose_amendment(
+                kind,
+                target,
+                plan,
+                [catalog.product_key(line) for line in plan.lines],
+                choices.proration_behavior or _default_proration(runtime),
+                proration_chosen=choices.proration_behavior is not None,
+                today=runtime.today(),
+            )
     except (InvalidDeal, InvalidOverrides) as exc:
-        return Computed(deal, None, exc.problems)
-    return Computed(deal, plan, ())
+        return Computed(deal, None, exc.problems, kind)
+    return Computed(deal, plan, (), kind, amendment)
+
+
+def _default_proration(runtime: Runtime) -> Any:
+    return amendments.default_proration(runtime)
+
+
+def frozen_amendment(row: Plan) -> tuple[Amendment | None, dict[str, Any] | None]:
+    """The approved amendment and the preview the person saw, from the frozen plan."""
+    data = (row.plan_data or {}).get("amendment")
+    if not isinstance(data, dict):
+        return None, None
+    preview = data.get("preview")
+    return amendment_from_json(data), preview if isinstance(preview, dict) else None
 
 
 def problems_json(problems: tuple[Problem, ...]) -> list[dict[str, str]]:
@@ -110,11 +166,40 @@ def plan_for_deal(session: Session, deal_id: str) -> Plan | None:
 
 def adjust(runtime: Runtime, plan_id: str, changes: dict[str, Any], *, actor: str) -> Plan:
     """Apply a person's overrides; invalid ones raise InvalidOverrides naming each field,
-    and so do fields that contradict each other (a one-time bill with a frequency)."""
-    overrides = overrides_from_json(changes)  # raises InvalidOverrides
-    clashes = contradictions(changes)
+    and so do fields that contradict each other (a one-time bill with a frequency).
+
+    ``change`` (new, upgrade, downgrade, replacement...) and ``proration_behavior`` are the
+    amendment choices; the live subscription snapshot is dealbridge's, never a person's.
+    """
+    if not isinstance(changes, dict):
+        overrides_from_json(changes)  # raises InvalidOverrides: must be an object
+    reserved = [k for k in RESERVED_KEYS if k in changes]
+    if reserved:
+        raise InvalidOverrides(
+            [Problem(k, "is not something that can be changed") for k in reserved]
+        )
+    base_changes, _, _ = split_overrides(changes)  # raises InvalidOverrides
+    overrides = overrides_from_json(base_changes)  # raises InvalidOverrides
+    clashes = contradictions(base_changes)
     if clashes:
         raise InvalidOverrides(clashes)
+    person = {k: changes[k] for k in PERSON_KEYS if changes.get(k) is not None}
+    _adjust(runtime, plan_id, overrides, person, actor=actor)
+    # A change of kind may make the deal a change to the live subscription, or no longer.
+    amendments.refresh_target(runtime, plan_id)
+    refresh_preview(runtime, plan_id)
+    with runtime.db.session() as session:
+        return get_plan(session, plan_id)
+
+
+def _adjust(
+    runtime: Runtime,
+    plan_id: str,
+    overrides: Any,
+    person: dict[str, Any],
+    *,
+    actor: str,
+) -> Plan:
     with runtime.db.session() as session:
         row = get_plan(session, plan_id)
         if row.status not in Status.EDITABLE:
@@ -124,7 +209,8 @@ def adjust(runtime: Runtime, plan_id: str, changes: dict[str, Any], *, actor: st
             )
         deal = parse_deal(row.deal_data)
         suggest_plan(deal, defaults(runtime), runtime.today(), overrides)  # validates
-        row.overrides = overrides_to_json(overrides)
+        kept = {k: v for k, v in (row.overrides or {}).items() if k in RESERVED_KEYS}
+        row.overrides = {**overrides_to_json(overrides), **person, **kept}
         if row.status == Status.AWAITING_CREDIT:
             # The approval froze the plan as it was; a change needs a new approval, or the
             # waiting plan would activate without it when the hold lifts.
@@ -183,7 +269,12 @@ def choose_customer(runtime: Runtime, plan_id: str, customer_id: str, *, actor: 
 
 
 def approve(runtime: Runtime, plan_id: str, *, actor: str) -> Plan:
-    """Freeze the reviewed plan and queue it for activation, in approval order."""
+    """Freeze the reviewed plan and queue it for activation, in approval order.
+
+    An amendment is frozen with Stripe's preview of the change, taken just before (with the
+    ``proration_date`` activation sends again), so what was previewed is what is billed.
+    """
+    previewed = _preview_for_approval(runtime, plan_id)
     with runtime.db.session() as session:
         row = session.get(Plan, plan_id, with_for_update=True)
         if row is None:
@@ -210,8 +301,11 @@ def approve(runtime: Runtime, plan_id: str, *, actor: str) -> Plan:
             row.plan_data = plan_to_json(computed.plan)
             _settle_manual(runtime, session, row, actor)
             return row
+        plan_data = plan_to_json(computed.plan)
+        if computed.amendment is not None:
+            plan_data["amendment"] = _checked_preview(computed.amendment, previewed)
         next_seq = session.scalar(select(func.coalesce(func.max(Plan.approval_seq), 0))) or 0
-        row.plan_data = plan_to_json(computed.plan)
+        row.plan_data = plan_data
         row.approved_at = runtime.clock()
         row.approved_by = actor
         row.approval_seq = next_seq + 1
@@ -228,6 +322,51 @@ def approve(runtime: Runtime, plan_id: str, *, actor: str) -> Plan:
             plan=row.plan_data,
         )
         return row
+
+
+def _preview_for_approval(runtime: Runtime, plan_id: str) -> dict[str, Any] | None:
+    """The amendment as it stands and Stripe's preview of it (None: not an amendment)."""
+    with runtime.db.session() as session:
+        row = get_plan(session, plan_id)
+        computed = compute(runtime, row)
+        customer_id = row.stripe_customer_id
+    if computed.amendment is None or computed.plan is None or customer_id is None:
+        return None
+    preview = amendments.preview(
+        runtime,
+        customer_id,
+        computed.plan,
+        computed.amendment,
+        unix_of(runtime.clock()),
+    )
+    return {**amendment_to_json(computed.amendment), "preview": preview}
+
+
+def refresh_preview(runtime: Runtime, plan_id: str) -> None:
+    """Ask Stripe for a preview of the change under review and keep it for the page (which
+    never calls Stripe while it renders). Called outside any database transaction."""
+    previewed = _preview_for_approval(runtime, plan_id)
+    with runtime.db.session() as session:
+        row = get_plan(session, plan_id)
+        if row.status not in Status.REFRESHABLE:
+            return
+        overrides = {k: v for k, v in (row.overrides or {}).items() if k != PREVIEW_KEY}
+        if previewed is not None:
+            overrides[PREVIEW_KEY] = previewed
+        if overrides != (row.overrides or {}):
+            row.overrides = overrides
+
+
+def _checked_preview(amendment: Amendment, previewed: dict[str, Any] | None) -> dict[str, Any]:
+    expected = amendment_to_json(amendment)
+    if previewed is None or {k: v for k, v in previewed.items() if k != "preview"} != expected:
+        raise PlanStateError("the change moved while it was being previewed; try again")
+    preview = previewed["preview"]
+    if preview is not None and preview.get("error"):
+        raise PlanStateError(
+            f"Stripe could not preview the change, so it cannot be approved: {preview['error']}"
+        )
+    return previewed
 
 
 def _earlier_billing(session: Any, row: Plan) -> list[str]:
@@ -339,11 +478,23 @@ def summary_lines(plan: BillingPlan, customer: str | None, today: date) -> list[
     if plan.invoice_type == "recurring":
         every = _frequency(plan.interval, plan.interval_count)
         kind = "Subscription schedule" if plan.start_date > today else "Subscription"
+        through = plan.billed_through or plan.end_date
         lines.append(
             f"{kind} for {who}: {format_money(plan.recurring_amount, cur)} {every}, "
-            f"{plan.periods} invoice(s) from {plan.start_date.isoformat()}, ending "
-            f"{plan.end_date.isoformat()}."
+            f"{plan.periods} full period(s) from {plan.start_date.isoformat()} to "
+            f"{through.isoformat()}"
+            + (
+                f" (the contract ends {plan.end_date.isoformat()})."
+                if through != plan.end_date
+                else "."
+            )
         )
+        if plan.catch_up_periods:
+            caught_up = format_money(plan.catch_up_periods * plan.recurring_amount, cur)
+            lines.append(
+                f"Started in the past: {plan.catch_up_periods} elapsed period(s) are billed as "
+                f"catch-up on the first invoice ({caught_up})."
+            )
         for line in recurring:
             lines.append(_item_line(line, cur))
         if one_time:
@@ -360,12 +511,29 @@ def summary_lines(plan: BillingPlan, customer: str | None, today: date) -> list[
         for line in plan.lines:
             lines.append(_item_line(line, cur))
     lines.append(f"Invoices are emailed with Stripe's payment page, {due}; payment by {methods}.")
+    if plan.invoices:
+        lines.append(f"Invoice schedule ({len(plan.invoices)} invoice(s)):")
+        for invoice in plan.invoices:
+            lines.append(
+                f"  {invoice.date.isoformat()}  {format_money(invoice.amount, cur)}  "
+                f"{invoice.description}"
+            )
     lines.append(f"Contract total: {format_money(plan.total_amount, cur)}.")
     return lines
 
 
 def _item_line(line: PlanLine, currency: str) -> str:
-    return f"  - {line.description}: {line.quantity} x {format_money(line.unit_amount, currency)}"
+    if line.unit_amount_decimal is not None:
+        exact = Decimal(line.unit_amount_decimal).scaleb(-minor_units_exponent(currency))
+        unit = f"{currency.upper()} {exact:f} (exact unit price)"
+    else:
+        unit = format_money(line.unit_amount, currency)
+    text = f"  - {line.description}: {line.quantity} x {unit}"
+    if line.discount_amount:
+        text += f", less {format_money(line.discount_amount, currency)} (line discount)"
+    if line.unit_amount_decimal is not None or line.discount_amount:
+        text += f" = {format_money(line.amount, currency)}"
+    return text
 
 
 _METHOD_LABELS = {
@@ -390,6 +558,7 @@ def plan_view(runtime: Runtime, row: Plan) -> dict[str, Any]:
     computed = compute(runtime, row)
     frozen = plan_from_json(row.plan_data) if row.plan_data else None
     shown = frozen or computed.plan
+    amendment, preview = _shown_amendment(runtime, row, computed)
     dashboard = runtime.config.section("stripe")["dashboard_url"].rstrip("/")
     view: dict[str, Any] = {
         "id": row.id,
@@ -417,14 +586,57 @@ def plan_view(runtime: Runtime, row: Plan) -> dict[str, Any]:
         "overrides": row.overrides or {},
         "deal": row.deal_data,
         "plan": plan_to_json(shown) if shown else None,
-        "summary": summary_lines(shown, _contact_name(row), runtime.today()) if shown else [],
+        "summary": _summary(runtime, row, shown, amendment, preview),
+        "invoice_amounts": (
+            [format_money(i.amount, shown.currency) for i in shown.invoices] if shown else []
+        ),
+        "contract_total": format_money(shown.total_amount, shown.currency) if shown else None,
+        "kind": computed.kind,
+        "amendment": None
+        if amendment is None
+        else {**amendment_to_json(amendment), "preview": preview},
         "editable": row.status in Status.EDITABLE,
         "activatable": row.status in Status.ACTIVATABLE and computed.plan is not None,
         "approved_at": row.approved_at.isoformat() if row.approved_at else None,
         "approved_by": row.approved_by,
         "crm_deal_url": runtime.crm.record_url("deal", row.deal_id) if _has_crm(runtime) else None,
     }
+    if computed.kind in AMENDING_KINDS and amendment is None and row.plan_data is None:
+        view["amendment_notice"] = (
+            f"The deal is a {computed.kind}, but the account has no live subscription made by "
+            "dealbridge to change; activating it starts a new subscription."
+        )
     return view
+
+
+def _shown_amendment(
+    runtime: Runtime, row: Plan, computed: Computed
+) -> tuple[Amendment | None, dict[str, Any] | None]:
+    """The frozen amendment and its approved preview, or the one under review with the
+    last preview Stripe gave of exactly that change (None until there is one)."""
+    if row.plan_data is not None:
+        return frozen_amendment(row)
+    if computed.amendment is None:
+        return None, None
+    stored = (row.overrides or {}).get(PREVIEW_KEY)
+    if not isinstance(stored, dict):
+        return computed.amendment, None
+    previewed = {k: v for k, v in stored.items() if k != "preview"}
+    if previewed != amendment_to_json(computed.amendment):
+        return computed.amendment, None  # the change moved since: the next refresh previews
+    return computed.amendment, stored.get("preview")
+
+
+def _summary(
+    runtime: Runtime,
+    row: Plan,
+    shown: BillingPlan | None,
+    amendment: Amendment | None,
+    preview: dict[str, Any] | None,
+) -> list[str]:
+    if amendment is not None:
+        return amendment_summary(amendment, preview)
+    return summary_lines(shown, _contact_name(row), runtime.today()) if shown else []
 
 
 def _has_crm(runtime: Runtime) -> bool:
@@ -448,7 +660,10 @@ def write_status_to_crm(runtime: Runtime, session: Session, row: Plan) -> None:
     computed = compute(runtime, row)
     shown = plan_from_json(row.plan_data) if row.plan_data else computed.plan
     label = Status.LABELS.get(row.status, row.status)
-    summary = "\n".join(summary_lines(shown, _contact_name(row), runtime.today())) if shown else ""
+    amendment, preview = (
+        frozen_amendment(row) if row.plan_data is not None else (computed.amendment, None)
+    )
+    summary = "\n".join(_summary(runtime, row, shown, amendment, preview))
     if row.status_reason:
         summary = f"{row.status_reason}\n\n{summary}".strip()
     crm_outbound.update_deal(

@@ -1,5 +1,5 @@
 """Re-read the mirrors from Stripe (the overview's ``?refresh=1``): every linked customer's
-subscriptions, invoices and credit notes, and the catalogue.
+subscriptions, invoices, credit notes and refunds, and the catalogue.
 
 Whatever differs from the mirror goes through the same sync as a webhook, so the CRM hears
 of it too; then the accounts' figures are queued for the CRM.
@@ -16,8 +16,8 @@ from connector.billing.objects import plain
 from connector.runtime import Runtime
 from connector.services.account_metrics import write_account_metrics
 from connector.services.catalog_mirror import refresh_catalog
-from connector.services.credit_notes import mirror_credit_note
-from connector.services.invoice_sync import sync_invoice
+from connector.services.credit_notes import mirror_credit_note, mirror_refund
+from connector.services.invoice_sync import amount_credited, sync_invoice
 from connector.services.overview import CREDIT_NOTES_CURSOR
 from connector.services.subscription_sync import sync_subscription
 from connector.store.cursors import save_cursor
@@ -29,6 +29,7 @@ class RefreshResult:
     subscriptions: int = 0
     invoices: int = 0
     credit_notes: int = 0
+    refunds: int = 0
     products: int = 0
     prices: int = 0
     credit_notes_supported: bool = True
@@ -39,6 +40,29 @@ def _store_credit_notes(runtime: Runtime, link: CustomerLink, notes: list[Any]) 
     with runtime.db.session() as session:
         for note in notes:
             mirror_credit_note(session, link.crm_account_id, plain(note), now)
+
+
+def _store_refunds(runtime: Runtime, link: CustomerLink) -> int:
+    refunds = [plain(r) for r in runtime.stripe.iter_customer_refunds(link.stripe_customer_id)]
+    now = runtime.clock()
+    with runtime.db.session() as session:
+        for refund in refunds:
+            mirror_refund(session, link.crm_account_id, link.stripe_customer_id, refund, now)
+    return len(refunds)
+
+
+def _without_tiers(data: Any) -> Any:
+    """A subscription as listed: a listing cannot expand prices' tiers (a fifth level)."""
+    if not isinstance(data, dict):
+        return data
+    copy = dict(data)
+    items = dict(copy.get("items") or {})
+    items["data"] = [
+        {**item, "price": {k: v for k, v in (item.get("price") or {}).items() if k != "tiers"}}
+        for item in items.get("data") or []
+    ]
+    copy["items"] = items
+    return copy
 
 
 def refresh_from_stripe(runtime: Runtime) -> RefreshResult:
@@ -55,7 +79,7 @@ def refresh_from_stripe(runtime: Runtime) -> RefreshResult:
             data = plain(sub)
             with runtime.db.session() as session:
                 mirror = session.get(SubscriptionMirror, sub.id)
-                same = mirror is not None and mirror.data == data
+                same = mirror is not None and _without_tiers(mirror.data) == _without_tiers(data)
             if not same:
                 sync_subscription(runtime, sub.id, cid)
             result.subscriptions += 1
@@ -69,6 +93,8 @@ def refresh_from_stripe(runtime: Runtime) -> RefreshResult:
                     and row.amount_remaining == int(invoice.amount_remaining or 0)
                     and row.total_excluding_tax
                     == int(invoice.total_excluding_tax or invoice.total or 0)
+                    and row.amount_credited == amount_credited(plain(invoice))
+                    and (row.effective_at is not None or invoice.status == "draft")
                 )
             if not same:
                 sync_invoice(runtime, invoice.id, cid)
@@ -79,6 +105,7 @@ def refresh_from_stripe(runtime: Runtime) -> RefreshResult:
         else:
             _store_credit_notes(runtime, link, notes)
             result.credit_notes += len(notes)
+        result.refunds += _store_refunds(runtime, link)
     with runtime.db.session() as session:
         supported = "mirrored" if result.credit_notes_supported else "unsupported"
         save_cursor(session, CREDIT_NOTES_CURSOR, supported, runtime.clock())

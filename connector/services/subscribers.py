@@ -171,9 +171,37 @@ class DestinationRefused(PermanentError):
     """The subscriber's URL may not be called (scheme, host or address policy)."""
 
 
+#: NAT64 prefixes that embed an IPv4 address in their last 32 bits (RFC 6052, RFC 8215).
+NAT64_PREFIXES = (
+    ipaddress.IPv6Network("64:ff9b::/96"),
+    ipaddress.IPv6Network("64:ff9b:1::/48"),
+)
+
+
+def _embedded_ipv4(address: ipaddress.IPv6Address) -> list[ipaddress.IPv4Address]:
+    """The IPv4 addresses an IPv6 address stands for: IPv4-mapped, IPv4-compatible, 6to4,
+    Teredo (server and client) and NAT64 forms each reach an IPv4 host."""
+    embedded: list[ipaddress.IPv4Address] = []
+    if address.ipv4_mapped is not None:
+        embedded.append(address.ipv4_mapped)
+    if address.sixtofour is not None:
+        embedded.append(address.sixtofour)
+    if address.teredo is not None:
+        embedded.extend(address.teredo)
+    if any(address in prefix for prefix in NAT64_PREFIXES):
+        embedded.append(ipaddress.IPv4Address(int(address) & 0xFFFFFFFF))
+    if int(address) >> 32 == 0 and int(address) > 1:  # deprecated IPv4-compatible ::a.b.c.d
+        embedded.append(ipaddress.IPv4Address(int(address)))
+    return embedded
+
+
 def _is_public(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
+    if isinstance(address, ipaddress.IPv6Address):
+        embedded = _embedded_ipv4(address)
+        if embedded:
+            return all(_is_public(inner) for inner in embedded)
+        if address.is_site_local:  # fec0::/10, deprecated but still routed by some stacks
+            return False
     return address.is_global and not (
         address.is_private
         or address.is_loopback

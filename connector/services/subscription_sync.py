@@ -1,5 +1,6 @@
 """Stripe subscriptions into the mirror and onto their plan's CRM deal, re-fetched from Stripe
-under the subscription's lock like invoices (see ``invoice_sync``)."""
+outside any store session and written only if nobody wrote meanwhile, like invoices (see
+``invoice_sync``)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,9 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from connector.billing.event_shape import event_object
 from connector.billing.event_types import HANDLED_STRIPE_EVENTS
+from connector.billing.gateway import StripeRejected
 from connector.billing.objects import plain
 from connector.domain.timestamps import datetime_from_unix
 from connector.runtime import Runtime
@@ -23,43 +26,111 @@ SUBSCRIPTION_EVENTS = tuple(
 )
 
 
+class SubscriptionNotFound(Exception):
+    """Stripe does not find a subscription (it never deletes one)."""
+
+
+#: How many times a sync fetches again when another writer stored the subscription meanwhile.
+MAX_REFETCH = 5
+
+
+class KeptChanging(RuntimeError):
+    """Other writers stored the subscription every time we fetched it: try again later."""
+
+
+def _snapshot(mirror: SubscriptionMirror | None) -> tuple[str, dict[str, Any]] | None:
+    """What a concurrent write would change: the stored status and the whole object."""
+    return None if mirror is None else (mirror.status, dict(mirror.data or {}))
+
+
+def _fetch(runtime: Runtime, subscription_id: str) -> dict[str, Any]:
+    try:
+        return with_tiers(runtime, plain(runtime.stripe.retrieve_subscription(subscription_id)))
+    except StripeRejected as exc:
+        if exc.code != "resource_missing":
+            raise
+        raise SubscriptionNotFound(
+            f"Stripe has no subscription {subscription_id}; subscriptions are canceled, "
+            "never deleted, so the event is not about this Stripe account "
+            "(is STRIPE_API_KEY for the account that sent it?)"
+        ) from exc
+
+
 def sync_subscription(
     runtime: Runtime,
     subscription_id: str,
     customer_id: str | None,
     event_type: str = "customer.subscription.updated",
 ) -> str:
-    with runtime.db.session() as session:
-        account_id = account_of_customer(runtime, session, customer_id, event_type)
-        if account_id is None:
-            return UNKNOWN_CUSTOMER
-        lock(session, f"subscription:{subscription_id}")
-        mirror = session.get(SubscriptionMirror, subscription_id, with_for_update=True)
-        sub = plain(runtime.stripe.retrieve_subscription(subscription_id))
-        if mirror is None:
-            mirror = SubscriptionMirror(id=subscription_id)
-            session.add(mirror)
-        mirror.stripe_customer_id = sub["customer"]
-        mirror.crm_account_id = account_id
-        mirror.status = sub["status"]
-        mirror.data = sub
-        mirror.created = (
-            datetime_from_unix(sub.get("start_date") or sub["created"]) or runtime.clock()
+    """Fetch the subscription now and write it to the mirror and its plan's deal.
+
+    Read, call, write (as ``invoice_sync.sync_invoice``): the fetch happens outside any store
+    session, and the write only if the mirror is as we read it before the fetch; otherwise
+    another writer stored a state that may be newer than ours, and we fetch again."""
+    for _ in range(MAX_REFETCH):
+        with runtime.db.session() as session:
+            account_id = account_of_customer(runtime, session, customer_id, event_type)
+            if account_id is None:
+                return UNKNOWN_CUSTOMER
+            seen = _snapshot(session.get(SubscriptionMirror, subscription_id))
+        sub = _fetch(runtime, subscription_id)
+        with runtime.db.session() as session:
+            lock(session, f"subscription:{subscription_id}")
+            mirror = session.get(SubscriptionMirror, subscription_id, with_for_update=True)
+            if _snapshot(mirror) != seen:
+                continue  # written meanwhile: fetch again
+            if sub["customer"] != customer_id:
+                # The payload named another customer than Stripe has: Stripe's word counts.
+                account_id = account_of_customer(runtime, session, sub["customer"], event_type)
+                if account_id is None:
+                    return UNKNOWN_CUSTOMER
+            _write(runtime, session, mirror, sub, account_id)
+        _apply_schedule_payment_methods(runtime, sub)
+        return f"subscription {sub['status']}"
+    raise KeptChanging(
+        f"subscription {subscription_id} changed during each of {MAX_REFETCH} fetches"
+    )
+
+
+def _write(
+    runtime: Runtime,
+    session: Session,
+    mirror: SubscriptionMirror | None,
+    sub: dict[str, Any],
+    account_id: str,
+) -> None:
+    subscription_id = sub["id"]
+    if mirror is None:
+        mirror = SubscriptionMirror(id=subscription_id)
+        session.add(mirror)
+    mirror.stripe_customer_id = sub["customer"]
+    mirror.crm_account_id = account_id
+    mirror.status = sub["status"]
+    mirror.data = sub
+    mirror.created = datetime_from_unix(sub.get("start_date") or sub["created"]) or runtime.clock()
+    mirror.ended_at = datetime_from_unix(sub.get("ended_at"))
+    mirror.synced_at = runtime.clock()
+    crm_outbound.queue_account_figures(session, account_id, runtime.clock())  # MRR may move
+    plan = _plan_of(session, sub)
+    if plan is not None:
+        if plan.stripe_subscription_id is None:
+            plan.stripe_subscription_id = subscription_id
+        crm_outbound.update_deal(
+            runtime,
+            session,
+            plan.deal_id,
+            {"subscription_id": subscription_id, "subscription_status": sub["status"]},
         )
-        mirror.ended_at = datetime_from_unix(sub.get("ended_at"))
-        mirror.synced_at = runtime.clock()
-        plan = _plan_of(session, sub)
-        if plan is not None:
-            if plan.stripe_subscription_id is None:
-                plan.stripe_subscription_id = subscription_id
-            crm_outbound.update_deal(
-                runtime,
-                session,
-                plan.deal_id,
-                {"subscription_id": subscription_id, "subscription_status": sub["status"]},
-            )
-    _apply_schedule_payment_methods(runtime, sub)
-    return f"subscription {sub['status']}"
+
+
+def with_tiers(runtime: Runtime, sub: dict[str, Any]) -> dict[str, Any]:
+    """The subscription with each tiered price's tiers filled in (Stripe leaves them out
+    unless asked, and MRR needs them: docs/billing-rules.md §4.1)."""
+    for item in (sub.get("items") or {}).get("data") or []:
+        price = item.get("price") or {}
+        if price.get("billing_scheme") == "tiered" and not price.get("tiers") and price.get("id"):
+            price["tiers"] = [plain(t) for t in runtime.stripe.retrieve_price_tiers(price["id"])]
+    return sub
 
 
 def _plan_of(session: Session, sub: dict[str, Any]) -> Plan | None:
@@ -93,5 +164,5 @@ def _apply_schedule_payment_methods(runtime: Runtime, sub: dict[str, Any]) -> No
 
 
 def on_subscription_event(runtime: Runtime, event: dict[str, Any]) -> str | None:
-    obj = event["data"]["object"]
-    return sync_subscription(runtime, obj["id"], obj.get("customer"), event["type"])
+    about = event_object(event)
+    return sync_subscription(runtime, about.object_id, about.customer_id, about.event_type)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -48,19 +49,52 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
     return create_engine(url, pool_pre_ping=True, **kwargs)
 
 
+class _Held(threading.local):
+    """What this thread holds of the store: open sessions and checked-out connections."""
+
+    def __init__(self) -> None:
+        self.sessions = 0
+        self.connections = 0
+
+
+_held = _Held()
+
+
+def holding_store() -> bool:
+    """True while this thread has a store session open or a connection checked out: on
+    SQLite that may be the write lock, on PostgreSQL row locks. No network call may be made
+    then (``connector.runtime`` guards the Stripe gateway and the CRM adapter with it)."""
+    return _held.sessions > 0 or _held.connections > 0
+
+
+def _track_connections(engine: Engine) -> None:
+    @event.listens_for(engine, "checkout")
+    def _checkout(*_args: Any) -> None:
+        _held.connections += 1
+
+    @event.listens_for(engine, "checkin")
+    def _checkin(*_args: Any) -> None:
+        _held.connections = max(_held.connections - 1, 0)
+
+
 class Database:
     """Owns the engine and hands out transactional sessions."""
 
     def __init__(self, url: str, **engine_kwargs: Any) -> None:
         self.url = url
         self.engine = make_engine(url, **engine_kwargs)
+        _track_connections(self.engine)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
 
     @contextmanager
     def session(self) -> Iterator[Session]:
         """One unit of work: commits on success, rolls back on any exception."""
-        with self._sessions() as session, session.begin():
-            yield session
+        _held.sessions += 1
+        try:
+            with self._sessions() as session, session.begin():
+                yield session
+        finally:
+            _held.sessions -= 1
 
     def ping(self) -> bool:
         try:

@@ -7,17 +7,37 @@ is the fencing token. The row ends ``done`` (or goes back to ``pending`` with a 
 when it keeps failing, ``parked`` for a person. A worker that overran its lease (or died and
 came back) finds the row re-claimed under a new attempt number, and its late result is
 dropped instead of overwriting the new one.
+
+Leases are short (``SHORT_LEASE``, 30 s) and renewed while the work runs: the process that
+holds a claim registers it with its ``LeaseKeeper``, whose thread pushes the lease's end
+forward every ``RENEW_EVERY`` (10 s), each renewal in its own short transaction. A process
+that dies (kill -9, lost machine) stops renewing, and its claims are taken over by the next
+worker within 30 s instead of waiting out a long lease; a live one keeps its claim however
+long a Stripe or CRM call takes.
 """
 
 from __future__ import annotations
 
-from datetime import datetime
+import itertools
+import logging
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import ColumnElement, and_, or_, update
 from sqlalchemy.orm import Session
 
+from connector.store.db import Database
 from connector.store.models import InboxEvent, OutboxMessage
+
+log = logging.getLogger(__name__)
+
+#: How long a claim lasts without renewal: how soon a dead process's work is taken over.
+SHORT_LEASE = timedelta(seconds=30)
+#: How often a live process renews the claims it holds (a third of the lease).
+RENEW_EVERY = timedelta(seconds=10)
 
 PENDING, PROCESSING, DONE, PARKED = "pending", "processing", "done", "parked"
 
@@ -57,3 +77,89 @@ def settle_claimed(
         .execution_options(synchronize_session=False)
     )
     return bool(getattr(result, "rowcount", 0))
+
+
+def renew_claimed(
+    session: Session, model: Leased, row_ids: list[int], attempts: dict[int, int], until: datetime
+) -> None:
+    """Push the lease of rows we still hold (same attempt number) to ``until``."""
+    for row_id in row_ids:
+        session.execute(
+            update(model)
+            .where(
+                model.id == row_id,
+                model.status == PROCESSING,
+                model.attempts == attempts[row_id],
+            )
+            .values(next_attempt_at=until)
+            .execution_options(synchronize_session=False)
+        )
+
+
+#: Renews one claim: given a session and the lease's new end, extend it if still ours.
+Renewal = Callable[[Session, datetime], None]
+
+
+class LeaseKeeper:
+    """Renews, from one background thread, the leases of every claim this process holds.
+
+    ``hold(renewal)`` registers a claim for the duration of a ``with`` block; the thread
+    calls every registered renewal each ``every`` with ``clock() + lease``. ``renew_now()``
+    is the thread's tick, callable directly (tests drive it instead of waiting).
+    """
+
+    def __init__(
+        self,
+        db: Database,
+        clock: Callable[[], datetime],
+        *,
+        lease: timedelta = SHORT_LEASE,
+        every: timedelta = RENEW_EVERY,
+    ) -> None:
+        self.db = db
+        self.clock = clock
+        self.lease = lease
+        self.every = every
+        self._held: dict[int, Renewal] = {}
+        self._ids = itertools.count()
+        self._mutex = threading.Lock()
+        self._wake = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    @contextmanager
+    def hold(self, renewal: Renewal) -> Iterator[None]:
+        with self._mutex:
+            token = next(self._ids)
+            self._held[token] = renewal
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(
+                    target=self._run, name="dealbridge-lease-keeper", daemon=True
+                )
+                self._thread.start()
+        try:
+            yield
+        finally:
+            with self._mutex:
+                self._held.pop(token, None)
+
+    def renew_now(self) -> int:
+        """Renew every held claim now; returns how many renewals ran."""
+        with self._mutex:
+            renewals = list(self._held.values())
+        if not renewals:
+            return 0
+        until = self.clock() + self.lease
+        with self.db.session() as session:
+            for renewal in renewals:
+                renewal(session, until)
+        return len(renewals)
+
+    def _run(self) -> None:
+        while not self._wake.wait(self.every.total_seconds()):
+            try:
+                self.renew_now()
+            except Exception:
+                log.exception("renewing leases failed; trying again in %s", self.every)
+
+    def stop(self) -> None:
+        self._wake.set()

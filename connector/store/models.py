@@ -174,7 +174,9 @@ class InvoiceMirror(Base):
 
     Kept current by webhooks and reconciliation; the credit policy (open balance, overdue
     invoices) and the overview read it instead of calling Stripe on every page view.
-    ``stripe_updated`` orders writes: an older state never overwrites a newer one.
+    ``stripe_updated`` counts the writes of the row: a sync reads it before fetching from
+    Stripe (outside any transaction) and writes only if it has not moved, so an older state
+    never overwrites a newer one.
     """
 
     __tablename__ = "invoices"
@@ -196,6 +198,12 @@ class InvoiceMirror(Base):
     due_date: Mapped[datetime | None]
     paid_at: Mapped[datetime | None]
     billing_reason: Mapped[str | None] = mapped_column(String(64))
+    #: When the invoice took effect (``effective_at``, else ``finalized_at``): the date net
+    #: billing files it under.
+    effective_at: Mapped[datetime | None]
+    #: Credited by credit notes (``pre_payment_credit_notes_amount`` +
+    #: ``post_payment_credit_notes_amount``).
+    amount_credited: Mapped[int] = mapped_column(BigInteger, default=0)
     stripe_updated: Mapped[int] = mapped_column(BigInteger, default=0)
     deleted: Mapped[bool] = mapped_column(default=False)
     synced_at: Mapped[datetime] = mapped_column(default=utcnow)
@@ -284,6 +292,28 @@ class CreditNoteMirror(Base):
     currency: Mapped[str] = mapped_column(String(3))
     total_excluding_tax: Mapped[int] = mapped_column(BigInteger)
     created: Mapped[datetime]
+    effective_at: Mapped[datetime | None]
+    invoice_id: Mapped[str | None] = mapped_column(String(64), index=True)
+    #: Refunds this credit note carries (``refunds[].refund``), so net billing subtracts
+    #: them once.
+    refund_ids: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    synced_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class RefundMirror(Base):
+    """Our copy of a refund of a linked customer's charge (subtracted from net billing unless
+    a credit note carries it)."""
+
+    __tablename__ = "refunds"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    stripe_customer_id: Mapped[str] = mapped_column(String(64), index=True)
+    crm_account_id: Mapped[str | None] = mapped_column(String(64), index=True)
+    charge_id: Mapped[str | None] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(30))
+    currency: Mapped[str] = mapped_column(String(3))
+    amount: Mapped[int] = mapped_column(BigInteger)
+    created: Mapped[datetime]
     synced_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
@@ -298,6 +328,10 @@ class AccountMetrics(Base):
     mrr: Mapped[int] = mapped_column(BigInteger)
     net_billing: Mapped[int] = mapped_column(BigInteger)
     open_balance: Mapped[int] = mapped_column(BigInteger)
+    #: The CRM record's own currency, as last read; None when the CRM did not say.
+    account_currency: Mapped[str | None] = mapped_column(String(3))
+    #: Why nothing was written (figures in another currency than the record's), else None.
+    note: Mapped[str | None] = mapped_column(Text)
     written_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 

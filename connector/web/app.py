@@ -66,6 +66,8 @@ def register_request_context(app: Flask, runtime: Runtime) -> None:
     @app.after_request
     def _finish(response: Response) -> Response:
         response.headers[REQUEST_ID_HEADER] = g.get("request_id", "")
+        # No browser may guess a JSON answer or a webhook echo into HTML or script.
+        response.headers["X-Content-Type-Options"] = "nosniff"
         endpoint = request.url_rule.rule if request.url_rule else "unmatched"
         runtime.metrics.http_requests.labels(
             endpoint=endpoint, method=request.method, status=str(response.status_code)

@@ -23,6 +23,7 @@ from typing import Any, TypeVar, cast
 from flask import g, request
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 
+from connector.store.models import Plan
 from connector.web.context import current_runtime
 from connector.web.errors import ApiError
 
@@ -37,6 +38,9 @@ class Identity:
     user: str
     role: str
     via: str  # token | launch | session
+    #: The deal a CRM launch opened the session for: it reaches that deal's plan only.
+    #: None for API tokens and for launches without a record (finance's overview).
+    deal: str | None = None
 
     def has(self, role: str) -> bool:
         return ROLE_RANK.get(self.role, 0) >= ROLE_RANK[role]
@@ -52,7 +56,10 @@ def _serializer(secret: str) -> URLSafeTimedSerializer:
 
 
 def issue_session_token(secret: str, identity: Identity) -> str:
-    return _serializer(secret).dumps({"user": identity.user, "role": identity.role})
+    data = {"user": identity.user, "role": identity.role}
+    if identity.deal is not None:
+        data["deal"] = identity.deal
+    return _serializer(secret).dumps(data)
 
 
 def read_session_token(secret: str, token: str, max_age: int) -> Identity | None:
@@ -62,7 +69,56 @@ def read_session_token(secret: str, token: str, max_age: int) -> Identity | None
         return None
     if not isinstance(data, dict) or data.get("role") not in ROLE_RANK:
         return None
-    return Identity(user=str(data.get("user")), role=str(data["role"]), via="session")
+    deal = data.get("deal")
+    return Identity(
+        user=str(data.get("user")),
+        role=str(data["role"]),
+        via="session",
+        deal=deal if isinstance(deal, str) and deal else None,
+    )
+
+
+class LinkRefused(Exception):
+    """A launch credential that must not sign anyone in; the message says why."""
+
+
+def check_launch_window(exp: int, *, now: float, ttl_seconds: int, skew_seconds: int = 60) -> None:
+    """A launch link is good until ``exp``, which may be at most ``ttl_seconds`` away: a link
+    signed to expire in the year 2200 is refused, not honoured for two centuries."""
+    if exp < now:
+        raise LinkRefused("expired")
+    if exp > now + ttl_seconds + skew_seconds:
+        raise LinkRefused(
+            f"expires further ahead than web.launch_link_ttl_seconds ({ttl_seconds} s) allows"
+        )
+
+
+def _deal_of_request(kwargs: dict[str, Any]) -> str | None:
+    """The deal a view works on, from its ``deal_id`` or its ``plan_id``; "" for views
+    about no single deal (the overview, customers, the catalog)."""
+    if "deal_id" in kwargs:
+        return str(kwargs["deal_id"])
+    if "plan_id" in kwargs:
+        runtime = current_runtime()
+        with runtime.db.session() as session:
+            row = session.get(Plan, str(kwargs["plan_id"]))
+            return row.deal_id if row is not None else None
+    return ""
+
+
+def _check_scope(identity: Identity, kwargs: dict[str, Any]) -> None:
+    """A session opened from a deal reaches that deal's plan and nothing else."""
+    if identity.deal is None:
+        return
+    deal = _deal_of_request(kwargs)
+    if deal is None:
+        return  # no such plan: the view answers 404 itself
+    if deal != identity.deal:
+        raise ApiError(
+            403,
+            "other_deal",
+            "This sign-in is for another deal's plan; open this one from its record in the CRM.",
+        )
 
 
 def csrf_token(secret: str, identity: Identity) -> str:
@@ -159,6 +215,7 @@ def require(role: str) -> Callable[[F], F]:
                     f"{identity.role.replace('_', ' ')}.",
                     required_role=role,
                 )
+            _check_scope(identity, kwargs)
             _check_api_csrf(identity)
             return view(*args, **kwargs)
 

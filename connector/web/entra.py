@@ -152,7 +152,7 @@ def verify_access_token(token: str, settings: Mapping[str, Any], keys: JwksCache
             audience=list(settings["audience"]),
             issuer=issuer(settings["authority_host"], tenant),
             leeway=int(settings["leeway_seconds"]),
-            options={"require": ["exp", "nbf", "iss", "aud", "tid"]},
+            options={"require": ["exp", "nbf", "iat", "iss", "aud", "tid"]},
         )
     except jwt.InvalidSignatureError as exc:
         raise EntraTokenRefused("bad_signature", "the token's signature does not verify") from exc

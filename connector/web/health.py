@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, jsonify
+from flask import Blueprint, Response, jsonify, request
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from connector import __version__
+from connector.web.auth import same_secret
 from connector.web.context import current_runtime
+from connector.web.errors import error_response
 
 blueprint = Blueprint("health", __name__)
 
@@ -24,6 +26,20 @@ def healthz() -> tuple[Response, int]:
 
 
 @blueprint.get("/metrics")
-def metrics() -> Response:
+def metrics() -> Response | tuple[Response, int]:
+    """Prometheus text; with ``DEALBRIDGE_METRICS_TOKEN`` set, only for that bearer token
+    (Prometheus ``authorization: {credentials: ...}``)."""
     runtime = current_runtime()
+    token = runtime.config.secrets.metrics_token
+    if token is not None:
+        header = request.headers.get("Authorization", "")
+        presented = header[len("Bearer ") :].strip() if header.startswith("Bearer ") else ""
+        if not presented or not same_secret(presented, token.reveal()):
+            response, status = error_response(
+                401,
+                "metrics_token",
+                "/metrics needs Authorization: Bearer <DEALBRIDGE_METRICS_TOKEN>",
+            )
+            response.headers["WWW-Authenticate"] = 'Bearer realm="metrics"'
+            return response, status
     return Response(generate_latest(runtime.metrics.registry), mimetype=CONTENT_TYPE_LATEST)

@@ -21,11 +21,13 @@ import hashlib
 import hmac
 import json
 import logging
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from flask import Blueprint, current_app, make_response, redirect, request, url_for
 from werkzeug.wrappers.response import Response as WerkzeugResponse
 
+from connector.store.once import use_once
 from connector.web.auth import ROLE_RANK, SESSION_COOKIE, Identity, issue_session_token
 from connector.web.context import current_runtime
 from connector.web.entra import (
@@ -39,6 +41,9 @@ from connector.web.entra import (
 from connector.web.errors import ApiError
 
 log = logging.getLogger(__name__)
+
+#: How far ahead of our clock a sign-in may be dated (clocks differ a little).
+CLOCK_SKEW_SECONDS = 300
 
 blueprint = Blueprint("launch", __name__)
 
@@ -117,14 +122,48 @@ def canvas() -> WerkzeugResponse:
     if not who:
         raise ApiError(401, "bad_signed_request", "The Canvas request names no user.")
     web = runtime.config.section("web")
+    now = runtime.clock()
+    try:
+        issued = canvas_issued_at(envelope, now=now, max_age_seconds=web["canvas_max_age_seconds"])
+    except BadSignedRequest as exc:
+        raise ApiError(
+            401, "stale_signed_request", f"This Canvas request {exc}; open the app from "
+            "Salesforce again.",
+        ) from exc  # fmt: skip
+    expires = issued + timedelta(seconds=int(web["canvas_max_age_seconds"]))
+    if not use_once(runtime.db, "canvas", request.form.get("signed_request", ""), now=now,
+                    expires=expires):  # fmt: skip
+        raise ApiError(
+            401, "replayed_signed_request", "This Canvas request was already used to sign "
+            "in; open the app from Salesforce again.",
+        )  # fmt: skip
     role = canvas_role(envelope, dict(web["canvas_roles"]), web["canvas_default_role"])
-    token = issue_session_token(
-        secrets.secret_key.reveal(), Identity(user=who, role=role, via="launch")
-    )
     record = (context.get("environment") or {}).get("record") or {}
     record_type = (record.get("attributes") or {}).get("type")
     is_deal = record.get("Id") and record_type in ("Opportunity", "opportunity")
-    return _signed_in(token, role, record["Id"] if is_deal else None)
+    deal = str(record["Id"]) if is_deal else None
+    token = issue_session_token(
+        secrets.secret_key.reveal(), Identity(user=who, role=role, via="launch", deal=deal)
+    )
+    return _signed_in(token, role, deal)
+
+
+def canvas_issued_at(envelope: dict[str, Any], *, now: datetime, max_age_seconds: int) -> datetime:
+    """When the signed request's OAuth token was issued (``issuedAt``, seconds or
+    milliseconds since the epoch), if within ``max_age_seconds`` of ``now``; else
+    ``BadSignedRequest``. A request without it cannot be judged fresh and is refused."""
+    issued = envelope.get("issuedAt")
+    if isinstance(issued, bool) or not isinstance(issued, int | float):
+        raise BadSignedRequest("carries no issuedAt time")
+    seconds = issued / 1000 if issued > 100_000_000_000 else issued  # milliseconds
+    if not -1e11 < seconds < 1e11:
+        raise BadSignedRequest("carries an impossible issuedAt time")
+    at = datetime.fromtimestamp(seconds, UTC)
+    if at < now - timedelta(seconds=max_age_seconds):
+        raise BadSignedRequest(f"was issued more than {max_age_seconds} seconds ago")
+    if at > now + timedelta(seconds=CLOCK_SKEW_SECONDS):
+        raise BadSignedRequest("is dated in the future")
+    return at
 
 
 def _signed_in(token: str, role: str, deal_id: str | None) -> WerkzeugResponse:
@@ -187,6 +226,14 @@ def entra() -> WerkzeugResponse:
             status, "bad_entra_token", f"Your Microsoft sign-in could not be accepted: {exc}. "
             "Open dealbridge from Dynamics 365 again.", reason=exc.reason,
         ) from exc  # fmt: skip
-    session = issue_session_token(secret_key.reveal(), Identity(user=who, role=role, via="launch"))
-    deal = (request.form.get("deal") or request.args.get("deal") or "").strip()
-    return _signed_in(session, role, deal or None)
+    expires = datetime.fromtimestamp(int(claims["exp"]), UTC)
+    if not use_once(runtime.db, "entra", token, now=runtime.clock(), expires=expires):
+        raise ApiError(
+            401, "bad_entra_token", "Your Microsoft sign-in was already used; open dealbridge "
+            "from Dynamics 365 again.", reason="replayed",
+        )  # fmt: skip
+    deal = (request.form.get("deal") or request.args.get("deal") or "").strip() or None
+    session = issue_session_token(
+        secret_key.reveal(), Identity(user=who, role=role, via="launch", deal=deal)
+    )
+    return _signed_in(session, role, deal)

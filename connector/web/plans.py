@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import time
+from datetime import UTC, datetime
 from typing import Any
 
 from flask import (
@@ -34,9 +34,12 @@ from connector.services import invoice_preview, linking, plan_intake
 from connector.services import plans as plan_service
 from connector.services.activation import activate
 from connector.services.plans import PlanNotFound, PlanStateError
+from connector.store.once import use_once
 from connector.web.auth import (
     SESSION_COOKIE,
     Identity,
+    LinkRefused,
+    check_launch_window,
     csrf_token,
     current_identity,
     issue_session_token,
@@ -207,19 +210,30 @@ def launch() -> Response:
     except ValueError:
         exp = 0
     expected = launch_signature(_secret(), deal, user, role, exp)
-    if (
-        not deal
-        or not user
-        or role not in ("sales_rep", "finance", "admin")
-        or exp < time.time()
-        or not same_secret(args.get("sig", ""), expected)
-    ):
+    runtime = _runtime()
+    now = runtime.clock()
+    ttl = int(runtime.config.section("web")["launch_link_ttl_seconds"])
+    try:
+        if (
+            not deal
+            or not user
+            or role not in ("sales_rep", "finance", "admin")
+            or not same_secret(args.get("sig", ""), expected)
+        ):
+            raise LinkRefused("invalid")
+        check_launch_window(exp, now=now.timestamp(), ttl_seconds=ttl)
+        if not use_once(
+            runtime.db, "launch", expected, now=now, expires=datetime.fromtimestamp(exp, UTC)
+        ):
+            raise LinkRefused("already used")
+    except LinkRefused as refused:
         raise ApiError(
             401,
             "bad_launch_link",
-            "This link is invalid or has expired; open it from the CRM again.",
-        )
-    token = issue_session_token(_secret(), Identity(user=user, role=role, via="launch"))
+            "This link is invalid, has expired or was already used; open it from the CRM again.",
+            reason=str(refused),
+        ) from refused
+    token = issue_session_token(_secret(), Identity(user=user, role=role, via="launch", deal=deal))
     response = make_response(redirect(url_for("plans.deal_page", deal_id=deal, t=token)))
     secure = request.is_secure
     response.set_cookie(
@@ -332,6 +346,9 @@ def _form_overrides() -> dict[str, Any]:
         changes["start_date"] = form["start_date"]
     if form.get("send_date") and billing == ONE_TIME:
         changes["send_date"] = form["send_date"]
+    confirmed = form.getlist("confirmed")
+    if confirmed:
+        changes["confirmed"] = confirmed
     return changes
 
 

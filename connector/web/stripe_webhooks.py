@@ -16,15 +16,17 @@ gets its answer fast and a slow CRM never makes Stripe retry.
 
 from __future__ import annotations
 
-import json
 import logging
+from typing import TypeGuard
 
 from flask import Blueprint, Response, current_app, jsonify, request
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from connector.billing.event_types import HANDLED_STRIPE_EVENTS
 from connector.billing.webhook_signature import SignatureRefused, verify_signature
+from connector.domain.untrusted_json import UntrustedJsonError, parse_object
 from connector.services.inbox import store_event
+from connector.services.reconcile import note_delivery
 from connector.web.context import current_runtime
 from connector.web.errors import error_response
 
@@ -35,6 +37,18 @@ blueprint = Blueprint("stripe_webhooks", __name__)
 SOURCE = "stripe"
 MAX_EVENT_ID = 255
 MAX_EVENT_TYPE = 100
+
+
+def _identifier(value: object, longest: int) -> TypeGuard[str]:
+    """A Stripe id or type: printable ASCII, no spaces (a NUL would not even store on
+    PostgreSQL)."""
+    return (
+        isinstance(value, str)
+        and 0 < len(value) <= longest
+        and value.isascii()
+        and value.isprintable()
+        and " " not in value
+    )
 
 
 def _refuse(outcome: str, status: int, code: str, message: str) -> tuple[Response, int]:
@@ -86,15 +100,13 @@ def receive() -> tuple[Response, int]:
     except SignatureRefused as refused:
         return _refuse("bad_signature", 400, refused.code, refused.message)
     try:
-        event = json.loads(payload)
-    except ValueError:
-        return _refuse("malformed", 400, "malformed_json", "the body is not valid JSON")
-    if not isinstance(event, dict):
-        return _refuse("malformed", 400, "malformed_json", "the body is not a JSON object")
+        event = parse_object(payload)
+    except UntrustedJsonError as bad:
+        return _refuse("malformed", 400, bad.code, bad.reason)
     event_id, event_type = event.get("id"), event.get("type")
-    if not isinstance(event_id, str) or not event_id or len(event_id) > MAX_EVENT_ID:
+    if not _identifier(event_id, MAX_EVENT_ID):
         return _refuse("malformed", 400, "missing_id", "the event has no valid `id`")
-    if not isinstance(event_type, str) or not event_type or len(event_type) > MAX_EVENT_TYPE:
+    if not _identifier(event_type, MAX_EVENT_TYPE):
         return _refuse("malformed", 400, "missing_type", "the event has no valid `type`")
 
     outcome = store_event(
@@ -105,6 +117,9 @@ def receive() -> tuple[Response, int]:
         payload,
         handled=event_type in HANDLED_STRIPE_EVENTS,
     )
+    if outcome == "stored":
+        # A late (retried) delivery means the endpoint was failing: catch up with Stripe now.
+        note_delivery(runtime, event.get("created"), runtime.clock())
     runtime.metrics.webhooks.labels(source=SOURCE, outcome=outcome).inc()
     log.info("stripe event %s (%s): %s", event_id, event_type, outcome)
     return jsonify({"received": True, "id": event_id, "outcome": outcome}), 200

@@ -44,19 +44,63 @@ def _json_response(status: int, body: JSON, headers: dict[str, str] | None = Non
     )
 
 
+class Hold:
+    """Requests matching a path wait here until ``release()``: a Stripe that answers as
+    slowly as a test needs, without the test sleeping. ``arrived`` is set once a request is
+    waiting, so the test knows the slow call is in flight."""
+
+    def __init__(self, path: str, method: str | None) -> None:
+        self.path = path
+        self.method = method
+        self.arrived = threading.Event()
+        self._released = threading.Event()
+        self.waiting = 0
+
+    def matches(self, method: str, template: str, path: str) -> bool:
+        if self.method is not None and method != self.method:
+            return False
+        return self.path == template or path.startswith(self.path)
+
+    def wait(self) -> None:
+        self.waiting += 1
+        self.arrived.set()
+        self._released.wait()
+
+    def release(self) -> None:
+        self._released.set()
+
+
+#: URL maps by their routes: building one compiles ~250 rules, and every sandbox (one per
+#: end-to-end test) has the same routes. A Map is only read once built.
+_URL_MAPS: dict[tuple[tuple[str, str], ...], Map] = {}
+_URL_MAPS_LOCK = threading.Lock()
+
+
+def _url_map(endpoints: tuple[tuple[str, str], ...]) -> Map:
+    with _URL_MAPS_LOCK:
+        url_map = _URL_MAPS.get(endpoints)
+        if url_map is None:
+            rules = [
+                Rule(_werkzeug_path(template), endpoint=f"{method} {template}", methods=[method])
+                for method, template in endpoints
+            ]
+            url_map = _URL_MAPS[endpoints] = Map(rules, strict_slashes=False)
+        return url_map
+
+
 class StripeApp:
     def __init__(self, state: State, routes: Iterable[RouteSpec]) -> None:
         self.state = state
         self.handlers: dict[str, Handler] = {}
-        rules = []
+        endpoints = []
         for method, template, handler in routes:
-            endpoint = f"{method} {template}"
-            self.handlers[endpoint] = handler
-            rules.append(Rule(_werkzeug_path(template), endpoint=endpoint, methods=[method]))
-        self.url_map = Map(rules, strict_slashes=False)
+            self.handlers[f"{method} {template}"] = handler
+            endpoints.append((method, template))
+        self.url_map = _url_map(tuple(endpoints))
         self.idempotency = IdempotencyCache()
         self._counts: Counter[tuple[str, str]] = Counter()
         self._faults: list[tuple[str, deque[int]]] = []
+        self._holds: list[Hold] = []
         self._meta_lock = threading.Lock()
 
     # -- test hooks --------------------------------------------------------------------------
@@ -72,6 +116,18 @@ class StripeApp:
     def inject_faults(self, path: str, statuses: list[int]) -> None:
         with self._meta_lock:
             self._faults.append((path, deque(statuses)))
+
+    def hold(self, path: str, method: str | None = None) -> Hold:
+        """Hold every request matching ``path`` (and ``method``) until the hold is released."""
+        hold = Hold(path, method)
+        with self._meta_lock:
+            self._holds.append(hold)
+        return hold
+
+    def _hold_for(self, method: str, template: str, path: str) -> Hold | None:
+        with self._meta_lock:
+            self._holds = [h for h in self._holds if not h._released.is_set()]
+            return next((h for h in self._holds if h.matches(method, template, path)), None)
 
     def _take_fault(self, template: str, path: str) -> int | None:
         with self._meta_lock:
@@ -131,6 +187,9 @@ class StripeApp:
         template = str(endpoint).split(" ", 1)[1]
         with self._meta_lock:
             self._counts[(method, template)] += 1
+        held = self._hold_for(method, template, request.path)
+        if held is not None:
+            held.wait()  # before any state is read: the answer is as of the release
         try:
             api_key = self._authenticate(request)
             if not _VERSION.match(stripe_version):
@@ -200,26 +259,31 @@ class StripeApp:
         handler = self.handlers[endpoint]
         with self.state.lock:
             self.state.request = RequestInfo(request_id, idempotency_key)
-            snap = self.state.snapshot() if method != "GET" else None
+            # A write runs in an undo journal: a refused or failed request is rolled back.
+            mark = self.state.begin() if method != "GET" else None
+            keep = False
             try:
                 params = Params(parse_pairs(pairs))
                 expand = params.expand()
                 body = handler(Call(self.state, params, path_args, method, stripe_version))
                 body = self.state.store.expand(body, expand)
+                keep = True
                 return 200, body, {}
             except StripeError as error:
                 # A declined payment is recorded (attempt_count, events); other refusals
                 # leave no trace, like Stripe's.
-                if snap is not None and error.rollback:
-                    self.state.restore(snap)
+                keep = not error.rollback
                 return error.status, error.body(), error.headers
             except Exception:
                 _log.exception("Stripe sandbox handler failed: %s", endpoint)
-                if snap is not None:
-                    self.state.restore(snap)
                 failure = api_error()
                 return failure.status, failure.body(), failure.headers
             finally:
+                if mark is not None:
+                    if keep:
+                        self.state.commit()
+                    else:
+                        self.state.rollback(mark)
                 self.state.request = None
 
     def _authenticate(self, request: Request) -> str:

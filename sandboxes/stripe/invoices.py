@@ -263,7 +263,7 @@ def attach_item(state: State, invoice: JSON, item: JSON) -> None:
         parent={
             "invoice_item_details": {
                 "invoice_item": item["id"],
-                "proration": False,
+                "proration": bool(item.get("proration")),
                 "proration_details": {"credited_items": None},
                 "subscription": sub_id,
             },

@@ -1,8 +1,8 @@
 """``POST /v1/invoices/create_preview``: the invoice a subscription (new or changed) would
 produce, built by the same code that builds the real one.
 
-The preview runs the change for real inside a snapshot of the sandbox's state, takes the
-invoice that results, and rolls everything back (objects and events), so the preview and
+The preview runs the change for real inside an undo journal of the sandbox's state, takes
+the invoice that results, and rolls everything back (objects and events), so the preview and
 the invoice that follows can only differ in their ids. For a new subscription it is the
 first invoice; for a change invoiced at once (``always_invoice``, ``billing_cycle_anchor=
 now``, a trial ending now) it is that invoice; otherwise it is the next renewal invoice,
@@ -56,7 +56,7 @@ def create_preview(call: Call) -> JSON:
             code="parameter_missing",
             param="customer",
         )
-    snap = state.snapshot()
+    mark = state.begin()
     try:
         items = p.items("invoice_items")
         if items:
@@ -84,7 +84,7 @@ def create_preview(call: Call) -> JSON:
         body["id"] = "upcoming_" + invoice["id"]
         body["lines"]["url"] = f"/v1/invoices/{body['id']}/lines"
     finally:
-        state.restore(snap)
+        state.rollback(mark)
     return body
 
 

@@ -9,7 +9,7 @@ from functools import partial
 
 from .. import _server
 from . import billing, customers, discounts, subscriptions, webhooks
-from .app import StripeApp
+from .app import Hold, StripeApp
 from .routes import ROUTES
 from .state import State
 
@@ -113,6 +113,11 @@ class StripeSandbox:
 
     def reset_request_counts(self) -> None:
         self.app.reset_request_counts()
+
+    def hold(self, path: str, method: str | None = None) -> Hold:
+        """Make requests matching ``path`` (a template like ``/v1/invoices/:id`` or a path
+        prefix) wait until ``release()`` on the returned hold: Stripe answering slowly."""
+        return self.app.hold(path, method)
 
     def inject_faults(self, path: str, statuses: list[int]) -> None:
         """Fail the next requests matching ``path`` (a template like ``/v1/invoices/:id`` or a

@@ -63,30 +63,20 @@ class State:
 
     # -- transactions: a refused request must not take effect --------------------------------
 
-    def snapshot(self) -> tuple[dict[str, JSON], dict[str, int], int, int]:
-        """Copies of every mutable object (events are immutable but for pending_webhooks)."""
-        objects = {
-            key: copy.deepcopy(obj)
-            for key, obj in self.store.objects.items()
-            if obj["object"] != "event"
-        }
-        pending = {
-            key: int(obj["pending_webhooks"])
-            for key, obj in self.store.objects.items()
-            if obj["object"] == "event"
-        }
-        return objects, pending, len(self.deliveries), self.delivery_seq
+    def begin(self) -> tuple[int, int]:
+        """Start an undoable unit of work (a write request, a preview); returns the mark
+        ``rollback`` needs. The store journals each object the work reaches."""
+        self.store.begin()
+        return len(self.deliveries), self.delivery_seq
 
-    def restore(self, snap: tuple[dict[str, JSON], dict[str, int], int, int]) -> None:
-        objects, pending, deliveries, delivery_seq = snap
-        restored: dict[str, JSON] = {}
-        for key, obj in self.store.objects.items():
-            if key in objects:
-                restored[key] = objects[key]
-            elif key in pending:
-                obj["pending_webhooks"] = pending[key]
-                restored[key] = obj
-        self.store.objects = restored
+    def commit(self) -> None:
+        self.store.commit()
+
+    def rollback(self, mark: tuple[int, int]) -> None:
+        """Undo the work since ``begin``: objects (events included) as they were, the
+        webhook deliveries it queued dropped."""
+        self.store.rollback()
+        deliveries, delivery_seq = mark
         del self.deliveries[deliveries:]
         self.delivery_seq = delivery_seq
 

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import bisect
+import copy
 import itertools
 import json
 import os
 import string
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 from .errors import StripeError, invalid_param, no_such
@@ -73,7 +74,13 @@ def strip_private(value: Any) -> Any:
 
 class Store:
     """Every object by id. Records are API-shaped dicts; keys starting with '_' are private
-    and kept at a record's top level only (``strip_private`` relies on it)."""
+    and kept at a record's top level only (``strip_private`` relies on it).
+
+    A write request runs inside a journal (``begin`` ... ``commit`` or ``rollback``): the
+    first time the request reaches an object (``objects``, ``get``, ``require``, ``all``,
+    ``add``) the journal keeps a copy of it as it was, or notes that it did not exist, so a
+    failed request is undone by putting back only what it could have changed. Journals nest
+    (a preview runs inside its request)."""
 
     def __init__(self) -> None:
         self._objects: dict[str, JSON] = {}
@@ -85,28 +92,64 @@ class Store:
         self._ordered: dict[str, tuple[list[JSON], list[tuple[int, int]]]] = {}
         self._seq = itertools.count(1)
         self.renderers: dict[str, Renderer] = {}
+        #: Open journals, innermost last: per object id, its value before the journal began
+        #: (a private copy), or None when it did not exist yet.
+        self._journals: list[dict[str, JSON | None]] = []
 
     @property
-    def objects(self) -> dict[str, JSON]:
-        """Every object by id. Read it freely; write through ``add`` or assign a whole new
-        dict (``State.restore``), which rebuilds the per-type index."""
+    def objects(self) -> Mapping[str, JSON]:
+        """Every object by id. Read it freely (inside a journal, reading an object records
+        it); add objects through ``add``."""
+        if self._journals:
+            return _JournaledObjects(self)
         return self._objects
 
-    @objects.setter
-    def objects(self, value: dict[str, JSON]) -> None:
-        self._objects = value
-        self._by_kind = {}
-        self._ordered = {}
-        for key, obj in value.items():
-            self._by_kind.setdefault(obj["object"], {})[key] = obj
+    # -- the undo journal --------------------------------------------------------------------
+
+    def begin(self) -> None:
+        """Start recording the objects the work that follows reaches."""
+        self._journals.append({})
+
+    def commit(self) -> None:
+        """Keep what the work since ``begin`` did (an enclosing journal still holds its own
+        copies of what it may have to undo)."""
+        self._journals.pop()
+
+    def rollback(self) -> None:
+        """Put every object the work since ``begin`` reached back as it was; remove the ones
+        it created. Ids are never removed otherwise, so an object put back keeps its place in
+        the store's order."""
+        journal = self._journals.pop()
+        for key, old in journal.items():
+            current = self._objects.get(key)
+            if current is not None:
+                self._ordered.pop(current["object"], None)
+                if old is None or old["object"] != current["object"]:
+                    self._by_kind.get(current["object"], {}).pop(key, None)
+            if old is None:
+                self._objects.pop(key, None)
+                continue
+            # The id is still there: assigning keeps its place in both orders.
+            self._objects[key] = old
+            self._by_kind.setdefault(old["object"], {})[key] = old
+            self._ordered.pop(old["object"], None)
+
+    def _touch(self, key: str) -> None:
+        """Record ``key``'s current value in every open journal that has not seen it yet."""
+        for journal in self._journals:
+            if key not in journal:
+                obj = self._objects.get(key)
+                journal[key] = None if obj is None else copy.deepcopy(obj)
 
     def new_id(self, prefix: str, length: int = 24) -> str:
         while True:
             candidate = prefix + random_token(length)
-            if candidate not in self.objects:
+            if candidate not in self._objects:
                 return candidate
 
     def add(self, obj: JSON) -> JSON:
+        if self._journals:
+            self._touch(obj["id"])
         obj["_seq"] = next(self._seq)
         self._objects[obj["id"]] = obj
         self._by_kind.setdefault(obj["object"], {})[obj["id"]] = obj
@@ -128,7 +171,11 @@ class Store:
         return obj
 
     def all(self, kind: str) -> list[JSON]:
-        return [o for o in self._by_kind.get(kind, {}).values() if not o.get("_deleted")]
+        found = [o for o in self._by_kind.get(kind, {}).values() if not o.get("_deleted")]
+        if self._journals:
+            for obj in found:
+                self._touch(obj["id"])
+        return found
 
     def render_json(self, obj: JSON) -> str:
         """``render(obj)`` as JSON text, without building the copy when no renderer is
@@ -236,14 +283,14 @@ class Store:
         wanted: Callable[[JSON], bool],
         param: str,
     ) -> tuple[int, int]:
-        obj = self.objects.get(object_id)
+        obj = self._objects.get(object_id)
         if obj is None:
             named = kind if any(wanted(o) for o in objs) else "object"
             raise no_such(KIND_NAMES.get(named, named), object_id, param=param, status=400)
         return _sort_key(obj)
 
     def _cursor(self, object_id: str, ordered: list[JSON], param: str) -> tuple[int, int]:
-        obj = self.objects.get(object_id)
+        obj = self._objects.get(object_id)
         if obj is None:
             kind = ordered[0]["object"] if ordered else "object"
             raise no_such(KIND_NAMES.get(kind, kind), object_id, param=param, status=400)
@@ -269,6 +316,11 @@ class Store:
                 if rest:
                     self._expand_path(item, rest, full)
             return
+        if field in _INCLUDABLE.get(str(node.get("object")), ()) and not rest:
+            # Included on request, and null where it does not apply (a per-unit price has no
+            # tiers), as Stripe answers: not an error.
+            node.setdefault(field, None)
+            return
         if field not in node:
             raise StripeError(400, f"This property cannot be expanded ({field}).", param="expand")
         value = node[field]
@@ -279,7 +331,7 @@ class Store:
             # in each element.
             for index, element in enumerate(value):
                 if isinstance(element, str):
-                    target = self.objects.get(element)
+                    target = self._objects.get(element)
                     if target is None:
                         raise StripeError(
                             400, f"This property cannot be expanded ({field}).", param="expand"
@@ -289,7 +341,7 @@ class Store:
                     self._expand_path(element, rest, full)
             return
         if isinstance(value, str):
-            target = self.objects.get(value)
+            target = self._objects.get(value)
             if target is None:
                 raise StripeError(
                     400, f"This property cannot be expanded ({field}).", param="expand"
@@ -300,6 +352,33 @@ class Store:
             raise StripeError(400, f"This property cannot be expanded ({field}).", param="expand")
         if rest:
             self._expand_path(value, rest, full)
+
+
+class _JournaledObjects(Mapping[str, JSON]):
+    """``Store.objects`` while a journal is open: each object read is recorded first."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+
+    def __getitem__(self, key: str) -> JSON:
+        obj = self._store._objects[key]
+        self._store._touch(key)
+        return obj
+
+    def get(self, key: str, default: Any = None) -> Any:
+        if key not in self._store._objects:
+            return default
+        self._store._touch(key)
+        return self._store._objects[key]
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._store._objects
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._store._objects)
+
+    def __len__(self) -> int:
+        return len(self._store._objects)
 
 
 def _sort_key(obj: JSON) -> tuple[int, int]:
@@ -328,3 +407,7 @@ def created_filter(params: Params, key: str = "created") -> Callable[[int], bool
         )
 
     return check
+
+
+#: Fields Stripe returns only when expanded, by object (``expand[]=data.tiers`` on prices).
+_INCLUDABLE: dict[str, tuple[str, ...]] = {"price": ("tiers",)}

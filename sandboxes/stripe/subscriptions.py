@@ -450,7 +450,15 @@ def create_subscription(state: State, customer: JSON, spec: SubSpec, at: int) ->
         end = natural = trial_end
     else:
         end, natural = _period_end(sub, at)
-    sub["items"]["data"] = [_new_item(state, sub_id, s, at, at, end) for s in spec.items]
+        if anchor > at:
+            # A future billing_cycle_anchor ends the first (stub) period: the first full
+            # period starts at the anchor, as Stripe bills it.
+            natural = anchor
+            cancel_at = sub["cancel_at"]
+            end = cancel_at if cancel_at is not None and at < cancel_at < anchor else anchor
+    # A backdated subscription's first period starts at the backdated start.
+    billed_from = spec.backdate_start_date if spec.backdate_start_date is not None else at
+    sub["items"]["data"] = [_new_item(state, sub_id, s, at, billed_from, end) for s in spec.items]
     state.store.add(sub)
     if spec.discounts is not None:
         sub["discounts"] = (
@@ -463,9 +471,14 @@ def create_subscription(state: State, customer: JSON, spec: SubSpec, at: int) ->
             or []
         )
     _redeem_item_discounts(state, sub, list(zip(sub["items"]["data"], spec.items, strict=True)), at)
-    # A backdated start bills the time since it, as a prorated part of the first period.
-    billed_from = spec.backdate_start_date if spec.backdate_start_date is not None else at
-    full_period = natural - add_interval(natural, sub["_interval"], -sub["_interval_count"])
+    # A backdated start bills the time since it, prorated against an imagined period that
+    # starts on the backdated date (Stripe's rule: a whole such period bills in full).
+    if spec.backdate_start_date is not None:
+        full_period = (
+            add_interval(billed_from, sub["_interval"], sub["_interval_count"]) - billed_from
+        )
+    else:
+        full_period = natural - add_interval(natural, sub["_interval"], -sub["_interval_count"])
     invoice = build_invoice(
         state,
         sub,

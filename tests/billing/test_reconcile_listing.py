@@ -48,7 +48,7 @@ def test_events_of_every_handled_type_are_listed_in_passes_stripe_accepts(
     types = sorted(HANDLED_STRIPE_EVENTS)
     listed = {event.type for event in gateway(sandbox).iter_events(0, types)}
 
-    assert types[-1] == "invoice.voided"  # the last type: only a second pass lists it
+    assert "invoice.voided" in types[EVENT_TYPES_PER_LIST:]  # only a second pass lists it
     assert {"invoice.created", "invoice.finalized", "invoice.voided"} <= listed
     assert listed <= HANDLED_STRIPE_EVENTS
     passes = -(-len(types) // EVENT_TYPES_PER_LIST)

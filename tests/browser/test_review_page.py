@@ -64,3 +64,29 @@ def test_without_a_valid_launch_link_the_page_asks_to_sign_in(
     response = page.goto(f"{served_world.app_url}/deals/anything/plan")
     assert response is not None and response.status == 401
     expect(page.locator("h1")).to_have_text("Please sign in")
+
+
+def test_the_page_shows_the_invoice_schedule_and_a_rep_confirms_a_zero_amount(
+    served_world: LocalWorld, page: Page
+) -> None:
+    deal_id = _deal_id(served_world, "umbrella_support")
+    lines = [
+        r for r in served_world.salesforce_sandbox.records("OpportunityLineItem")
+        if r["OpportunityId"] == deal_id
+    ]  # fmt: skip
+    served_world.salesforce_client().restful(
+        f"sobjects/OpportunityLineItem/{lines[0]['Id']}", method="PATCH", json={"UnitPrice": 0}
+    )  # the platform is free: only support (1,500.00 a quarter) is billed
+    served_world.salesforce_client().restful(
+        f"sobjects/Opportunity/{deal_id}", method="PATCH", json={"Description": "free platform"}
+    )  # a deal change, so the next sync reads the deal again
+    served_world.sync()
+    page.goto(launch_link(served_world, deal_id, role="sales_rep"))
+    expect(page.locator("#invoice-schedule tr")).to_have_count(24 + 2)
+    expect(page.locator("#schedule-total")).to_have_text("USD 12,000.00")
+    expect(page.locator("#needs-confirmation")).to_contain_text("amount")
+    page.check("#confirm-amount")
+    page.click("#save")
+    expect(page.locator("#message")).to_contain_text("Changes saved")
+    expect(page.locator("#needs-confirmation")).to_have_count(0)
+    expect(page.locator("#confirm-amount")).to_be_checked()

@@ -58,3 +58,24 @@ def test_malformed_json_is_one_clear_line() -> None:
     result = CliRunner().invoke(main, ["plan", "suggest", "--file", "-"], input="{nope")
     assert result.exit_code == 2
     assert result.stderr.startswith("deal: not valid JSON")
+
+
+def test_unknown_deal_fields_are_refused_by_name() -> None:
+    deal = json.loads(EXAMPLE.read_text())
+    deal["contract_days"] = 45
+    deal["line_items"][0]["discount"] = 10
+    result = CliRunner().invoke(
+        main, ["plan", "suggest", "--file", "-", "--today", "2026-11-21"], input=json.dumps(deal)
+    )
+    assert result.exit_code == 2
+    fields = sorted(line.partition(":")[0] for line in result.output.splitlines())
+    assert fields == ["contract_days", "line_items[0].discount"]
+
+
+def test_the_plan_json_carries_its_invoice_schedule_adding_up_to_the_total() -> None:
+    result = CliRunner().invoke(
+        main, ["plan", "suggest", "--file", str(EXAMPLE), "--today", "2026-11-21"]
+    )
+    plan = json.loads(result.output)
+    assert len(plan["invoices"]) == plan["periods"]
+    assert sum(i["amount"] for i in plan["invoices"]) == plan["total_amount"]

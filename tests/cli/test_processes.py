@@ -123,13 +123,42 @@ def test_the_procfile_web_serves_health_on_port(tmp_path: Path) -> None:
     assert health.json()["store"]["reachable"] is True
 
 
-def test_serve_runs_web_and_scheduler_in_one_process(tmp_path: Path) -> None:
+def _wait_for_all(proc: Running, patterns: list[str], timeout: float = 60) -> list[str]:
+    """Read until every pattern matched a line, in any order (children interleave)."""
+    lines: list[str] = []
+    left = list(patterns)
+    while left:
+        lines += proc.wait_for("|".join(f"(?:{p})" for p in left), timeout)
+        left = [p for p in left if not any(re.search(p, line) for line in lines)]
+    return lines
+
+
+def test_serve_supervises_web_worker_and_clock_as_separate_processes(tmp_path: Path) -> None:
     port = _free_port()
     with running(f"dealbridge serve --port {port}", _env(tmp_path, port)) as proc:
-        lines = proc.wait_for(r"scheduler started for clock, worker")
-        assert any(f"Listening at: http://127.0.0.1:{port}" in line for line in lines)
+        lines = _wait_for_all(
+            proc,
+            [
+                r"serve: supervising web, worker, clock",
+                rf"Listening at: http://127\.0\.0\.1:{port}",
+                r"running worker jobs",
+                r"running clock jobs",
+            ],
+        )
         health = requests.get(f"http://127.0.0.1:{port}/healthz", timeout=10)
-    assert health.status_code == 200
+        pids = {
+            m.group(1): int(m.group(2))
+            for line in lines
+            if (m := re.search(r"serve: (\w+) started \(pid (\d+)\)", line))
+        }
+        assert set(pids) == {"web", "worker", "clock"} and len(set(pids.values())) == 3
+        os.kill(pids["worker"], signal.SIGKILL)  # a crashed worker is started again
+        restarted = _wait_for_all(
+            proc, [r"serve: worker exited with -9", r"serve: worker started \(pid \d+\)"]
+        )
+        again = requests.get(f"http://127.0.0.1:{port}/healthz", timeout=10)
+    assert health.status_code == 200 and again.status_code == 200
+    assert not any(f"(pid {pids['worker']})" in line for line in restarted[-1:])
 
 
 def test_worker_and_clock_start_their_jobs(tmp_path: Path) -> None:

@@ -1,5 +1,6 @@
 import copy
 from datetime import date
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -484,3 +485,54 @@ def test_parse_payment_method(text: str | None, types: tuple[str, ...] | None) -
 def test_unknown_payment_method_is_an_error(text: str) -> None:
     with pytest.raises(ValueError, match="is not understood; use 'ACH', 'Credit Card'"):
         parse_payment_method(text)
+
+
+# --- unknown fields are refused by name, line discounts are read exactly ---------------------
+
+
+@pytest.mark.parametrize(
+    ("data", "field"),
+    [
+        pytest.param(deal_json(discount_percent=10), "discount_percent", id="deal-discount"),
+        pytest.param(deal_json(contract_days=45), "contract_days", id="contract-days"),
+        pytest.param(
+            deal_json(line_items=[line_item(colour="red")]), "line_items[0].colour", id="line"
+        ),
+        pytest.param(
+            deal_json(billing_contact={"name": "A", "email": "a@b.example", "phone": "1"}),
+            "billing_contact.phone",
+            id="contact",
+        ),
+        pytest.param(
+            deal_json(account={"id": "1", "name": "A", "vat": "X"}), "account.vat", id="account"
+        ),
+        pytest.param(
+            deal_json(account={"id": "1", "name": "A", "address": {"zip": "1"}}),
+            "account.address.zip",
+            id="address",
+        ),
+    ],
+)
+def test_an_unknown_field_is_refused_by_name(data: dict[str, Any], field: str) -> None:
+    with pytest.raises(InvalidDeal) as caught:
+        parse_deal(data)
+    assert [p.field for p in caught.value.problems] == [field]
+    assert "is not a field dealbridge knows" in caught.value.problems[0].message
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [("10", Decimal("10")), (15, Decimal("15")), ("12.5", Decimal("12.5")), ("0", None),
+     (None, None)],
+)  # fmt: skip
+def test_a_line_discount_percent_is_read_exactly(value: object, expected: Decimal | None) -> None:
+    deal = parse_deal(deal_json(line_items=[line_item(discount_percent=value)]))
+    assert deal.line_items[0].discount_percent == expected
+    assert parse_deal(deal_to_json(deal)) == deal
+
+
+@pytest.mark.parametrize("value", [12.5, "ten", "-1", "100.5", True])
+def test_a_bad_line_discount_is_refused(value: object) -> None:
+    with pytest.raises(InvalidDeal) as caught:
+        parse_deal(deal_json(line_items=[line_item(discount_percent=value)]))
+    assert [p.field for p in caught.value.problems] == ["line_items[0].discount_percent"]

@@ -12,6 +12,7 @@ from connector.domain.money import (
     minor_units_exponent,
     normalize_currency,
     round_half_up,
+    to_field_scale,
     to_minor_units,
 )
 
@@ -159,3 +160,23 @@ def test_round_half_up(value: Fraction, rounded: int) -> None:
 )
 def test_minor_units_round_trip(amount: str, currency: str) -> None:
     assert from_minor_units(to_minor_units(amount, currency), currency) == Decimal(amount)
+
+
+@pytest.mark.parametrize(
+    ("amount", "currency", "scale", "expected"),
+    [
+        pytest.param(1_010, "kwd", 2, Decimal("1.01"), id="kwd-that-fits"),
+        pytest.param(120_050, "usd", 2, Decimal("1200.50"), id="usd"),
+        pytest.param(33_333, "jpy", 2, Decimal("33333"), id="jpy-has-no-decimals"),
+        pytest.param(1_005, "kwd", 3, Decimal("1.005"), id="kwd-in-a-3-place-field"),
+        pytest.param(-1_010, "kwd", 2, Decimal("-1.01"), id="negative"),
+    ],
+)  # fmt: skip
+def test_to_field_scale(amount: int, currency: str, scale: int, expected: Decimal) -> None:
+    assert to_field_scale(amount, currency, scale) == expected
+
+
+@pytest.mark.parametrize(("amount", "currency"), [(1_005, "kwd"), (-1_001, "bhd")])
+def test_to_field_scale_refuses_what_the_field_would_round(amount: int, currency: str) -> None:
+    with pytest.raises(ValueError, match="needs 3 decimal places; MRR__c holds 2"):
+        to_field_scale(amount, currency, 2, "MRR__c")

@@ -5,6 +5,8 @@ from __future__ import annotations
 import dataclasses
 import itertools
 from datetime import date
+from decimal import Decimal
+from fractions import Fraction
 from typing import Any
 
 import pytest
@@ -17,12 +19,15 @@ from connector.domain.deal import (
     LineItem,
     PricingSchedule,
 )
+from connector.domain.money import round_half_up
 from connector.domain.plan import (
     BillingPlan,
     InvalidOverrides,
     PlanDefaults,
     PlanOverrides,
     add_months,
+    catch_up_lines,
+    decimal_unit_amount,
     overrides_from_json,
     overrides_to_json,
     plan_from_json,
@@ -122,8 +127,12 @@ RULE_ROWS = [
     pytest.param(
         deal(ANNUAL, months=6),
         None,
-        {"invoice_type": "one_time", "total_amount": 120000, "needs_confirmation": ()},
-        id="annual-on-shorter-contract-is-one-time-at-full-price",
+        {
+            "invoice_type": "one_time",
+            "total_amount": 120000,
+            "needs_confirmation": ("invoice_type",),
+        },
+        id="annual-on-shorter-contract-is-one-time-at-full-price-and-asks",
     ),
     pytest.param(
         deal(MONTHLY, months=12),
@@ -203,14 +212,24 @@ RULE_ROWS = [
     pytest.param(
         deal(MONTHLY, item("annual", 100000), months=24),
         None,
-        {"recurring_amount": 10000 + 8333, "needs_confirmation": ("interval",)},
-        id="inexact-conversion-rounds-and-asks-to-confirm-interval",
+        {
+            "recurring_amount": 10000 + 8333,
+            "one_time_amount": 8,
+            "total_amount": 440000,
+            "needs_confirmation": (),
+        },
+        id="inexact-conversion-bills-the-remainder-on-the-first-invoice",
     ),
     pytest.param(
         deal(MONTHLY, item("annual", 100002), months=24),
         None,
-        {"recurring_amount": 10000 + 8334, "needs_confirmation": ("interval",)},
-        id="conversion-rounds-half-up",
+        {
+            "recurring_amount": 10000 + 8333,
+            "one_time_amount": 12,
+            "total_amount": 240000 + 200004,
+            "needs_confirmation": (),
+        },
+        id="conversion-rounds-down-and-the-remainder-makes-the-total-exact",
     ),
     pytest.param(
         deal(item("quarterly", 30000), months=10),
@@ -378,7 +397,9 @@ def test_setup_fee_is_a_one_time_line_of_a_recurring_plan() -> None:
 
 def test_a_note_explains_an_inexact_conversion() -> None:
     p = plan(deal(MONTHLY, item("annual", 100000, product="License"), months=24))
-    assert any("License" in n and "USD 83.33 per month" in n for n in p.notes)
+    assert any(
+        "License" in n and "USD 83.33 per month" in n and "remaining USD 0.08" in n for n in p.notes
+    )
 
 
 def test_a_note_explains_a_partial_last_period() -> None:
@@ -493,9 +514,13 @@ def test_dates(
     assert subset(plan(d, overrides, today), expected) == expected
 
 
-def test_backdating_note_says_billing_starts_today() -> None:
-    p = plan(deal(MONTHLY, start=date(2025, 2, 1)))
-    assert any("Billing cannot be backdated" in n for n in p.notes)
+def test_a_past_start_note_says_what_is_caught_up() -> None:
+    p = plan(deal(MONTHLY, start=date(2025, 1, 1)))
+    assert any(
+        "2 month(s) from 2025-01-01 to 2025-03-01 have already passed" in n
+        and "catch-up (USD 200.00)" in n
+        for n in p.notes
+    )
 
 
 # --- needs_confirmation as a whole -----------------------------------------------------------
@@ -769,6 +794,7 @@ def test_plan_invariants_hold_for_many_deals() -> None:
             assert p.interval is not None and p.interval_count is not None, context
             assert p.total_amount == recurring * p.periods + one_time, context
             assert p.first_invoice_amount == recurring + one_time, context
+            assert len(p.invoices) == p.periods, context
             assert p.send_date is None, context
         else:
             assert (p.interval, p.interval_count, p.periods, p.recurring_amount) == (
@@ -781,6 +807,8 @@ def test_plan_invariants_hold_for_many_deals() -> None:
             assert p.send_date == TODAY, context
         assert p.end_date == add_months(p.start_date, d.contract_months), context
         assert len(set(p.needs_confirmation)) == len(p.needs_confirmation), context
+        assert sum(i.amount for i in p.invoices) == p.total_amount, context
+        assert plan_from_json(plan_to_json(p)) == p, context
 
 
 def test_rolling_up_an_exact_plan_keeps_the_contract_total() -> None:
@@ -798,3 +826,185 @@ def test_plans_are_frozen() -> None:
     p = plan(deal(MONTHLY))
     with pytest.raises(dataclasses.FrozenInstanceError):
         p.total_amount = 0  # type: ignore[misc]
+
+
+# --- issue 14: the stated total is the billed total ------------------------------------------
+
+
+def _jpy(d: Deal) -> Deal:
+    return dataclasses.replace(d, currency="jpy")
+
+
+#: (deal, overrides, today, expected figures): the figures of issue 14's "Why", each billed
+#: to the minor unit over the whole contract.
+EXACT_ROWS = [
+    pytest.param(
+        deal(item("monthly", 100000), months=2), None, TODAY,
+        {"total_amount": 200000, "invoice_amounts": [100000, 100000],
+         "billed_through": date(2025, 5, 1), "needs_confirmation": ()},
+        id="2-months-at-1000-bill-2000",
+    ),
+    pytest.param(
+        deal(item("annual", 120000), months=24), None, TODAY,
+        {"total_amount": 240000, "invoice_amounts": [120000, 120000],
+         "billed_through": date(2027, 3, 1), "needs_confirmation": ()},
+        id="24-months-annual-1200-bill-2400",
+    ),
+    pytest.param(
+        deal(item("annual", 100000, quantity=10), months=24), PlanOverrides(interval="month"),
+        TODAY,
+        {"total_amount": 2000000, "invoice_amounts": [83333 + 8] + [83333] * 23,
+         "needs_confirmation": ()},
+        id="annual-1000-x10-monthly-over-24-months-bills-20000",
+    ),
+    pytest.param(
+        deal(item("annual", 10006), months=24), PlanOverrides(interval="month"), TODAY,
+        {"total_amount": 20012, "invoice_amounts": [833 + 20] + [833] * 23,
+         "needs_confirmation": ()},
+        id="annual-100.06-monthly-over-24-months-bills-200.12",
+    ),
+    pytest.param(
+        _jpy(deal(item("annual", 100000), months=36)), PlanOverrides(interval="month"), TODAY,
+        {"total_amount": 300000, "invoice_amounts": [8333 + 12] + [8333] * 35,
+         "needs_confirmation": ()},
+        id="jpy-100000-annual-monthly-over-36-months-bills-300000",
+    ),
+    pytest.param(
+        deal(item("monthly", 10000), months=12, start=date(2025, 1, 1)), None, TODAY,
+        {"total_amount": 120000, "catch_up_periods": 2,
+         "invoice_amounts": [30000] + [10000] * 9, "needs_confirmation": ("start_date",)},
+        id="started-two-months-ago-bills-all-12-months-and-asks",
+    ),
+    pytest.param(
+        deal(item("monthly", 10000), months=12, start=date(2025, 1, 1)),
+        PlanOverrides(start_date=TODAY), TODAY,
+        {"total_amount": 120000, "catch_up_periods": 0, "end_date": date(2026, 3, 1),
+         "invoice_amounts": [10000] * 12, "needs_confirmation": ()},
+        id="started-in-the-past-moved-to-today-by-the-rep",
+    ),
+    pytest.param(
+        deal(item("monthly", 10000), months=12, start=date(2025, 1, 1)),
+        PlanOverrides(confirmed=("start_date",)), TODAY,
+        {"catch_up_periods": 2, "needs_confirmation": ()},
+        id="started-in-the-past-backdating-confirmed",
+    ),
+    pytest.param(
+        deal(item("monthly", 10000), months=12, start=date(2025, 2, 15)), None, TODAY,
+        {"catch_up_periods": 0, "invoice_amounts": [10000] * 12,
+         "needs_confirmation": ("start_date",)},
+        id="started-within-the-first-month-bills-it-in-full-and-asks",
+    ),
+    pytest.param(
+        deal(item("quarterly", 30000), months=10), None, TODAY,
+        {"periods": 4, "total_amount": 120000, "billed_through": date(2026, 3, 1),
+         "needs_confirmation": ("interval",)},
+        id="partial-last-quarter-bills-a-full-quarter-until-its-end-and-asks",
+    ),
+    pytest.param(
+        deal(item("monthly", 10000), item("quarterly", 30000), months=7), None, TODAY,
+        {"total_amount": 140000, "needs_confirmation": ("interval",)},
+        id="term-not-a-whole-number-of-price-periods-asks",
+    ),
+    pytest.param(
+        deal(item("annual", 120000), months=6), None, TODAY,
+        {"total_amount": 120000, "needs_confirmation": ("invoice_type",)},
+        id="price-period-longer-than-the-contract-asks",
+    ),
+    pytest.param(
+        deal(item("annual", 120000), months=6), PlanOverrides(confirmed=("invoice_type",)),
+        TODAY, {"total_amount": 120000, "needs_confirmation": ()},
+        id="price-period-longer-than-the-contract-confirmed",
+    ),
+    pytest.param(
+        deal(item("monthly", 0), months=12), None, TODAY,
+        {"total_amount": 0, "needs_confirmation": ("amount",)},
+        id="zero-amount-asks",
+    ),
+    pytest.param(
+        deal(item("monthly", 10000), item("one_time", 0, product="Free onboarding"), months=12),
+        None, TODAY,
+        {"total_amount": 120000, "needs_confirmation": ("amount",)},
+        id="a-zero-line-asks",
+    ),
+    pytest.param(
+        deal(item("monthly", 10000), SETUP, months=12), None, TODAY,
+        {"total_amount": 170000, "invoice_amounts": [60000] + [10000] * 11},
+        id="setup-fee-on-the-first-invoice-of-the-schedule",
+    ),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("d", "overrides", "today", "expected"), EXACT_ROWS)
+def test_the_invoice_schedule_bills_the_stated_total(
+    d: Deal, overrides: PlanOverrides | None, today: date, expected: dict[str, Any]
+) -> None:
+    p = plan(d, overrides, today)
+    got = {
+        name: [i.amount for i in p.invoices] if name == "invoice_amounts" else getattr(p, name)
+        for name in expected
+    }
+    assert got == expected
+    assert sum(i.amount for i in p.invoices) == p.total_amount
+    assert p.first_invoice_amount == p.invoices[0].amount
+
+
+def test_a_past_start_bills_its_catch_up_on_the_first_invoice_dated_today() -> None:
+    p = plan(deal(item("monthly", 10000), months=12, start=date(2025, 1, 10)), today=TODAY)
+    assert p.catch_up_periods == 1
+    assert [(i.date, i.amount) for i in p.invoices[:2]] == [
+        (TODAY, 20000),
+        (date(2025, 3, 10), 10000),
+    ]
+    assert p.invoices[-1].date == date(2025, 12, 10)
+
+
+def test_a_contract_already_over_cannot_be_a_subscription() -> None:
+    with pytest.raises(InvalidOverrides) as caught:
+        plan(deal(item("monthly", 10000), months=2, start=date(2024, 12, 1)))
+    assert [p.field for p in caught.value.problems] == ["start_date"]
+    assert "nothing left to bill on a schedule" in caught.value.problems[0].message
+
+
+def test_a_unit_price_that_is_not_whole_uses_unit_amount_decimal() -> None:
+    p = plan(deal(item("annual", 100000, quantity=10), months=24), PlanOverrides(interval="month"))
+    line = p.lines[0]
+    assert (line.unit_amount_decimal, line.quantity, line.amount) == ("8333.3", 10, 83333)
+    remainder = p.lines[1]
+    assert (remainder.kind, remainder.amount) == ("one_time", 8)
+    assert remainder.product == "annual item: rounding remainder"
+
+
+@pytest.mark.parametrize(
+    ("amount", "quantity"), [(100, 3), (83333, 10), (1, 7), (999_999_999, 13), (5, 5)]
+)
+def test_decimal_unit_prices_give_back_the_line_amount(amount: int, quantity: int) -> None:
+    text = decimal_unit_amount(Fraction(amount, quantity))
+    assert len(text.partition(".")[2]) <= 12
+    assert round_half_up(Fraction(Decimal(text)) * quantity) == amount
+
+
+def test_a_crm_line_discount_is_a_stripe_discount_not_a_fractional_price() -> None:
+    discounted = dataclasses.replace(item("monthly", 9999), discount_percent=Decimal("10"))
+    p = plan(deal(discounted, months=12))
+    line = p.lines[0]
+    assert (line.unit_amount, line.unit_amount_decimal) == (9999, None)
+    assert (line.discount_amount, line.amount) == (1000, 8999)
+    assert p.total_amount == 107989  # 12 x 89.991 = 1,079.892, rounded once
+    assert p.needs_confirmation == ("amount",)
+    assert line.discount_note is not None and "10% line discount" in line.discount_note
+
+
+def test_catch_up_lines_bill_the_elapsed_periods_of_each_recurring_line() -> None:
+    discounted = dataclasses.replace(item("monthly", 9999, quantity=3), discount_percent=10)
+    p = plan(deal(discounted, SETUP, months=12, start=date(2025, 1, 1)))
+    (line,) = catch_up_lines(p, 2)
+    assert (line.kind, line.quantity, line.gross_amount) == ("one_time", 3, 2 * 3 * 9999)
+    assert line.discount_amount == 2 * p.lines[0].discount_amount
+    assert "catch-up" in line.product
+    assert catch_up_lines(p, 0) == ()
+
+
+def test_confirming_an_unknown_name_is_refused() -> None:
+    with pytest.raises(InvalidOverrides) as caught:
+        overrides_from_json({"confirmed": ["everything"]})
+    assert [p.field for p in caught.value.problems] == ["confirmed"]

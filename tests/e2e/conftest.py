@@ -2,8 +2,9 @@
 
 Every scenario runs against both CRMs, with the same test code:
 
-* ``salesforce-sqlite`` / ``salesforce-postgresql``: the Salesforce sandbox (simple-salesforce,
-  SOAP Outbound Messages), on both stores;
+* ``salesforce-sqlite``: the Salesforce sandbox (simple-salesforce, SOAP Outbound Messages);
+  ``salesforce-postgresql`` as well for a scenario marked ``@pytest.mark.postgresql(reason=...)``
+  (where locking or SQL dialect matters);
 * ``dynamics-sqlite``: the Dataverse sandbox over loopback (msal and requests unchanged, the
   Web API, ``$batch``, webhooks with ``RemoteExecutionContext``), on SQLite only to keep the
   run short (the store's behaviour does not depend on the CRM).
@@ -29,7 +30,7 @@ import pytest
 
 from connector.demo.dynamics_world import DynamicsLocalWorld
 from connector.demo.world import LocalWorld
-from tests.conftest import _fresh_postgres_url
+from tests.conftest import migrated_postgres_url, migrated_sqlite_url
 from tests.e2e.crm_driver import CrmDriver, SalesforceDriver
 from tests.support import FrozenClock
 
@@ -61,7 +62,12 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         unknown = set(kinds) - set(CRMS)
         assert kinds and not unknown, f"@pytest.mark.crm: unknown CRM(s) {sorted(unknown)}"
         assert marker.kwargs.get("reason"), "@pytest.mark.crm needs reason=... (why one CRM)"
-    ids = [name for name, (crm, _) in BACKENDS.items() if crm in kinds]
+    stores = ("sqlite",)
+    on_postgres = metafunc.definition.get_closest_marker("postgresql")
+    if on_postgres is not None:
+        assert on_postgres.kwargs.get("reason"), "@pytest.mark.postgresql needs reason=..."
+        stores = ("sqlite", "postgresql")
+    ids = [name for name, (crm, store) in BACKENDS.items() if crm in kinds and store in stores]
     metafunc.parametrize("database_url", ids, indirect=True, ids=ids)
 
 
@@ -80,8 +86,10 @@ class DatabaseUrl(str):
 def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> DatabaseUrl:
     crm, store = BACKENDS[request.param]
     if store == "sqlite":
-        return DatabaseUrl(f"sqlite:///{tmp_path / 'dealbridge.sqlite3'}", crm)
-    return DatabaseUrl(_fresh_postgres_url(request.getfixturevalue("postgres_schema")), crm)
+        return DatabaseUrl(
+            migrated_sqlite_url(request.getfixturevalue("sqlite_template"), tmp_path), crm
+        )
+    return DatabaseUrl(migrated_postgres_url(request.getfixturevalue("postgres_schema")), crm)
 
 
 @pytest.fixture
@@ -103,10 +111,8 @@ class World(LocalWorld):
         return SalesforceDriver(self.salesforce_sandbox, self.salesforce_client())
 
     def api(self, method: str, path: str, role: str = "sales_rep", **kwargs: Any) -> Any:
-        assert self.runtime is not None
-        from connector.web.app import create_app
-
-        client = create_app(runtime=self.runtime).test_client()
+        assert self.runtime is not None and self._late_app.app is not None
+        client = self._late_app.app.test_client()
         headers = {"Authorization": f"Bearer {self.api_tokens[role]}"}
         return client.open(path, method=method, headers=headers, **kwargs)
 

@@ -32,6 +32,15 @@ def _subscriptions(world: World, customer: str) -> list[Any]:
     return list(page.data)
 
 
+def _as_new_business(world: World, deal_ref: str) -> dict[str, Any]:
+    """The seed types this deal as an upgrade (a change to the live subscription); the rep
+    says on the page it is new business, so it gets a subscription of its own."""
+    plan = world.plan_for(deal_ref)
+    response = world.api("POST", f"/api/plans/{plan['id']}/adjust", json={"change": "new"})
+    assert response.status_code == 200, response.get_json()
+    return dict(response.get_json())
+
+
 # --------------------------------------------------------------------------- linking
 
 
@@ -440,6 +449,7 @@ def test_a_crash_between_stripe_calls_ends_with_one_set_of_objects(world: World)
     assert calls["n"] == 2  # re-sent with the same idempotency key: Stripe replayed it
 
 
+@pytest.mark.postgresql(reason="the plan row lock (FOR UPDATE) decides which activation runs")
 def test_two_activations_at_once_create_one_set_of_objects(world: World) -> None:
     world.sync()
     assert world.runtime is not None
@@ -544,6 +554,7 @@ def test_an_archived_price_is_never_reused_for_a_new_activation(world: World) ->
         payment_terms="Net 30", payment_method="Credit Card", billing_contact="acme_ap",
     )  # fmt: skip
     world.sync()
+    _as_new_business(world, "acme_expansion")
     second = _activate(world, "acme_expansion")  # same product, same monthly price
 
     assert second["status"] == "active", second["status_reason"]
@@ -570,7 +581,7 @@ def test_a_deal_for_an_archived_product_is_refused_before_billing(world: World) 
     )  # fmt: skip
     world.sync()
 
-    plan = world.plan_for("acme_expansion")  # the same seats product
+    plan = _as_new_business(world, "acme_expansion")  # the same seats product
     refused = world.api("POST", f"/api/plans/{plan['id']}/activate").get_json()
     assert refused["status"] == "failed"
     assert f"({seats_product})" in refused["status_reason"]

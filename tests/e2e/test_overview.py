@@ -8,18 +8,20 @@ connector/domain/metrics.py), so the two implementations check each other.
 from __future__ import annotations
 
 from collections import defaultdict
+from datetime import UTC, datetime
 from decimal import Decimal
 from fractions import Fraction
 from typing import Any
 
 import pytest
 
+from connector.store.models import CustomerLink
 from tests.e2e.conftest import World
 
 PER_MONTH = {
     "day": Fraction(365, 12),
     "week": Fraction(52, 12),
-    "month": 1,
+    "month": Fraction(1),
     "year": Fraction(1, 12),
 }
 
@@ -36,55 +38,169 @@ def _half_up(value: Fraction) -> int:
     return int(value + Fraction(1, 2)) if value >= 0 else -int(-value + Fraction(1, 2))
 
 
+def _exact(text: Any) -> Fraction:
+    return Fraction(Decimal(str(text))) if text is not None else Fraction(0)
+
+
+def _ts(value: Any) -> datetime | None:
+    return datetime.fromtimestamp(int(value), UTC) if value else None
+
+
+def _item_amount(client: Any, item: Any) -> Fraction:
+    """What the item bills a period before discounts (docs/billing-rules.md §4.1, step 1)."""
+    price = item["price"]
+    quantity = item.get("quantity")
+    quantity = 1 if quantity is None else int(quantity)
+    if price["billing_scheme"] == "tiered":
+        retrieved = client.v1.prices.retrieve(price["id"], params={"expand": ["tiers"]})
+        tiers = retrieved.to_dict()["tiers"]
+        if quantity == 0:
+            return Fraction(0)
+        total, lower = Fraction(0), 0
+        for tier in tiers:
+            top = tier["up_to"]
+            unit = _exact(tier["unit_amount_decimal"])
+            flat = _exact(tier["flat_amount_decimal"])
+            if price["tiers_mode"] == "volume":
+                if top is None or quantity <= top:
+                    return unit * quantity + flat
+                continue
+            reach = quantity if top is None else min(quantity, top)
+            if reach > lower:
+                total += unit * (reach - lower) + flat
+            if top is None or quantity <= top:
+                return total
+            lower = top
+        raise AssertionError("tiers end before the quantity")
+    transform = price.get("transform_quantity")
+    if transform:
+        whole, rest = divmod(quantity, transform["divide_by"])
+        quantity = whole + (1 if rest and transform["round"] == "up" else 0)
+    return _exact(price["unit_amount_decimal"]) * quantity
+
+
+def _active_discounts(raws: Any, now: datetime) -> list[Any]:
+    found = []
+    for discount in raws or []:
+        coupon = discount["source"]["coupon"] if "source" in discount else discount["coupon"]
+        if isinstance(coupon, str):
+            coupon = {}
+        start, end = _ts(discount.get("start")), _ts(discount.get("end"))
+        if coupon.get("duration") == "once" or (start and start > now) or (end and now >= end):
+            continue
+        found.append(coupon)
+    return found
+
+
+def _subscription_mrr(client: Any, sub: Any, now: datetime) -> dict[str, int]:
+    items = [i for i in sub["items"]["data"] if i["price"]["recurring"]["usage_type"] == "licensed"]
+    amounts = {i["id"]: _item_amount(client, i) for i in items}
+    for item in items:
+        for coupon in _active_discounts(item.get("discounts"), now):
+            if coupon.get("percent_off") is not None:
+                amounts[item["id"]] *= 1 - _exact(coupon["percent_off"]) / 100
+            else:
+                amounts[item["id"]] = max(Fraction(0), amounts[item["id"]] - coupon["amount_off"])
+    coupons = _active_discounts(sub.get("discounts"), now)
+    for coupon in coupons:
+        if coupon.get("percent_off") is not None:
+            for item in items:
+                amounts[item["id"]] *= 1 - _exact(coupon["percent_off"]) / 100
+    for coupon in coupons:
+        if coupon.get("amount_off") is not None:
+            base = sum(amounts.values(), Fraction(0))
+            off = min(Fraction(coupon["amount_off"]), base)
+            if base:
+                amounts = {k: v - off * v / base for k, v in amounts.items()}
+    mrr: dict[str, Fraction] = defaultdict(Fraction)
+    for item in items:
+        recurring = item["price"]["recurring"]
+        per_month = PER_MONTH[recurring["interval"]] / recurring["interval_count"]
+        mrr[item["price"]["currency"]] += amounts[item["id"]] * per_month
+    return {c: _half_up(v) for c, v in mrr.items()}
+
+
+def _counts(sub: Any, now: datetime) -> bool:
+    if sub["status"] not in ("active", "past_due") or sub.get("pause_collection"):
+        return False
+    trial_end = _ts(sub.get("trial_end"))
+    return not (trial_end and now < trial_end)
+
+
 def expected_from_stripe(world: World) -> dict[str, Any]:
+    """Every overview figure recomputed from Stripe's objects with plain code written from
+    docs/billing-rules.md §4 (not with connector/domain/metrics.py)."""
+    assert world.runtime is not None
+    now = world.clock()
+    month_start = datetime(now.year, now.month, 1, tzinfo=UTC)
+    first = now.year * 12 + now.month - 1 - 11  # the 11 months before this one
+    year_start = datetime(first // 12, first % 12 + 1, 1, tzinfo=UTC)
+    with world.runtime.db.session() as session:
+        linked = [link.stripe_customer_id for link in session.query(CustomerLink)]
     client = world.stripe_client()
-    customers = list(client.v1.customers.list(params={"limit": 100}).auto_paging_iter())
     mrr: dict[str, int] = defaultdict(int)
-    net: dict[str, int] = defaultdict(int)
+    net: dict[str, dict[str, int]] = {"year": defaultdict(int), "month": defaultdict(int)}
+    owed: dict[str, int] = defaultdict(int)
     active = 0
     with_active: set[str] = set()
-    for customer in customers:
-        subs = client.v1.subscriptions.list(params={"customer": customer.id, "status": "all"})
-        for sub in subs.auto_paging_iter():
-            if sub.status not in ("active", "past_due"):
+
+    def book(when: datetime | None, currency: str, amount: int) -> None:
+        assert when is not None
+        if year_start <= when <= now:
+            net["year"][currency] += amount
+        if month_start <= when <= now:
+            net["month"][currency] += amount
+
+    for customer in linked:
+        subs = client.v1.subscriptions.list(
+            params={
+                "customer": customer, "status": "all",
+                "expand": ["data.discounts", "data.items.data.discounts"],
+            }
+        )  # fmt: skip
+        for listed in subs.auto_paging_iter():
+            sub = listed.to_dict()
+            if not _counts(sub, now):
                 continue
             active += 1
-            with_active.add(customer.id)
-            amount: dict[str, Fraction] = defaultdict(Fraction)
-            for item in sub["items"].data:
-                price = item.price
-                assert price.recurring is not None
-                per_month = Fraction(PER_MONTH[price.recurring.interval])
-                amount[price.currency] += (
-                    Fraction(price.unit_amount or 0)
-                    * (item.quantity or 1)
-                    * per_month
-                    / price.recurring.interval_count
-                )
-            for currency, value in amount.items():
-                mrr[currency] += _half_up(value)
-        invoices = client.v1.invoices.list(params={"customer": customer.id, "limit": 100})
-        for invoice in invoices.auto_paging_iter():
+            with_active.add(customer)
+            for currency, value in _subscription_mrr(client, sub, now).items():
+                mrr[currency] += value
+        for invoice in client.v1.invoices.list(params={"customer": customer}).auto_paging_iter():
+            if invoice.status in ("open", "uncollectible"):
+                owed[invoice.currency] += invoice.amount_remaining
             if invoice.status in ("open", "paid", "uncollectible"):
-                net[invoice.currency] += invoice.total_excluding_tax or 0
-        notes = client.v1.credit_notes.list(params={"customer": customer.id, "limit": 100})
+                when = _ts(invoice.effective_at or invoice.status_transitions.finalized_at)
+                book(when, invoice.currency, invoice.total_excluding_tax)
+        carried: set[str] = set()
+        notes = client.v1.credit_notes.list(params={"customer": customer})
         for note in notes.auto_paging_iter():
-            if note.status != "void":
-                net[note.currency] -= note.total_excluding_tax or note.total
+            if note.status == "void":
+                continue
+            carried |= {r["refund"] for r in note.to_dict().get("refunds") or []}
+            book(_ts(note.effective_at or note.created), note.currency, -note.total_excluding_tax)
+        for charge in client.v1.charges.list(params={"customer": customer}).auto_paging_iter():
+            for refund in client.v1.refunds.list(params={"charge": charge.id}).auto_paging_iter():
+                if refund.id not in carried and refund.status not in ("failed", "canceled"):
+                    book(_ts(refund.created), refund.currency, -refund.amount)
     products = list(client.v1.products.list(params={"limit": 100}).auto_paging_iter())
     prices = list(client.v1.prices.list(params={"limit": 100}).auto_paging_iter())
-    currencies = sorted(set(mrr) | set(net))
+    currencies = sorted(set(mrr) | set(net["year"]) | set(net["month"]) | set(owed))
     return {
         "currency": {
             c: {
                 "mrr": mrr.get(c, 0),
-                "net_billing": net.get(c, 0),
-                "average_billing_per_customer": _half_up(Fraction(net.get(c, 0), len(customers))),
+                "net_billing": net["year"].get(c, 0),
+                "net_billing_this_month": net["month"].get(c, 0),
+                "average_billing_per_customer": _half_up(
+                    Fraction(net["year"].get(c, 0), len(linked))
+                ),
+                "open_balance": owed.get(c, 0),
             }
             for c in currencies
         },
         "active_subscriptions": active,
-        "total_customers": len(customers),
+        "total_customers": len(linked),
         "customers_with_active_subscriptions": len(with_active),
         "total_products": sum(1 for p in products if p.active),
         "one_time_prices": sum(1 for p in prices if p.active and p.recurring is None),

@@ -271,6 +271,7 @@ def test_an_invoice_whose_hold_a_person_lifted_does_not_hold_again(
 # --------------------------------------------------------------------------- the CRM as it will be
 
 
+@pytest.mark.postgresql(reason="reads the pending outbox rows under a row lock")
 def test_a_queued_hold_write_wins_over_the_crms_stale_value(
     dunning: Runtime, crm: FakeCrm, clock: FrozenClock
 ) -> None:
@@ -360,6 +361,9 @@ def test_dealbridges_hold_is_written_when_the_account_is_not_on_hold(
     assert _skips(dunning) == []
 
 
+@pytest.mark.postgresql(
+    reason="the account's credit row is read under FOR UPDATE and the account lock"
+)
 def test_a_hold_is_not_written_over_a_persons_hold_set_meanwhile(
     dunning: Runtime, crm: FakeCrm, clock: FrozenClock
 ) -> None:
@@ -442,6 +446,9 @@ def test_an_invoice_becomes_overdue_by_the_passage_of_time(
 # --------------------------------------------------------------------------- state and events
 
 
+@pytest.mark.postgresql(
+    reason="state changes are serialised by the account lock (advisory lock on PostgreSQL)"
+)
 def test_each_change_of_state_is_written_to_the_account_and_emitted_once(
     runtime: Runtime, crm: FakeCrm
 ) -> None:

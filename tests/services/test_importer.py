@@ -282,6 +282,7 @@ def test_a_customer_already_linked_in_the_store_is_counted_not_linked_again(
     assert len(crm.updates) == 1
 
 
+@pytest.mark.postgresql(reason="the links' unique keys keep a rerun from creating twice")
 def test_a_missing_account_is_created_once_and_a_rerun_reuses_it(
     db: Database, crm: FakeCrm
 ) -> None:
@@ -335,6 +336,9 @@ CUSTOMERS = [
 ]
 
 
+@pytest.mark.postgresql(
+    reason="the cursor and the links' unique keys are what make a rerun write once"
+)
 @pytest.mark.parametrize("stop_after", [1, 2, 3])
 def test_an_interrupted_import_resumes_after_its_cursor_and_writes_everything_once(
     db: Database, crm: FakeCrm, stop_after: int

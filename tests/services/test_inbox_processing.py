@@ -25,6 +25,10 @@ from connector.store.models import AuditEntry, InboxEvent
 from tests.support import FrozenClock, make_config
 from tests.support.stripe_events import load_event, raw_event
 
+pytestmark = pytest.mark.postgresql(
+    reason="claims are SELECT ... FOR UPDATE SKIP LOCKED with a lease on PostgreSQL"
+)
+
 LEASE = timedelta(minutes=10)
 
 

@@ -93,6 +93,13 @@ class FixtureStripe:
     def retrieve_credit_note(self, credit_note_id: str) -> _StripeObject:
         return self._get(credit_note_id)
 
+    def retrieve_customer(self, customer_id: str) -> _StripeObject:
+        return self._get(customer_id)
+
+    def delete_customer(self, customer_id: str) -> None:
+        """Stripe keeps a deleted customer, retrievable as a stub saying so."""
+        self.objects[customer_id] = {"id": customer_id, "object": "customer", "deleted": True}
+
     def update_subscription(
         self, subscription_id: str, params: dict[str, Any], idempotency_key: str
     ) -> _StripeObject:
@@ -397,6 +404,7 @@ def test_a_deleted_draft_never_recorded_writes_nothing(h: Harness) -> None:
 # --------------------------------------------------------------------------- the account
 
 
+@pytest.mark.postgresql(reason="the balance is summed in SQL under a lock")
 def test_the_account_open_balance_is_what_its_open_invoices_still_owe(h: Harness) -> None:
     h.stripe.hold("invoice.finalized__send_invoice.json")
     h.deliver("invoice.finalized__send_invoice.json")
@@ -406,6 +414,9 @@ def test_the_account_open_balance_is_what_its_open_invoices_still_owe(h: Harness
     assert h.crm.accounts[ACCOUNT]["open_balance"] == Money(0, "usd")
 
 
+@pytest.mark.postgresql(
+    reason="queued writes are deduplicated by the outbox's claim query (SKIP LOCKED)"
+)
 def test_balance_changes_waiting_for_the_crm_are_sent_as_one_write_of_the_newest(
     h: Harness,
 ) -> None:
@@ -453,6 +464,7 @@ def test_a_canceled_subscription_after_an_active_one_leaves_the_deal_canceled(h:
 
 
 def test_an_updated_customer_refreshes_the_accounts_stripe_link(h: Harness) -> None:
+    h.stripe.hold("customer.updated__email_changed.json")
     h.deliver("customer.updated__email_changed.json")
     assert h.crm.accounts[ACCOUNT] == {
         "stripe_customer_id": CUSTOMER,
@@ -461,6 +473,7 @@ def test_an_updated_customer_refreshes_the_accounts_stripe_link(h: Harness) -> N
 
 
 def test_a_deleted_customer_unlinks_the_account_and_clears_its_stripe_link(h: Harness) -> None:
+    h.stripe.delete_customer(CUSTOMER)
     h.deliver("customer.deleted__customer.json")
     assert h.crm.accounts[ACCOUNT] == {"stripe_customer_id": "", "stripe_customer_url": ""}
     with h.db.session() as session:
@@ -468,6 +481,7 @@ def test_a_deleted_customer_unlinks_the_account_and_clears_its_stripe_link(h: Ha
 
 
 def test_invoice_events_of_an_unlinked_customer_are_ignored(h: Harness) -> None:
+    h.stripe.delete_customer(CUSTOMER)
     h.deliver("customer.deleted__customer.json")
     h.stripe.hold("invoice.paid__ach.json")
     h.deliver("invoice.paid__ach.json")
@@ -546,6 +560,9 @@ def test_an_event_for_an_unknown_customer_is_stored_ignored_and_counted(h: Harne
 # --------------------------------------------------------------------------- nothing doubled
 
 
+@pytest.mark.postgresql(
+    reason="a second delivery is kept out by the mirror's row lock (SELECT ... FOR UPDATE)"
+)
 def test_an_event_handled_twice_writes_the_same_record_and_announces_one_change(
     h: Harness,
 ) -> None:
@@ -604,6 +621,7 @@ def test_racing_events_of_a_new_invoice_write_one_mirror_and_one_change(
 # --------------------------------------------------------------------------- out of order
 
 
+@pytest.mark.postgresql(reason="the mirror row is locked and compared under FOR UPDATE")
 def test_an_older_event_processed_after_a_newer_one_leaves_the_crm_at_the_newer_state(
     h: Harness,
 ) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
@@ -26,6 +26,10 @@ from connector.services.outbox import (
 from connector.store.db import Database
 from connector.store.models import AuditEntry, Cursor, OutboxMessage
 from tests.support import FrozenClock, make_config
+
+pytestmark = pytest.mark.postgresql(
+    reason="the heads of the keys are claimed with FOR UPDATE SKIP LOCKED on PostgreSQL"
+)
 
 LEASE = timedelta(minutes=10)
 
@@ -62,11 +66,16 @@ class Recorder:
         return results
 
 
-def _queue(db: Database, *items: tuple[str, str], kind: str = "crm.update_deal") -> list[int]:
+def _queue(
+    db: Database,
+    *items: tuple[str, str],
+    kind: str = "crm.update_deal",
+    now: datetime | None = None,
+) -> list[int]:
     ids = []
     with db.session() as session:
         for key, name in items:
-            message = enqueue(session, kind, key, {"n": name})
+            message = enqueue(session, kind, key, {"n": name}, now=now)
             assert message is not None
             ids.append(message.id)
     return ids
@@ -377,26 +386,33 @@ def test_a_sender_answering_the_wrong_number_of_results_fails_the_batch_for_retr
 
 
 def test_two_workers_at_once_send_different_messages(store_runtime: Runtime, db: Database) -> None:
-    _queue(db, ("deal:1", "a1"), ("deal:2", "b1"))
-    both_busy = threading.Barrier(2, timeout=20)
+    # Queued at the workers' own "now": only the claim's lease keeps the message the first
+    # worker holds from being due again for the second (a message dated after a frozen
+    # clock would hide that, whether the claim set a lease or not).
+    _queue(db, ("deal:1", "a1"), ("deal:2", "b1"), now=store_runtime.clock())
+    first_is_sending = threading.Event()
+    second_is_done = threading.Event()
     sent: list[str] = []
 
     def send(_runtime: Runtime, payload: dict[str, Any]) -> None:
-        both_busy.wait()  # each worker holds one message while the other claims the next
+        if not first_is_sending.is_set():
+            first_is_sending.set()  # the first worker holds its message, claim committed,
+            assert second_is_done.wait(timeout=20)  # while the second one drains
         sent.append(payload["n"])
 
     senders = {"crm.update_deal": SingleSender(send)}
     store_runtime.config.section("jobs")  # warm the runtime's lazy parts before threads
+    first = threading.Thread(
+        target=drain_outbox, args=(store_runtime, senders), kwargs={"limit": 1}
+    )
+    first.start()
+    assert first_is_sending.wait(timeout=20)
+    drain_outbox(store_runtime, senders, limit=1)  # the second worker
+    second_is_done.set()
+    first.join(timeout=60)
 
-    def work() -> None:
-        drain_outbox(store_runtime, senders, limit=1)
-
-    threads = [threading.Thread(target=work) for _ in range(2)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
     assert sorted(sent) == ["a1", "b1"]
+    assert {(m.status, m.attempts) for m in _rows(db).values()} == {("done", 1)}
 
 
 def test_a_claim_held_by_one_postgres_worker_is_skipped_by_another(

@@ -11,11 +11,13 @@ from typing import Any
 
 import pytest
 
+from connector.crm.base import CrmAccount
 from connector.runtime import Runtime
 from connector.services import account_metrics, overview
 from connector.services.customer_table import customer_table
 from connector.services.overview import CustomerRow
 from connector.store.models import (
+    AccountMetrics,
     CreditNoteMirror,
     CustomerLink,
     InvoiceMirror,
@@ -68,8 +70,30 @@ def _price(pid: str, **kw: Any) -> PriceMirror:
     return PriceMirror(id=pid, product_id="prod_1", currency="usd", **kw)
 
 
+class AccountCurrencies:
+    """The CRM as account metrics sees it: each account's own currency."""
+
+    def __init__(self, currencies: dict[str, str | None]) -> None:
+        self.currencies = currencies
+        self.reads: list[str] = []
+
+    def get_account(self, account_id: str) -> CrmAccount:
+        self.reads.append(account_id)
+        return CrmAccount(
+            id=account_id, name=account_id, address=None, credit_hold=False, credit_limit=None,
+            credit_hold_source=None, stripe_customer_id=None,
+            currency=self.currencies[account_id],
+        )  # fmt: skip
+
+
 @pytest.fixture
-def stored(runtime: Runtime) -> Runtime:
+def crm() -> AccountCurrencies:
+    return AccountCurrencies({"acc_a": "usd", "acc_b": "eur", "acc_c": "usd"})
+
+
+@pytest.fixture
+def stored(runtime: Runtime, crm: AccountCurrencies) -> Runtime:
+    runtime = Runtime(runtime.config, db=runtime.db, clock=runtime.clock, crm=crm)  # type: ignore[arg-type]
     with runtime.db.session() as s:
         s.add_all(
             [
@@ -160,6 +184,63 @@ def test_account_figures_are_queued_for_the_crm_once_until_they_change(stored: R
     last_a = [u for u in updates if u["account_id"] == "acc_a"][-1]["update"]
     assert last_a["mrr"] == {"amount": 30000, "currency": "usd"}
     assert last_a["open_balance"] == {"amount": 0, "currency": "usd"}
+
+
+def test_an_account_billed_only_in_another_currency_gets_nothing_and_the_overview_says_why(
+    stored: Runtime, crm: AccountCurrencies
+) -> None:
+    crm.currencies["acc_b"] = "usd"  # billed in EUR only
+    assert account_metrics.write_account_metrics(stored) == 1  # acc_a only
+    with stored.db.session() as s:
+        updates = [m.payload for m in s.query(OutboxMessage).filter_by(kind="crm.update_account")]
+    assert [u["account_id"] for u in updates] == ["acc_a"]
+    rows = {r.crm_account_id: r for r in overview.overview(stored).customers}
+    assert (
+        rows["acc_b"].crm_note
+        == "figures are in EUR, the account is in USD: not written to the CRM"
+    )
+    assert any("EUR, the account is in USD" in n for n in overview.overview(stored).notes)
+
+
+def test_an_account_billed_in_two_currencies_gets_its_own(stored: Runtime) -> None:
+    with stored.db.session() as s:
+        s.add(_sub("sub_5", "cus_a", "active", [(400000, 1, "jpy", "year", 1)]))
+    account_metrics.write_account_metrics(stored)
+    with stored.db.session() as s:
+        last = s.get(AccountMetrics, "acc_a")
+        assert last is not None
+        assert (last.currency, last.mrr) == ("usd", 30000)
+        assert last.note == "also billed in JPY: not written (the account is in USD)"
+
+
+def test_the_crm_is_read_again_only_when_figures_change(
+    stored: Runtime, crm: AccountCurrencies
+) -> None:
+    account_metrics.write_account_metrics(stored)
+    assert sorted(crm.reads) == ["acc_a", "acc_b"]
+    account_metrics.write_account_metrics(stored)
+    assert sorted(crm.reads) == ["acc_a", "acc_b"]
+
+
+@pytest.mark.parametrize(
+    ("mrr", "net", "account", "expected"),
+    [
+        pytest.param({"jpy": 3_333_300}, {}, "usd", None, id="jpy-figures-usd-account"),
+        pytest.param({"usd": 5}, {"jpy": 10**9}, "usd", "usd",
+                     id="own-currency-whatever-the-other-amounts"),
+        pytest.param({"usd": 5, "eur": 6}, {}, None, None, id="unknown-and-several"),
+        pytest.param({"eur": 6}, {}, None, "eur", id="unknown-and-one"),
+        pytest.param({}, {}, "usd", "usd", id="nothing-billed-writes-zeros-in-its-own"),
+    ],
+)  # fmt: skip
+def test_the_currency_written_is_the_accounts_own(
+    mrr: dict[str, int], net: dict[str, int], account: str | None, expected: str | None
+) -> None:
+    row = CustomerRow(
+        crm_account_id="a", stripe_customer_id="cus_a", name="A", mrr=mrr, net_billing=net,
+        open_balance={}, unpaid_invoices=0, credit_state="ok", active_subscriptions=0,
+    )  # fmt: skip
+    assert account_metrics.decide(row, account).currency == expected
 
 
 def _row(name: str, mrr: dict[str, int], credit: str = "ok") -> CustomerRow:

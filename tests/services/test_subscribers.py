@@ -324,12 +324,28 @@ OUTBOUND = {"allowed_schemes": ["https"], "allowed_hosts": [], "allow_private_ad
         "100.64.0.1",  # shared (carrier-grade NAT)
         "fd00::1",  # unique local
         "::ffff:10.0.0.1",  # IPv4-mapped private
+        "2002:7f00:1::",  # 6to4 of 127.0.0.1
+        "2002:a9fe:a9fe::",  # 6to4 of 169.254.169.254 (cloud metadata)
+        "2002:0a00:0001::1",  # 6to4 of 10.0.0.1
+        "2001:0:4136:e378:8000:63bf:f5ff:fffe",  # Teredo, client 10.0.0.1
+        "64:ff9b::a9fe:a9fe",  # NAT64 of 169.254.169.254
+        "64:ff9b::7f00:1",  # NAT64 of 127.0.0.1
+        "64:ff9b:1::a00:1",  # local-use NAT64 of 10.0.0.1
+        "fec0::1",  # site-local
+        "fec0:1234::5",
+        "::a9fe:a9fe",  # IPv4-compatible 169.254.169.254
     ],
 )
 def test_a_host_resolving_to_a_non_public_address_is_refused(address: str) -> None:
     resolver = fake_resolver({"hooks.example.com": [address]})
     with pytest.raises(DestinationRefused, match="resolves to"):
         check_destination("https://hooks.example.com/x", OUTBOUND, resolver)
+
+
+@pytest.mark.parametrize("address", ["2002:0808:0808::1", "64:ff9b::808:808"])
+def test_a_6to4_or_nat64_address_of_a_public_ipv4_host_is_allowed(address: str) -> None:
+    resolver = fake_resolver({"hooks.example.com": [address]})
+    check_destination("https://hooks.example.com/x", OUTBOUND, resolver)
 
 
 def test_the_cloud_metadata_address_is_refused_when_given_literally() -> None:

@@ -15,6 +15,10 @@ from connector.store.db import Database
 from connector.store.migrate import current_revision, upgrade
 from connector.store.models import Base, Cursor, InboxEvent
 
+pytestmark = pytest.mark.postgresql(
+    reason="the store on both back-ends: migrations, UTC round trips, unique keys"
+)
+
 
 def test_migrations_reach_head_and_match_the_models(db: Database) -> None:
     assert current_revision(db.url) is not None

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from connector.runtime import Runtime
 from connector.store.db import Database
 from connector.web.app import create_app
@@ -24,6 +26,7 @@ def test_healthz_is_503_when_the_store_is_down() -> None:
     assert response.get_json()["status"] == "unavailable"
 
 
+@pytest.mark.postgresql(reason="reports the PostgreSQL backend")
 def test_healthz_works_on_postgresql(db: Database) -> None:
     app = create_app(runtime=Runtime(make_config(db.url), db=db))
     assert app.test_client().get("/healthz").status_code == 200
@@ -59,3 +62,43 @@ def test_create_app_needs_a_config_or_runtime() -> None:
 
     with pytest.raises(ValueError, match="needs a Config or a Runtime"):
         create_app()
+
+
+def test_every_answer_says_nosniff(client: Any) -> None:
+    answers = [
+        client.get("/healthz"),
+        client.get("/metrics"),
+        client.get("/no/such/page"),
+        client.post("/webhooks/stripe", data=b"{}", content_type="application/json"),
+        client.post("/webhooks/stripe", data=b"x", content_type="text/plain"),
+        client.get("/api/plans/some-deal"),
+    ]
+    for response in answers:
+        assert response.headers.get("X-Content-Type-Options") == "nosniff", response.request.path
+
+
+def _metrics_client(sqlite_db: Database, token: str | None) -> Any:
+    from connector.config import config_for_tests
+    from tests.support import TEST_SECRETS
+
+    secrets = dict(TEST_SECRETS)
+    if token is not None:
+        from connector.secrets import Secret
+
+        secrets["metrics_token"] = Secret(token)
+    config = config_for_tests({"database": {"url": sqlite_db.url}}, **secrets)
+    return create_app(runtime=Runtime(config, db=sqlite_db)).test_client()
+
+
+def test_metrics_need_the_token_when_one_is_configured(sqlite_db: Database) -> None:
+    client = _metrics_client(sqlite_db, "metrics-token-0123456789")
+    assert client.get("/metrics").status_code == 401
+    wrong = client.get("/metrics", headers={"Authorization": "Bearer nope"})
+    assert wrong.status_code == 401
+    right = client.get("/metrics", headers={"Authorization": "Bearer metrics-token-0123456789"})
+    assert right.status_code == 200
+    assert "metrics-token-0123456789" not in right.get_data(as_text=True)
+
+
+def test_metrics_are_open_without_a_configured_token(sqlite_db: Database) -> None:
+    assert _metrics_client(sqlite_db, None).get("/metrics").status_code == 200

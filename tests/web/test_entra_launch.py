@@ -119,7 +119,7 @@ def test_a_valid_token_opens_the_deal_with_a_session_in_the_mapped_role(
 
 def test_the_session_cookie_carries_the_same_sign_in(app: Flask, jwks: Any, key: Key) -> None:
     client = app.test_client()
-    response = client.post("/launch/entra", data={"access_token": key.sign(), "deal": "o1"})
+    response = client.post("/launch/entra", data={"access_token": key.sign()})
     assert response.status_code == 303
     assert client.get("/api/overview").status_code == 200  # finance may see the overview
 
@@ -154,12 +154,33 @@ def test_a_token_expired_within_the_leeway_is_still_accepted(
 
 
 def test_the_keys_are_fetched_once_for_many_sign_ins(app: Flask, jwks: Any, key: Key) -> None:
-    for _ in range(3):
-        assert _launch(app, key.sign()).status_code == 303
+    for n in range(3):
+        assert _launch(app, key.sign(uti=f"token-{n}")).status_code == 303
     assert len(jwks.calls) == 1
 
 
 # --------------------------------------------------------------------------- refused
+
+
+def test_an_access_token_used_a_second_time_is_refused_as_a_replay(
+    app: Flask, jwks: Any, key: Key
+) -> None:
+    token = key.sign()
+    assert _launch(app, token).status_code == 303
+    assert _refusal(_launch(app, token)) == (401, "replayed")
+
+
+def test_a_session_opened_for_one_deal_cannot_reach_the_overview(
+    app: Flask, jwks: Any, key: Key
+) -> None:
+    client = app.test_client()
+    response = client.post("/launch/entra", data={"access_token": key.sign(), "deal": "o1"})
+    assert response.status_code == 303
+    assert client.get("/api/overview").status_code == 403
+
+
+def test_a_token_without_an_issued_at_time_is_refused(app: Flask, jwks: Any, key: Key) -> None:
+    assert _refusal(_launch(app, key.sign(iat=None))) == (401, "missing_claim")
 
 
 def test_a_token_signed_by_another_key_with_a_known_kid_is_refused(

@@ -9,7 +9,6 @@ listed apart, with the reason.
 from __future__ import annotations
 
 import re
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -170,7 +169,7 @@ def _envelope(**user: Any) -> dict[str, Any]:
     parameters = user.pop("parameters", {})
     return {
         "algorithm": "HMACSHA256",
-        "issuedAt": int(time.time()),
+        "issuedAt": int(FrozenClock().now.timestamp()),
         "userId": "005xx",
         "context": {
             "user": {"userName": "fin@acme.example", "email": "fin@acme.example",
@@ -273,7 +272,7 @@ def test_a_session_may_still_read_the_api_without_the_header(app: Any) -> None:
 
 def _launch_query(sig: str | None = None) -> str:
     secret = TEST_SECRETS["secret_key"].reveal()
-    exp = int(time.time()) + 600
+    exp = int(FrozenClock().now.timestamp()) + 600
     sig = sig or launch_signature(secret, "006DEAL", "rep@acme.example", "sales_rep", exp)
     return f"/launch?deal=006DEAL&user=rep@acme.example&role=sales_rep&exp={exp}&sig={sig}"
 
@@ -289,4 +288,109 @@ def test_a_launch_link_with_a_non_ascii_signature_is_refused_not_a_server_error(
 ) -> None:
     response = app.test_client().get(_launch_query(sig="%C3%A9"))
     assert response.status_code == 401
-    assert b"invalid or has expired" in response.data  # a page: a person opened the link
+    assert b"open it from the CRM again" in response.data  # a page: a person opened the link
+
+
+# --------------------------------------------------------------------------- links and sessions
+
+
+JSON = {"Accept": "application/json"}
+
+
+def _link(deal: str = "006DEAL", *, exp: int | None = None, role: str = "sales_rep") -> str:
+    secret = TEST_SECRETS["secret_key"].reveal()
+    exp = exp if exp is not None else int(FrozenClock().now.timestamp()) + 600
+    sig = launch_signature(secret, deal, "rep@acme.example", role, exp)
+    return f"/launch?deal={deal}&user=rep@acme.example&role={role}&exp={exp}&sig={sig}"
+
+
+def test_a_launch_link_signed_to_expire_in_2200_is_refused(app: Any) -> None:
+    response = app.test_client().get(_link(exp=7_258_118_400), headers=JSON)  # 2200-01-01
+    assert response.status_code == 401
+    assert response.get_json()["error"]["reason"].startswith("expires further ahead")
+
+
+def test_a_launch_link_expiring_within_the_ttl_is_accepted(app: Any) -> None:
+    ttl = app.extensions["dealbridge"].config.section("web")["launch_link_ttl_seconds"]
+    exp = int(FrozenClock().now.timestamp()) + ttl
+    assert app.test_client().get(_link(exp=exp)).status_code == 302
+
+
+def test_a_launch_link_opens_one_session_only(app: Any) -> None:
+    link = _link()
+    assert app.test_client().get(link).status_code == 302
+    again = app.test_client().get(link, headers=JSON)
+    assert again.status_code == 401
+    assert again.get_json()["error"]["reason"] == "already used"
+
+
+def _plan(app: Any, plan_id: str, deal_id: str) -> None:
+    from connector.store.models import Plan
+
+    with app.extensions["dealbridge"].db.session() as session:
+        session.add(Plan(id=plan_id, deal_id=deal_id, status="draft"))
+
+
+def test_a_session_opened_for_one_deal_cannot_read_adjust_or_activate_another(app: Any) -> None:
+    _plan(app, "plan-a", "006DEALA")
+    _plan(app, "plan-b", "006DEALB")
+    client = app.test_client()
+    assert client.get(_link("006DEALA")).status_code == 302
+    for method, path in [
+        ("GET", "/api/plans/plan-b"),
+        ("GET", "/api/deals/006DEALB/plan"),
+        ("GET", "/plans/plan-b"),
+        ("POST", "/api/plans/plan-b/adjust"),
+        ("POST", "/api/plans/plan-b/activate"),
+        ("POST", "/plans/plan-b/activate"),
+    ]:
+        response = client.open(path, method=method, headers={"Accept": "application/json"})
+        assert response.status_code == 403, (method, path)
+        assert response.get_json()["error"]["code"] == "other_deal"
+    assert client.get("/api/plans/plan-a").status_code != 403
+
+
+def test_a_finance_session_opened_for_a_deal_cannot_open_the_overview(app: Any) -> None:
+    client = app.test_client()
+    assert client.get(_link("006DEALA", role="finance")).status_code == 302
+    assert client.get("/api/overview").status_code == 403
+
+
+def test_a_canvas_request_issued_in_2000_is_refused(app: Any) -> None:
+    envelope = _envelope(profileId="00eADMIN")
+    envelope["issuedAt"] = 946_684_800  # 2000-01-01
+    response = app.test_client().post(
+        "/launch/canvas",
+        data={"signed_request": sign_canvas_request(CONSUMER_SECRET, envelope)},
+        headers=JSON,
+    )
+    assert response.status_code == 401
+    assert response.get_json()["error"]["code"] == "stale_signed_request"
+
+
+def test_a_canvas_request_without_an_issued_at_time_is_refused(app: Any) -> None:
+    envelope = _envelope(profileId="00eADMIN")
+    envelope["issuedAt"] = None
+    response = app.test_client().post(
+        "/launch/canvas", data={"signed_request": sign_canvas_request(CONSUMER_SECRET, envelope)}
+    )
+    assert response.status_code == 401
+
+
+def test_a_canvas_request_in_milliseconds_is_read_as_such(app: Any) -> None:
+    envelope = _envelope(profileId="00eADMIN")
+    envelope["issuedAt"] = int(FrozenClock().now.timestamp()) * 1000
+    response = app.test_client().post(
+        "/launch/canvas", data={"signed_request": sign_canvas_request(CONSUMER_SECRET, envelope)}
+    )
+    assert response.status_code == 303
+
+
+def test_a_canvas_request_replayed_is_refused(app: Any) -> None:
+    signed = sign_canvas_request(CONSUMER_SECRET, _envelope(profileId="00eADMIN"))
+    assert (
+        app.test_client().post("/launch/canvas", data={"signed_request": signed}).status_code == 303
+    )
+    again = app.test_client().post("/launch/canvas", data={"signed_request": signed}, headers=JSON)
+    assert again.status_code == 401
+    assert again.get_json()["error"]["code"] == "replayed_signed_request"

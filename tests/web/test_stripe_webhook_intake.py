@@ -65,6 +65,7 @@ def test_a_validly_signed_event_is_stored_raw_and_acknowledged(
     assert row.received_at == clock()
 
 
+@pytest.mark.postgresql(reason="a duplicate insert is caught from the dialect's integrity error")
 def test_a_redelivered_event_is_acknowledged_and_not_stored_again(
     store_client: Any, db: Database, clock: FrozenClock
 ) -> None:
@@ -77,6 +78,7 @@ def test_a_redelivered_event_is_acknowledged_and_not_stored_again(
     assert len(_stored(db)) == 1
 
 
+@pytest.mark.postgresql(reason="the unique key decides between two concurrent inserts")
 def test_racing_duplicate_deliveries_store_the_event_once(
     store_runtime: Runtime, db: Database, clock: FrozenClock
 ) -> None:

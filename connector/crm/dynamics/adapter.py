@@ -70,7 +70,7 @@ from connector.crm.dynamics.schema import check_mapping
 from connector.crm.dynamics.throttle import Clock, Sleeper
 from connector.crm.https_rewrite import HttpsRewriteSession
 from connector.domain.deal import Address
-from connector.domain.money import from_minor_units, to_minor_units
+from connector.domain.money import from_minor_units, to_field_scale, to_minor_units
 from connector.mappings import CrmMapping
 from connector.secrets import Secret
 
@@ -446,6 +446,7 @@ class DynamicsAdapter:
             credit_hold_source=source if source in ("person", "dealbridge") else None,
             stripe_customer_id=_text_or_none(value(customer_id_column)),
             modified=parse_datetime(value(fields.get("modified"))),
+            currency=currency,
         )
 
     # ------------------------------------------------------------------ changes
@@ -730,10 +731,18 @@ class DynamicsAdapter:
         writeback = self.mapping.account["writeback"]
         entity_set = self.entity_set(self.mapping.account)
         planned: list[tuple[str, BatchOperation | WriteResult]] = []
+        scale = int(self.options.get("money_scale", 2))
         for account_id, update in updates:
             values: dict[str, Any] = {}
-            for key, value in dict(update).items():
-                values[key] = _money(value) if isinstance(value, Money) else value
+            try:
+                for key, value in dict(update).items():
+                    if isinstance(value, Money):
+                        column = str(writeback.get(key) or key)
+                        value = to_field_scale(value.amount, value.currency, scale, column)
+                    values[key] = value
+            except ValueError as exc:
+                planned.append((account_id, _failed(account_id, str(exc))))
+                continue
             body = _writeback(writeback, values)
             if not is_guid(account_id):
                 planned.append((account_id, _failed(account_id, "not a Dataverse record id")))
@@ -764,10 +773,17 @@ class DynamicsAdapter:
                 planned.append((key, _failed(key, f"account {record.account_id!r} is not a GUID")))
                 continue
             try:
+                scale = int(self.options.get("invoice_amount_scale", 3))
                 amounts = {
-                    "amount_due": from_minor_units(record.amount_due, record.currency),
-                    "amount_paid": from_minor_units(record.amount_paid, record.currency),
-                    "amount_remaining": from_minor_units(record.amount_remaining, record.currency),
+                    name: to_field_scale(
+                        amount, record.currency, scale, str(fields.get(name) or name)
+                    )
+                    for name, amount in (
+                        ("amount_due", record.amount_due),
+                        ("amount_paid", record.amount_paid),
+                        ("amount_remaining", record.amount_remaining),
+                        ("amount_credited", record.amount_credited),
+                    )
                 }
             except (TypeError, ValueError) as exc:
                 planned.append((key, _failed(key, str(exc))))
@@ -1023,10 +1039,6 @@ def _minor_units(price: Any, currency: Any) -> Any:
 def _writeback(columns: Mapping[str, Any], values: Mapping[str, Any]) -> dict[str, Any]:
     """Canonical update keys → mapped columns; keys the mapping leaves out are skipped."""
     return {str(columns[key]): value for key, value in values.items() if columns.get(key)}
-
-
-def _money(value: Money) -> Decimal:
-    return from_minor_units(value.amount, value.currency)
 
 
 def _iso(value: date | None) -> str | None:

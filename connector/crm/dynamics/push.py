@@ -22,13 +22,13 @@ retries of the same asynchronous operation: ``OperationId`` (else ``RequestId``,
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Mapping
 from typing import Any
 
 from connector.crm.base import PushBatch, PushNotice, PushRejected
 from connector.crm.dynamics.odata import EMPTY_GUID, is_guid
+from connector.domain.untrusted_json import UntrustedJsonError, parse_object
 from connector.secrets import Secret
 
 __all__ = ["QUERY_KEY", "parse_remote_execution_context"]
@@ -78,6 +78,11 @@ def _pairs(value: Any) -> dict[str, Any]:
     return out
 
 
+#: Longer than any Dataverse message or table logical name; keeps the inbox event id (which
+#: embeds the message name) within its 255-character column.
+MAX_NAME = 100
+
+
 def _usable_id(value: Any) -> str | None:
     if is_guid(value) and str(value) != EMPTY_GUID:
         return str(value).lower()
@@ -116,15 +121,19 @@ def parse_remote_execution_context(
     ``"deal"``/``"account"``. Raises ``PushRejected`` (401 bad key, 400 bad body)."""
     _authenticate(headers, query, key, header_name)
     try:
-        context = json.loads(body.decode("utf-8-sig"))
-    except (UnicodeDecodeError, ValueError) as exc:
+        context = parse_object(body.decode("utf-8-sig"))
+    except UnicodeDecodeError as exc:
         raise PushRejected(400, "the body is not JSON (expected a RemoteExecutionContext)") from exc
-    if not isinstance(context, Mapping):
-        raise PushRejected(400, "the body is not a RemoteExecutionContext object")
+    except UntrustedJsonError as exc:
+        if exc.code == "too_deeply_nested":
+            raise PushRejected(400, f"{exc.reason} (expected a RemoteExecutionContext)") from exc
+        raise PushRejected(400, "the body is not a JSON RemoteExecutionContext object") from exc
     message = context.get("MessageName")
     entity = context.get("PrimaryEntityName")
     if not isinstance(message, str) or not message or not isinstance(entity, str) or not entity:
         raise PushRejected(400, "the body has no MessageName or PrimaryEntityName")
+    if len(message) > MAX_NAME or len(entity) > MAX_NAME:
+        raise PushRejected(400, f"MessageName or PrimaryEntityName is over {MAX_NAME} characters")
     ack = PushBatch(notices=[], ack_body=b"", ack_content_type="text/plain; charset=utf-8")
     kind = kinds.get(entity.lower())
     if kind is None:

@@ -50,7 +50,7 @@ from connector.crm.https_rewrite import HttpsRewriteSession
 from connector.crm.salesforce import outbound, soql
 from connector.crm.salesforce.bulk import BulkIngest, Sleeper
 from connector.domain.deal import Address
-from connector.domain.money import from_minor_units, to_minor_units
+from connector.domain.money import from_minor_units, to_field_scale, to_minor_units
 from connector.mappings import CrmMapping
 from connector.secrets import Secret
 
@@ -368,9 +368,10 @@ class SalesforceAdapter:
         for item in (record.get(m.line_item["relationship"]) or {}).get("records") or []:
             raw_schedule = dig(item, lf["pricing_schedule"])
             unit_price = dig(item, lf["unit_price"])
+            # A line discount stays a discount (the plan bills it as a Stripe coupon on the
+            # line), never a fractional unit price Stripe could not bill.
             discount = dig(item, lf.get("discount_percent"))
-            if isinstance(unit_price, Decimal) and isinstance(discount, Decimal) and discount:
-                unit_price = unit_price * (Decimal(100) - discount) / Decimal(100)
+            discount_percent = str(discount) if isinstance(discount, Decimal | int) else discount
             try:
                 unit_amount: Any = to_minor_units(unit_price, currency)
             except (ValueError, TypeError, ArithmeticError):
@@ -383,6 +384,7 @@ class SalesforceAdapter:
                     "quantity": _as_number(dig(item, lf["quantity"])),
                     "unit_amount": unit_amount,
                     "pricing_schedule": schedule_values.get(str(raw_schedule), raw_schedule),
+                    "discount_percent": discount_percent or None,
                 }
             )
         account_id = dig(record, f["account_id"] or "AccountId")
@@ -407,6 +409,7 @@ class SalesforceAdapter:
             "payment_terms": dig(record, f["payment_terms"]) if f.get("payment_terms") else None,
             "payment_method": dig(record, f["payment_method"]) if f.get("payment_method") else None,
             "billing_contact": self._billing_contact(record),
+            **self._change_type(record),
             "account": {
                 "id": account_id,
                 "name": dig(record, f"{acct_rel}.{m.account_fields['name']}"),
@@ -421,6 +424,15 @@ class SalesforceAdapter:
             modified=_iso(dig(record, f["modified"])),
             data=data,
         )
+
+    def _change_type(self, record: Mapping[str, Any]) -> dict[str, Any]:
+        """The deal's type, and the kind of change the mapping says it is (None: new)."""
+        path = self.mapping.deal_fields.get("type")
+        if not path:
+            return {}
+        raw = dig(record, path)
+        kinds: Mapping[str, str] = self.mapping.deal.get("change_types") or {}
+        return {"type": raw, "change_type": kinds.get(str(raw)) if raw is not None else None}
 
     def changed_deals(self, cursor: str | None) -> Changes:
         m = self.mapping
@@ -498,6 +510,7 @@ class SalesforceAdapter:
             ),
             stripe_customer_id=record.get(stripe_field),
             modified=_iso(dig(record, af["modified"] or "SystemModstamp")),
+            currency=currency,
         )
 
     def find_accounts_by_contact_email(self, email: str) -> list[str]:
@@ -698,7 +711,17 @@ class SalesforceAdapter:
         if fields:
             self._send("PATCH", f"sobjects/{self.mapping.deal['object']}/{deal_id}", fields)
 
+    @property
+    def money_scale(self) -> int:
+        """Decimal places of the org's Currency fields (the SFDX metadata ships 2)."""
+        return int(self.mapping.options.get("money_scale", 2))
+
+    def _money_field(self, value: Money, field: str) -> Decimal:
+        return to_field_scale(value.amount, value.currency, self.money_scale, field)
+
     def _account_fields(self, update: AccountUpdate) -> dict[str, Any]:
+        """The update as field values; ``ValueError`` when a money value does not fit its
+        field's scale (refused, never rounded)."""
         writeback = self.mapping.account["writeback"]
         out: dict[str, Any] = {}
         for key, value in update.items():
@@ -707,19 +730,27 @@ class SalesforceAdapter:
                 continue
             if key == "credit_hold_source" and value is not None:
                 value = "dealbridge" if value == "dealbridge" else "Person"
-            out[field] = _money(value) if isinstance(value, Money) else value
+            out[field] = self._money_field(value, field) if isinstance(value, Money) else value
         return out
 
     def update_accounts(self, updates: Sequence[tuple[str, AccountUpdate]]) -> list[WriteResult]:
         obj = self.mapping.account["object"]
-        rows = [
-            {"Id": account_id, **self._account_fields(update)} for account_id, update in updates
-        ]
+        refused: dict[str, WriteResult] = {}
+        rows: list[dict[str, Any]] = []
+        keys: list[str] = []
+        for account_id, update in updates:
+            try:
+                rows.append({"Id": account_id, **self._account_fields(update)})
+                keys.append(account_id)
+            except ValueError as exc:
+                refused[account_id] = WriteResult(key=account_id, ok=False, error=str(exc))
+        written: list[WriteResult] = []
         if len(rows) > self.bulk_threshold:
-            return self.bulk.run(obj, "update", rows, "Id")
-        records = [{"attributes": {"type": obj}, **row} for row in rows]
-        keys = [account_id for account_id, _ in updates]
-        return self._collection("PATCH", "composite/sobjects", records, keys)
+            written = self.bulk.run(obj, "update", rows, "Id")
+        elif rows:
+            records = [{"attributes": {"type": obj}, **row} for row in rows]
+            written = self._collection("PATCH", "composite/sobjects", records, keys)
+        return _in_order([a for a, _ in updates], written, refused)
 
     def _invoice_fields(self, record: InvoiceRecord) -> dict[str, Any]:
         f = self.mapping.invoice_fields
@@ -729,10 +760,18 @@ class SalesforceAdapter:
             "name": record.number or record.stripe_invoice_id,
             "number": record.number,
             "status": record.status,
-            "amount_due": from_minor_units(record.amount_due, record.currency),
-            "amount_paid": from_minor_units(record.amount_paid, record.currency),
-            "amount_remaining": from_minor_units(record.amount_remaining, record.currency),
+            "amount_due": self._invoice_money(record.amount_due, record.currency, "amount_due"),
+            "amount_paid": self._invoice_money(record.amount_paid, record.currency, "amount_paid"),
+            "amount_remaining": self._invoice_money(
+                record.amount_remaining, record.currency, "amount_remaining"
+            ),
+            "amount_credited": self._invoice_money(
+                record.amount_credited, record.currency, "amount_credited"
+            ),
             "currency": record.currency.upper(),
+            # The record's own currency, so its Currency fields are in the invoice's currency
+            # (multi-currency orgs; the mapping names the field).
+            "record_currency": record.currency.upper(),
             "issue_date": record.issue_date,
             "due_date": record.due_date,
             "paid_date": record.paid_date,
@@ -752,18 +791,32 @@ class SalesforceAdapter:
                 out[field] = value
         return out
 
+    def _invoice_money(self, amount: int, currency: str, key: str) -> Decimal:
+        field = self.mapping.invoice_fields.get(key) or key
+        return to_field_scale(amount, currency, self.money_scale, field)
+
     def upsert_invoices(self, records: Sequence[InvoiceRecord]) -> list[WriteResult]:
         inv = self.mapping.invoice
-        rows = [
-            {inv["external_id"]: r.stripe_invoice_id, **self._invoice_fields(r)} for r in records
-        ]
+        refused: dict[str, WriteResult] = {}
+        rows: list[dict[str, Any]] = []
+        keys: list[str] = []
+        for r in records:
+            try:
+                rows.append({inv["external_id"]: r.stripe_invoice_id, **self._invoice_fields(r)})
+                keys.append(r.stripe_invoice_id)
+            except ValueError as exc:
+                key = r.stripe_invoice_id
+                refused[key] = WriteResult(key=key, ok=False, error=str(exc))
+        written: list[WriteResult] = []
         if len(rows) > self.bulk_threshold:
-            return self.bulk.run(
+            written = self.bulk.run(
                 inv["object"], "upsert", rows, inv["external_id"], external_id=inv["external_id"]
             )
-        body = [{"attributes": {"type": inv["object"]}, **row} for row in rows]
-        path = f"composite/sobjects/{inv['object']}/{inv['external_id']}"
-        return self._collection("PATCH", path, body, [r.stripe_invoice_id for r in records])
+        elif rows:
+            body = [{"attributes": {"type": inv["object"]}, **row} for row in rows]
+            path = f"composite/sobjects/{inv['object']}/{inv['external_id']}"
+            written = self._collection("PATCH", path, body, keys)
+        return _in_order([r.stripe_invoice_id for r in records], written, refused)
 
     def upsert_products(self, products: Sequence[ProductRecord]) -> list[WriteResult]:
         product = self.mapping.product
@@ -909,8 +962,12 @@ def _reveal(secret: Secret | None) -> str:
     return secret.reveal() if secret else ""
 
 
-def _money(value: Money) -> Decimal:
-    return from_minor_units(value.amount, value.currency)
+def _in_order(
+    keys: Sequence[str], written: Sequence[WriteResult], refused: Mapping[str, WriteResult]
+) -> list[WriteResult]:
+    """The written results and the ones refused before sending, in the order asked."""
+    sent = iter(written)
+    return [refused[key] if key in refused else next(sent) for key in keys]
 
 
 def _json_default(value: Any) -> Any:

@@ -30,6 +30,11 @@ ACK = (
 )
 
 
+#: Salesforce notification ids are 18 characters; anything near the inbox's 255-character
+#: event id column is not one (and would overflow it on PostgreSQL).
+MAX_NOTIFICATION_ID = 64
+
+
 def _org_matches(expected: str, actual: str) -> bool:
     # Org ids come as 15 or 18 characters; the first 15 identify the org.
     return expected[:15] == actual[:15]
@@ -65,6 +70,12 @@ def parse_outbound_message(
         sobject = note.find("om:sObject", NS)
         if sobject is None or not note_id:
             raise PushRejected(400, "a Notification lacks its Id or sObject")
+        if len(note_id) > MAX_NOTIFICATION_ID or not note_id.isascii():
+            raise PushRejected(
+                400,
+                f"a Notification Id is not a Salesforce id (longer than "
+                f"{MAX_NOTIFICATION_ID} characters or not ASCII)",
+            )
         xsi_type = sobject.get(f"{{{NS['xsi']}}}type", "")
         object_name = xsi_type.split(":")[-1]
         record_id = (sobject.findtext("sf:Id", default="", namespaces=NS)).strip()

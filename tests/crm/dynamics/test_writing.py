@@ -143,6 +143,7 @@ def test_invoices_are_upserted_by_alternate_key_with_bound_lookups(
         "db_amountdue": 1200.5,
         "db_amountpaid": 0,
         "db_amountremaining": 1200.5,
+        "db_amountcredited": 0,
         "db_accountid@odata.bind": f"/accounts({ACCOUNT_ID})",
         "db_opportunityid@odata.bind": f"/opportunities({OPPORTUNITY_ID})",
     }
@@ -266,6 +267,24 @@ def test_account_updates_are_batched_patches_with_money_as_decimals(
     assert b'"db_mrr":12000.00' in call.request.body
     assert second_line == f"PATCH {API}/accounts({OTHER_ACCOUNT}) HTTP/1.1"
     assert second_body == {"db_creditnote": "Paid in full on 2026-11-20"}
+
+
+def test_an_amount_the_currency_column_cannot_hold_is_refused_not_rounded(
+    entra: responses.RequestsMock, fake_time: FakeTime
+) -> None:
+    serve_batch(entra, "batch_response__all_ok.txt")
+    results = make_adapter(fake_time).update_accounts(
+        [
+            (ACCOUNT_ID, {"mrr": Money(1_005, "kwd")}),
+            (OTHER_ACCOUNT, {"mrr": Money(1_010, "kwd")}),
+        ]
+    )
+    assert [r.ok for r in results] == [False, True]
+    assert results[0].error is not None
+    assert "KWD 1.005 needs 3 decimal places; db_mrr holds 2" in results[0].error
+    ((line, _, body),) = sent_parts(api_requests(entra)[0])
+    assert line == f"PATCH {API}/accounts({OTHER_ACCOUNT}) HTTP/1.1"
+    assert body == {"db_mrr": 1.01}
 
 
 def test_a_batch_refused_as_a_whole_raises_after_retries(

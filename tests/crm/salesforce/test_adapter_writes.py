@@ -9,7 +9,7 @@ from datetime import date
 
 import pytest
 
-from connector.crm.base import InvoiceRecord
+from connector.crm.base import InvoiceRecord, Money
 from connector.crm.salesforce.adapter import SalesforceAdapter
 from connector.demo import salesforce_sandbox
 from connector.mappings import load_mapping
@@ -20,14 +20,52 @@ from tests.crm.salesforce.conftest import REPO, SettableClock, login, make_adapt
 MISSING_ACCOUNT = "001000000000000AAA"
 
 
-def invoice(stripe_id: str, account_id: str) -> InvoiceRecord:
+def invoice(
+    stripe_id: str, account_id: str, currency: str = "usd", due: int = 120_050, credited: int = 0
+) -> InvoiceRecord:
     return InvoiceRecord(
         stripe_invoice_id=stripe_id, account_id=account_id, deal_id=None, number="ACME-0001",
-        status="open", amount_due=120_050, amount_paid=0, amount_remaining=120_050,
-        currency="usd", issue_date=date(2026, 11, 21), due_date=date(2026, 12, 21),
+        status="open", amount_due=due, amount_paid=0, amount_remaining=due,
+        currency=currency, issue_date=date(2026, 11, 21), due_date=date(2026, 12, 21),
         paid_date=None, hosted_invoice_url=None, invoice_pdf=None, subscription_id=None,
         billing_reason="manual", last_payment_error=None, stripe_customer_id="cus_Acme",
+        amount_credited=credited,
     )  # fmt: skip
+
+
+def test_an_invoice_record_is_in_the_invoices_currency_with_its_credited_amount(
+    empty_org: SalesforceSandbox,
+) -> None:
+    sf = login(empty_org)
+    account_id = str(sf.Account.create({"Name": "Globex", "CurrencyIsoCode": "USD"})["id"])
+    results = make_adapter(empty_org).upsert_invoices(
+        [invoice("in_Eur", account_id, "eur", due=90_000, credited=12_345)]
+    )
+    assert [r.ok for r in results] == [True]
+    (row,) = sf.query(
+        "SELECT CurrencyIsoCode, Amount_Due__c, Amount_Credited__c, Currency__c "
+        "FROM Stripe_Invoice__c WHERE Stripe_Invoice_Id__c = 'in_Eur'"
+    )["records"]
+    assert row["CurrencyIsoCode"] == "EUR"
+    assert (row["Amount_Due__c"], row["Amount_Credited__c"]) == (900, 123.45)
+
+
+def test_an_amount_the_currency_field_cannot_hold_is_refused_not_rounded(
+    empty_org: SalesforceSandbox,
+) -> None:
+    sf = login(empty_org)
+    account_id = str(sf.Account.create({"Name": "Acme"})["id"])
+    adapter = make_adapter(empty_org)
+    results = adapter.upsert_invoices(
+        [invoice("in_Kwd", account_id, "kwd", due=1_005), invoice("in_Usd", account_id)]
+    )
+    assert [(r.key, r.ok) for r in results] == [("in_Kwd", False), ("in_Usd", True)]
+    assert results[0].error is not None
+    assert "KWD 1.005 needs 3 decimal places; Amount_Due__c holds 2" in results[0].error
+    (refused,) = adapter.update_accounts([(account_id, {"mrr": Money(1_005, "kwd")})])
+    assert refused.ok is False and "MRR__c holds 2" in (refused.error or "")
+    found = sf.query("SELECT Id FROM Stripe_Invoice__c WHERE Stripe_Invoice_Id__c = 'in_Kwd'")
+    assert found["records"] == []
 
 
 @pytest.mark.parametrize("bulk_threshold", [200, 0], ids=["collections", "bulk"])

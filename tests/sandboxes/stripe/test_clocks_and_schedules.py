@@ -386,3 +386,34 @@ def test_real_time_schedules_start_when_the_engine_runs(
     clock.value = START + 5 * DAY
     sandbox.run_billing()
     assert client.v1.subscription_schedules.retrieve(schedule.id).status == "active"
+
+
+def test_a_future_anchor_ends_the_first_period_and_a_backdated_whole_period_bills_in_full(
+    client: stripe.StripeClient,
+    clocked_customer: stripe.Customer,
+    test_clock: stripe.test_helpers.TestClock,
+) -> None:
+    """Stripe: the first period ends at ``billing_cycle_anchor``; a backdated start is
+    prorated against an imagined period starting on the backdated date, so a whole such
+    period bills in full; ``cancel_at`` on a period end cancels without a stub."""
+    price = client.v1.prices.create(
+        params={"currency": "usd", "unit_amount_decimal": "8333.3", "product_data": {"name": "X"},
+                "recurring": {"interval": "month"}}
+    )  # fmt: skip
+    _advance(client, test_clock.id, START + 10 * 3600)  # 10:00 on Jan 1
+    sub = client.v1.subscriptions.create(
+        params={"customer": clocked_customer.id, "items": [{"price": price.id, "quantity": 10}],
+                "collection_method": "send_invoice", "days_until_due": 30,
+                "backdate_start_date": START, "billing_cycle_anchor": FEB_1,
+                "cancel_at": APR_1}
+    )  # fmt: skip
+    item = sub["items"].data[0]
+    assert (item.current_period_start, item.current_period_end) == (START, FEB_1)
+    _advance(client, test_clock.id, APR_1 + DAY)
+    invoices = client.v1.invoices.list(params={"customer": clocked_customer.id}).data
+    assert sorted((i.period_end, i.total) for i in invoices) == [
+        (START + 10 * 3600, 83333),
+        (FEB_1, 83333),
+        (MAR_1, 83333),
+    ]
+    assert client.v1.subscriptions.retrieve(sub.id).status == "canceled"

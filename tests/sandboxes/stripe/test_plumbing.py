@@ -212,6 +212,13 @@ def test_expand_replaces_an_id_with_the_object(
     assert price.product.name == "Gold plan"
 
 
+def test_a_per_unit_price_expanded_for_its_tiers_has_none(
+    client: stripe.StripeClient, recurring_price: stripe.Price
+) -> None:
+    price = client.v1.prices.retrieve(recurring_price.id, params={"expand": ["tiers"]})
+    assert price.tiers is None
+
+
 def test_expanding_a_non_expandable_field_is_refused(
     client: stripe.StripeClient, customer: stripe.Customer
 ) -> None:

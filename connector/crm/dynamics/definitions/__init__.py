@@ -334,6 +334,7 @@ def operations() -> list[Operation]:
         add_column(
             invoice, decimal("db_AmountRemaining", "Amount Remaining", "In the invoice currency")
         ),
+        add_column(invoice, decimal("db_AmountCredited", "Amount Credited", "By credit notes")),
         add_column(invoice, text("db_Currency", "Currency", "ISO code, lowercase", 3)),
         add_column(invoice, date_only("db_IssueDate", "Issue Date", "When it was finalized")),
         add_column(invoice, date_only("db_DueDate", "Due Date", "When payment is due")),

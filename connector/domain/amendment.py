@@ -1,0 +1,718 @@
+"""Amendments: a later deal of a live customer changes the subscription it already has.
+
+A closed deal whose type says upgrade, downgrade or replacement (the CRM's deal type, read
+through the mapping's ``change_types``, or the rep's choice on the review page) is not a
+second subscription: it is a change to the account's live dealbridge subscription. This
+module proposes that change from the subscription as it stands in Stripe (``LiveSubscription``)
+and the deal's billing plan (``BillingPlan``, priced at the subscription's frequency):
+
+* a product already on the subscription keeps its item: a new quantity changes the
+  quantity, a new price swaps the item's price (the deal states each product's quantity
+  *after* the change, as an amended quote does);
+* a product not on the subscription becomes a new item;
+* a replacement also removes the items the deal no longer lists; an upgrade or downgrade
+  leaves them as they are.
+
+Pure: the service reads Stripe and the store, asks Stripe for the preview and applies the
+change; what it applies is exactly what ``propose_amendment`` returned and the person saw.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import date, timedelta
+from typing import Any, Literal, TypeVar, get_args
+
+from connector.domain.deal import Problem, parse_date
+from connector.domain.money import format_money
+from connector.domain.plan import (
+    BillingPlan,
+    Interval,
+    InvalidOverrides,
+    add_months,
+    interval_months,
+)
+
+__all__ = [
+    "AMENDING_KINDS",
+    "CHANGE_KINDS",
+    "PERSON_KEYS",
+    "PREVIEW_KEY",
+    "PRORATION_BEHAVIORS",
+    "RESERVED_KEYS",
+    "TARGET_KEY",
+    "Amendment",
+    "AmendmentChoices",
+    "ChangeKind",
+    "ItemChange",
+    "LiveItem",
+    "LiveSubscription",
+    "ProrationBehavior",
+    "amendment_from_json",
+    "amendment_summary",
+    "amendment_to_json",
+    "change_kind",
+    "choices_from_json",
+    "live_from_json",
+    "live_to_json",
+    "plan_overrides_for",
+    "propose_amendment",
+    "split_overrides",
+    "subscription_items",
+]
+
+ChangeKind = Literal["new", "upgrade", "downgrade", "replacement", "renewal", "cancellation"]
+CHANGE_KINDS: tuple[ChangeKind, ...] = get_args(ChangeKind)
+#: Kinds that change the live subscription (its items; a renewal also its end).
+AMENDING_KINDS: frozenset[str] = frozenset({"upgrade", "downgrade", "replacement", "renewal"})
+
+ProrationBehavior = Literal["create_prorations", "always_invoice", "none"]
+PRORATION_BEHAVIORS: tuple[ProrationBehavior, ...] = get_args(ProrationBehavior)
+
+ItemAction = Literal["unchanged", "quantity", "price", "added", "removed"]
+ITEM_ACTIONS: tuple[ItemAction, ...] = get_args(ItemAction)
+
+#: Keys of a plan's stored overrides that belong to amendments, not to ``PlanOverrides``:
+#: what a person chose on the page ...
+PERSON_KEYS = ("change", "proration_behavior")
+#: ... and dealbridge's snapshot of the live subscription the deal would change, and the
+#: last preview Stripe gave of the change (shown on the page until the next one).
+TARGET_KEY = "amendment_target"
+PREVIEW_KEY = "amendment_preview"
+RESERVED_KEYS = (TARGET_KEY, PREVIEW_KEY)
+
+_PRORATION_WORDS: Mapping[str, str] = {
+    "create_prorations": "the unused time is credited and the new items charged pro rata on "
+    "the next regular invoice",
+    "always_invoice": "the pro-rata difference is invoiced at once",
+    "none": "no proration: the new amounts apply from the next billing period",
+}
+
+
+@dataclass(frozen=True)
+class LiveItem:
+    """One item of the live subscription, as Stripe holds it now."""
+
+    item_id: str
+    price_id: str
+    product_key: str  # the catalog's key of the product (CRM product id, sku: or name:)
+    product: str
+    quantity: int
+    unit_amount: int
+
+
+@dataclass(frozen=True)
+class LiveSubscription:
+    """The account's live dealbridge subscription that a later deal would change."""
+
+    subscription_id: str
+    plan_id: str
+    deal_id: str
+    currency: str
+    interval: Interval
+    interval_count: int
+    items: tuple[LiveItem, ...]
+    cancel_at: date | None = None
+
+    @property
+    def recurring_amount(self) -> int:
+        return sum(item.quantity * item.unit_amount for item in self.items)
+
+
+@dataclass(frozen=True)
+class AmendmentChoices:
+    """What a person chose on the review page; ``None`` = not chosen."""
+
+    change: ChangeKind | None = None
+    proration_behavior: ProrationBehavior | None = None
+
+
+@dataclass(frozen=True)
+class ItemChange:
+    action: ItemAction
+    product: str
+    product_key: str
+    item_id: str | None  # the subscription item changed or removed; None when added
+    line_index: int | None  # the plan line it comes from; None when unchanged or removed
+    quantity_before: int
+    quantity_after: int
+    unit_amount_before: int | None
+    unit_amount_after: int | None
+
+    @property
+    def amount_before(self) -> int:
+        return self.quantity_before * (self.unit_amount_before or 0)
+
+    @property
+    def amount_after(self) -> int:
+        return self.quantity_after * (self.unit_amount_after or 0)
+
+
+@dataclass(frozen=True)
+class Amendment:
+    kind: ChangeKind
+    subscription_id: str
+    amends_plan_id: str
+    amends_deal_id: str
+    proration_behavior: ProrationBehavior
+    effective_date: date
+    currency: str
+    interval: Interval
+    interval_count: int
+    changes: tuple[ItemChange, ...]
+    recurring_before: int
+    recurring_after: int
+    notes: tuple[str, ...] = ()
+    needs_confirmation: tuple[str, ...] = ()
+    #: A renewal's new end of term (the subscription's ``cancel_at`` moves there).
+    new_end: date | None = None
+
+
+# --------------------------------------------------------------------------- choosing
+
+
+def change_kind(deal_data: Mapping[str, Any], choices: AmendmentChoices) -> ChangeKind:
+    """The kind of change a deal is: the person's choice, else the CRM's deal type."""
+    if choices.change is not None:
+        return choices.change
+    value = deal_data.get("change_type")
+    for kind in CHANGE_KINDS:
+        if value == kind:
+            return kind
+    return "new"
+
+
+def choices_from_json(data: Mapping[str, Any]) -> AmendmentChoices:
+    """Read a person's amendment choices; raise ``InvalidOverrides`` naming each bad one."""
+    problems: list[Problem] = []
+    change = data.get("change")
+    if change is not None and change not in CHANGE_KINDS:
+        problems.append(
+            Problem("change", f"{change!r} is not allowed; use {', '.join(CHANGE_KINDS)}")
+        )
+    proration = data.get("proration_behavior")
+    if proration is not None and proration not in PRORATION_BEHAVIORS:
+        problems.append(
+            Problem(
+                "proration_behavior",
+                f"{proration!r} is not allowed; use {', '.join(PRORATION_BEHAVIORS)}",
+            )
+        )
+    if problems:
+        raise InvalidOverrides(problems)
+    return AmendmentChoices(
+        change=None if change is None else _choice(change, CHANGE_KINDS),
+        proration_behavior=None if proration is None else _choice(proration, PRORATION_BEHAVIORS),
+    )
+
+
+def split_overrides(
+    stored: Mapping[str, Any],
+) -> tuple[dict[str, Any], AmendmentChoices, LiveSubscription | None]:
+    """A plan's stored overrides as (the ``PlanOverrides`` JSON, the person's amendment
+    choices, the live subscription snapshot). Raises ``InvalidOverrides`` for bad choices."""
+    base = {k: v for k, v in stored.items() if k not in PERSON_KEYS and k not in RESERVED_KEYS}
+    choices = choices_from_json({k: stored.get(k) for k in PERSON_KEYS})
+    raw_target = stored.get(TARGET_KEY)
+    target = live_from_json(raw_target) if isinstance(raw_target, Mapping) else None
+    return base, choices, target
+
+
+def plan_overrides_for(
+    base: Mapping[str, Any], target: LiveSubscription, has_scheduled_items: bool
+) -> dict[str, Any]:
+    """The deal is priced at the live subscription's frequency: a subscription's items all
+    bill on one interval. What a person chose otherwise stays."""
+    if not has_scheduled_items:
+        return dict(base)
+    return {
+        **base,
+        "invoice_type": "recurring",
+        "interval": target.interval,
+        "interval_count": target.interval_count,
+    }
+
+
+# --------------------------------------------------------------------------- proposing
+
+
+def propose_amendment(
+    kind: ChangeKind,
+    live: LiveSubscription,
+    plan: BillingPlan,
+    line_keys: Sequence[str],
+    proration_behavior: ProrationBehavior,
+    *,
+    proration_chosen: bool,
+    today: date,
+) -> Amendment:
+    """The change ``plan`` makes to ``live``; raises ``InvalidOverrides`` when the deal cannot
+    be expressed as a change to that subscription (each reason named)."""
+    assert kind in AMENDING_KINDS, kind
+    assert len(line_keys) == len(plan.lines)
+    problems: list[Problem] = []
+    if kind == "renewal" and live.cancel_at is None:
+        problems.append(
+            Problem(
+                "change",
+                f"the subscription {live.subscription_id} has no end date, so there is no term "
+                "to renew; choose upgrade, downgrade or replacement to change it",
+            )
+        )
+    if plan.currency != live.currency:
+        problems.append(
+            Problem(
+                "currency",
+                f"the deal is in {plan.currency.upper()} but the subscription it changes bills "
+                f"in {live.currency.upper()}; Stripe bills one subscription in one currency",
+            )
+        )
+    wanted: dict[str, int] = {}
+    for index, line in enumerate(plan.lines):
+        path = f"line_items[{index}]"
+        if line.kind != "recurring":
+            problems.append(
+                Problem(
+                    path,
+                    f"{line.product} is billed once; a change to a subscription carries only "
+                    "recurring items, so bill it on a deal of its own",
+                )
+            )
+            continue
+        key = line_keys[index]
+        if key in wanted:
+            problems.append(
+                Problem(
+                    path,
+                    f"{line.product} is on the deal twice; state each product once, with its "
+                    "quantity after the change",
+                )
+            )
+            continue
+        wanted[key] = index
+    if problems:
+        raise InvalidOverrides(problems)
+
+    notes: list[str] = []
+    needs: list[str] = []
+    changes: list[ItemChange] = []
+    cur = live.currency
+    for item in live.items:
+        matched = wanted.pop(item.product_key) if item.product_key in wanted else None
+        if matched is None:
+            replaced = kind in ("replacement", "renewal")
+            action: ItemAction = "removed" if replaced else "unchanged"
+            changes.append(
+                ItemChange(
+                    action,
+                    item.product,
+                    item.product_key,
+                    item.item_id,
+                    None,
+                    item.quantity,
+                    0 if action == "removed" else item.quantity,
+                    item.unit_amount,
+                    None if action == "removed" else item.unit_amount,
+                )
+            )
+            continue
+        line = plan.lines[matched]
+        if line.unit_amount != item.unit_amount:
+            action = "price"
+        elif line.quantity != item.quantity:
+            action = "quantity"
+        else:
+            action = "unchanged"
+        changes.append(
+            ItemChange(
+                action,
+                item.product,
+                item.product_key,
+                item.item_id,
+                matched,
+                item.quantity,
+                line.quantity,
+                item.unit_amount,
+                line.unit_amount,
+            )
+        )
+    for key, new_index in wanted.items():
+        line = plan.lines[new_index]
+        changes.append(
+            ItemChange(
+                "added",
+                line.product,
+                key,
+                None,
+                new_index,
+                0,
+                line.quantity,
+                None,
+                line.unit_amount,
+            )
+        )
+
+    before = live.recurring_amount
+    after = sum(c.amount_after for c in changes)
+    every = _every(live.interval, live.interval_count)
+    notes.append(
+        f"Changes the subscription {live.subscription_id} (deal {live.deal_id}) instead of "
+        f"starting a new one: {format_money(before, cur)} {every} before, "
+        f"{format_money(after, cur)} {every} after."
+    )
+    if any(c.action in ("quantity", "price") for c in changes):
+        notes.append(
+            "The deal states each product's quantity after the change; a product already on "
+            "the subscription keeps its item with the new quantity and price."
+        )
+    if kind == "upgrade" and after < before:
+        needs.append("change")
+        notes.append(
+            "The deal is typed as an upgrade but lowers the recurring amount; confirm, or "
+            "choose downgrade or replacement."
+        )
+    if kind == "downgrade" and after > before:
+        needs.append("change")
+        notes.append(
+            "The deal is typed as a downgrade but raises the recurring amount; confirm, or "
+            "choose upgrade or replacement."
+        )
+    if kind == "renewal":
+        assert live.cancel_at is not None
+        return _renewal(kind, live, plan, changes, proration_behavior, notes, needs, today)
+    if all(c.action == "unchanged" for c in changes):
+        needs.append("change")
+        notes.append("The deal changes nothing on the subscription; confirm or mark it manual.")
+    effective = plan.start_date if plan.start_date > today else today
+    if plan.start_date > today:
+        notes.append(
+            f"The change starts on {effective.isoformat()}: the subscription is changed that day."
+        )
+    elif plan.start_date < today:
+        notes.append(
+            f"The deal starts {plan.start_date.isoformat()}, before today; the change applies "
+            "from today (Stripe prorates from the moment of the change, never backwards)."
+        )
+    if live.cancel_at is not None:
+        notes.append(
+            f"The subscription still ends {live.cancel_at.isoformat()}; the deal's "
+            "contract term does not move it (a renewal does)."
+        )
+    origin = "as chosen on the review page" if proration_chosen else "the configured default"
+    notes.append(
+        f"Proration: {proration_behavior} ({origin}): {_PRORATION_WORDS[proration_behavior]}."
+    )
+    return Amendment(
+        kind=kind,
+        subscription_id=live.subscription_id,
+        amends_plan_id=live.plan_id,
+        amends_deal_id=live.deal_id,
+        proration_behavior=proration_behavior,
+        effective_date=effective,
+        currency=cur,
+        interval=live.interval,
+        interval_count=live.interval_count,
+        changes=tuple(changes),
+        recurring_before=before,
+        recurring_after=after,
+        notes=tuple(notes),
+        needs_confirmation=tuple(dict.fromkeys(needs)),
+    )
+
+
+def _renewal(
+    kind: ChangeKind,
+    live: LiveSubscription,
+    plan: BillingPlan,
+    changes: list[ItemChange],
+    proration_behavior: ProrationBehavior,
+    notes: list[str],
+    needs: list[str],
+    today: date,
+) -> Amendment:
+    """A renewal moves the subscription's end to the deal's end; new prices or quantities
+    apply from the first period of the new term.
+
+    Stripe bills each period in advance, when it starts; a change made without proration
+    during the last period of the old term is therefore billed first by the invoice that
+    opens the new term. So a renewal that changes items waits for the day after the last
+    period starts (or applies now, if that day has passed); one that changes nothing but
+    the end applies at once.
+    """
+    assert live.cancel_at is not None
+    old_end = live.cancel_at
+    new_end = plan.end_date
+    cur = live.currency
+    if plan.start_date != old_end:
+        needs.append("start_date")
+        notes.append(
+            f"The renewal starts {plan.start_date.isoformat()} but the subscription ends "
+            f"{old_end.isoformat()}; the subscription continues without a gap to "
+            f"{new_end.isoformat()}. Confirm the dates."
+        )
+    if new_end <= old_end:
+        raise InvalidOverrides(
+            [
+                Problem(
+                    "contract_months",
+                    f"the renewal ends {new_end.isoformat()}, not after the subscription's "
+                    f"current end {old_end.isoformat()}",
+                )
+            ]
+        )
+    changed = [c for c in changes if c.action != "unchanged"]
+    every = _every(live.interval, live.interval_count)
+    notes.append(
+        f"Renewal: the subscription's end moves from {old_end.isoformat()} to "
+        f"{new_end.isoformat()}."
+    )
+    effective = today
+    if changed:
+        last_period = add_months(old_end, -interval_months(live.interval, live.interval_count))
+        effective = max(today, last_period + timedelta(days=1))
+        notes.append(
+            f"The new term bills {format_money(sum(c.amount_after for c in changes), cur)} "
+            f"{every} from {old_end.isoformat()}; the items change on "
+            f"{effective.isoformat()}, in the last period of the current term, without "
+            "proration, so the current term is billed as agreed and the first invoice of "
+            "the new term has the new prices."
+        )
+    else:
+        notes.append("The products and prices stay as they are.")
+    return Amendment(
+        kind=kind,
+        subscription_id=live.subscription_id,
+        amends_plan_id=live.plan_id,
+        amends_deal_id=live.deal_id,
+        proration_behavior="none",
+        effective_date=effective,
+        currency=cur,
+        interval=live.interval,
+        interval_count=live.interval_count,
+        changes=tuple(changes),
+        recurring_before=live.recurring_amount,
+        recurring_after=sum(c.amount_after for c in changes),
+        notes=tuple(notes),
+        needs_confirmation=tuple(dict.fromkeys(needs)),
+        new_end=new_end,
+    )
+
+
+def subscription_items(amendment: Amendment, price_ids: Mapping[int, str]) -> list[dict[str, Any]]:
+    """Stripe's ``items`` for the update: only what changes (Stripe keeps the rest).
+    ``price_ids`` maps a plan line index to its Stripe price."""
+    items: list[dict[str, Any]] = []
+    for change in amendment.changes:
+        if change.action == "quantity":
+            items.append({"id": change.item_id, "quantity": change.quantity_after})
+        elif change.action == "price":
+            assert change.line_index is not None
+            items.append(
+                {
+                    "id": change.item_id,
+                    "price": price_ids[change.line_index],
+                    "quantity": change.quantity_after,
+                }
+            )
+        elif change.action == "added":
+            assert change.line_index is not None
+            items.append({"price": price_ids[change.line_index], "quantity": change.quantity_after})
+        elif change.action == "removed":
+            items.append({"id": change.item_id, "deleted": True})
+    return items
+
+
+def amendment_summary(amendment: Amendment, preview: Mapping[str, Any] | None) -> list[str]:
+    """The change in words a rep can check, with Stripe's preview of the next invoice."""
+    cur = amendment.currency
+    every = _every(amendment.interval, amendment.interval_count)
+    when = amendment.effective_date.isoformat()
+    lines = [
+        f"Change to subscription {amendment.subscription_id} ({amendment.kind}) on {when}: "
+        f"{format_money(amendment.recurring_before, cur)} → "
+        f"{format_money(amendment.recurring_after, cur)} {every}."
+    ]
+    for c in amendment.changes:
+        before = f"{c.quantity_before} x {format_money(c.unit_amount_before or 0, cur)}"
+        after = f"{c.quantity_after} x {format_money(c.unit_amount_after or 0, cur)}"
+        lines.append(
+            {
+                "unchanged": f"  - {c.product}: unchanged ({before})",
+                "quantity": f"  - {c.product}: quantity {c.quantity_before} → {c.quantity_after}",
+                "price": f"  - {c.product}: {before} → {after} (new price)",
+                "added": f"  - {c.product}: added, {after}",
+                "removed": f"  - {c.product}: removed (was {before})",
+            }[c.action]
+        )
+    if amendment.new_end is not None:
+        lines.append(f"The subscription now ends {amendment.new_end.isoformat()}.")
+    else:
+        lines.append(f"Proration: {amendment.proration_behavior}.")
+    if preview is not None and preview.get("error"):
+        lines.append(f"Stripe could not preview the next invoice: {preview['error']}")
+    elif preview is not None:
+        lines.append(
+            f"Next invoice (Stripe's preview): {format_money(int(preview['amount_due']), cur)}"
+            + (
+                f", of which prorations {format_money(int(preview['proration_amount']), cur)}."
+                if preview.get("proration_amount")
+                else "."
+            )
+        )
+    return lines
+
+
+def _every(interval: str, count: int) -> str:
+    if interval == "year":
+        return "per year" if count == 1 else f"every {count} years"
+    return {1: "per month", 3: "per quarter", 6: "every six months"}.get(
+        count, f"every {count} months"
+    )
+
+
+# --------------------------------------------------------------------------- JSON
+
+
+def live_to_json(live: LiveSubscription) -> dict[str, Any]:
+    return {
+        "subscription_id": live.subscription_id,
+        "plan_id": live.plan_id,
+        "deal_id": live.deal_id,
+        "currency": live.currency,
+        "interval": live.interval,
+        "interval_count": live.interval_count,
+        "cancel_at": None if live.cancel_at is None else live.cancel_at.isoformat(),
+        "items": [
+            {
+                "item_id": i.item_id,
+                "price_id": i.price_id,
+                "product_key": i.product_key,
+                "product": i.product,
+                "quantity": i.quantity,
+                "unit_amount": i.unit_amount,
+            }
+            for i in live.items
+        ],
+    }
+
+
+def live_from_json(data: Mapping[str, Any]) -> LiveSubscription:
+    try:
+        return LiveSubscription(
+            subscription_id=_str(data["subscription_id"]),
+            plan_id=_str(data["plan_id"]),
+            deal_id=_str(data["deal_id"]),
+            currency=_str(data["currency"]),
+            interval=_choice(data["interval"], ("month", "year")),
+            interval_count=_int(data["interval_count"]),
+            cancel_at=None if data.get("cancel_at") is None else parse_date(data["cancel_at"]),
+            items=tuple(
+                LiveItem(
+                    item_id=_str(i["item_id"]),
+                    price_id=_str(i["price_id"]),
+                    product_key=_str(i["product_key"]),
+                    product=_str(i["product"]),
+                    quantity=_int(i["quantity"]),
+                    unit_amount=_int(i["unit_amount"]),
+                )
+                for i in data["items"]
+            ),
+        )
+    except (KeyError, TypeError) as exc:
+        raise ValueError(f"not a subscription snapshot: {exc!r}") from exc
+
+
+def amendment_to_json(a: Amendment) -> dict[str, Any]:
+    return {
+        "kind": a.kind,
+        "subscription_id": a.subscription_id,
+        "amends_plan_id": a.amends_plan_id,
+        "amends_deal_id": a.amends_deal_id,
+        "proration_behavior": a.proration_behavior,
+        "effective_date": a.effective_date.isoformat(),
+        "currency": a.currency,
+        "interval": a.interval,
+        "interval_count": a.interval_count,
+        "recurring_before": a.recurring_before,
+        "recurring_after": a.recurring_after,
+        "changes": [
+            {
+                "action": c.action,
+                "product": c.product,
+                "product_key": c.product_key,
+                "item_id": c.item_id,
+                "line_index": c.line_index,
+                "quantity_before": c.quantity_before,
+                "quantity_after": c.quantity_after,
+                "unit_amount_before": c.unit_amount_before,
+                "unit_amount_after": c.unit_amount_after,
+            }
+            for c in a.changes
+        ],
+        "notes": list(a.notes),
+        "needs_confirmation": list(a.needs_confirmation),
+        "new_end": None if a.new_end is None else a.new_end.isoformat(),
+    }
+
+
+def amendment_from_json(data: Mapping[str, Any]) -> Amendment:
+    try:
+        return Amendment(
+            kind=_choice(data["kind"], CHANGE_KINDS),
+            subscription_id=_str(data["subscription_id"]),
+            amends_plan_id=_str(data["amends_plan_id"]),
+            amends_deal_id=_str(data["amends_deal_id"]),
+            proration_behavior=_choice(data["proration_behavior"], PRORATION_BEHAVIORS),
+            effective_date=parse_date(data["effective_date"]),
+            currency=_str(data["currency"]),
+            interval=_choice(data["interval"], ("month", "year")),
+            interval_count=_int(data["interval_count"]),
+            recurring_before=_int(data["recurring_before"]),
+            recurring_after=_int(data["recurring_after"]),
+            changes=tuple(
+                ItemChange(
+                    action=_choice(c["action"], ITEM_ACTIONS),
+                    product=_str(c["product"]),
+                    product_key=_str(c["product_key"]),
+                    item_id=None if c["item_id"] is None else _str(c["item_id"]),
+                    line_index=None if c["line_index"] is None else _int(c["line_index"]),
+                    quantity_before=_int(c["quantity_before"]),
+                    quantity_after=_int(c["quantity_after"]),
+                    unit_amount_before=None
+                    if c["unit_amount_before"] is None
+                    else _int(c["unit_amount_before"]),
+                    unit_amount_after=None
+                    if c["unit_amount_after"] is None
+                    else _int(c["unit_amount_after"]),
+                )
+                for c in data["changes"]
+            ),
+            notes=tuple(_str(n) for n in data["notes"]),
+            needs_confirmation=tuple(_str(n) for n in data["needs_confirmation"]),
+            new_end=None if data.get("new_end") is None else parse_date(data["new_end"]),
+        )
+    except (KeyError, TypeError) as exc:
+        raise ValueError(f"not an amendment: {exc!r}") from exc
+
+
+def _str(value: object) -> str:
+    if not isinstance(value, str):
+        raise ValueError(f"expected text, got {value!r}")
+    return value
+
+
+def _int(value: object) -> int:
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise ValueError(f"expected a whole number, got {value!r}")
+    return value
+
+
+_C = TypeVar("_C", bound=str)
+
+
+def _choice(value: object, choices: tuple[_C, ...]) -> _C:
+    for choice in choices:
+        if value == choice:
+            return choice
+    raise ValueError(f"{value!r} is not one of {', '.join(choices)}")

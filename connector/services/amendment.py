@@ -1,0 +1,286 @@
+"""Amendments: find the live subscription a later deal changes, preview the change, apply it.
+
+The rules are ``domain/amendment``; this module does their I/O:
+
+* ``refresh_target`` (intake): a deal whose kind changes a subscription gets a snapshot of
+  the account's live dealbridge subscription, read from Stripe, stored with the plan's
+  overrides (``TARGET_KEY``), so the plan is recomputed from it like from the deal;
+* ``preview`` (review page, approval): Stripe's ``/v1/invoices/create_preview`` of the exact
+  update activation will send, with a fixed ``proration_date`` so the invoice that follows
+  carries the previewed prorations;
+* ``update_params`` (activation): that same update, built from the frozen amendment.
+
+It sits below ``plans`` (which shows and freezes the preview) and ``activation`` (which
+applies the update with its exactly-once steps) and calls neither.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from sqlalchemy import select
+
+from connector.billing.gateway import StripeGatewayError
+from connector.domain.amendment import (
+    AMENDING_KINDS,
+    TARGET_KEY,
+    Amendment,
+    LiveItem,
+    LiveSubscription,
+    change_kind,
+    live_to_json,
+    split_overrides,
+    subscription_items,
+)
+from connector.domain.plan import BillingPlan, InvalidOverrides
+from connector.domain.plan_status import Status
+from connector.domain.timestamps import date_from_unix, unix_at_midnight
+from connector.runtime import Runtime
+from connector.services import catalog
+from connector.store.models import CatalogLink, Plan, ProductMirror
+
+log = logging.getLogger(__name__)
+
+#: Stripe statuses of a subscription that still bills, so a later deal changes it.
+LIVE_STATUSES = ("active", "past_due", "unpaid", "trialing")
+
+
+class SubscriptionMoved(Exception):
+    """The subscription is no longer what the person reviewed; the plan must be reviewed again."""
+
+
+def default_proration(runtime: Runtime) -> str:
+    return str(runtime.config.section("amendments")["proration_behavior"])
+
+
+def _product_key(runtime: Runtime, product_id: str) -> tuple[str, str]:
+    """The catalog key dealbridge sold this Stripe product under, and its name."""
+    with runtime.db.session() as session:
+        key = session.scalars(
+            select(CatalogLink.key).where(
+                CatalogLink.kind == "product", CatalogLink.stripe_id == product_id
+            )
+        ).first()
+        mirror = session.get(ProductMirror, product_id)
+        name = mirror.name if mirror is not None else None
+    if name is None:
+        name = str(runtime.stripe.retrieve_product(product_id).name or product_id)
+    if key is not None and key.startswith("product:"):
+        return key.removeprefix("product:"), name
+    return f"stripe:{product_id}", name
+
+
+def _snapshot(runtime: Runtime, row: Mapping[str, Any]) -> LiveSubscription | None:
+    subscription = runtime.stripe.retrieve_subscription(row["subscription_id"])
+    if subscription.status not in LIVE_STATUSES:
+        return None
+    items: list[LiveItem] = []
+    interval: str | None = None
+    count = 1
+    for item in subscription["items"].data:
+        price = item.price
+        product = price.product if isinstance(price.product, str) else price.product.id
+        key, name = _product_key(runtime, product)
+        if price.recurring is not None:
+            interval, count = price.recurring.interval, price.recurring.interval_count
+        items.append(
+            LiveItem(
+                item_id=item.id,
+                price_id=price.id,
+                product_key=key,
+                product=name,
+                quantity=int(item.quantity or 0),
+                unit_amount=int(price.unit_amount or 0),
+            )
+        )
+    if interval not in ("month", "year"):
+        return None
+    return LiveSubscription(
+        subscription_id=subscription.id,
+        plan_id=row["plan_id"],
+        deal_id=row["deal_id"],
+        currency=str(subscription.currency),
+        interval="month" if interval == "month" else "year",
+        interval_count=count,
+        items=tuple(items),
+        cancel_at=date_from_unix(subscription.cancel_at),
+    )
+
+
+def find_live_subscription(
+    runtime: Runtime, account_id: str, exclude_plan_id: str
+) -> LiveSubscription | None:
+    """The account's newest live subscription made (or last changed) by dealbridge."""
+    with runtime.db.session() as session:
+        rows = session.execute(
+            select(Plan.id, Plan.deal_id, Plan.stripe_subscription_id)
+            .where(
+                Plan.crm_account_id == account_id,
+                Plan.id != exclude_plan_id,
+                Plan.status == Status.ACTIVE,
+                Plan.stripe_subscription_id.is_not(None),
+            )
+            .order_by(Plan.activated_at.desc(), Plan.id)
+        ).all()
+    seen: set[str] = set()
+    for plan_id, deal_id, subscription_id in rows:
+        if subscription_id is None or subscription_id in seen:
+            continue
+        seen.add(subscription_id)
+        live = _snapshot(
+            runtime, {"plan_id": plan_id, "deal_id": deal_id, "subscription_id": subscription_id}
+        )
+        if live is not None:
+            return live
+    return None
+
+
+def refresh_target(runtime: Runtime, plan_id: str) -> None:
+    """Intake: store (or clear) the snapshot of the live subscription a deal would change.
+
+    Only plans still in review are refreshed: an approved amendment applies the snapshot
+    that was reviewed, and activation refuses it if the subscription moved since.
+    """
+    with runtime.db.session() as session:
+        row = session.get(Plan, plan_id)
+        if row is None or row.status not in Status.REFRESHABLE:
+            return
+        stored = dict(row.overrides or {})
+        account_id = row.crm_account_id
+        deal_data = dict(row.deal_data or {})
+    try:
+        _, choices, _ = split_overrides(stored)
+    except InvalidOverrides:
+        return  # the plan shows the problem; nothing to look up until it is fixed
+    live: LiveSubscription | None = None
+    if change_kind(deal_data, choices) in AMENDING_KINDS and account_id:
+        live = find_live_subscription(runtime, account_id, plan_id)
+    wanted = None if live is None else live_to_json(live)
+    if stored.get(TARGET_KEY) == wanted:
+        return
+    with runtime.db.session() as session:
+        row = session.get(Plan, plan_id)
+        if row is None or row.status not in Status.REFRESHABLE:
+            return
+        overrides = {k: v for k, v in (row.overrides or {}).items() if k != TARGET_KEY}
+        if wanted is not None:
+            overrides[TARGET_KEY] = wanted
+        row.overrides = overrides
+
+
+def price_ids(runtime: Runtime, plan: BillingPlan, amendment: Amendment) -> dict[int, str]:
+    """The Stripe price of every plan line the update needs (found or created once)."""
+    return {
+        c.line_index: catalog.ensure_price(runtime, plan.lines[c.line_index], plan)
+        for c in amendment.changes
+        if c.action in ("price", "added") and c.line_index is not None
+    }
+
+
+def update_params(
+    runtime: Runtime, plan: BillingPlan, amendment: Amendment, proration_date: int | None
+) -> dict[str, Any]:
+    """The subscription update that applies ``amendment``, exactly as previewed."""
+    params: dict[str, Any] = {
+        "items": subscription_items(amendment, price_ids(runtime, plan, amendment)),
+        "proration_behavior": amendment.proration_behavior,
+    }
+    if not params["items"]:
+        del params["items"]
+    if amendment.new_end is not None:
+        params["cancel_at"] = unix_at_midnight(amendment.new_end)
+    if proration_date is not None and amendment.proration_behavior != "none":
+        params["proration_date"] = proration_date
+    return params
+
+
+def _is_proration(line: Any) -> bool:
+    parent = line.to_dict().get("parent") or {}
+    for key in ("subscription_item_details", "invoice_item_details"):
+        details = parent.get(key) or {}
+        if details.get("proration"):
+            return True
+    return False
+
+
+def preview(
+    runtime: Runtime,
+    customer_id: str,
+    plan: BillingPlan,
+    amendment: Amendment,
+    proration_date: int,
+) -> dict[str, Any] | None:
+    """Stripe's preview of the invoice the change produces: the next invoice with the
+    prorations (``create_prorations``), the invoice sent at once (``always_invoice``) or
+    the next regular invoice (``none``). Errors are reported, never raised: the page shows
+    them and approval refuses a plan without a preview. A renewal has none: its next invoice
+    is a regular one, and the new term's first invoice is the plan's new recurring amount."""
+    if amendment.new_end is not None:
+        return None
+    params = update_params(runtime, plan, amendment, proration_date)
+    details: dict[str, Any] = {
+        "items": params["items"],
+        "proration_behavior": params["proration_behavior"],
+    }
+    if "proration_date" in params:
+        details["proration_date"] = params["proration_date"]
+    try:
+        invoice = runtime.stripe.preview_invoice(
+            {
+                "customer": customer_id,
+                "subscription": amendment.subscription_id,
+                "subscription_details": details,  # type: ignore[typeddict-item]
+            }
+        )
+    except (StripeGatewayError, catalog.ArchivedProduct) as exc:
+        return {"error": str(exc), "proration_date": proration_date}
+    lines = [
+        {
+            "description": line.description,
+            "amount": int(line.amount or 0),
+            "proration": _is_proration(line),
+        }
+        for line in invoice.lines.data
+    ]
+    return {
+        "amount_due": int(invoice.amount_due or 0),
+        "subtotal": int(invoice.subtotal or 0),
+        "total": int(invoice.total or 0),
+        "proration_amount": sum(line["amount"] for line in lines if line["proration"]),
+        "currency": str(invoice.currency),
+        "lines": lines,
+        "proration_date": proration_date,
+    }
+
+
+def check_unmoved(runtime: Runtime, amendment: Amendment, before: LiveSubscription) -> None:
+    """Refuse to apply a change reviewed against a subscription that has since moved (another
+    change, a person in Stripe). A subscription already showing the change is fine: the
+    update's idempotency key answers with the object Stripe already changed."""
+    live = _snapshot(
+        runtime,
+        {
+            "plan_id": before.plan_id,
+            "deal_id": before.deal_id,
+            "subscription_id": amendment.subscription_id,
+        },
+    )
+    if live is None:
+        raise SubscriptionMoved(
+            f"the subscription {amendment.subscription_id} no longer bills; review the deal "
+            "again (it may need a new subscription)"
+        )
+    now = {(i.product_key, i.quantity, i.unit_amount) for i in live.items}
+    reviewed = {(i.product_key, i.quantity, i.unit_amount) for i in before.items}
+    after = {
+        (c.product_key, c.quantity_after, c.unit_amount_after)
+        for c in amendment.changes
+        if c.action != "removed"
+    }
+    if now not in (reviewed, after):
+        raise SubscriptionMoved(
+            f"the subscription {amendment.subscription_id} changed since this amendment was "
+            "reviewed; refresh the plan and review the change again"
+        )
