@@ -282,13 +282,11 @@ def _render(
     view = _view(plan_id)
     manual_sent: list[str] = []
     first = invoice_preview.first_invoice(_runtime(), plan_id) if view["plan"] else None
-    with _runtime().db.session() as session:
-        row = plan_service.get_plan(session, plan_id)
-        if view["status"] == Status.MANUAL:
-            try:
-                manual_sent = plan_service.manual_invoices_sent(_runtime(), row)
-            except StripeGatewayError:
-                manual_sent = []  # the undo itself asks Stripe again and says why it cannot
+    if view["status"] == Status.MANUAL:
+        try:
+            manual_sent = plan_service.manual_invoices_sent(_runtime(), plan_id)
+        except StripeGatewayError:
+            manual_sent = []  # the undo itself asks Stripe again and says why it cannot
     html = render_template(
         "plan.html",
         view=view,
