@@ -369,3 +369,23 @@ def test_the_duplicate_customer_chooser_shows_when_each_was_created_as_a_date(
     today = world.clock().date().isoformat()
     assert text.count(today) >= 2
     assert not re.search(r"\b\d{10}\b", text)
+
+
+def test_a_contract_started_months_ago_previews_its_catch_up_as_stripe_bills_it(
+    world: World,
+) -> None:
+    world.crm.update_deal("acme_platform", contract_start=world.clock().date() - timedelta(days=70))
+    world.sync()
+    plan = world.plan_for("acme_platform")
+
+    preview = _first_invoice(world, plan["id"])
+    activated = world.api("POST", f"/api/plans/{plan['id']}/activate").get_json()
+    assert activated["status"] == "active", activated["status_reason"]
+    created = _first_invoice(world, plan["id"])
+
+    assert preview.kind == "preview" and created.kind == "created"
+    assert [(line.description, line.amount) for line in preview.lines] == [
+        (line.description, line.amount) for line in created.lines
+    ]
+    assert preview.total == created.total == plan["plan"]["invoices"][0]["amount"]
+    assert len(preview.lines) > len(plan["plan"]["lines"])  # the elapsed months' catch-up
