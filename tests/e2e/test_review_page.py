@@ -13,6 +13,7 @@ import pytest
 from werkzeug.datastructures import MultiDict
 
 from connector.cli.demo import launch_link
+from connector.domain.timestamps import date_from_unix
 from connector.services.invoice_preview import first_invoice
 from tests.e2e.conftest import World
 
@@ -330,7 +331,8 @@ def test_the_preview_shows_the_customers_discount_as_stripe_applies_it(
 
 def test_annual_seats_with_a_setup_fee_preview_to_the_minor_unit(world: World) -> None:
     """Annual pricing on a 24-month contract with the setup fee: the preview's lines and
-    total are the first invoice Stripe creates."""
+    total are the first invoice Stripe creates, and the invoices Stripe then creates over the
+    contract are the page's invoice schedule, date and amount, to the minor unit."""
     for index in (1, 2, 3):
         world.crm.update_line("acme_platform", index, pricing_schedule="annual")
     world.crm.update_deal("acme_platform", contract_months=24)
@@ -348,6 +350,18 @@ def test_annual_seats_with_a_setup_fee_preview_to_the_minor_unit(world: World) -
     assert [(line.description, line.amount) for line in preview.lines] == [
         (line.description, line.amount) for line in created.lines
     ]
+    schedule = [(i["date"], i["amount"]) for i in plan["plan"]["invoices"]]
+    assert schedule[0] == (created.date.isoformat(), created.total)
+    world.clock.advance(days=366)  # past the second year's start: Stripe renews
+    world.stripe_sandbox.run_billing()
+    billed = world.stripe_client().v1.invoices.list(params={"customer": plan["stripe_customer_id"]})
+    assert (
+        sorted(
+            (date_from_unix(i.created).isoformat(), i.total)  # type: ignore[union-attr]
+            for i in billed.data
+        )
+        == schedule
+    )
 
 
 # --------------------------------------------------------------------------- small things
