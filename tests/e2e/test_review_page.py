@@ -329,6 +329,18 @@ def test_the_preview_shows_the_customers_discount_as_stripe_applies_it(
     assert preview.total == subtotal - subtotal // 10
 
 
+def test_when_stripe_cannot_preview_the_page_says_so_and_still_works(world: World) -> None:
+    world.sync()
+    rep = Rep(world, "acme_platform")
+    world.stripe_sandbox.inject_faults("/v1/invoices/create_preview", [503])
+
+    response = rep.open(rep.path)
+
+    assert response.status_code == 200
+    assert "Stripe could not compute the preview just now" in rep.html
+    assert 'id="activate"' in rep.html
+
+
 def test_annual_seats_with_a_setup_fee_preview_to_the_minor_unit(world: World) -> None:
     """Annual pricing on a 24-month contract with the setup fee: the preview's lines and
     total are the first invoice Stripe creates, and the invoices Stripe then creates over the
