@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import timedelta
 from typing import Any
 
@@ -61,6 +61,14 @@ class FirstInvoice:
     status: str | None = None
     hosted_invoice_url: str | None = None
     invoice_pdf: str | None = None
+
+
+def to_json(invoice: FirstInvoice) -> dict[str, Any]:
+    """The invoice as JSON: amounts in minor units, dates as ``YYYY-MM-DD``."""
+    data = asdict(invoice)
+    data["date"] = invoice.date.isoformat()
+    data["due_date"] = invoice.due_date.isoformat() if invoice.due_date else None
+    return data
 
 
 @dataclass(frozen=True)

@@ -134,6 +134,19 @@ def api_adjust(plan_id: str) -> Response:
     return jsonify(_view(plan_id))
 
 
+@blueprint.get("/api/plans/<plan_id>/first-invoice")
+@require("sales_rep")
+def api_first_invoice(plan_id: str) -> Response:
+    """The plan's first invoice from Stripe: previewed before activation, as created after
+    (the review page's table). ``available`` is false, with the ``reason``, when there is
+    none to show yet; amounts are minor units, dates ``YYYY-MM-DD``."""
+    _view(plan_id)  # 404 for an unknown plan
+    first = invoice_preview.first_invoice(_runtime(), plan_id)
+    if isinstance(first, invoice_preview.Unavailable):
+        return jsonify({"available": False, "reason": first.reason})
+    return jsonify({"available": True, **invoice_preview.to_json(first)})
+
+
 @blueprint.post("/api/plans/<plan_id>/customer")
 @require("sales_rep")
 def api_choose_customer(plan_id: str) -> Response:

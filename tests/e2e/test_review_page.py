@@ -306,6 +306,9 @@ def test_the_preview_is_the_first_invoice_stripe_then_creates(world: World) -> N
     ]
     assert (created.date, created.due_date) == (preview.date, preview.due_date)
     assert created.hosted_invoice_url and created.invoice_pdf
+    api = world.api("GET", f"/api/plans/{plan['id']}/first-invoice").get_json()
+    assert (api["available"], api["kind"], api["total"]) == (True, "created", created.total)
+    assert api["date"] == created.date.isoformat() and api["lines"][0]["amount"] > 0
 
 
 def test_the_preview_shows_the_customers_discount_as_stripe_applies_it(
