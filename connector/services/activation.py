@@ -288,8 +288,10 @@ def _run(runtime: Runtime, plan_id: str) -> None:
         if amendment is not None and amendment.effective_date > today:
             _amend_on(runtime, plan_id, amendment.effective_date)
             return
-        if not _has_written(runtime, plan_id, seq):
-            # An amendment's first invoice is the one Stripe previewed for the change.
+        ends = amendment is not None and amendment.cancel_at_period_end
+        if not ends and not _has_written(runtime, plan_id, seq):
+            # An amendment's first invoice is the one Stripe previewed for the change; a
+            # cancellation bills nothing more, so it never waits on credit.
             gated = plan
             if amendment is not None and preview is not None:
                 gated = replace(plan, first_invoice_amount=int(preview.get("amount_due") or 0))

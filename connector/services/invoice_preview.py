@@ -95,6 +95,14 @@ def first_invoice(runtime: Runtime, plan_id: str) -> FirstInvoice | Unavailable:
     """The plan's first invoice: created (after activation) or previewed (before)."""
     with runtime.db.session() as session:
         row = get_plan(session, plan_id)
+        computed = None if row.plan_data else compute(runtime, row)
+        if (row.plan_data or {}).get("amendment") or (computed and computed.amendment):
+            # A change to a live subscription has no first invoice of its own: the summary
+            # shows the next invoice as Stripe previews the change.
+            return Unavailable(
+                "This deal changes a live subscription: the next invoice, as Stripe "
+                "previews the change, is in the summary above."
+            )
         state = _PlanState(
             plan_id=row.id,
             status=row.status,

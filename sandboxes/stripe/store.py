@@ -72,6 +72,11 @@ def strip_private(value: Any) -> Any:
     return value
 
 
+#: Fields Stripe returns only when asked (``expand[]``), by object: asking for one an object
+#: does not have (``tiers`` of a per-unit price) is not an error.
+_INCLUDABLE: dict[str, tuple[str, ...]] = {"price": ("tiers",), "plan": ("tiers",)}
+
+
 class Store:
     """Every object by id. Records are API-shaped dicts; keys starting with '_' are private
     and kept at a record's top level only (``strip_private`` relies on it).
@@ -322,6 +327,8 @@ class Store:
             node.setdefault(field, None)
             return
         if field not in node:
+            if field in _INCLUDABLE.get(str(node.get("object")), ()):
+                return  # includable on request (a per-unit price has no tiers): no error
             raise StripeError(400, f"This property cannot be expanded ({field}).", param="expand")
         value = node[field]
         if value is None:
