@@ -35,6 +35,9 @@ class Job:
     run: Callable[[Runtime], int]
     role: Role
     interval: Interval
+    #: What the job's count is, for the INFO line a run that did something writes
+    #: ("3 Stripe events processed"); a run that did nothing logs at DEBUG only.
+    reports: str = "items handled"
     #: What ``run_once`` (``sync --once``) runs instead, when the job waits for time to pass
     #: when scheduled (the outbox drain fills batches); ``sync --once`` means now.
     once: Callable[[Runtime], int] | None = None
@@ -75,6 +78,10 @@ class JobRegistry:
             log.exception("job %s failed", job.name)
             return 0
         runtime.metrics.job_runs.labels(job=job.name, outcome="ok").inc()
+        if handled:
+            log.info("%s: %d %s", job.name, handled, job.reports)
+        else:
+            log.debug("%s: nothing to do", job.name)
         return handled
 
     def run_once(self, runtime: Runtime) -> dict[str, int]:

@@ -81,34 +81,86 @@ def drain_now(runtime: Runtime) -> int:
 
 
 JOBS = (
-    Job("prune_inbox", prune_inbox, "clock", lambda _runtime: DAY_SECONDS),
-    Job("prune_outbox", prune_outbox, "clock", lambda _runtime: DAY_SECONDS),
     Job(
-        "reconcile_stripe", reconcile.reconcile_stripe_events, "clock", _every("reconcile_seconds")
+        "prune_inbox", prune_inbox, "clock", lambda _runtime: DAY_SECONDS, "old inbox events pruned"
     ),
-    Job("catch_up_stripe", reconcile.catch_up_stripe, "clock", _every("worker_seconds")),
-    Job("poll_crm", crm_intake.poll_crm, "clock", _every("poll_crm_seconds")),
-    Job("process_crm_inbox", process_crm_inbox, "worker", _every("worker_seconds")),
-    Job("activate_due_plans", activation.activate_due_plans, "worker", _every("worker_seconds")),
-    Job("process_inbox", process_inbox, "worker", _every("worker_seconds")),
-    Job("drain_outbox", drain, "worker", _every("worker_seconds"), once=drain_now),
-    Job("check_credit", credit.check_credit, "clock", _every("credit_check_seconds")),
+    Job(
+        "prune_outbox",
+        prune_outbox,
+        "clock",
+        lambda _runtime: DAY_SECONDS,
+        "old outbox messages pruned",
+    ),
+    Job(
+        "reconcile_stripe",
+        reconcile.reconcile_stripe_events,
+        "clock",
+        _every("reconcile_seconds"),
+        "missed Stripe events found and queued",
+    ),
+    Job(
+        "catch_up_stripe",
+        reconcile.catch_up_stripe,
+        "clock",
+        _every("worker_seconds"),
+        "Stripe events caught up (or objects re-read)",
+    ),
+    Job("poll_crm", crm_intake.poll_crm, "clock", _every("poll_crm_seconds"), "CRM changes queued"),
+    Job(
+        "process_crm_inbox",
+        process_crm_inbox,
+        "worker",
+        _every("worker_seconds"),
+        "CRM changes processed",
+    ),
+    Job(
+        "activate_due_plans",
+        activation.activate_due_plans,
+        "worker",
+        _every("worker_seconds"),
+        "plans activated or resumed",
+    ),
+    Job(
+        "process_inbox",
+        process_inbox,
+        "worker",
+        _every("worker_seconds"),
+        "Stripe events processed",
+    ),
+    Job(
+        "drain_outbox",
+        drain,
+        "worker",
+        _every("worker_seconds"),
+        "outbox messages sent or retried",
+        once=drain_now,
+    ),
+    Job(
+        "check_credit",
+        credit.check_credit,
+        "clock",
+        _every("credit_check_seconds"),
+        "accounts whose credit hold or state changed",
+    ),
     Job(
         "overview_account_metrics",
         account_metrics.write_account_metrics,
         "clock",
         _every("reconcile_seconds"),
+        "accounts' MRR and balances queued for the CRM",
     ),
     Job(
         "overview_catalog",
         catalog_mirror.refresh_catalog_when_due,
         "clock",
         _every("reconcile_seconds"),
+        "catalogue objects refreshed",
     ),
     Job(
         "complete_reactivations",
         subscription_changes.complete_reactivations,
         "worker",
         _every("worker_seconds"),
+        "reactivated subscriptions started",
     ),
 )

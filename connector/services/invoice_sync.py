@@ -20,6 +20,7 @@ subscriptions are ``subscription_sync``, customers ``customer_sync``.
 
 from __future__ import annotations
 
+import itertools
 import logging
 from collections.abc import Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -31,7 +32,7 @@ from sqlalchemy.orm import Session
 
 from connector.billing.event_shape import MalformedEvent, event_object
 from connector.billing.event_types import HANDLED_STRIPE_EVENTS
-from connector.billing.gateway import StripeRejected
+from connector.billing.gateway import StripeGatewayError, StripeRejected
 from connector.billing.objects import plain
 from connector.crm.base import InvoiceRecord, Money
 from connector.domain.metrics import OWED_INVOICE_STATUSES
@@ -138,15 +139,36 @@ def _first_deals(session: Session, column: Any, values: set[str]) -> dict[str, s
     return found
 
 
-def _payment_error(invoice: dict[str, Any], event_type: str) -> str | None:
+FAILING_EVENTS = ("invoice.payment_failed", "invoice.payment_action_required")
+
+
+def _payment_error(
+    invoice: dict[str, Any], event_type: str, decline: str | None = None
+) -> str | None:
     error = invoice.get("last_finalization_error") or {}
     if error.get("message"):
         return str(error["message"])
-    failing = event_type in ("invoice.payment_failed", "invoice.payment_action_required")
-    if failing and invoice.get("status") == "open" and invoice.get("attempt_count"):
+    if (
+        event_type in FAILING_EVENTS
+        and invoice.get("status") == "open"
+        and invoice.get("attempt_count")
+    ):
         action = "needs customer action" if "action" in event_type else "failed"
-        return f"Payment {action} (attempt {invoice['attempt_count']})"
+        said = f": {decline}" if decline else ""
+        return f"Payment {action} (attempt {invoice['attempt_count']}){said}"
     return None
+
+
+def _decline(runtime: Runtime, invoice: dict[str, Any], event_type: str) -> str | None:
+    """The bank's reason for a failed attempt, for the CRM record; None if unknown (a
+    failure to read it never fails the invoice's sync)."""
+    if event_type not in FAILING_EVENTS or invoice.get("status") != "open":
+        return None
+    try:
+        return runtime.stripe.payment_decline(invoice["id"])
+    except StripeGatewayError as exc:
+        log.warning("could not read why invoice %s's payment failed: %s", invoice["id"], exc)
+        return None
 
 
 def amount_credited(invoice: dict[str, Any]) -> int:
@@ -227,6 +249,7 @@ def sync_invoice(
             if mirror is not None and mirror.deleted and not settle_credit:
                 return "deleted draft"  # a deleted invoice never comes back
         invoice = _fetch_invoice(runtime, invoice_id)
+        decline = _decline(runtime, invoice, event_type) if invoice is not None else None
         with runtime.db.session() as session:
             lock(session, f"invoice:{invoice_id}")
             mirror = session.get(InvoiceMirror, invoice_id, with_for_update=True)
@@ -254,7 +277,15 @@ def sync_invoice(
                     return UNKNOWN_CUSTOMER
             # An ``invoice.deleted`` for an invoice Stripe still has is not true: the invoice
             # is written as Stripe has it, like any other event.
-            apply_invoice(runtime, session, invoice, account_id, event_type, mirror=mirror)
+            apply_invoice(
+                runtime,
+                session,
+                invoice,
+                account_id,
+                event_type,
+                mirror=mirror,
+                decline=decline,
+            )
             return f"invoice {invoice['status']}"
     raise KeptChanging(f"invoice {invoice_id} changed during each of {MAX_REFETCH} fetches")
 
@@ -269,6 +300,7 @@ def apply_invoice(
     mirror: InvoiceMirror | None,
     balance: bool = True,
     announce: bool = True,
+    decline: str | None = None,
     deals: DealIndex | None = None,
 ) -> bool:
     """Write a freshly fetched invoice to the mirror and queue its CRM record; the caller
@@ -311,15 +343,84 @@ def apply_invoice(
     mirror.amount_credited = amount_credited(invoice)
     mirror.synced_at = runtime.clock()
     mirror.stripe_updated = (mirror.stripe_updated or 0) + 1
-    record = invoice_record(invoice, account_id, deal_id, _payment_error(invoice, event_type))
+    record = invoice_record(
+        invoice, account_id, deal_id, _payment_error(invoice, event_type, decline)
+    )
     crm_outbound.upsert_invoice(runtime, session, record)
     if previous_status == mirror.status:
         return False
     if announce:
-        _status_changed(runtime, session, account_id, record, previous_status, balance=balance)
+        for before, after, sequence in status_transitions(invoice, previous_status):
+            _status_changed(
+                runtime,
+                session,
+                account_id,
+                record,
+                before,
+                balance=balance and after == mirror.status,
+                status=after,
+                sequence=sequence,
+            )
     elif balance:
         queue_open_balance(runtime, session, account_id, record.currency)
     return True
+
+
+#: An invoice's statuses in the order Stripe's ``status_transitions`` can record them.
+_TIMELINE = (
+    ("open", "finalized_at"),
+    ("uncollectible", "marked_uncollectible_at"),
+    ("paid", "paid_at"),
+    ("void", "voided_at"),
+)
+
+
+def status_timeline(invoice: dict[str, Any]) -> list[str]:
+    """Every status the invoice has had, oldest first, from its ``status_transitions``
+    (``draft`` first: every invoice starts as one), ending with its current status."""
+    transitions = invoice.get("status_transitions") or {}
+    stamped = sorted(
+        (int(transitions[key]), order, status)
+        for order, (status, key) in enumerate(_TIMELINE)
+        if isinstance(transitions.get(key), int) and not isinstance(transitions.get(key), bool)
+    )
+    timeline = ["draft", *(status for _at, _order, status in stamped)]
+    current = str(invoice.get("status"))
+    if current in timeline:
+        return timeline[: timeline.index(current) + 1]
+    return [*timeline, current]
+
+
+def status_transitions(
+    invoice: dict[str, Any], previous: str | None
+) -> list[tuple[str | None, str, int]]:
+    """The status changes from ``previous`` (what dealbridge last saw) to the invoice's
+    status now, each with its sequence number for the invoice (its place in the invoice's
+    timeline: a subscriber orders and de-duplicates by it; a gap is a status the invoice
+    passed before dealbridge first saw it, usually its draft).
+
+    Several changes in quick succession (finalized, marked uncollectible, paid) reach the
+    handler as one fetch of the final state; Stripe's ``status_transitions`` still date each
+    one, so each is announced, in order, instead of one "None -> paid".
+    """
+    timeline = status_timeline(invoice)
+    current = timeline[-1]
+    if previous is None:
+        # An invoice first seen past its draft: its story starts at the first status seen.
+        start = 0 if current == "draft" else 1
+        steps: list[str | None] = [None, *timeline[start:]]
+        first_sequence = start + 1
+    elif previous in timeline:
+        at = timeline.index(previous)
+        steps = list(timeline[at:])
+        first_sequence = at + 2
+    else:
+        return [(previous, current, len(timeline))]
+    return [
+        (before, after, first_sequence + n)
+        for n, (before, after) in enumerate(itertools.pairwise(steps))
+        if after is not None
+    ]
 
 
 def _deleted(runtime: Runtime, session: Session, mirror: InvoiceMirror | None) -> str:
@@ -357,7 +458,7 @@ def _deleted(runtime: Runtime, session: Session, mirror: InvoiceMirror | None) -
         amount_credited=mirror.amount_credited,
     )
     crm_outbound.upsert_invoice(runtime, session, record)
-    _status_changed(runtime, session, account_id, record, previous)
+    _status_changed(runtime, session, account_id, record, previous, sequence=2)  # after draft
     return "deleted draft"
 
 
@@ -369,6 +470,8 @@ def _status_changed(
     previous: str | None,
     *,
     balance: bool = True,
+    status: str | None = None,
+    sequence: int,
 ) -> None:
     if balance:
         queue_open_balance(runtime, session, account_id, record.currency)
@@ -381,9 +484,10 @@ def _status_changed(
         account_id,
         {
             "invoice_id": record.stripe_invoice_id,
+            "sequence": sequence,
             "number": record.number,
             "previous_status": previous,
-            "status": record.status,
+            "status": status or record.status,
             "amount_remaining": record.amount_remaining,
             "currency": record.currency,
             "deal_id": record.deal_id,
