@@ -65,6 +65,7 @@ PUBLIC = {
     "plans.launch": "verified by the launch link's signature",
     "launch.canvas": "verified by the Canvas signed request",
     "launch.entra": "verified by the Entra ID access token (tests/web/test_entra_launch.py)",
+    "crm_signin.salesforce_callback": "verified by the signed state and Salesforce's code",
 }
 RANK = {"sales_rep": 1, "finance": 2, "admin": 3}
 TOKENS = {role: token for token, role in TEST_SECRETS["api_tokens"].items()}
