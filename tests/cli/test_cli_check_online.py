@@ -117,12 +117,11 @@ def test_online_check_names_a_text_field_too_short_for_a_stripe_id(
     shipped = (REPO / "mappings" / "salesforce.yaml").read_text(encoding="utf-8")
     mapping = tmp_path / "salesforce.yaml"
     # Currency__c holds three characters; a Stripe customer id needs far more.
-    mapping.write_text(
-        shipped.replace(
-            "stripe_customer_id: Stripe_Customer_Id__c\n\nproduct",
-            "stripe_customer_id: Currency__c\n\nproduct",
-        )
+    head, invoice = shipped.split("\ninvoice:", 1)
+    invoice = invoice.replace(
+        "stripe_customer_id: Stripe_Customer_Id__c", "stripe_customer_id: Currency__c"
     )
+    mapping.write_text(f"{head}\ninvoice:{invoice}")
     config = _salesforce_config(tmp_path, salesforce, mapping)
     code, output = _check(config, _salesforce_env(tmp_path), "--online")
     assert code == 2
