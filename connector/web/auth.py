@@ -48,9 +48,13 @@ class Identity:
         return ROLE_RANK.get(self.role, 0) >= ROLE_RANK[role]
 
 
-def launch_signature(secret: str, deal: str, user: str, role: str, exp: int) -> str:
-    message = f"{deal}|{user}|{role}|{exp}".encode()
-    return hmac.new(secret.encode(), message, hashlib.sha256).hexdigest()
+def launch_signature(
+    secret: str, deal: str, user: str, role: str, exp: int, nonce: str = ""
+) -> str:
+    """HMAC-SHA256 over ``deal|user|role|exp`` (or ``deal|user|role|exp|nonce`` when the
+    link carries a ``nonce``, so two links made in one second differ)."""
+    message = f"{deal}|{user}|{role}|{exp}" + (f"|{nonce}" if nonce else "")
+    return hmac.new(secret.encode(), message.encode(), hashlib.sha256).hexdigest()
 
 
 def _serializer(secret: str) -> URLSafeTimedSerializer:
