@@ -8,7 +8,10 @@ with a role. Roles are enforced here, on the server, for every endpoint.
 
 Launch link (built by the CRM, e.g. an Apex ``Crypto.generateMac`` or a Dynamics plugin):
 ``/launch?deal=<id>&user=<email>&role=<role>&exp=<unix>&sig=<hex>`` where ``sig`` is
-HMAC-SHA256 over ``deal|user|role|exp`` with ``DEALBRIDGE_SECRET_KEY``.
+HMAC-SHA256 over ``deal|user|role|exp`` with ``DEALBRIDGE_SECRET_KEY`` (with an optional
+``&nonce=<text>``, over ``deal|user|role|exp|nonce``). ``exp`` may lie at most
+``web.launch_link_ttl_seconds`` ahead, and a link opens one session: only the browser it
+signed in may open it again. The session reaches the link's deal only.
 """
 
 from __future__ import annotations
