@@ -8,6 +8,7 @@ classified: ``StripeUnavailable`` (429, 5xx, network — try again later, same k
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -16,6 +17,7 @@ import stripe
 from stripe.params import (
     CouponCreateParams,
     CustomerCreateParams,
+    CustomerUpdateParams,
     InvoiceCreateParams,
     InvoiceCreatePreviewParams,
     InvoiceItemCreateParams,
@@ -59,7 +61,7 @@ class StripeRejected(StripeGatewayError):
 
 #: What ``retrieve_subscription`` expands: MRR reads discounts (docs/billing-rules.md). Tiers
 #: are read per tiered price (``retrieve_price_tiers``).
-SUBSCRIPTION_EXPAND = ["discounts", "items.data.discounts"]
+SUBSCRIPTION_EXPAND = ["discounts.source.coupon", "items.data.discounts"]
 
 
 def classify(exc: stripe.StripeError) -> StripeGatewayError:
@@ -86,6 +88,26 @@ def country_code(country: str | None) -> str | None:
         return str(pycountry.countries.lookup(text).alpha_2)
     except LookupError:
         return None
+
+
+def address_params(address: Address | None) -> dict[str, str] | None:
+    """A CRM address as Stripe's ``address`` (ISO country), or None when it says nothing."""
+    if address is None or not any(
+        (address.line1, address.city, address.postal_code, address.country)
+    ):
+        return None
+    return {
+        k: v
+        for k, v in {
+            "line1": address.line1,
+            "line2": address.line2,
+            "city": address.city,
+            "state": address.state,
+            "postal_code": address.postal_code,
+            "country": country_code(address.country),
+        }.items()
+        if v
+    }
 
 
 def describe_decline(error: Mapping[str, Any]) -> str:
@@ -154,21 +176,9 @@ class StripeGateway:
         params: CustomerCreateParams = {"name": name, "email": email, "metadata": dict(metadata)}
         if description:
             params["description"] = description
-        if address is not None and any(
-            (address.line1, address.city, address.postal_code, address.country)
-        ):
-            params["address"] = {
-                k: v
-                for k, v in {
-                    "line1": address.line1,
-                    "line2": address.line2,
-                    "city": address.city,
-                    "state": address.state,
-                    "postal_code": address.postal_code,
-                    "country": country_code(address.country),
-                }.items()
-                if v
-            }  # type: ignore[typeddict-item]
+        stripe_address = address_params(address)
+        if stripe_address is not None:
+            params["address"] = stripe_address  # type: ignore[typeddict-item]
         customer: stripe.Customer = self._do(
             self.client.v1.customers.create, params=params, options=_options(idempotency_key)
         )
@@ -176,6 +186,17 @@ class StripeGateway:
 
     def retrieve_customer(self, customer_id: str) -> stripe.Customer:
         customer: stripe.Customer = self._do(self.client.v1.customers.retrieve, customer_id)
+        return customer
+
+    def update_customer(
+        self, customer_id: str, params: CustomerUpdateParams, idempotency_key: str
+    ) -> stripe.Customer:
+        customer: stripe.Customer = self._do(
+            self.client.v1.customers.update,
+            customer_id,
+            params=params,
+            options=_options(idempotency_key),
+        )
         return customer
 
     def update_customer_metadata(
@@ -349,8 +370,9 @@ class StripeGateway:
         return note
 
     def retrieve_subscription(self, subscription_id: str) -> stripe.Subscription:
-        """The subscription with its discounts and its items' discounts expanded (Stripe
-        returns ids otherwise): MRR subtracts them."""
+        """The subscription with its discounts (and their coupons) and its items' discounts
+        expanded (Stripe returns ids otherwise): MRR subtracts them. An item discount's coupon
+        would be a fifth level: ``retrieve_coupon`` reads it."""
         subscription: stripe.Subscription = self._do(
             self.client.v1.subscriptions.retrieve,
             subscription_id,
@@ -364,6 +386,22 @@ class StripeGateway:
             yield from page.auto_paging_iter()
         except stripe.StripeError as exc:
             raise classify(exc) from exc
+
+    def iter_invoice_pages(self, params: InvoiceListParams) -> Iterator[list[dict[str, Any]]]:
+        """The invoices ``iter_invoices`` lists, a page (up to 100) at a time, as Stripe's
+        JSON: plain dicts, as ``objects.plain`` would give, without building StripeObjects
+        first (for a big listing that conversion costs more than the HTTP). The requests
+        are stripe-python's own (``raw_request``: key, API version, retries, errors)."""
+        query: dict[str, Any] = {"limit": 100, **params}
+        while True:
+            response = self._do(self.client.raw_request, "get", "/v1/invoices", **query)
+            page = json.loads(response.body)
+            invoices: list[dict[str, Any]] = page.get("data") or []
+            if invoices:
+                yield invoices
+            if not page.get("has_more") or not invoices:
+                return
+            query["starting_after"] = invoices[-1]["id"]
 
     def iter_events(self, created_gte: int, types: list[str]) -> Iterator[stripe.Event]:
         """Events of these types created at or after ``created_gte``, newest first within
@@ -423,7 +461,7 @@ class StripeGateway:
                 "customer": customer_id,
                 "status": "all",
                 # Tiers would be a fifth level (Stripe expands four): retrieve for those.
-                "expand": ["data.discounts", "data.items.data.discounts"],
+                "expand": ["data.discounts.source.coupon", "data.items.data.discounts"],
             },
         )
 

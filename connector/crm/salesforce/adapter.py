@@ -436,9 +436,15 @@ class SalesforceAdapter:
         return {"type": raw, "change_type": kinds.get(str(raw)) if raw is not None else None}
 
     def changed_deals(self, cursor: str | None) -> Changes:
+        return self._changed_deals(cursor, "=")
+
+    def changed_unclosed_deals(self, cursor: str | None) -> Changes:
+        return self._changed_deals(cursor, "!=")
+
+    def _changed_deals(self, cursor: str | None, closed_test: str) -> Changes:
         m = self.mapping
         modified = m.deal_fields["modified"] or "SystemModstamp"
-        where = [f"{self._closed_field} = {soql.literal(self._closed_value)}"]
+        where = [f"{self._closed_field} {closed_test} {soql.literal(self._closed_value)}"]
         if cursor:
             # >= not >: a record saved in the same second as the last one seen must not be
             # skipped; handling a deal twice is harmless (plans are unique per deal).
@@ -460,6 +466,29 @@ class SalesforceAdapter:
                 newest = soql.datetime_literal(stamp)
                 # Salesforce keeps milliseconds; the SOQL cursor literal cannot.
                 versions[record["Id"]] = stamp.isoformat(timespec="milliseconds")
+        return Changes(ids=ids, cursor=newest, versions=versions)
+
+    def changed_contact_accounts(self, cursor: str | None) -> Changes:
+        """Accounts of contacts modified since ``cursor`` (Contact.AccountId, standard)."""
+        obj = self.mapping.contact["object"]
+        where = f" WHERE SystemModstamp >= {cursor}" if cursor else ""
+        query = (
+            f"SELECT Id, AccountId, SystemModstamp FROM {obj}{where} ORDER BY SystemModstamp ASC"
+        )
+        ids: list[str] = []
+        versions: dict[str, str] = {}
+        newest = cursor
+        for record in self._query_all(query):
+            account_id = record.get("AccountId")
+            stamp = _iso(record.get("SystemModstamp"))
+            if stamp is not None:
+                newest = soql.datetime_literal(stamp)
+            if not account_id:
+                continue
+            if account_id not in versions:
+                ids.append(account_id)
+            when = stamp.isoformat(timespec="milliseconds") if stamp is not None else ""
+            versions[account_id] = f"{record['Id']}@{when}"
         return Changes(ids=ids, cursor=newest, versions=versions)
 
     # ------------------------------------------------------------------ accounts
