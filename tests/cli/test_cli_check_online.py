@@ -191,6 +191,27 @@ def test_online_check_names_a_column_missing_from_the_environment_and_exits_2(
     ]
 
 
+def test_online_check_names_a_decimal_column_mapped_as_the_invoice_status(
+    tmp_path: Path, dataverse: DataverseSandbox
+) -> None:
+    shipped = (REPO / "mappings" / "dynamics.yaml").read_text(encoding="utf-8")
+    mapping = tmp_path / "dynamics.yaml"
+    mapping.write_text(shipped.replace("    status: db_status\n", "    status: db_amountdue\n"))
+    config = _dynamics_config(tmp_path, dataverse)
+    config.write_text(
+        config.read_text().replace(
+            "  kind: dynamics\n", f"  kind: dynamics\n  mapping: {mapping}\n"
+        )
+    )
+    code, output = _check(config, _dynamics_env(tmp_path, dataverse), "--online")
+    assert code == 2
+    problems = [line for line in output.splitlines() if line.startswith("  - ")]
+    assert len(problems) == 1, output
+    assert problems[0].startswith(
+        "  - invoice.fields.status: column db_stripeinvoice.db_amountdue is a Decimal column"
+    )
+
+
 def test_online_check_reports_a_crm_it_cannot_reach_as_a_problem(
     tmp_path: Path, dataverse: DataverseSandbox
 ) -> None:
