@@ -8,6 +8,7 @@ classified: ``StripeUnavailable`` (429, 5xx, network — try again later, same k
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -16,6 +17,7 @@ import stripe
 from stripe.params import (
     CouponCreateParams,
     CustomerCreateParams,
+    CustomerUpdateParams,
     InvoiceCreateParams,
     InvoiceCreatePreviewParams,
     InvoiceItemCreateParams,
@@ -88,6 +90,33 @@ def country_code(country: str | None) -> str | None:
         return None
 
 
+def address_params(address: Address | None) -> dict[str, str] | None:
+    """A CRM address as Stripe's ``address`` (ISO country), or None when it says nothing."""
+    if address is None or not any(
+        (address.line1, address.city, address.postal_code, address.country)
+    ):
+        return None
+    return {
+        k: v
+        for k, v in {
+            "line1": address.line1,
+            "line2": address.line2,
+            "city": address.city,
+            "state": address.state,
+            "postal_code": address.postal_code,
+            "country": country_code(address.country),
+        }.items()
+        if v
+    }
+
+
+def describe_decline(error: Mapping[str, Any]) -> str:
+    """``Your card has insufficient funds. (card_declined: insufficient_funds)``."""
+    message = str(error.get("message") or "The payment was declined.").strip()
+    codes = [str(c) for c in (error.get("code"), error.get("decline_code")) if c]
+    return f"{message} ({': '.join(codes)})" if codes else message
+
+
 def _options(idempotency_key: str | None) -> stripe.RequestOptions:
     return {"idempotency_key": idempotency_key} if idempotency_key else {}
 
@@ -147,21 +176,9 @@ class StripeGateway:
         params: CustomerCreateParams = {"name": name, "email": email, "metadata": dict(metadata)}
         if description:
             params["description"] = description
-        if address is not None and any(
-            (address.line1, address.city, address.postal_code, address.country)
-        ):
-            params["address"] = {
-                k: v
-                for k, v in {
-                    "line1": address.line1,
-                    "line2": address.line2,
-                    "city": address.city,
-                    "state": address.state,
-                    "postal_code": address.postal_code,
-                    "country": country_code(address.country),
-                }.items()
-                if v
-            }  # type: ignore[typeddict-item]
+        stripe_address = address_params(address)
+        if stripe_address is not None:
+            params["address"] = stripe_address  # type: ignore[typeddict-item]
         customer: stripe.Customer = self._do(
             self.client.v1.customers.create, params=params, options=_options(idempotency_key)
         )
@@ -169,6 +186,17 @@ class StripeGateway:
 
     def retrieve_customer(self, customer_id: str) -> stripe.Customer:
         customer: stripe.Customer = self._do(self.client.v1.customers.retrieve, customer_id)
+        return customer
+
+    def update_customer(
+        self, customer_id: str, params: CustomerUpdateParams, idempotency_key: str
+    ) -> stripe.Customer:
+        customer: stripe.Customer = self._do(
+            self.client.v1.customers.update,
+            customer_id,
+            params=params,
+            options=_options(idempotency_key),
+        )
         return customer
 
     def update_customer_metadata(
@@ -318,6 +346,25 @@ class StripeGateway:
         invoice: stripe.Invoice = self._do(self.client.v1.invoices.retrieve, invoice_id)
         return invoice
 
+    def payment_decline(self, invoice_id: str) -> str | None:
+        """Why the invoice's latest payment attempt failed, as the bank or Stripe said it
+        (the PaymentIntent's ``last_payment_error``: message, code and decline code), or
+        None when no attempt failed. Invoices carry no decline reason themselves."""
+        payments = list(
+            self._iterate(self.client.v1.invoice_payments.list, {"invoice": invoice_id})
+        )
+        for payment in sorted(payments, key=lambda p: p.created, reverse=True):
+            intent_id = (payment.to_dict().get("payment") or {}).get("payment_intent")
+            if isinstance(intent_id, dict):
+                intent_id = intent_id.get("id")
+            if not isinstance(intent_id, str) or not intent_id:
+                continue
+            intent = self._do(self.client.v1.payment_intents.retrieve, intent_id)
+            error = intent.to_dict().get("last_payment_error")
+            if error:
+                return describe_decline(error)
+        return None
+
     def retrieve_credit_note(self, credit_note_id: str) -> stripe.CreditNote:
         note: stripe.CreditNote = self._do(self.client.v1.credit_notes.retrieve, credit_note_id)
         return note
@@ -339,6 +386,22 @@ class StripeGateway:
             yield from page.auto_paging_iter()
         except stripe.StripeError as exc:
             raise classify(exc) from exc
+
+    def iter_invoice_pages(self, params: InvoiceListParams) -> Iterator[list[dict[str, Any]]]:
+        """The invoices ``iter_invoices`` lists, a page (up to 100) at a time, as Stripe's
+        JSON: plain dicts, as ``objects.plain`` would give, without building StripeObjects
+        first (for a big listing that conversion costs more than the HTTP). The requests
+        are stripe-python's own (``raw_request``: key, API version, retries, errors)."""
+        query: dict[str, Any] = {"limit": 100, **params}
+        while True:
+            response = self._do(self.client.raw_request, "get", "/v1/invoices", **query)
+            page = json.loads(response.body)
+            invoices: list[dict[str, Any]] = page.get("data") or []
+            if invoices:
+                yield invoices
+            if not page.get("has_more") or not invoices:
+                return
+            query["starting_after"] = invoices[-1]["id"]
 
     def iter_events(self, created_gte: int, types: list[str]) -> Iterator[stripe.Event]:
         """Events of these types created at or after ``created_gte``, newest first within

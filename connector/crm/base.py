@@ -249,6 +249,16 @@ class CrmAdapter(Protocol):
         """The deal with its line items, billing contact and account block."""
         ...
 
+    def changed_unclosed_deals(self, cursor: str | None) -> Changes:
+        """Ids of deals modified after ``cursor`` that are *not* closed (lost, reopened): the
+        deals of active plans among them are flagged "changed after activation"."""
+        ...
+
+    def changed_contact_accounts(self, cursor: str | None) -> Changes:
+        """Ids of the *accounts* whose contacts were modified after ``cursor`` (a billing
+        contact's new email or name must reach the Stripe customer)."""
+        ...
+
     def changed_accounts(self, cursor: str | None) -> Changes:
         """Ids of accounts modified after ``cursor`` (credit hold or limit may have changed)."""
         ...

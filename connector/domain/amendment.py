@@ -65,7 +65,9 @@ __all__ = [
 ChangeKind = Literal["new", "upgrade", "downgrade", "replacement", "renewal", "cancellation"]
 CHANGE_KINDS: tuple[ChangeKind, ...] = get_args(ChangeKind)
 #: Kinds that change the live subscription (its items; a renewal also its end).
-AMENDING_KINDS: frozenset[str] = frozenset({"upgrade", "downgrade", "replacement", "renewal"})
+AMENDING_KINDS: frozenset[str] = frozenset(
+    {"upgrade", "downgrade", "replacement", "renewal", "cancellation"}
+)
 
 ProrationBehavior = Literal["create_prorations", "always_invoice", "none"]
 PRORATION_BEHAVIORS: tuple[ProrationBehavior, ...] = get_args(ProrationBehavior)
@@ -167,6 +169,8 @@ class Amendment:
     needs_confirmation: tuple[str, ...] = ()
     #: A renewal's new end of term (the subscription's ``cancel_at`` moves there).
     new_end: date | None = None
+    #: A cancellation: the subscription ends at the end of its current period.
+    cancel_at_period_end: bool = False
 
 
 # --------------------------------------------------------------------------- choosing
@@ -251,6 +255,8 @@ def propose_amendment(
     be expressed as a change to that subscription (each reason named)."""
     assert kind in AMENDING_KINDS, kind
     assert len(line_keys) == len(plan.lines)
+    if kind == "cancellation":
+        return _cancellation(live, today)
     problems: list[Problem] = []
     if kind == "renewal" and live.cancel_at is None:
         problems.append(
@@ -269,16 +275,11 @@ def propose_amendment(
             )
         )
     wanted: dict[str, int] = {}
+    left_out: list[str] = []
     for index, line in enumerate(plan.lines):
         path = f"line_items[{index}]"
         if line.kind != "recurring":
-            problems.append(
-                Problem(
-                    path,
-                    f"{line.product} is billed once; a change to a subscription carries only "
-                    "recurring items, so bill it on a deal of its own",
-                )
-            )
+            left_out.append(line.product)
             continue
         key = line_keys[index]
         if key in wanted:
@@ -296,6 +297,13 @@ def propose_amendment(
 
     notes: list[str] = []
     needs: list[str] = []
+    if left_out:
+        needs.append("line_items")
+        notes.append(
+            f"{', '.join(left_out)} {'is' if len(left_out) == 1 else 'are'} billed once and "
+            "left out of the change: a subscription change carries recurring items only. "
+            "Confirm, and bill what is still owed on a deal of its own."
+        )
     changes: list[ItemChange] = []
     cur = live.currency
     for item in live.items:
@@ -418,6 +426,46 @@ def propose_amendment(
         recurring_after=after,
         notes=tuple(notes),
         needs_confirmation=tuple(dict.fromkeys(needs)),
+    )
+
+
+def _cancellation(live: LiveSubscription, today: date) -> Amendment:
+    """A cancellation ends the subscription at the end of its current period: what was
+    billed is served, nothing is prorated or refunded, nothing more is billed."""
+    changes = tuple(
+        ItemChange(
+            "removed",
+            i.product,
+            i.product_key,
+            i.item_id,
+            None,
+            i.quantity,
+            0,
+            i.unit_amount,
+            None,
+        )
+        for i in live.items
+    )
+    return Amendment(
+        kind="cancellation",
+        subscription_id=live.subscription_id,
+        amends_plan_id=live.plan_id,
+        amends_deal_id=live.deal_id,
+        proration_behavior="none",
+        effective_date=today,
+        currency=live.currency,
+        interval=live.interval,
+        interval_count=live.interval_count,
+        changes=changes,
+        recurring_before=live.recurring_amount,
+        recurring_after=0,
+        notes=(
+            f"Cancels the subscription {live.subscription_id} (deal {live.deal_id}) at the end "
+            "of its current period: the period already billed is served, nothing is prorated "
+            "or refunded, and nothing more is billed. The deal's products and dates are not "
+            "used.",
+        ),
+        cancel_at_period_end=True,
     )
 
 
@@ -545,6 +593,12 @@ def amendment_summary(amendment: Amendment, preview: Mapping[str, Any] | None) -
                 "removed": f"  - {c.product}: removed (was {before})",
             }[c.action]
         )
+    if amendment.cancel_at_period_end:
+        return [
+            f"Cancel subscription {amendment.subscription_id} at the end of its current period "
+            f"({format_money(amendment.recurring_before, cur)} {every} until then; nothing more "
+            "is billed)."
+        ]
     if amendment.new_end is not None:
         lines.append(f"The subscription now ends {amendment.new_end.isoformat()}.")
     else:
@@ -653,6 +707,7 @@ def amendment_to_json(a: Amendment) -> dict[str, Any]:
         "notes": list(a.notes),
         "needs_confirmation": list(a.needs_confirmation),
         "new_end": None if a.new_end is None else a.new_end.isoformat(),
+        "cancel_at_period_end": a.cancel_at_period_end,
     }
 
 
@@ -691,6 +746,7 @@ def amendment_from_json(data: Mapping[str, Any]) -> Amendment:
             notes=tuple(_str(n) for n in data["notes"]),
             needs_confirmation=tuple(_str(n) for n in data["needs_confirmation"]),
             new_end=None if data.get("new_end") is None else parse_date(data["new_end"]),
+            cancel_at_period_end=data.get("cancel_at_period_end") is True,
         )
     except (KeyError, TypeError) as exc:
         raise ValueError(f"not an amendment: {exc!r}") from exc

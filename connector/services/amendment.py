@@ -109,6 +109,15 @@ def _snapshot(runtime: Runtime, row: Mapping[str, Any]) -> LiveSubscription | No
     )
 
 
+def snapshot(
+    runtime: Runtime, subscription_id: str, plan_id: str, deal_id: str
+) -> LiveSubscription | None:
+    """The subscription as it bills now, or None when it no longer bills."""
+    return _snapshot(
+        runtime, {"plan_id": plan_id, "deal_id": deal_id, "subscription_id": subscription_id}
+    )
+
+
 def find_live_subscription(
     runtime: Runtime, account_id: str, exclude_plan_id: str
 ) -> LiveSubscription | None:
@@ -150,12 +159,17 @@ def refresh_target(runtime: Runtime, plan_id: str) -> None:
         stored = dict(row.overrides or {})
         account_id = row.crm_account_id
         deal_data = dict(row.deal_data or {})
+        own = row.stripe_subscription_id
+        deal_id = row.deal_id
     try:
         _, choices, _ = split_overrides(stored)
     except InvalidOverrides:
         return  # the plan shows the problem; nothing to look up until it is fixed
     live: LiveSubscription | None = None
-    if change_kind(deal_data, choices) in AMENDING_KINDS and account_id:
+    if change_kind(deal_data, choices) in AMENDING_KINDS and own is not None:
+        # A deal changed after its own activation changes its own subscription.
+        live = snapshot(runtime, own, plan_id, deal_id)
+    elif change_kind(deal_data, choices) in AMENDING_KINDS and account_id:
         live = find_live_subscription(runtime, account_id, plan_id)
     wanted = None if live is None else live_to_json(live)
     if stored.get(TARGET_KEY) == wanted:
@@ -183,6 +197,8 @@ def update_params(
     runtime: Runtime, plan: BillingPlan, amendment: Amendment, proration_date: int | None
 ) -> dict[str, Any]:
     """The subscription update that applies ``amendment``, exactly as previewed."""
+    if amendment.cancel_at_period_end:
+        return {"cancel_at_period_end": True}
     params: dict[str, Any] = {
         "items": subscription_items(amendment, price_ids(runtime, plan, amendment)),
         "proration_behavior": amendment.proration_behavior,
@@ -217,16 +233,16 @@ def preview(
     the next regular invoice (``none``). Errors are reported, never raised: the page shows
     them and approval refuses a plan without a preview. A renewal has none: its next invoice
     is a regular one, and the new term's first invoice is the plan's new recurring amount."""
-    if amendment.new_end is not None:
+    if amendment.new_end is not None or amendment.cancel_at_period_end:
         return None
-    params = update_params(runtime, plan, amendment, proration_date)
-    details: dict[str, Any] = {
-        "items": params["items"],
-        "proration_behavior": params["proration_behavior"],
-    }
-    if "proration_date" in params:
-        details["proration_date"] = params["proration_date"]
     try:
+        params = update_params(runtime, plan, amendment, proration_date)
+        details: dict[str, Any] = {
+            "items": params.get("items", []),
+            "proration_behavior": params["proration_behavior"],
+        }
+        if "proration_date" in params:
+            details["proration_date"] = params["proration_date"]
         invoice = runtime.stripe.preview_invoice(
             {
                 "customer": customer_id,

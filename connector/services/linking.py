@@ -18,6 +18,7 @@ from connector.domain.plan_status import Status
 from connector.runtime import Runtime
 from connector.services import crm_outbound
 from connector.services.backfill import queue_customer_history
+from connector.services.customer_follow import CONTACT_NAME_KEY
 from connector.services.plans import get_plan
 from connector.store import audit
 from connector.store.models import AuditEntry, CustomerLink, Plan
@@ -65,8 +66,9 @@ def link_plan_customer(runtime: Runtime, plan_id: str, deal: Deal) -> str | None
         if matches:
             customer_id, source = matches[0].id, "found"
         else:
+            # The customer is the company; the billing contact receives the invoices.
             customer = runtime.stripe.create_customer(
-                name=contact.name or deal.account.name,
+                name=deal.account.name,
                 email=contact.email,
                 address=deal.account.address,
                 description=deal.account.name,
@@ -74,6 +76,7 @@ def link_plan_customer(runtime: Runtime, plan_id: str, deal: Deal) -> str | None
                     "crm_account_id": account_id,
                     "crm_kind": runtime.config.crm_kind,
                     "created_by": "dealbridge",
+                    CONTACT_NAME_KEY: contact.name or "",
                 },
                 idempotency_key=customer_idempotency_key(
                     account_id, contact.email, _generation(runtime, account_id)

@@ -8,13 +8,15 @@ linking, which it calls; nothing below calls it.
 
 from __future__ import annotations
 
+import logging
 import uuid
 from typing import Any
 
+from connector.billing.gateway import StripeGatewayError
 from connector.crm.base import CrmDeal
 from connector.domain.plan_status import Status
 from connector.runtime import Runtime
-from connector.services import amendment
+from connector.services import amendment, customer_follow, deal_changes
 from connector.services.activation import activate
 from connector.services.backfill import send_customer_histories
 from connector.services.linking import link_plan_customer
@@ -31,13 +33,34 @@ from connector.services.plans import (
 from connector.store import audit
 from connector.store.models import Plan
 
+log = logging.getLogger(__name__)
+
 
 def intake_deal(runtime: Runtime, crm_deal: CrmDeal, *, actor: str = "dealbridge") -> Plan | None:
-    """Create or refresh the plan of a closed deal; link its customer; tell the CRM.
+    """Create or refresh the plan of a closed deal; link its customer; tell the CRM; and
+    bring the linked Stripe customer in line with the deal (company, billing contact).
 
     Idempotent: a deal seen again (poll and push both, or our own write-back bumping its
     modified stamp) refreshes a plan still in review and leaves a settled one alone.
     """
+    plan = _intake(runtime, crm_deal, actor=actor)
+    if plan is not None:
+        try:
+            customer_follow.follow_deal(runtime, crm_deal)
+        except StripeGatewayError as exc:
+            # The plan is fine; the customer catches up at the deal's or account's next read.
+            log.warning("the Stripe customer of deal %s was not updated: %s", crm_deal.id, exc)
+        except Exception:
+            log.exception("updating the Stripe customer of deal %s failed", crm_deal.id)
+    return plan
+
+
+def _intake(runtime: Runtime, crm_deal: CrmDeal, *, actor: str) -> Plan | None:
+    # A deal whose plan already bills is compared with the deal that was activated and
+    # flagged if it differs (edited, lost, reopened); Stripe waits for a person.
+    watched = deal_changes.check(runtime, crm_deal)
+    if watched is not None:
+        return watched
     if not crm_deal.closed:
         return None
     with runtime.db.session() as session:

@@ -35,6 +35,8 @@ from connector.domain.amendment import (
     split_overrides,
 )
 from connector.domain.deal import Deal, InvalidDeal, Problem, parse_deal
+from connector.domain.deal_changes import FLAG_KEY as CHANGED_KEY
+from connector.domain.deal_changes import LABEL as CHANGED_LABEL
 from connector.domain.money import format_money, minor_units_exponent
 from connector.domain.plan import (
     BillingPlan,
@@ -186,7 +188,13 @@ def adjust(runtime: Runtime, plan_id: str, changes: dict[str, Any], *, actor: st
     person = {k: changes[k] for k in PERSON_KEYS if changes.get(k) is not None}
     _adjust(runtime, plan_id, overrides, person, actor=actor)
     # A change of kind may make the deal a change to the live subscription, or no longer.
-    amendments.refresh_target(runtime, plan_id)
+    try:
+        amendments.refresh_target(runtime, plan_id)
+    except StripeGatewayError as exc:
+        raise PlanStateError(
+            "saved, but Stripe could not be reached to read the live subscription this deal "
+            f"would change ({exc}); save again in a moment"
+        ) from exc
     refresh_preview(runtime, plan_id)
     with runtime.db.session() as session:
         return get_plan(session, plan_id)
@@ -290,6 +298,9 @@ def approve(runtime: Runtime, plan_id: str, *, actor: str) -> Plan:
         if row.stripe_customer_id is None:
             raise PlanStateError("the Stripe customer is not linked yet; try again shortly")
         billed = _earlier_billing(session, row)
+        if computed.amendment is not None:
+            # A deal changed after activation amends the subscription it made: not twice.
+            billed = [b for b in billed if b != computed.amendment.subscription_id]
         if billed:
             raise PlanStateError(
                 "an earlier activation of this plan already created "
@@ -388,15 +399,16 @@ def mark_manual(runtime: Runtime, plan_id: str, *, actor: str) -> Plan:
         return row
 
 
-def manual_invoices_sent(runtime: Runtime, row: Plan) -> list[str]:
+def manual_invoices_sent(runtime: Runtime, plan_id: str) -> list[str]:
     """Invoices sent to the plan's customer since it was marked manual (asked of Stripe: the
     mirror may lag), which make undoing manual invoicing a way to bill twice."""
-    if row.status != Status.MANUAL or row.stripe_customer_id is None:
-        return []
-    since = unix_of(row.approved_at) if row.approved_at else 0
-    invoices = runtime.stripe.iter_invoices(
-        {"customer": row.stripe_customer_id, "created": {"gte": since}}
-    )
+    with runtime.db.session() as session:
+        row = get_plan(session, plan_id)
+        if row.status != Status.MANUAL or row.stripe_customer_id is None:
+            return []
+        customer_id = row.stripe_customer_id
+        since = unix_of(row.approved_at) if row.approved_at else 0
+    invoices = runtime.stripe.iter_invoices({"customer": customer_id, "created": {"gte": since}})
     return [str(i.id) for i in invoices if i.status != "draft"]
 
 
@@ -406,17 +418,25 @@ def undo_manual(runtime: Runtime, plan_id: str, *, actor: str) -> Plan:
         row = get_plan(session, plan_id)
         if row.status != Status.MANUAL:
             raise PlanStateError("this plan is not invoiced manually; there is nothing to undo")
-        try:
-            sent = manual_invoices_sent(runtime, row)
-        except StripeGatewayError as exc:
-            raise PlanStateError(
-                f"could not check with Stripe whether an invoice was sent ({exc}); try again"
-            ) from exc
-        if sent:
-            raise PlanStateError(
-                f"invoice {', '.join(sent)} was already sent to the customer by hand; billing "
-                "this plan through Stripe too would bill the customer twice"
-            )
+        marked_at = row.approved_at
+    try:
+        sent = manual_invoices_sent(runtime, plan_id)  # Stripe, outside any store session
+    except StripeGatewayError as exc:
+        raise PlanStateError(
+            f"could not check with Stripe whether an invoice was sent ({exc}); try again"
+        ) from exc
+    if sent:
+        raise PlanStateError(
+            f"invoice {', '.join(sent)} was already sent to the customer by hand; billing "
+            "this plan through Stripe too would bill the customer twice"
+        )
+    with runtime.db.session() as session:
+        locked = session.get(Plan, plan_id, with_for_update=True)
+        if locked is None:
+            raise PlanNotFound(f"no plan {plan_id}")
+        row = locked
+        if row.status != Status.MANUAL or row.approved_at != marked_at:
+            raise PlanStateError("the plan changed meanwhile; reload the page and try again")
         row.overrides = {k: v for k, v in (row.overrides or {}).items() if k != "collection"}
         row.status = Status.IN_REVIEW
         row.status_reason = None
@@ -592,6 +612,7 @@ def plan_view(runtime: Runtime, row: Plan) -> dict[str, Any]:
         ),
         "contract_total": format_money(shown.total_amount, shown.currency) if shown else None,
         "kind": computed.kind,
+        "changed_after_activation": _changed_after_activation(row),
         "amendment": None
         if amendment is None
         else {**amendment_to_json(amendment), "preview": preview},
@@ -607,6 +628,11 @@ def plan_view(runtime: Runtime, row: Plan) -> dict[str, Any]:
             "dealbridge to change; activating it starts a new subscription."
         )
     return view
+
+
+def _changed_after_activation(row: Plan) -> dict[str, Any] | None:
+    flag = (row.plan_data or {}).get(CHANGED_KEY)
+    return flag if isinstance(flag, dict) else None
 
 
 def _shown_amendment(
@@ -660,10 +686,22 @@ def write_status_to_crm(runtime: Runtime, session: Session, row: Plan) -> None:
     computed = compute(runtime, row)
     shown = plan_from_json(row.plan_data) if row.plan_data else computed.plan
     label = Status.LABELS.get(row.status, row.status)
+    changed = _changed_after_activation(row)
     amendment, preview = (
         frozen_amendment(row) if row.plan_data is not None else (computed.amendment, None)
     )
     summary = "\n".join(_summary(runtime, row, shown, amendment, preview))
+    if changed is not None:
+        label = CHANGED_LABEL
+        summary = "\n".join(
+            [
+                "The deal changed after activation; Stripe is unchanged until someone decides "
+                f"on the review page ({', '.join(changed.get('actions') or [])}):",
+                *(f"  - {line}" for line in changed.get("summary") or []),
+                "",
+                summary,
+            ]
+        )
     if row.status_reason:
         summary = f"{row.status_reason}\n\n{summary}".strip()
     crm_outbound.update_deal(

@@ -30,7 +30,7 @@ from connector.domain.money import format_money
 from connector.domain.plan import InvalidOverrides
 from connector.domain.plan_status import Status
 from connector.domain.timestamps import date_from_unix
-from connector.services import invoice_preview, linking, plan_intake
+from connector.services import deal_changes, invoice_preview, linking, plan_intake
 from connector.services import plans as plan_service
 from connector.services.activation import activate
 from connector.services.plans import PlanNotFound, PlanStateError
@@ -85,7 +85,12 @@ def _plan_id_for_deal(deal_id: str, *, refresh: bool) -> str:
             raise ApiError(
                 409, "deal_not_closed", "The deal is not closed yet; plans start at closing."
             )
-        plan_intake.intake_deal(runtime, crm_deal, actor=_actor())
+        try:
+            plan_intake.intake_deal(runtime, crm_deal, actor=_actor())
+        except StripeGatewayError as exc:
+            raise ApiError(
+                503, "stripe_unavailable", f"Stripe could not be reached: {exc}"
+            ) from exc
     with runtime.db.session() as session:
         row = plan_service.plan_for_deal(session, deal_id)
         if row is None:
@@ -132,6 +137,19 @@ def _json_body() -> dict[str, Any]:
 def api_adjust(plan_id: str) -> Response:
     _do_adjust(plan_id, _json_body())
     return jsonify(_view(plan_id))
+
+
+@blueprint.get("/api/plans/<plan_id>/first-invoice")
+@require("sales_rep")
+def api_first_invoice(plan_id: str) -> Response:
+    """The plan's first invoice from Stripe: previewed before activation, as created after
+    (the review page's table). ``available`` is false, with the ``reason``, when there is
+    none to show yet; amounts are minor units, dates ``YYYY-MM-DD``."""
+    _view(plan_id)  # 404 for an unknown plan
+    first = invoice_preview.first_invoice(_runtime(), plan_id)
+    if isinstance(first, invoice_preview.Unavailable):
+        return jsonify({"available": False, "reason": first.reason})
+    return jsonify({"available": True, **invoice_preview.to_json(first)})
 
 
 @blueprint.post("/api/plans/<plan_id>/customer")
@@ -282,13 +300,11 @@ def _render(
     view = _view(plan_id)
     manual_sent: list[str] = []
     first = invoice_preview.first_invoice(_runtime(), plan_id) if view["plan"] else None
-    with _runtime().db.session() as session:
-        row = plan_service.get_plan(session, plan_id)
-        if view["status"] == Status.MANUAL:
-            try:
-                manual_sent = plan_service.manual_invoices_sent(_runtime(), row)
-            except StripeGatewayError:
-                manual_sent = []  # the undo itself asks Stripe again and says why it cannot
+    if view["status"] == Status.MANUAL:
+        try:
+            manual_sent = plan_service.manual_invoices_sent(_runtime(), plan_id)
+        except StripeGatewayError:
+            manual_sent = []  # the undo itself asks Stripe again and says why it cannot
     html = render_template(
         "plan.html",
         view=view,
@@ -349,6 +365,9 @@ def _form_overrides() -> dict[str, Any]:
     confirmed = form.getlist("confirmed")
     if confirmed:
         changes["confirmed"] = confirmed
+    for key in ("change", "proration_behavior"):  # amendments (plan_change_kind.html)
+        if form.get(key):
+            changes[key] = form[key]
     return changes
 
 
@@ -416,6 +435,43 @@ def page_undo_manual(plan_id: str) -> Response:
     except ApiError as exc:
         return _render(plan_id, message=exc.message, status=exc.status)
     return _render(plan_id, message="Back in review: nothing was sent. Check, then activate.")
+
+
+@blueprint.post("/api/plans/<plan_id>/changed/<action>")
+@require("sales_rep")
+def api_changed_after_activation(plan_id: str, action: str) -> Response:
+    """A deal changed after activation: ``ignore`` it or ``amend`` the subscription (a rep);
+    ``cancel`` goes through ``/cancel`` (finance)."""
+    if action not in ("ignore", "amend"):
+        raise ApiError(404, "not_found", f"No action {action!r}; use ignore or amend.")
+    _guard(lambda: deal_changes.act(_runtime(), plan_id, action, actor=_actor()))
+    return jsonify(_view(plan_id))
+
+
+@blueprint.post("/api/plans/<plan_id>/changed/cancel")
+@require("finance")
+def api_changed_cancel(plan_id: str) -> Response:
+    _guard(lambda: deal_changes.act(_runtime(), plan_id, "cancel", actor=_actor()))
+    return jsonify(_view(plan_id))
+
+
+@blueprint.post("/plans/<plan_id>/changed/<action>")
+@require("sales_rep")
+def page_changed_after_activation(plan_id: str, action: str) -> Response:
+    _check_csrf()
+    identity = current_identity()
+    if action == "cancel" and (identity is None or not identity.has("finance")):
+        return _render(plan_id, message="Canceling the subscription needs the finance role.")
+    try:
+        _guard(lambda: deal_changes.act(_runtime(), plan_id, action, actor=_actor()))
+    except ApiError as exc:
+        return _render(plan_id, message=exc.message, status=exc.status)
+    done = {
+        "ignore": "The change is noted; Stripe stays as it is.",
+        "cancel": "The subscription ends at the end of its current period.",
+        "amend": "Review the change to the subscription below, then activate it.",
+    }
+    return _render(plan_id, message=done.get(action, "Done."))
 
 
 @blueprint.post("/plans/<plan_id>/customer")

@@ -157,13 +157,6 @@ def test_a_quantity_change_keeps_the_price() -> None:
     ("lines", "deal", "field", "words"),
     [
         pytest.param(
-            [_seats(3), line_item(product="Setup", product_id="p_s", pricing_schedule="one_time")],
-            {},
-            "line_items[1]",
-            "billed once",
-            id="a one-time line cannot ride on the subscription",
-        ),
-        pytest.param(
             [_seats(3), _seats(4)],
             {},
             "line_items[1]",
@@ -332,3 +325,24 @@ def test_a_renewal_ending_before_the_current_end_is_refused() -> None:
     with pytest.raises(InvalidOverrides) as raised:
         _renewal([PLATFORM], contract_start="2025-03-01", contract_months=6)
     assert [p.field for p in raised.value.problems] == ["contract_months"]
+
+
+def test_a_one_time_line_is_left_out_of_the_change_and_a_person_confirms() -> None:
+    setup = line_item(product="Setup", product_id="p_s", pricing_schedule="one_time")
+    amendment = _propose([_seats(40), setup])
+    assert [c.product for c in amendment.changes] == ["Platform", "Seats"]
+    assert amendment.needs_confirmation == ("line_items",)
+    assert any("Setup is billed once and left out" in n for n in amendment.notes)
+
+
+def test_a_cancellation_ends_the_subscription_at_period_end_whatever_the_deal_lists() -> None:
+    plan = _plan([_seats(3)])
+    cancellation = propose_amendment(
+        "cancellation", LIVE, plan, ["prod_seats"], "create_prorations",
+        proration_chosen=False, today=TODAY,
+    )  # fmt: skip
+    assert cancellation.cancel_at_period_end is True
+    assert [c.action for c in cancellation.changes] == ["removed", "removed"]
+    assert cancellation.recurring_after == 0
+    assert cancellation.effective_date == TODAY
+    assert amendment_from_json(amendment_to_json(cancellation)) == cancellation

@@ -244,3 +244,69 @@ def test_a_renewal_extends_the_term_and_bills_the_new_prices_from_the_new_term(
     assert [s.id for s in _live_subscriptions(world, first["stripe_customer_id"])] == [
         subscription_id
     ]
+
+
+def test_a_cancellation_deal_ends_the_subscription_at_period_end(world: World) -> None:
+    world.sync()
+    first = _activate(world, "acme_platform")
+    _close_expansion(world)
+    plan = world.plan_for("acme_expansion")
+    response = world.api("POST", f"/api/plans/{plan['id']}/adjust", json={"change": "cancellation"})
+    assert response.status_code == 200, response.get_json()
+    assert response.get_json()["amendment"]["cancel_at_period_end"] is True
+    client = world.stripe_client()
+    subscription = client.v1.subscriptions.retrieve(first["stripe_subscription_id"])
+    assert subscription.cancel_at_period_end is False
+
+    done = _activate(world, "acme_expansion")
+    assert done["status"] == "active", done["status_reason"]
+    subscription = client.v1.subscriptions.retrieve(first["stripe_subscription_id"])
+    assert subscription.cancel_at_period_end is True
+    assert subscription.status == "active"  # until the end of the period already billed
+    assert _items(world, subscription.id) == [
+        ("Additional Seats", 4500, 25),
+        ("Platform Subscription", 120000, 1),
+        ("Premium Support", 50000, 1),
+    ]
+
+
+def test_the_page_shows_the_change_and_proration_can_be_chosen(world: World) -> None:
+    world.sync()
+    _activate(world, "acme_platform")
+    _close_expansion(world)
+    plan = _upgrade_on_dynamics(world, world.plan_for("acme_expansion"))
+    page = world.api("GET", f"/plans/{plan['id']}").get_data(as_text=True)
+    assert "Change to subscription" in page
+    assert 'id="amendment-amount-due"' in page
+    assert 'name="proration_behavior"' in page
+
+    chosen = world.api(
+        "POST",
+        f"/api/plans/{plan['id']}/adjust",
+        json={"change": "upgrade", "proration_behavior": "always_invoice"},
+    )
+    assert chosen.status_code == 200, chosen.get_json()
+    amendment = chosen.get_json()["amendment"]
+    assert amendment["proration_behavior"] == "always_invoice"
+    # Invoiced at once: the preview is the proration invoice alone, not the next renewal.
+    assert all(line["proration"] for line in amendment["preview"]["lines"])
+    refused = world.api(
+        "POST", f"/api/plans/{plan['id']}/adjust", json={"proration_behavior": "sometimes"}
+    )
+    assert refused.status_code == 422
+
+
+def test_an_amendment_stripe_cannot_preview_is_not_approved(world: World) -> None:
+    world.sync()
+    first = _activate(world, "acme_platform")
+    _close_expansion(world)
+    plan = _upgrade_on_dynamics(world, world.plan_for("acme_expansion"))
+    world.stripe_sandbox.inject_faults("/v1/invoices/create_preview", [400] * 3)
+    updates = world.stripe_count("POST", "/v1/subscriptions/:id")
+
+    refused = world.api("POST", f"/api/plans/{plan['id']}/activate")
+    assert refused.status_code == 409
+    assert "Stripe could not preview the change" in refused.get_json()["error"]["message"]
+    assert world.plan_for("acme_expansion")["status"] == "in_review"
+    assert world.stripe_count("POST", "/v1/subscriptions/:id") == updates
+    assert _items(world, first["stripe_subscription_id"])[0] == ("Additional Seats", 4500, 25)

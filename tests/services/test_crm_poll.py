@@ -26,6 +26,12 @@ class PolledCrm:
         self.asked.append(("deals", cursor))
         return self.deal_batches.pop(0) if self.deal_batches else Changes([], cursor)
 
+    def changed_unclosed_deals(self, cursor: str | None) -> Changes:
+        return Changes([], cursor)  # nothing lost or reopened in these scenarios
+
+    def changed_contact_accounts(self, cursor: str | None) -> Changes:
+        return Changes([], cursor)  # no contact edited in these scenarios
+
     def changed_accounts(self, cursor: str | None) -> Changes:
         self.asked.append(("accounts", cursor))
         return self.account_batches.pop(0) if self.account_batches else Changes([], cursor)

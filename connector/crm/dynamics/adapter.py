@@ -465,6 +465,25 @@ class DynamicsAdapter:
             cursor=cursor,
         )
 
+    def changed_unclosed_deals(self, cursor: str | None) -> Changes:
+        deal = self.mapping.deal
+        closed_field = str(deal["closed_when"]["field"])
+        closed_value = deal["closed_when"]["equals"]
+        return self._changes(
+            section=deal,
+            id_column=str(self.mapping.deal_fields["id"]),
+            modified_column=str(self.mapping.deal_fields["modified"]),
+            extra_columns=[closed_field],
+            keep=lambda record: not _equals(record.get(closed_field), closed_value),
+            condition=f"{closed_field} ne {_literal(closed_value)}",
+            cursor=cursor,
+        )
+
+    def changed_contact_accounts(self, cursor: str | None) -> Changes:
+        """Not polled on Dynamics yet: a contact's new email reaches the Stripe customer when
+        its deal or account is next read (docs/billing-rules.md, 5.3)."""
+        return Changes(ids=[], cursor=cursor)
+
     def changed_accounts(self, cursor: str | None) -> Changes:
         return self._changes(
             section=self.mapping.account,

@@ -46,6 +46,7 @@ from connector.crm.base import (
     PushBatch,
     WriteResult,
 )
+from connector.crm.field_needs import NEEDS
 from connector.crm.https_rewrite import HttpsRewriteSession
 from connector.crm.salesforce import outbound, soql
 from connector.crm.salesforce.bulk import BulkIngest, Sleeper
@@ -435,9 +436,15 @@ class SalesforceAdapter:
         return {"type": raw, "change_type": kinds.get(str(raw)) if raw is not None else None}
 
     def changed_deals(self, cursor: str | None) -> Changes:
+        return self._changed_deals(cursor, "=")
+
+    def changed_unclosed_deals(self, cursor: str | None) -> Changes:
+        return self._changed_deals(cursor, "!=")
+
+    def _changed_deals(self, cursor: str | None, closed_test: str) -> Changes:
         m = self.mapping
         modified = m.deal_fields["modified"] or "SystemModstamp"
-        where = [f"{self._closed_field} = {soql.literal(self._closed_value)}"]
+        where = [f"{self._closed_field} {closed_test} {soql.literal(self._closed_value)}"]
         if cursor:
             # >= not >: a record saved in the same second as the last one seen must not be
             # skipped; handling a deal twice is harmless (plans are unique per deal).
@@ -459,6 +466,29 @@ class SalesforceAdapter:
                 newest = soql.datetime_literal(stamp)
                 # Salesforce keeps milliseconds; the SOQL cursor literal cannot.
                 versions[record["Id"]] = stamp.isoformat(timespec="milliseconds")
+        return Changes(ids=ids, cursor=newest, versions=versions)
+
+    def changed_contact_accounts(self, cursor: str | None) -> Changes:
+        """Accounts of contacts modified since ``cursor`` (Contact.AccountId, standard)."""
+        obj = self.mapping.contact["object"]
+        where = f" WHERE SystemModstamp >= {cursor}" if cursor else ""
+        query = (
+            f"SELECT Id, AccountId, SystemModstamp FROM {obj}{where} ORDER BY SystemModstamp ASC"
+        )
+        ids: list[str] = []
+        versions: dict[str, str] = {}
+        newest = cursor
+        for record in self._query_all(query):
+            account_id = record.get("AccountId")
+            stamp = _iso(record.get("SystemModstamp"))
+            if stamp is not None:
+                newest = soql.datetime_literal(stamp)
+            if not account_id:
+                continue
+            if account_id not in versions:
+                ids.append(account_id)
+            when = stamp.isoformat(timespec="milliseconds") if stamp is not None else ""
+            versions[account_id] = f"{record['Id']}@{when}"
         return Changes(ids=ids, cursor=newest, versions=versions)
 
     # ------------------------------------------------------------------ accounts
@@ -929,6 +959,7 @@ class SalesforceAdapter:
             want(m.invoice["object"], v)
         want(m.invoice["object"], m.invoice["external_id"])
         problems: list[str] = []
+        described_fields: dict[str, dict[str, Any]] = {}
         for obj, fields in sorted(wanted.items()):
             try:
                 described = self._describe(obj)
@@ -939,11 +970,70 @@ class SalesforceAdapter:
             names |= {
                 f["relationshipName"] for f in described["fields"] if f.get("relationshipName")
             }
+            for f in described["fields"]:
+                described_fields[f"{obj}.{f['name']}"] = f
             for field in sorted(fields - names):
                 problems.append(
                     f"{m.path}: {obj}.{field} does not exist; deploy mappings/salesforce"
                 )
+        problems.extend(self._type_problems(described_fields))
         return problems
+
+    def _type_problems(self, described: Mapping[str, dict[str, Any]]) -> list[str]:
+        """Each mapped field whose type or length cannot hold what dealbridge puts there."""
+        m = self.mapping
+        sections: dict[str, tuple[str, Mapping[str, Any]]] = {
+            "deal": (m.deal["object"], m.deal_fields),
+            "deal.writeback": (m.deal["object"], m.deal["writeback"]),
+            "account": (m.account["object"], m.account_fields),
+            "account.writeback": (m.account["object"], m.account["writeback"]),
+            "invoice": (
+                m.invoice["object"],
+                {**m.invoice_fields, "external_id": m.invoice["external_id"]},
+            ),
+        }
+        problems: list[str] = []
+        for (section, key), need in sorted(NEEDS.items()):
+            obj, paths = sections[section]
+            path = paths.get(key)
+            if not path or "." in path:
+                continue  # unmapped, or across a relationship (its object is checked there)
+            field = described.get(f"{obj}.{path}")
+            if field is None:
+                continue  # reported as missing above
+            sf_type = str(field.get("type", ""))
+            if sf_type not in _SALESFORCE_TYPES[need.kind]:
+                problems.append(
+                    f"{m.path}: {section}.{key} is mapped to {obj}.{path}, a {sf_type} field; "
+                    f"it must be {need.describe()}"
+                )
+                continue
+            length = field.get("length")
+            if (
+                need.min_length
+                and sf_type in _SALESFORCE_SIZED
+                and isinstance(length, int)
+                and 0 < length < need.min_length
+            ):
+                problems.append(
+                    f"{m.path}: {section}.{key} is mapped to {obj}.{path}, {length} characters "
+                    f"long; it must hold at least {need.min_length}"
+                )
+        return problems
+
+
+#: Salesforce describe types that can hold each kind of value (``crm/field_needs.py``).
+_SALESFORCE_TYPES: dict[str, frozenset[str]] = {
+    "text": frozenset({"string", "textarea", "picklist"}),
+    "long_text": frozenset({"textarea", "string"}),
+    "money": frozenset({"currency", "double"}),
+    "number": frozenset({"double", "int", "long", "currency", "percent"}),
+    "date": frozenset({"date", "datetime"}),
+    "boolean": frozenset({"boolean"}),
+    "url": frozenset({"url", "string", "textarea"}),
+}
+#: Types whose ``length`` limits the text (a picklist's values are the org's own).
+_SALESFORCE_SIZED = frozenset({"string", "textarea", "url"})
 
 
 def _nest(row: Mapping[str, Any]) -> dict[str, Any]:
