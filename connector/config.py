@@ -226,6 +226,16 @@ class JobsSchema(_Strict):
     credit_check_seconds = fields.Integer(load_default=3600, validate=validate.Range(min=10))
     max_attempts = fields.Integer(load_default=8, validate=validate.Range(min=1, max=50))
     backoff_base_seconds = fields.Integer(load_default=30, validate=validate.Range(min=1))
+    # Filling CRM batches in a burst (services/outbox.py, "Filling batches"): a partial batch
+    # waits while Stripe events wait in the inbox or until nothing joined it for
+    # batch_wait_seconds, and never longer than batch_wait_max_seconds.
+    batch_wait_seconds = fields.Float(load_default=0.5, validate=validate.Range(min=0, max=60))
+    batch_wait_max_seconds = fields.Float(
+        load_default=30.0, validate=validate.Range(min=0, max=300)
+    )
+    # Stripe invoice events handled together by one worker pass (one fetch per invoice,
+    # one transaction, one CRM record per invoice however many events it had).
+    event_batch_size = fields.Integer(load_default=1000, validate=validate.Range(min=1, max=5000))
     # Longer than Stripe's three days of webhook retries, so a redelivery still finds its
     # event and is not handled twice.
     retention_days = fields.Integer(load_default=30, validate=validate.Range(min=4))

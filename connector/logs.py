@@ -113,5 +113,7 @@ def configure_logging(level: str = "INFO", fmt: str = "text", secrets: Iterable[
     root.addHandler(handler)
     root.setLevel(level)
     # Libraries that log request URLs or bodies at DEBUG stay at WARNING.
-    for noisy in ("urllib3", "stripe", "simple_salesforce", "msal", "werkzeug"):
+    # APScheduler's "Running job ..." / "executed successfully" lines say only that a job
+    # ran, several times a second; the jobs log what they did instead (jobs/registry.py).
+    for noisy in ("urllib3", "stripe", "simple_salesforce", "msal", "werkzeug", "apscheduler"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))

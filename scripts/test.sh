@@ -29,7 +29,7 @@ wheel_pid=$!
 .venv/bin/ruff format --check .
 .venv/bin/mypy
 .venv/bin/lint-imports  # the import contract in pyproject.toml: layers only point down
-.venv/bin/python -m pytest -q -n auto "$@"
+.venv/bin/python -m pytest -q -n auto --dist worksteal "$@"
 
 if ! wait "$wheel_pid"; then
   echo "FAIL: the wheel check (scripts/check-wheel.sh):"; tail -n 30 "$wheel_log"; exit 1

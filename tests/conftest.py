@@ -60,6 +60,23 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     metafunc.parametrize("database_url", STORES, indirect=True, ids=STORES)
 
 
+#: Folders (and files) slowest first: with ``--dist worksteal`` the long tests start at once
+#: on every worker and the quick ones fill the gaps, so no worker ends on a long test alone.
+SLOW_FIRST = ("browser", "e2e", "scenarios", "test_processes.py", "sandboxes", "crm")
+
+
+def _slowness(item: pytest.Item) -> int:
+    parts = item.path.parts
+    for rank, name in enumerate(SLOW_FIRST):
+        if name in parts:
+            return rank
+    return len(SLOW_FIRST)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    items.sort(key=_slowness)  # stable: the order within a folder stays as written
+
+
 # -- SQLite: one migrated template per session, copied per test ------------------------------
 
 

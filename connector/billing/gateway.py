@@ -8,6 +8,7 @@ classified: ``StripeUnavailable`` (429, 5xx, network — try again later, same k
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -60,7 +61,7 @@ class StripeRejected(StripeGatewayError):
 
 #: What ``retrieve_subscription`` expands: MRR reads discounts (docs/billing-rules.md). Tiers
 #: are read per tiered price (``retrieve_price_tiers``).
-SUBSCRIPTION_EXPAND = ["discounts", "items.data.discounts"]
+SUBSCRIPTION_EXPAND = ["discounts.source.coupon", "items.data.discounts"]
 
 
 def classify(exc: stripe.StripeError) -> StripeGatewayError:
@@ -107,6 +108,13 @@ def address_params(address: Address | None) -> dict[str, str] | None:
         }.items()
         if v
     }
+
+
+def describe_decline(error: Mapping[str, Any]) -> str:
+    """``Your card has insufficient funds. (card_declined: insufficient_funds)``."""
+    message = str(error.get("message") or "The payment was declined.").strip()
+    codes = [str(c) for c in (error.get("code"), error.get("decline_code")) if c]
+    return f"{message} ({': '.join(codes)})" if codes else message
 
 
 def _options(idempotency_key: str | None) -> stripe.RequestOptions:
@@ -338,13 +346,33 @@ class StripeGateway:
         invoice: stripe.Invoice = self._do(self.client.v1.invoices.retrieve, invoice_id)
         return invoice
 
+    def payment_decline(self, invoice_id: str) -> str | None:
+        """Why the invoice's latest payment attempt failed, as the bank or Stripe said it
+        (the PaymentIntent's ``last_payment_error``: message, code and decline code), or
+        None when no attempt failed. Invoices carry no decline reason themselves."""
+        payments = list(
+            self._iterate(self.client.v1.invoice_payments.list, {"invoice": invoice_id})
+        )
+        for payment in sorted(payments, key=lambda p: p.created, reverse=True):
+            intent_id = (payment.to_dict().get("payment") or {}).get("payment_intent")
+            if isinstance(intent_id, dict):
+                intent_id = intent_id.get("id")
+            if not isinstance(intent_id, str) or not intent_id:
+                continue
+            intent = self._do(self.client.v1.payment_intents.retrieve, intent_id)
+            error = intent.to_dict().get("last_payment_error")
+            if error:
+                return describe_decline(error)
+        return None
+
     def retrieve_credit_note(self, credit_note_id: str) -> stripe.CreditNote:
         note: stripe.CreditNote = self._do(self.client.v1.credit_notes.retrieve, credit_note_id)
         return note
 
     def retrieve_subscription(self, subscription_id: str) -> stripe.Subscription:
-        """The subscription with its discounts and its items' discounts expanded (Stripe
-        returns ids otherwise): MRR subtracts them."""
+        """The subscription with its discounts (and their coupons) and its items' discounts
+        expanded (Stripe returns ids otherwise): MRR subtracts them. An item discount's coupon
+        would be a fifth level: ``retrieve_coupon`` reads it."""
         subscription: stripe.Subscription = self._do(
             self.client.v1.subscriptions.retrieve,
             subscription_id,
@@ -358,6 +386,22 @@ class StripeGateway:
             yield from page.auto_paging_iter()
         except stripe.StripeError as exc:
             raise classify(exc) from exc
+
+    def iter_invoice_pages(self, params: InvoiceListParams) -> Iterator[list[dict[str, Any]]]:
+        """The invoices ``iter_invoices`` lists, a page (up to 100) at a time, as Stripe's
+        JSON: plain dicts, as ``objects.plain`` would give, without building StripeObjects
+        first (for a big listing that conversion costs more than the HTTP). The requests
+        are stripe-python's own (``raw_request``: key, API version, retries, errors)."""
+        query: dict[str, Any] = {"limit": 100, **params}
+        while True:
+            response = self._do(self.client.raw_request, "get", "/v1/invoices", **query)
+            page = json.loads(response.body)
+            invoices: list[dict[str, Any]] = page.get("data") or []
+            if invoices:
+                yield invoices
+            if not page.get("has_more") or not invoices:
+                return
+            query["starting_after"] = invoices[-1]["id"]
 
     def iter_events(self, created_gte: int, types: list[str]) -> Iterator[stripe.Event]:
         """Events of these types created at or after ``created_gte``, newest first within
@@ -417,7 +461,7 @@ class StripeGateway:
                 "customer": customer_id,
                 "status": "all",
                 # Tiers would be a fifth level (Stripe expands four): retrieve for those.
-                "expand": ["data.discounts", "data.items.data.discounts"],
+                "expand": ["data.discounts.source.coupon", "data.items.data.discounts"],
             },
         )
 

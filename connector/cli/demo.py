@@ -135,6 +135,27 @@ def _crm_lines(world: LocalWorld) -> list[str]:
     ]
 
 
+def new_plan_links(world: LocalWorld, seen: set[str]) -> list[str]:
+    """Launch links, one per role, for plans made since ``seen`` (which is updated): how a
+    deal closed while the demo runs is opened, as a rep or otherwise."""
+    assert world.runtime is not None
+    with world.runtime.db.session() as session:
+        fresh = [
+            (plan.deal_id, (plan.deal_data or {}).get("name") or plan.deal_id)
+            for plan in session.scalars(select(Plan).order_by(Plan.created_at, Plan.deal_id))
+            if plan.deal_id not in seen
+        ]
+    lines: list[str] = []
+    for deal_id, name in fresh:
+        seen.add(deal_id)
+        lines.append(f"  New plan: {name}")
+        lines += [
+            f"        review as {role.replace('_', ' ')}: {launch_link(world, deal_id, role=role)}"
+            for role in ROLES
+        ]
+    return lines
+
+
 def banner(world: LocalWorld, result: dict[str, Any]) -> str:
     lines = [
         "",
@@ -159,9 +180,9 @@ def banner(world: LocalWorld, result: dict[str, Any]) -> str:
     lines += [
         "",
         f"  Try: close a deal or toggle {credit} in the CRM sandbox, or pay an invoice in",
-        "  the Stripe sandbox, and watch dealbridge react (README: 'The demo'). The links",
-        "  above sign you in for 8 hours; open a newly closed deal's page with the sales rep",
-        "  link's session at /deals/<deal id>/plan.",
+        "  the Stripe sandbox, and watch dealbridge react (README: 'The demo'). Each link",
+        "  opens its own deal for 8 hours; a deal closed while the demo runs gets its links",
+        "  printed here as soon as dealbridge makes its plan.",
         "",
     ]
     return "\n".join(lines)
@@ -232,8 +253,16 @@ def demo(
         scheduler = world.jobs.build_scheduler(world.runtime, ("clock", "worker"), blocking=False)
         scheduler.start()
         stop = threading.Event()
+        seen = {deal["deal_id"] for deal in result["deals"]}
         try:
-            stop.wait()
+            while not stop.wait(2):
+                try:
+                    lines = new_plan_links(world, seen)
+                except Exception:  # a busy store: the next round prints them
+                    log.exception("listing new plans for their launch links failed")
+                    continue
+                for line in lines:
+                    click.echo(line)
         except KeyboardInterrupt:
             click.echo("stopping")
         finally:

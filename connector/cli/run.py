@@ -11,9 +11,11 @@ import click
 
 from connector.cli.state import CliState, pass_state
 from connector.cli.supervise import supervise
+from connector.config import Config
 from connector.jobs import default_registry
 from connector.jobs.registry import Role
 from connector.jobs.schedule import start_up
+from connector.mappings import MappingError, load_mapping
 from connector.runtime import Runtime
 from connector.store.migrate import upgrade
 from connector.web.app import create_app
@@ -22,8 +24,23 @@ from connector.web.server import GunicornApp
 log = logging.getLogger(__name__)
 
 
-def _gunicorn(state: CliState, *, workers: int, threads: int, port: int | None) -> None:
+def _valid_config(state: CliState) -> Config:
+    """The config, if its CRM mapping is valid too: a process that would log a traceback
+    for every CRM read or write refuses to start instead, saying what to fix."""
     config = state.config()
+    try:
+        load_mapping(config.mapping_path, config.crm_kind)
+    except MappingError as exc:
+        raise click.ClickException(
+            "the CRM mapping is invalid, so dealbridge will not start:\n  "
+            + "\n  ".join(exc.problems)
+            + "\n(run `dealbridge check` after fixing it)"
+        ) from exc
+    return config
+
+
+def _gunicorn(state: CliState, *, workers: int, threads: int, port: int | None) -> None:
+    config = _valid_config(state)
     bind_port = port or config.raw["web"]["port"]
     host = config.raw["web"]["host"]
 
@@ -47,7 +64,7 @@ def _gunicorn(state: CliState, *, workers: int, threads: int, port: int | None) 
 def serve(state: CliState, port: int | None, threads: int) -> None:
     """Web, worker and clock for a single machine, as three supervised processes (a busy
     worker never delays a webhook's acknowledgement). Migrates first."""
-    config = state.config()
+    config = _valid_config(state)
     upgrade(config.database_url)
     bind_port = port or config.raw["web"]["port"]
     base = [sys.executable, "-m", "connector"]
@@ -72,7 +89,7 @@ def web(state: CliState, workers: int, threads: int, port: int | None) -> None:
 
 
 def _scheduler_only(state: CliState, roles: tuple[Role, ...]) -> None:
-    runtime = Runtime(state.config())
+    runtime = Runtime(_valid_config(state))
     if "clock" in roles:
         start_up(runtime)
     jobs = default_registry()

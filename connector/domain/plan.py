@@ -51,6 +51,7 @@ __all__ = [
     "interval_months",
     "overrides_from_json",
     "overrides_to_json",
+    "period_boundaries",
     "plan_from_json",
     "plan_to_json",
     "subscription_timing",
@@ -476,10 +477,19 @@ def suggest_plan(
                 ]
             )
         catch_up = catch_up_periods(start_date, frequency_months, periods, today)
+        boundaries = period_boundaries(start_date, frequency_months, periods, today)
+        billed_through = boundaries[-1]
         invoices = _recurring_invoices(
-            start_date, frequency_months, periods, catch_up, today, recurring_amount,
-            one_time_amount, currency,
+            boundaries, frequency_months, catch_up, today, recurring_amount, one_time_amount,
+            currency,
         )  # fmt: skip
+        if billed_through != add_months(start_date, periods * frequency_months):
+            draft.notes.append(
+                f"Stripe renews on the day of the month of its billing cycle anchor "
+                f"({boundaries[catch_up + 1].isoformat()}), which this start day does not "
+                f"have in every month: the periods run as the schedule shows, all full, "
+                f"until {billed_through.isoformat()}."
+            )
         if start_date < today:
             noun = _FREQUENCY_WORDS[frequency_months][1]
             current = add_months(start_date, catch_up * frequency_months)
@@ -601,12 +611,13 @@ def subscription_timing(plan: BillingPlan, today: date) -> SubscriptionTiming:
     assert plan.interval is not None and plan.interval_count is not None
     months = interval_months(plan.interval, plan.interval_count)
     passed = catch_up_periods(plan.start_date, months, plan.periods, today)
+    boundaries = period_boundaries(plan.start_date, months, plan.periods, today)
     return SubscriptionTiming(
         catch_up_periods=passed,
-        current_start=add_months(plan.start_date, passed * months),
-        anchor=add_months(plan.start_date, (passed + 1) * months),
+        current_start=boundaries[passed],
+        anchor=boundaries[passed + 1],
         # Plans frozen before ``billed_through`` existed stop at the contract end.
-        billed_through=plan.billed_through or plan.end_date,
+        billed_through=boundaries[-1] if plan.billed_through is not None else plan.end_date,
     )
 
 
@@ -623,10 +634,26 @@ def catch_up_periods(start: date, frequency_months: int, periods: int, today: da
     return passed
 
 
+def period_boundaries(start: date, frequency_months: int, periods: int, today: date) -> list[date]:
+    """The ``periods + 1`` period boundaries Stripe will bill on, as Stripe counts them.
+
+    A schedule (a start after today) counts every boundary from the start. A subscription
+    created today counts the elapsed boundaries and the next one (its billing cycle anchor)
+    from the start, and the later ones from the anchor, as Stripe does: a start on the 31st
+    anchored on 28 February then renews on the 28th.
+    """
+    if start > today:
+        return [add_months(start, i * frequency_months) for i in range(periods + 1)]
+    passed = catch_up_periods(start, frequency_months, periods, today)
+    anchor = add_months(start, (passed + 1) * frequency_months)
+    early = [add_months(start, i * frequency_months) for i in range(passed + 2)]
+    later = [add_months(anchor, j * frequency_months) for j in range(1, periods - passed)]
+    return early + later
+
+
 def _recurring_invoices(
-    start: date,
+    boundaries: list[date],
     frequency_months: int,
-    periods: int,
     catch_up: int,
     today: date,
     recurring_amount: int,
@@ -634,17 +661,14 @@ def _recurring_invoices(
     currency: str,
 ) -> list[ScheduledInvoice]:
     noun = _FREQUENCY_WORDS[frequency_months][1]
-
-    def boundary(index: int) -> date:
-        return add_months(start, index * frequency_months)
-
+    periods = len(boundaries) - 1
     covers = f"{noun} 1 of {periods}" if not catch_up else f"{noun}s 1 to {catch_up + 1}"
-    parts = [f"{covers}, {boundary(0).isoformat()} to {boundary(catch_up + 1).isoformat()}"]
+    parts = [f"{covers}, {boundaries[0].isoformat()} to {boundaries[catch_up + 1].isoformat()}"]
     if one_time_amount:
         parts.append(f"one-time items {format_money(one_time_amount, currency)}")
     invoices = [
         ScheduledInvoice(
-            max(start, today),
+            max(boundaries[0], today),
             recurring_amount * (catch_up + 1) + one_time_amount,
             "First invoice: " + "; ".join(parts),
         )
@@ -652,10 +676,10 @@ def _recurring_invoices(
     for index in range(catch_up + 1, periods):
         invoices.append(
             ScheduledInvoice(
-                boundary(index),
+                boundaries[index],
                 recurring_amount,
-                f"{noun} {index + 1} of {periods}, {boundary(index).isoformat()} to "
-                f"{boundary(index + 1).isoformat()}",
+                f"{noun} {index + 1} of {periods}, {boundaries[index].isoformat()} to "
+                f"{boundaries[index + 1].isoformat()}",
             )
         )
     return invoices

@@ -33,6 +33,7 @@ STRIPE_EVENT_HANDLERS = EventHandlers(
 )
 for _type in invoice_sync.INVOICE_EVENTS:
     STRIPE_EVENT_HANDLERS.register(_type, invoice_sync.on_invoice_event)
+STRIPE_EVENT_HANDLERS.register_batch(invoice_sync.INVOICE_EVENTS, invoice_sync.on_invoice_events)
 for _type in subscription_sync.SUBSCRIPTION_EVENTS:
     STRIPE_EVENT_HANDLERS.register(_type, subscription_sync.on_subscription_event)
 STRIPE_EVENT_HANDLERS.register("customer.updated", customer_sync.on_customer_updated)
@@ -48,20 +49,28 @@ CRM_EVENT_HANDLERS.register(crm_changes.DEAL_CHANGED, crm_intake.handle_deal_cha
 CRM_EVENT_HANDLERS.register(crm_changes.ACCOUNT_CHANGED, crm_intake.handle_account_changed)
 CRM_EVENT_HANDLERS.register(crm_changes.WAITING_PLANS_DUE, activation.on_waiting_plans_due)
 
-#: Outbox messages, by kind, drained in this order each round.
+#: Outbox messages, by kind, drained in this order each round. ``linger``: in a burst, the
+#: scheduled drain sends these in full batches only, and the account's balance, figures and
+#: credit settlement once it is over, one write per account (``outbox`` "Filling batches").
 OUTBOX_SENDERS = OutboxSenders(
     {
         crm_outbound.UPDATE_DEAL: SingleSender(crm_outbound.send_deal_update),
+        # Before the account writes they owe, so those fold into one write per account.
+        credit.SETTLE_ACCOUNT: SingleSender(credit.settle_after_invoice, linger=True),
+        crm_outbound.ACCOUNT_FIGURES_DUE: BatchedSender(
+            account_metrics.send_figures, 500, linger=True
+        ),
         crm_outbound.UPDATE_ACCOUNT: BatchedSender(
-            crm_outbound.send_account_updates, crm_outbound.crm_batch_size
+            crm_outbound.send_account_updates, crm_outbound.crm_batch_size, linger=True
         ),
         crm_outbound.UPSERT_INVOICE: BatchedSender(
-            crm_outbound.send_invoice_upserts, crm_outbound.crm_batch_size
+            crm_outbound.send_invoice_upserts,
+            crm_outbound.crm_bulk_size,
+            linger=True,
+            fill_unit=crm_outbound.crm_batch_size,
         ),
         crm_outbound.SET_CREDIT_HOLD: SingleSender(crm_outbound.send_credit_hold),
         subscribers.DELIVER: SingleSender(subscribers.default_delivery),
         backfill.BACKFILL_CUSTOMER: SingleSender(backfill.backfill_customer),
-        credit.SETTLE_ACCOUNT: SingleSender(credit.settle_after_invoice),
-        crm_outbound.ACCOUNT_FIGURES_DUE: BatchedSender(account_metrics.send_figures, 500),
     }
 )

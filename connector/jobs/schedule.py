@@ -8,6 +8,8 @@ plans). ``JobRegistry.run_once`` runs every clock job once and the worker jobs u
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from connector.jobs.dispatch import CRM_EVENT_HANDLERS, OUTBOX_SENDERS, STRIPE_EVENT_HANDLERS
 from connector.jobs.housekeeping import prune_inbox, prune_outbox
 from connector.jobs.registry import Interval, Job
@@ -21,10 +23,14 @@ from connector.services import (
     reconcile,
     subscription_changes,
 )
+from connector.services.inbox import busy as inbox_busy
 from connector.services.inbox import process_due_events
-from connector.services.outbox import drain_outbox
+from connector.services.outbox import FillWait, drain_outbox
 
 DAY_SECONDS = 86_400
+#: Messages one drain run sends at most: room for a whole burst's full batches (a Dataverse
+#: ``$batch`` of 1,000, a Bulk API job of 2,001), so none is cut short by the run's end.
+DRAIN_LIMIT = 5_000
 
 
 def _every(setting: str) -> Interval:
@@ -49,40 +55,112 @@ def process_crm_inbox(runtime: Runtime) -> int:
     return process_due_events(runtime, CRM_EVENT_HANDLERS)
 
 
+def fill_wait(runtime: Runtime, *, timed: bool = True) -> FillWait:
+    """How the worker fills CRM batches in a burst (``jobs.batch_wait_seconds`` and
+    ``batch_wait_max_seconds``): Stripe events still in the inbox are more on its way."""
+    jobs = runtime.config.section("jobs")
+    return FillWait(
+        quiet=timedelta(seconds=float(jobs["batch_wait_seconds"])),
+        longest=timedelta(seconds=float(jobs["batch_wait_max_seconds"])),
+        upstream_busy=lambda session, now: inbox_busy(session, STRIPE_EVENT_HANDLERS.source, now),
+        timed=timed,
+    )
+
+
 def drain(runtime: Runtime) -> int:
-    """Send due outbox messages: CRM writes, subscriber events, follow-up work."""
-    return drain_outbox(runtime, OUTBOX_SENDERS)
+    """Send due outbox messages: CRM writes, subscriber events, follow-up work; in a burst,
+    CRM writes go in full batches (``fill_wait``)."""
+    return drain_outbox(runtime, OUTBOX_SENDERS, limit=DRAIN_LIMIT, fill=fill_wait(runtime))
+
+
+def drain_now(runtime: Runtime) -> int:
+    """``sync --once``'s drain: no waiting for time to pass, only for the inbox it drains."""
+    return drain_outbox(
+        runtime, OUTBOX_SENDERS, limit=DRAIN_LIMIT, fill=fill_wait(runtime, timed=False)
+    )
 
 
 JOBS = (
-    Job("prune_inbox", prune_inbox, "clock", lambda _runtime: DAY_SECONDS),
-    Job("prune_outbox", prune_outbox, "clock", lambda _runtime: DAY_SECONDS),
     Job(
-        "reconcile_stripe", reconcile.reconcile_stripe_events, "clock", _every("reconcile_seconds")
+        "prune_inbox", prune_inbox, "clock", lambda _runtime: DAY_SECONDS, "old inbox events pruned"
     ),
-    Job("catch_up_stripe", reconcile.catch_up_stripe, "clock", _every("worker_seconds")),
-    Job("poll_crm", crm_intake.poll_crm, "clock", _every("poll_crm_seconds")),
-    Job("process_crm_inbox", process_crm_inbox, "worker", _every("worker_seconds")),
-    Job("activate_due_plans", activation.activate_due_plans, "worker", _every("worker_seconds")),
-    Job("process_inbox", process_inbox, "worker", _every("worker_seconds")),
-    Job("drain_outbox", drain, "worker", _every("worker_seconds")),
-    Job("check_credit", credit.check_credit, "clock", _every("credit_check_seconds")),
+    Job(
+        "prune_outbox",
+        prune_outbox,
+        "clock",
+        lambda _runtime: DAY_SECONDS,
+        "old outbox messages pruned",
+    ),
+    Job(
+        "reconcile_stripe",
+        reconcile.reconcile_stripe_events,
+        "clock",
+        _every("reconcile_seconds"),
+        "missed Stripe events found and queued",
+    ),
+    Job(
+        "catch_up_stripe",
+        reconcile.catch_up_stripe,
+        "clock",
+        _every("worker_seconds"),
+        "Stripe events caught up (or objects re-read)",
+    ),
+    Job("poll_crm", crm_intake.poll_crm, "clock", _every("poll_crm_seconds"), "CRM changes queued"),
+    Job(
+        "process_crm_inbox",
+        process_crm_inbox,
+        "worker",
+        _every("worker_seconds"),
+        "CRM changes processed",
+    ),
+    Job(
+        "activate_due_plans",
+        activation.activate_due_plans,
+        "worker",
+        _every("worker_seconds"),
+        "plans activated or resumed",
+    ),
+    Job(
+        "process_inbox",
+        process_inbox,
+        "worker",
+        _every("worker_seconds"),
+        "Stripe events processed",
+    ),
+    Job(
+        "drain_outbox",
+        drain,
+        "worker",
+        _every("worker_seconds"),
+        "outbox messages sent or retried",
+        once=drain_now,
+    ),
+    Job(
+        "check_credit",
+        credit.check_credit,
+        "clock",
+        _every("credit_check_seconds"),
+        "accounts whose credit hold or state changed",
+    ),
     Job(
         "overview_account_metrics",
         account_metrics.write_account_metrics,
         "clock",
         _every("reconcile_seconds"),
+        "accounts' MRR and balances queued for the CRM",
     ),
     Job(
         "overview_catalog",
         catalog_mirror.refresh_catalog_when_due,
         "clock",
         _every("reconcile_seconds"),
+        "catalogue objects refreshed",
     ),
     Job(
         "complete_reactivations",
         subscription_changes.complete_reactivations,
         "worker",
         _every("worker_seconds"),
+        "reactivated subscriptions started",
     ),
 )

@@ -136,7 +136,7 @@ def _record(
         return False
     last.currency = decision.currency
     last.mrr, last.net_billing, last.open_balance = decision.figures
-    crm_outbound.update_account(
+    crm_outbound.queue_account_update(
         runtime,
         session,
         row.crm_account_id,

@@ -489,17 +489,9 @@ def _payment_settings(plan: BillingPlan) -> dict[str, Any]:
     return settings
 
 
-def _create_subscription(
-    runtime: Runtime, step: _Steps, plan: BillingPlan, customer_id: str, metadata: dict[str, str]
-) -> str:
-    """A subscription whose every period is a full period of the plan.
-
-    Periods are counted from the contract start at midnight UTC: the billing cycle anchor is
-    the next period boundary, the current period is backdated to its start (so it bills in
-    full, not from the minute of activation), and ``cancel_at`` is the end of the last
-    period, so nothing is prorated. Periods of a start in the past that already ended are
-    billed as named catch-up lines on the first invoice.
-    """
+def subscription_params(runtime: Runtime, plan: BillingPlan, customer_id: str) -> dict[str, Any]:
+    """The ``POST /v1/subscriptions`` parameters of ``plan`` created now (no metadata); the
+    review page's preview asks Stripe about exactly these. Finds or creates the prices."""
     now = runtime.clock()
     timing = subscription_timing(plan, now.date())
     recurring, one_time = catalog.stripe_items(
@@ -513,12 +505,26 @@ def _create_subscription(
         "payment_settings": _payment_settings(plan),
         "billing_cycle_anchor": unix_at_midnight(timing.anchor),
         "cancel_at": unix_at_midnight(timing.billed_through),
-        "metadata": metadata,
     }
     if unix_at_midnight(timing.current_start) < unix_of(now):
         params["backdate_start_date"] = unix_at_midnight(timing.current_start)
     if one_time:
         params["add_invoice_items"] = one_time
+    return params
+
+
+def _create_subscription(
+    runtime: Runtime, step: _Steps, plan: BillingPlan, customer_id: str, metadata: dict[str, str]
+) -> str:
+    """A subscription whose every period is a full period of the plan.
+
+    Periods are counted from the contract start at midnight UTC: the billing cycle anchor is
+    the next period boundary, the current period is backdated to its start (so it bills in
+    full, not from the minute of activation), and ``cancel_at`` is the end of the last
+    period, so nothing is prorated. Periods of a start in the past that already ended are
+    billed as named catch-up lines on the first invoice.
+    """
+    params = {**subscription_params(runtime, plan, customer_id), "metadata": metadata}
     return step(
         "subscription",
         lambda key: runtime.stripe.create_subscription(params, key).id,  # type: ignore[arg-type]

@@ -4,7 +4,10 @@
 in one paged pass (``GET /v1/invoices?limit=100``, ``starting_after``: ceil(N/100) calls for
 N invoices, however many customers) and keeps those of linked customers. With
 ``customer_ids`` it lists each of those customers' invoices (``customer=...``), which is
-cheaper when they are few. Only one page and one chunk are held in memory.
+cheaper when they are few. Pages are read as Stripe's JSON (``iter_invoice_pages``: no
+StripeObject conversion), the next ``PAGES_AHEAD`` in a background thread while the current
+one is written and sent; so a few pages and one chunk are held in memory. A chunk's mirrors
+are read in one query and its deals in one per kind (``DealIndex``), not one per invoice.
 
 **Writing.** Invoices are written in chunks (``BATCHES_PER_CHUNK`` CRM batches): each chunk is
 one transaction that updates the mirror and queues the CRM records in the outbox through the
@@ -36,7 +39,8 @@ the subscriber events an ``announce`` emits); other queued work is the worker's.
 history. The backfill does not emit it unless ``announce=True``.
 
 **Balances.** The accounts' open balances are queued once per account and currency at the
-end, not once per invoice, and sent like the invoices.
+end, not once per invoice (computed in one grouped query: ``queue_open_balances``), and sent
+like the invoices.
 
 **A customer's history on linking.** A Stripe customer that existed before dealbridge found
 it (linked as ``found`` or ``chosen``) may already have invoices, some of them open or
@@ -48,23 +52,27 @@ process stops right after linking; a failure is retried like any queued write.
 from __future__ import annotations
 
 import logging
+import queue
+import threading
 from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from connector.billing.gateway import InvoiceListParams
-from connector.billing.objects import plain
 from connector.runtime import Runtime
 from connector.services import credit, crm_outbound, outbox, subscribers
-from connector.services.invoice_sync import apply_invoice, queue_open_balance
+from connector.services.invoice_sync import DealIndex, apply_invoice, queue_open_balances
+from connector.store.links import IN_CHUNK
 from connector.store.locks import lock
 from connector.store.models import CustomerLink, InvoiceMirror
 
 log = logging.getLogger(__name__)
 
+#: Stripe pages read ahead while the current one is written (``prefetched``).
+PAGES_AHEAD = 2
 #: CRM batches per chunk: a chunk of 5 x 200 invoices is one transaction.
 BATCHES_PER_CHUNK = 5
 
@@ -149,9 +157,7 @@ def backfill_invoices(
     if chunk or checkpoint is not None:
         written += _write_chunk(runtime, chunk, touched, announce, checkpoint, last, exhausted)
     with runtime.db.session() as session:
-        for account_id, currencies in touched.items():
-            for currency in sorted(currencies):
-                queue_open_balance(runtime, session, account_id, currency)
+        queue_open_balances(runtime, session, touched)
     if send:
         _drain(runtime, flush)
     if progress is not None:
@@ -172,8 +178,55 @@ def _all_invoices(
 ) -> Iterator[tuple[datetime, dict[str, Any]]]:
     """Every invoice of the account, newest first, one page in memory at a time."""
     params: InvoiceListParams = {"starting_after": starting_after} if starting_after else {}
-    for invoice in runtime.stripe.iter_invoices(params):
-        yield runtime.clock(), plain(invoice)
+    pages = ((runtime.clock(), page) for page in runtime.stripe.iter_invoice_pages(params))
+    for fetched_at, page in prefetched(pages, PAGES_AHEAD):
+        for invoice in page:
+            yield fetched_at, invoice
+
+
+T = TypeVar("T")
+
+
+def prefetched(items: Iterator[T], ahead: int) -> Iterator[T]:
+    """``items``, read by a background thread at most ``ahead`` items in advance: Stripe's
+    next page is on its way while this one is written to the store and sent to the CRM.
+    The thread only reads (no store, no CRM); its exception is raised here, in order. A
+    consumer that stops early stops the thread at its next item."""
+    slots: queue.Queue[tuple[bool, Any]] = queue.Queue(maxsize=max(ahead, 1))
+    stopped = threading.Event()
+
+    def put(entry: tuple[bool, Any]) -> bool:
+        while not stopped.is_set():
+            try:
+                slots.put(entry, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def read() -> None:
+        try:
+            for item in items:
+                if not put((True, item)):
+                    return
+        except BaseException as exc:  # handed to the consumer, raised there
+            put((False, exc))
+            return
+        put((False, None))
+
+    reader = threading.Thread(target=read, name="dealbridge-prefetch", daemon=True)
+    reader.start()
+    try:
+        while True:
+            more, item = slots.get()
+            if not more:
+                if item is not None:
+                    raise item
+                return
+            yield item
+    finally:
+        stopped.set()
+        reader.join()
 
 
 def _invoices_of(
@@ -184,8 +237,10 @@ def _invoices_of(
         if customer_id not in accounts:
             log.info("backfill: customer %s is not linked to a CRM account; skipped", customer_id)
             continue
-        for invoice in runtime.stripe.iter_invoices({"customer": customer_id}):
-            yield runtime.clock(), plain(invoice)
+        for page in runtime.stripe.iter_invoice_pages({"customer": customer_id}):
+            fetched_at = runtime.clock()
+            for invoice in page:
+                yield fetched_at, invoice
 
 
 def _write_chunk(
@@ -199,14 +254,17 @@ def _write_chunk(
 ) -> int:
     written = 0
     with runtime.db.session() as session:
+        for invoice_id in sorted({invoice["id"] for _, invoice, _ in chunk}):
+            lock(session, f"invoice:{invoice_id}")  # one order for every writer
+        mirrors = _mirrors(session, [invoice["id"] for _, invoice, _ in chunk])
+        deals = DealIndex.load(session, [invoice for _, invoice, _ in chunk])
         for fetched_at, invoice, account_id in chunk:
-            lock(session, f"invoice:{invoice['id']}")
-            mirror = session.get(InvoiceMirror, invoice["id"], with_for_update=True)
+            mirror = mirrors.get(invoice["id"])
             if mirror is not None and (mirror.deleted or mirror.synced_at > fetched_at):
                 continue  # a webhook wrote a newer state meanwhile, or the draft is gone
             changed = apply_invoice(
                 runtime, session, invoice, account_id, mirror=mirror, balance=False,
-                announce=announce,
+                announce=announce, deals=deals,
             )  # fmt: skip
             if changed:
                 touched.setdefault(account_id, set()).add(invoice["currency"])
@@ -214,6 +272,20 @@ def _write_chunk(
         if checkpoint is not None:
             checkpoint(session, last, exhausted)
     return written
+
+
+def _mirrors(session: Session, invoice_ids: list[str]) -> dict[str, InvoiceMirror]:
+    """The chunk's mirrored invoices, locked, in one query per ``IN_CHUNK`` ids."""
+    wanted = sorted(set(invoice_ids))
+    found: dict[str, InvoiceMirror] = {}
+    for start in range(0, len(wanted), IN_CHUNK):
+        query = (
+            select(InvoiceMirror)
+            .where(InvoiceMirror.id.in_(wanted[start : start + IN_CHUNK]))
+            .with_for_update()
+        )
+        found.update({m.id: m for m in session.scalars(query)})
+    return found
 
 
 def _drain(runtime: Runtime, flush: int, only: str | None = None) -> None:

@@ -90,21 +90,26 @@ def still_owed(
     lines: list[dict[str, Any]], notes: list[tuple[dict[str, Any], list[dict[str, Any]]]]
 ) -> list[OwedLine]:
     """The original invoice's lines less what its credit notes (not void) credited: a line's
-    own credit lowers it (a fully credited line is dropped); a credit on no line (a custom
-    credit note line) becomes one negative line. Amounts are before tax, as both Stripe's
-    invoice lines and credit note lines state them."""
+    own credit lowers it (a fully credited line is dropped); what a note credits on no line
+    (custom lines, or an amount without lines) becomes one negative line. Amounts are before
+    tax, as both Stripe's invoice lines and credit note lines state them."""
     credited: dict[str, int] = defaultdict(int)
     loose: list[tuple[str, int]] = []
     for note, note_lines in notes:
         if note.get("status") == "void":
             continue
+        on_lines = 0
         for entry in note_lines:
-            amount = int(entry.get("amount") or 0)
             target = entry.get("invoice_line_item")
             if entry.get("type") == "invoice_line_item" and target:
-                credited[str(target)] += amount
-            elif amount:
-                loose.append((str(note.get("number") or note.get("id")), amount))
+                credited[str(target)] += int(entry.get("amount") or 0)
+                on_lines += int(entry.get("amount") or 0)
+        # The rest of the note (custom lines, or an ``amount`` with no lines at all) credits
+        # the invoice as a whole. ``subtotal`` is before tax, like the lines.
+        subtotal = note.get("subtotal")
+        whole = int(subtotal if subtotal is not None else note.get("amount") or 0)
+        if whole - on_lines:
+            loose.append((str(note.get("number") or note.get("id")), whole - on_lines))
     owed: list[OwedLine] = []
     currency = ""
     for data in lines:

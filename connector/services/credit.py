@@ -50,6 +50,8 @@ from sqlalchemy.orm import Session
 from connector.billing.gateway import PAUSE_MARKER, StripeRejected
 from connector.crm.base import CrmAccount
 from connector.domain.credit import (
+    UNCOLLECTIBLE,
+    UNPAID_STATUSES,
     CreditState,
     CreditStatus,
     HoldChange,
@@ -216,23 +218,39 @@ def _standing(mirror: InvoiceMirror) -> InvoiceStanding:
     )
 
 
+def _any_trigger(policy: NonPaymentPolicy) -> bool:
+    """Whether the policy can put an account on hold at all (every trigger is opt-in)."""
+    return (
+        policy.hold_when_overdue_days is not None
+        or policy.hold_when_uncollectible
+        or policy.hold_after_payment_failures is not None
+    )
+
+
 def _apply_non_payment(runtime: Runtime, session: Session, row: AccountCredit) -> HoldChange | None:
     account_id = row.crm_account_id
     excused = set(row.excused_invoices or [])
-    invoices = [
-        _standing(m)
-        for m in session.scalars(
-            select(InvoiceMirror).where(
-                InvoiceMirror.crm_account_id == account_id, InvoiceMirror.deleted.is_(False)
+    policy = non_payment_policy(runtime)
+    invoices: list[InvoiceStanding] = []
+    if _any_trigger(policy):
+        # Only unpaid or uncollectible invoices can trigger a hold: an account's paid
+        # history (thousands of rows) is not read, let alone built into objects.
+        invoices = [
+            _standing(m)
+            for m in session.scalars(
+                select(InvoiceMirror).where(
+                    InvoiceMirror.crm_account_id == account_id,
+                    InvoiceMirror.deleted.is_(False),
+                    InvoiceMirror.status.in_(sorted({*UNPAID_STATUSES, UNCOLLECTIBLE})),
+                )
             )
-        )
-        if m.id not in excused
-    ]
+            if m.id not in excused
+        ]
     source: HoldSource | None = None
     if row.on_hold:
         source = "dealbridge" if row.held_by_dealbridge else "person"
     status = CreditStatus(on_hold=row.on_hold, hold_source=source, credit_limit=None)
-    change = evaluate_non_payment(non_payment_policy(runtime), status, invoices, runtime.today())
+    change = evaluate_non_payment(policy, status, invoices, runtime.today())
     if change is None:
         return None
     if change.action == "hold":
@@ -364,7 +382,7 @@ def announce(
             return state, False
         previous = row.state
         row.state = state
-        crm_outbound.update_account(runtime, session, account_id, {"credit_state": state})
+        crm_outbound.queue_account_update(runtime, session, account_id, {"credit_state": state})
         subscribers.emit(
             session,
             runtime,
@@ -528,8 +546,26 @@ def queue_settlement(session: Session, account_id: str, now: datetime) -> None:
 def settle_after_invoice(runtime: Runtime, payload: dict[str, Any]) -> None:
     """The ``credit.settle_account`` sender: apply the non-payment policy to the account's
     mirrored invoices, and give plans waiting for the limit another try (a payment lowers
-    the exposure)."""
-    settle(runtime, str(payload["account_id"]), non_payment=True, recheck="always")
+    the exposure).
+
+    Skipped -- no CRM read -- when an invoice cannot move anything: no non-payment trigger
+    is on, dealbridge holds or paused nothing of the account, and no plan waits for its
+    credit. (A person's hold or limit change reaches ``handle_account_changed`` through
+    the CRM's push or poll, not through invoices.)"""
+    account_id = str(payload["account_id"])
+    if not _invoice_can_matter(runtime, account_id):
+        return
+    settle(runtime, account_id, non_payment=True, recheck="always")
+
+
+def _invoice_can_matter(runtime: Runtime, account_id: str) -> bool:
+    if _any_trigger(non_payment_policy(runtime)):
+        return True
+    with runtime.db.session() as session:
+        row = session.get(AccountCredit, account_id)
+        if row is not None and (row.held_by_dealbridge or row.paused_subscriptions):
+            return True
+        return _has_waiting_plans(session, account_id)
 
 
 def invoice_changed(runtime: Runtime, customer_id: str | None) -> None:

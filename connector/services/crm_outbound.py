@@ -77,19 +77,62 @@ def update_deal(runtime: Runtime, session: Session, deal_id: str, update: DealUp
 
 
 def update_account(
-    runtime: Runtime, session: Session, account_id: str, update: AccountUpdate
-) -> None:
-    encoded = {
-        key: ({"amount": v.amount, "currency": v.currency} if isinstance(v, Money) else v)
-        for key, v in update.items()
-    }
-    outbox.enqueue(
+    runtime: Runtime,
+    session: Session,
+    account_id: str,
+    update: AccountUpdate,
+    *,
+    flush: bool = True,
+) -> OutboxMessage | None:
+    """Queue the account's fields; returns the message (``flush=False``: no id yet)."""
+    encoded = _encoded(update)
+    return outbox.enqueue(
         session,
         kind=UPDATE_ACCOUNT,
         ordering_key=f"account:{account_id}",
         payload={"account_id": account_id, "update": encoded},
         now=runtime.clock(),
+        flush=flush,
     )
+
+
+def _encoded(update: AccountUpdate) -> dict[str, Any]:
+    return {
+        key: ({"amount": v.amount, "currency": v.currency} if isinstance(v, Money) else v)
+        for key, v in update.items()
+    }
+
+
+def fold_into_waiting(tail: OutboxMessage | None, update: AccountUpdate) -> bool:
+    """Put these account fields into ``tail`` -- the account's newest queued message -- if it
+    is an account write still waiting to be sent; False (nothing changed) otherwise.
+
+    The CRM then gets one write carrying the newest value of every field instead of two in a
+    row (a burst's open balance and figures, written once per account). Only a ``pending``
+    plain account write qualifies: one being sent or failing keeps what it was sent with,
+    and a credit hold write is conditional (``send_credit_hold``), so never merged into.
+    """
+    if tail is None or tail.kind != UPDATE_ACCOUNT or tail.status != PENDING:
+        return False
+    payload = dict(tail.payload or {})
+    payload["update"] = {**(payload.get("update") or {}), **_encoded(update)}
+    tail.payload = payload
+    return True
+
+
+def queue_account_update(
+    runtime: Runtime, session: Session, account_id: str, update: AccountUpdate
+) -> None:
+    """``update_account``, folded into the account's waiting write when there is one."""
+    tail = session.scalars(
+        select(OutboxMessage)
+        .where(OutboxMessage.ordering_key == f"account:{account_id}")
+        .order_by(OutboxMessage.id.desc())
+        .limit(1)
+        .with_for_update()
+    ).first()
+    if not fold_into_waiting(tail, update):
+        update_account(runtime, session, account_id, update)
 
 
 def set_credit_hold(
@@ -138,6 +181,7 @@ def upsert_invoice(runtime: Runtime, session: Session, record: InvoiceRecord) ->
         ordering_key=f"invoice:{record.stripe_invoice_id}",
         payload=payload,
         now=runtime.clock(),
+        flush=False,  # nobody needs its id; a batch of invoices is inserted at once
     )
 
 
@@ -164,6 +208,16 @@ def invoice_record_from_payload(payload: Mapping[str, Any]) -> InvoiceRecord:
 
 def crm_batch_size(runtime: Runtime) -> int:
     """The largest batch of writes the CRM adapter sends in one call."""
+    return runtime.crm.batch_size
+
+
+def crm_bulk_size(runtime: Runtime) -> int:
+    """The most records worth handing the adapter at once: just above its bulk threshold
+    when it has one (one Bulk API 2.0 job, a handful of calls for thousands of records;
+    below it the adapter sends Collections of ``batch_size``), else ``batch_size``."""
+    threshold = getattr(runtime.crm, "bulk_threshold", None)
+    if isinstance(threshold, int) and threshold > 0:
+        return threshold + 1
     return runtime.crm.batch_size
 
 

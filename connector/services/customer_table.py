@@ -22,7 +22,8 @@ def customer_table(
     """Filter (name or id contains ``query``, any case; exact credit state) and sort.
 
     Money columns sort by the amount in ``currency`` (a customer without it counts 0), so
-    amounts in different currencies are never compared with each other.
+    amounts in different currencies are never compared with each other; without a currency,
+    only customers billed in one currency are ordered by amount (the others count 0).
     """
     wanted = query.strip().casefold()
     kept = [
@@ -42,7 +43,10 @@ def customer_table(
         value: Any
         if key in ("mrr", "net_billing"):
             amounts: dict[str, int] = getattr(row, key)
-            value = amounts.get(currency, 0) if currency else sum(amounts.values())
+            if currency:
+                value = amounts.get(currency, 0)
+            else:  # never add or compare amounts of different currencies
+                value = next(iter(amounts.values())) if len(amounts) == 1 else 0
         elif key == "name":
             value = row.name.casefold()
         else:

@@ -38,6 +38,15 @@ unique keys for exactly this), and within a lease no second worker can run it.
 Statuses: ``pending`` -> ``processing`` -> ``done``; a failure goes back to ``pending`` with
 exponential backoff, and after ``jobs.max_attempts`` attempts to ``parked`` (kept, visible
 in ``dealbridge events list --failed``, re-queued only by ``dealbridge events replay``).
+Events that arrive together are handled together where a *batch handler* is registered for
+their type (``EventHandlers.register_batch``; Stripe's invoice events): the claim that finds
+such an event leases the other due events of the batch handler's types with it (up to
+``jobs.event_batch_size``), the handler gets them all at once -- so it can coalesce several
+events of one invoice, resolve accounts and deals in one query and write one transaction --
+and returns one outcome per event, in order: a note, or the exception that event failed
+with (it alone is retried). The results are settled in one transaction. A batch handler
+raising fails every event of the batch, as one handler call would.
+
 Types dealbridge does not handle are stored ``ignored`` at intake and never processed.
 A handled type that has no handler registered is parked, so it waits for a replay instead of
 being lost.
@@ -48,12 +57,12 @@ from __future__ import annotations
 import hashlib
 import logging
 import traceback
-from collections.abc import Callable, Collection, Iterable
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Select, select
+from sqlalchemy import Select, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -77,6 +86,7 @@ log = logging.getLogger(__name__)
 
 __all__ = [
     "DEFAULT_LEASE",
+    "BatchHandler",
     "EventHandlers",
     "Handler",
     "backoff_delay",
@@ -86,6 +96,9 @@ __all__ = [
 ]
 
 Handler = Callable[[Runtime, dict[str, Any]], "str | None"]
+#: Several events at once: one outcome per event, in order (a note, None, or the exception
+#: that event failed with).
+BatchHandler = Callable[[Runtime, list[dict[str, Any]]], Sequence["str | BaseException | None"]]
 
 #: How long a claim lasts unless renewed: the worker renews it while the handler runs
 #: (``store.lease.LeaseKeeper``), so a dead worker's event is taken over within this.
@@ -161,6 +174,7 @@ class EventHandlers:
         self.known_types = frozenset(known_types)
         self.handled_types = frozenset(handled_types) if handled_types is not None else None
         self._handlers: dict[str, Handler] = {}
+        self._batch: dict[str, tuple[BatchHandler, frozenset[str]]] = {}
 
     def on(self, *event_types: str) -> Callable[[Handler], Handler]:
         """Decorator: ``@handlers.on("invoice.paid", "invoice.voided")``."""
@@ -200,6 +214,25 @@ class EventHandlers:
 
     def handler_for(self, event_type: str) -> Handler | None:
         return self._handlers.get(event_type)
+
+    def register_batch(self, event_types: Iterable[str], func: BatchHandler) -> None:
+        """Handle due events of these types together (see the module docstring). Each type
+        keeps its single handler (``register``), which the batch handler must agree with."""
+        types = frozenset(event_types)
+        for event_type in types:
+            if event_type not in self._handlers:
+                raise ValueError(f"register a handler for {event_type!r} before its batch handler")
+            existing = self._batch.get(event_type)
+            if existing is not None and existing[0] is not func:
+                raise ValueError(
+                    f"{self.source} event type {event_type!r} already has a batch handler"
+                )
+        for event_type in types:
+            self._batch[event_type] = (func, types)
+
+    def batch_handler_for(self, event_type: str) -> tuple[BatchHandler, frozenset[str]] | None:
+        """The batch handler of this type and every type it takes, if it has one."""
+        return self._batch.get(event_type)
 
     def types(self) -> frozenset[str]:
         return frozenset(self._handlers)
@@ -315,6 +348,33 @@ def claim_next(session: Session, source: str, now: datetime, lease: timedelta) -
     return _Claim(row.id, row.event_type, row.payload, row.attempts, expired)
 
 
+def claim_more(
+    session: Session,
+    source: str,
+    types: Collection[str],
+    now: datetime,
+    lease: timedelta,
+    limit: int,
+) -> list[_Claim]:
+    """Lease up to ``limit`` more due events of these types (a batch handler's), oldest first."""
+    if limit <= 0:
+        return []
+    rows = session.scalars(
+        _due(source, now)
+        .where(InboxEvent.event_type.in_(sorted(types)))
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    ).all()
+    claims = []
+    for row in rows:
+        expired = row.status == PROCESSING
+        row.status = PROCESSING
+        row.attempts += 1
+        row.next_attempt_at = now + lease
+        claims.append(_Claim(row.id, row.event_type, row.payload, row.attempts, expired))
+    return claims
+
+
 def _complete(runtime: Runtime, claim: _Claim, **values: Any) -> bool:
     """Write the result if the row still carries our claim; False if another worker took it."""
     with runtime.db.session() as session:
@@ -328,6 +388,12 @@ def _renewal(claim: _Claim) -> Callable[[Session, datetime], None]:
     return lambda session, until: renew_claimed(
         session, InboxEvent, [claim.id], {claim.id: claim.attempts}, until
     )
+
+
+def _batch_renewal(claims: list[_Claim]) -> Callable[[Session, datetime], None]:
+    ids = [claim.id for claim in claims]
+    attempts = {claim.id: claim.attempts for claim in claims}
+    return lambda session, until: renew_claimed(session, InboxEvent, ids, attempts, until)
 
 
 def _process_one(runtime: Runtime, registry: EventHandlers, claim: _Claim) -> None:
@@ -407,6 +473,124 @@ def _process_one(runtime: Runtime, registry: EventHandlers, claim: _Claim) -> No
         metric.labels(source=registry.source, type=claim.event_type, outcome="done").inc()
 
 
+#: What to do once the batch's results committed (metrics, logs).
+_After = list[Callable[[], None]]
+
+
+def _settle_result(
+    runtime: Runtime,
+    session: Session,
+    registry: EventHandlers,
+    claim: _Claim,
+    result: str | BaseException | None,
+    after: _After,
+) -> None:
+    """Record one event's result of a batch in the caller's transaction (as ``_process_one``
+    would: done, or a failure retried with backoff or parked)."""
+    jobs = runtime.config.section("jobs")
+    now = runtime.clock()
+    metric = runtime.metrics.events
+    source, event_type = registry.source, claim.event_type
+    if not isinstance(result, BaseException):
+        values: dict[str, Any] = {
+            "status": DONE,
+            "outcome": (result or "ok")[:200],
+            "processed_at": now,
+            "next_attempt_at": now,
+        }
+        if settle_claimed(session, InboxEvent, claim.id, claim.attempts, **values):
+            after.append(
+                lambda: metric.labels(source=source, type=event_type, outcome="done").inc()
+            )
+        return
+    if isinstance(result, UntrustedJsonError):
+        # Retrying cannot make a malformed event well-formed: park it now, saying why.
+        reason = redact(f"malformed event: {result.reason}", runtime.config.secrets.all_values())
+        if settle_claimed(
+            session, InboxEvent, claim.id, claim.attempts,
+            status=PARKED, last_error=reason, next_attempt_at=now,
+        ):  # fmt: skip
+            after.append(
+                lambda: metric.labels(source=source, type=event_type, outcome="parked").inc()
+            )
+            after.append(
+                lambda: log.error("inbox event %s (%s) parked: %s", claim.id, event_type, reason)
+            )
+        return
+    error = describe_failure(result, runtime.config.secrets.all_values())
+    if claim.attempts >= int(jobs["max_attempts"]):
+        if settle_claimed(
+            session, InboxEvent, claim.id, claim.attempts,
+            status=PARKED, last_error=error, next_attempt_at=now,
+        ):  # fmt: skip
+            after.append(
+                lambda: metric.labels(source=source, type=event_type, outcome="parked").inc()
+            )
+            after.append(
+                lambda: log.error(
+                    "inbox event %s (%s) parked after %d attempts: %s",
+                    claim.id,
+                    event_type,
+                    claim.attempts,
+                    first_line(error),
+                )
+            )
+        return
+    delay = backoff_delay(int(jobs["backoff_base_seconds"]), claim.attempts)
+    if settle_claimed(
+        session, InboxEvent, claim.id, claim.attempts,
+        status=PENDING, last_error=error, next_attempt_at=now + delay,
+    ):  # fmt: skip
+        after.append(lambda: metric.labels(source=source, type=event_type, outcome="retry").inc())
+        after.append(
+            lambda: log.warning(
+                "inbox event %s (%s) failed attempt %d, retrying in %s: %s",
+                claim.id,
+                event_type,
+                claim.attempts,
+                delay,
+                first_line(error),
+            )
+        )
+
+
+def _process_batch(
+    runtime: Runtime, registry: EventHandlers, handler: BatchHandler, claims: list[_Claim]
+) -> None:
+    max_attempts = int(runtime.config.section("jobs")["max_attempts"])
+    results: list[tuple[_Claim, str | BaseException | None]] = []
+    ready: list[tuple[_Claim, dict[str, Any]]] = []
+    for claim in claims:
+        if claim.expired_lease and claim.attempts > max_attempts:
+            _process_one(runtime, registry, claim)  # out of attempts: parked there
+            continue
+        try:
+            event = parse_object(claim.payload)
+        except UntrustedJsonError as exc:
+            results.append((claim, exc))
+            continue
+        ready.append((claim, event))
+    if ready:
+        try:
+            with runtime.leases.hold(_batch_renewal([claim for claim, _ in ready])):
+                outcomes = list(handler(runtime, [event for _, event in ready]))
+            if len(outcomes) != len(ready):
+                raise RuntimeError(
+                    f"the batch handler returned {len(outcomes)} results for {len(ready)} events"
+                )
+        except Exception as exc:
+            outcomes = [exc] * len(ready)
+        results.extend(
+            (claim, outcome) for (claim, _), outcome in zip(ready, outcomes, strict=True)
+        )
+    after: _After = []
+    with runtime.db.session() as session:
+        for claim, result in results:
+            _settle_result(runtime, session, registry, claim, result, after)
+    for action in after:
+        action()
+
+
 def process_due_events(
     runtime: Runtime,
     registry: EventHandlers,
@@ -416,18 +600,47 @@ def process_due_events(
 ) -> int:
     """Process up to ``limit`` due events of ``registry.source``, each once; returns how many.
 
-    One event per claim, so a lease only has to cover one handler call. Safe to run in
-    several workers at once (see the module docstring).
+    One event per claim, so a lease only has to cover one handler call -- except events with
+    a batch handler, leased together with up to ``jobs.event_batch_size`` others of its
+    types (the count may then pass ``limit``). Safe to run in several workers at once (see
+    the module docstring).
     """
+    batch_size = int(runtime.config.section("jobs")["event_batch_size"])
     handled = 0
     while handled < limit:
         with runtime.db.session() as session:
-            claim = claim_next(session, registry.source, runtime.clock(), lease)
+            now = runtime.clock()
+            claim = claim_next(session, registry.source, now, lease)
+            batch = registry.batch_handler_for(claim.event_type) if claim is not None else None
+            more = (
+                claim_more(session, registry.source, batch[1], now, lease, batch_size - 1)
+                if batch is not None
+                else []
+            )
         if claim is None:
             break
-        _process_one(runtime, registry, claim)
-        handled += 1
+        if batch is None:
+            _process_one(runtime, registry, claim)
+            handled += 1
+            continue
+        _process_batch(runtime, registry, batch[0], [claim, *more])
+        handled += 1 + len(more)
     return handled
+
+
+def busy(session: Session, source: str, now: datetime) -> bool:
+    """Whether events of ``source`` are due or being handled right now (more work is on its
+    way to the outbox: see the outbox's "Filling batches"). Events waiting out a backoff
+    do not count."""
+    waiting = session.scalar(
+        select(InboxEvent.id)
+        .where(
+            InboxEvent.source == source,
+            or_(due(InboxEvent, now), InboxEvent.status == PROCESSING),
+        )
+        .limit(1)
+    )
+    return waiting is not None
 
 
 # --------------------------------------------------------------------------- operator actions

@@ -14,21 +14,20 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import timedelta
 from typing import Any
 
 from connector.billing.gateway import StripeGatewayError
 from connector.domain.plan import (
     BillingPlan,
-    catch_up_lines,
     plan_from_json,
-    subscription_timing,
 )
 from connector.domain.plan_status import Status
-from connector.domain.timestamps import date_from_unix, unix_at_midnight, unix_of
+from connector.domain.timestamps import date_from_unix
 from connector.runtime import Runtime
 from connector.services import catalog
+from connector.services.activation import subscription_params
 from connector.services.plans import compute, get_plan
 
 log = logging.getLogger(__name__)
@@ -62,6 +61,14 @@ class FirstInvoice:
     status: str | None = None
     hosted_invoice_url: str | None = None
     invoice_pdf: str | None = None
+
+
+def to_json(invoice: FirstInvoice) -> dict[str, Any]:
+    """The invoice as JSON: amounts in minor units, dates as ``YYYY-MM-DD``."""
+    data = asdict(invoice)
+    data["date"] = invoice.date.isoformat()
+    data["due_date"] = invoice.due_date.isoformat() if invoice.due_date else None
+    return data
 
 
 @dataclass(frozen=True)
@@ -126,32 +133,39 @@ def _previewed(runtime: Runtime, state: _PlanState) -> FirstInvoice | Unavailabl
             "The preview from Stripe appears once the Stripe customer is linked "
             "(it applies the customer's discounts and tax rates)."
         )
-    params: dict[str, Any] = {"customer": state.customer_id}
-    now = runtime.clock()
-    starts_now = plan.invoice_type == "recurring" and plan.start_date <= now.date()
-    timing = subscription_timing(plan, now.date()) if starts_now else None
-    items, one_off = catalog.stripe_items(
-        runtime, plan, catch_up_lines(plan, timing.catch_up_periods) if timing else ()
-    )
-    if items and timing is not None:
-        # As activation creates it: whole periods from the contract start (see activation).
-        details: dict[str, Any] = {
-            "items": items,
-            "billing_cycle_anchor": unix_at_midnight(timing.anchor),
-            "cancel_at": unix_at_midnight(timing.billed_through),
-        }
-        if unix_at_midnight(timing.current_start) < unix_of(now):
-            details["backdate_start_date"] = unix_at_midnight(timing.current_start)
-        params["subscription_details"] = details
-    elif items:
-        params["subscription_details"] = {"items": items, "proration_behavior": "none"}
-    if one_off:
-        params["invoice_items"] = one_off
+    params = _preview_params(runtime, plan, state.customer_id)
     invoice = runtime.stripe.preview_invoice(params)  # type: ignore[arg-type]
     today = runtime.today()
     starts = plan.start_date if plan.invoice_type == "recurring" else plan.send_date
     on = max(starts or today, today)
     return _read(invoice, kind="preview", on=on, due=on + timedelta(days=plan.days_until_due))
+
+
+def _preview_params(runtime: Runtime, plan: BillingPlan, customer_id: str) -> dict[str, Any]:
+    """``create_preview`` parameters for what activation would create now: a subscription
+    (its anchor, backdated start and end as activation sets them, its one-time items on the
+    first invoice), or, for a future start or a one-time bill, the items themselves."""
+    today = runtime.today()
+    if plan.invoice_type == "recurring" and plan.start_date <= today:
+        created = subscription_params(runtime, plan, customer_id)
+        details: dict[str, Any] = {
+            "items": created["items"],
+            "billing_cycle_anchor": created["billing_cycle_anchor"],
+            "cancel_at": created["cancel_at"],
+        }
+        if "backdate_start_date" in created:
+            details["start_date"] = created["backdate_start_date"]
+        params: dict[str, Any] = {"customer": customer_id, "subscription_details": details}
+        if created.get("add_invoice_items"):
+            params["invoice_items"] = created["add_invoice_items"]
+        return params
+    recurring, one_time = catalog.stripe_items(runtime, plan)
+    params = {"customer": customer_id}
+    if recurring:  # a schedule starting later: its first invoice, as if it started now
+        params["subscription_details"] = {"items": recurring, "proration_behavior": "none"}
+    if one_time:
+        params["invoice_items"] = one_time
+    return params
 
 
 def _created(runtime: Runtime, state: _PlanState) -> FirstInvoice | Unavailable:

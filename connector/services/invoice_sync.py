@@ -20,15 +20,19 @@ subscriptions are ``subscription_sync``, customers ``customer_sync``.
 
 from __future__ import annotations
 
+import itertools
 import logging
+from collections.abc import Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from connector.billing.event_shape import event_object
+from connector.billing.event_shape import MalformedEvent, event_object
 from connector.billing.event_types import HANDLED_STRIPE_EVENTS
-from connector.billing.gateway import StripeRejected
+from connector.billing.gateway import StripeGatewayError, StripeRejected
 from connector.billing.objects import plain
 from connector.crm.base import InvoiceRecord, Money
 from connector.domain.metrics import OWED_INVOICE_STATUSES
@@ -36,7 +40,7 @@ from connector.domain.timestamps import date_from_unix, datetime_from_unix
 from connector.runtime import Runtime
 from connector.services import credit, crm_outbound, subscribers
 from connector.services.stripe_mirror import UNKNOWN_CUSTOMER, account_of_customer
-from connector.store.lease import PENDING
+from connector.store.links import IN_CHUNK, linked_accounts
 from connector.store.locks import lock
 from connector.store.models import (
     AccountMetrics,
@@ -64,12 +68,19 @@ def _subscription_of(invoice: dict[str, Any]) -> str | None:
     return sub if isinstance(sub, str) else (sub or {}).get("id")
 
 
-def _deal_of(session: Session, invoice: dict[str, Any], subscription_id: str | None) -> str | None:
+def _deal_in_metadata(invoice: dict[str, Any]) -> str | None:
     metadata = invoice.get("metadata") or {}
     details = (invoice.get("parent") or {}).get("subscription_details") or {}
     for source in (metadata, details.get("metadata") or {}):
         if source.get("crm_deal_id"):
             return str(source["crm_deal_id"])
+    return None
+
+
+def _deal_of(session: Session, invoice: dict[str, Any], subscription_id: str | None) -> str | None:
+    in_metadata = _deal_in_metadata(invoice)
+    if in_metadata is not None:
+        return in_metadata
     if subscription_id:
         return session.scalars(
             select(Plan.deal_id).where(Plan.stripe_subscription_id == subscription_id)
@@ -79,15 +90,85 @@ def _deal_of(session: Session, invoice: dict[str, Any], subscription_id: str | N
     ).first()
 
 
-def _payment_error(invoice: dict[str, Any], event_type: str) -> str | None:
+@dataclass(frozen=True)
+class DealIndex:
+    """The deals of many invoices, looked up in one query per kind (the plans that created
+    their subscription, or the invoice itself), instead of one query per invoice; answers
+    as ``_deal_of`` does."""
+
+    by_subscription: Mapping[str, str]
+    by_invoice: Mapping[str, str]
+
+    @classmethod
+    def load(cls, session: Session, invoices: Iterable[dict[str, Any]]) -> DealIndex:
+        subscriptions: set[str] = set()
+        invoice_ids: set[str] = set()
+        for invoice in invoices:
+            if _deal_in_metadata(invoice) is not None:
+                continue
+            subscription_id = _subscription_of(invoice)
+            if subscription_id:
+                subscriptions.add(subscription_id)
+            else:
+                invoice_ids.add(invoice["id"])
+        return cls(
+            _first_deals(session, Plan.stripe_subscription_id, subscriptions),
+            _first_deals(session, Plan.stripe_invoice_id, invoice_ids),
+        )
+
+    def deal_of(self, invoice: dict[str, Any], subscription_id: str | None) -> str | None:
+        in_metadata = _deal_in_metadata(invoice)
+        if in_metadata is not None:
+            return in_metadata
+        if subscription_id:
+            return self.by_subscription.get(subscription_id)
+        return self.by_invoice.get(invoice["id"])
+
+
+def _first_deals(session: Session, column: Any, values: set[str]) -> dict[str, str]:
+    wanted = sorted(values)
+    found: dict[str, str] = {}
+    for start in range(0, len(wanted), IN_CHUNK):
+        rows = session.execute(
+            select(column, Plan.deal_id)
+            .where(column.in_(wanted[start : start + IN_CHUNK]))
+            .order_by(Plan.id)
+        ).all()
+        for key, deal_id in rows:
+            found.setdefault(key, deal_id)
+    return found
+
+
+FAILING_EVENTS = ("invoice.payment_failed", "invoice.payment_action_required")
+
+
+def _payment_error(
+    invoice: dict[str, Any], event_type: str, decline: str | None = None
+) -> str | None:
     error = invoice.get("last_finalization_error") or {}
     if error.get("message"):
         return str(error["message"])
-    failing = event_type in ("invoice.payment_failed", "invoice.payment_action_required")
-    if failing and invoice.get("status") == "open" and invoice.get("attempt_count"):
+    if (
+        event_type in FAILING_EVENTS
+        and invoice.get("status") == "open"
+        and invoice.get("attempt_count")
+    ):
         action = "needs customer action" if "action" in event_type else "failed"
-        return f"Payment {action} (attempt {invoice['attempt_count']})"
+        said = f": {decline}" if decline else ""
+        return f"Payment {action} (attempt {invoice['attempt_count']}){said}"
     return None
+
+
+def _decline(runtime: Runtime, invoice: dict[str, Any], event_type: str) -> str | None:
+    """The bank's reason for a failed attempt, for the CRM record; None if unknown (a
+    failure to read it never fails the invoice's sync)."""
+    if event_type not in FAILING_EVENTS or invoice.get("status") != "open":
+        return None
+    try:
+        return runtime.stripe.payment_decline(invoice["id"])
+    except StripeGatewayError as exc:
+        log.warning("could not read why invoice %s's payment failed: %s", invoice["id"], exc)
+        return None
 
 
 def amount_credited(invoice: dict[str, Any]) -> int:
@@ -168,6 +249,7 @@ def sync_invoice(
             if mirror is not None and mirror.deleted and not settle_credit:
                 return "deleted draft"  # a deleted invoice never comes back
         invoice = _fetch_invoice(runtime, invoice_id)
+        decline = _decline(runtime, invoice, event_type) if invoice is not None else None
         with runtime.db.session() as session:
             lock(session, f"invoice:{invoice_id}")
             mirror = session.get(InvoiceMirror, invoice_id, with_for_update=True)
@@ -195,7 +277,15 @@ def sync_invoice(
                     return UNKNOWN_CUSTOMER
             # An ``invoice.deleted`` for an invoice Stripe still has is not true: the invoice
             # is written as Stripe has it, like any other event.
-            apply_invoice(runtime, session, invoice, account_id, event_type, mirror=mirror)
+            apply_invoice(
+                runtime,
+                session,
+                invoice,
+                account_id,
+                event_type,
+                mirror=mirror,
+                decline=decline,
+            )
             return f"invoice {invoice['status']}"
     raise KeptChanging(f"invoice {invoice_id} changed during each of {MAX_REFETCH} fetches")
 
@@ -210,16 +300,21 @@ def apply_invoice(
     mirror: InvoiceMirror | None,
     balance: bool = True,
     announce: bool = True,
+    decline: str | None = None,
+    deals: DealIndex | None = None,
 ) -> bool:
     """Write a freshly fetched invoice to the mirror and queue its CRM record; the caller
     holds the invoice's lock. True if its status changed (the account's open balance is
     then queued too, unless ``balance`` is False: the caller queues it once for many; and
     ``invoice.status_changed`` is emitted, unless ``announce`` is False: a backfill of
-    history is not news)."""
+    history is not news). ``deals``: the invoice's deal looked up already, with others'."""
     invoice_id = invoice["id"]
     previous_status = mirror.status if mirror is not None else None
     subscription_id = _subscription_of(invoice)
-    deal_id = _deal_of(session, invoice, subscription_id)
+    if deals is not None:
+        deal_id = deals.deal_of(invoice, subscription_id)
+    else:
+        deal_id = _deal_of(session, invoice, subscription_id)
     if mirror is None:
         mirror = InvoiceMirror(id=invoice_id)
         session.add(mirror)
@@ -248,15 +343,84 @@ def apply_invoice(
     mirror.amount_credited = amount_credited(invoice)
     mirror.synced_at = runtime.clock()
     mirror.stripe_updated = (mirror.stripe_updated or 0) + 1
-    record = invoice_record(invoice, account_id, deal_id, _payment_error(invoice, event_type))
+    record = invoice_record(
+        invoice, account_id, deal_id, _payment_error(invoice, event_type, decline)
+    )
     crm_outbound.upsert_invoice(runtime, session, record)
     if previous_status == mirror.status:
         return False
     if announce:
-        _status_changed(runtime, session, account_id, record, previous_status, balance=balance)
+        for before, after, sequence in status_transitions(invoice, previous_status):
+            _status_changed(
+                runtime,
+                session,
+                account_id,
+                record,
+                before,
+                balance=balance and after == mirror.status,
+                status=after,
+                sequence=sequence,
+            )
     elif balance:
         queue_open_balance(runtime, session, account_id, record.currency)
     return True
+
+
+#: An invoice's statuses in the order Stripe's ``status_transitions`` can record them.
+_TIMELINE = (
+    ("open", "finalized_at"),
+    ("uncollectible", "marked_uncollectible_at"),
+    ("paid", "paid_at"),
+    ("void", "voided_at"),
+)
+
+
+def status_timeline(invoice: dict[str, Any]) -> list[str]:
+    """Every status the invoice has had, oldest first, from its ``status_transitions``
+    (``draft`` first: every invoice starts as one), ending with its current status."""
+    transitions = invoice.get("status_transitions") or {}
+    stamped = sorted(
+        (int(transitions[key]), order, status)
+        for order, (status, key) in enumerate(_TIMELINE)
+        if isinstance(transitions.get(key), int) and not isinstance(transitions.get(key), bool)
+    )
+    timeline = ["draft", *(status for _at, _order, status in stamped)]
+    current = str(invoice.get("status"))
+    if current in timeline:
+        return timeline[: timeline.index(current) + 1]
+    return [*timeline, current]
+
+
+def status_transitions(
+    invoice: dict[str, Any], previous: str | None
+) -> list[tuple[str | None, str, int]]:
+    """The status changes from ``previous`` (what dealbridge last saw) to the invoice's
+    status now, each with its sequence number for the invoice (its place in the invoice's
+    timeline: a subscriber orders and de-duplicates by it; a gap is a status the invoice
+    passed before dealbridge first saw it, usually its draft).
+
+    Several changes in quick succession (finalized, marked uncollectible, paid) reach the
+    handler as one fetch of the final state; Stripe's ``status_transitions`` still date each
+    one, so each is announced, in order, instead of one "None -> paid".
+    """
+    timeline = status_timeline(invoice)
+    current = timeline[-1]
+    if previous is None:
+        # An invoice first seen past its draft: its story starts at the first status seen.
+        start = 0 if current == "draft" else 1
+        steps: list[str | None] = [None, *timeline[start:]]
+        first_sequence = start + 1
+    elif previous in timeline:
+        at = timeline.index(previous)
+        steps = list(timeline[at:])
+        first_sequence = at + 2
+    else:
+        return [(previous, current, len(timeline))]
+    return [
+        (before, after, first_sequence + n)
+        for n, (before, after) in enumerate(itertools.pairwise(steps))
+        if after is not None
+    ]
 
 
 def _deleted(runtime: Runtime, session: Session, mirror: InvoiceMirror | None) -> str:
@@ -294,7 +458,7 @@ def _deleted(runtime: Runtime, session: Session, mirror: InvoiceMirror | None) -
         amount_credited=mirror.amount_credited,
     )
     crm_outbound.upsert_invoice(runtime, session, record)
-    _status_changed(runtime, session, account_id, record, previous)
+    _status_changed(runtime, session, account_id, record, previous, sequence=2)  # after draft
     return "deleted draft"
 
 
@@ -306,6 +470,8 @@ def _status_changed(
     previous: str | None,
     *,
     balance: bool = True,
+    status: str | None = None,
+    sequence: int,
 ) -> None:
     if balance:
         queue_open_balance(runtime, session, account_id, record.currency)
@@ -318,9 +484,10 @@ def _status_changed(
         account_id,
         {
             "invoice_id": record.stripe_invoice_id,
+            "sequence": sequence,
             "number": record.number,
             "previous_status": previous,
-            "status": record.status,
+            "status": status or record.status,
             "amount_remaining": record.amount_remaining,
             "currency": record.currency,
             "deal_id": record.deal_id,
@@ -332,9 +499,10 @@ def queue_open_balance(runtime: Runtime, session: Session, account_id: str, curr
     """Queue the account's open balance for the CRM, computed under the account's lock, in
     the account's own currency when account metrics learnt it (else the invoice's).
 
-    Only the newest balance matters, so a balance still waiting at the tail of the account's
-    queue is brought up to date instead of queuing another: a billing run that changes a
-    thousand invoices of one account writes its balance once, not a thousand times.
+    Only the newest balance matters, so an account write still waiting at the tail of the
+    account's queue takes the balance instead of queuing another (``fold_into_waiting``): a
+    billing run that changes a thousand invoices of one account writes it once, not a
+    thousand times.
     """
     lock(session, f"account:{account_id}")
     session.flush()
@@ -352,18 +520,75 @@ def queue_open_balance(runtime: Runtime, session: Session, account_id: str, curr
         .limit(1)
         .with_for_update()
     ).first()
-    if (
-        tail is not None
-        and tail.kind == crm_outbound.UPDATE_ACCOUNT
-        and tail.status == PENDING
-        and set((tail.payload or {}).get("update") or {}) == {"open_balance"}
-    ):
-        tail.payload = {
-            "account_id": account_id,
-            "update": {"open_balance": {"amount": money.amount, "currency": money.currency}},
-        }
+    if crm_outbound.fold_into_waiting(tail, {"open_balance": money}):
         return
     crm_outbound.update_account(runtime, session, account_id, {"open_balance": money})
+
+
+def queue_open_balances(
+    runtime: Runtime, session: Session, touched: Mapping[str, Iterable[str]]
+) -> None:
+    """``queue_open_balance`` for many accounts (account -> currencies) at once: the
+    balances in one grouped query and the accounts' queue tails in one more per
+    ``IN_CHUNK`` accounts, instead of several queries per account (an import touches
+    thousands of accounts)."""
+    accounts = sorted(touched)
+    for account_id in accounts:
+        lock(session, f"account:{account_id}")
+    session.flush()
+    for start in range(0, len(accounts), IN_CHUNK):
+        chosen = accounts[start : start + IN_CHUNK]
+        sums = _open_balances(session, chosen)
+        tails = _queue_tails(session, [f"account:{a}" for a in chosen])
+        own = _account_currencies(session, chosen)
+        for account_id in chosen:
+            # In the account's own currency when account metrics learnt it (as
+            # ``queue_open_balance``), else each currency its changed invoices are in.
+            currencies = {own[account_id]} if account_id in own else set(touched[account_id])
+            for currency in sorted(currencies):
+                money = Money(sums.get((account_id, currency), 0), currency)
+                tail = tails.get(f"account:{account_id}")
+                if crm_outbound.fold_into_waiting(tail, {"open_balance": money}):
+                    continue
+                tails[f"account:{account_id}"] = crm_outbound.update_account(
+                    runtime, session, account_id, {"open_balance": money}, flush=False
+                )
+
+
+def _open_balances(session: Session, accounts: list[str]) -> dict[tuple[str, str], int]:
+    rows = session.execute(
+        select(
+            InvoiceMirror.crm_account_id,
+            InvoiceMirror.currency,
+            func.coalesce(func.sum(InvoiceMirror.amount_remaining), 0),
+        )
+        .where(
+            InvoiceMirror.crm_account_id.in_(accounts),
+            InvoiceMirror.status.in_(sorted(OWED_INVOICE_STATUSES)),
+            InvoiceMirror.deleted.is_(False),
+        )
+        .group_by(InvoiceMirror.crm_account_id, InvoiceMirror.currency)
+    ).all()
+    return {(str(account), str(currency)): int(total or 0) for account, currency, total in rows}
+
+
+def _account_currencies(session: Session, accounts: list[str]) -> dict[str, str]:
+    rows = session.execute(
+        select(AccountMetrics.crm_account_id, AccountMetrics.account_currency).where(
+            AccountMetrics.crm_account_id.in_(accounts)
+        )
+    ).all()
+    return {str(account): str(currency) for account, currency in rows if currency}
+
+
+def _queue_tails(session: Session, keys: list[str]) -> dict[str, OutboxMessage | None]:
+    """The newest message of each ordering key, locked (as ``queue_open_balance`` reads it)."""
+    newest = select(func.max(OutboxMessage.id)).where(OutboxMessage.ordering_key.in_(keys))
+    ids = session.scalars(newest.group_by(OutboxMessage.ordering_key)).all()
+    rows = session.scalars(
+        select(OutboxMessage).where(OutboxMessage.id.in_(ids)).with_for_update()
+    ).all()
+    return {row.ordering_key: row for row in rows}
 
 
 def open_balance(session: Session, account_id: str, currency: str) -> int:
@@ -385,3 +610,190 @@ def on_invoice_event(runtime: Runtime, event: dict[str, Any]) -> str | None:
     return sync_invoice(
         runtime, about.object_id, about.customer_id, about.event_type, settle_credit=True
     )
+
+
+# --------------------------------------------------------------------------- many at once
+
+#: An event type whose payment error the CRM record shows, kept when it is coalesced.
+_FAILING = ("invoice.payment_failed", "invoice.payment_action_required")
+
+
+@dataclass
+class _Fetched:
+    """One invoice of a batch: the type its events stand for, the customer they name, the
+    mirror's write counter before the fetch, and the invoice as fetched (None: not found)."""
+
+    event_type: str
+    customer_id: str | None
+    seen: int | None
+    invoice: dict[str, Any] | None
+
+
+def on_invoice_events(
+    runtime: Runtime, events: list[dict[str, Any]]
+) -> list[str | BaseException | None]:
+    """The worker's batch handler for invoice events that arrived together (``inbox``'s
+    ``register_batch``): what ``on_invoice_event`` does for each, at the cost of one.
+
+    * Several events of one invoice are *coalesced*: it is fetched once, and its CRM record
+      written once, in its latest state (a payment error of a failing event is kept).
+    * The CRM accounts of the invoices' customers come from the link table in one query,
+      the mirrors and their write counters in one more, the deals from the plans in one
+      query per kind (``DealIndex``).
+    * Read, call, write, as ``sync_invoice``: Stripe is read between two store sessions;
+      the mirror, the CRM records (outbox), the accounts' open balances (once per account,
+      ``queue_open_balances``) and credit settlements (once per account) are written in one
+      transaction. An invoice another writer stored meanwhile (its write counter moved) is
+      handed to ``sync_invoice``, which fetches it again.
+
+    One outcome per event, in order; an invoice Stripe could not return fails only its own
+    events (retried with backoff); a malformed event is returned as its ``MalformedEvent``.
+    """
+    results: list[str | BaseException | None] = [None] * len(events)
+    groups: dict[str, list[int]] = {}
+    hints: dict[str, str | None] = {}
+    types: dict[str, list[str]] = {}
+    for index, event in enumerate(events):
+        try:
+            about = event_object(event)
+        except MalformedEvent as exc:
+            results[index] = exc
+            continue
+        groups.setdefault(about.object_id, []).append(index)
+        types.setdefault(about.object_id, []).append(about.event_type)
+        hints[about.object_id] = hints.get(about.object_id) or about.customer_id
+    with runtime.db.session() as session:
+        accounts = linked_accounts(session, hints.values())
+        seen = _write_counters(session, list(groups))
+    wanted: list[str] = []
+    for invoice_id, indexes in groups.items():
+        if accounts.get(hints[invoice_id] or "") is None:
+            for i in indexes:
+                runtime.metrics.count_unknown_customer("stripe", types[invoice_id][0])
+                results[i] = UNKNOWN_CUSTOMER
+        else:
+            wanted.append(invoice_id)
+    fetched: dict[str, _Fetched] = {}
+    for invoice_id, answer in _fetch_all(runtime, wanted):
+        if isinstance(answer, BaseException):
+            for i in groups[invoice_id]:
+                results[i] = answer
+            continue
+        failing = [t for t in types[invoice_id] if t in _FAILING]
+        event_type = (failing or types[invoice_id])[-1]
+        fetched[invoice_id] = _Fetched(event_type, hints[invoice_id], seen.get(invoice_id), answer)
+    if fetched:
+        with runtime.db.session() as session:
+            outcomes = _write_fetched(runtime, session, fetched, accounts)
+        for invoice_id, outcome in outcomes.items():
+            if outcome is None:  # stored by another writer meanwhile: fetch it again
+                item = fetched[invoice_id]
+                try:
+                    outcome = sync_invoice(
+                        runtime, invoice_id, item.customer_id, item.event_type, settle_credit=True
+                    )
+                except Exception as exc:
+                    outcome = exc
+            for i in groups[invoice_id]:
+                results[i] = outcome
+    return results
+
+
+#: Invoices fetched from Stripe at once by a batch (Stripe answers in a few hundred ms;
+#: one at a time, a burst of a thousand would take minutes). Well under Stripe's rate limit.
+FETCH_CONCURRENCY = 8
+
+
+def _fetch_all(
+    runtime: Runtime, invoice_ids: list[str]
+) -> list[tuple[str, dict[str, Any] | BaseException | None]]:
+    """Each invoice as Stripe holds it now (None: not found) or the error fetching it, in
+    order; up to ``FETCH_CONCURRENCY`` requests in flight (stripe-python keeps one HTTP
+    session per thread). No store session is open meanwhile."""
+
+    def fetch(invoice_id: str) -> dict[str, Any] | BaseException | None:
+        try:
+            return _fetch_invoice(runtime, invoice_id)
+        except Exception as exc:
+            return exc
+
+    if len(invoice_ids) <= 1:
+        return [(i, fetch(i)) for i in invoice_ids]
+    workers = min(FETCH_CONCURRENCY, len(invoice_ids))
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="dealbridge-fetch") as pool:
+        return list(zip(invoice_ids, pool.map(fetch, invoice_ids), strict=True))
+
+
+def _write_counters(session: Session, invoice_ids: list[str]) -> dict[str, int | None]:
+    wanted = sorted(invoice_ids)
+    found: dict[str, int | None] = {}
+    for start in range(0, len(wanted), IN_CHUNK):
+        rows = session.execute(
+            select(InvoiceMirror.id, InvoiceMirror.stripe_updated).where(
+                InvoiceMirror.id.in_(wanted[start : start + IN_CHUNK])
+            )
+        ).all()
+        found.update({invoice_id: counter for invoice_id, counter in rows})
+    return found
+
+
+def _write_fetched(
+    runtime: Runtime,
+    session: Session,
+    fetched: dict[str, _Fetched],
+    accounts: dict[str, str],
+) -> dict[str, str | BaseException | None]:
+    """Write a batch's fetched invoices under their locks; None for an invoice whose mirror
+    another writer stored since we read its counter."""
+    ids = sorted(fetched)  # one lock order for every writer
+    for invoice_id in ids:
+        lock(session, f"invoice:{invoice_id}")
+    mirrors: dict[str, InvoiceMirror] = {}
+    for start in range(0, len(ids), IN_CHUNK):
+        chosen = ids[start : start + IN_CHUNK]
+        query = select(InvoiceMirror).where(InvoiceMirror.id.in_(chosen)).with_for_update()
+        mirrors.update({m.id: m for m in session.scalars(query)})
+    actual = {f.invoice["customer"] for f in fetched.values() if f.invoice is not None}
+    accounts = {**accounts, **linked_accounts(session, actual - set(accounts))}
+    deals = DealIndex.load(session, [f.invoice for f in fetched.values() if f.invoice])
+    touched: dict[str, set[str]] = {}
+    settle: set[str] = set()
+    outcomes: dict[str, str | BaseException | None] = {}
+    for invoice_id in ids:
+        item = fetched[invoice_id]
+        mirror = mirrors.get(invoice_id)
+        if (mirror.stripe_updated if mirror is not None else None) != item.seen:
+            outcomes[invoice_id] = None
+            continue
+        settle.add(accounts[str(item.customer_id)])
+        invoice = item.invoice
+        if invoice is None:
+            if mirror is not None and not mirror.deleted and mirror.status != "draft":
+                outcomes[invoice_id] = InvoiceNotFound(
+                    f"Stripe has no invoice {invoice_id}, but dealbridge saw it "
+                    f"{mirror.status}; only draft invoices can be deleted, so it is not "
+                    "marked deleted (is STRIPE_API_KEY for the account that sent the event?)"
+                )
+            else:
+                outcomes[invoice_id] = _deleted(runtime, session, mirror)
+            continue
+        if mirror is not None and mirror.deleted:
+            outcomes[invoice_id] = "deleted draft"  # a deleted invoice never comes back
+            continue
+        account_id = accounts.get(invoice["customer"])
+        if account_id is None:  # Stripe names another customer than the payload, unlinked
+            runtime.metrics.count_unknown_customer("stripe", item.event_type)
+            outcomes[invoice_id] = UNKNOWN_CUSTOMER
+            continue
+        changed = apply_invoice(
+            runtime, session, invoice, account_id, item.event_type,
+            mirror=mirror, balance=False, deals=deals,
+        )  # fmt: skip
+        if changed:
+            touched.setdefault(account_id, set()).add(invoice["currency"])
+        outcomes[invoice_id] = f"invoice {invoice['status']}"
+    now = runtime.clock()
+    for account_id in sorted(settle):
+        credit.queue_settlement(session, account_id, now)
+    queue_open_balances(runtime, session, touched)
+    return outcomes

@@ -47,6 +47,19 @@ A batch therefore holds at most one message per key; a burst for one key takes o
 message. There is no coalescing: every queued write is sent (writes are whole-record
 upserts, so coalescing would only save calls, and keeping each makes the audit trail exact).
 
+Filling batches (``FillWait``)
+------------------------------
+Events that arrive together should cost one full batch, not one call each as they trickle
+through. A sender marked ``linger=True`` therefore holds a *partial* batch back while more
+is on its way -- the upstream is busy (e.g. Stripe events still waiting in the inbox) or a
+lingering message was queued less than ``FillWait.quiet`` ago -- but never once its oldest
+message has waited ``FillWait.longest``. Full batches (``fill_unit`` messages) go at once.
+A lingering single sender is one whose message absorbs later work while it waits (the
+account's balance, its credit settlement), so a burst costs one call, not one per event.
+The scheduled drain waits this way; ``dealbridge sync --once`` (``timed=False``) ignores the
+times and only waits for the upstream, which it drains itself; without a ``FillWait`` (the
+default, and every direct caller) nothing waits.
+
 Claims use the same lease scheme as the inbox (see ``services/inbox.py``): status
 ``processing`` with ``next_attempt_at`` as the lease expiry and the attempt number as the
 fencing token, claimed with ``FOR UPDATE SKIP LOCKED`` on PostgreSQL. Delivery is therefore
@@ -58,11 +71,11 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from functools import partial
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
-from sqlalchemy import Select, exists, select
+from sqlalchemy import Select, Table, exists, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, aliased
 
@@ -80,6 +93,7 @@ from connector.store.lease import (
     renew_claimed,
     settle_claimed,
 )
+from connector.store.links import IN_CHUNK
 from connector.store.models import OutboxMessage
 
 log = logging.getLogger(__name__)
@@ -149,6 +163,9 @@ BatchFn = Callable[[Runtime, list[dict[str, Any]]], Sequence[SendResultLike]]
 @dataclass(frozen=True)
 class SingleSender:
     send: SingleFn
+    #: Wait out a burst before sending (see "Filling batches"): for a message that absorbs
+    #: later work while it waits.
+    linger: bool = False
 
 
 @dataclass(frozen=True)
@@ -156,10 +173,35 @@ class BatchedSender:
     send: BatchFn
     #: Largest batch per call, or a function of the runtime (the CRM adapter decides).
     max_batch: int | Callable[[Runtime], int]
+    #: Hold a partial batch back while more is on its way (see "Filling batches").
+    linger: bool = False
+    #: A full batch, when it is smaller than ``max_batch`` (one Collection of 200 while a
+    #: call may carry a whole Bulk API job); default ``max_batch``.
+    fill_unit: int | Callable[[Runtime], int] | None = None
 
     def batch_size(self, runtime: Runtime) -> int:
         size = self.max_batch(runtime) if callable(self.max_batch) else self.max_batch
         return max(int(size), 1)
+
+    def unit(self, runtime: Runtime) -> int:
+        if self.fill_unit is None:
+            return self.batch_size(runtime)
+        size = self.fill_unit(runtime) if callable(self.fill_unit) else self.fill_unit
+        return max(min(int(size), self.batch_size(runtime)), 1)
+
+
+@dataclass(frozen=True)
+class FillWait:
+    """When a lingering sender's partial batch may go (see "Filling batches")."""
+
+    #: A partial batch waits until no lingering message was queued for this long ...
+    quiet: timedelta
+    #: ... but goes once its oldest message has waited this long, however busy.
+    longest: timedelta
+    #: True while more work for the lingering senders is on its way (e.g. inbox events).
+    upstream_busy: Callable[[Session, datetime], bool] | None = None
+    #: False: the times count as elapsed (``sync --once`` means now); only the upstream holds.
+    timed: bool = True
 
 
 Sender = SingleSender | BatchedSender
@@ -200,10 +242,13 @@ def enqueue(
     dedupe_key: str | None = None,
     *,
     now: datetime | None = None,
+    flush: bool = True,
 ) -> OutboxMessage | None:
     """Queue a write in the caller's transaction; None if ``dedupe_key`` was queued before.
 
     A new message is due at once whatever its timestamps say; ``now`` only dates it.
+    ``flush=False`` (without a dedupe key) leaves the insert to the session's next flush, so
+    a transaction queuing thousands inserts them together; the message has no id until then.
     """
     if dedupe_key is not None:
         seen = session.scalar(
@@ -224,7 +269,8 @@ def enqueue(
         message.next_attempt_at = now
     if dedupe_key is None:
         session.add(message)
-        session.flush()
+        if flush:
+            session.flush()
         return message
     # A racing transaction may queue the same dedupe key between our check and insert; the
     # savepoint keeps the caller's transaction usable when the unique constraint says so.
@@ -317,6 +363,40 @@ def _succeeded(runtime: Runtime, session: Session, after: _After, kind: str, ite
         after.append(_counted(runtime, kind, "done"))
 
 
+def _all_succeeded(
+    runtime: Runtime, session: Session, after: _After, kind: str, items: Sequence[_Claim]
+) -> None:
+    """``_succeeded`` for a whole batch: one UPDATE per attempt number, not one per message
+    (a Bulk API job of thousands of records would otherwise take seconds to settle)."""
+    now = runtime.clock()
+    by_attempts: dict[int, list[int]] = {}
+    for item in items:
+        by_attempts.setdefault(item.attempts, []).append(item.id)
+    table = cast(Table, OutboxMessage.__table__)
+    won = 0
+    for attempts, ids in by_attempts.items():
+        for start in range(0, len(ids), IN_CHUNK):
+            chosen = ids[start : start + IN_CHUNK]
+            result = session.execute(
+                update(table)
+                .where(
+                    table.c.id.in_(chosen),
+                    table.c.status == PROCESSING,
+                    table.c.attempts == attempts,
+                )
+                .values(status=DONE, done_at=now, last_error=None, next_attempt_at=now)
+            )
+            won += int(getattr(result, "rowcount", 0) or 0)
+    if won < len(items):
+        log.warning(
+            "%d %s outbox message(s) were re-claimed by another worker; results dropped",
+            len(items) - won,
+            kind,
+        )
+    if won:
+        after.append(lambda: runtime.metrics.outbox_sent.labels(kind=kind, outcome="done").inc(won))
+
+
 def _failed(
     runtime: Runtime,
     session: Session,
@@ -405,16 +485,56 @@ def _send_batch(runtime: Runtime, kind: str, sender: BatchedSender, items: list[
     secrets = runtime.config.secrets.all_values()
 
     def settle(session: Session, after: _After) -> None:
+        _all_succeeded(
+            runtime, session, after, kind,
+            [item for item, result in zip(items, results, strict=True) if result.ok],
+        )  # fmt: skip
         for item, result in zip(items, results, strict=True):
-            if result.ok:
-                _succeeded(runtime, session, after, kind=kind, item=item)
-            else:
+            if not result.ok:
                 error = redact(result.error or "rejected without a reason", secrets)
                 _failed(
                     runtime, session, after, kind, item, error, retryable=bool(result.retryable)
                 )
 
     _settle(runtime, settle)
+
+
+def _burst_on(
+    session: Session, senders: Mapping[str, Sender], fill: FillWait, now: datetime
+) -> bool:
+    """Whether more work for the lingering senders is on its way."""
+    if fill.upstream_busy is not None and fill.upstream_busy(session, now):
+        return True
+    if not fill.timed:
+        return False
+    lingering = [kind for kind, sender in senders.items() if sender.linger]
+    newest = session.scalar(
+        select(func.max(OutboxMessage.created_at)).where(
+            OutboxMessage.kind.in_(lingering), OutboxMessage.status == PENDING
+        )
+    )
+    return newest is not None and _aware(newest) > now - fill.quiet
+
+
+def _fill_limit(
+    session: Session, kind: str, unit: int | None, wanted: int, fill: FillWait, now: datetime
+) -> int:
+    """How many heads of a lingering kind to claim during a burst: whole batches of ``unit``
+    only (none for a single sender), unless its oldest due head has waited ``fill.longest``."""
+    heads = _heads(kind, now).subquery()
+    count, oldest = session.execute(select(func.count(), func.min(heads.c.created_at))).one()
+    if not count:
+        return 0
+    if fill.timed and oldest is not None and _aware(oldest) <= now - fill.longest:
+        return wanted
+    return 0 if unit is None else min(wanted, (int(count) // unit) * unit)
+
+
+def _aware(value: datetime | str) -> datetime:
+    """An aggregate's timestamp as aware UTC (SQLite may hand it back naive or as text)."""
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
 
 
 def _renewal(items: list[_Claim]) -> Callable[[Session, datetime], None]:
@@ -429,22 +549,35 @@ def drain_outbox(
     *,
     limit: int = 500,
     lease: timedelta = DEFAULT_LEASE,
+    fill: FillWait | None = None,
 ) -> int:
     """Send up to ``limit`` due messages whose kind has a sender; returns how many were tried.
 
     Rounds repeat while there is work, since delivering a key's head makes its next message
-    the new head.
+    the new head. With ``fill``, lingering senders send only full batches while a burst is
+    on (see "Filling batches").
     """
     attempted = 0
     while attempted < limit:
         progressed = False
+        burst: bool | None = None
         for kind, sender in senders.items():
             room = limit - attempted
             if room <= 0:
                 break
             size = sender.batch_size(runtime) if isinstance(sender, BatchedSender) else SINGLE_CHUNK
+            wanted = min(size, room)
             with runtime.db.session() as session:
-                items = claim(session, kind, runtime.clock(), min(size, room), lease)
+                now = runtime.clock()
+                if fill is not None and sender.linger:
+                    if burst is None:
+                        burst = _burst_on(session, senders, fill, now)
+                    if burst:
+                        unit = sender.unit(runtime) if isinstance(sender, BatchedSender) else None
+                        wanted = _fill_limit(session, kind, unit, wanted, fill, now)
+                if wanted <= 0:
+                    continue
+                items = claim(session, kind, now, wanted, lease)
             if not items:
                 continue
             progressed = True

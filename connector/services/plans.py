@@ -399,15 +399,16 @@ def mark_manual(runtime: Runtime, plan_id: str, *, actor: str) -> Plan:
         return row
 
 
-def manual_invoices_sent(runtime: Runtime, row: Plan) -> list[str]:
+def manual_invoices_sent(runtime: Runtime, plan_id: str) -> list[str]:
     """Invoices sent to the plan's customer since it was marked manual (asked of Stripe: the
     mirror may lag), which make undoing manual invoicing a way to bill twice."""
-    if row.status != Status.MANUAL or row.stripe_customer_id is None:
-        return []
-    since = unix_of(row.approved_at) if row.approved_at else 0
-    invoices = runtime.stripe.iter_invoices(
-        {"customer": row.stripe_customer_id, "created": {"gte": since}}
-    )
+    with runtime.db.session() as session:
+        row = get_plan(session, plan_id)
+        if row.status != Status.MANUAL or row.stripe_customer_id is None:
+            return []
+        customer_id = row.stripe_customer_id
+        since = unix_of(row.approved_at) if row.approved_at else 0
+    invoices = runtime.stripe.iter_invoices({"customer": customer_id, "created": {"gte": since}})
     return [str(i.id) for i in invoices if i.status != "draft"]
 
 
@@ -417,17 +418,25 @@ def undo_manual(runtime: Runtime, plan_id: str, *, actor: str) -> Plan:
         row = get_plan(session, plan_id)
         if row.status != Status.MANUAL:
             raise PlanStateError("this plan is not invoiced manually; there is nothing to undo")
-        try:
-            sent = manual_invoices_sent(runtime, row)
-        except StripeGatewayError as exc:
-            raise PlanStateError(
-                f"could not check with Stripe whether an invoice was sent ({exc}); try again"
-            ) from exc
-        if sent:
-            raise PlanStateError(
-                f"invoice {', '.join(sent)} was already sent to the customer by hand; billing "
-                "this plan through Stripe too would bill the customer twice"
-            )
+        marked_at = row.approved_at
+    try:
+        sent = manual_invoices_sent(runtime, plan_id)  # Stripe, outside any store session
+    except StripeGatewayError as exc:
+        raise PlanStateError(
+            f"could not check with Stripe whether an invoice was sent ({exc}); try again"
+        ) from exc
+    if sent:
+        raise PlanStateError(
+            f"invoice {', '.join(sent)} was already sent to the customer by hand; billing "
+            "this plan through Stripe too would bill the customer twice"
+        )
+    with runtime.db.session() as session:
+        locked = session.get(Plan, plan_id, with_for_update=True)
+        if locked is None:
+            raise PlanNotFound(f"no plan {plan_id}")
+        row = locked
+        if row.status != Status.MANUAL or row.approved_at != marked_at:
+            raise PlanStateError("the plan changed meanwhile; reload the page and try again")
         row.overrides = {k: v for k, v in (row.overrides or {}).items() if k != "collection"}
         row.status = Status.IN_REVIEW
         row.status_reason = None

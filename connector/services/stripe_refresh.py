@@ -7,6 +7,7 @@ of it too; then the accounts' figures are queued for the CRM.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -51,17 +52,18 @@ def _store_refunds(runtime: Runtime, link: CustomerLink) -> int:
     return len(refunds)
 
 
-def _without_tiers(data: Any) -> Any:
-    """A subscription as listed: a listing cannot expand prices' tiers (a fifth level)."""
+def _as_listed(data: Any) -> Any:
+    """A mirrored subscription as a listing shows it: a listing cannot expand prices' tiers
+    or item discounts' coupons (past four levels), which the mirror fills in."""
     if not isinstance(data, dict):
         return data
-    copy = dict(data)
-    items = dict(copy.get("items") or {})
-    items["data"] = [
-        {**item, "price": {k: v for k, v in (item.get("price") or {}).items() if k != "tiers"}}
-        for item in items.get("data") or []
-    ]
-    copy["items"] = items
+    copy = json.loads(json.dumps(data))
+    for item in (copy.get("items") or {}).get("data") or []:
+        (item.get("price") or {}).pop("tiers", None)
+        for discount in item.get("discounts") or []:
+            source = discount.get("source") if isinstance(discount, dict) else None
+            if isinstance(source, dict) and isinstance(source.get("coupon"), dict):
+                source["coupon"] = source["coupon"].get("id")
     return copy
 
 
@@ -79,7 +81,7 @@ def refresh_from_stripe(runtime: Runtime) -> RefreshResult:
             data = plain(sub)
             with runtime.db.session() as session:
                 mirror = session.get(SubscriptionMirror, sub.id)
-                same = mirror is not None and _without_tiers(mirror.data) == _without_tiers(data)
+                same = mirror is not None and _as_listed(mirror.data) == _as_listed(data)
             if not same:
                 sync_subscription(runtime, sub.id, cid)
             result.subscriptions += 1

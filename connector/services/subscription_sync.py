@@ -124,9 +124,26 @@ def _write(
 
 
 def with_tiers(runtime: Runtime, sub: dict[str, Any]) -> dict[str, Any]:
-    """The subscription with each tiered price's tiers filled in (Stripe leaves them out
-    unless asked, and MRR needs them: docs/billing-rules.md §4.1)."""
+    """The subscription with what MRR reads filled in where Stripe left ids or nothing
+    (docs/billing-rules.md §4.1): each tiered price's tiers (returned only when asked) and
+    each discount's coupon (an item discount's coupon is past Stripe's four levels of
+    ``expand``)."""
+    coupons: dict[str, Any] = {}
+
+    def fill(discounts: Any) -> None:
+        for discount in discounts or []:
+            if not isinstance(discount, dict):
+                continue
+            source = discount.get("source") or {}
+            coupon = source.get("coupon")
+            if isinstance(coupon, str):
+                if coupon not in coupons:
+                    coupons[coupon] = plain(runtime.stripe.retrieve_coupon(coupon))
+                source["coupon"] = coupons[coupon]
+
+    fill(sub.get("discounts"))
     for item in (sub.get("items") or {}).get("data") or []:
+        fill(item.get("discounts"))
         price = item.get("price") or {}
         if price.get("billing_scheme") == "tiered" and not price.get("tiers") and price.get("id"):
             price["tiers"] = [plain(t) for t in runtime.stripe.retrieve_price_tiers(price["id"])]

@@ -79,21 +79,30 @@ def settle_claimed(
     return bool(getattr(result, "rowcount", 0))
 
 
+#: Rows per renewal UPDATE: well under SQLite's bound on query parameters.
+RENEW_CHUNK = 500
+
+
 def renew_claimed(
     session: Session, model: Leased, row_ids: list[int], attempts: dict[int, int], until: datetime
 ) -> None:
-    """Push the lease of rows we still hold (same attempt number) to ``until``."""
+    """Push the lease of rows we still hold (same attempt number) to ``until``: one UPDATE
+    per attempt number and ``RENEW_CHUNK`` rows (a batch claims a thousand at once)."""
+    by_attempts: dict[int, list[int]] = {}
     for row_id in row_ids:
-        session.execute(
-            update(model)
-            .where(
-                model.id == row_id,
-                model.status == PROCESSING,
-                model.attempts == attempts[row_id],
+        by_attempts.setdefault(attempts[row_id], []).append(row_id)
+    for attempt, ids in by_attempts.items():
+        for start in range(0, len(ids), RENEW_CHUNK):
+            session.execute(
+                update(model)
+                .where(
+                    model.id.in_(ids[start : start + RENEW_CHUNK]),
+                    model.status == PROCESSING,
+                    model.attempts == attempt,
+                )
+                .values(next_attempt_at=until)
+                .execution_options(synchronize_session=False)
             )
-            .values(next_attempt_at=until)
-            .execution_options(synchronize_session=False)
-        )
 
 
 #: Renews one claim: given a session and the lease's new end, extend it if still ours.

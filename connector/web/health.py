@@ -6,6 +6,7 @@ from flask import Blueprint, Response, jsonify, request
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from connector import __version__
+from connector.mappings import MappingError
 from connector.web.auth import same_secret
 from connector.web.context import current_runtime
 from connector.web.errors import error_response
@@ -17,11 +18,20 @@ blueprint = Blueprint("health", __name__)
 def healthz() -> tuple[Response, int]:
     runtime = current_runtime()
     store_ok = runtime.db.ping()
-    body = {
+    body: dict[str, object] = {
         "status": "ok" if store_ok else "unavailable",
         "version": __version__,
         "store": {"reachable": store_ok, "backend": runtime.db.engine.dialect.name},
     }
+    try:
+        runtime.mapping  # noqa: B018 - read and validated now: the file may have changed
+        body["mapping"] = {"valid": True}
+    except MappingError as exc:
+        # Every CRM read and write would fail: say why instead of reporting healthy.
+        body["mapping"] = {"valid": False, "problems": exc.problems}
+        if store_ok:
+            body["status"] = "misconfigured"
+        return jsonify(body), 503
     return jsonify(body), 200 if store_ok else 503
 
 

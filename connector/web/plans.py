@@ -139,6 +139,19 @@ def api_adjust(plan_id: str) -> Response:
     return jsonify(_view(plan_id))
 
 
+@blueprint.get("/api/plans/<plan_id>/first-invoice")
+@require("sales_rep")
+def api_first_invoice(plan_id: str) -> Response:
+    """The plan's first invoice from Stripe: previewed before activation, as created after
+    (the review page's table). ``available`` is false, with the ``reason``, when there is
+    none to show yet; amounts are minor units, dates ``YYYY-MM-DD``."""
+    _view(plan_id)  # 404 for an unknown plan
+    first = invoice_preview.first_invoice(_runtime(), plan_id)
+    if isinstance(first, invoice_preview.Unavailable):
+        return jsonify({"available": False, "reason": first.reason})
+    return jsonify({"available": True, **invoice_preview.to_json(first)})
+
+
 @blueprint.post("/api/plans/<plan_id>/customer")
 @require("sales_rep")
 def api_choose_customer(plan_id: str) -> Response:
@@ -287,13 +300,11 @@ def _render(
     view = _view(plan_id)
     manual_sent: list[str] = []
     first = invoice_preview.first_invoice(_runtime(), plan_id) if view["plan"] else None
-    with _runtime().db.session() as session:
-        row = plan_service.get_plan(session, plan_id)
-        if view["status"] == Status.MANUAL:
-            try:
-                manual_sent = plan_service.manual_invoices_sent(_runtime(), row)
-            except StripeGatewayError:
-                manual_sent = []  # the undo itself asks Stripe again and says why it cannot
+    if view["status"] == Status.MANUAL:
+        try:
+            manual_sent = plan_service.manual_invoices_sent(_runtime(), plan_id)
+        except StripeGatewayError:
+            manual_sent = []  # the undo itself asks Stripe again and says why it cannot
     html = render_template(
         "plan.html",
         view=view,

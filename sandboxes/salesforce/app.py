@@ -13,11 +13,21 @@ import threading
 from collections.abc import Callable, Iterable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlencode
 
 from werkzeug.wrappers import Request, Response
 
 from . import bulk2, jsonio
-from .auth import Credentials, OrgIdentity, Sessions, oauth_token, soap_login
+from .auth import (
+    AuthorizationCodes,
+    Credentials,
+    OrgIdentity,
+    Sessions,
+    authorize,
+    identity_service,
+    oauth_token,
+    soap_login,
+)
 from .errors import ApiError, invalid_session, json_parser_error, request_limit_exceeded
 from .rest import SUPPORTED_VERSIONS, VERSION_LABELS, ApiRequest, RestApi
 from .traffic import ApiUsage, Faults, RequestCounter
@@ -52,6 +62,7 @@ class SandboxApp:
         self.counter = counter
         self.identity = identity
         self.now = now
+        self.codes = AuthorizationCodes()
         self.bulk2 = bulk2.Bulk2Api(rest.store, now, processing)
         rest.bulk_counts = lambda: (self.bulk2.batches_run, self.bulk2.queries.jobs_created)
 
@@ -126,6 +137,16 @@ class SandboxApp:
             )
         if path.rstrip("/") == "/services/oauth2/token":
             return self.fault_or(method, path, None, lambda: self.token(request))
+        if path.rstrip("/") == "/services/oauth2/authorize":
+            return self.authorize(request)
+        if path.startswith("/id/"):
+            status, body = identity_service(
+                request.headers.get("Authorization"),
+                self.sessions,
+                self.identity(request.host_url.rstrip("/")),
+                self.credentials.username,
+            )
+            return self.json_response(status, body)
         if soap:
             return self.fault_or(method, path, None, lambda: self.soap(request, soap.group(1)))
         if path.rstrip("/") == "/services/data":
@@ -167,8 +188,19 @@ class SandboxApp:
             self.sessions,
             self.identity(request.host_url.rstrip("/")),
             self.now,
+            self.codes,
         )
         return self.json_response(status, body)
+
+    def authorize(self, request: Request) -> Response:
+        status, answer = authorize(
+            request.args.to_dict(), self.credentials, self.codes, self.now().timestamp()
+        )
+        if status != 302:
+            return self.json_response(status, answer)
+        location = answer.pop("location")
+        separator = "&" if "?" in location else "?"
+        return Response(status=302, headers={"Location": location + separator + urlencode(answer)})
 
     def soap(self, request: Request, version: str) -> Response:
         status, text = soap_login(

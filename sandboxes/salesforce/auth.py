@@ -92,6 +92,56 @@ class OrgIdentity:
     currency: str = "USD"  # the user's default currency
 
 
+#: How long an authorization code may wait to be exchanged (Salesforce: 15 minutes).
+CODE_SECONDS_VALID = 15 * 60
+
+
+class AuthorizationCodes:
+    """Codes of the web-server flow: each is exchanged once, by the client it was issued to,
+    with the same ``redirect_uri``, within ``CODE_SECONDS_VALID``."""
+
+    def __init__(self) -> None:
+        self._codes: dict[str, tuple[str, str, float]] = {}
+        self._lock = threading.Lock()
+
+    def issue(self, client_id: str, redirect_uri: str, now: float) -> str:
+        code = "aPrx" + secrets.token_urlsafe(48)
+        with self._lock:
+            self._codes[code] = (client_id, redirect_uri, now + CODE_SECONDS_VALID)
+        return code
+
+    def redeem(self, code: str | None, client_id: str | None, redirect_uri: str | None,
+               now: float) -> bool:  # fmt: skip
+        with self._lock:
+            issued = self._codes.pop(code or "", None)
+        return (
+            issued is not None
+            and issued[0] == client_id
+            and issued[1] == redirect_uri
+            and now <= issued[2]
+        )
+
+
+def authorize(
+    query: dict[str, str], credentials: Credentials, codes: AuthorizationCodes, now: float
+) -> tuple[int, dict[str, str]]:
+    """``GET /services/oauth2/authorize`` (web-server flow): a redirect to ``redirect_uri``
+    with ``code`` and ``state``, or with ``error`` (an unknown client gets an error page,
+    as Salesforce shows one: it cannot trust that client's ``redirect_uri``).
+
+    The sandbox's browser user is always signed in to the org as the demo user and the
+    connected app is admin-approved, so there is no login page and no consent screen.
+    """
+    client_id, redirect_uri = query.get("client_id"), query.get("redirect_uri")
+    if client_id != credentials.client_id or not redirect_uri:
+        return 400, {"error": "invalid_client_id", "error_description": "client identifier invalid"}
+    state = {"state": query["state"]} if "state" in query else {}
+    if query.get("response_type") != "code":
+        return 302, {"location": redirect_uri, "error": "unsupported_response_type", **state}
+    code = codes.issue(client_id, redirect_uri, now)
+    return 302, {"location": redirect_uri, "code": code, **state}
+
+
 def _oauth_error(error: str, description: str) -> tuple[int, dict[str, Any]]:
     return 400, {"error": error, "error_description": description}
 
@@ -103,8 +153,10 @@ def oauth_token(
     sessions: Sessions,
     identity: OrgIdentity,
     now: Callable[[], datetime],
+    codes: AuthorizationCodes | None = None,
 ) -> tuple[int, dict[str, Any]]:
-    """``POST /services/oauth2/token`` for the password and client-credentials grants."""
+    """``POST /services/oauth2/token`` for the password, client-credentials and
+    authorization-code (web-server flow) grants."""
     grant = form.get("grant_type")
     client_id, client_secret = form.get("client_id"), form.get("client_secret")
     if authorization and authorization.lower().startswith("basic "):
@@ -113,7 +165,7 @@ def oauth_token(
         except ValueError:
             return _oauth_error("invalid_client", "invalid client credentials")
         client_id, _, client_secret = decoded.partition(":")
-    if grant not in ("password", "client_credentials"):
+    if grant not in ("password", "client_credentials", "authorization_code"):
         return _oauth_error("unsupported_grant_type", "grant type not supported")
     if client_id != credentials.client_id:
         return _oauth_error("invalid_client_id", "client identifier invalid")
@@ -123,6 +175,13 @@ def oauth_token(
         form.get("username"), form.get("password")
     ):
         return _oauth_error("invalid_grant", "authentication failure")
+    if grant == "authorization_code" and (
+        codes is None
+        or not codes.redeem(
+            form.get("code"), client_id, form.get("redirect_uri"), now().timestamp()
+        )
+    ):
+        return _oauth_error("invalid_grant", "invalid authorization code")
     issued_at = str(int(now().timestamp() * 1000))
     id_url = f"{identity.instance_url}/id/{identity.org_id}/{identity.user_id}"
     signature = base64.b64encode(
@@ -141,6 +200,33 @@ def oauth_token(
     if grant == "client_credentials":
         body["scope"] = "api"
     return 200, body
+
+
+def identity_service(
+    authorization: str | None, sessions: Sessions, identity: OrgIdentity, username: str
+) -> tuple[int, Any]:
+    """``GET /id/{org}/{user}`` (the identity URL a token answer names): who the token's user
+    is. 403 ``Bad_OAuth_Token`` for a missing or unknown token, as Salesforce answers."""
+    token = authorization[7:] if authorization and authorization.startswith("Bearer ") else None
+    if not sessions.valid(token):
+        return 403, "Bad_OAuth_Token"
+    return 200, {
+        "id": f"{identity.instance_url}/id/{identity.org_id}/{identity.user_id}",
+        "asserted_user": True,
+        "user_id": identity.user_id,
+        "organization_id": identity.org_id,
+        "username": username,
+        "nick_name": username.split("@")[0],
+        "display_name": "Demo User",
+        "email": username,
+        "email_verified": True,
+        "active": True,
+        "user_type": "STANDARD",
+        "language": "en_US",
+        "locale": "en_US",
+        "utcOffset": 0,
+        "is_app_installed": True,
+    }
 
 
 def _find_text(root: ET.Element, local_name: str) -> str | None:

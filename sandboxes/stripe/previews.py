@@ -111,7 +111,11 @@ def _preview_one_off(call: Call, customer_id: str) -> JSON:
 def _preview_new(call: Call, customer_id: str, details: Params) -> JSON:
     data: JSON = {"customer": customer_id, **details.data}
     data.pop("proration_date", None)
+    start = details.get_timestamp("start_date")
     data.pop("start_date", None)
+    customer = call.store.require(customer_id, "customer", param="customer", status=400)
+    if start is not None and start < call.state.time_for_customer(customer):
+        data["backdate_start_date"] = str(start)  # a start in the past: the backdated subscription
     sub_call = Call(call.state, Params(data), {}, "POST", call.version)
     created = subscriptions.create(sub_call)
     sub = call.store.objects[created["id"]]

@@ -72,6 +72,11 @@ def strip_private(value: Any) -> Any:
     return value
 
 
+#: Fields Stripe returns only when asked (``expand[]``), by object: asking for one an object
+#: does not have (``tiers`` of a per-unit price) is not an error.
+_INCLUDABLE: dict[str, tuple[str, ...]] = {"price": ("tiers",), "plan": ("tiers",)}
+
+
 class Store:
     """Every object by id. Records are API-shaped dicts; keys starting with '_' are private
     and kept at a record's top level only (``strip_private`` relies on it).
@@ -407,7 +412,3 @@ def created_filter(params: Params, key: str = "created") -> Callable[[int], bool
         )
 
     return check
-
-
-#: Fields Stripe returns only when expanded, by object (``expand[]=data.tiers`` on prices).
-_INCLUDABLE: dict[str, tuple[str, ...]] = {"price": ("tiers",)}

@@ -477,8 +477,10 @@ def create_subscription(state: State, customer: JSON, spec: SubSpec, at: int) ->
         full_period = (
             add_interval(billed_from, sub["_interval"], sub["_interval_count"]) - billed_from
         )
-    else:
+    elif anchor > at:  # a stub up to a future anchor: a part of the period ending there
         full_period = natural - add_interval(natural, sub["_interval"], -sub["_interval_count"])
+    else:  # the first natural period, whole
+        full_period = natural - at
     invoice = build_invoice(
         state,
         sub,
@@ -677,7 +679,10 @@ def cycle(state: State, sub: JSON, at: int) -> None:
     old_start, old_end = period_of(sub)
     end, natural = _period_end(sub, at)
     _set_period(sub, at, end)
-    full = natural - add_interval(natural, sub["_interval"], -sub["_interval_count"])
+    # A renewal bills its natural period in full (28 February to 31 March is a whole month of
+    # a subscription anchored on the 31st); only a period cut short by cancel_at is prorated,
+    # against the period it would have been.
+    full = natural - at
     pause = (sub["pause_collection"] or {}).get("behavior")
     invoice = build_invoice(
         state,

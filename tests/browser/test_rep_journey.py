@@ -22,6 +22,7 @@ from playwright.sync_api import Browser, Page, expect
 
 from connector.cli.demo import launch_link
 from connector.demo.world import LocalWorld
+from connector.web.auth import Identity, issue_session_token
 
 ROOT = Path(__file__).resolve().parents[2]
 AXE = ROOT / "node_modules" / "axe-core" / "axe.min.js"
@@ -113,9 +114,12 @@ def test_the_overview_passes_the_accessibility_checker(
     served_world: LocalWorld, rep_page: Page
 ) -> None:
     page = rep_page
-    page.goto(launch_link(served_world, _deal_id(served_world, "acme_platform"), role="finance"))
+    page.goto(launch_link(served_world, _deal_id(served_world, "acme_platform"), role="sales_rep"))
     page.click("#activate")
     expect(page.locator("#plan-status")).to_have_text("Active")
-    page.goto(f"{served_world.app_url}/overview")
+    finance = Identity(user="finance@acme.example", role="finance", via="launch")
+    page.goto(
+        f"{served_world.app_url}/overview?t={issue_session_token(served_world.secret_key, finance)}"
+    )
     expect(page.locator("h1")).to_have_text("Billing overview")
     _checked(page, "5-overview")

@@ -94,6 +94,44 @@ def test_online_check_names_a_field_the_org_lacks_and_exits_2(
     assert "Dunning__c" in problems[0]
 
 
+def test_online_check_names_a_currency_field_mapped_as_the_invoice_status(
+    tmp_path: Path, salesforce: SalesforceSandbox
+) -> None:
+    shipped = (REPO / "mappings" / "salesforce.yaml").read_text(encoding="utf-8")
+    mapping = tmp_path / "salesforce.yaml"
+    mapping.write_text(shipped.replace("status: Status__c", "status: Amount_Due__c"))
+    config = _salesforce_config(tmp_path, salesforce, mapping)
+    code, output = _check(config, _salesforce_env(tmp_path), "--online")
+    assert code == 2
+    problems = [line for line in output.splitlines() if line.startswith("  - ")]
+    assert len(problems) == 1
+    assert (
+        "invoice.status is mapped to Stripe_Invoice__c.Amount_Due__c, a currency field"
+        in (problems[0])
+    )
+
+
+def test_online_check_names_a_text_field_too_short_for_a_stripe_id(
+    tmp_path: Path, salesforce: SalesforceSandbox
+) -> None:
+    shipped = (REPO / "mappings" / "salesforce.yaml").read_text(encoding="utf-8")
+    mapping = tmp_path / "salesforce.yaml"
+    # Currency__c holds three characters; a Stripe customer id needs far more.
+    mapping.write_text(
+        shipped.replace(
+            "stripe_customer_id: Stripe_Customer_Id__c\n\nproduct",
+            "stripe_customer_id: Currency__c\n\nproduct",
+        )
+    )
+    config = _salesforce_config(tmp_path, salesforce, mapping)
+    code, output = _check(config, _salesforce_env(tmp_path), "--online")
+    assert code == 2
+    assert (
+        "invoice.stripe_customer_id is mapped to Stripe_Invoice__c.Currency__c, 3 characters"
+        in output
+    )
+
+
 # --------------------------------------------------------------------------- Dynamics 365
 
 

@@ -183,3 +183,18 @@ def test_a_broken_config_stops_start_up_with_every_problem(tmp_path: Path) -> No
     assert result.returncode == 2
     assert "STRIPE_API_KEY: not set" in result.stderr
     assert "jobs.worker_seconds:" in result.stderr
+
+
+def test_an_invalid_mapping_stops_serve_web_and_worker_saying_why(tmp_path: Path) -> None:
+    mapping = tmp_path / "broken.yaml"
+    mapping.write_text("crm: salesforce\ndeal: {}\n", encoding="utf-8")
+    env = _env(tmp_path, _free_port())
+    env["DEALBRIDGE__CRM__MAPPING"] = str(mapping)
+    for command in ("serve", "web", "worker", "clock"):
+        result = subprocess.run(
+            [str(BIN / "dealbridge"), command], env=env, cwd=REPO, capture_output=True,
+            text=True, check=False, timeout=60,
+        )  # fmt: skip
+        assert result.returncode == 1, (command, result.stderr)
+        assert "the CRM mapping is invalid" in result.stderr, command
+        assert str(mapping) in result.stderr, command

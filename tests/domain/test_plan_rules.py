@@ -30,6 +30,7 @@ from connector.domain.plan import (
     decimal_unit_amount,
     overrides_from_json,
     overrides_to_json,
+    period_boundaries,
     plan_from_json,
     plan_to_json,
     suggest_plan,
@@ -1008,3 +1009,36 @@ def test_confirming_an_unknown_name_is_refused() -> None:
     with pytest.raises(InvalidOverrides) as caught:
         overrides_from_json({"confirmed": ["everything"]})
     assert [p.field for p in caught.value.problems] == ["confirmed"]
+
+
+@pytest.mark.parametrize(
+    ("start", "today", "expected"),
+    [
+        pytest.param(date(2025, 1, 31), date(2025, 1, 1),
+                     [date(2025, 1, 31), date(2025, 2, 28), date(2025, 3, 31), date(2025, 4, 30)],
+                     id="a-schedule-counts-every-boundary-from-the-start"),
+        pytest.param(date(2025, 1, 31), date(2025, 1, 31),
+                     [date(2025, 1, 31), date(2025, 2, 28), date(2025, 3, 28), date(2025, 4, 28)],
+                     id="a-subscription-renews-on-its-anchors-day"),
+        pytest.param(date(2025, 1, 15), date(2025, 3, 1),
+                     [date(2025, 1, 15), date(2025, 2, 15), date(2025, 3, 15), date(2025, 4, 15)],
+                     id="elapsed-and-anchor-from-the-start"),
+    ],
+)  # fmt: skip
+def test_period_boundaries_are_the_ones_stripe_bills_on(
+    start: date, today: date, expected: list[date]
+) -> None:
+    assert period_boundaries(start, 1, 3, today) == expected
+
+
+def test_a_month_end_start_bills_full_periods_until_stripes_last_boundary() -> None:
+    p = plan(deal(item("monthly", 10000), months=12, start=date(2025, 1, 31)),
+             today=date(2025, 1, 31))  # fmt: skip
+    assert p.billed_through == date(2026, 1, 28)
+    assert [i.date for i in p.invoices[:3]] == [
+        date(2025, 1, 31),
+        date(2025, 2, 28),
+        date(2025, 3, 28),
+    ]
+    assert p.total_amount == sum(i.amount for i in p.invoices) == 120000
+    assert any("renews on the day of the month" in n for n in p.notes)

@@ -43,14 +43,6 @@ BACKENDS = {
 CRMS = ("salesforce", "dynamics")
 
 
-def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line(
-        "markers",
-        "crm(*kinds, reason): run this end-to-end scenario against these CRMs only "
-        "(salesforce, dynamics); the reason says why it cannot be CRM-neutral",
-    )
-
-
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     """Every scenario that builds a world (it needs ``database_url``) runs once per backend."""
     if "database_url" not in metafunc.fixturenames:
@@ -179,6 +171,10 @@ class DynamicsWorld(DynamicsLocalWorld, World):
         return DynamicsDriver(self.dataverse)
 
 
+#: The world class per CRM kind (``tests/services/scenarios`` adds its fake CRM).
+WORLD_CLASSES: dict[str, type[World]] = {"salesforce": World, "dynamics": DynamicsWorld}
+
+
 @pytest.fixture
 def clock() -> FrozenClock:
     """One clock for dealbridge and both sandboxes, starting now (the seed's dates are
@@ -192,8 +188,7 @@ def make_world(
     """A world (not started) for the test's CRM: ``crm_kind``, else the one its
     ``database_url`` fixture was generated for, else Salesforce."""
     kind = crm_kind or getattr(database_url, "crm", "salesforce")
-    cls = DynamicsWorld if kind == "dynamics" else World
-    return cls(str(database_url), clock=clock, sections=sections)
+    return WORLD_CLASSES[kind](str(database_url), clock=clock, sections=sections)
 
 
 @pytest.fixture

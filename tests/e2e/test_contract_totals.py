@@ -8,6 +8,7 @@ unit. The world clock stands at 09:00 UTC, so activation happens mid-day, as in 
 
 from __future__ import annotations
 
+import calendar
 from datetime import date, timedelta
 from decimal import Decimal
 from typing import Any
@@ -146,3 +147,21 @@ def test_a_contract_that_started_in_the_past_bills_every_period(world: World) ->
     assert len(invoices) == 10
     _assert_billed_as_stated(plan, invoices)
     assert invoices[0].total == 250000 + 3 * (120000 + 112500 + 50000)
+
+
+def test_a_contract_that_started_on_the_31st_renews_on_stripes_day_and_bills_12_months(
+    world: World,
+) -> None:
+    """Started on a 31st, with the next boundary (the anchor) in a month of 30 days or less:
+    Stripe renews on the anchor's day from then on; the plan states those dates and the
+    12th period ends on Stripe's last boundary, in full."""
+    while calendar.monthrange(world.clock().year, world.clock().month)[1] == 31:
+        world.clock.advance(days=1)  # into a month of 30 days or less, after a 31-day one
+    start = world.clock().date().replace(day=1) - timedelta(days=1)
+    assert start.day == 31
+    clock_id = _customer_on_a_test_clock(world)
+    world.crm.update_deal("acme_platform", contract_start=start)
+    plan, invoices = _bill_whole_contract(world, clock_id, {"confirmed": ["start_date"]})
+    assert plan["plan"]["total_amount"] == 250000 + 12 * (120000 + 112500 + 50000)
+    assert len(invoices) == 12 - plan["plan"]["catch_up_periods"]
+    _assert_billed_as_stated(plan, invoices)

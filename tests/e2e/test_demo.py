@@ -9,6 +9,8 @@ import pytest
 from click.testing import CliRunner
 
 from connector.cli import main
+from connector.cli.demo import ROLES, new_plan_links
+from tests.e2e.conftest import World
 
 
 @pytest.mark.parametrize("crm", ["salesforce", "dynamics"])
@@ -42,3 +44,29 @@ def test_demo_once_activates_the_sample_orgs_deals_and_exits_cleanly(
     assert set(links) == {"sales_rep", "finance", "admin"}
     assert all(f"role={role}&" in link for role, link in links.items())
     assert database.exists()
+
+
+@pytest.mark.crm("salesforce", reason="the demo's links do not depend on the CRM")
+def test_a_deal_closed_while_the_demo_runs_gets_launch_links_for_each_role(world: World) -> None:
+    world.sync()
+    seen: set[str] = set()
+    assert new_plan_links(world, seen)  # the sample org's plans, once
+    assert new_plan_links(world, seen) == []
+
+    world.crm.update_deal(
+        "acme_expansion", closed=True, contract_start=world.clock().date(),
+        billing_contact="acme_ap",
+    )  # fmt: skip
+    world.sync()
+    lines = new_plan_links(world, seen)
+
+    deal_id = world.crm.ref("acme_expansion")
+    assert lines[0].strip().startswith("New plan:")
+    links = [line.split(": ", 1)[1] for line in lines[1:]]
+    assert [f"role={role}&" in link for role, link in zip(ROLES, links, strict=True)] == [
+        True,
+        True,
+        True,
+    ]
+    assert all(f"deal={deal_id}&" in link for link in links)
+    assert new_plan_links(world, seen) == []

@@ -9,6 +9,7 @@ from start-up, the catch-up job or the events themselves.
 
 from __future__ import annotations
 
+from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -20,6 +21,8 @@ from connector.jobs.schedule import JOBS, start_up
 from connector.runtime import Runtime
 from connector.services import activation
 from connector.services.plans import approve
+from connector.services.reconcile import CURSOR, EVENT_RETENTION
+from connector.store.cursors import save_cursor
 from connector.store.db import Database
 from connector.store.lease import SHORT_LEASE
 from connector.web.app import create_app
@@ -186,3 +189,30 @@ def test_account_figures_follow_the_events_that_change_them(world: World) -> Non
     assert account["mrr"] is not None, "the account's MRR was not written"
     assert Decimal(str(account["mrr"])) * 100 == acme["mrr"]["usd"]
     assert Decimal(str(account["open_balance"])) * 100 == acme["open_balance"]["usd"]
+
+
+def test_a_restart_past_stripes_thirty_days_of_events_reconciles_every_customer(
+    world: World,
+) -> None:
+    plan = _activate(world)
+    customer = plan["stripe_customer_id"]
+    ids = [str(world.invoice_by_hand(customer, amount=30_000 + n).id) for n in range(2)]
+    world.sync()
+    stop_dealbridge(world)
+    client = world.stripe_client()
+    for invoice_id in ids:
+        client.v1.invoices.pay(invoice_id, params={"paid_out_of_band": True})
+    world.stripe_sandbox.deliver_webhooks()
+    store = Database(world.database_url)
+    with store.session() as session:  # the last event seen is older than Stripe keeps events
+        too_old = world.clock() - EVENT_RETENTION - timedelta(days=1)
+        save_cursor(session, CURSOR, str(int(too_old.timestamp())), too_old)
+    store.dispose()
+    world.stripe_sandbox.reset_request_counts()
+
+    runtime = restart_dealbridge(world)
+    frequent(runtime).run_once(runtime)
+
+    assert _crm_statuses(world, ids) == dict.fromkeys(ids, "paid")
+    assert world.stripe_count("GET", "/v1/events") == 0  # the events could not tell it all
+    assert world.stripe_count("GET", "/v1/invoices") >= 1  # every customer's invoices re-read

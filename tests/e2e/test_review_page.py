@@ -13,6 +13,7 @@ import pytest
 from werkzeug.datastructures import MultiDict
 
 from connector.cli.demo import launch_link
+from connector.domain.timestamps import date_from_unix
 from connector.services.invoice_preview import first_invoice
 from tests.e2e.conftest import World
 
@@ -305,6 +306,9 @@ def test_the_preview_is_the_first_invoice_stripe_then_creates(world: World) -> N
     ]
     assert (created.date, created.due_date) == (preview.date, preview.due_date)
     assert created.hosted_invoice_url and created.invoice_pdf
+    api = world.api("GET", f"/api/plans/{plan['id']}/first-invoice").get_json()
+    assert (api["available"], api["kind"], api["total"]) == (True, "created", created.total)
+    assert api["date"] == created.date.isoformat() and api["lines"][0]["amount"] > 0
 
 
 def test_the_preview_shows_the_customers_discount_as_stripe_applies_it(
@@ -328,9 +332,22 @@ def test_the_preview_shows_the_customers_discount_as_stripe_applies_it(
     assert preview.total == subtotal - subtotal // 10
 
 
+def test_when_stripe_cannot_preview_the_page_says_so_and_still_works(world: World) -> None:
+    world.sync()
+    rep = Rep(world, "acme_platform")
+    world.stripe_sandbox.inject_faults("/v1/invoices/create_preview", [503])
+
+    response = rep.open(rep.path)
+
+    assert response.status_code == 200
+    assert "Stripe could not compute the preview just now" in rep.html
+    assert 'id="activate"' in rep.html
+
+
 def test_annual_seats_with_a_setup_fee_preview_to_the_minor_unit(world: World) -> None:
     """Annual pricing on a 24-month contract with the setup fee: the preview's lines and
-    total are the first invoice Stripe creates."""
+    total are the first invoice Stripe creates, and the invoices Stripe then creates over the
+    contract are the page's invoice schedule, date and amount, to the minor unit."""
     for index in (1, 2, 3):
         world.crm.update_line("acme_platform", index, pricing_schedule="annual")
     world.crm.update_deal("acme_platform", contract_months=24)
@@ -348,6 +365,18 @@ def test_annual_seats_with_a_setup_fee_preview_to_the_minor_unit(world: World) -
     assert [(line.description, line.amount) for line in preview.lines] == [
         (line.description, line.amount) for line in created.lines
     ]
+    schedule = [(i["date"], i["amount"]) for i in plan["plan"]["invoices"]]
+    assert schedule[0] == (created.date.isoformat(), created.total)
+    world.clock.advance(days=366)  # past the second year's start: Stripe renews
+    world.stripe_sandbox.run_billing()
+    billed = world.stripe_client().v1.invoices.list(params={"customer": plan["stripe_customer_id"]})
+    assert (
+        sorted(
+            (date_from_unix(i.created).isoformat(), i.total)  # type: ignore[union-attr]
+            for i in billed.data
+        )
+        == schedule
+    )
 
 
 # --------------------------------------------------------------------------- small things
@@ -369,3 +398,23 @@ def test_the_duplicate_customer_chooser_shows_when_each_was_created_as_a_date(
     today = world.clock().date().isoformat()
     assert text.count(today) >= 2
     assert not re.search(r"\b\d{10}\b", text)
+
+
+def test_a_contract_started_months_ago_previews_its_catch_up_as_stripe_bills_it(
+    world: World,
+) -> None:
+    world.crm.update_deal("acme_platform", contract_start=world.clock().date() - timedelta(days=70))
+    world.sync()
+    plan = world.plan_for("acme_platform")
+
+    preview = _first_invoice(world, plan["id"])
+    activated = world.api("POST", f"/api/plans/{plan['id']}/activate").get_json()
+    assert activated["status"] == "active", activated["status_reason"]
+    created = _first_invoice(world, plan["id"])
+
+    assert preview.kind == "preview" and created.kind == "created"
+    assert [(line.description, line.amount) for line in preview.lines] == [
+        (line.description, line.amount) for line in created.lines
+    ]
+    assert preview.total == created.total == plan["plan"]["invoices"][0]["amount"]
+    assert len(preview.lines) > len(plan["plan"]["lines"])  # the elapsed months' catch-up

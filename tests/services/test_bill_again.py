@@ -16,8 +16,12 @@ def line(line_id: str, amount: int, quantity: int = 1, **pricing: str) -> dict[s
     }  # fmt: skip
 
 
-def note(*lines: dict[str, Any], status: str = "issued", number: str = "CN-1") -> Any:
-    return ({"id": f"cn_{number}", "number": number, "status": status}, list(lines))
+def note(
+    *lines: dict[str, Any], status: str = "issued", number: str = "CN-1", amount: int = 0
+) -> Any:
+    subtotal = amount or sum(int(entry["amount"]) for entry in lines)
+    head = {"id": f"cn_{number}", "number": number, "status": status, "subtotal": subtotal}
+    return (head, list(lines))
 
 
 def on_line(line_id: str, amount: int) -> dict[str, Any]:
@@ -41,6 +45,8 @@ ROWS = [
     pytest.param([line("il_1", 10000)],
                  [note(on_line("il_1", 1000)), note(on_line("il_1", 2000), number="CN-2")],
                  [(7000, 3000)], id="several-notes-add-up"),
+    pytest.param([line("il_1", 10000)], [note(amount=2501)], [(10000, 0), (-2501, 2501)],
+                 id="an-amount-without-lines-credits-the-whole-invoice"),
 ]  # fmt: skip
 
 

@@ -1,4 +1,5 @@
-"""The CRM cost target: updating N invoice records costs at most ceil(N/200) + 2 CRM calls."""
+"""The CRM cost targets: updating N invoice records costs at most ceil(N/200) + 2 Salesforce
+calls (ceil(N/1000) + 2 on Dataverse), by backfill and by a burst of webhooks alike."""
 
 from __future__ import annotations
 
@@ -8,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from bench.stripe_seed import seed_invoices
+from bench.stripe_seed import pay_invoices, seed_invoices
 from connector.services.backfill import backfill_invoices
 from connector.store.models import CustomerLink
-from tests.e2e.conftest import World, make_world
+from tests.e2e.conftest import DynamicsWorld, World, make_world
 from tests.support import FrozenClock
 
 
@@ -49,3 +50,66 @@ def test_backfilling_450_invoices_costs_at_most_five_salesforce_calls(world: Wor
     assert calls <= math.ceil(450 / 200) + 2
     assert len(world.crm.invoices()) == 450
     assert world.crm.account("acme")["open_balance"] == 450 * 125
+
+
+# --------------------------------------------------------------------------- the real-time path
+
+
+@pytest.fixture(params=["salesforce", "dynamics"])
+def any_crm_world(
+    request: pytest.FixtureRequest, tmp_path: Path, clock: FrozenClock
+) -> Iterator[World]:
+    w = make_world(f"sqlite:///{tmp_path / 'burst.sqlite3'}", clock, crm_kind=request.param)
+    w.start()
+    yield w
+    w.stop()
+
+
+def _crm_calls(world: World) -> int:
+    """CRM requests since the last reset, logins (SOAP login, Entra token) left out."""
+    if isinstance(world, DynamicsWorld):
+        counts = world.dataverse.request_counts()
+    else:
+        counts = world.salesforce_sandbox.request_counts()
+    return sum(c for (_, path), c in counts.items() if "oauth2" not in path and "Soap" not in path)
+
+
+def _reset_crm_calls(world: World) -> None:
+    if isinstance(world, DynamicsWorld):
+        world.dataverse.reset_request_log()
+    else:
+        world.salesforce_sandbox.reset_request_counts()
+
+
+def _run_worker(world: World) -> None:
+    """The worker's jobs until idle, as ``sync --once`` runs them (no CRM poll: the sample
+    org's own changes are not part of the burst)."""
+    assert world.runtime is not None
+    workers = world.jobs.jobs(("worker",))
+    while sum(world.jobs.run_job(job, world.runtime, once=True) for job in workers):
+        pass
+
+
+def test_a_burst_of_450_paid_invoices_costs_full_crm_batches_plus_two_calls(
+    any_crm_world: World,
+) -> None:
+    world = any_crm_world
+    assert world.runtime is not None
+    customer = _linked_customer(world, "acme")
+    invoices = seed_invoices(world.stripe_sandbox, customer, 450)
+    backfill_invoices(world.runtime, customer_ids=[customer])
+    with world.stripe_sandbox.state.lock:  # the seeding's own webhooks are not the burst
+        for delivery in world.stripe_sandbox.state.deliveries:
+            delivery.done = True
+    pay_invoices(world.stripe_sandbox, invoices)
+    _reset_crm_calls(world)
+
+    assert world.stripe_sandbox.deliver_webhooks() == 450
+    _run_worker(world)
+
+    batch = world.runtime.crm.batch_size  # 200 a Collection, 1,000 a $batch
+    assert _crm_calls(world) <= math.ceil(450 / batch) + 2
+    records = world.crm.invoices()
+    assert len(records) == 450
+    assert {r["status"] for r in records} == {"paid"}
+    assert world.crm.account("acme")["open_balance"] == 0

@@ -66,6 +66,7 @@ class FixtureStripe:
         self.failures: list[Exception] = []
         self.retrieved: list[str] = []
         self.updates: list[tuple[str, dict[str, Any]]] = []
+        self.declines: dict[str, str] = {}
 
     def hold(self, fixture: str) -> dict[str, Any]:
         """Stripe now holds the object as it is in this event fixture."""
@@ -92,6 +93,10 @@ class FixtureStripe:
 
     def retrieve_credit_note(self, credit_note_id: str) -> _StripeObject:
         return self._get(credit_note_id)
+
+    def payment_decline(self, invoice_id: str) -> str | None:
+        """What the bank said about the invoice's last failed attempt (``declines``)."""
+        return self.declines.get(invoice_id)
 
     def retrieve_customer(self, customer_id: str) -> _StripeObject:
         return self._get(customer_id)
@@ -353,6 +358,18 @@ def test_a_changed_due_date_is_written_to_the_record(h: Harness) -> None:
 
 def test_a_declined_card_payment_is_explained_on_the_record(h: Harness) -> None:
     h.stripe.hold("invoice.payment_failed__card_declined.json")
+    h.stripe.declines[INVOICE] = (
+        "Your card has insufficient funds. (card_declined: insufficient_funds)"
+    )
+    h.deliver("invoice.payment_failed__card_declined.json")
+    assert h.record().last_payment_error == (
+        "Payment failed (attempt 1): Your card has insufficient funds. "
+        "(card_declined: insufficient_funds)"
+    )
+
+
+def test_a_failed_payment_whose_reason_cannot_be_read_still_says_it_failed(h: Harness) -> None:
+    h.stripe.hold("invoice.payment_failed__card_declined.json")
     h.deliver("invoice.payment_failed__card_declined.json")
     assert h.record().last_payment_error == "Payment failed (attempt 1)"
 
@@ -575,13 +592,13 @@ def test_an_event_handled_twice_writes_the_same_record_and_announces_one_change(
     h.drain_crm()
     assert list(h.crm.invoices) == [INVOICE]
     assert h.record().status == "paid"
-    assert h.status_changes() == [(None, "paid")]
+    assert h.status_changes() == [(None, "open"), ("open", "paid")]  # once each
 
 
 def test_two_events_of_one_payment_announce_one_status_change(h: Harness) -> None:
     h.stripe.hold("invoice.paid__card.json")
     h.deliver("invoice.paid__card.json", "invoice.payment_succeeded__card.json")
-    assert h.status_changes() == [(None, "paid")]
+    assert h.status_changes() == [(None, "open"), ("open", "paid")]
 
 
 def test_racing_events_of_a_new_invoice_write_one_mirror_and_one_change(
@@ -615,7 +632,7 @@ def test_racing_events_of_a_new_invoice_write_one_mirror_and_one_change(
     assert outcomes == ["invoice paid", "invoice paid"]
     with postgres_db.session() as session:
         assert session.scalars(sa.select(InvoiceMirror.id)).all() == [INVOICE]
-    assert h.status_changes() == [(None, "paid")]
+    assert h.status_changes() == [(None, "open"), ("open", "paid")]  # once, not twice
 
 
 # --------------------------------------------------------------------------- out of order
@@ -629,7 +646,47 @@ def test_an_older_event_processed_after_a_newer_one_leaves_the_crm_at_the_newer_
     h.deliver("invoice.paid__ach.json")
     h.deliver("invoice.finalized__send_invoice.json")  # delivered late
     assert h.record().status == "paid"
-    assert h.status_changes() == [(None, "paid")]
+    assert h.status_changes() == [(None, "open"), ("open", "paid")]
+
+
+def _sequenced(h: Harness) -> list[tuple[int, str | None, str]]:
+    return [
+        (p["event"]["data"]["sequence"], p["event"]["data"]["previous_status"],
+         p["event"]["data"]["status"])
+        for p in h.outbox("subscriber.deliver")
+        if p["event"]["type"] == "invoice.status_changed"
+    ]  # fmt: skip
+
+
+def test_finalize_uncollectible_and_pay_in_quick_succession_announce_each_step_in_order(
+    h: Harness,
+) -> None:
+    paid = h.stripe.hold("invoice.paid__ach.json")
+    finalized = paid["status_transitions"]["finalized_at"]
+    paid["status_transitions"]["marked_uncollectible_at"] = finalized + 60
+    paid["status_transitions"]["paid_at"] = finalized + 120
+    h.stripe.objects[INVOICE] = paid
+    # Three events, but each fetch already sees the invoice paid.
+    h.deliver(
+        "invoice.finalized__send_invoice.json",
+        "invoice.marked_uncollectible__overdue.json",
+        "invoice.paid__ach.json",
+    )
+    assert _sequenced(h) == [
+        (2, None, "open"),
+        (3, "open", "uncollectible"),
+        (4, "uncollectible", "paid"),
+    ]
+
+
+def test_each_status_change_carries_the_invoices_next_sequence_number(h: Harness) -> None:
+    h.stripe.hold("invoice.created__subscription_draft.json")
+    h.deliver("invoice.created__subscription_draft.json")
+    h.stripe.hold("invoice.finalized__send_invoice.json")
+    h.deliver("invoice.finalized__send_invoice.json")
+    h.stripe.hold("invoice.voided__open_invoice.json")
+    h.deliver("invoice.voided__open_invoice.json")
+    assert _sequenced(h) == [(1, None, "draft"), (2, "draft", "open"), (3, "open", "void")]
 
 
 def test_events_processed_in_reverse_order_end_at_the_latest_state(h: Harness) -> None:

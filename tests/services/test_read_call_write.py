@@ -26,6 +26,10 @@ from tests.services.test_invoice_handlers import (
 )
 from tests.support import FrozenClock
 
+pytestmark = pytest.mark.postgresql(
+    reason="the mirror rows are re-read and written under row locks"
+)
+
 
 class RacedStripe(FixtureStripe):
     """Answers with what it holds when the call began; ``during`` runs while the call is in

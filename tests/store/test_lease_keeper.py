@@ -10,6 +10,8 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
+import pytest
+
 from connector.billing.event_types import HANDLED_STRIPE_EVENTS, STRIPE_EVENT_TYPES
 from connector.runtime import Runtime
 from connector.services.inbox import EventHandlers, claim_next, process_due_events
@@ -18,6 +20,10 @@ from connector.store.lease import RENEW_EVERY, SHORT_LEASE, LeaseKeeper
 from connector.store.models import InboxEvent
 from tests.support import FrozenClock, make_config
 from tests.support.stripe_events import load_event, raw_event
+
+pytestmark = pytest.mark.postgresql(
+    reason="claims and lease renewals are row updates under SKIP LOCKED on PostgreSQL"
+)
 
 
 def _store(db: Database, clock: FrozenClock) -> int:

@@ -4,9 +4,15 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import pytest
+
 from connector.store.db import Database
 from connector.store.once import use_once
 from tests.support import FrozenClock
+
+pytestmark = pytest.mark.postgresql(
+    reason="the first use wins by a unique key: the dialect's integrity error"
+)
 
 
 def test_a_credential_is_used_once_until_it_expires(db: Database, clock: FrozenClock) -> None:

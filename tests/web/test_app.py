@@ -102,3 +102,26 @@ def test_metrics_need_the_token_when_one_is_configured(sqlite_db: Database) -> N
 
 def test_metrics_are_open_without_a_configured_token(sqlite_db: Database) -> None:
     assert _metrics_client(sqlite_db, None).get("/metrics").status_code == 200
+
+
+def test_healthz_says_why_when_the_mapping_has_become_invalid(
+    sqlite_db: Database, tmp_path: Any
+) -> None:
+    from connector.config import config_for_tests
+    from tests.support import TEST_SECRETS
+
+    mapping = tmp_path / "mapping.yaml"
+    mapping.write_text("crm: salesforce\n", encoding="utf-8")
+    config = config_for_tests(
+        {"database": {"url": sqlite_db.url}, "crm": {"mapping": str(mapping)}}, **TEST_SECRETS
+    )
+    response = create_app(runtime=Runtime(config, db=sqlite_db)).test_client().get("/healthz")
+    assert response.status_code == 503
+    body = response.get_json()
+    assert body["status"] == "misconfigured"
+    assert body["mapping"]["valid"] is False
+    assert any(str(mapping) in problem for problem in body["mapping"]["problems"])
+
+
+def test_healthz_reports_a_valid_mapping(client: Any) -> None:
+    assert client.get("/healthz").get_json()["mapping"] == {"valid": True}

@@ -145,6 +145,7 @@ def test_an_outbound_message_with_a_real_notification_id_is_accepted() -> None:
     assert [n.event_id for n in batch.notices] == ["sfom:04l5e00000AbCdEAAZ"]
 
 
+@pytest.mark.postgresql(reason="VARCHAR(255) is enforced there, not on SQLite")
 def test_an_event_id_longer_than_the_column_is_stored_once_by_its_digest(
     store_runtime: Runtime, db: Database
 ) -> None:
@@ -156,6 +157,7 @@ def test_an_event_id_longer_than_the_column_is_stored_once_by_its_digest(
     assert stored.startswith("sha256:") and len(stored) <= 255
 
 
+@pytest.mark.postgresql(reason="a NUL cannot be stored there")
 @pytest.mark.parametrize("event_id", ["evt_\u0000nul", "evt with space", "evt_é"])
 def test_a_signed_event_whose_id_is_not_a_stripe_id_is_refused_with_400(
     store_client: Any, clock: FrozenClock, event_id: str

@@ -31,6 +31,7 @@ REQUIRED = {
     "plans.api_activate": "sales_rep",
     "plans.api_manual": "sales_rep",
     "plans.api_undo_manual": "sales_rep",
+    "plans.api_first_invoice": "sales_rep",
     "plans.deal_page": "sales_rep",
     "plans.plan_page": "sales_rep",
     "plans.page_adjust": "sales_rep",

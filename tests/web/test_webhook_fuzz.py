@@ -105,6 +105,7 @@ def _inbox(db: Database) -> list[InboxEvent]:
         return list(session.scalars(sa.select(InboxEvent).order_by(InboxEvent.id)))
 
 
+@pytest.mark.postgresql(reason="a NUL in an event id or a list bound as a parameter fails there")
 @given(body=bodies, signature=signatures, deliveries=st.integers(min_value=1, max_value=2))
 @FUZZ
 def test_any_stripe_delivery_has_a_defined_answer_and_a_defined_effect(
@@ -174,6 +175,7 @@ crm_bodies = (
 )
 
 
+@pytest.mark.postgresql(reason="an oversize event id overflows the column there")
 @given(
     body=crm_bodies,
     code=st.sampled_from(["dv-key-0123456789", "wrong"]) | st.text(max_size=20),

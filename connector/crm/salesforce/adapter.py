@@ -46,6 +46,7 @@ from connector.crm.base import (
     PushBatch,
     WriteResult,
 )
+from connector.crm.field_needs import NEEDS
 from connector.crm.https_rewrite import HttpsRewriteSession
 from connector.crm.salesforce import outbound, soql
 from connector.crm.salesforce.bulk import BulkIngest, Sleeper
@@ -958,6 +959,7 @@ class SalesforceAdapter:
             want(m.invoice["object"], v)
         want(m.invoice["object"], m.invoice["external_id"])
         problems: list[str] = []
+        described_fields: dict[str, dict[str, Any]] = {}
         for obj, fields in sorted(wanted.items()):
             try:
                 described = self._describe(obj)
@@ -968,11 +970,70 @@ class SalesforceAdapter:
             names |= {
                 f["relationshipName"] for f in described["fields"] if f.get("relationshipName")
             }
+            for f in described["fields"]:
+                described_fields[f"{obj}.{f['name']}"] = f
             for field in sorted(fields - names):
                 problems.append(
                     f"{m.path}: {obj}.{field} does not exist; deploy mappings/salesforce"
                 )
+        problems.extend(self._type_problems(described_fields))
         return problems
+
+    def _type_problems(self, described: Mapping[str, dict[str, Any]]) -> list[str]:
+        """Each mapped field whose type or length cannot hold what dealbridge puts there."""
+        m = self.mapping
+        sections: dict[str, tuple[str, Mapping[str, Any]]] = {
+            "deal": (m.deal["object"], m.deal_fields),
+            "deal.writeback": (m.deal["object"], m.deal["writeback"]),
+            "account": (m.account["object"], m.account_fields),
+            "account.writeback": (m.account["object"], m.account["writeback"]),
+            "invoice": (
+                m.invoice["object"],
+                {**m.invoice_fields, "external_id": m.invoice["external_id"]},
+            ),
+        }
+        problems: list[str] = []
+        for (section, key), need in sorted(NEEDS.items()):
+            obj, paths = sections[section]
+            path = paths.get(key)
+            if not path or "." in path:
+                continue  # unmapped, or across a relationship (its object is checked there)
+            field = described.get(f"{obj}.{path}")
+            if field is None:
+                continue  # reported as missing above
+            sf_type = str(field.get("type", ""))
+            if sf_type not in _SALESFORCE_TYPES[need.kind]:
+                problems.append(
+                    f"{m.path}: {section}.{key} is mapped to {obj}.{path}, a {sf_type} field; "
+                    f"it must be {need.describe()}"
+                )
+                continue
+            length = field.get("length")
+            if (
+                need.min_length
+                and sf_type in _SALESFORCE_SIZED
+                and isinstance(length, int)
+                and 0 < length < need.min_length
+            ):
+                problems.append(
+                    f"{m.path}: {section}.{key} is mapped to {obj}.{path}, {length} characters "
+                    f"long; it must hold at least {need.min_length}"
+                )
+        return problems
+
+
+#: Salesforce describe types that can hold each kind of value (``crm/field_needs.py``).
+_SALESFORCE_TYPES: dict[str, frozenset[str]] = {
+    "text": frozenset({"string", "textarea", "picklist"}),
+    "long_text": frozenset({"textarea", "string"}),
+    "money": frozenset({"currency", "double"}),
+    "number": frozenset({"double", "int", "long", "currency", "percent"}),
+    "date": frozenset({"date", "datetime"}),
+    "boolean": frozenset({"boolean"}),
+    "url": frozenset({"url", "string", "textarea"}),
+}
+#: Types whose ``length`` limits the text (a picklist's values are the org's own).
+_SALESFORCE_SIZED = frozenset({"string", "textarea", "url"})
 
 
 def _nest(row: Mapping[str, Any]) -> dict[str, Any]:

@@ -417,3 +417,22 @@ def test_a_future_anchor_ends_the_first_period_and_a_backdated_whole_period_bill
         (MAR_1, 83333),
     ]
     assert client.v1.subscriptions.retrieve(sub.id).status == "canceled"
+
+
+def test_renewals_of_a_month_end_anchor_bill_whole_months(
+    client: stripe.StripeClient,
+    clocked_customer: stripe.Customer,
+    test_clock: stripe.test_helpers.TestClock,
+    recurring_price: stripe.Price,
+) -> None:
+    """Anchored on 31 January: 31 Jan to 28 Feb and 28 Feb to 31 Mar are whole months."""
+    jan_31 = START + 30 * DAY
+    _advance(client, test_clock.id, jan_31)
+    sub = client.v1.subscriptions.create(
+        params={"customer": clocked_customer.id, "items": [{"price": recurring_price.id}],
+                "collection_method": "send_invoice", "days_until_due": 30}
+    )  # fmt: skip
+    _advance(client, test_clock.id, APR_1 + 30 * DAY)
+    invoices = client.v1.invoices.list(params={"subscription": sub.id}).data
+    assert len(invoices) == 4
+    assert {i.total for i in invoices} == {recurring_price.unit_amount}

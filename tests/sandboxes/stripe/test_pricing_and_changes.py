@@ -415,6 +415,31 @@ def test_a_previews_invoice_items_are_on_the_new_subscriptions_first_invoice(
     assert _summary(preview) == _summary(_invoices(client, sub.id)[0])
 
 
+def test_a_preview_with_a_start_date_in_the_past_is_the_backdated_subscriptions_invoice(
+    client: stripe.StripeClient, payer: stripe.Customer, recurring_price: stripe.Price
+) -> None:
+    items: Any = [{"price": recurring_price.id, "quantity": 2}]
+    backdated = START - 10 * DAY
+    anchor = START + 21 * DAY
+    preview = client.v1.invoices.create_preview(
+        params={
+            "customer": payer.id,
+            "subscription_details": {
+                "items": items, "start_date": backdated, "billing_cycle_anchor": anchor,
+            },
+        }
+    )  # fmt: skip
+    sub = client.v1.subscriptions.create(
+        params={
+            "customer": payer.id, "items": items, "backdate_start_date": backdated,
+            "billing_cycle_anchor": anchor,
+        }
+    )  # fmt: skip
+    first = _invoices(client, sub.id)[0]
+    assert _summary(preview) == _summary(first)
+    assert [line.period.start for line in preview.lines.data] == [backdated]
+
+
 def test_a_preview_of_invoice_items_alone_is_the_one_off_invoice_they_make(
     client: stripe.StripeClient, payer: stripe.Customer, one_time_price: stripe.Price
 ) -> None:

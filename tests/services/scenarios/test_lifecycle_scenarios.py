@@ -1,0 +1,111 @@
+"""Scenarios moved down from ``tests/e2e/test_lifecycle.py``: the same bodies, run once on
+the fake CRM adapter (``tests/services/scenarios/conftest.py``) instead of once per CRM
+sandbox."""
+
+from __future__ import annotations
+
+import re
+
+from connector.domain.money import from_minor_units
+from tests.e2e.conftest import World
+from tests.e2e.test_lifecycle import _activate, _audit_actions, _groups
+
+
+def test_a_customers_subscriptions_are_listed_in_three_groups(world: World) -> None:
+    world.sync()
+    plan = _activate(world, "acme_platform")
+    groups = _groups(world, plan["stripe_customer_id"])
+    assert [s["id"] for s in groups["current"]] == [plan["stripe_subscription_id"]]
+    assert groups["one_time"] == [] and groups["inactive"] == []
+
+
+def test_bill_again_sends_a_new_invoice_with_the_same_items(world: World) -> None:
+    world.sync()
+    plan = world.plan_for("acme_platform")
+    world.api("POST", f"/api/plans/{plan['id']}/adjust", json={"invoice_type": "one_time"})
+    plan = _activate(world, "acme_platform")
+    first = plan["stripe_invoice_id"]
+    groups = _groups(world, plan["stripe_customer_id"])
+    assert [i["id"] for i in groups["one_time"]] == [first]
+    response = world.api("POST", f"/api/invoices/{first}/bill-again", role="finance")
+    assert response.status_code == 200, response.get_json()
+    client = world.stripe_client()
+    again = client.v1.invoices.retrieve(response.get_json()["invoice_id"])
+    original = client.v1.invoices.retrieve(first)
+    assert again.status == "open" and again.id != first
+    assert again.amount_due == original.amount_due
+    world.sync()
+    assert len(_groups(world, plan["stripe_customer_id"])["one_time"]) == 2
+
+
+def test_billing_actions_are_refused_on_credit_hold(world: World) -> None:
+    world.sync()
+    plan = _activate(world, "acme_platform")
+    sub_id = plan["stripe_subscription_id"]
+    world.api("POST", f"/api/subscriptions/{sub_id}/cancel", role="finance")
+    world.crm.set_credit("acme", hold=True)
+    world.sync()
+    before = world.stripe_count("POST", "/v1/invoices")
+    refused = world.api("POST", f"/api/subscriptions/{sub_id}/reactivate", role="finance")
+    assert refused.status_code == 409
+    assert "on credit hold" in refused.get_json()["error"]["message"]
+    assert world.stripe_count("POST", "/v1/invoices") == before  # nothing was billed
+
+
+def test_archiving_a_price_keeps_existing_subscriptions_billing(world: World) -> None:
+    world.sync()
+    plan = _activate(world, "acme_platform")
+    client = world.stripe_client()
+    sub = client.v1.subscriptions.retrieve(plan["stripe_subscription_id"])
+    price = sub["items"].data[0].price
+    response = world.api("POST", f"/api/prices/{price.id}/archive", role="finance")
+    assert response.status_code == 200, response.get_json()
+    assert client.v1.prices.retrieve(price.id).active is False
+    product = str(price.product)
+    assert world.api("POST", f"/api/products/{product}/archive", role="finance").status_code == 200
+    assert client.v1.products.retrieve(product).active is False
+    assert client.v1.subscriptions.retrieve(sub.id).status == "active"
+
+
+def test_changing_a_price_creates_a_new_one_and_archives_the_old(world: World) -> None:
+    world.sync()
+    plan = _activate(world, "acme_platform")
+    client = world.stripe_client()
+    sub = client.v1.subscriptions.retrieve(plan["stripe_subscription_id"])
+    old = sub["items"].data[0].price
+    response = world.api("POST", f"/api/prices/{old.id}/change", role="finance",
+                         json={"unit_amount": 99900, "interval": "year"})  # fmt: skip
+    assert response.status_code == 200, response.get_json()
+    new = client.v1.prices.retrieve(response.get_json()["price_id"])
+    assert (new.unit_amount, new.recurring.interval, new.product) == (99900, "year", old.product)  # type: ignore[union-attr]
+    assert client.v1.prices.retrieve(old.id).active is False
+
+
+def test_changing_a_price_on_the_catalogue_page_leaves_existing_subscriptions_on_the_old_one(
+    world: World,
+) -> None:
+    world.sync()
+    plan = _activate(world, "acme_platform")
+    client = world.stripe_client()
+    sub = client.v1.subscriptions.retrieve(plan["stripe_subscription_id"])
+    old = sub["items"].data[0].price
+    page = world.api("GET", "/catalog?refresh=1", role="finance")
+    html = page.get_data(as_text=True)
+    assert page.status_code == 200 and f'action="/catalog/prices/{old.id}/change"' in html
+    csrf = re.search(r'name="csrf" value="([0-9a-f]+)"', html)
+    assert csrf is not None
+
+    amount = str(from_minor_units((old.unit_amount or 0) + 10000, old.currency))
+    form = {"csrf": csrf.group(1), "amount": amount, "interval": "year"}
+    response = world.api("POST", f"/catalog/prices/{old.id}/change", role="finance", data=form)
+    assert response.status_code == 200, response.get_data(as_text=True)
+    replaced = re.search(r"is replaced by (price_\w+)", response.get_data(as_text=True))
+    assert replaced is not None
+    new = client.v1.prices.retrieve(replaced.group(1))
+    assert new.active is True and new.product == old.product
+    assert (new.unit_amount, new.recurring.interval) == ((old.unit_amount or 0) + 10000, "year")  # type: ignore[union-attr]
+    assert client.v1.prices.retrieve(old.id).active is False
+    still = client.v1.subscriptions.retrieve(sub.id)
+    assert still.status == "active"
+    assert [i.price.id for i in still["items"].data] == [i.price.id for i in sub["items"].data]
+    assert "price.changed" in _audit_actions(world)

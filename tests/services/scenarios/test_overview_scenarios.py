@@ -1,0 +1,76 @@
+"""Scenarios moved down from ``tests/e2e/test_overview.py``: the same bodies, run once on
+the fake CRM adapter (``tests/services/scenarios/conftest.py``) instead of once per CRM
+sandbox."""
+
+from __future__ import annotations
+
+from tests.e2e.conftest import World
+from tests.e2e.test_overview import FIGURES, _open_invoice, _usd_net_billing, expected_from_stripe
+
+
+def test_a_refresh_recomputes_from_stripe_and_agrees(billed_world: World) -> None:
+    world = billed_world
+    response = world.api("GET", "/api/overview?refresh=1", role="finance")
+    assert response.status_code == 200, response.get_json()
+    body = response.get_json()
+    assert {k: body[k] for k in FIGURES} == expected_from_stripe(world)
+    assert "credit notes" in body["refreshed"]
+
+
+def test_the_figures_are_served_from_the_mirrors_without_calling_stripe(
+    billed_world: World,
+) -> None:
+    world = billed_world
+    world.stripe_sandbox.reset_request_counts()
+    response = world.api("GET", "/api/overview", role="finance")
+    assert response.status_code == 200
+    assert world.stripe_sandbox.request_counts() == {}
+
+
+def test_the_trend_shows_twelve_months_ending_with_this_one(billed_world: World) -> None:
+    world = billed_world
+    trend = world.api("GET", "/api/overview", role="finance").get_json()["mrr_trend"]
+    assert len(trend) == 12
+    today = world.clock().date()
+    assert trend[-1]["month"] == f"{today.year:04d}-{today.month:02d}"
+    expected = expected_from_stripe(world)
+    assert trend[-1]["mrr"] == {c: f["mrr"] for c, f in expected["currency"].items() if f["mrr"]}
+
+
+def test_the_page_lists_customers_sorted_and_filtered(billed_world: World) -> None:
+    world = billed_world
+    page = world.api("GET", "/overview?sort=mrr&dir=desc", role="finance")
+    assert page.status_code == 200
+    html = page.get_data(as_text=True)
+    assert "<svg" in html and "Net billing" in html
+    acme, globex = world.crm.ref("acme"), world.crm.ref("globex")
+    assert acme in html and globex in html
+    filtered = world.api("GET", "/overview?q=globex", role="finance").get_data(as_text=True)
+    assert globex in filtered and acme not in filtered
+
+
+def test_a_credit_note_lowers_net_billing_by_webhook_without_a_refresh(
+    billed_world: World,
+) -> None:
+    world = billed_world
+    before = _usd_net_billing(world)
+    invoice = _open_invoice(world, "acme_platform")
+    world.stripe_client().v1.credit_notes.create(
+        params={"invoice": invoice.id, "amount": 12_500, "reason": "order_change"}
+    )
+    world.sync()
+    assert _usd_net_billing(world) == before - 12_500
+    body = world.api("GET", "/api/overview", role="finance").get_json()
+    assert body["currency"] == expected_from_stripe(world)["currency"]
+
+
+def test_a_voided_credit_note_no_longer_counts(billed_world: World) -> None:
+    world = billed_world
+    before = _usd_net_billing(world)
+    invoice = _open_invoice(world, "acme_platform")
+    client = world.stripe_client()
+    note = client.v1.credit_notes.create(params={"invoice": invoice.id, "amount": 12_500})
+    world.sync()
+    client.v1.credit_notes.void_credit_note(str(note.id))
+    world.sync()
+    assert _usd_net_billing(world) == before
