@@ -182,3 +182,22 @@ def test_a_future_start_bills_every_period_from_its_start(world: World) -> None:
     assert len(invoices) == 12
     _assert_billed_as_stated(plan, invoices)
     assert date_from_unix(invoices[0].created) == date.fromisoformat(plan["plan"]["start_date"])
+
+
+def test_jpy_annual_price_billed_monthly_over_three_years_to_the_yen(world: World) -> None:
+    """JPY 100,000 a year billed monthly over 36 months: 8,333 a month and the remaining
+    12 yen on the first invoice, 300,000 in all (not 299,988)."""
+    clock_id = _customer_on_a_test_clock(world)
+    world.salesforce_client().restful(  # an admin adds yen to the org's currencies
+        "sobjects/CurrencyType", method="POST",
+        json={"IsoCode": "JPY", "ConversionRate": 150, "DecimalPlaces": 0, "IsActive": True},
+    )  # fmt: skip
+    world.crm.update_deal("acme_platform", currency="JPY", contract_months=36)
+    world.crm.update_line("acme_platform", 1, pricing_schedule="annual",
+                          unit_price=Decimal("100000"))  # fmt: skip
+    plan, invoices = _bill_whole_contract(world, clock_id, {"interval": "month"})
+    assert plan["plan"]["currency"] == "jpy"
+    # setup 2,500; platform 300,000; 25 seats at 45 and support 500 a month, 36 months
+    assert plan["plan"]["total_amount"] == 2500 + 300000 + 36 * (25 * 45 + 500)
+    assert len(invoices) == 36
+    _assert_billed_as_stated(plan, invoices)
