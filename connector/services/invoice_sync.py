@@ -627,6 +627,8 @@ class _Fetched:
     customer_id: str | None
     seen: int | None
     invoice: dict[str, Any] | None
+    #: Why its last payment attempt failed (a failing event's invoice only).
+    decline: str | None = None
 
 
 def on_invoice_events(
@@ -681,7 +683,10 @@ def on_invoice_events(
             continue
         failing = [t for t in types[invoice_id] if t in _FAILING]
         event_type = (failing or types[invoice_id])[-1]
-        fetched[invoice_id] = _Fetched(event_type, hints[invoice_id], seen.get(invoice_id), answer)
+        decline = _decline(runtime, answer, event_type) if answer is not None else None
+        fetched[invoice_id] = _Fetched(
+            event_type, hints[invoice_id], seen.get(invoice_id), answer, decline
+        )
     if fetched:
         with runtime.db.session() as session:
             outcomes = _write_fetched(runtime, session, fetched, accounts)
@@ -787,7 +792,7 @@ def _write_fetched(
             continue
         changed = apply_invoice(
             runtime, session, invoice, account_id, item.event_type,
-            mirror=mirror, balance=False, deals=deals,
+            mirror=mirror, balance=False, deals=deals, decline=item.decline,
         )  # fmt: skip
         if changed:
             touched.setdefault(account_id, set()).add(invoice["currency"])
