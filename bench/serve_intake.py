@@ -2,6 +2,7 @@
 
     .venv/bin/python -m bench.serve_intake                 # 50, 100, 200 and 400 events/s
     .venv/bin/python -m bench.serve_intake 200 --seconds 20
+    .venv/bin/python -m bench.serve_intake --web-only     # the control: no worker at all
 
 For each rate this process starts the Stripe and Salesforce sandboxes, seeds one linked
 customer's invoices in Stripe (``stripe_seed``), migrates a fresh SQLite store, links the
@@ -64,9 +65,12 @@ def _percentile(values: list[float], pct: float) -> float:
 
 
 @contextmanager
-def _serve(env: dict[str, str], port: int) -> Iterator[subprocess.Popen[bytes]]:
+def _serve(env: dict[str, str], port: int, web_only: bool) -> Iterator[subprocess.Popen[bytes]]:
+    command = ["serve", "--port", str(port)]
+    if web_only:
+        command = ["web", "--workers", "1", "--threads", "8", "--port", str(port)]
     proc = subprocess.Popen(  # noqa: S603 - this interpreter, our own command
-        [sys.executable, "-m", "connector", "serve", "--port", str(port)],
+        [sys.executable, "-m", "connector", *command],
         env=env,
         cwd=REPO,
         stdout=subprocess.DEVNULL,
@@ -103,7 +107,7 @@ def _event(n: int, invoice_id: str, customer: str) -> str:
     )
 
 
-def run(rate: int, seconds: int) -> dict[str, Any]:
+def run(rate: int, seconds: int, web_only: bool = False) -> dict[str, Any]:
     from bench.stripe_seed import seed_invoices
     from connector.demo import salesforce_sandbox
     from connector.demo.world import DEMO_STRIPE_KEY
@@ -151,7 +155,7 @@ def run(rate: int, seconds: int) -> dict[str, Any]:
         lock = threading.Lock()
         local = threading.local()
 
-        with _serve(env, port):
+        with _serve(env, port, web_only):
             endpoint = f"http://127.0.0.1:{port}/webhooks/stripe"
             started = time.perf_counter() + 0.5
 
@@ -191,7 +195,7 @@ def run(rate: int, seconds: int) -> dict[str, Any]:
                 list(pool.map(send, range(total)))
             finished = time.perf_counter()
             drained = math.nan
-            deadline = time.monotonic() + DRAIN_WAIT
+            deadline = time.monotonic() + (0 if web_only else DRAIN_WAIT)
             while time.monotonic() < deadline:
                 with sqlite3.connect(db_path, timeout=30) as conn:
                     waiting = conn.execute(
@@ -237,13 +241,16 @@ def main(argv: list[str]) -> None:
         at = argv.index("--seconds")
         seconds = int(argv[at + 1])
         del argv[at : at + 2]
+    web_only = "--web-only" in argv
+    if web_only:
+        argv.remove("--web-only")
     rates = [int(a) for a in argv] or list(RATES)
     print(
         f"{'rate/s':>6} {'sent':>6} {'errors':>6} {'p50':>8} {'p99':>8} {'max':>8} "
         f"{'late':>5} {'stored':>6} {'done':>6} {'drained':>8}"
     )
     for rate in rates:
-        r = run(rate, seconds)
+        r = run(rate, seconds, web_only)
         print(
             f"{r['rate']:>6} {r['sent']:>6} {r['errors']:>6} {r['p50_ms']:>6.1f}ms "
             f"{r['p99_ms']:>6.1f}ms {r['max_ms']:>6.0f}ms {r['late_starts']:>5} "
