@@ -614,9 +614,6 @@ def on_invoice_event(runtime: Runtime, event: dict[str, Any]) -> str | None:
 
 # --------------------------------------------------------------------------- many at once
 
-#: An event type whose payment error the CRM record shows, kept when it is coalesced.
-_FAILING = ("invoice.payment_failed", "invoice.payment_action_required")
-
 
 @dataclass
 class _Fetched:
@@ -681,7 +678,7 @@ def on_invoice_events(
             for i in groups[invoice_id]:
                 results[i] = answer
             continue
-        failing = [t for t in types[invoice_id] if t in _FAILING]
+        failing = [t for t in types[invoice_id] if t in FAILING_EVENTS]
         event_type = (failing or types[invoice_id])[-1]
         decline = _decline(runtime, answer, event_type) if answer is not None else None
         fetched[invoice_id] = _Fetched(
