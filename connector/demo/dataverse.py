@@ -43,6 +43,7 @@ WEBHOOK_STEPS: list[tuple[str, str, list[str] | None]] = [
             "db_paymentterms",
             "db_paymentmethod",
             "db_billingcontactid",
+            "db_dealtype",
         ],
     ),
     ("Update", "account", ["creditonhold", "creditlimit"]),
@@ -266,6 +267,7 @@ def sample_org_seed(data: Mapping[str, Any] | None = None) -> dict[str, Any]:
                 "db_paymentmethod": {"label": deal["Payment_Method__c"]}
                 if deal.get("Payment_Method__c")
                 else None,
+                "db_dealtype": {"label": deal["Type"]} if deal.get("Type") else None,
                 "db_billingcontactid": _ref(deal.get("Billing_Contact__c"))
                 or billing_roles.get(deal["ref"]),
             }

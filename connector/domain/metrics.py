@@ -376,12 +376,12 @@ def exact_subscription_mrr(sub: SubscriptionFacts, moment: datetime) -> dict[str
     return {c: max(a, Fraction(0)) for c, a in per_currency.items()}
 
 
-def subscription_mrr(sub: SubscriptionFacts, moment: datetime | None = None) -> dict[str, int]:
-    """Monthly recurring revenue of one subscription at ``moment`` (default: now), by
-    currency, before tax, rounded half-up to minor units once at the end. Discounts active
-    at ``moment`` apply (see ``_apply``). The status is not looked at: ``counts_for_mrr``
+def subscription_mrr(sub: SubscriptionFacts, moment: datetime) -> dict[str, int]:
+    """Monthly recurring revenue of one subscription at ``moment``, by currency, before tax,
+    rounded half-up to minor units once at the end. Discounts active at ``moment`` apply
+    (see ``_apply``). The status is not looked at: ``counts_for_mrr``
     decides whether the subscription counts."""
-    at = _utc(moment) if moment is not None else datetime.now(UTC)
+    at = _utc(moment)
     return {c: round_half_up(a) for c, a in sorted(exact_subscription_mrr(sub, at).items())}
 
 
@@ -415,11 +415,11 @@ def counts_for_mrr(sub: SubscriptionFacts, moment: datetime) -> bool:
     return not _trialing_at(sub, moment)
 
 
-def mrr(subs: Iterable[SubscriptionFacts], moment: datetime | None = None) -> dict[str, int]:
-    """Total MRR by currency at ``moment`` (default: now) over the subscriptions that count
+def mrr(subs: Iterable[SubscriptionFacts], moment: datetime) -> dict[str, int]:
+    """Total MRR by currency at ``moment`` (the caller's clock) over the subscriptions that count
     (``counts_for_mrr``). The total is the sum of each subscription's rounded MRR, so it
     adds up with a per-subscription listing."""
-    at = _utc(moment) if moment is not None else datetime.now(UTC)
+    at = _utc(moment)
     totals: dict[str, int] = defaultdict(int)
     for sub in subs:
         if not counts_for_mrr(sub, at):

@@ -624,6 +624,7 @@ class _Fetched:
     customer_id: str | None
     seen: int | None
     invoice: dict[str, Any] | None
+    #: Why its last payment attempt failed (a failing event's invoice only).
     decline: str | None = None
 
 

@@ -45,21 +45,12 @@ def _close_expansion(world: World, **changes: Any) -> None:
     world.sync()
 
 
-def _upgrade_on_dynamics(world: World, plan: dict[str, Any]) -> dict[str, Any]:
-    """Dynamics has no standard deal type: the rep says it is an upgrade on the page."""
-    if world.crm.kind != "dynamics":
-        return plan
-    response = world.api("POST", f"/api/plans/{plan['id']}/adjust", json={"change": "upgrade"})
-    assert response.status_code == 200, response.get_json()
-    return dict(response.get_json())
-
-
 def test_an_upgrade_changes_the_live_subscription_instead_of_adding_one(world: World) -> None:
     world.sync()
     first = _activate(world, "acme_platform")
     customer = first["stripe_customer_id"]
     _close_expansion(world)
-    plan = _upgrade_on_dynamics(world, world.plan_for("acme_expansion"))
+    plan = world.plan_for("acme_expansion")
 
     assert plan["kind"] == "upgrade"
     amendment = plan["amendment"]
@@ -102,7 +93,7 @@ def test_a_seat_increase_changes_the_quantity_of_the_same_item(world: World) -> 
     first = _activate(world, "acme_platform")
     world.crm.update_line("acme_expansion", 0, unit_price=45, quantity=30)
     _close_expansion(world)
-    plan = _upgrade_on_dynamics(world, world.plan_for("acme_expansion"))
+    plan = world.plan_for("acme_expansion")
     seats = [c for c in plan["amendment"]["changes"] if c["product"] == "Additional Seats"]
     assert [(c["action"], c["quantity_after"]) for c in seats] == [("quantity", 30)]
     item_before = {
@@ -122,7 +113,7 @@ def test_activating_an_amendment_twice_updates_the_subscription_once(world: Worl
     world.sync()
     _activate(world, "acme_platform")
     _close_expansion(world)
-    _upgrade_on_dynamics(world, world.plan_for("acme_expansion"))
+    world.plan_for("acme_expansion")
     updates_before = world.stripe_count("POST", "/v1/subscriptions/:id")
     plan = world.plan_for("acme_expansion")
     first = world.api("POST", f"/api/plans/{plan['id']}/activate")
@@ -137,7 +128,7 @@ def test_activating_an_amendment_twice_updates_the_subscription_once(world: Worl
 def test_an_upgrade_without_a_live_subscription_starts_a_new_one(world: World) -> None:
     world.sync()
     _close_expansion(world)
-    plan = _upgrade_on_dynamics(world, world.plan_for("acme_expansion"))
+    plan = world.plan_for("acme_expansion")
     assert plan["kind"] == "upgrade"
     assert plan["amendment"] is None
     assert "no live subscription" in plan["amendment_notice"]
@@ -147,7 +138,7 @@ def test_the_previewed_proration_is_billed_on_the_next_invoice(world: World) -> 
     world.sync()
     first = _activate(world, "acme_platform")
     _close_expansion(world)
-    _upgrade_on_dynamics(world, world.plan_for("acme_expansion"))
+    world.plan_for("acme_expansion")
     world.clock.advance(days=3)
     active = _activate(world, "acme_expansion")
     approved = active["amendment"]["preview"]
@@ -169,7 +160,7 @@ def test_a_change_starting_later_waits_for_its_day(world: World) -> None:
     start = world.clock().date() + timedelta(days=10)
     world.crm.update_deal("acme_expansion", closed=True, contract_start=start)
     world.sync()
-    _upgrade_on_dynamics(world, world.plan_for("acme_expansion"))
+    world.plan_for("acme_expansion")
     plan = _activate(world, "acme_expansion")
     assert plan["status"] == "scheduled"
     assert start.isoformat() in plan["status_reason"]
@@ -185,7 +176,7 @@ def test_a_subscription_changed_since_the_review_is_not_amended(world: World) ->
     world.sync()
     first = _activate(world, "acme_platform")
     _close_expansion(world)
-    plan = _upgrade_on_dynamics(world, world.plan_for("acme_expansion"))
+    plan = world.plan_for("acme_expansion")
     assert world.runtime is not None
     approve(world.runtime, plan["id"], actor="rep")
     client = world.stripe_client()
@@ -274,7 +265,7 @@ def test_the_page_shows_the_change_and_proration_can_be_chosen(world: World) -> 
     world.sync()
     _activate(world, "acme_platform")
     _close_expansion(world)
-    plan = _upgrade_on_dynamics(world, world.plan_for("acme_expansion"))
+    plan = world.plan_for("acme_expansion")
     page = world.api("GET", f"/plans/{plan['id']}").get_data(as_text=True)
     assert "Change to subscription" in page
     assert 'id="amendment-amount-due"' in page
@@ -300,7 +291,7 @@ def test_an_amendment_stripe_cannot_preview_is_not_approved(world: World) -> Non
     world.sync()
     first = _activate(world, "acme_platform")
     _close_expansion(world)
-    plan = _upgrade_on_dynamics(world, world.plan_for("acme_expansion"))
+    plan = world.plan_for("acme_expansion")
     world.stripe_sandbox.inject_faults("/v1/invoices/create_preview", [400] * 3)
     updates = world.stripe_count("POST", "/v1/subscriptions/:id")
 

@@ -233,7 +233,7 @@ class DynamicsAdapter:
         for key in ("id", "name", "currency", "contract_start", "contract_months"):
             if fields.get(key):
                 shape.path(str(fields[key]))
-        for key in ("payment_terms", "payment_method", "modified"):
+        for key in ("payment_terms", "payment_method", "modified", "type"):
             if fields.get(key):
                 shape.path(str(fields[key]))
         shape.column(str(deal["closed_when"]["field"]))
@@ -289,6 +289,7 @@ class DynamicsAdapter:
             "contract_months": value("contract_months"),
             "payment_terms": self._text(record, fields.get("payment_terms")),
             "payment_method": self._text(record, fields.get("payment_method")),
+            **self._change_type(record, fields.get("type")),
             "billing_contact": None,
             "account": None,
             "line_items": [],
@@ -318,6 +319,14 @@ class DynamicsAdapter:
                 "address": _address_json(self._address(account, account_table)),
             }
         return data
+
+    def _change_type(self, record: Mapping[str, Any], column: str | None) -> dict[str, Any]:
+        """The deal type's label, and the kind of change the mapping says it is."""
+        if not column:
+            return {}
+        raw = self._text(record, column)
+        kinds: Mapping[str, str] = self.mapping.deal.get("change_types") or {}
+        return {"type": raw, "change_type": kinds.get(str(raw)) if raw is not None else None}
 
     def _text(self, record: Mapping[str, Any], column: str | None) -> Any:
         """A text field as a person reads it: a choice's label (several choices come as

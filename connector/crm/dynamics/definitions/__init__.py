@@ -257,6 +257,13 @@ def add_key(table: str, schema: str, column: str, display: str) -> Operation:
 PRICING_SCHEDULES = ("One-Time", "Monthly", "Quarterly", "Semi-Annual", "Annual")
 PAYMENT_TERMS = ("Due on receipt", "Net 15", "Net 30", "Net 45", "Net 60")
 PAYMENT_METHODS = ("ACH", "Credit Card")
+#: The deal types mappings/dynamics.yaml reads as changes to a live subscription.
+DEAL_TYPES = (
+    "New Customer",
+    "Existing Customer - Upgrade",
+    "Existing Customer - Downgrade",
+    "Existing Customer - Replacement",
+)
 TOUCHED_TABLES = (
     "db_stripeinvoice",
     "opportunity",
@@ -366,6 +373,10 @@ def operations() -> list[Operation]:
         add_column(
             opportunity,
             choices("db_PaymentMethod", "Payment Method", "How the customer pays", PAYMENT_METHODS),
+        ),
+        add_column(
+            opportunity,
+            choice("db_DealType", "Deal Type", "New business or a change", DEAL_TYPES),
         ),
         add_column(opportunity, text("db_PlanStatus", "Billing Plan Status", "By dealbridge", 50)),
         add_column(opportunity, memo("db_PlanSummary", "Billing Plan Summary", "By dealbridge")),
