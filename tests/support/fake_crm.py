@@ -131,6 +131,18 @@ class FakeCrm:
             closed = {i: d.version for i, d in self.deals.items() if d.deal.closed}
             return self._changes(closed, cursor)
 
+    def changed_unclosed_deals(self, cursor: str | None) -> Changes:
+        with self._lock:
+            self._call("changed_unclosed_deals")
+            unclosed = {i: d.version for i, d in self.deals.items() if not d.deal.closed}
+            return self._changes(unclosed, cursor)
+
+    def changed_contact_accounts(self, cursor: str | None) -> Changes:
+        """Contacts are not edited in the fake: no account ever has a changed contact."""
+        with self._lock:
+            self._call("changed_contact_accounts")
+            return self._changes({}, cursor)
+
     def get_deal(self, deal_id: str) -> CrmDeal:
         with self._lock:
             self._call("get_deal")
