@@ -382,7 +382,7 @@ def announce(
             return state, False
         previous = row.state
         row.state = state
-        crm_outbound.queue_account_update(runtime, session, account_id, {"credit_state": state})
+        crm_outbound.update_account(runtime, session, account_id, {"credit_state": state})
         subscribers.emit(
             session,
             runtime,
