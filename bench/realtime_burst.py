@@ -15,7 +15,8 @@ seeding queued. Then:
 
 1. the worker starts, as ``dealbridge worker`` runs it (APScheduler, ``jobs.worker_seconds``,
    the configured ``jobs.batch_wait_seconds``; ``--once``: ``dealbridge sync --once`` after
-   the deliveries instead);
+   the deliveries instead; ``--arrived``: the worker starts once every webhook is stored,
+   i.e. the whole burst arrived together, however slowly this machine delivers it);
 2. the N invoices are paid out of band in the sandbox (one ``invoice.paid`` each) and the
    sandbox delivers the N signed webhooks to ``/webhooks/stripe`` over HTTP, one by one;
 3. the bench polls the CRM sandbox's own state until every invoice record says ``paid`` and
@@ -117,7 +118,9 @@ def _is_login(crm: str, method: str, path: str) -> bool:
     return "login" in path or "oauth2" in path or "/services/Soap/u/" in path
 
 
-def run(n: int, crm: str, store: str, *, once: bool = False) -> dict[str, Any]:
+def run(
+    n: int, crm: str, store: str, *, once: bool = False, arrived: bool = False
+) -> dict[str, Any]:
     from bench.stripe_seed import pay_invoices, seed_invoices
     from connector.services.backfill import backfill_invoices
     from connector.store.models import CustomerLink
@@ -147,12 +150,14 @@ def run(n: int, crm: str, store: str, *, once: bool = False) -> dict[str, Any]:
             calls: list[int] = []
             if once:
                 calls = _record_invoice_writes(runtime.crm)
-            else:
+            elif not arrived:
                 worker = _start_worker(world, crm, url)
             _reset_crm_counts(world, crm)
             started = time.monotonic()
             delivered = world.stripe_sandbox.deliver_webhooks()
             last_event = time.monotonic()
+            if arrived:
+                worker = _start_worker(world, crm, url)
             if os.environ.get("BENCH_TRACE"):
                 print(f"{time.time():.2f} last event delivered", file=sys.stderr)
             if once:
@@ -178,7 +183,7 @@ def run(n: int, crm: str, store: str, *, once: bool = False) -> dict[str, Any]:
         "n": n,
         "crm": crm,
         "store": store,
-        "mode": "sync --once" if once else "worker",
+        "mode": "sync --once" if once else ("worker after" if arrived else "worker"),
         "delivered": delivered,
         "paid_records": paid,
         "crm_calls": sum(counts.values()) - logins,
@@ -323,12 +328,13 @@ def main(argv: list[str]) -> None:
         worker_main()
         return
     once = "--once" in argv
-    args = [a for a in argv if a != "--once"]
+    arrived = "--arrived" in argv
+    args = [a for a in argv if a not in ("--once", "--arrived")]
     n = int(args[0]) if args else 1000
     setups = [(args[1], args[2])] if len(args) >= 3 else list(SETUPS)
     print(datetime.now(UTC).isoformat(timespec="seconds"), f"N={n}", flush=True)
     for crm, store in setups:
-        result = run(n, crm, store, once=once)
+        result = run(n, crm, store, once=once, arrived=arrived)
         print(json.dumps(result), flush=True)
 
 

@@ -2,14 +2,16 @@
 
     .venv/bin/python -m bench.serve_intake                 # 50, 100, 200 and 400 events/s
     .venv/bin/python -m bench.serve_intake 200 --seconds 20
+    .venv/bin/python -m bench.serve_intake --web-only     # the control: no worker at all
 
-For each rate this process starts the Stripe and Salesforce sandboxes, seeds one linked
-customer's invoices in Stripe (``stripe_seed``), migrates a fresh SQLite store, links the
-customer, and starts ``dealbridge serve`` (web, worker and clock as supervised processes)
-against the sandboxes. It then POSTs signed ``invoice.paid`` webhooks of those invoices at the
-rate for ``--seconds`` (open loop: request i is due at t0 + i/rate, whatever the answers),
-each a distinct event, from a pool of sender threads, while serve's worker fetches each
-invoice from Stripe and writes it to Salesforce.
+For each rate a child process hosts the Stripe and Salesforce sandboxes and seeds one
+linked customer's invoices in Stripe (``stripe_seed``); this process migrates a fresh SQLite
+store, links the customer, and starts ``dealbridge serve`` (web, worker and clock as
+supervised processes) against the sandboxes. Once serve is idle after its start-up catch-up
+(which stores and handles the seeded invoices' events), it POSTs signed ``invoice.paid``
+webhooks of those invoices at the rate for ``--seconds`` (open loop: request i is due at
+t0 + i/rate, whatever the answers), each a distinct event, from a pool of sender threads,
+while serve's worker fetches each invoice from Stripe and writes it to Salesforce.
 
 Printed per rate: requests sent, errors (non-200 or no answer within 10 s), acknowledgement
 latency p50 / p99 / max (from the moment each request was sent), how many requests started
@@ -64,9 +66,12 @@ def _percentile(values: list[float], pct: float) -> float:
 
 
 @contextmanager
-def _serve(env: dict[str, str], port: int) -> Iterator[subprocess.Popen[bytes]]:
+def _serve(env: dict[str, str], port: int, web_only: bool) -> Iterator[subprocess.Popen[bytes]]:
+    command = ["serve", "--port", str(port)]
+    if web_only:
+        command = ["web", "--workers", "1", "--threads", "8", "--port", str(port)]
     proc = subprocess.Popen(  # noqa: S603 - this interpreter, our own command
-        [sys.executable, "-m", "connector", "serve", "--port", str(port)],
+        [sys.executable, "-m", "connector", *command],
         env=env,
         cwd=REPO,
         stdout=subprocess.DEVNULL,
@@ -90,6 +95,23 @@ def _serve(env: dict[str, str], port: int) -> Iterator[subprocess.Popen[bytes]]:
         proc.wait(timeout=60)
 
 
+def _waiting(db_path: Path) -> int:
+    with sqlite3.connect(db_path, timeout=30) as conn:
+        row = conn.execute(
+            "SELECT (SELECT COUNT(*) FROM inbox_events WHERE status IN ('pending', "
+            "'processing')) + (SELECT COUNT(*) FROM outbox_messages WHERE status IN "
+            "('pending', 'processing'))"
+        ).fetchone()
+    return int(row[0])
+
+
+def _wait_idle(db_path: Path, seconds: float = DRAIN_WAIT) -> None:
+    deadline = time.monotonic() + seconds
+    time.sleep(3)  # let the clock's start-up catch-up begin before judging "idle"
+    while time.monotonic() < deadline and _waiting(db_path):
+        time.sleep(0.5)  # a benchmark waiting for the start-up work to end
+
+
 def _event(n: int, invoice_id: str, customer: str) -> str:
     return json.dumps(
         {
@@ -103,23 +125,56 @@ def _event(n: int, invoice_id: str, customer: str) -> str:
     )
 
 
-def run(rate: int, seconds: int) -> dict[str, Any]:
+def sandboxes() -> None:
+    """Child process: host both sandboxes, seed the invoices, print where they are, and serve
+    until stdin closes. The sandboxes answer serve's worker from their own interpreter, so
+    their work never starves the sender's threads (which would inflate the latencies)."""
     from bench.stripe_seed import seed_invoices
     from connector.demo import salesforce_sandbox
     from connector.demo.world import DEMO_STRIPE_KEY
-    from connector.store.migrate import upgrade
-    from sandboxes.salesforce import DEMO_PASSWORD, DEMO_USERNAME
     from sandboxes.stripe import StripeSandbox
 
     stripe_sandbox = StripeSandbox().start()
     salesforce = salesforce_sandbox(daily_api_limit=10_000_000).start()
+    client = stripe.StripeClient(
+        DEMO_STRIPE_KEY, base_addresses={"api": stripe_sandbox.url}, max_network_retries=0
+    )
+    customer = client.v1.customers.create(params={"email": "ap@bench.example"}).id
+    invoices = seed_invoices(stripe_sandbox, customer, INVOICES)
+    print(
+        json.dumps(
+            {
+                "stripe_url": stripe_sandbox.url,
+                "salesforce_url": salesforce.url,
+                "customer": customer,
+                "account": salesforce.ids_by_ref()["acme"],
+                "invoices": invoices,
+            }
+        ),
+        flush=True,
+    )
+    sys.stdin.read()
+    stripe_sandbox.stop()
+    salesforce.stop()
+
+
+def run(rate: int, seconds: int, web_only: bool = False) -> dict[str, Any]:
+    from connector.demo.world import DEMO_STRIPE_KEY
+    from connector.store.migrate import upgrade
+    from sandboxes.salesforce import DEMO_PASSWORD, DEMO_USERNAME
+
+    hosts = subprocess.Popen(
+        [sys.executable, "-m", "bench.serve_intake", "--sandboxes"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=REPO,
+    )
     tmp = tempfile.TemporaryDirectory()
     try:
-        client = stripe.StripeClient(
-            DEMO_STRIPE_KEY, base_addresses={"api": stripe_sandbox.url}, max_network_retries=0
-        )
-        customer = client.v1.customers.create(params={"email": "ap@bench.example"}).id
-        invoices = seed_invoices(stripe_sandbox, customer, INVOICES)
+        assert hosts.stdout is not None
+        where = json.loads(hosts.stdout.readline())
+        customer, invoices = where["customer"], where["invoices"]
         db_path = Path(tmp.name) / "serve.sqlite3"
         url = f"sqlite:///{db_path}"
         upgrade(url)
@@ -127,7 +182,7 @@ def run(rate: int, seconds: int) -> dict[str, Any]:
             conn.execute(
                 "INSERT INTO customer_links (crm_account_id, stripe_customer_id, source, "
                 "linked_at) VALUES (?, ?, 'found', CURRENT_TIMESTAMP)",
-                (salesforce.ids_by_ref()["acme"], customer),
+                (where["account"], customer),
             )
         port = _free_port()
         env = {
@@ -138,9 +193,9 @@ def run(rate: int, seconds: int) -> dict[str, Any]:
             "SALESFORCE_USERNAME": DEMO_USERNAME,
             "SALESFORCE_PASSWORD": DEMO_PASSWORD,
             "DATABASE_URL": url,
-            "DEALBRIDGE__STRIPE__API_BASE": stripe_sandbox.url,
+            "DEALBRIDGE__STRIPE__API_BASE": where["stripe_url"],
             "DEALBRIDGE__STRIPE__MAX_NETWORK_RETRIES": "0",
-            "DEALBRIDGE__CRM__SALESFORCE__INSTANCE_URL": salesforce.url,
+            "DEALBRIDGE__CRM__SALESFORCE__INSTANCE_URL": where["salesforce_url"],
             "DEALBRIDGE__WEB__HOST": "127.0.0.1",
             "DEALBRIDGE__APP__LOG_LEVEL": "WARNING",
         }
@@ -151,7 +206,8 @@ def run(rate: int, seconds: int) -> dict[str, Any]:
         lock = threading.Lock()
         local = threading.local()
 
-        with _serve(env, port):
+        with _serve(env, port, web_only):
+            _wait_idle(db_path)  # start-up's catch-up (the seeded invoices' events) is done
             endpoint = f"http://127.0.0.1:{port}/webhooks/stripe"
             started = time.perf_counter() + 0.5
 
@@ -191,7 +247,7 @@ def run(rate: int, seconds: int) -> dict[str, Any]:
                 list(pool.map(send, range(total)))
             finished = time.perf_counter()
             drained = math.nan
-            deadline = time.monotonic() + DRAIN_WAIT
+            deadline = time.monotonic() + (0 if web_only else DRAIN_WAIT)
             while time.monotonic() < deadline:
                 with sqlite3.connect(db_path, timeout=30) as conn:
                     waiting = conn.execute(
@@ -226,24 +282,31 @@ def run(rate: int, seconds: int) -> dict[str, Any]:
             "drained_s": drained,
         }
     finally:
-        stripe_sandbox.stop()
-        salesforce.stop()
+        if hosts.stdin is not None:
+            hosts.stdin.close()
+        hosts.wait(timeout=60)
         tmp.cleanup()
 
 
 def main(argv: list[str]) -> None:
+    if argv[:1] == ["--sandboxes"]:
+        sandboxes()
+        return
     seconds = SECONDS
     if "--seconds" in argv:
         at = argv.index("--seconds")
         seconds = int(argv[at + 1])
         del argv[at : at + 2]
+    web_only = "--web-only" in argv
+    if web_only:
+        argv.remove("--web-only")
     rates = [int(a) for a in argv] or list(RATES)
     print(
         f"{'rate/s':>6} {'sent':>6} {'errors':>6} {'p50':>8} {'p99':>8} {'max':>8} "
         f"{'late':>5} {'stored':>6} {'done':>6} {'drained':>8}"
     )
     for rate in rates:
-        r = run(rate, seconds)
+        r = run(rate, seconds, web_only)
         print(
             f"{r['rate']:>6} {r['sent']:>6} {r['errors']:>6} {r['p50_ms']:>6.1f}ms "
             f"{r['p99_ms']:>6.1f}ms {r['max_ms']:>6.0f}ms {r['late_starts']:>5} "

@@ -14,7 +14,7 @@ import json
 import logging
 import sys
 import threading
-import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -62,13 +62,19 @@ _DEMO_USERS = {
 def launch_link(world: LocalWorld, deal_id: str, role: str = "finance") -> str:
     """A signed link opening the deal's review page as a demo user with ``role``.
 
-    Launch links are single-use and live at most web.launch_link_ttl_seconds.
+    Launch links are single-use (a nonce keeps two links made in one second apart) and
+    live at most web.launch_link_ttl_seconds, by the app's own clock.
     """
     assert world.runtime is not None
-    exp = int(time.time()) + int(world.runtime.config.section("web")["launch_link_ttl_seconds"])
+    ttl = int(world.runtime.config.section("web")["launch_link_ttl_seconds"])
+    exp = int(world.runtime.clock().timestamp()) + ttl
     user = _DEMO_USERS.get(role, "demo.rep@dealbridge.example")
-    sig = launch_signature(world.secret_key, deal_id, user, role, exp)
-    return f"{world.app_url}/launch?deal={deal_id}&user={user}&role={role}&exp={exp}&sig={sig}"
+    nonce = uuid.uuid4().hex[:16]
+    sig = launch_signature(world.secret_key, deal_id, user, role, exp, nonce)
+    return (
+        f"{world.app_url}/launch?deal={deal_id}&user={user}&role={role}&exp={exp}"
+        f"&nonce={nonce}&sig={sig}"
+    )
 
 
 def summary(world: LocalWorld) -> dict[str, Any]:

@@ -150,8 +150,10 @@ def backfill_invoices(
             queued += len(chunk)
             chunk = []
             if send and queued >= flush:
-                _drain(runtime, flush, only=crm_outbound.UPSERT_INVOICE)
-                queued = 0
+                # Whole flushes only while listing goes on (one Bulk API job each); the
+                # rest waits for the next chunk instead of going as small Collections.
+                _drain(runtime, flush, only=crm_outbound.UPSERT_INVOICE, flushes=queued // flush)
+                queued %= flush
             if progress is not None:
                 progress(written)
     if chunk or checkpoint is not None:
@@ -288,18 +290,24 @@ def _mirrors(session: Session, invoice_ids: list[str]) -> dict[str, InvoiceMirro
     return found
 
 
-def _drain(runtime: Runtime, flush: int, only: str | None = None) -> None:
-    """Send what the backfill queued until nothing more goes out. CRM invoice and account
-    writes go ``flush`` records an adapter call (one Bulk API 2.0 job above its threshold;
-    the adapter splits the rest into its own batches)."""
+def _drain(
+    runtime: Runtime, flush: int, only: str | None = None, flushes: int | None = None
+) -> None:
+    """Send what the backfill queued until nothing more goes out (or ``flushes`` adapter
+    calls of ``flush`` records were sent). CRM invoice and account writes go ``flush``
+    records an adapter call (one Bulk API 2.0 job above its threshold; the adapter splits
+    the rest into its own batches)."""
     senders: dict[str, outbox.Sender] = {
         crm_outbound.UPDATE_ACCOUNT: outbox.BatchedSender(crm_outbound.send_account_updates, flush),
         crm_outbound.UPSERT_INVOICE: outbox.BatchedSender(crm_outbound.send_invoice_upserts, flush),
         subscribers.DELIVER: outbox.SingleSender(subscribers.default_delivery),
     }
     chosen = {only: senders[only]} if only is not None else senders
-    while outbox.drain_outbox(runtime, chosen, limit=flush) > 0:
-        pass
+    sent = 0
+    while flushes is None or sent < flushes:
+        if outbox.drain_outbox(runtime, chosen, limit=flush) == 0:
+            return
+        sent += 1
 
 
 # --------------------------------------------------------------------------- on linking

@@ -614,9 +614,6 @@ def on_invoice_event(runtime: Runtime, event: dict[str, Any]) -> str | None:
 
 # --------------------------------------------------------------------------- many at once
 
-#: An event type whose payment error the CRM record shows, kept when it is coalesced.
-_FAILING = ("invoice.payment_failed", "invoice.payment_action_required")
-
 
 @dataclass
 class _Fetched:
@@ -627,6 +624,8 @@ class _Fetched:
     customer_id: str | None
     seen: int | None
     invoice: dict[str, Any] | None
+    #: Why its last payment attempt failed (a failing event's invoice only).
+    decline: str | None = None
 
 
 def on_invoice_events(
@@ -679,9 +678,12 @@ def on_invoice_events(
             for i in groups[invoice_id]:
                 results[i] = answer
             continue
-        failing = [t for t in types[invoice_id] if t in _FAILING]
+        failing = [t for t in types[invoice_id] if t in FAILING_EVENTS]
         event_type = (failing or types[invoice_id])[-1]
-        fetched[invoice_id] = _Fetched(event_type, hints[invoice_id], seen.get(invoice_id), answer)
+        decline = _decline(runtime, answer, event_type) if answer is not None else None
+        fetched[invoice_id] = _Fetched(
+            event_type, hints[invoice_id], seen.get(invoice_id), answer, decline
+        )
     if fetched:
         with runtime.db.session() as session:
             outcomes = _write_fetched(runtime, session, fetched, accounts)
@@ -787,7 +789,7 @@ def _write_fetched(
             continue
         changed = apply_invoice(
             runtime, session, invoice, account_id, item.event_type,
-            mirror=mirror, balance=False, deals=deals,
+            mirror=mirror, balance=False, deals=deals, decline=item.decline,
         )  # fmt: skip
         if changed:
             touched.setdefault(account_id, set()).add(invoice["currency"])

@@ -43,6 +43,7 @@ from connector.domain.plan import (
     InvalidOverrides,
     PlanDefaults,
     PlanLine,
+    ScheduledInvoice,
     overrides_from_json,
     overrides_to_json,
     plan_from_json,
@@ -533,12 +534,34 @@ def summary_lines(plan: BillingPlan, customer: str | None, today: date) -> list[
     lines.append(f"Invoices are emailed with Stripe's payment page, {due}; payment by {methods}.")
     if plan.invoices:
         lines.append(f"Invoice schedule ({len(plan.invoices)} invoice(s)):")
-        for invoice in plan.invoices:
-            lines.append(
-                f"  {invoice.date.isoformat()}  {format_money(invoice.amount, cur)}  "
-                f"{invoice.description}"
-            )
+        lines.extend(_schedule_lines(plan))
     lines.append(f"Contract total: {format_money(plan.total_amount, cur)}.")
+    return lines
+
+
+def _schedule_lines(plan: BillingPlan) -> list[str]:
+    """The invoice schedule in a few lines: the first invoice, then each run of equal
+    invoices as one line (the summary also goes to a CRM text field of limited length; the
+    review page lists every invoice)."""
+    cur = plan.currency
+    first, rest = plan.invoices[0], plan.invoices[1:]
+    lines = [f"  {first.date.isoformat()}  {format_money(first.amount, cur)}  {first.description}"]
+    run: list[ScheduledInvoice] = []
+    for invoice in [*rest, None]:
+        if invoice is not None and (not run or invoice.amount == run[0].amount):
+            run.append(invoice)
+            continue
+        if len(run) == 1:
+            only = run[0]
+            lines.append(
+                f"  {only.date.isoformat()}  {format_money(only.amount, cur)}  {only.description}"
+            )
+        elif run:
+            lines.append(
+                f"  {run[0].date.isoformat()} to {run[-1].date.isoformat()}  {len(run)} invoices "
+                f"of {format_money(run[0].amount, cur)}, one per period"
+            )
+        run = [] if invoice is None else [invoice]
     return lines
 
 

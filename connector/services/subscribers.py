@@ -13,10 +13,13 @@ Destinations are checked at every delivery, because DNS can change between two a
 the scheme must be in ``outbound.allowed_schemes``, the host in ``outbound.allowed_hosts``
 (when that list is not empty), and every address the host resolves to must be public --
 private, loopback, link-local (cloud metadata at 169.254.169.254), multicast, reserved,
-shared and unspecified addresses are refused unless ``outbound.allow_private_addresses`` is
-true. The connection then goes to the address that was checked (TLS still verifies the
-certificate against the host name), so a second DNS answer cannot redirect it; environment
-proxies are ignored for the same reason, and redirects are never followed.
+shared, unspecified and site-local (``fec0::/10``) addresses are refused unless
+``outbound.allow_private_addresses`` is true. An IPv6 address that stands for an IPv4 one
+(IPv4-mapped or -compatible, 6to4 ``2002::/16``, Teredo, NAT64 ``64:ff9b::/96`` and
+``64:ff9b:1::/48``) is judged by the IPv4 address it embeds. The connection then goes to
+the address that was checked (TLS still verifies the certificate against the host name),
+so a second DNS answer cannot redirect it; environment proxies are ignored for the same
+reason, and redirects are never followed.
 """
 
 from __future__ import annotations

@@ -14,6 +14,7 @@ from connector.logs import configure_logging, request_id_var
 from connector.runtime import Runtime
 from connector.web import (
     context,
+    crm_signin,
     crm_webhooks,
     customers,
     errors,
@@ -97,3 +98,4 @@ def register_capabilities(app: Flask) -> None:
     app.register_blueprint(overview.blueprint)
     app.register_blueprint(customers.blueprint)
     app.register_blueprint(launch.blueprint)
+    app.register_blueprint(crm_signin.blueprint)

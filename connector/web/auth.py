@@ -8,24 +8,29 @@ with a role. Roles are enforced here, on the server, for every endpoint.
 
 Launch link (built by the CRM, e.g. an Apex ``Crypto.generateMac`` or a Dynamics plugin):
 ``/launch?deal=<id>&user=<email>&role=<role>&exp=<unix>&sig=<hex>`` where ``sig`` is
-HMAC-SHA256 over ``deal|user|role|exp`` with ``DEALBRIDGE_SECRET_KEY``.
+HMAC-SHA256 over ``deal|user|role|exp`` with ``DEALBRIDGE_SECRET_KEY`` (with an optional
+``&nonce=<text>``, over ``deal|user|role|exp|nonce``). ``exp`` may lie at most
+``web.launch_link_ttl_seconds`` ahead, and a link opens one session: only the browser it
+signed in may open it again. The session reaches the link's deal only.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import wraps
 from typing import Any, TypeVar, cast
 
-from flask import g, request
+from flask import g, redirect, request
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 
+from connector.crm.salesforce import oauth
 from connector.store.models import Plan
 from connector.web.context import current_runtime
-from connector.web.errors import ApiError
+from connector.web.errors import ApiError, wants_json
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -46,9 +51,13 @@ class Identity:
         return ROLE_RANK.get(self.role, 0) >= ROLE_RANK[role]
 
 
-def launch_signature(secret: str, deal: str, user: str, role: str, exp: int) -> str:
-    message = f"{deal}|{user}|{role}|{exp}".encode()
-    return hmac.new(secret.encode(), message, hashlib.sha256).hexdigest()
+def launch_signature(
+    secret: str, deal: str, user: str, role: str, exp: int, nonce: str = ""
+) -> str:
+    """HMAC-SHA256 over ``deal|user|role|exp`` (or ``deal|user|role|exp|nonce`` when the
+    link carries a ``nonce``, so two links made in one second differ)."""
+    message = f"{deal}|{user}|{role}|{exp}" + (f"|{nonce}" if nonce else "")
+    return hmac.new(secret.encode(), message.encode(), hashlib.sha256).hexdigest()
 
 
 def _serializer(secret: str) -> URLSafeTimedSerializer:
@@ -104,6 +113,45 @@ def _deal_of_request(kwargs: dict[str, Any]) -> str | None:
             row = session.get(Plan, str(kwargs["plan_id"]))
             return row.deal_id if row is not None else None
     return ""
+
+
+#: How long a person may take to sign in at the CRM and come back.
+SIGN_IN_STATE_SECONDS = 600
+SIGN_IN_CALLBACK = "/auth/salesforce/callback"
+
+
+def sign_in_state_serializer(secret: str) -> URLSafeTimedSerializer:
+    return URLSafeTimedSerializer(secret, salt="dealbridge.crm-sign-in")
+
+
+def crm_sign_in_url(kwargs: dict[str, Any]) -> str | None:
+    """Where to send a person who opened a deal's page without a session: the CRM's own
+    sign-in (Salesforce: the connected app's OAuth web-server flow), coming back to the
+    page. None when that is not possible (an API call, a page about no single deal, no
+    connected app configured): the caller answers 401 as before."""
+    if request.method != "GET" or wants_json():
+        return None
+    runtime = current_runtime()
+    secrets = runtime.config.secrets
+    if (
+        runtime.config.crm_kind != "salesforce"
+        or not secrets.salesforce_client_id
+        or secrets.salesforce_client_secret is None
+        or secrets.secret_key is None
+    ):
+        return None
+    deal = _deal_of_request(kwargs)
+    if not deal:
+        return None
+    state = sign_in_state_serializer(secrets.secret_key.reveal()).dumps(
+        {"deal": deal, "nonce": uuid.uuid4().hex}
+    )
+    return oauth.authorize_url(
+        runtime.config.section("crm")["salesforce"]["login_url"],
+        secrets.salesforce_client_id,
+        runtime.config.base_url + SIGN_IN_CALLBACK,
+        state,
+    )
 
 
 def _check_scope(identity: Identity, kwargs: dict[str, Any]) -> None:
@@ -202,6 +250,9 @@ def require(role: str) -> Callable[[F], F]:
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             identity = current_identity()
             if identity is None:
+                target = crm_sign_in_url(kwargs)
+                if target is not None:
+                    return redirect(target, code=302)
                 raise ApiError(
                     401,
                     "unauthenticated",

@@ -227,7 +227,7 @@ def launch() -> Response:
         exp = int(args.get("exp", "0"))
     except ValueError:
         exp = 0
-    expected = launch_signature(_secret(), deal, user, role, exp)
+    expected = launch_signature(_secret(), deal, user, role, exp, args.get("nonce", ""))
     runtime = _runtime()
     now = runtime.clock()
     ttl = int(runtime.config.section("web")["launch_link_ttl_seconds"])
@@ -243,7 +243,12 @@ def launch() -> Response:
         if not use_once(
             runtime.db, "launch", expected, now=now, expires=datetime.fromtimestamp(exp, UTC)
         ):
-            raise LinkRefused("already used")
+            # A reload or a double click by the browser the link already signed in: it
+            # keeps the session it has; anyone else is refused.
+            current = current_identity()
+            if current is None or (current.user, current.role, current.deal) != (user, role, deal):
+                raise LinkRefused("already used")
+            return make_response(redirect(url_for("plans.deal_page", deal_id=deal)))
     except LinkRefused as refused:
         raise ApiError(
             401,

@@ -117,12 +117,11 @@ def test_online_check_names_a_text_field_too_short_for_a_stripe_id(
     shipped = (REPO / "mappings" / "salesforce.yaml").read_text(encoding="utf-8")
     mapping = tmp_path / "salesforce.yaml"
     # Currency__c holds three characters; a Stripe customer id needs far more.
-    mapping.write_text(
-        shipped.replace(
-            "stripe_customer_id: Stripe_Customer_Id__c\n\nproduct",
-            "stripe_customer_id: Currency__c\n\nproduct",
-        )
+    head, invoice = shipped.split("\ninvoice:", 1)
+    invoice = invoice.replace(
+        "stripe_customer_id: Stripe_Customer_Id__c", "stripe_customer_id: Currency__c"
     )
+    mapping.write_text(f"{head}\ninvoice:{invoice}")
     config = _salesforce_config(tmp_path, salesforce, mapping)
     code, output = _check(config, _salesforce_env(tmp_path), "--online")
     assert code == 2
@@ -190,6 +189,27 @@ def test_online_check_names_a_column_missing_from_the_environment_and_exits_2(
         "'opportunity'; run `python -m connector.crm.dynamics.definitions --apply` or fix the "
         "mapping"
     ]
+
+
+def test_online_check_names_a_decimal_column_mapped_as_the_invoice_status(
+    tmp_path: Path, dataverse: DataverseSandbox
+) -> None:
+    shipped = (REPO / "mappings" / "dynamics.yaml").read_text(encoding="utf-8")
+    mapping = tmp_path / "dynamics.yaml"
+    mapping.write_text(shipped.replace("    status: db_status\n", "    status: db_amountdue\n"))
+    config = _dynamics_config(tmp_path, dataverse)
+    config.write_text(
+        config.read_text().replace(
+            "  kind: dynamics\n", f"  kind: dynamics\n  mapping: {mapping}\n"
+        )
+    )
+    code, output = _check(config, _dynamics_env(tmp_path, dataverse), "--online")
+    assert code == 2
+    problems = [line for line in output.splitlines() if line.startswith("  - ")]
+    assert len(problems) == 1, output
+    assert problems[0].startswith(
+        "  - invoice.fields.status: column db_stripeinvoice.db_amountdue is a Decimal column"
+    )
 
 
 def test_online_check_reports_a_crm_it_cannot_reach_as_a_problem(

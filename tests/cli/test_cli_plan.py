@@ -79,3 +79,15 @@ def test_the_plan_json_carries_its_invoice_schedule_adding_up_to_the_total() -> 
     plan = json.loads(result.output)
     assert len(plan["invoices"]) == plan["periods"]
     assert sum(i["amount"] for i in plan["invoices"]) == plan["total_amount"]
+
+
+def test_unknown_override_fields_are_refused_by_name(tmp_path: Path) -> None:
+    overrides = tmp_path / "overrides.json"
+    overrides.write_text(json.dumps({"days_due": 45, "confirmed": ["amount"]}))
+    result = CliRunner().invoke(
+        main,
+        ["plan", "suggest", "--file", str(EXAMPLE), "--overrides", str(overrides),
+         "--today", "2026-11-21"],
+    )  # fmt: skip
+    assert result.exit_code == 2
+    assert [line.partition(":")[0] for line in result.output.splitlines()] == ["days_due"]

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from connector.domain.plan import add_months
-from connector.domain.timestamps import unix_at_midnight
+from connector.domain.timestamps import date_from_unix, unix_at_midnight
 from connector.services.invoice_preview import first_invoice
 from tests.e2e.conftest import World
 
@@ -67,7 +67,11 @@ def _bill_whole_contract(
     invoices = client.v1.invoices.list(
         params={"customer": plan["stripe_customer_id"], "limit": 100}
     ).data
-    subscription = client.v1.subscriptions.retrieve(plan["stripe_subscription_id"])
+    subscription_id = plan["stripe_subscription_id"]
+    if subscription_id is None:  # a future start: the schedule made the subscription
+        schedule = client.v1.subscription_schedules.retrieve(plan["stripe_schedule_id"])
+        subscription_id = schedule.subscription
+    subscription = client.v1.subscriptions.retrieve(str(subscription_id))
     assert subscription.status == "canceled"
     assert subscription.ended_at == unix_at_midnight(through)
     return plan, sorted(invoices, key=lambda i: (i.created, i.id))
@@ -77,7 +81,7 @@ def _assert_billed_as_stated(plan: dict[str, Any], invoices: list[Any]) -> None:
     stated = plan["plan"]["invoices"]
     assert [i.status for i in invoices] == ["open"] * len(invoices)
     assert [i.total for i in invoices] == [s["amount"] for s in stated]
-    assert [date.fromtimestamp(i.created) for i in invoices][1:] == [
+    assert [date_from_unix(i.created) for i in invoices][1:] == [
         date.fromisoformat(s["date"]) for s in stated
     ][1:]
     assert sum(i.total for i in invoices) == plan["plan"]["total_amount"]
@@ -164,4 +168,36 @@ def test_a_contract_that_started_on_the_31st_renews_on_stripes_day_and_bills_12_
     plan, invoices = _bill_whole_contract(world, clock_id, {"confirmed": ["start_date"]})
     assert plan["plan"]["total_amount"] == 250000 + 12 * (120000 + 112500 + 50000)
     assert len(invoices) == 12 - plan["plan"]["catch_up_periods"]
+    _assert_billed_as_stated(plan, invoices)
+
+
+def test_a_future_start_bills_every_period_from_its_start(world: World) -> None:
+    """Starts in 10 days: a subscription schedule whose phase runs from the start to the
+    end of the 12th period."""
+    clock_id = _customer_on_a_test_clock(world)
+    world.crm.update_deal("acme_platform", contract_start=world.clock().date() + timedelta(days=10))
+    plan, invoices = _bill_whole_contract(world, clock_id)
+    assert plan["stripe_schedule_id"]
+    assert plan["plan"]["total_amount"] == 250000 + 12 * (120000 + 112500 + 50000)
+    assert len(invoices) == 12
+    _assert_billed_as_stated(plan, invoices)
+    assert date_from_unix(invoices[0].created) == date.fromisoformat(plan["plan"]["start_date"])
+
+
+def test_jpy_annual_price_billed_monthly_over_three_years_to_the_yen(world: World) -> None:
+    """JPY 100,000 a year billed monthly over 36 months: 8,333 a month and the remaining
+    12 yen on the first invoice, 300,000 in all (not 299,988)."""
+    clock_id = _customer_on_a_test_clock(world)
+    world.salesforce_client().restful(  # an admin adds yen to the org's currencies
+        "sobjects/CurrencyType", method="POST",
+        json={"IsoCode": "JPY", "ConversionRate": 150, "DecimalPlaces": 0, "IsActive": True},
+    )  # fmt: skip
+    world.crm.update_deal("acme_platform", currency="JPY", contract_months=36)
+    world.crm.update_line("acme_platform", 1, pricing_schedule="annual",
+                          unit_price=Decimal("100000"))  # fmt: skip
+    plan, invoices = _bill_whole_contract(world, clock_id, {"interval": "month"})
+    assert plan["plan"]["currency"] == "jpy"
+    # setup 2,500; platform 300,000; 25 seats at 45 and support 500 a month, 36 months
+    assert plan["plan"]["total_amount"] == 2500 + 300000 + 36 * (25 * 45 + 500)
+    assert len(invoices) == 36
     _assert_billed_as_stated(plan, invoices)

@@ -37,6 +37,9 @@ REQUIRED = {
     "plans.page_adjust": "sales_rep",
     "plans.page_activate": "sales_rep",
     "plans.page_manual": "sales_rep",
+    "plans.api_changed_after_activation": "sales_rep",
+    "plans.api_changed_cancel": "finance",
+    "plans.page_changed_after_activation": "sales_rep",
     "plans.page_confirm_manual": "sales_rep",
     "plans.page_undo_manual": "sales_rep",
     "plans.page_choose_customer": "sales_rep",
@@ -69,6 +72,7 @@ PUBLIC = {
     "plans.launch": "verified by the launch link's signature",
     "launch.canvas": "verified by the Canvas signed request",
     "launch.entra": "verified by the Entra ID access token (tests/web/test_entra_launch.py)",
+    "crm_signin.salesforce_callback": "verified by the signed state and Salesforce's code",
 }
 RANK = {"sales_rep": 1, "finance": 2, "admin": 3}
 TOKENS = {role: token for token, role in TEST_SECRETS["api_tokens"].items()}
@@ -398,3 +402,24 @@ def test_a_canvas_request_replayed_is_refused(app: Any) -> None:
     again = app.test_client().post("/launch/canvas", data={"signed_request": signed}, headers=JSON)
     assert again.status_code == 401
     assert again.get_json()["error"]["code"] == "replayed_signed_request"
+
+
+def test_the_browser_a_launch_link_signed_in_may_open_it_again(app: Any) -> None:
+    client = app.test_client()
+    link = _link("006DEALA")
+    assert client.get(link).status_code == 302
+    again = client.get(link)  # a reload or a double click, with the session cookie
+    assert again.status_code == 302
+    assert "/deals/006DEALA/plan" in again.headers["Location"]
+
+
+def test_two_links_made_in_one_second_differ_by_their_nonce(app: Any) -> None:
+    secret = TEST_SECRETS["secret_key"].reveal()
+    exp = int(FrozenClock().now.timestamp()) + 600
+    for nonce in ("n1", "n2"):
+        sig = launch_signature(secret, "006DEAL", "rep@acme.example", "sales_rep", exp, nonce)
+        link = (
+            f"/launch?deal=006DEAL&user=rep@acme.example&role=sales_rep&exp={exp}"
+            f"&nonce={nonce}&sig={sig}"
+        )
+        assert app.test_client().get(link).status_code == 302

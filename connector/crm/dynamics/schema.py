@@ -23,6 +23,7 @@ from typing import Any
 from connector.crm.base import CrmNotFound
 from connector.crm.dynamics.client import DataverseClient
 from connector.crm.dynamics.odata import quote_literal
+from connector.crm.field_needs import NEEDS
 from connector.mappings import CrmMapping
 
 __all__ = ["TableDefinition", "check_mapping"]
@@ -35,6 +36,8 @@ class TableDefinition:
     logical_name: str
     entity_set: str | None
     columns: set[str] = field(default_factory=set)
+    #: column → its AttributeType (String, Money, DateTime, ...)
+    types: dict[str, str] = field(default_factory=dict)
     #: lookup column → [(target table, navigation property)], several for customer lookups
     lookups: dict[str, list[tuple[str, str]]] = field(default_factory=dict)
     collections: set[str] = field(default_factory=set)
@@ -45,7 +48,7 @@ def fetch_table(client: DataverseClient, logical_name: str) -> TableDefinition |
     params = {
         "$select": "LogicalName,EntitySetName",
         "$expand": (
-            "Attributes($select=LogicalName),"
+            "Attributes($select=LogicalName,AttributeType),"
             "ManyToOneRelationships($select=ReferencingAttribute,ReferencedEntity,"
             "ReferencingEntityNavigationPropertyName),"
             "OneToManyRelationships($select=ReferencedEntityNavigationPropertyName),"
@@ -65,6 +68,8 @@ def fetch_table(client: DataverseClient, logical_name: str) -> TableDefinition |
     for attribute in data.get("Attributes") or []:
         if isinstance(attribute, Mapping) and attribute.get("LogicalName"):
             table.columns.add(str(attribute["LogicalName"]))
+            if attribute.get("AttributeType"):
+                table.types[str(attribute["LogicalName"])] = str(attribute["AttributeType"])
     for relation in data.get("ManyToOneRelationships") or []:
         if isinstance(relation, Mapping) and relation.get("ReferencingAttribute"):
             table.lookups.setdefault(str(relation["ReferencingAttribute"]), []).append(
@@ -239,6 +244,8 @@ def check_mapping(
                 checker.lookup(f"invoice.fields.{name}", invoice, path)
             else:
                 checker.path(f"invoice.fields.{name}", invoice, path)
+    tables = {"deal": deal, "account": account, "invoice": invoice}
+    checker.problems.extend(_type_problems(mapping, tables))
     if mapping.product:
         product = _section_table(checker, "product", mapping.product)
         if product is not None:
@@ -247,3 +254,46 @@ def check_mapping(
             for name, path in _fields(mapping.product):
                 checker.path(f"product.fields.{name}", product, path)
     return checker.problems
+
+
+#: Dataverse AttributeTypes that can hold each kind of value (``crm/field_needs.py``).
+_DATAVERSE_TYPES: dict[str, frozenset[str]] = {
+    "text": frozenset({"String", "Memo", "Picklist", "State", "Status"}),
+    "long_text": frozenset({"Memo", "String"}),
+    "money": frozenset({"Money", "Decimal", "Double"}),
+    "number": frozenset({"Integer", "BigInt", "Decimal", "Double", "Money"}),
+    "date": frozenset({"DateTime"}),
+    "boolean": frozenset({"Boolean"}),
+    "url": frozenset({"String", "Memo"}),
+}
+
+
+def _type_problems(mapping: CrmMapping, tables: Mapping[str, TableDefinition | None]) -> list[str]:
+    """Each mapped column whose type cannot hold what dealbridge puts there (lengths are
+    not checked on Dataverse: they live on each attribute type's own metadata)."""
+    sections: dict[str, tuple[str, Mapping[str, Any]]] = {
+        "deal": ("deal", mapping.deal["fields_"]),
+        "deal.writeback": ("deal", mapping.deal["writeback"] or {}),
+        "account": ("account", mapping.account["fields_"]),
+        "account.writeback": ("account", mapping.account["writeback"] or {}),
+        "invoice": (
+            "invoice",
+            {**mapping.invoice["fields_"], "external_id": mapping.invoice["external_id"]},
+        ),
+    }
+    problems: list[str] = []
+    for (section, key), need in sorted(NEEDS.items()):
+        table_key, paths = sections[section]
+        table = tables.get(table_key)
+        column = paths.get(key)
+        if table is None or not column or "." in str(column):
+            continue
+        kind = table.types.get(str(column))
+        if kind is None or kind in _DATAVERSE_TYPES[need.kind]:
+            continue
+        label = f"{section}.{key}" if "writeback" in section else f"{section}.fields.{key}"
+        problems.append(
+            f"{label}: column {table.logical_name}.{column} is a {kind} column; "
+            f"it must be {need.describe()}"
+        )
+    return problems

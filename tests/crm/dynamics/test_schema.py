@@ -68,7 +68,7 @@ def test_each_table_is_read_once_with_its_columns_lookups_and_keys(
     assert len(calls) == len(TABLES)
     query = query_of(calls[0])
     assert query["$select"] == ["LogicalName,EntitySetName"]
-    assert query["$expand"][0].startswith("Attributes($select=LogicalName),")
+    assert query["$expand"][0].startswith("Attributes($select=LogicalName,AttributeType),")
     assert "Keys($select=KeyAttributes)" in query["$expand"][0]
 
 
