@@ -90,6 +90,14 @@ class _Guarded:
 
         return call
 
+    def __setattr__(self, member: str, value: Any) -> None:
+        # A setting changed on the wrapper (``runtime.crm.bulk_threshold = 1``) is the
+        # wrapped object's: a proxy that kept it would silently ignore it.
+        if member.startswith("_"):
+            object.__setattr__(self, member, value)
+        else:
+            setattr(self._target, member, value)
+
 
 def _guarded_pages(pages: Iterator[Any], what: str) -> Iterator[Any]:
     while True:

@@ -138,10 +138,10 @@ class FakeCrm:
             return self._changes(unclosed, cursor)
 
     def changed_contact_accounts(self, cursor: str | None) -> Changes:
-        """Contacts are not edited through this fake: none changed."""
+        """Contacts are not edited in the fake: no account ever has a changed contact."""
         with self._lock:
             self._call("changed_contact_accounts")
-            return Changes(ids=[], cursor=cursor)
+            return self._changes({}, cursor)
 
     def get_deal(self, deal_id: str) -> CrmDeal:
         with self._lock:
