@@ -66,14 +66,6 @@ class _Guarded:
         self._target = target
         self._name = name
 
-    def __setattr__(self, member: str, value: Any) -> None:
-        """A setting changed on the guarded object (``crm.bulk_threshold = ...``) is the
-        target's: the wrapper only keeps its own private fields."""
-        if member.startswith("_"):
-            object.__setattr__(self, member, value)
-        else:
-            setattr(self._target, member, value)
-
     def __getattr__(self, member: str) -> Any:
         attr = getattr(self._target, member)
         if member in _OFFLINE or member.startswith("_") or not callable(attr):
