@@ -14,6 +14,7 @@ from xml.sax.saxutils import quoteattr
 
 import requests
 
+from .._delivery import DeliveryLoop
 from .._server import SandboxServer
 from . import jsonio
 from .app import DataverseApp
@@ -32,7 +33,6 @@ DEMO_ENVIRONMENT_URL = "https://sandbox.crm.dynamics.com"
 DEMO_TENANT_ID = "4c2f1a7e-8d3b-4e6f-9a5c-0b1d2e3f4a5b"
 DEMO_CLIENT_ID = "8e6b4d2a-1c3f-4a5e-9b7d-2f4e6a8c0b1d"
 DEMO_CLIENT_SECRET = "dataverse-sandbox-client-secret"  # noqa: S105 - public demo credential
-AUTO_DELIVER_INTERVAL_SECONDS = 1.0
 #: Messages a step can be registered on, and the tables each applies to (None: every table).
 MESSAGES: dict[str, tuple[str, ...] | None] = {
     "Create": None,
@@ -120,9 +120,7 @@ class DataverseSandbox:
         )
         self._refs: dict[str, Ref] = {}
         self._server: SandboxServer | None = None
-        self._delivery_thread: threading.Thread | None = None
-        self._stop_delivery = threading.Event()
-        self._wake_delivery = threading.Event()
+        self._delivery = DeliveryLoop(self.deliver_webhooks, "dataverse-sandbox-webhooks")
         self._bootstrap()
         if seed is not None:
             self.load_seed(seed)
@@ -230,11 +228,7 @@ class DataverseSandbox:
         return f"https://login.microsoftonline.com/{self.tenant.tenant_id}"
 
     def stop(self) -> None:
-        self._stop_delivery.set()
-        self._wake_delivery.set()
-        if self._delivery_thread is not None:
-            self._delivery_thread.join(timeout=10)
-            self._delivery_thread = None
+        self._delivery.stop()
         if self._server is not None:
             self._server.stop()
             self._server = None
@@ -520,21 +514,8 @@ class DataverseSandbox:
             return len(self.webhooks.queue)
 
     def _start_auto_delivery(self) -> None:
-        self._stop_delivery.clear()
-        self.webhooks.on_queued = self._wake_delivery.set
-
-        def loop() -> None:
-            while not self._stop_delivery.is_set():
-                self._wake_delivery.wait(AUTO_DELIVER_INTERVAL_SECONDS)
-                self._wake_delivery.clear()
-                if self._stop_delivery.is_set():
-                    return
-                self.deliver_webhooks()
-
-        self._delivery_thread = threading.Thread(
-            target=loop, name="dataverse-sandbox-webhooks", daemon=True
-        )
-        self._delivery_thread.start()
+        self.webhooks.on_queued = self._delivery.wake
+        self._delivery.start()
 
 
 def serve_forever(

@@ -17,6 +17,7 @@ from typing import Any
 
 import requests
 
+from .._delivery import DeliveryLoop
 from .._server import SandboxServer
 from .app import SandboxApp
 from .auth import (
@@ -47,7 +48,6 @@ CURRENCIES = (
     ("EUR", Decimal("0.92"), 2),
     ("GBP", Decimal("0.79"), 2),
 )
-AUTO_DELIVER_INTERVAL_SECONDS = 1.0
 
 
 def _utc_now() -> datetime:
@@ -115,9 +115,7 @@ class SalesforceSandbox:
         )
         self._refs: dict[str, str] = {}
         self._server: SandboxServer | None = None
-        self._delivery_thread: threading.Thread | None = None
-        self._stop_delivery = threading.Event()
-        self._wake_delivery = threading.Event()
+        self._delivery = DeliveryLoop(self.deliver_outbound_messages, "salesforce-sandbox-outbound")
         self._bootstrap()
         if seed is not None:
             self.load_seed(seed)
@@ -187,11 +185,7 @@ class SalesforceSandbox:
         return self._server.url
 
     def stop(self) -> None:
-        self._stop_delivery.set()
-        self._wake_delivery.set()
-        if self._delivery_thread is not None:
-            self._delivery_thread.join(timeout=10)
-            self._delivery_thread = None
+        self._delivery.stop()
         if self._server is not None:
             self._server.stop()
             self._server = None
@@ -312,21 +306,8 @@ class SalesforceSandbox:
         return acknowledged
 
     def _start_auto_delivery(self) -> None:
-        self._stop_delivery.clear()
-        self.outbound.on_queued = self._wake_delivery.set
-
-        def loop() -> None:
-            while not self._stop_delivery.is_set():
-                self._wake_delivery.wait(AUTO_DELIVER_INTERVAL_SECONDS)
-                self._wake_delivery.clear()
-                if self._stop_delivery.is_set():
-                    return
-                self.deliver_outbound_messages()
-
-        self._delivery_thread = threading.Thread(
-            target=loop, name="salesforce-sandbox-outbound", daemon=True
-        )
-        self._delivery_thread.start()
+        self.outbound.on_queued = self._delivery.wake
+        self._delivery.start()
 
 
 def serve_forever(

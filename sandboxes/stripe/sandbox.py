@@ -8,6 +8,7 @@ from collections.abc import Callable
 from functools import partial
 
 from .. import _server
+from .._delivery import DeliveryLoop
 from . import billing, customers, discounts, subscriptions, webhooks
 from .app import Hold, StripeApp
 from .routes import ROUTES
@@ -48,8 +49,7 @@ class StripeSandbox:
         self.state.store.renderers["coupon"] = partial(discounts.render_coupon, self.state)
         self.app = StripeApp(self.state, ROUTES)
         self._server: _server.SandboxServer | None = None
-        self._stop = threading.Event()
-        self._worker: threading.Thread | None = None
+        self._background = DeliveryLoop(self._tick, "stripe-sandbox-worker")
         self._delivery_lock = threading.Lock()
 
     @property
@@ -72,26 +72,19 @@ class StripeSandbox:
         self.state.base_url = self._server.url
         self._server.start()
         if auto_deliver:
-            self._stop.clear()
-            self._worker = threading.Thread(
-                target=self._background, name="stripe-sandbox-worker", daemon=True
-            )
-            self._worker.start()
+            self._background.start()
         return self
 
     def stop(self) -> None:
-        self._stop.set()
-        if self._worker is not None:
-            self._worker.join(timeout=15)
-            self._worker = None
+        self._background.stop()
         if self._server is not None:
             self._server.stop()
             self._server = None
 
-    def _background(self) -> None:
-        while not self._stop.wait(1.0):
-            self.run_billing()
-            self.deliver_webhooks()
+    def _tick(self) -> int:
+        """What Stripe does by itself as time passes: bill what is due, then send webhooks."""
+        self.run_billing()
+        return self.deliver_webhooks()
 
     # -- test hooks ------------------------------------------------------------------------------
 
