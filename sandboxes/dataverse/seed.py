@@ -25,73 +25,26 @@ steps (a data import), so loading a seed notifies nobody. Predefined refs: ``bas
 
 from __future__ import annotations
 
-import calendar
-import json
-import re
 import uuid
 from collections.abc import Callable, Mapping
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from .._seed import SeedError as SeedError  # re-exported: the loader raises it
+from .._seed import read, relative
 from .errors import DataverseError
 from .schema import LOOKUP_KINDS, Table
 from .store import Store
 from .values import Ref, coerce
 
 NAMESPACE = uuid.UUID("6f3c2d1e-8b7a-4c5d-9e0f-1a2b3c4d5e6f")
-_RELATIVE = re.compile(r"^(today|now)\s*(?:([+-])\s*(\d+)\s*([dwmyh]))?$", re.IGNORECASE)
-
-
-class SeedError(ValueError):
-    """The seed is malformed or one of its rows is refused."""
 
 
 def guid_for(ref: str) -> str:
     """The row id a seed gives the row named ``ref`` (stable from run to run)."""
     return str(uuid.uuid5(NAMESPACE, ref))
-
-
-def read(source: str | Path | Mapping[str, Any]) -> dict[str, Any]:
-    if isinstance(source, Mapping):
-        return dict(source)
-    path = Path(source)
-    text = path.read_text(encoding="utf-8")
-    data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
-    if not isinstance(data, dict):
-        raise SeedError(f"{path}: the seed must be a mapping with a 'records' key")
-    return data
-
-
-def _add_months(day: date, months: int) -> date:
-    index = day.year * 12 + day.month - 1 + months
-    year, month = divmod(index, 12)
-    last = calendar.monthrange(year, month + 1)[1]
-    return date(year, month + 1, min(day.day, last))
-
-
-def relative(text: str, now: datetime) -> date | datetime | None:
-    """``today+14d`` → a date; ``now-2h`` → a datetime; None if ``text`` is not relative."""
-    found = _RELATIVE.match(text.strip())
-    if not found:
-        return None
-    word, sign, amount, unit = found.groups()
-    base: date | datetime = now if word.lower() == "now" else now.date()
-    if not sign:
-        return base
-    n = int(amount) * (1 if sign == "+" else -1)
-    unit = unit.lower()
-    if unit in ("m", "y"):
-        months = n if unit == "m" else 12 * n
-        if isinstance(base, datetime):
-            day = _add_months(base.date(), months)
-            return base.replace(year=day.year, month=day.month, day=day.day)
-        return _add_months(base, months)
-    step = {"d": timedelta(days=n), "w": timedelta(weeks=n), "h": timedelta(hours=n)}[unit]
-    return base + step
 
 
 class SeedLoader:
