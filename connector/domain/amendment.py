@@ -22,7 +22,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
-from typing import Any, Literal, TypeVar, get_args
+from typing import Any, Literal, get_args
 
 from connector.domain.deal import Problem, parse_date
 from connector.domain.money import format_money
@@ -33,6 +33,7 @@ from connector.domain.plan import (
     add_months,
     interval_months,
 )
+from connector.domain.stored_fields import as_choice, as_text, as_whole_number
 
 __all__ = [
     "AMENDING_KINDS",
@@ -206,8 +207,8 @@ def choices_from_json(data: Mapping[str, Any]) -> AmendmentChoices:
     if problems:
         raise InvalidOverrides(problems)
     return AmendmentChoices(
-        change=None if change is None else _choice(change, CHANGE_KINDS),
-        proration_behavior=None if proration is None else _choice(proration, PRORATION_BEHAVIORS),
+        change=None if change is None else as_choice(change, CHANGE_KINDS),
+        proration_behavior=None if proration is None else as_choice(proration, PRORATION_BEHAVIORS),
     )
 
 
@@ -654,21 +655,21 @@ def live_to_json(live: LiveSubscription) -> dict[str, Any]:
 def live_from_json(data: Mapping[str, Any]) -> LiveSubscription:
     try:
         return LiveSubscription(
-            subscription_id=_str(data["subscription_id"]),
-            plan_id=_str(data["plan_id"]),
-            deal_id=_str(data["deal_id"]),
-            currency=_str(data["currency"]),
-            interval=_choice(data["interval"], ("month", "year")),
-            interval_count=_int(data["interval_count"]),
+            subscription_id=as_text(data["subscription_id"]),
+            plan_id=as_text(data["plan_id"]),
+            deal_id=as_text(data["deal_id"]),
+            currency=as_text(data["currency"]),
+            interval=as_choice(data["interval"], ("month", "year")),
+            interval_count=as_whole_number(data["interval_count"]),
             cancel_at=None if data.get("cancel_at") is None else parse_date(data["cancel_at"]),
             items=tuple(
                 LiveItem(
-                    item_id=_str(i["item_id"]),
-                    price_id=_str(i["price_id"]),
-                    product_key=_str(i["product_key"]),
-                    product=_str(i["product"]),
-                    quantity=_int(i["quantity"]),
-                    unit_amount=_int(i["unit_amount"]),
+                    item_id=as_text(i["item_id"]),
+                    price_id=as_text(i["price_id"]),
+                    product_key=as_text(i["product_key"]),
+                    product=as_text(i["product"]),
+                    quantity=as_whole_number(i["quantity"]),
+                    unit_amount=as_whole_number(i["unit_amount"]),
                 )
                 for i in data["items"]
             ),
@@ -714,61 +715,41 @@ def amendment_to_json(a: Amendment) -> dict[str, Any]:
 def amendment_from_json(data: Mapping[str, Any]) -> Amendment:
     try:
         return Amendment(
-            kind=_choice(data["kind"], CHANGE_KINDS),
-            subscription_id=_str(data["subscription_id"]),
-            amends_plan_id=_str(data["amends_plan_id"]),
-            amends_deal_id=_str(data["amends_deal_id"]),
-            proration_behavior=_choice(data["proration_behavior"], PRORATION_BEHAVIORS),
+            kind=as_choice(data["kind"], CHANGE_KINDS),
+            subscription_id=as_text(data["subscription_id"]),
+            amends_plan_id=as_text(data["amends_plan_id"]),
+            amends_deal_id=as_text(data["amends_deal_id"]),
+            proration_behavior=as_choice(data["proration_behavior"], PRORATION_BEHAVIORS),
             effective_date=parse_date(data["effective_date"]),
-            currency=_str(data["currency"]),
-            interval=_choice(data["interval"], ("month", "year")),
-            interval_count=_int(data["interval_count"]),
-            recurring_before=_int(data["recurring_before"]),
-            recurring_after=_int(data["recurring_after"]),
+            currency=as_text(data["currency"]),
+            interval=as_choice(data["interval"], ("month", "year")),
+            interval_count=as_whole_number(data["interval_count"]),
+            recurring_before=as_whole_number(data["recurring_before"]),
+            recurring_after=as_whole_number(data["recurring_after"]),
             changes=tuple(
                 ItemChange(
-                    action=_choice(c["action"], ITEM_ACTIONS),
-                    product=_str(c["product"]),
-                    product_key=_str(c["product_key"]),
-                    item_id=None if c["item_id"] is None else _str(c["item_id"]),
-                    line_index=None if c["line_index"] is None else _int(c["line_index"]),
-                    quantity_before=_int(c["quantity_before"]),
-                    quantity_after=_int(c["quantity_after"]),
+                    action=as_choice(c["action"], ITEM_ACTIONS),
+                    product=as_text(c["product"]),
+                    product_key=as_text(c["product_key"]),
+                    item_id=None if c["item_id"] is None else as_text(c["item_id"]),
+                    line_index=None
+                    if c["line_index"] is None
+                    else as_whole_number(c["line_index"]),
+                    quantity_before=as_whole_number(c["quantity_before"]),
+                    quantity_after=as_whole_number(c["quantity_after"]),
                     unit_amount_before=None
                     if c["unit_amount_before"] is None
-                    else _int(c["unit_amount_before"]),
+                    else as_whole_number(c["unit_amount_before"]),
                     unit_amount_after=None
                     if c["unit_amount_after"] is None
-                    else _int(c["unit_amount_after"]),
+                    else as_whole_number(c["unit_amount_after"]),
                 )
                 for c in data["changes"]
             ),
-            notes=tuple(_str(n) for n in data["notes"]),
-            needs_confirmation=tuple(_str(n) for n in data["needs_confirmation"]),
+            notes=tuple(as_text(n) for n in data["notes"]),
+            needs_confirmation=tuple(as_text(n) for n in data["needs_confirmation"]),
             new_end=None if data.get("new_end") is None else parse_date(data["new_end"]),
             cancel_at_period_end=data.get("cancel_at_period_end") is True,
         )
     except (KeyError, TypeError) as exc:
         raise ValueError(f"not an amendment: {exc!r}") from exc
-
-
-def _str(value: object) -> str:
-    if not isinstance(value, str):
-        raise ValueError(f"expected text, got {value!r}")
-    return value
-
-
-def _int(value: object) -> int:
-    if not isinstance(value, int) or isinstance(value, bool):
-        raise ValueError(f"expected a whole number, got {value!r}")
-    return value
-
-
-_C = TypeVar("_C", bound=str)
-
-
-def _choice(value: object, choices: tuple[_C, ...]) -> _C:
-    for choice in choices:
-        if value == choice:
-            return choice
-    raise ValueError(f"{value!r} is not one of {', '.join(choices)}")

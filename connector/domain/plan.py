@@ -17,7 +17,7 @@ from dataclasses import dataclass, field, fields
 from datetime import date
 from decimal import Decimal
 from fractions import Fraction
-from typing import Any, Literal, TypeVar, get_args
+from typing import Any, Literal, get_args
 
 from connector.domain.deal import (
     PAYMENT_METHOD_TYPES,
@@ -31,6 +31,7 @@ from connector.domain.deal import (
     parse_payment_terms,
 )
 from connector.domain.money import format_money, minor_units_exponent, round_half_up
+from connector.domain.stored_fields import as_choice, as_text, as_whole_number
 
 __all__ = [
     "FREQUENCY_MONTHS",
@@ -1093,49 +1094,49 @@ def plan_from_json(data: Mapping[str, Any]) -> BillingPlan:
     """Read a plan written by ``plan_to_json``; raise ``ValueError`` if it is malformed."""
     try:
         return BillingPlan(
-            deal_id=_str(data["deal_id"]),
-            invoice_type=_choice(data["invoice_type"], INVOICE_TYPES),
-            interval=None if data["interval"] is None else _choice(data["interval"], INTERVALS),
+            deal_id=as_text(data["deal_id"]),
+            invoice_type=as_choice(data["invoice_type"], INVOICE_TYPES),
+            interval=None if data["interval"] is None else as_choice(data["interval"], INTERVALS),
             interval_count=_opt_int(data["interval_count"]),
-            periods=_int(data["periods"]),
+            periods=as_whole_number(data["periods"]),
             start_date=parse_date(data["start_date"]),
             end_date=parse_date(data["end_date"]),
             send_date=None if data["send_date"] is None else parse_date(data["send_date"]),
-            days_until_due=_int(data["days_until_due"]),
-            payment_method_types=tuple(_str(t) for t in data["payment_method_types"]),
-            currency=_str(data["currency"]),
-            recurring_amount=_int(data["recurring_amount"]),
-            one_time_amount=_int(data["one_time_amount"]),
-            total_amount=_int(data["total_amount"]),
-            first_invoice_amount=_int(data["first_invoice_amount"]),
+            days_until_due=as_whole_number(data["days_until_due"]),
+            payment_method_types=tuple(as_text(t) for t in data["payment_method_types"]),
+            currency=as_text(data["currency"]),
+            recurring_amount=as_whole_number(data["recurring_amount"]),
+            one_time_amount=as_whole_number(data["one_time_amount"]),
+            total_amount=as_whole_number(data["total_amount"]),
+            first_invoice_amount=as_whole_number(data["first_invoice_amount"]),
             lines=tuple(
                 PlanLine(
-                    product=_str(line["product"]),
+                    product=as_text(line["product"]),
                     sku=_opt_str(line["sku"]),
                     product_id=_opt_str(line["product_id"]),
-                    quantity=_int(line["quantity"]),
-                    unit_amount=_int(line["unit_amount"]),
-                    kind=_choice(line["kind"], ("recurring", "one_time")),
-                    description=_str(line["description"]),
+                    quantity=as_whole_number(line["quantity"]),
+                    unit_amount=as_whole_number(line["unit_amount"]),
+                    kind=as_choice(line["kind"], ("recurring", "one_time")),
+                    description=as_text(line["description"]),
                     # Plans stored before these fields existed have none of them.
                     unit_amount_decimal=_opt_str(line.get("unit_amount_decimal")),
-                    discount_amount=_int(line.get("discount_amount", 0)),
+                    discount_amount=as_whole_number(line.get("discount_amount", 0)),
                     discount_note=_opt_str(line.get("discount_note")),
                 )
                 for line in data["lines"]
             ),
-            collection=_choice(data["collection"], COLLECTIONS),
-            needs_confirmation=tuple(_str(n) for n in data["needs_confirmation"]),
-            notes=tuple(_str(n) for n in data["notes"]),
+            collection=as_choice(data["collection"], COLLECTIONS),
+            needs_confirmation=tuple(as_text(n) for n in data["needs_confirmation"]),
+            notes=tuple(as_text(n) for n in data["notes"]),
             billed_through=(
                 None if data.get("billed_through") is None else parse_date(data["billed_through"])
             ),
-            catch_up_periods=_int(data.get("catch_up_periods", 0)),
+            catch_up_periods=as_whole_number(data.get("catch_up_periods", 0)),
             invoices=tuple(
                 ScheduledInvoice(
                     date=parse_date(i["date"]),
-                    amount=_int(i["amount"]),
-                    description=_str(i["description"]),
+                    amount=as_whole_number(i["amount"]),
+                    description=as_text(i["description"]),
                 )
                 for i in data.get("invoices") or ()
             ),
@@ -1144,35 +1145,12 @@ def plan_from_json(data: Mapping[str, Any]) -> BillingPlan:
         raise ValueError(f"not a billing plan: {exc!r}") from exc
 
 
-def _str(value: object) -> str:
-    if not isinstance(value, str):
-        raise ValueError(f"expected text, got {value!r}")
-    return value
-
-
 def _opt_str(value: object) -> str | None:
-    return None if value is None else _str(value)
-
-
-def _int(value: object) -> int:
-    if not _is_int(value):
-        raise ValueError(f"expected a whole number, got {value!r}")
-    assert isinstance(value, int)
-    return value
+    return None if value is None else as_text(value)
 
 
 def _opt_int(value: object) -> int | None:
-    return None if value is None else _int(value)
-
-
-_Choice = TypeVar("_Choice", bound=str)
-
-
-def _choice(value: object, choices: tuple[_Choice, ...]) -> _Choice:
-    for choice in choices:
-        if value == choice:
-            return choice
-    raise ValueError(f"{value!r} is not one of {', '.join(choices)}")
+    return None if value is None else as_whole_number(value)
 
 
 _OVERRIDE_FIELDS = tuple(f.name for f in fields(PlanOverrides))
