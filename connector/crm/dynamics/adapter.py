@@ -461,20 +461,13 @@ class DynamicsAdapter:
     # ------------------------------------------------------------------ changes
 
     def changed_deals(self, cursor: str | None) -> Changes:
-        deal = self.mapping.deal
-        closed_field = str(deal["closed_when"]["field"])
-        closed_value = deal["closed_when"]["equals"]
-        return self._changes(
-            section=deal,
-            id_column=str(self.mapping.deal_fields["id"]),
-            modified_column=str(self.mapping.deal_fields["modified"]),
-            extra_columns=[closed_field],
-            keep=lambda record: _equals(record.get(closed_field), closed_value),
-            condition=f"{closed_field} eq {_literal(closed_value)}",
-            cursor=cursor,
-        )
+        return self._deal_changes(cursor, closed=True)
 
     def changed_unclosed_deals(self, cursor: str | None) -> Changes:
+        return self._deal_changes(cursor, closed=False)
+
+    def _deal_changes(self, cursor: str | None, *, closed: bool) -> Changes:
+        """Deals changed after ``cursor`` that are closed (won), or that are not."""
         deal = self.mapping.deal
         closed_field = str(deal["closed_when"]["field"])
         closed_value = deal["closed_when"]["equals"]
@@ -483,8 +476,8 @@ class DynamicsAdapter:
             id_column=str(self.mapping.deal_fields["id"]),
             modified_column=str(self.mapping.deal_fields["modified"]),
             extra_columns=[closed_field],
-            keep=lambda record: not _equals(record.get(closed_field), closed_value),
-            condition=f"{closed_field} ne {_literal(closed_value)}",
+            keep=lambda record: _equals(record.get(closed_field), closed_value) is closed,
+            condition=f"{closed_field} {'eq' if closed else 'ne'} {_literal(closed_value)}",
             cursor=cursor,
         )
 
