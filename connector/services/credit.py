@@ -528,19 +528,9 @@ def queue_settlement(session: Session, account_id: str, now: datetime) -> None:
     changed). One waiting settlement per account is enough, so a burst of invoice events
     queues one; the waiting message is locked, so no worker starts it before the change
     that owes it commits."""
-    key = f"credit:{account_id}"
-    waiting = session.scalars(
-        select(OutboxMessage.id)
-        .where(
-            OutboxMessage.ordering_key == key,
-            OutboxMessage.kind == SETTLE_ACCOUNT,
-            OutboxMessage.status == PENDING,
-        )
-        .limit(1)
-        .with_for_update()
-    ).first()
-    if waiting is None:
-        outbox.enqueue(session, SETTLE_ACCOUNT, key, {"account_id": account_id}, now=now)
+    outbox.enqueue_unless_waiting(
+        session, SETTLE_ACCOUNT, f"credit:{account_id}", {"account_id": account_id}, now
+    )
 
 
 def settle_after_invoice(runtime: Runtime, payload: dict[str, Any]) -> None:

@@ -51,19 +51,9 @@ def queue_account_figures(session: Session, account_id: str | None, now: datetim
     before the change that owes it commits."""
     if not account_id:
         return
-    key = f"figures:{account_id}"
-    waiting = session.scalars(
-        select(OutboxMessage.id)
-        .where(
-            OutboxMessage.ordering_key == key,
-            OutboxMessage.kind == ACCOUNT_FIGURES_DUE,
-            OutboxMessage.status == PENDING,
-        )
-        .limit(1)
-        .with_for_update()
-    ).first()
-    if waiting is None:
-        outbox.enqueue(session, ACCOUNT_FIGURES_DUE, key, {"account_id": account_id}, now=now)
+    outbox.enqueue_unless_waiting(
+        session, ACCOUNT_FIGURES_DUE, f"figures:{account_id}", {"account_id": account_id}, now
+    )
 
 
 def update_deal(runtime: Runtime, session: Session, deal_id: str, update: DealUpdate) -> None:

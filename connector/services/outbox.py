@@ -282,6 +282,27 @@ def enqueue(
     return message
 
 
+def enqueue_unless_waiting(
+    session: Session, kind: str, ordering_key: str, payload: Mapping[str, Any], now: datetime
+) -> None:
+    """Queue the message unless one of ``kind`` for ``ordering_key`` still waits: for work
+    that recomputes from the current state (settle an account, refresh its figures), one
+    waiting message covers a burst of causes. The waiting row is locked, so no worker starts
+    it before the change that owes it commits."""
+    waiting = session.scalars(
+        select(OutboxMessage.id)
+        .where(
+            OutboxMessage.ordering_key == ordering_key,
+            OutboxMessage.kind == kind,
+            OutboxMessage.status == PENDING,
+        )
+        .limit(1)
+        .with_for_update()
+    ).first()
+    if waiting is None:
+        enqueue(session, kind, ordering_key, payload, now=now)
+
+
 # --------------------------------------------------------------------------- draining
 
 
