@@ -21,7 +21,12 @@ from connector.domain.timestamps import datetime_from_unix
 from connector.runtime import Runtime
 from connector.services import crm_outbound
 from connector.services.invoice_sync import sync_invoice
-from connector.services.stripe_mirror import UNKNOWN_CUSTOMER, account_of_customer
+from connector.services.stripe_mirror import (
+    MAX_REFETCH,
+    UNKNOWN_CUSTOMER,
+    KeptChanging,
+    account_of_customer,
+)
 from connector.store.locks import lock
 from connector.store.models import CreditNoteMirror, RefundMirror
 
@@ -110,10 +115,6 @@ def on_refund_event(runtime: Runtime, event: dict[str, Any]) -> str:
         return f"refund {refund.get('status')}"
 
 
-#: How many times a sync fetches again when another writer stored the note meanwhile.
-MAX_REFETCH = 5
-
-
 def _snapshot(row: CreditNoteMirror | None) -> tuple[str, int] | None:
     return None if row is None else (row.status, row.total_excluding_tax)
 
@@ -155,7 +156,7 @@ def sync_credit_note(
             # credit note on a paid invoice): its CRM record is rewritten from Stripe.
             sync_invoice(runtime, invoice_id, customer_id, "invoice.updated")
         return f"credit note {note['status']}"
-    raise RuntimeError(f"credit note {note_id} changed during each of {MAX_REFETCH} fetches")
+    raise KeptChanging(f"credit note {note_id} changed during each of {MAX_REFETCH} fetches")
 
 
 def on_credit_note_event(runtime: Runtime, event: dict[str, Any]) -> str:

@@ -39,7 +39,12 @@ from connector.domain.metrics import OWED_INVOICE_STATUSES
 from connector.domain.timestamps import date_from_unix, datetime_from_unix
 from connector.runtime import Runtime
 from connector.services import credit, crm_outbound, subscribers
-from connector.services.stripe_mirror import UNKNOWN_CUSTOMER, account_of_customer
+from connector.services.stripe_mirror import (
+    MAX_REFETCH,
+    UNKNOWN_CUSTOMER,
+    KeptChanging,
+    account_of_customer,
+)
 from connector.store.links import IN_CHUNK, linked_accounts
 from connector.store.locks import lock
 from connector.store.models import (
@@ -203,14 +208,6 @@ def invoice_record(
         stripe_customer_id=invoice.get("customer"),
         amount_credited=amount_credited(invoice),
     )
-
-
-#: How many times a sync fetches again when another writer stored the invoice meanwhile.
-MAX_REFETCH = 5
-
-
-class KeptChanging(RuntimeError):
-    """Other writers stored the object every time we fetched it: try the event again later."""
 
 
 def _fetch_invoice(runtime: Runtime, invoice_id: str) -> dict[str, Any] | None:

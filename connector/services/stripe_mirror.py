@@ -19,3 +19,12 @@ def account_of_customer(
     if account_id is None:
         runtime.metrics.count_unknown_customer("stripe", event_type)
     return account_id
+
+
+#: How many times a sync fetches again when another writer stored the object meanwhile
+#: (read, call Stripe outside any store session, then write only if nothing changed).
+MAX_REFETCH = 5
+
+
+class KeptChanging(RuntimeError):
+    """Other writers stored the object every time we fetched it: try the event again later."""

@@ -16,7 +16,12 @@ from connector.billing.objects import plain
 from connector.domain.timestamps import datetime_from_unix
 from connector.runtime import Runtime
 from connector.services import crm_outbound
-from connector.services.stripe_mirror import UNKNOWN_CUSTOMER, account_of_customer
+from connector.services.stripe_mirror import (
+    MAX_REFETCH,
+    UNKNOWN_CUSTOMER,
+    KeptChanging,
+    account_of_customer,
+)
 from connector.store.locks import lock
 from connector.store.models import Plan, SubscriptionMirror
 
@@ -28,14 +33,6 @@ SUBSCRIPTION_EVENTS = tuple(
 
 class SubscriptionNotFound(Exception):
     """Stripe does not find a subscription (it never deletes one)."""
-
-
-#: How many times a sync fetches again when another writer stored the subscription meanwhile.
-MAX_REFETCH = 5
-
-
-class KeptChanging(RuntimeError):
-    """Other writers stored the subscription every time we fetched it: try again later."""
 
 
 def _snapshot(mirror: SubscriptionMirror | None) -> tuple[str, dict[str, Any]] | None:
