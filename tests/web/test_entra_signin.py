@@ -57,7 +57,13 @@ def sandbox(clock: FrozenClock) -> Iterator[DataverseSandbox]:
 
 
 def _app(
-    db: Database, sandbox: DataverseSandbox, clock: FrozenClock, *, client_secret: bool = True
+    db: Database,
+    sandbox: DataverseSandbox,
+    clock: FrozenClock,
+    *,
+    client_secret: bool = True,
+    entra: dict[str, Any] | None = None,
+    **secrets: Any,
 ) -> Any:
     secret = {"dynamics_client_secret": Secret(sandbox.client_secret)} if client_secret else {}
     config = config_for_tests(
@@ -72,9 +78,9 @@ def _app(
                     "client_id": sandbox.client_id,
                 },
             },
-            "web": {"entra": {"roles": dict(DEMO_APP_ROLES)}},
+            "web": {"entra": {"roles": dict(DEMO_APP_ROLES), **(entra or {})}},
         },
-        **{**TEST_SECRETS, **secret},
+        **{**TEST_SECRETS, **secret, **secrets},
     )
     app = create_app(runtime=Runtime(config, db=db, clock=clock, crm=PageCrm()))  # type: ignore[arg-type]
     with app.extensions["dealbridge"].db.session() as session:
@@ -219,3 +225,21 @@ def test_without_a_client_secret_the_page_answers_401(
     app = _app(sqlite_db, sandbox, clock, client_secret=False)
 
     assert app.test_client().get("/deals/DEAL-A/plan", headers=PAGE).status_code == 401
+
+
+def test_a_web_app_registration_of_its_own_signs_people_in_when_configured(
+    sqlite_db: Database, sandbox: DataverseSandbox, clock: FrozenClock
+) -> None:
+    web_app = "0b1c2d3e-4f50-4617-8829-3a4b5c6d7e8f"
+    sandbox.tenant.clients[web_app] = "dealbridge-web-secret"
+    sandbox.tenant.sign_in.add_redirect_uri(web_app, BASE + ENTRA_CALLBACK)
+    app = _app(
+        sqlite_db, sandbox, clock, entra={"client_id": web_app},
+        entra_client_secret=Secret("dealbridge-web-secret"),
+    )  # fmt: skip
+    client = app.test_client()
+    at_entra = _at_entra(client, "/deals/DEAL-A/plan")
+    assert f"client_id={web_app}" in at_entra.url
+
+    assert _post(client, _answer(at_entra)).status_code == 303
+    assert _signed_in(client) == (REP, "sales_rep", "DEAL-A")

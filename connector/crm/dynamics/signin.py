@@ -8,10 +8,11 @@ which msal recommends), the caller keeps the flow for this browser until the ans
 back, and ``acquire_token_by_auth_code_flow`` checks the ``state``, redeems the code with the
 verifier and checks the ID token's ``nonce``.
 
-It is the app registration dealbridge already uses for Dataverse (``crm.dynamics.client_id``
-with its secret or certificate, one msal application per process through
-``auth.application_for``), with a Web redirect URI ``{base_url}/auth/entra/callback`` and app
-roles assigned to the reps.
+The app registration is ``web.entra.client_id`` with ``DEALBRIDGE_ENTRA_CLIENT_SECRET`` (the
+``dealbridge-web`` registration that holds the app roles, docs/dynamics-setup.md section 9),
+else the one dealbridge uses for Dataverse (``crm.dynamics.client_id`` with its secret or
+certificate); either needs a Web redirect URI ``{base_url}/auth/entra/callback`` and app
+roles assigned to the reps. One msal application per process (``auth.application_for``).
 
 msal no longer validates the ID token (since 1.38; its issue #911: that is the app's job), so
 ``check_id_token`` does what Microsoft's ID token reference asks: ``aud`` is our client id,
@@ -32,7 +33,12 @@ import requests
 
 from connector.config import Config
 from connector.crm.base import CrmAuthError, CrmUnavailable
-from connector.crm.dynamics.auth import Credential, application_for, credential_from_config
+from connector.crm.dynamics.auth import (
+    ClientSecretCredential,
+    Credential,
+    application_for,
+    credential_from_config,
+)
 from connector.crm.https_rewrite import HttpsRewriteSession
 
 #: msal adds ``openid profile offline_access`` itself; sign-in needs no API's scope.
@@ -69,18 +75,29 @@ class EntraSignIn:
         if config.crm_kind != "dynamics":
             return None
         section = config.section("crm")["dynamics"]
-        credential = credential_from_config(config)
-        if not section.get("tenant_id") or not section.get("client_id") or credential is None:
+        web = config.section("web")["entra"]
+        credential: Credential | None
+        if web.get("client_id"):  # a web app registration of its own (docs/dynamics-setup.md)
+            secret = config.secrets.entra_client_secret
+            credential = ClientSecretCredential(secret) if secret is not None else None
+            client_id, tenant_id = (
+                web["client_id"],
+                web.get("tenant_id") or section.get("tenant_id"),
+            )
+            authority_host = web.get("authority_host") or section.get("authority_host")
+        else:
+            credential = credential_from_config(config)
+            client_id, tenant_id = section.get("client_id"), section.get("tenant_id")
+            authority_host = section.get("authority_host")
+        if not tenant_id or not client_id or credential is None:
             return None
         environment_url = str(section.get("environment_url") or "")
         local = environment_url.startswith("http://")
         return cls(
-            tenant_id=str(section["tenant_id"]),
-            client_id=str(section["client_id"]),
+            tenant_id=str(tenant_id),
+            client_id=str(client_id),
             credential=credential,
-            authority_host=str(
-                section.get("authority_host") or "https://login.microsoftonline.com"
-            ).rstrip("/"),
+            authority_host=str(authority_host or "https://login.microsoftonline.com").rstrip("/"),
             # A local sandbox (as DynamicsAdapter.from_config): Entra's https:// URLs go to it.
             instance_discovery=not local,
             http_client=HttpsRewriteSession(environment_url) if local else None,
