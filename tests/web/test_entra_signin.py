@@ -243,3 +243,14 @@ def test_a_web_app_registration_of_its_own_signs_people_in_when_configured(
 
     assert _post(client, _answer(at_entra)).status_code == 303
     assert _signed_in(client) == (REP, "sales_rep", "DEAL-A")
+
+
+def test_when_entra_cannot_be_reached_the_page_says_so_with_502(
+    app: Any, sandbox: DataverseSandbox
+) -> None:
+    sandbox.stop()  # msal reads the tenant's OpenID configuration on first use: it fails
+
+    response = app.test_client().get("/deals/DEAL-A/plan", headers=PAGE)
+
+    assert response.status_code == 502
+    assert "Microsoft Entra ID could not be reached" in response.get_data(as_text=True)
