@@ -29,8 +29,9 @@ import json
 import secrets
 import threading
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 from urllib.parse import urlencode
 
@@ -120,7 +121,7 @@ class UserSignIn:
         tenant_id: str,
         clients: Mapping[str, str],
         users: list[DirectoryUser],
-        now: Any,
+        now: Callable[[], datetime],
     ) -> None:
         self.tenant_id = tenant_id
         self.clients = clients
