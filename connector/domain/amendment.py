@@ -39,6 +39,7 @@ __all__ = [
     "AMENDING_KINDS",
     "CHANGE_KINDS",
     "PERSON_KEYS",
+    "PAYMENT_KEY",
     "PREVIEW_KEY",
     "PRORATION_BEHAVIORS",
     "RESERVED_KEYS",
@@ -83,7 +84,10 @@ PERSON_KEYS = ("change", "proration_behavior")
 #: last preview Stripe gave of the change (shown on the page until the next one).
 TARGET_KEY = "amendment_target"
 PREVIEW_KEY = "amendment_preview"
-RESERVED_KEYS = (TARGET_KEY, PREVIEW_KEY)
+#: What Stripe said of the customer's payment methods (``domain/charging``), kept for the
+#: plan's automatic-charging rule.
+PAYMENT_KEY = "payment_on_file"
+RESERVED_KEYS = (TARGET_KEY, PREVIEW_KEY, PAYMENT_KEY)
 
 _PRORATION_WORDS: Mapping[str, str] = {
     "create_prorations": "the unused time is credited and the new items charged pro rata on "

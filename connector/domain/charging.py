@@ -16,11 +16,11 @@ is that rule, so the plan's invoice schedule is what Stripe bills, to the minor 
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from fractions import Fraction
-from typing import Literal
+from typing import Any, Literal
 
 from connector.domain.deal import PaymentCollection, parse_payment_collection
 from connector.domain.money import round_half_up
@@ -31,6 +31,9 @@ __all__ = [
     "CollectionMethod",
     "CustomerPayment",
     "PaymentMethodOnFile",
+    "customer_payment_from_json",
+    "customer_payment_from_stripe",
+    "customer_payment_to_json",
     "decide_collection",
     "percent_off_line",
     "percent_off_lines",
@@ -148,3 +151,70 @@ def percent_off_lines(amounts: Iterable[int], percent: Decimal | None) -> int:
     if percent is None:
         return 0
     return sum(percent_off_line(amount, percent) for amount in amounts)
+
+
+def _label(method: Mapping[str, Any]) -> str:
+    kind = str(method.get("type") or "payment method")
+    details = method.get(kind) if isinstance(method.get(kind), Mapping) else {}
+    assert isinstance(details, Mapping)
+    last4 = details.get("last4")
+    name = details.get("brand") or details.get("bank_name") or kind.replace("_", " ")
+    return f"{name} •••• {last4}" if last4 else str(name)
+
+
+def customer_payment_from_stripe(
+    default_id: str | None, attached: Iterable[Mapping[str, Any]]
+) -> CustomerPayment:
+    """The method Stripe charges for this customer: its invoice default, else its only
+    attached payment method; none when several are attached and none is the default (which
+    one the customer meant is a person's question, not a guess)."""
+    methods = [m for m in attached if isinstance(m.get("id"), str)]
+    by_id = {str(m["id"]): m for m in methods}
+    if default_id is not None and default_id in by_id:
+        chosen = by_id[default_id]
+        return CustomerPayment(
+            True, PaymentMethodOnFile(default_id, str(chosen.get("type")), _label(chosen))
+        )
+    if len(methods) == 1:
+        only = methods[0]
+        return CustomerPayment(
+            True,
+            PaymentMethodOnFile(
+                str(only["id"]), str(only.get("type")), _label(only), source="only_attached"
+            ),
+        )
+    if methods:
+        return CustomerPayment(
+            True,
+            None,
+            f"the Stripe customer has {len(methods)} payment methods and none is the default",
+        )
+    return CustomerPayment(True, None)
+
+
+def customer_payment_to_json(payment: CustomerPayment) -> dict[str, Any]:
+    method = payment.method
+    return {
+        "checked": payment.checked,
+        "why_none": payment.why_none,
+        "method": None
+        if method is None
+        else {"id": method.id, "type": method.type, "label": method.label, "source": method.source},
+    }
+
+
+def customer_payment_from_json(data: object) -> CustomerPayment:
+    """Read what ``customer_payment_to_json`` stored; anything else is "not checked"."""
+    if not isinstance(data, Mapping) or data.get("checked") is not True:
+        return CustomerPayment()
+    raw = data.get("method")
+    method = None
+    if isinstance(raw, Mapping):
+        source: Literal["default", "only_attached"] = (
+            "only_attached" if raw.get("source") == "only_attached" else "default"
+        )
+        method = PaymentMethodOnFile(
+            str(raw.get("id")), str(raw.get("type")), str(raw.get("label")), source
+        )
+    why = data.get("why_none")
+    return CustomerPayment(True, method, why if isinstance(why, str) else None)

@@ -762,8 +762,9 @@ def subscription_timing(plan: BillingPlan, today: date) -> SubscriptionTiming:
     """The timing of ``plan``'s subscription if it is created on ``today``."""
     assert plan.interval is not None and plan.interval_count is not None
     months = interval_months(plan.interval, plan.interval_count)
-    passed = catch_up_periods(plan.start_date, months, plan.periods, today)
-    boundaries = period_boundaries(plan.start_date, months, plan.periods, today)
+    start = plan.billing_start  # after a trial, the paid periods start at its end
+    passed = catch_up_periods(start, months, plan.periods, today)
+    boundaries = period_boundaries(start, months, plan.periods, today)
     return SubscriptionTiming(
         catch_up_periods=passed,
         current_start=boundaries[passed],

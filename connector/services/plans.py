@@ -21,6 +21,7 @@ from connector.billing.gateway import StripeGatewayError
 from connector.domain.adjustments import contradictions
 from connector.domain.amendment import (
     AMENDING_KINDS,
+    PAYMENT_KEY,
     PERSON_KEYS,
     PREVIEW_KEY,
     RESERVED_KEYS,
@@ -34,6 +35,7 @@ from connector.domain.amendment import (
     propose_amendment,
     split_overrides,
 )
+from connector.domain.charging import CustomerPayment, customer_payment_from_json
 from connector.domain.deal import Deal, InvalidDeal, Problem, parse_deal
 from connector.domain.deal_changes import FLAG_KEY as CHANGED_KEY
 from connector.domain.deal_changes import LABEL as CHANGED_LABEL
@@ -54,7 +56,7 @@ from connector.domain.plan_status import Status
 from connector.domain.timestamps import unix_of
 from connector.runtime import Runtime
 from connector.services import amendment as amendments
-from connector.services import catalog, crm_outbound
+from connector.services import catalog, crm_outbound, payment_on_file
 from connector.services.backfill import queue_customer_history
 from connector.store import audit
 from connector.store.models import CustomerLink, Plan, StripeOperation
@@ -114,7 +116,9 @@ def compute(runtime: Runtime, row: Plan) -> Computed:
             scheduled = any(i.pricing_schedule != "one_time" for i in deal.line_items)
             base = plan_overrides_for(base, target, scheduled)
         overrides = overrides_from_json(base)
-        plan = suggest_plan(deal, defaults(runtime), runtime.today(), overrides)
+        plan = suggest_plan(
+            deal, defaults(runtime), runtime.today(), overrides, payment_of(row)
+        )
         amendment: Amendment | None = None
         if amending:
             assert target is not None
@@ -130,6 +134,11 @@ def compute(runtime: Runtime, row: Plan) -> Computed:
     except (InvalidDeal, InvalidOverrides) as exc:
         return Computed(deal, None, exc.problems, kind)
     return Computed(deal, plan, (), kind, amendment)
+
+
+def payment_of(row: Plan) -> CustomerPayment:
+    """What Stripe last said of the customer's payment methods (``payment_on_file``)."""
+    return customer_payment_from_json((row.overrides or {}).get(PAYMENT_KEY))
 
 
 def _default_proration(runtime: Runtime) -> Any:
@@ -217,7 +226,7 @@ def _adjust(
                 "longer be changed"
             )
         deal = parse_deal(row.deal_data)
-        suggest_plan(deal, defaults(runtime), runtime.today(), overrides)  # validates
+        suggest_plan(deal, defaults(runtime), runtime.today(), overrides, payment_of(row))
         kept = {k: v for k, v in (row.overrides or {}).items() if k in RESERVED_KEYS}
         row.overrides = {**overrides_to_json(overrides), **person, **kept}
         if row.status == Status.AWAITING_CREDIT:
@@ -282,7 +291,9 @@ def approve(runtime: Runtime, plan_id: str, *, actor: str) -> Plan:
 
     An amendment is frozen with Stripe's preview of the change, taken just before (with the
     ``proration_date`` activation sends again), so what was previewed is what is billed.
+    Automatic charging is decided on the payment method Stripe has just now.
     """
+    payment_on_file.refresh(runtime, plan_id)
     previewed = _preview_for_approval(runtime, plan_id)
     with runtime.db.session() as session:
         row = session.get(Plan, plan_id, with_for_update=True)
@@ -356,7 +367,9 @@ def _preview_for_approval(runtime: Runtime, plan_id: str) -> dict[str, Any] | No
 
 def refresh_preview(runtime: Runtime, plan_id: str) -> None:
     """Ask Stripe for a preview of the change under review and keep it for the page (which
-    never calls Stripe while it renders). Called outside any database transaction."""
+    never calls Stripe while it renders), and what Stripe says of the customer's payment
+    methods. Called outside any database transaction."""
+    payment_on_file.refresh(runtime, plan_id)
     previewed = _preview_for_approval(runtime, plan_id)
     with runtime.db.session() as session:
         row = get_plan(session, plan_id)
