@@ -38,8 +38,8 @@ from connector.domain.stored_fields import as_choice, as_text, as_whole_number
 __all__ = [
     "AMENDING_KINDS",
     "CHANGE_KINDS",
-    "PERSON_KEYS",
     "PAYMENT_KEY",
+    "PERSON_KEYS",
     "PREVIEW_KEY",
     "PRORATION_BEHAVIORS",
     "RESERVED_KEYS",

@@ -463,18 +463,18 @@ def suggest_plan(
     if o.start_date is not None:
         draft.notes.append(f"Start date {start_date.isoformat()} as chosen on the review page.")
     trial_end = _trial(deal, start_date, today, frequency_months, roll_up, draft)
-    if deal.discount_percent is not None and not roll_up and frequency_months is not None:
-        if start_date > today:
-            raise InvalidDeal(
-                [
-                    Problem(
-                        "discount_percent",
-                        "a deal discount on a contract that starts later is not supported "
-                        f"yet; start the contract today ({today.isoformat()}) or bill it with "
-                        "line discounts",
-                    )
-                ]
-            )
+    scheduled_later = not roll_up and frequency_months is not None and start_date > today
+    if deal.discount_percent is not None and scheduled_later:
+        raise InvalidDeal(
+            [
+                Problem(
+                    "discount_percent",
+                    "a deal discount on a contract that starts later is not supported yet; "
+                    f"start the contract today ({today.isoformat()}) or bill it with line "
+                    "discounts",
+                )
+            ]
+        )
     # The paid periods start when the trial ends; without a trial, at the start date.
     paid_start = trial_end or start_date
     end_date = add_months(paid_start, contract)

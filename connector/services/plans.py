@@ -116,9 +116,7 @@ def compute(runtime: Runtime, row: Plan) -> Computed:
             scheduled = any(i.pricing_schedule != "one_time" for i in deal.line_items)
             base = plan_overrides_for(base, target, scheduled)
         overrides = overrides_from_json(base)
-        plan = suggest_plan(
-            deal, defaults(runtime), runtime.today(), overrides, payment_of(row)
-        )
+        plan = suggest_plan(deal, defaults(runtime), runtime.today(), overrides, payment_of(row))
         amendment: Amendment | None = None
         if amending:
             assert target is not None
