@@ -205,6 +205,8 @@ class BillingPlan:
     #: ``charge_automatically`` (``docs/billing-rules.md``, rule 7).
     collection_method: CollectionMethod = "send_invoice"
     payment_method: PaymentMethodOnFile | None = None
+    #: Why invoices are sent although the deal asks to charge automatically (None otherwise).
+    collection_fallback: str | None = None
     #: A free trial of this many days from ``start_date``; paid periods start at
     #: ``trial_end`` (None without a trial).
     trial_days: int = 0
@@ -650,6 +652,7 @@ def suggest_plan(
         invoices=tuple(invoices),
         collection_method=charging.collection_method,
         payment_method=charging.payment_method,
+        collection_fallback=charging.note if charging.needs_confirmation else None,
         trial_days=(deal.trial_days or 0) if trial_end is not None else 0,
         trial_end=trial_end,
         discount_percent=deal.discount_percent,
@@ -827,7 +830,7 @@ def _recurring_invoices(
     one_time = [line.amount for line in lines if line.kind == "one_time"]
     per_period = sum(recurring) - percent_off_lines(recurring, discount_percent)
     one_time_net = sum(one_time) - percent_off_lines(one_time, discount_percent)
-    less = f" less {discount_percent}% deal discount" if discount_percent is not None else ""
+    less = f", less {discount_percent}% deal discount" if discount_percent is not None else ""
     invoices: list[ScheduledInvoice] = []
     if trial_start is not None:
         invoices.append(
@@ -1282,6 +1285,7 @@ def plan_to_json(plan: BillingPlan) -> dict[str, Any]:
             "label": plan.payment_method.label,
             "source": plan.payment_method.source,
         },
+        "collection_fallback": plan.collection_fallback,
         "trial_days": plan.trial_days,
         "trial_end": None if plan.trial_end is None else plan.trial_end.isoformat(),
         "discount_percent": None if plan.discount_percent is None else str(plan.discount_percent),
@@ -1344,6 +1348,7 @@ def plan_from_json(data: Mapping[str, Any]) -> BillingPlan:
                 data.get("collection_method", "send_invoice"), COLLECTION_METHODS
             ),
             payment_method=_payment_method_from_json(data.get("payment_method")),
+            collection_fallback=_opt_str(data.get("collection_fallback")),
             trial_days=as_whole_number(data.get("trial_days", 0)),
             trial_end=None if data.get("trial_end") is None else parse_date(data["trial_end"]),
             discount_percent=(

@@ -542,11 +542,42 @@ def summary_lines(plan: BillingPlan, customer: str | None, today: date) -> list[
         )
         for line in plan.lines:
             lines.append(_item_line(line, cur))
-    lines.append(f"Invoices are emailed with Stripe's payment page, {due}; payment by {methods}.")
+    lines.extend(_charging_lines(plan, due, methods))
     if plan.invoices:
         lines.append(f"Invoice schedule ({len(plan.invoices)} invoice(s)):")
         lines.extend(_schedule_lines(plan))
     lines.append(f"Contract total: {format_money(plan.total_amount, cur)}.")
+    return lines
+
+
+def _charging_lines(plan: BillingPlan, due: str, methods: str) -> list[str]:
+    """How the invoices are paid, the trial and the deal discount, in a rep's words."""
+    cur = plan.currency
+    lines: list[str] = []
+    if plan.collection_method == "charge_automatically" and plan.payment_method is not None:
+        lines.append(
+            f"Charged automatically to {plan.payment_method.label} when each invoice is "
+            "finalized (collection_method charge_automatically); a decline shows on the CRM "
+            "invoice record."
+        )
+    else:
+        lines.append(
+            f"Invoices are emailed with Stripe's payment page, {due}; payment by {methods}."
+        )
+        if plan.collection_fallback:
+            lines.append(
+                "Not charged automatically although the deal asks: " + plan.collection_fallback
+            )
+    if plan.trial_end is not None:
+        lines.append(
+            f"Free trial of {plan.trial_days} day(s) until {plan.trial_end.isoformat()}: the "
+            "first period is billed when it ends."
+        )
+    if plan.discount_percent is not None:
+        lines.append(
+            f"Deal discount {plan.discount_percent}% (a Stripe coupon on every invoice): "
+            f"{format_money(plan.discount_total, cur)} off the contract."
+        )
     return lines
 
 
