@@ -53,17 +53,65 @@ def test_unreadable_payment_collection_is_refused_not_guessed() -> None:
 @pytest.mark.parametrize(
     ("asked", "payment", "types", "method", "fallback"),
     [
-        pytest.param(None, CustomerPayment(True, CARD), ("card",), "send_invoice", None, id="not-asked"),
-        pytest.param("Send invoice", CustomerPayment(True, CARD), ("card",), "send_invoice", None, id="asked-invoice"),
-        pytest.param(CHARGE, CustomerPayment(True, CARD), ("card",), "charge_automatically", None, id="card"),
-        pytest.param(CHARGE, CustomerPayment(True, BANK), ("us_bank_account", "customer_balance"), "charge_automatically", None, id="bank"),
-        pytest.param(CHARGE, CustomerPayment(), ("card",), "send_invoice", "not linked yet", id="unchecked"),
-        pytest.param(CHARGE, CustomerPayment(True), ("card",), "send_invoice", "no payment method on file", id="none"),
-        pytest.param(CHARGE, CustomerPayment(True, None, "it has 2 and none is the default"), ("card",), "send_invoice", "2 and none is the default", id="several"),
-        pytest.param(CHARGE, CustomerPayment(True, LINK), ("card",), "send_invoice", "which dealbridge does not charge", id="not-chargeable"),
-        pytest.param(CHARGE, CustomerPayment(True, CARD), ("us_bank_account",), "send_invoice", "not one of the plan's payment methods", id="type-not-allowed"),
+        pytest.param(
+            None, CustomerPayment(True, CARD), ("card",), "send_invoice", None, id="not-asked"
+        ),
+        pytest.param(
+            "Send invoice",
+            CustomerPayment(True, CARD),
+            ("card",),
+            "send_invoice",
+            None,
+            id="asked-invoice",
+        ),
+        pytest.param(
+            CHARGE, CustomerPayment(True, CARD), ("card",), "charge_automatically", None, id="card"
+        ),
+        pytest.param(
+            CHARGE,
+            CustomerPayment(True, BANK),
+            ("us_bank_account", "customer_balance"),
+            "charge_automatically",
+            None,
+            id="bank",
+        ),
+        pytest.param(
+            CHARGE, CustomerPayment(), ("card",), "send_invoice", "not linked yet", id="unchecked"
+        ),
+        pytest.param(
+            CHARGE,
+            CustomerPayment(True),
+            ("card",),
+            "send_invoice",
+            "no payment method on file",
+            id="none",
+        ),
+        pytest.param(
+            CHARGE,
+            CustomerPayment(True, None, "it has 2 and none is the default"),
+            ("card",),
+            "send_invoice",
+            "2 and none is the default",
+            id="several",
+        ),
+        pytest.param(
+            CHARGE,
+            CustomerPayment(True, LINK),
+            ("card",),
+            "send_invoice",
+            "which dealbridge does not charge",
+            id="not-chargeable",
+        ),
+        pytest.param(
+            CHARGE,
+            CustomerPayment(True, CARD),
+            ("us_bank_account",),
+            "send_invoice",
+            "not one of the plan's payment methods",
+            id="type-not-allowed",
+        ),
     ],
-)  # fmt: skip
+)
 def test_automatic_charging_needs_a_chargeable_method_on_file(
     asked: str | None,
     payment: CustomerPayment,
@@ -84,13 +132,40 @@ def test_automatic_charging_needs_a_chargeable_method_on_file(
 @pytest.mark.parametrize(
     ("default", "attached", "expected_id", "source", "why"),
     [
-        ("pm_1", [{"id": "pm_1", "type": "card", "card": {"brand": "visa", "last4": "4242"}}, {"id": "pm_2", "type": "card"}], "pm_1", "default", None),
-        (None, [{"id": "pm_2", "type": "us_bank_account", "us_bank_account": {"bank_name": "B", "last4": "6789"}}], "pm_2", "only_attached", None),
-        (None, [{"id": "pm_1", "type": "card"}, {"id": "pm_2", "type": "card"}], None, None, "2 payment methods and none is the default"),
+        (
+            "pm_1",
+            [
+                {"id": "pm_1", "type": "card", "card": {"brand": "visa", "last4": "4242"}},
+                {"id": "pm_2", "type": "card"},
+            ],
+            "pm_1",
+            "default",
+            None,
+        ),
+        (
+            None,
+            [
+                {
+                    "id": "pm_2",
+                    "type": "us_bank_account",
+                    "us_bank_account": {"bank_name": "B", "last4": "6789"},
+                }
+            ],
+            "pm_2",
+            "only_attached",
+            None,
+        ),
+        (
+            None,
+            [{"id": "pm_1", "type": "card"}, {"id": "pm_2", "type": "card"}],
+            None,
+            None,
+            "2 payment methods and none is the default",
+        ),
         (None, [], None, None, None),
         ("pm_gone", [], None, None, None),  # a default that is no longer attached
     ],
-)  # fmt: skip
+)
 def test_the_method_on_file_is_the_default_or_the_only_one(
     default: str | None,
     attached: list[dict[str, Any]],
@@ -164,11 +239,19 @@ def test_a_trial_shifts_the_paid_periods_and_bills_one_time_items_at_its_start()
     [
         ({"trial_days": 10, "contract_start": "2026-11-01"}, "trial_days", "ended on 2026-11-11"),
         ({"trial_days": 10, "contract_start": "2026-12-20"}, "trial_days", "starts later"),
-        ({"trial_days": 10, "line_items": [line_item(pricing_schedule="one_time")]}, "trial_days", "bills once"),
-        ({"discount_percent": "20", "contract_start": "2026-12-20"}, "discount_percent", "starts later"),
+        (
+            {"trial_days": 10, "line_items": [line_item(pricing_schedule="one_time")]},
+            "trial_days",
+            "bills once",
+        ),
+        (
+            {"discount_percent": "20", "contract_start": "2026-12-20"},
+            "discount_percent",
+            "starts later",
+        ),
         ({"payment_collection": "whenever"}, "payment_collection", "not understood"),
     ],
-)  # fmt: skip
+)
 def test_what_cannot_be_billed_is_refused_by_field(
     changes: dict[str, Any], field: str, message: str
 ) -> None:
