@@ -416,7 +416,7 @@ def parse_deal(data: Mapping[str, Any]) -> Deal:
     payment_method = c.text(data, "payment_method", "payment_method", required=False)
     payment_collection = c.text(data, "payment_collection", "payment_collection", required=False)
     trial_days = _trial_days(c, data.get("trial_days"))
-    discount = _discount_percent(c, data.get("discount_percent"), "discount_percent")
+    discount = _plain(_discount_percent(c, data.get("discount_percent"), "discount_percent"))
 
     billing_contact = _parse_contact(c, data)
     account = _parse_account(c, data)
@@ -600,6 +600,16 @@ def _discount_percent(c: _Collector, value: object, path: str) -> Decimal | None
         c.add(path, f"must be from 0 to 100 percent, got {number}")
         return None
     return number if number else None
+
+
+def _plain(value: Decimal | None) -> Decimal | None:
+    """A percentage written without trailing zeros (CRMs send 20.0 or 20.00000 for 20), so
+    the same discount is always the same coupon and reads the same on the page."""
+    if value is None:
+        return None
+    if value == value.to_integral_value():
+        return value.quantize(Decimal(1))
+    return value.normalize()
 
 
 def _as_schedule(value: str) -> PricingSchedule:

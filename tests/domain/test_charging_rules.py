@@ -310,3 +310,8 @@ def test_a_contract_starting_later_is_not_charged_automatically_yet() -> None:
     )
     assert plan.collection_method == "send_invoice"
     assert "collection_method" in plan.needs_confirmation
+
+
+@pytest.mark.parametrize(("value", "text"), [("20.0", "20"), ("20.00000", "20"), ("12.50", "12.5")])
+def test_a_deal_discount_is_written_without_trailing_zeros(value: str, text: str) -> None:
+    assert str(parse_deal(deal_json(discount_percent=value)).discount_percent) == text
