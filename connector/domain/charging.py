@@ -22,7 +22,7 @@ from decimal import Decimal
 from fractions import Fraction
 from typing import Any, Literal
 
-from connector.domain.deal import PaymentCollection, parse_payment_collection
+from connector.domain.deal import Deal, PaymentCollection, Problem, parse_payment_collection
 from connector.domain.money import round_half_up
 
 __all__ = [
@@ -31,6 +31,7 @@ __all__ = [
     "CollectionMethod",
     "CustomerPayment",
     "PaymentMethodOnFile",
+    "amendment_problems",
     "customer_payment_from_json",
     "customer_payment_from_stripe",
     "customer_payment_to_json",
@@ -218,3 +219,27 @@ def customer_payment_from_json(data: object) -> CustomerPayment:
         )
     why = data.get("why_none")
     return CustomerPayment(True, method, why if isinstance(why, str) else None)
+
+
+def amendment_problems(deal: Deal) -> tuple[Problem, ...]:
+    """A trial or a deal discount on a deal that changes a live subscription: not billed yet
+    (the change is a subscription update, which carries neither), so refused by name rather
+    than dropped. The live subscription keeps its own collection method."""
+    problems = []
+    if deal.trial_days:
+        problems.append(
+            Problem(
+                "trial_days",
+                "a trial on a change to a live subscription is not supported yet; clear it on "
+                "this deal (the subscription is already running)",
+            )
+        )
+    if deal.discount_percent is not None:
+        problems.append(
+            Problem(
+                "discount_percent",
+                "a deal discount on a change to a live subscription is not supported yet; "
+                "clear it on this deal, or use line discounts",
+            )
+        )
+    return tuple(problems)

@@ -35,7 +35,11 @@ from connector.domain.amendment import (
     propose_amendment,
     split_overrides,
 )
-from connector.domain.charging import CustomerPayment, customer_payment_from_json
+from connector.domain.charging import (
+    CustomerPayment,
+    amendment_problems,
+    customer_payment_from_json,
+)
 from connector.domain.deal import Deal, InvalidDeal, Problem, parse_deal
 from connector.domain.deal_changes import FLAG_KEY as CHANGED_KEY
 from connector.domain.deal_changes import LABEL as CHANGED_LABEL
@@ -111,6 +115,8 @@ def compute(runtime: Runtime, row: Plan) -> Computed:
         base, choices, target = split_overrides(row.overrides or {})
         kind = change_kind(row.deal_data or {}, choices)
         amending = target is not None and kind in AMENDING_KINDS
+        if amending and amendment_problems(deal):
+            return Computed(deal, None, amendment_problems(deal), kind)
         if amending:
             assert target is not None
             scheduled = any(i.pricing_schedule != "one_time" for i in deal.line_items)

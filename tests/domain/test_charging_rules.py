@@ -12,6 +12,7 @@ import pytest
 from connector.domain.charging import (
     CustomerPayment,
     PaymentMethodOnFile,
+    amendment_problems,
     customer_payment_from_json,
     customer_payment_from_stripe,
     customer_payment_to_json,
@@ -315,3 +316,19 @@ def test_a_contract_starting_later_is_not_charged_automatically_yet() -> None:
 @pytest.mark.parametrize(("value", "text"), [("20.0", "20"), ("20.00000", "20"), ("12.50", "12.5")])
 def test_a_deal_discount_is_written_without_trailing_zeros(value: str, text: str) -> None:
     assert str(parse_deal(deal_json(discount_percent=value)).discount_percent) == text
+
+
+@pytest.mark.parametrize(
+    ("changes", "fields"),
+    [
+        ({}, []),
+        ({"payment_collection": "Charge automatically"}, []),
+        ({"trial_days": 7}, ["trial_days"]),
+        ({"trial_days": 7, "discount_percent": "10"}, ["trial_days", "discount_percent"]),
+    ],
+)
+def test_a_change_to_a_live_subscription_refuses_a_trial_or_deal_discount(
+    changes: dict[str, Any], fields: list[str]
+) -> None:
+    deal = parse_deal(deal_json(**changes))
+    assert [p.field for p in amendment_problems(deal)] == fields
