@@ -160,3 +160,34 @@ def _coupon_of(world: World, sub: stripe.Subscription) -> str:
         .discounts[0]
     )
     return str(discount.source.coupon)
+
+
+def test_a_one_time_bill_is_charged_to_the_card_on_file(world: World) -> None:
+    world.crm.update_deal("acme_platform", payment_collection=CHARGE, discount_percent="20")
+    world.sync()
+    method = _card_on_file(world)
+    plan_id = _plan(world)["id"]
+    response = world.api(
+        "POST",
+        f"/api/plans/{plan_id}/adjust",
+        json={"invoice_type": "one_time", "confirmed": ["interval"]},
+    )
+    assert response.status_code == 200, response.get_json()
+    stated = response.get_json()["plan"]
+    assert (stated["invoice_type"], stated["collection_method"]) == (
+        "one_time",
+        "charge_automatically",
+    )
+    plan = _activate(world, plan_id)
+    client = world.stripe_client()
+    invoice = client.v1.invoices.retrieve(plan["stripe_invoice_id"])
+    assert (invoice.collection_method, invoice.default_payment_method) == (
+        "charge_automatically",
+        method,
+    )
+    assert invoice.amount_due == stated["total_amount"] == stated["invoices"][0]["amount"]
+    world.clock.advance(hours=2)
+    world.stripe_sandbox.run_billing()
+    world.sync()
+    assert client.v1.invoices.retrieve(str(invoice.id)).status == "paid"
+    assert _crm_record(world, str(invoice.id))["status"] == "paid"
