@@ -7,6 +7,7 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
+import pytest
 import stripe
 
 from tests.e2e.conftest import World
@@ -89,17 +90,29 @@ def test_without_a_payment_method_invoices_are_sent_and_the_plan_says_so(world: 
     assert (sub.collection_method, sub.days_until_due) == ("send_invoice", 30)
 
 
-def test_a_declined_card_shows_its_reason_on_the_crm_invoice_record(world: World) -> None:
+@pytest.mark.parametrize(
+    ("card", "said"),
+    [
+        (
+            "pm_card_chargeCustomerFail",
+            ["Payment failed", "Your card was declined", "generic_decline"],
+        ),
+        ("pm_card_authenticationRequired", ["Payment needs customer action"]),
+    ],
+)
+def test_a_declined_card_shows_its_reason_on_the_crm_invoice_record(
+    world: World, card: str, said: list[str]
+) -> None:
     world.crm.update_deal("acme_platform", payment_collection=CHARGE)
     world.sync()
-    _card_on_file(world, "pm_card_chargeCustomerFail")
+    _card_on_file(world, card)
     plan = _activate(world, _refresh(world, _plan(world)["id"])["id"])
     sub = _subscription(world, plan)
     assert sub.status == "incomplete"
     record = _crm_record(world, str(sub.latest_invoice))
     assert record["status"] == "open"
-    assert "Your card was declined" in record["last_payment_error"]
-    assert "generic_decline" in record["last_payment_error"]
+    for words in said:
+        assert words in record["last_payment_error"]
 
 
 def test_a_trial_converts_to_paid_when_it_ends(world: World) -> None:
