@@ -465,18 +465,6 @@ def suggest_plan(
     if o.start_date is not None:
         draft.notes.append(f"Start date {start_date.isoformat()} as chosen on the review page.")
     trial_end = _trial(deal, start_date, today, frequency_months, roll_up, draft)
-    scheduled_later = not roll_up and frequency_months is not None and start_date > today
-    if deal.discount_percent is not None and scheduled_later:
-        raise InvalidDeal(
-            [
-                Problem(
-                    "discount_percent",
-                    "a deal discount on a contract that starts later is not supported yet; "
-                    f"start the contract today ({today.isoformat()}) or bill it with line "
-                    "discounts",
-                )
-            ]
-        )
     # The paid periods start when the trial ends; without a trial, at the start date.
     paid_start = trial_end or start_date
     end_date = add_months(paid_start, contract)
@@ -605,9 +593,7 @@ def suggest_plan(
         )
 
     collection: Collection = o.collection if o.collection is not None else "stripe"
-    charging = _collection_method(
-        deal, payment or CustomerPayment(), payment_method_types, start_date, today, draft
-    )
+    charging = _collection_method(deal, payment or CustomerPayment(), payment_method_types, draft)
     if collection == "manual":
         draft.notes.append(
             "Collected manually: dealbridge links the Stripe customer but creates no "
@@ -697,16 +683,6 @@ def _trial(
                 )
             ]
         )
-    if start_date > today:
-        raise InvalidDeal(
-            [
-                Problem(
-                    "trial_days",
-                    "a trial on a contract that starts later is not supported yet; start the "
-                    f"contract today ({today.isoformat()}) or remove the trial",
-                )
-            ]
-        )
     draft.notes.append(
         f"Free trial of {deal.trial_days} day(s) from {start_date.isoformat()} to "
         f"{trial_end.isoformat()} (Stripe trial_end); the paid periods start then and the "
@@ -719,8 +695,6 @@ def _collection_method(
     deal: Deal,
     payment: CustomerPayment,
     payment_method_types: tuple[str, ...],
-    start_date: date,
-    today: date,
     draft: _Draft,
 ) -> CollectionDecision:
     """Rule 7: charge the payment method on file when the deal asks and one can be charged."""
@@ -728,15 +702,6 @@ def _collection_method(
         decision = decide_collection(deal.payment_collection, payment, payment_method_types)
     except ValueError as exc:
         raise InvalidDeal([Problem("payment_collection", str(exc))]) from exc
-    if decision.collection_method == "charge_automatically" and start_date > today:
-        decision = CollectionDecision(
-            "send_invoice",
-            None,
-            "The deal asks to charge automatically, but automatic charging of a contract "
-            "that starts later is not supported yet; invoices are emailed for payment instead "
-            "(send_invoice). Confirm, or start the contract today.",
-            needs_confirmation=True,
-        )
     if decision.note is not None:
         if decision.needs_confirmation:
             draft.confirm("collection_method", decision.note)

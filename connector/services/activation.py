@@ -561,13 +561,17 @@ def _create_schedule(
     runtime: Runtime, step: _Steps, plan: BillingPlan, customer_id: str, metadata: dict[str, str]
 ) -> str:
     """A future start needs a schedule. Phases cannot carry payment method types, so the
-    subscription webhook applies them when the schedule starts its subscription."""
+    subscription webhook applies them when the schedule starts its subscription. The phase
+    carries the payment method charged automatically, the deal discount and the trial."""
     recurring, one_time = catalog.stripe_items(runtime, plan)
+    collection = collection_params(plan)
+    settings: dict[str, Any] = {"collection_method": collection["collection_method"]}
+    if "days_until_due" in collection:
+        settings["invoice_settings"] = {"days_until_due": collection["days_until_due"]}
     phase: dict[str, Any] = {
         "items": recurring,
         "end_date": unix_at_midnight(plan.billed_through or plan.end_date),
-        "collection_method": "send_invoice",
-        "invoice_settings": {"days_until_due": plan.days_until_due},
+        **settings,
         "proration_behavior": "none",
         "metadata": {
             **metadata,
@@ -576,14 +580,18 @@ def _create_schedule(
     }
     if one_time:
         phase["add_invoice_items"] = one_time
+    if "default_payment_method" in collection:
+        phase["default_payment_method"] = collection["default_payment_method"]
+    discounts = deal_discounts(runtime, plan)
+    if discounts:
+        phase["discounts"] = discounts
+    if plan.trial_end is not None:
+        phase["trial_end"] = unix_at_midnight(plan.trial_end)
     params: dict[str, Any] = {
         "customer": customer_id,
         "start_date": unix_at_midnight(plan.start_date),
         "end_behavior": "cancel",
-        "default_settings": {
-            "collection_method": "send_invoice",
-            "invoice_settings": {"days_until_due": plan.days_until_due},
-        },
+        "default_settings": settings,
         "phases": [phase],
         "metadata": metadata,
     }

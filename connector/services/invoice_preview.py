@@ -24,7 +24,7 @@ from connector.domain.plan import (
     plan_from_json,
 )
 from connector.domain.plan_status import Status
-from connector.domain.timestamps import date_from_unix
+from connector.domain.timestamps import date_from_unix, unix_at_midnight
 from connector.runtime import Runtime
 from connector.services import catalog
 from connector.services.activation import deal_discounts, subscription_params
@@ -171,6 +171,11 @@ def _preview_params(runtime: Runtime, plan: BillingPlan, customer_id: str) -> di
         params["discounts"] = discounts
     if recurring:  # a schedule starting later: its first invoice, as if it started now
         params["subscription_details"] = {"items": recurring, "proration_behavior": "none"}
+        if plan.trial_end is not None:  # ... with its trial as long as it will be
+            trial = plan.trial_end - plan.start_date
+            params["subscription_details"]["trial_end"] = unix_at_midnight(
+                runtime.today() + trial
+            )
     if one_time:
         params["invoice_items"] = one_time
     return params

@@ -239,16 +239,10 @@ def test_a_trial_shifts_the_paid_periods_and_bills_one_time_items_at_its_start()
     ("changes", "field", "message"),
     [
         ({"trial_days": 10, "contract_start": "2026-11-01"}, "trial_days", "ended on 2026-11-11"),
-        ({"trial_days": 10, "contract_start": "2026-12-20"}, "trial_days", "starts later"),
         (
             {"trial_days": 10, "line_items": [line_item(pricing_schedule="one_time")]},
             "trial_days",
             "bills once",
-        ),
-        (
-            {"discount_percent": "20", "contract_start": "2026-12-20"},
-            "discount_percent",
-            "starts later",
         ),
         ({"payment_collection": "whenever"}, "payment_collection", "not understood"),
     ],
@@ -303,14 +297,22 @@ def test_a_charged_plan_with_trial_and_discount_reads_back_from_json() -> None:
     assert plan_from_json(plan_to_json(plan)) == plan
 
 
-def test_a_contract_starting_later_is_not_charged_automatically_yet() -> None:
+def test_a_contract_starting_later_is_charged_after_its_trial_with_its_discount() -> None:
     plan = _plan(
         CustomerPayment(True, CARD),
         payment_collection="Charge automatically",
         contract_start="2027-01-01",
+        trial_days=10,
+        discount_percent="10",
+        line_items=[line_item(unit_amount=10_000)],
     )
-    assert plan.collection_method == "send_invoice"
-    assert "collection_method" in plan.needs_confirmation
+    assert (plan.collection_method, plan.trial_end) == ("charge_automatically", date(2027, 1, 11))
+    assert [(i.date, i.amount) for i in plan.invoices[:3]] == [
+        (date(2027, 1, 1), 0),
+        (date(2027, 1, 11), 9_000),
+        (date(2027, 2, 11), 9_000),
+    ]
+    assert plan.total_amount == 12 * 9_000 and not plan.needs_confirmation
 
 
 @pytest.mark.parametrize(("value", "text"), [("20.0", "20"), ("20.00000", "20"), ("12.50", "12.5")])

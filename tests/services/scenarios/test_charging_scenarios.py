@@ -204,3 +204,44 @@ def test_a_one_time_bill_is_charged_to_the_card_on_file(world: World) -> None:
     world.sync()
     assert client.v1.invoices.retrieve(str(invoice.id)).status == "paid"
     assert _crm_record(world, str(invoice.id))["status"] == "paid"
+
+
+def test_a_contract_starting_later_is_charged_after_its_trial_with_its_discount(
+    world: World,
+) -> None:
+    world.crm.update_deal(
+        "globex_licence", payment_collection=CHARGE, trial_days=7, discount_percent="20"
+    )
+    world.sync()
+    plan = world.plan_for("globex_licence")
+    client = world.stripe_client()
+    customer = str(plan["stripe_customer_id"])
+    card = client.v1.payment_methods.attach("pm_card_visa", params={"customer": customer})
+    client.v1.customers.update(
+        customer, params={"invoice_settings": {"default_payment_method": str(card.id)}}
+    )
+    stated = _refresh(world, plan["id"])["plan"]
+    assert (stated["collection_method"], stated["trial_days"]) == ("charge_automatically", 7)
+    response = world.api("POST", f"/api/plans/{plan['id']}/activate")
+    assert response.status_code == 200, response.get_json()
+    plan = world.plan_for("globex_licence")
+    assert plan["status"] == "active" and plan["stripe_schedule_id"]
+
+    world.clock.advance(days=14, hours=2)  # the schedule starts: the trial's invoice
+    world.stripe_sandbox.run_billing()
+    schedule = client.v1.subscription_schedules.retrieve(plan["stripe_schedule_id"])
+    sub = client.v1.subscriptions.retrieve(str(schedule.subscription))
+    assert (sub.status, sub.default_payment_method) == ("trialing", card.id)
+    trial_invoice = client.v1.invoices.retrieve(str(sub.latest_invoice))
+    assert (trial_invoice.status, trial_invoice.amount_paid) == (
+        "paid",
+        stated["invoices"][0]["amount"],
+    )
+    world.clock.advance(days=7)  # the trial ends: the first period, charged
+    world.stripe_sandbox.run_billing()
+    world.sync()
+    first = client.v1.invoices.retrieve(
+        str(client.v1.subscriptions.retrieve(sub.id).latest_invoice)
+    )
+    assert (first.status, first.amount_paid) == ("paid", stated["invoices"][1]["amount"])
+    assert _crm_record(world, str(first.id))["status"] == "paid"
