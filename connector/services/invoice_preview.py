@@ -173,9 +173,7 @@ def _preview_params(runtime: Runtime, plan: BillingPlan, customer_id: str) -> di
         params["subscription_details"] = {"items": recurring, "proration_behavior": "none"}
         if plan.trial_end is not None:  # ... with its trial as long as it will be
             trial = plan.trial_end - plan.start_date
-            params["subscription_details"]["trial_end"] = unix_at_midnight(
-                runtime.today() + trial
-            )
+            params["subscription_details"]["trial_end"] = unix_at_midnight(runtime.today() + trial)
     if one_time:
         params["invoice_items"] = one_time
     return params
