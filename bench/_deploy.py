@@ -122,3 +122,47 @@ def deployment(kind: str, env: dict[str, str], port: int) -> Iterator[None]:
         else:
             raise RuntimeError(f"dealbridge ({kind}) did not become healthy in 60 s")
         yield
+
+
+def link_customer(url: str, crm_account_id: str, stripe_customer_id: str) -> None:
+    """Migrate the store and link the customer to the account, as activation would have."""
+    from sqlalchemy import create_engine, text
+
+    from connector.store.migrate import upgrade
+
+    upgrade(url)
+    engine = create_engine(url)
+    try:
+        with engine.begin() as conn:
+            conn.execute(
+                text(
+                    "INSERT INTO customer_links (crm_account_id, stripe_customer_id, source, "
+                    "linked_at) VALUES (:account, :customer, 'found', CURRENT_TIMESTAMP)"
+                ),
+                {"account": crm_account_id, "customer": stripe_customer_id},
+            )
+    finally:
+        engine.dispose()
+
+
+def deployment_env(
+    url: str, stripe_url: str, salesforce_url: str, webhook_secret: str
+) -> dict[str, str]:
+    """The environment an admin gives dealbridge, pointed at the sandboxes."""
+    from connector.demo.world import DEMO_STRIPE_KEY
+    from sandboxes.salesforce import DEMO_PASSWORD, DEMO_USERNAME
+
+    return {
+        **{k: v for k, v in os.environ.items() if not k.startswith("DEALBRIDGE")},
+        "STRIPE_API_KEY": DEMO_STRIPE_KEY,
+        "STRIPE_WEBHOOK_SECRET": webhook_secret,
+        "DEALBRIDGE_SECRET_KEY": "b" * 40,
+        "SALESFORCE_USERNAME": DEMO_USERNAME,
+        "SALESFORCE_PASSWORD": DEMO_PASSWORD,
+        "DATABASE_URL": url,
+        "DEALBRIDGE__STRIPE__API_BASE": stripe_url,
+        "DEALBRIDGE__STRIPE__MAX_NETWORK_RETRIES": "0",
+        "DEALBRIDGE__CRM__SALESFORCE__INSTANCE_URL": salesforce_url,
+        "DEALBRIDGE__WEB__HOST": "127.0.0.1",
+        "DEALBRIDGE__APP__LOG_LEVEL": os.environ.get("BENCH_LOG_LEVEL", "WARNING"),
+    }

@@ -35,8 +35,10 @@ from bench._deploy import (
     REPO,
     STORE_OF,
     deployment,
+    deployment_env,
     free_port,
     fresh_store,
+    link_customer,
     percentile,
 )
 
@@ -142,8 +144,6 @@ def _waiting(url: str) -> int:
 
 def run(kind: str) -> dict[str, Any]:
     from connector.demo.world import DEMO_STRIPE_KEY
-    from connector.store.migrate import upgrade
-    from sandboxes.salesforce import DEMO_PASSWORD, DEMO_USERNAME
 
     hosts = subprocess.Popen(
         [sys.executable, "-m", "bench.freshness", "--sandboxes"],
@@ -156,18 +156,7 @@ def run(kind: str) -> dict[str, Any]:
     try:
         where = json.loads(hosts.stdout.readline())
         with fresh_store(STORE_OF[kind]) as url:
-            upgrade(url)
-            engine = create_engine(url)
-            with engine.begin() as conn:
-                conn.execute(
-                    text(
-                        "INSERT INTO customer_links (crm_account_id, stripe_customer_id, "
-                        "source, linked_at) VALUES (:account, :customer, 'found', "
-                        "CURRENT_TIMESTAMP)"
-                    ),
-                    {"account": where["account"], "customer": where["customer"]},
-                )
-            engine.dispose()
+            link_customer(url, where["account"], where["customer"])
             port = free_port()
             client = stripe.StripeClient(
                 DEMO_STRIPE_KEY, base_addresses={"api": where["stripe_url"]}
@@ -179,19 +168,9 @@ def run(kind: str) -> dict[str, Any]:
                 }
             )
             assert endpoint.secret is not None
-            env = {
-                **{k: v for k, v in os.environ.items() if not k.startswith("DEALBRIDGE")},
-                "STRIPE_API_KEY": DEMO_STRIPE_KEY,
-                "STRIPE_WEBHOOK_SECRET": endpoint.secret,
-                "DEALBRIDGE_SECRET_KEY": "b" * 40,
-                "SALESFORCE_USERNAME": DEMO_USERNAME,
-                "SALESFORCE_PASSWORD": DEMO_PASSWORD,
-                "DATABASE_URL": url,
-                "DEALBRIDGE__STRIPE__API_BASE": where["stripe_url"],
-                "DEALBRIDGE__CRM__SALESFORCE__INSTANCE_URL": where["salesforce_url"],
-                "DEALBRIDGE__WEB__HOST": "127.0.0.1",
-                "DEALBRIDGE__APP__LOG_LEVEL": os.environ.get("BENCH_LOG_LEVEL", "WARNING"),
-            }
+            env = deployment_env(url, where["stripe_url"], where["salesforce_url"], endpoint.secret)
+            # Stripe retries a failed delivery; the bench's runs have no failures to retry.
+            env.pop("DEALBRIDGE__STRIPE__MAX_NETWORK_RETRIES")
             with deployment(kind, env, port):
                 deadline = time.monotonic() + IDLE_WAIT_SECONDS
                 time.sleep(3)  # let start-up's catch-up begin before judging "idle"

@@ -1,8 +1,11 @@
-"""Webhook intake latency of `dealbridge serve` on SQLite while its worker drains the events.
+"""Webhook intake latency of a deployment while its worker drains the events.
 
-    .venv/bin/python -m bench.serve_intake                 # 50, 100, 200 and 400 events/s
+    .venv/bin/python -m bench.serve_intake                 # serve on SQLite: 50, 100, 200, 400/s
     .venv/bin/python -m bench.serve_intake 200 --seconds 20
+    .venv/bin/python -m bench.serve_intake --procfile     # web + worker + clock on PostgreSQL
     .venv/bin/python -m bench.serve_intake --web-only     # the control: no worker at all
+
+The deployments are ``bench/_deploy.py``'s.
 
 For each rate a child process hosts the Stripe and Salesforce sandboxes and seeds one
 linked customer's invoices in Stripe (``stripe_seed``); this process migrates a fresh SQLite
@@ -24,23 +27,27 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import signal
-import socket
-import sqlite3
 import subprocess
 import sys
-import tempfile
 import threading
 import time
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
 import requests
 import stripe
+from sqlalchemy import create_engine, text
+
+from bench._deploy import (
+    REPO,
+    STORE_OF,
+    deployment,
+    deployment_env,
+    free_port,
+    fresh_store,
+    link_customer,
+    percentile,
+)
 
 RATES = (50, 100, 200, 400)
 SECONDS = 10
@@ -49,66 +56,31 @@ SENDERS = 64
 #: Longest the bench waits for the worker to process every event after the last request.
 DRAIN_WAIT = 120
 WEBHOOK_SECRET = "whsec_bench_serve_intake"  # noqa: S105 - the bench signs its own events
-REPO = Path(__file__).resolve().parents[1]
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _percentile(values: list[float], pct: float) -> float:
-    ordered = sorted(values)
-    if not ordered:
-        return math.nan
-    return ordered[min(len(ordered) - 1, max(0, math.ceil(pct / 100 * len(ordered)) - 1))]
-
-
-@contextmanager
-def _serve(env: dict[str, str], port: int, web_only: bool) -> Iterator[subprocess.Popen[bytes]]:
-    command = ["serve", "--port", str(port)]
-    if web_only:
-        command = ["web", "--workers", "1", "--threads", "8", "--port", str(port)]
-    proc = subprocess.Popen(  # noqa: S603 - this interpreter, our own command
-        [sys.executable, "-m", "connector", *command],
-        env=env,
-        cwd=REPO,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
+def _scalar(url: str, sql: str) -> Any:
+    engine = create_engine(url)
     try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                if requests.get(f"http://127.0.0.1:{port}/healthz", timeout=1).ok:
-                    break
-            except requests.RequestException:
-                pass
-            time.sleep(0.2)  # a benchmark waiting for a server to boot, not a test
-        else:
-            raise RuntimeError("dealbridge serve did not become healthy in 60 s")
-        yield proc
+        with engine.connect() as conn:
+            return conn.execute(text(sql)).one()
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=60)
+        engine.dispose()
 
 
-def _waiting(db_path: Path) -> int:
-    with sqlite3.connect(db_path, timeout=30) as conn:
-        row = conn.execute(
-            "SELECT (SELECT COUNT(*) FROM inbox_events WHERE status IN ('pending', "
-            "'processing')) + (SELECT COUNT(*) FROM outbox_messages WHERE status IN "
-            "('pending', 'processing'))"
-        ).fetchone()
+def _waiting(url: str) -> int:
+    row = _scalar(
+        url,
+        "SELECT (SELECT COUNT(*) FROM inbox_events WHERE status IN ('pending', "
+        "'processing')) + (SELECT COUNT(*) FROM outbox_messages WHERE status IN "
+        "('pending', 'processing'))",
+    )
     return int(row[0])
 
 
-def _wait_idle(db_path: Path, seconds: float = DRAIN_WAIT) -> None:
+def _wait_idle(url: str, seconds: float = DRAIN_WAIT) -> None:
     deadline = time.monotonic() + seconds
     time.sleep(3)  # let the clock's start-up catch-up begin before judging "idle"
-    while time.monotonic() < deadline and _waiting(db_path):
+    while time.monotonic() < deadline and _waiting(url):
         time.sleep(0.5)  # a benchmark waiting for the start-up work to end
 
 
@@ -158,11 +130,8 @@ def sandboxes() -> None:
     salesforce.stop()
 
 
-def run(rate: int, seconds: int, web_only: bool = False) -> dict[str, Any]:
-    from connector.demo.world import DEMO_STRIPE_KEY
-    from connector.store.migrate import upgrade
-    from sandboxes.salesforce import DEMO_PASSWORD, DEMO_USERNAME
-
+def run(rate: int, seconds: int, kind: str = "serve") -> dict[str, Any]:
+    web_only = kind == "web-only"
     hosts = subprocess.Popen(
         [sys.executable, "-m", "bench.serve_intake", "--sandboxes"],
         stdin=subprocess.PIPE,
@@ -170,122 +139,107 @@ def run(rate: int, seconds: int, web_only: bool = False) -> dict[str, Any]:
         text=True,
         cwd=REPO,
     )
-    tmp = tempfile.TemporaryDirectory()
     try:
         assert hosts.stdout is not None
         where = json.loads(hosts.stdout.readline())
         customer, invoices = where["customer"], where["invoices"]
-        db_path = Path(tmp.name) / "serve.sqlite3"
-        url = f"sqlite:///{db_path}"
-        upgrade(url)
-        with sqlite3.connect(db_path) as conn:
-            conn.execute(
-                "INSERT INTO customer_links (crm_account_id, stripe_customer_id, source, "
-                "linked_at) VALUES (?, ?, 'found', CURRENT_TIMESTAMP)",
-                (where["account"], customer),
-            )
-        port = _free_port()
-        env = {
-            **{k: v for k, v in os.environ.items() if not k.startswith("DEALBRIDGE")},
-            "STRIPE_API_KEY": DEMO_STRIPE_KEY,
-            "STRIPE_WEBHOOK_SECRET": WEBHOOK_SECRET,
-            "DEALBRIDGE_SECRET_KEY": "b" * 40,
-            "SALESFORCE_USERNAME": DEMO_USERNAME,
-            "SALESFORCE_PASSWORD": DEMO_PASSWORD,
-            "DATABASE_URL": url,
-            "DEALBRIDGE__STRIPE__API_BASE": where["stripe_url"],
-            "DEALBRIDGE__STRIPE__MAX_NETWORK_RETRIES": "0",
-            "DEALBRIDGE__CRM__SALESFORCE__INSTANCE_URL": where["salesforce_url"],
-            "DEALBRIDGE__WEB__HOST": "127.0.0.1",
-            "DEALBRIDGE__APP__LOG_LEVEL": "WARNING",
-        }
-        total = rate * seconds
-        latencies: list[float] = []
-        errors: list[str] = []
-        late = 0
-        lock = threading.Lock()
-        local = threading.local()
-
-        with _serve(env, port, web_only):
-            _wait_idle(db_path)  # start-up's catch-up (the seeded invoices' events) is done
-            endpoint = f"http://127.0.0.1:{port}/webhooks/stripe"
-            started = time.perf_counter() + 0.5
-
-            def send(n: int) -> None:
-                nonlocal late
-                due = started + n / rate
-                wait = due - time.perf_counter()
-                if wait > 0:
-                    time.sleep(wait)  # open-loop pacing of the load, not synchronisation
-                payload = _event(n, invoices[n % len(invoices)], customer)
-                header = stripe.WebhookSignature.generate_signature_header(
-                    payload, WEBHOOK_SECRET, int(time.time())
-                )
-                session = getattr(local, "session", None)
-                if session is None:
-                    session = local.session = requests.Session()
-                sent = time.perf_counter()
-                try:
-                    answer = session.post(
-                        endpoint,
-                        data=payload,
-                        headers={"Content-Type": "application/json", "Stripe-Signature": header},
-                        timeout=10,
-                    )
-                    outcome = None if answer.status_code == 200 else str(answer.status_code)
-                except requests.RequestException as exc:
-                    outcome = type(exc).__name__
-                took = time.perf_counter() - sent
-                with lock:
-                    latencies.append(took)
-                    if sent - due > 0.010:
-                        late += 1
-                    if outcome is not None:
-                        errors.append(outcome)
-
-            with ThreadPoolExecutor(SENDERS) as pool:
-                list(pool.map(send, range(total)))
-            finished = time.perf_counter()
-            drained = math.nan
-            deadline = time.monotonic() + (0 if web_only else DRAIN_WAIT)
-            while time.monotonic() < deadline:
-                with sqlite3.connect(db_path, timeout=30) as conn:
-                    waiting = conn.execute(
-                        "SELECT COUNT(*) FROM inbox_events WHERE status IN ('pending', "
-                        "'processing')"
-                    ).fetchone()[0]
-                if waiting == 0:
-                    drained = time.perf_counter() - finished
-                    break
-                time.sleep(0.5)  # a benchmark polling for the end of the work
-            with sqlite3.connect(db_path, timeout=30) as conn:
-                stored = conn.execute(
-                    "SELECT COUNT(*), COUNT(DISTINCT event_id) FROM inbox_events "
-                    "WHERE event_id LIKE 'evt_bench_%'"
-                ).fetchone()
-                done = conn.execute(
-                    "SELECT COUNT(*) FROM inbox_events WHERE event_id LIKE 'evt_bench_%' "
-                    "AND status = 'done'"
-                ).fetchone()[0]
-        return {
-            "rate": rate,
-            "sent": total,
-            "errors": len(errors),
-            "error_kinds": sorted(set(errors)),
-            "p50_ms": _percentile(latencies, 50) * 1000,
-            "p99_ms": _percentile(latencies, 99) * 1000,
-            "max_ms": max(latencies) * 1000,
-            "late_starts": late,
-            "stored": stored[0],
-            "distinct": stored[1],
-            "done": done,
-            "drained_s": drained,
-        }
+        with fresh_store(STORE_OF[kind]) as url:
+            link_customer(url, where["account"], customer)
+            port = free_port()
+            env = deployment_env(url, where["stripe_url"], where["salesforce_url"], WEBHOOK_SECRET)
+            return _load(rate, seconds, kind, url, port, env, customer, invoices, web_only)
     finally:
         if hosts.stdin is not None:
             hosts.stdin.close()
         hosts.wait(timeout=60)
-        tmp.cleanup()
+
+
+def _load(
+    rate: int, seconds: int, kind: str, url: str, port: int, env: dict[str, str],
+    customer: str, invoices: list[str], web_only: bool,
+) -> dict[str, Any]:  # fmt: skip
+    total = rate * seconds
+    latencies: list[float] = []
+    errors: list[str] = []
+    late = 0
+    lock = threading.Lock()
+    local = threading.local()
+
+    with deployment(kind, env, port):
+        _wait_idle(url)  # start-up's catch-up (the seeded invoices' events) is done
+        endpoint = f"http://127.0.0.1:{port}/webhooks/stripe"
+        started = time.perf_counter() + 0.5
+
+        def send(n: int) -> None:
+            nonlocal late
+            due = started + n / rate
+            wait = due - time.perf_counter()
+            if wait > 0:
+                time.sleep(wait)  # open-loop pacing of the load, not synchronisation
+            payload = _event(n, invoices[n % len(invoices)], customer)
+            header = stripe.WebhookSignature.generate_signature_header(
+                payload, WEBHOOK_SECRET, int(time.time())
+            )
+            session = getattr(local, "session", None)
+            if session is None:
+                session = local.session = requests.Session()
+            sent = time.perf_counter()
+            try:
+                answer = session.post(
+                    endpoint,
+                    data=payload,
+                    headers={"Content-Type": "application/json", "Stripe-Signature": header},
+                    timeout=10,
+                )
+                outcome = None if answer.status_code == 200 else str(answer.status_code)
+            except requests.RequestException as exc:
+                outcome = type(exc).__name__
+            took = time.perf_counter() - sent
+            with lock:
+                latencies.append(took)
+                if sent - due > 0.010:
+                    late += 1
+                if outcome is not None:
+                    errors.append(outcome)
+
+        with ThreadPoolExecutor(SENDERS) as pool:
+            list(pool.map(send, range(total)))
+        finished = time.perf_counter()
+        drained = math.nan
+        deadline = time.monotonic() + (0 if web_only else DRAIN_WAIT)
+        while time.monotonic() < deadline:
+            waiting = _scalar(
+                url,
+                "SELECT COUNT(*) FROM inbox_events WHERE status IN ('pending', 'processing')",
+            )[0]
+            if waiting == 0:
+                drained = time.perf_counter() - finished
+                break
+            time.sleep(0.5)  # a benchmark polling for the end of the work
+        stored = _scalar(
+            url,
+            "SELECT COUNT(*), COUNT(DISTINCT event_id) FROM inbox_events "
+            "WHERE event_id LIKE 'evt_bench_%'",
+        )
+        done = _scalar(
+            url,
+            "SELECT COUNT(*) FROM inbox_events WHERE event_id LIKE 'evt_bench_%' "
+            "AND status = 'done'",
+        )[0]
+    return {
+        "rate": rate,
+        "sent": total,
+        "errors": len(errors),
+        "error_kinds": sorted(set(errors)),
+        "p50_ms": percentile(latencies, 50) * 1000,
+        "p99_ms": percentile(latencies, 99) * 1000,
+        "max_ms": max(latencies) * 1000,
+        "late_starts": late,
+        "stored": stored[0],
+        "distinct": stored[1],
+        "done": done,
+        "drained_s": drained,
+    }
 
 
 def main(argv: list[str]) -> None:
@@ -297,16 +251,18 @@ def main(argv: list[str]) -> None:
         at = argv.index("--seconds")
         seconds = int(argv[at + 1])
         del argv[at : at + 2]
-    web_only = "--web-only" in argv
-    if web_only:
-        argv.remove("--web-only")
+    kind = "serve"
+    for flag in ("--web-only", "--procfile"):
+        if flag in argv:
+            argv.remove(flag)
+            kind = flag[2:]
     rates = [int(a) for a in argv] or list(RATES)
     print(
         f"{'rate/s':>6} {'sent':>6} {'errors':>6} {'p50':>8} {'p99':>8} {'max':>8} "
         f"{'late':>5} {'stored':>6} {'done':>6} {'drained':>8}"
     )
     for rate in rates:
-        r = run(rate, seconds, web_only)
+        r = run(rate, seconds, kind)
         print(
             f"{r['rate']:>6} {r['sent']:>6} {r['errors']:>6} {r['p50_ms']:>6.1f}ms "
             f"{r['p99_ms']:>6.1f}ms {r['max_ms']:>6.0f}ms {r['late_starts']:>5} "

@@ -38,15 +38,8 @@ from typing import Any
 import requests
 import stripe
 
-from bench.serve_intake import (
-    REPO,
-    WEBHOOK_SECRET,
-    _event,
-    _free_port,
-    _percentile,
-    _serve,
-    _wait_idle,
-)
+from bench._deploy import REPO, deployment, free_port, percentile
+from bench.serve_intake import WEBHOOK_SECRET, _event, _wait_idle
 
 DELAY_SECONDS = 40.0
 PROBES_PER_SECOND = 2.0
@@ -142,8 +135,8 @@ def _summary(samples: list[tuple[int, float]]) -> dict[str, Any]:
     return {
         "count": len(samples),
         "statuses": sorted({status for status, _ in samples}),
-        "p50_ms": round(_percentile(seconds, 50) * 1000, 1),
-        "p99_ms": round(_percentile(seconds, 99) * 1000, 1),
+        "p50_ms": round(percentile(seconds, 50) * 1000, 1),
+        "p99_ms": round(percentile(seconds, 99) * 1000, 1),
         "max_ms": round(max(seconds, default=float("nan")) * 1000, 1),
         "under_1s": sum(1 for s in seconds if s < 1.0),
     }
@@ -188,7 +181,7 @@ def run(delay: float, probes_per_second: float) -> dict[str, Any]:
                 "linked_at) VALUES (?, ?, 'found', CURRENT_TIMESTAMP)",
                 (where["account"], customer),
             )
-        port = _free_port()
+        port = free_port()
         env = {
             **{k: v for k, v in os.environ.items() if not k.startswith("DEALBRIDGE")},
             "STRIPE_API_KEY": DEMO_STRIPE_KEY,
@@ -209,8 +202,8 @@ def run(delay: float, probes_per_second: float) -> dict[str, Any]:
         webhooks: list[tuple[int, float]] = []
         health: list[tuple[int, float]] = []
         sent = 0
-        with _serve(env, port, web_only=False), requests.Session() as session:
-            _wait_idle(db_path)  # the start-up catch-up ran at full speed
+        with deployment("serve", env, port), requests.Session() as session:
+            _wait_idle(url)  # the start-up catch-up ran at full speed
             child_in.write("slow\n")
             child_in.flush()
             for invoice in invoices:  # the worker fetches these: each call takes `delay`

@@ -6,7 +6,9 @@ can only have been caused by a wake. The tests wait on events the jobs set, neve
 
 from __future__ import annotations
 
+import itertools
 import threading
+import time
 from collections.abc import Callable, Iterator
 
 import pytest
@@ -63,7 +65,9 @@ def _loops(runtime: Runtime, jobs: list[Job], doorbell: threading.Event) -> Work
             return True
         return False
 
-    return WorkerLoops(JobRegistry(jobs), runtime, jobs, rang, doorbell_seconds=0.001)
+    return WorkerLoops(
+        JobRegistry(jobs), runtime, jobs, rang, doorbell_seconds=0.001, min_gap_seconds=0.001
+    )
 
 
 def test_each_job_runs_once_at_start(runtime: Runtime, doorbell: threading.Event) -> None:
@@ -110,6 +114,32 @@ def test_a_job_that_found_work_runs_again_and_wakes_the_others(
         assert outbox.has_run(2)  # woken: what the inbox handled may be its work
     finally:
         loops.stop()
+
+
+def test_runs_of_a_busy_job_start_at_least_the_gap_apart(runtime: Runtime) -> None:
+    """A job that keeps finding work runs again after the gap, not back to back: work that
+    arrives meanwhile joins the next run (fewer, larger transactions)."""
+    starts: list[float] = []
+    done = threading.Event()
+
+    def busy(_rt: Runtime) -> int:
+        starts.append(time.monotonic())
+        if len(starts) == 4:
+            done.set()
+        return 1
+
+    jobs = [_job("busy", busy)]
+    loops = WorkerLoops(
+        JobRegistry(jobs), runtime, jobs, lambda: False, doorbell_seconds=0.001,
+        min_gap_seconds=0.05,
+    )  # fmt: skip
+    loops.start()
+    try:
+        assert done.wait(PATIENCE)
+    finally:
+        loops.stop()
+    gaps = [later - earlier for earlier, later in itertools.pairwise(starts)]
+    assert min(gaps[:3]) >= 0.05
 
 
 def test_a_wake_during_a_run_is_not_lost(runtime: Runtime, doorbell: threading.Event) -> None:
