@@ -582,10 +582,20 @@ def drain_outbox(
     while attempted < limit:
         progressed = False
         burst: bool | None = None
+        with runtime.db.session() as session:
+            # One look for every kind: a kind with nothing due costs no transaction of its
+            # own (on SQLite each one takes the write lock a webhook's insert waits for).
+            due_kinds = set(
+                session.scalars(
+                    select(OutboxMessage.kind).where(due(OutboxMessage, runtime.clock())).distinct()
+                )
+            )
         for kind, sender in senders.items():
             room = limit - attempted
             if room <= 0:
                 break
+            if kind not in due_kinds:
+                continue
             size = sender.batch_size(runtime) if isinstance(sender, BatchedSender) else SINGLE_CHUNK
             wanted = min(size, room)
             with runtime.db.session() as session:
