@@ -45,6 +45,9 @@ class Job:
     #: nothing it could do yet, look again this many seconds later rather than a whole
     #: interval (the outbox drain holds a partial batch back for ``batch_wait_seconds``).
     recheck: Callable[[Runtime], float] | None = None
+    #: For the worker's loops: the store's queues (``store/doorbell.py``: inbox, outbox,
+    #: approvals) whose new rows are this job's work, so a new row wakes it at once.
+    wakes_on: frozenset[str] = frozenset()
 
 
 class JobRegistry:

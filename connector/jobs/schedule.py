@@ -112,6 +112,7 @@ JOBS = (
         "worker",
         _every("worker_seconds"),
         "CRM changes processed",
+        wakes_on=frozenset({"inbox"}),
     ),
     Job(
         "activate_due_plans",
@@ -119,6 +120,7 @@ JOBS = (
         "worker",
         _every("worker_seconds"),
         "plans activated or resumed",
+        wakes_on=frozenset({"approvals"}),
     ),
     Job(
         "process_inbox",
@@ -126,6 +128,7 @@ JOBS = (
         "worker",
         _every("worker_seconds"),
         "Stripe events processed",
+        wakes_on=frozenset({"inbox"}),
     ),
     Job(
         "drain_outbox",
@@ -135,6 +138,7 @@ JOBS = (
         "outbox messages sent or retried",
         once=drain_now,
         recheck=lambda runtime: float(runtime.config.section("jobs")["batch_wait_seconds"]),
+        wakes_on=frozenset({"outbox"}),
     ),
     Job(
         "check_credit",

@@ -1,12 +1,12 @@
 """How ``dealbridge worker`` runs the worker jobs: each in its own thread, at once when there
 is work, without waiting for a timer.
 
-Each job runs again straight away while it finds work (a burst is drained in one go), and
-otherwise waits up to its interval (``jobs.worker_seconds``) or until it is woken: by the
-store's doorbell (``store/doorbell.py``: another process queued an event, a message or an
-approval) or by another job that just handled something (its output may be this job's input:
-an event handled queues a CRM write). A wake that arrives while the job runs is kept, so the
-job looks again as soon as it finishes; none is lost.
+Each job runs again while it finds work (a burst is drained in one go), and otherwise waits
+up to its interval (``jobs.worker_seconds``) or until the store's doorbell
+(``store/doorbell.py``) rings for a queue it works on (``Job.wakes_on``: a new inbox event,
+outbox message or approval, from any process, this one included: an event handled queues a
+CRM write, which wakes the drain). A wake that arrives while the job runs is kept, so the job
+looks again as soon as it finishes; none is lost.
 
 APScheduler still runs the clock's jobs, which are periodic by nature. The worker's are not:
 they drain queues, and a timer only added latency (about 4 s from a Stripe change to the CRM
@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 
 from connector.jobs.registry import Job, JobRegistry
 from connector.runtime import Runtime
@@ -43,7 +43,7 @@ class WorkerLoops:
         registry: JobRegistry,
         runtime: Runtime,
         jobs: Sequence[Job],
-        rang: Callable[[], bool],
+        rang: Callable[[], Collection[str]],
         *,
         doorbell_seconds: float = DOORBELL_SECONDS,
         min_gap_seconds: float = MIN_GAP_SECONDS,
@@ -110,9 +110,7 @@ class WorkerLoops:
             wake.clear()  # wakes until now are this run's: it will see their work
             next_start = time.monotonic() + self._min_gap_seconds
             if self._registry.run_job(job, self._runtime):
-                # What it handled may be another job's work; and there may be more of its own.
-                self.wake_all()
-                woken = True
+                woken = True  # there may be more of its own work
                 continue
             # Woken for work it could not do yet (a partial batch held back): look again soon.
             timeout = recheck if woken and recheck is not None else interval
@@ -127,5 +125,6 @@ class WorkerLoops:
                 # runs them. Look again at the next beat.
                 log.debug("the doorbell could not look at the store", exc_info=True)
                 continue
-            if rang:
-                self.wake_all()
+            for job in self._jobs:
+                if job.wakes_on.intersection(rang):
+                    self._wakes[job.name].set()

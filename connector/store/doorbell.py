@@ -21,6 +21,8 @@ from typing import Any
 
 from sqlalchemy import Engine
 
+#: The queues the doorbell watches, in the order of ``_NEWEST``'s columns.
+QUEUES = ("inbox", "outbox", "approvals")
 _NEWEST = (
     "SELECT (SELECT MAX(id) FROM inbox_events), (SELECT MAX(id) FROM outbox_messages), "
     "(SELECT MAX(approval_seq) FROM plans)"
@@ -28,18 +30,21 @@ _NEWEST = (
 
 
 class Doorbell:
-    """``rang()`` is True when a queue has a row newer than at the previous call."""
+    """``rang()`` names the queues with a row newer than at the previous call."""
 
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
         self._connection: Any = None
         self._seen: tuple[Any, ...] | None = None
 
-    def rang(self) -> bool:
+    def rang(self) -> frozenset[str]:
         newest = self._newest()
-        rang = self._seen is not None and newest != self._seen
-        self._seen = newest
-        return rang
+        seen, self._seen = self._seen, newest
+        if seen is None:
+            return frozenset()
+        return frozenset(
+            q for q, now, before in zip(QUEUES, newest, seen, strict=True) if now != before
+        )
 
     def _newest(self) -> tuple[Any, ...]:
         if self._connection is None:

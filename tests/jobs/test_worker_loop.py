@@ -40,10 +40,15 @@ class Recorder:
         return self.ran[times].wait(PATIENCE)
 
 
-def _job(name: str, body: Callable[[Runtime], int], recheck: float | None = None) -> Job:
+def _job(
+    name: str,
+    body: Callable[[Runtime], int],
+    recheck: float | None = None,
+    wakes_on: frozenset[str] = frozenset({"inbox"}),
+) -> Job:
     return Job(
         name, body, "worker", lambda _rt: HOUR, "things done",
-        recheck=None if recheck is None else (lambda _rt: recheck),
+        recheck=None if recheck is None else (lambda _rt: recheck), wakes_on=wakes_on,
     )  # fmt: skip
 
 
@@ -52,25 +57,35 @@ def runtime(sqlite_db: Database) -> Runtime:
     return Runtime(make_config(sqlite_db.url), db=sqlite_db, clock=FrozenClock())
 
 
+class Bell:
+    """The store's doorbell, rung by the test for one queue at a time."""
+
+    def __init__(self) -> None:
+        self._rung: set[str] = set()
+        self._lock = threading.Lock()
+
+    def ring(self, queue: str = "inbox") -> None:
+        with self._lock:
+            self._rung.add(queue)
+
+    def __call__(self) -> frozenset[str]:
+        with self._lock:
+            rung, self._rung = frozenset(self._rung), set()
+        return rung
+
+
 @pytest.fixture
-def doorbell() -> Iterator[threading.Event]:
-    """Set it to ring once."""
-    yield threading.Event()
+def doorbell() -> Iterator[Bell]:
+    yield Bell()
 
 
-def _loops(runtime: Runtime, jobs: list[Job], doorbell: threading.Event) -> WorkerLoops:
-    def rang() -> bool:
-        if doorbell.is_set():
-            doorbell.clear()
-            return True
-        return False
-
+def _loops(runtime: Runtime, jobs: list[Job], rang: Bell) -> WorkerLoops:
     return WorkerLoops(
         JobRegistry(jobs), runtime, jobs, rang, doorbell_seconds=0.001, min_gap_seconds=0.001
     )
 
 
-def test_each_job_runs_once_at_start(runtime: Runtime, doorbell: threading.Event) -> None:
+def test_each_job_runs_once_at_start(runtime: Runtime, doorbell: Bell) -> None:
     inbox, outbox = Recorder(), Recorder()
     loops = _loops(runtime, [_job("inbox", inbox), _job("outbox", outbox)], doorbell)
     loops.start()
@@ -81,37 +96,46 @@ def test_each_job_runs_once_at_start(runtime: Runtime, doorbell: threading.Event
 
 
 def test_the_doorbell_wakes_a_waiting_job_long_before_its_interval(
-    runtime: Runtime, doorbell: threading.Event
+    runtime: Runtime, doorbell: Bell
 ) -> None:
     inbox = Recorder()
     loops = _loops(runtime, [_job("inbox", inbox)], doorbell)
     loops.start()
     try:
         assert inbox.has_run(1)
-        doorbell.set()
+        doorbell.ring()
         assert inbox.has_run(2)
     finally:
         loops.stop()
 
 
-def test_a_job_that_found_work_runs_again_and_wakes_the_others(
-    runtime: Runtime, doorbell: threading.Event
-) -> None:
-    gate = threading.Event()
-    first = Recorder([1, 0])
-
-    def inbox(rt: Runtime) -> int:
-        gate.wait(PATIENCE)  # the outbox has had its start-up run first
-        return first(rt)
-
-    outbox = Recorder()
-    loops = _loops(runtime, [_job("inbox", inbox), _job("outbox", outbox)], doorbell)
+def test_a_job_that_found_work_runs_again_at_once(runtime: Runtime, doorbell: Bell) -> None:
+    inbox = Recorder([1, 1, 0])
+    loops = _loops(runtime, [_job("inbox", inbox)], doorbell)
     loops.start()
     try:
-        assert outbox.has_run(1)
-        gate.set()
-        assert first.has_run(2)  # again at once: there may be more of its own work
-        assert outbox.has_run(2)  # woken: what the inbox handled may be its work
+        assert inbox.has_run(3)  # there may be more of its own work: no interval between
+    finally:
+        loops.stop()
+
+
+def test_the_doorbell_wakes_only_the_jobs_of_the_queue_that_rang(
+    runtime: Runtime, doorbell: Bell
+) -> None:
+    inbox, outbox = Recorder(), Recorder()
+    loops = _loops(
+        runtime,
+        [_job("inbox", inbox), _job("outbox", outbox, wakes_on=frozenset({"outbox"}))],
+        doorbell,
+    )
+    loops.start()
+    try:
+        assert inbox.has_run(1) and outbox.has_run(1)
+        doorbell.ring("outbox")
+        assert outbox.has_run(2)
+        doorbell.ring("inbox")
+        assert inbox.has_run(2)
+        assert outbox.runs == 2  # the inbox's ring did not wake the drain
     finally:
         loops.stop()
 
@@ -130,7 +154,7 @@ def test_runs_of_a_busy_job_start_at_least_the_gap_apart(runtime: Runtime) -> No
 
     jobs = [_job("busy", busy)]
     loops = WorkerLoops(
-        JobRegistry(jobs), runtime, jobs, lambda: False, doorbell_seconds=0.001,
+        JobRegistry(jobs), runtime, jobs, frozenset, doorbell_seconds=0.001,
         min_gap_seconds=0.05,
     )  # fmt: skip
     loops.start()
@@ -142,7 +166,7 @@ def test_runs_of_a_busy_job_start_at_least_the_gap_apart(runtime: Runtime) -> No
     assert min(gaps[:3]) >= 0.05
 
 
-def test_a_wake_during_a_run_is_not_lost(runtime: Runtime, doorbell: threading.Event) -> None:
+def test_a_wake_during_a_run_is_not_lost(runtime: Runtime, doorbell: Bell) -> None:
     started, release = threading.Event(), threading.Event()
     runs = Recorder()
 
@@ -165,7 +189,7 @@ def test_a_wake_during_a_run_is_not_lost(runtime: Runtime, doorbell: threading.E
 
 
 def test_a_woken_job_that_could_not_act_yet_looks_again_after_its_recheck(
-    runtime: Runtime, doorbell: threading.Event
+    runtime: Runtime, doorbell: Bell
 ) -> None:
     drain = Recorder()
     loops = _loops(runtime, [_job("drain", drain, recheck=0.01)], doorbell)
@@ -176,9 +200,7 @@ def test_a_woken_job_that_could_not_act_yet_looks_again_after_its_recheck(
         loops.stop()
 
 
-def test_a_job_left_waiting_by_the_timer_is_not_rechecked(
-    runtime: Runtime, doorbell: threading.Event
-) -> None:
+def test_a_job_left_waiting_by_the_timer_is_not_rechecked(runtime: Runtime, doorbell: Bell) -> None:
     """After the recheck also finds nothing, the job goes back to its interval."""
     drain = Recorder()
     marker = Recorder()
@@ -186,14 +208,14 @@ def test_a_job_left_waiting_by_the_timer_is_not_rechecked(
     loops.start()
     try:
         assert drain.has_run(2)
-        doorbell.set()  # a later wake, seen by both jobs
+        doorbell.ring()  # a later wake, seen by both jobs
         assert marker.has_run(2) and drain.has_run(3)
         assert drain.runs <= 4  # start, recheck, wake, recheck: no polling in between
     finally:
         loops.stop()
 
 
-def test_stop_waits_for_the_runs_in_progress(runtime: Runtime, doorbell: threading.Event) -> None:
+def test_stop_waits_for_the_runs_in_progress(runtime: Runtime, doorbell: Bell) -> None:
     finished = threading.Event()
     started = threading.Event()
 
@@ -210,17 +232,15 @@ def test_stop_waits_for_the_runs_in_progress(runtime: Runtime, doorbell: threadi
     assert finished.is_set()
 
 
-def test_an_unreachable_store_does_not_stop_the_doorbell(
-    runtime: Runtime, doorbell: threading.Event
-) -> None:
+def test_an_unreachable_store_does_not_stop_the_doorbell(runtime: Runtime, doorbell: Bell) -> None:
     looks = Recorder()
     inbox = Recorder()
 
-    def rang() -> bool:
+    def rang() -> frozenset[str]:
         looks(runtime)
         if looks.runs == 1:
             raise ConnectionError("the store is down")
-        return looks.runs == 2
+        return frozenset({"inbox"}) if looks.runs == 2 else frozenset()
 
     loops = WorkerLoops(
         JobRegistry([_job("inbox", inbox)]), runtime, [_job("inbox", inbox)], rang,

@@ -38,14 +38,14 @@ def _event(db: Database) -> None:
 
 def test_the_first_look_only_takes_note(db: Database, doorbell: Doorbell) -> None:
     _event(db)
-    assert doorbell.rang() is False
+    assert doorbell.rang() == set()
 
 
 def test_it_rings_once_for_a_new_inbox_event(db: Database, doorbell: Doorbell) -> None:
     doorbell.rang()
     _event(db)
-    assert doorbell.rang() is True
-    assert doorbell.rang() is False
+    assert doorbell.rang() == {"inbox"}
+    assert doorbell.rang() == set()
 
 
 def test_it_rings_for_a_new_outbox_message(db: Database, doorbell: Doorbell) -> None:
@@ -55,7 +55,7 @@ def test_it_rings_for_a_new_outbox_message(db: Database, doorbell: Doorbell) -> 
             OutboxMessage(kind="crm_invoice", ordering_key="in_1", payload={}, status="pending",
                           attempts=0)
         )  # fmt: skip
-    assert doorbell.rang() is True
+    assert doorbell.rang() == {"outbox"}
 
 
 def test_it_rings_for_an_approval(db: Database, doorbell: Doorbell) -> None:
@@ -65,7 +65,7 @@ def test_it_rings_for_an_approval(db: Database, doorbell: Doorbell) -> None:
     with db.session() as session:
         plan = session.query(Plan).one()
         plan.status, plan.approval_seq = "approved", 1
-    assert doorbell.rang() is True
+    assert doorbell.rang() == {"approvals"}
 
 
 def test_other_writes_do_not_ring(db: Database, doorbell: Doorbell) -> None:
@@ -73,7 +73,7 @@ def test_other_writes_do_not_ring(db: Database, doorbell: Doorbell) -> None:
     doorbell.rang()
     with db.session() as session:
         session.query(InboxEvent).update({"status": "done", "processed_at": NOW})
-    assert doorbell.rang() is False
+    assert doorbell.rang() == set()
 
 
 def test_looking_takes_no_write_lock(db: Database, doorbell: Doorbell) -> None:
@@ -81,4 +81,4 @@ def test_looking_takes_no_write_lock(db: Database, doorbell: Doorbell) -> None:
     ORM's sessions take the write lock at BEGIN)."""
     doorbell.rang()
     with db.session():
-        assert doorbell.rang() is False  # answered while a write transaction is open
+        assert doorbell.rang() == set()  # answered while a write transaction is open
