@@ -50,7 +50,16 @@ WEBHOOK_STEPS: list[tuple[str, str, list[str] | None]] = [
 ]
 #: Refs of the catalog rows the sample org adds (docs/dynamics-setup.md step 8).
 UNIT_GROUP, UNIT, PRICE_LIST = "default_unit_group", "primary_unit", "stripe_prices"
-CURRENCIES = {"EUR": ("Euro", "€", "0.92"), "GBP": ("Pound Sterling", "£", "0.79")}
+#: Currencies an admin adds beside the base USD: (name, symbol, exchange rate, precision),
+#: as Dynamics 365 offers them (Settings > Business Management > Currencies).
+CURRENCIES = {
+    "EUR": ("Euro", "€", "0.92", 2),
+    "GBP": ("Pound Sterling", "£", "0.79", 2),
+    "JPY": ("Japanese Yen", "¥", "151.3", 0),
+}
+#: Added to every sample org, so invoices in them have a record currency (the overview's
+#: book bills a JPY customer).
+ALWAYS = {"EUR", "JPY"}
 
 
 class CustomizationFailed(RuntimeError):
@@ -153,24 +162,22 @@ def sample_org_seed(data: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """
     data = data if data is not None else _read(SAMPLE_ORG)
     records: Mapping[str, list[dict[str, Any]]] = data["records"]
-    currencies = sorted(
-        {
-            str(r.get("CurrencyIsoCode")).upper()
-            for rows in records.values()
-            for r in rows
-            if r.get("CurrencyIsoCode")
-        }
-        - {"USD"}
-    )
+    found = {
+        str(r.get("CurrencyIsoCode")).upper()
+        for rows in records.values()
+        for r in rows
+        if r.get("CurrencyIsoCode")
+    }
+    currencies = sorted((found | ALWAYS) - {"USD"})
     seed: dict[str, list[dict[str, Any]]] = {
         "transactioncurrency": [
             {
                 "ref": f"currency_{code.lower()}",
                 "isocurrencycode": code,
-                "currencyname": CURRENCIES.get(code, (code, code, "1"))[0],
-                "currencysymbol": CURRENCIES.get(code, (code, code, "1"))[1],
-                "exchangerate": CURRENCIES.get(code, (code, code, "1"))[2],
-                "currencyprecision": 2,
+                "currencyname": CURRENCIES.get(code, (code, code, "1", 2))[0],
+                "currencysymbol": CURRENCIES.get(code, (code, code, "1", 2))[1],
+                "exchangerate": CURRENCIES.get(code, (code, code, "1", 2))[2],
+                "currencyprecision": CURRENCIES.get(code, (code, code, "1", 2))[3],
             }
             for code in currencies
         ],

@@ -136,6 +136,9 @@ class DynamicsAdapter:
             backoff_base=backoff_base,
             timeout=timeout,
         )
+        #: The organisation's currencies: ISO code (lowercase) -> (transactioncurrencyid,
+        #: currencyprecision); read when a write needs one it does not know yet.
+        self._currencies: dict[str, tuple[str, int]] | None = None
 
     @classmethod
     def from_config(cls, config: Config, mapping: CrmMapping, **overrides: Any) -> DynamicsAdapter:
@@ -776,10 +779,42 @@ class DynamicsAdapter:
                 planned.append((account_id, BatchOperation("PATCH", url, body, {"If-Match": "*"})))
         return self._run_batches(planned)
 
+    def organisation_currencies(self, *, refresh: bool = False) -> dict[str, tuple[str, int]]:
+        """The organisation's currencies (``transactioncurrencies``): ISO code, lowercase ->
+        (``transactioncurrencyid``, ``currencyprecision``). Read once, and again when
+        ``refresh`` (a write met a code it did not know: an admin may have added it)."""
+        if self._currencies is None or refresh:
+            params = {"$select": "transactioncurrencyid,isocurrencycode,currencyprecision"}
+            found: dict[str, tuple[str, int]] = {}
+            for row in self._records("transactioncurrencies", params):
+                code, guid = row.get("isocurrencycode"), row.get("transactioncurrencyid")
+                if isinstance(code, str) and isinstance(guid, str):
+                    precision = row.get("currencyprecision")
+                    found[code.strip().lower()] = (
+                        guid,
+                        int(precision) if isinstance(precision, int) else 2,
+                    )
+            self._currencies = found
+        return self._currencies
+
+    def _record_currencies(self, codes: set[str]) -> dict[str, tuple[str, int]]:
+        """The organisation's currencies, re-read once if one of ``codes`` is not known."""
+        known = self.organisation_currencies()
+        if codes - set(known):
+            known = self.organisation_currencies(refresh=True)
+        return known
+
     def upsert_invoices(self, records: Sequence[InvoiceRecord]) -> list[WriteResult]:
         """Batched upserts by the Stripe invoice id alternate key:
         ``PATCH db_stripeinvoices(db_invoiceid='in_...')`` creates or updates the row; the key
-        column itself stays out of the body (Dataverse sets it from the URL on create)."""
+        column itself stays out of the body (Dataverse sets it from the URL on create).
+
+        With ``invoice.fields.record_currency`` mapped (``transactioncurrencyid``, which a
+        table has once it has a Currency column), the row's currency is bound to the
+        organisation's currency of the invoice (``transactioncurrencyid@odata.bind``) and the
+        amounts are written at that currency's ``currencyprecision``; an invoice in a currency
+        the organisation does not have is refused by name, never written in another one.
+        Without it, the amounts go to Decimal columns at ``options.invoice_amount_scale``."""
         section = self.mapping.invoice
         fields = self.mapping.invoice_fields
         table = str(section["object"])
@@ -787,14 +822,31 @@ class DynamicsAdapter:
         entity_set = self.entity_set(section)
         account_set = self.entity_set(self.mapping.account)
         deal_set = self.entity_set(self.mapping.deal)
+        record_currency = fields.get("record_currency")
+        currencies: dict[str, tuple[str, int]] = {}
+        if record_currency and records:
+            currencies = self._record_currencies({r.currency.lower() for r in records})
         planned: list[tuple[str, BatchOperation | WriteResult]] = []
         for record in records:
             key = record.stripe_invoice_id
             if not is_guid(record.account_id):
                 planned.append((key, _failed(key, f"account {record.account_id!r} is not a GUID")))
                 continue
+            scale = int(self.options.get("invoice_amount_scale", 3))
+            currency_ref: str | None = None
+            if record_currency:
+                found = currencies.get(record.currency.lower())
+                if found is None:
+                    error = (
+                        f"the Dataverse organisation has no currency {record.currency.upper()} "
+                        "(add it under Settings > Business Management > Currencies): the "
+                        "invoice is not written in another currency"
+                    )
+                    planned.append((key, _failed(key, error)))
+                    continue
+                currency_ref = record_ref("transactioncurrencies", found[0])
+                scale = found[1]
             try:
-                scale = int(self.options.get("invoice_amount_scale", 3))
                 amounts = {
                     name: to_field_scale(
                         amount, record.currency, scale, str(fields.get(name) or name)
@@ -830,6 +882,9 @@ class DynamicsAdapter:
                 for name, value in values.items()
                 if fields.get(name) and fields[name] != key_column
             }
+            if record_currency and currency_ref:
+                currency_nav = self.navigation(table, str(record_currency))
+                body[f"{currency_nav}@odata.bind"] = currency_ref
             account_nav = self.navigation(table, str(fields["account"]))
             body[f"{account_nav}@odata.bind"] = record_ref(account_set, record.account_id)
             deal_lookup = fields.get("deal")

@@ -154,6 +154,34 @@ def test_writes_in_a_batch_succeed_or_fail_one_by_one(
     assert sandbox.request_count("POST", "$batch") == 1
 
 
+def test_an_invoice_row_takes_the_invoices_currency_and_its_precision(
+    sandbox: DataverseSandbox, refs: dict[str, str], sleeps: Sleeps
+) -> None:
+    """The seed's currencies (USD base, EUR, JPY without decimals) are what the adapter binds:
+    a JPY invoice is a JPY row, its Currency columns formatted in yen."""
+    currencies = {r["isocurrencycode"]: r for r in sandbox.rows("transactioncurrency")}
+    assert {c: r["currencyprecision"] for c, r in currencies.items()} == {
+        "USD": 2, "EUR": 2, "JPY": 0,
+    }  # fmt: skip
+    record = InvoiceRecord(
+        "in_jpy", refs["stark"], None, "ST-1", "uncollectible", 33333, 0, 33333,
+        "jpy", date(2026, 11, 21), None, None, None, None, None, None, None, "cus_1",
+    )  # fmt: skip
+    [result] = _adapter(sandbox, sleeps).upsert_invoices([record])
+    assert result.ok, result.error
+    [row] = sandbox.rows("db_stripeinvoice")
+    jpy = currencies["JPY"]["transactioncurrencyid"]
+    assert row["transactioncurrencyid"] == Ref("transactioncurrency", jpy)
+    assert row["db_amountdue"] == Decimal("33333")
+    shown = sandbox.call(
+        "GET",
+        f"db_stripeinvoices({row['db_stripeinvoiceid']})",
+        headers={"Prefer": 'odata.include-annotations="*"'},
+        params={"$select": "db_amountdue"},
+    )
+    assert b"\xc2\xa533,333" in shown.body  # "¥33,333"
+
+
 def test_updating_a_deleted_deal_is_not_found_never_an_upsert(
     sandbox: DataverseSandbox, refs: dict[str, str], sleeps: Sleeps
 ) -> None:
