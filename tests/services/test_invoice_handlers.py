@@ -36,6 +36,7 @@ from connector.services.outbox import drain_outbox
 from connector.services.stripe_mirror import UNKNOWN_CUSTOMER
 from connector.store.db import Database
 from connector.store.models import (
+    AccountMetrics,
     CreditNoteMirror,
     CustomerLink,
     InboxEvent,
@@ -190,6 +191,16 @@ class Harness:
                     crm_account_id=account_id, stripe_customer_id=customer_id, source="created"
                 )
             )
+
+    def account_in(self, currency: str, account_id: str = ACCOUNT) -> None:
+        """The account's CRM currency, as account metrics learnt it when it last read it."""
+        with self.db.session() as session:
+            session.add(
+                AccountMetrics(
+                    crm_account_id=account_id, currency=currency, mrr=0, net_billing=0,
+                    open_balance=0, account_currency=currency,
+                )
+            )  # fmt: skip
 
     def activated_plan(self, deal_id: str = DEAL, subscription_id: str = SUBSCRIPTION) -> None:
         with self.db.session() as session:
@@ -423,6 +434,7 @@ def test_a_deleted_draft_never_recorded_writes_nothing(h: Harness) -> None:
 
 @pytest.mark.postgresql(reason="the balance is summed in SQL under a lock")
 def test_the_account_open_balance_is_what_its_open_invoices_still_owe(h: Harness) -> None:
+    h.account_in("usd")
     h.stripe.hold("invoice.finalized__send_invoice.json")
     h.deliver("invoice.finalized__send_invoice.json")
     assert h.crm.accounts[ACCOUNT]["open_balance"] == Money(1350000, "usd")
@@ -437,6 +449,7 @@ def test_the_account_open_balance_is_what_its_open_invoices_still_owe(h: Harness
 def test_balance_changes_waiting_for_the_crm_are_sent_as_one_write_of_the_newest(
     h: Harness,
 ) -> None:
+    h.account_in("usd")
     h.stripe.hold("invoice.finalized__send_invoice.json")
     h.receive("invoice.finalized__send_invoice.json")
     h.process()
@@ -445,6 +458,19 @@ def test_balance_changes_waiting_for_the_crm_are_sent_as_one_write_of_the_newest
     h.process()
     queued = h.outbox("crm.update_account")
     assert [p["update"]["open_balance"]["amount"] for p in queued] == [0]
+
+
+def test_an_accounts_balance_waits_for_its_currency_never_written_in_the_invoices(
+    h: Harness,
+) -> None:
+    """Before the account's CRM currency is known, an invoice does not write a balance in
+    its own currency (a JPY balance in a EUR field): the account's figures are recomputed,
+    and they read the account's currency first (account_metrics)."""
+    h.stripe.hold("invoice.finalized__send_invoice.json")
+    h.receive("invoice.finalized__send_invoice.json")
+    h.process()
+    assert h.outbox("crm.update_account") == []
+    assert h.outbox("account.figures_due") == [{"account_id": ACCOUNT}]
 
 
 # --------------------------------------------------------------------------- subscriptions
