@@ -156,7 +156,8 @@ def sample_org_seed(data: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """The Salesforce sample org as Dataverse seed rows (see the module docstring).
 
     Differences a Dynamics org imposes: price book entries have no row of their own (an
-    opportunity product carries its ``priceperunit``, a Salesforce line discount folded in);
+    opportunity product carries its ``priceperunit``, a Salesforce line discount becomes its
+    ``manualdiscountamount``, the amount off the whole line);
     Dynamics has no contact roles, so a ``Billing Contact`` role becomes the opportunity's
     ``db_billingcontactid``; an account's ``Billing_Contact__c`` is its ``primarycontactid``.
     """
@@ -283,8 +284,8 @@ def sample_org_seed(data: Mapping[str, Any] | None = None) -> dict[str, Any]:
     seed["opportunityproduct"] = []
     for line in records.get("OpportunityLineItem", []):
         price = Decimal(str(line["UnitPrice"]))
-        if line.get("Discount"):
-            price = price * (100 - Decimal(str(line["Discount"]))) / 100
+        # Dynamics keeps a line discount as an amount off the whole line.
+        discount = price * Decimal(str(line["Quantity"])) * Decimal(str(line.get("Discount") or 0))
         seed["opportunityproduct"].append(
             {
                 "opportunityid": _ref(line["OpportunityId"]),
@@ -292,6 +293,7 @@ def sample_org_seed(data: Mapping[str, Any] | None = None) -> dict[str, Any]:
                 "uomid": {"ref": UNIT},
                 "quantity": str(line["Quantity"]),
                 "priceperunit": str(price),
+                **({"manualdiscountamount": str(discount / 100)} if discount else {}),
                 "db_pricingschedule": {"label": line["Pricing_Schedule__c"]}
                 if line.get("Pricing_Schedule__c")
                 else None,

@@ -95,7 +95,7 @@ def _phase(call: Call, p: Params, start: int, index: int, defaults: JSON) -> tup
     phase: JSON = {
         "add_invoice_items": [
             {
-                "discounts": [],
+                "discounts": _phase_discounts(a.discounts),
                 "metadata": {},
                 "period": {
                     "end": {"type": "subscription_period_end"},
@@ -123,7 +123,7 @@ def _phase(call: Call, p: Params, start: int, index: int, defaults: JSON) -> tup
         "items": [
             {
                 "billing_thresholds": None,
-                "discounts": [],
+                "discounts": _phase_discounts(i.discounts),
                 "metadata": dict(i.metadata),
                 "plan": i.price["id"],
                 "price": i.price["id"],
@@ -579,3 +579,18 @@ def list_(call: Call) -> JSON:
         and (scheduled is None or (s["status"] == "not_started") == scheduled)
     ]
     return call.store.list_response(items, p, "/v1/subscription_schedules")
+
+
+def _phase_discounts(owner: Params | None) -> list[JSON]:
+    """A phase item's ``discounts`` as Stripe shows them on the schedule: what was asked for
+    (``coupon``, ``discount`` or ``promotion_code``), redeemed when the phase bills."""
+    if owner is None:
+        return []
+    return [
+        {
+            "coupon": d.get_str("coupon"),
+            "discount": d.get_str("discount"),
+            "promotion_code": d.get_str("promotion_code"),
+        }
+        for d in owner.items("discounts")
+    ]

@@ -344,7 +344,9 @@ class DynamicsAdapter:
         fields = self.mapping.line_item_fields
         table = str(section["object"])
         shape = self._shape(table)
-        for key in ("product", "sku", "quantity", "unit_price", "pricing_schedule"):
+        for key in (
+            "product", "sku", "quantity", "unit_price", "pricing_schedule", "discount_amount",
+        ):  # fmt: skip
             if fields.get(key):
                 shape.path(str(fields[key]))
         product_lookup = fields.get("product_id")
@@ -370,6 +372,8 @@ class DynamicsAdapter:
                     "sku": value("sku"),
                     "quantity": _json_number(value("quantity")),
                     "unit_amount": _minor_units(value("unit_price"), currency),
+                    # An amount off the whole line (manualdiscountamount), in minor units.
+                    "discount_amount": _minor_units(value("discount_amount"), currency),
                     "pricing_schedule": self._schedule(record, fields.get("pricing_schedule")),
                     "product_id": _text_or_none(lookup_value(record, str(product_lookup)))
                     if product_lookup

@@ -81,11 +81,14 @@ def test_the_sample_org_reads_as_the_same_deal_as_in_salesforce(
         "name": "Greta Hoffmann",
         "email": "Greta.Hoffmann@Globex.example",
     }  # the Salesforce "Billing Contact" role, as Dynamics' billing contact lookup
-    items = [(i["sku"], i["unit_amount"], i["pricing_schedule"]) for i in deal.data["line_items"]]
+    items = [
+        (i["sku"], i["unit_amount"], i["discount_amount"], i["pricing_schedule"])
+        for i in deal.data["line_items"]
+    ]
     assert items == [
-        ("LIC-A", 2200000, "annual"),
-        ("ANL-S", 275000, "semiannual"),
-        ("SETUP-01", 207000, "one_time"),  # 2,300.00 less the 10 % line discount
+        ("LIC-A", 2200000, None, "annual"),
+        ("ANL-S", 275000, None, "semiannual"),
+        ("SETUP-01", 230000, 23000, "one_time"),  # the 10 % line discount: 230.00 off the line
     ]
 
 
