@@ -154,6 +154,9 @@ class SubscriptionFacts:
     trial_end: datetime | None = None
     #: ``pause_collection`` is set: Stripe bills nothing for it while paused.
     collection_paused: bool = False
+    #: The customer's discount (``customer.discount``): Stripe applies it to the invoices of
+    #: a subscription that has no discount of its own.
+    customer_discounts: tuple[Discount, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -357,6 +360,15 @@ def _billed_items(sub: SubscriptionFacts) -> list[SubscriptionItemFacts]:
     ]
 
 
+def _subscription_discounts(sub: SubscriptionFacts, moment: datetime) -> tuple[Discount, ...]:
+    """The discounts on the whole subscription at ``moment``: its own, or, when none of its own
+    lowers recurring revenue then, the customer's (Stripe bills a subscription without a
+    discount of its own with the customer's discount). Item discounts apply either way."""
+    if any(d.active_at(moment) for d in sub.discounts):
+        return sub.discounts
+    return sub.customer_discounts
+
+
 def exact_subscription_mrr(sub: SubscriptionFacts, moment: datetime) -> dict[str, Fraction]:
     """One subscription's MRR at ``moment``, exact, by currency (status not looked at)."""
     items = _billed_items(sub)
@@ -365,7 +377,7 @@ def exact_subscription_mrr(sub: SubscriptionFacts, moment: datetime) -> dict[str
         one = [amounts[i]]
         _apply(item.discounts, [item], one, moment)
         amounts[i] = one[0]
-    _apply(sub.discounts, items, amounts, moment)
+    _apply(_subscription_discounts(sub, moment), items, amounts, moment)
     per_currency: dict[str, Fraction] = {}
     for item, amount in zip(items, amounts, strict=True):
         price = item.price

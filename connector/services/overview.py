@@ -52,6 +52,7 @@ from connector.domain.metrics import (
 )
 from connector.domain.timestamps import datetime_from_unix
 from connector.runtime import Runtime
+from connector.services.subscription_sync import CUSTOMER_DISCOUNT
 from connector.store import models
 from connector.store.cursors import read_cursor
 from connector.store.models import (
@@ -201,6 +202,9 @@ def subscription_facts(
         trial_start=datetime_from_unix(data.get("trial_start")),
         trial_end=datetime_from_unix(data.get("trial_end")),
         collection_paused=bool(data.get("pause_collection")),
+        customer_discounts=_discounts(
+            [own] if (own := data.get(CUSTOMER_DISCOUNT)) else [], currency, missing
+        ),
     )
 
 

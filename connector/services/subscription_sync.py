@@ -29,6 +29,9 @@ from connector.store.models import Plan, SubscriptionMirror
 SUBSCRIPTION_EVENTS = tuple(
     sorted(t for t in HANDLED_STRIPE_EVENTS if t.startswith("customer.subscription."))
 )
+CUSTOMER_DISCOUNT_EVENTS = tuple(
+    sorted(t for t in HANDLED_STRIPE_EVENTS if t.startswith("customer.discount."))
+)
 
 
 class SubscriptionNotFound(Exception):
@@ -120,12 +123,30 @@ def _write(
         )
 
 
+#: Where the mirrored subscription keeps its customer's discount (``customer.discount``, the
+#: customer expanded by the fetch), which Stripe applies when the subscription has none.
+CUSTOMER_DISCOUNT = "dealbridge_customer_discount"
+
+
+def customer_apart(sub: dict[str, Any]) -> dict[str, Any]:
+    """A subscription fetched with its customer expanded, as the mirror keeps it: ``customer``
+    the id again, as everywhere else, and the customer's discount under
+    ``CUSTOMER_DISCOUNT`` (None when it has none). One left with the id is unchanged."""
+    customer = sub.get("customer")
+    if isinstance(customer, dict):
+        sub["customer"] = customer.get("id")
+        discount = customer.get("discount")
+        sub[CUSTOMER_DISCOUNT] = discount if isinstance(discount, dict) else None
+    return sub
+
+
 def with_tiers(runtime: Runtime, sub: dict[str, Any]) -> dict[str, Any]:
     """The subscription with what MRR reads filled in where Stripe left ids or nothing
     (docs/billing-rules.md §4.1): each tiered price's tiers (returned only when asked) and
     each discount's coupon (an item discount's coupon is past Stripe's four levels of
-    ``expand``)."""
+    ``expand``), the customer's discount's too (``customer_apart``)."""
     coupons: dict[str, Any] = {}
+    customer_apart(sub)
 
     def fill(discounts: Any) -> None:
         for discount in discounts or []:
@@ -139,6 +160,7 @@ def with_tiers(runtime: Runtime, sub: dict[str, Any]) -> dict[str, Any]:
                 source["coupon"] = coupons[coupon]
 
     fill(sub.get("discounts"))
+    fill([sub.get(CUSTOMER_DISCOUNT)])
     for item in (sub.get("items") or {}).get("data") or []:
         fill(item.get("discounts"))
         price = item.get("price") or {}
@@ -180,3 +202,27 @@ def _apply_schedule_payment_methods(runtime: Runtime, sub: dict[str, Any]) -> No
 def on_subscription_event(runtime: Runtime, event: dict[str, Any]) -> str | None:
     about = event_object(event)
     return sync_subscription(runtime, about.object_id, about.customer_id, about.event_type)
+
+
+def on_customer_discount_event(runtime: Runtime, event: dict[str, Any]) -> str | None:
+    """A discount of a customer was added, changed or ended: its subscriptions that have not
+    ended are fetched again (each with its customer's discount, see ``CUSTOMER_DISCOUNT``),
+    since Stripe applies the customer's discount to those without one of their own."""
+    about = event_object(event)
+    if about.customer_id is None:
+        return "a discount of no customer"
+    with runtime.db.session() as session:
+        ids = list(
+            session.scalars(
+                select(SubscriptionMirror.id)
+                .where(
+                    SubscriptionMirror.stripe_customer_id == about.customer_id,
+                    SubscriptionMirror.ended_at.is_(None),
+                )
+                .order_by(SubscriptionMirror.id)
+            )
+        )
+    outcomes = [sync_subscription(runtime, i, about.customer_id, about.event_type) for i in ids]
+    if outcomes and all(o == UNKNOWN_CUSTOMER for o in outcomes):
+        return UNKNOWN_CUSTOMER
+    return f"{len(ids)} subscription(s) of the customer read again for its discount"

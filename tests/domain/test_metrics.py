@@ -65,6 +65,7 @@ def sub(
     ended_at: datetime | None = None,
     trial: tuple[datetime, datetime] | None = None,
     paused: bool = False,
+    customer_discounts: tuple[Discount, ...] = (),
 ) -> SubscriptionFacts:
     return SubscriptionFacts(
         id=sub_id,
@@ -72,6 +73,7 @@ def sub(
         status=status,
         items=items,
         discounts=discounts,
+        customer_discounts=customer_discounts,
         start=start,
         ended_at=ended_at,
         trial_start=trial[0] if trial else None,
@@ -242,6 +244,30 @@ SUB_ROWS = [
                  {"usd": 10000}, id="discount-starting-later-not-yet"),
     pytest.param(sub(it(10000, quantity=0), discounts=(off(500),)), {"usd": 0},
                  id="amount-off-on-nothing-stays-zero"),
+    # The customer's discount (customer.discount): Stripe applies it to a subscription
+    # without a discount of its own.
+    pytest.param(sub(it(10000), customer_discounts=(pct("25"),)), {"usd": 7500},
+                 id="customer-discount-on-a-subscription-without-its-own"),
+    pytest.param(sub(it(10000), it(120000, "year"), customer_discounts=(off(2000),)),
+                 {"usd": 10000 - Fraction(2000 * 10000, 130000) + 10000
+                  - Fraction(2000 * 120000, 130000) / 12},
+                 id="customer-amount-off-spread-as-the-subscriptions"),
+    pytest.param(sub(it(10000), discounts=(pct("10"),), customer_discounts=(pct("25"),)),
+                 {"usd": 9000}, id="the-subscriptions-own-discount-wins-over-the-customers"),
+    pytest.param(sub(it(10000, discounts=(pct("10"),)), customer_discounts=(pct("50"),)),
+                 {"usd": 4500}, id="item-discounts-and-the-customers-both-apply"),
+    pytest.param(sub(it(10000), discounts=(pct("20", duration="repeating",
+                                               start=datetime(2025, 1, 1, tzinfo=UTC),
+                                               end=datetime(2025, 3, 1, tzinfo=UTC)),),
+                     customer_discounts=(pct("25"),)),
+                 {"usd": 7500}, id="the-customers-once-the-subscriptions-own-ended"),
+    pytest.param(sub(it(10000), discounts=(pct("20", duration="once"),),
+                     customer_discounts=(pct("25"),)),
+                 {"usd": 7500}, id="a-once-coupon-does-not-keep-the-customers-off-later-bills"),
+    pytest.param(sub(it(10000), customer_discounts=(pct("25", duration="repeating",
+                                                        start=datetime(2025, 1, 1, tzinfo=UTC),
+                                                        end=datetime(2025, 3, 1, tzinfo=UTC)),)),
+                 {"usd": 10000}, id="customer-repeating-discount-ended"),
 ]  # fmt: skip
 
 

@@ -27,13 +27,16 @@ from connector.crm.base import (
     Money,
     WriteResult,
 )
+from connector.domain.metrics import subscription_mrr
 from connector.jobs.dispatch import OUTBOX_SENDERS, STRIPE_EVENT_HANDLERS
 from connector.runtime import Runtime
 from connector.secrets import Secret
 from connector.services.inbox import process_due_events, replay_event
 from connector.services.invoice_sync import sync_invoice
 from connector.services.outbox import drain_outbox
+from connector.services.overview import subscription_facts
 from connector.services.stripe_mirror import UNKNOWN_CUSTOMER
+from connector.services.subscription_sync import CUSTOMER_DISCOUNT
 from connector.store.db import Database
 from connector.store.models import (
     AccountMetrics,
@@ -43,6 +46,7 @@ from connector.store.models import (
     InvoiceMirror,
     OutboxMessage,
     Plan,
+    SubscriptionMirror,
 )
 from tests.support import TEST_SECRETS, FrozenClock
 from tests.support.stripe_events import load_event
@@ -476,6 +480,11 @@ def test_an_accounts_balance_waits_for_its_currency_never_written_in_the_invoice
 # --------------------------------------------------------------------------- subscriptions
 
 
+def overview_mrr(data: dict[str, Any]) -> dict[str, int]:
+    """The MRR the overview reads from a mirrored subscription, now."""
+    return subscription_mrr(subscription_facts(data), datetime(2026, 12, 1, tzinfo=UTC))
+
+
 @pytest.mark.parametrize(
     ("fixture", "status"),
     [
@@ -501,6 +510,45 @@ def test_a_canceled_subscription_after_an_active_one_leaves_the_deal_canceled(h:
     h.stripe.hold("customer.subscription.deleted__canceled.json")
     h.deliver("customer.subscription.deleted__canceled.json")
     assert h.crm.deals[DEAL]["subscription_status"] == "canceled"
+
+
+@pytest.mark.parametrize(
+    "fixture",
+    [
+        "customer.discount.created__customer_coupon.json",
+        "customer.discount.updated__coupon_replaced.json",
+        "customer.discount.deleted__customer_coupon.json",
+    ],
+)
+def test_a_customers_discount_event_reads_its_subscriptions_again(h: Harness, fixture: str) -> None:
+    """Stripe applies the customer's discount to its subscriptions without their own: each
+    live one is fetched again, with its customer (and so its discount) expanded."""
+    h.stripe.hold("customer.subscription.created__active.json")
+    h.deliver("customer.subscription.created__active.json")
+    with h.db.session() as session:
+        before = session.get(SubscriptionMirror, SUBSCRIPTION)
+        assert before is not None
+        billed = overview_mrr(before.data)
+        assert billed == {"usd": 1350000}
+    coupon = {"id": "co_RdBloyalty25", "object": "coupon", "percent_off": 25,
+              "amount_off": None, "currency": None, "duration": "forever",
+              "duration_in_months": None, "applies_to": None, "valid": True}  # fmt: skip
+    discount = load_event("customer.discount.created__customer_coupon.json")["data"]["object"]
+    discount["source"]["coupon"] = coupon
+    live = h.stripe.objects[SUBSCRIPTION]
+    live["customer"] = {"id": CUSTOMER, "object": "customer", "discount": discount}
+    h.stripe.retrieved.clear()
+
+    h.deliver(fixture)
+
+    assert h.stripe.retrieved == [SUBSCRIPTION]
+    with h.db.session() as session:
+        after = session.get(SubscriptionMirror, SUBSCRIPTION)
+        assert after is not None
+        assert after.data["customer"] == CUSTOMER
+        assert after.data[CUSTOMER_DISCOUNT]["source"]["coupon"]["percent_off"] == 25
+        assert overview_mrr(after.data) == {c: a * 3 // 4 for c, a in billed.items()}
+    assert h.outbox("account.figures_due") == [{"account_id": ACCOUNT}]
 
 
 # --------------------------------------------------------------------------- customers
