@@ -70,6 +70,16 @@ from connector.store.models import (
 log = logging.getLogger(__name__)
 
 TREND_MONTHS = 12
+#: What each month of the trend is, and what it cannot know (docs/billing-rules.md §4.1): on
+#: the page under the chart and in the API (``mrr_trend_basis``).
+TREND_BASIS = (
+    "Each month is MRR at its last instant (UTC), by the same rule as the headline: "
+    "statuses, trials and discount dates as they were then; this month is measured now. "
+    "Items, quantities and prices are each subscription's current ones, because Stripe "
+    "keeps no history of them: a month before a subscription changed shows it as it is "
+    "today. A discount that has ended and been removed from a subscription is not seen in "
+    "the months it applied to."
+)
 #: Invoices a customer still owes on (open balance, unpaid count, credit exposure).
 UNPAID_STATUSES = OWED_INVOICE_STATUSES
 #: The cursor that says whether the Stripe answering offers credit notes (``mirrored``) or
@@ -311,6 +321,7 @@ class Overview:
             "one_time_prices": self.one_time_prices,
             "recurring_prices": self.recurring_prices,
             "mrr_trend": [{"month": m, "mrr": v} for m, v in self.trend],
+            "mrr_trend_basis": TREND_BASIS,
             "customers": [c.__dict__ for c in self.customers],
             "as_of": self.as_of.isoformat(),
             "credit_notes": self.credit_notes,
