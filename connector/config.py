@@ -43,6 +43,7 @@ SECRET_ENV = {
     "dynamics_client_secret": "DYNAMICS_CLIENT_SECRET",
     "dynamics_certificate_key": "DYNAMICS_CERTIFICATE_KEY",
     "dynamics_webhook_key": "DYNAMICS_WEBHOOK_KEY",
+    "entra_client_secret": "DEALBRIDGE_ENTRA_CLIENT_SECRET",
     "metrics_token": "DEALBRIDGE_METRICS_TOKEN",
 }
 SECRET_WORDS = ("secret", "password", "token", "api_key", "apikey", "private_key")
@@ -106,6 +107,9 @@ class EntraSchema(_Strict):
         load_default=dict,
     )  # fmt: skip
     default_role = fields.String(load_default=None, allow_none=True, validate=validate.OneOf(ROLES))
+    #: The web app registration the plan URL's sign-in uses (with
+    #: ``DEALBRIDGE_ENTRA_CLIENT_SECRET``); null: crm.dynamics's app registration.
+    client_id = fields.String(load_default=None, allow_none=True, validate=validate.Regexp(GUID))
     authority_host = fields.Url(load_default="https://login.microsoftonline.com", schemes={"https"})
     jwks_cache_seconds = fields.Integer(
         load_default=3600, validate=validate.Range(min=60, max=86_400)
@@ -298,6 +302,7 @@ class Secrets:
     dynamics_client_secret: Secret | None = None
     dynamics_certificate_key: Secret | None = None
     dynamics_webhook_key: Secret | None = None
+    entra_client_secret: Secret | None = None
     subscriber_secrets: Mapping[str, Secret] = field(default_factory=dict)
     #: When set, ``/metrics`` answers only ``Authorization: Bearer <this>``.
     metrics_token: Secret | None = None
@@ -500,6 +505,7 @@ def _read_secrets(env: Mapping[str, str], subscriber_names: list[str]) -> tuple[
         dynamics_certificate_key=secret("dynamics_certificate_key"),
         metrics_token=secret("metrics_token"),
         dynamics_webhook_key=secret("dynamics_webhook_key"),
+        entra_client_secret=secret("entra_client_secret"),
         subscriber_secrets=subscriber_secrets,
     )
     return secrets, problems
@@ -552,6 +558,8 @@ def _required_secret_problems(raw: Mapping[str, Any], secrets: Secrets) -> list[
                 "the app registration's client secret (or set crm.dynamics."
                 "certificate_thumbprint and DYNAMICS_CERTIFICATE_KEY)",
             )
+    if raw.get("web", {}).get("entra", {}).get("client_id") and secrets.entra_client_secret is None:
+        need("entra_client_secret", "the client secret of the app registration web.entra.client_id")
     return problems
 
 

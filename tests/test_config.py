@@ -112,6 +112,17 @@ def test_dynamics_requires_its_environment_and_app_registration(tmp_path: Path) 
     assert any(p.startswith("DYNAMICS_CLIENT_SECRET: not set") for p in problems)
 
 
+def test_a_sign_in_app_registration_of_its_own_needs_its_client_secret(tmp_path: Path) -> None:
+    path = write(tmp_path, "web:\n  entra:\n    client_id: 0b1c2d3e-4f50-4617-8829-3a4b5c6d7e8f\n")
+    with pytest.raises(ConfigError) as caught:
+        load_config(path, VALID_ENV)
+    assert any(
+        p.startswith("DEALBRIDGE_ENTRA_CLIENT_SECRET: not set") for p in caught.value.problems
+    )
+    env = {**VALID_ENV, "DEALBRIDGE_ENTRA_CLIENT_SECRET": "web-app-secret-value"}
+    assert load_config(path, env).secrets.entra_client_secret is not None
+
+
 def test_an_unreadable_file_is_one_clear_problem(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as caught:
         load_config(tmp_path / "missing.yaml", VALID_ENV)

@@ -22,11 +22,13 @@ import click
 from sqlalchemy import select
 
 from connector.demo.dataverse import snippet
-from connector.demo.dynamics_world import DynamicsLocalWorld
+from connector.demo.dynamics_world import DEMO_APP_ROLES, DynamicsLocalWorld
 from connector.demo.world import DEMO_STRIPE_KEY, LocalWorld
 from connector.logs import configure_logging
+from connector.services.plans import review_url
 from connector.store.models import InvoiceMirror, Plan
 from connector.web.auth import launch_signature
+from sandboxes.dataverse import DEMO_USERS
 from sandboxes.salesforce import (
     DEMO_CLIENT_ID,
     DEMO_CLIENT_SECRET,
@@ -112,6 +114,7 @@ def summary(world: LocalWorld) -> dict[str, Any]:
                     "review_page_by_role": {
                         role: launch_link(world, plan.deal_id, role=role) for role in ROLES
                     },
+                    **_sign_in_link(world, plan.id),
                 }
             )
     return {
@@ -122,13 +125,32 @@ def summary(world: LocalWorld) -> dict[str, Any]:
     }
 
 
+def _sign_in_link(world: LocalWorld, plan_id: str) -> dict[str, str]:
+    """With Dynamics, the plan URL dealbridge writes to the opportunity: opened without a
+    session it signs the person in through the sandbox's Entra ID (issue 17). Salesforce's
+    demo has no connected app configured, so its plan URL would answer 401: not printed."""
+    if not isinstance(world, DynamicsLocalWorld) or world.runtime is None:
+        return {}
+    return {"plan_url": review_url(world.runtime, plan_id)}
+
+
 def _crm_lines(world: LocalWorld) -> list[str]:
     if isinstance(world, DynamicsLocalWorld):
         sandbox = world.dataverse
+        roles = dict(DEMO_APP_ROLES)
         return [
             f"  Dataverse sandbox     {sandbox.url}   (environment {sandbox.environment_url})",
             f"      tenant id {sandbox.tenant_id}",
             f"      client id {sandbox.client_id}  secret {sandbox.client_secret}",
+            "      Microsoft sign-in (the plan URLs): pick one of these users, no password:",
+            *(
+                f"        {user.username:<45} "
+                + (
+                    ", ".join(roles[r].replace("_", " ") for r in user.roles)
+                    or "no app role: refused"
+                )
+                for user in DEMO_USERS
+            ),
             "",
             "  Act on it with msal + requests (paste into python):",
             "",
@@ -147,14 +169,16 @@ def new_plan_links(world: LocalWorld, seen: set[str]) -> list[str]:
     assert world.runtime is not None
     with world.runtime.db.session() as session:
         fresh = [
-            (plan.deal_id, (plan.deal_data or {}).get("name") or plan.deal_id)
+            (plan.deal_id, (plan.deal_data or {}).get("name") or plan.deal_id, plan.id)
             for plan in session.scalars(select(Plan).order_by(Plan.created_at, Plan.deal_id))
             if plan.deal_id not in seen
         ]
     lines: list[str] = []
-    for deal_id, name in fresh:
+    for deal_id, name, plan_id in fresh:
         seen.add(deal_id)
         lines.append(f"  New plan: {name}")
+        if plan_url := _sign_in_link(world, plan_id).get("plan_url"):
+            lines.append(f"        plan URL (in Dynamics; signs in through Entra ID): {plan_url}")
         lines += [
             f"        review as {role.replace('_', ' ')}: {launch_link(world, deal_id, role=role)}"
             for role in ROLES
@@ -180,6 +204,10 @@ def banner(world: LocalWorld, result: dict[str, Any]) -> str:
         lines.append(f"    - {deal['deal']} ({deal['account']}): {deal['status']}")
         if deal["reason"]:
             lines.append(f"        {deal['reason']}")
+        if deal.get("plan_url"):
+            lines.append(
+                f"        plan URL (in Dynamics; signs in through Entra ID): {deal['plan_url']}"
+            )
         for role, link in deal["review_page_by_role"].items():
             lines.append(f"        review as {role.replace('_', ' ')}: {link}")
     credit = "creditonhold" if isinstance(world, DynamicsLocalWorld) else "Credit_Hold__c"

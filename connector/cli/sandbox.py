@@ -9,6 +9,7 @@ import click
 from connector.bundled import salesforce_metadata_dir
 from connector.demo import SAMPLE_ORG
 from connector.demo.dataverse import customize, load_seed, snippet
+from connector.demo.dynamics_world import DEMO_APP_ROLES
 from sandboxes import salesforce as salesforce_emulator
 from sandboxes import stripe as stripe_emulator
 
@@ -66,11 +67,28 @@ def salesforce_sandbox(
     "instead of dealbridge's sample org.",
 )
 @click.option("--empty", is_flag=True, help="Start with no rows (dealbridge's columns only).")
+@click.option(
+    "--redirect-uri",
+    "redirect_uris",
+    multiple=True,
+    default=["http://127.0.0.1:8000/auth/entra/callback"],
+    show_default=True,
+    help="A Web redirect URI of the app registration (dealbridge's app.base_url + "
+    "/auth/entra/callback), for signing in from the plan URL; repeatable.",
+)
 @click.option("--allow-non-loopback", is_flag=True, help="Allow binding beyond loopback.")
 def dynamics_sandbox(
-    host: str, port: int, seed: str | None, empty: bool, allow_non_loopback: bool
+    host: str,
+    port: int,
+    seed: str | None,
+    empty: bool,
+    redirect_uris: tuple[str, ...],
+    allow_non_loopback: bool,
 ) -> None:
     """Serve the Dataverse (Dynamics 365) sandbox until interrupted.
+
+    Its Entra tenant signs the demo users in (an account picker, no password) for the
+    registered redirect URIs.
 
     dealbridge's tables and columns are deployed (as `python -m
     connector.crm.dynamics.definitions --apply` deploys them), change tracking is on for
@@ -82,6 +100,8 @@ def dynamics_sandbox(
 
     def prepare(sandbox: Any) -> None:
         customize(sandbox)
+        for uri in redirect_uris:
+            sandbox.allow_redirect_uri(uri)
         if not empty:
             load_seed(sandbox, seed or SAMPLE_ORG)
 
@@ -91,6 +111,9 @@ def dynamics_sandbox(
             f"    environment_url: {sandbox.url}\n"
             f"    tenant_id: {sandbox.tenant_id}\n"
             f"    client_id: {sandbox.client_id}\n"
+            "web:\n  entra:\n    roles: {"
+            + ", ".join(f'"{value}": {role}' for value, role in DEMO_APP_ROLES.items())
+            + "}\n"
         )
         return (
             "\nPoint dealbridge at it (dealbridge.yaml, with DYNAMICS_CLIENT_SECRET="

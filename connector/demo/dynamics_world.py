@@ -22,6 +22,15 @@ from connector.demo.dataverse import catalog_options, dataverse_sandbox, registe
 from connector.demo.world import LocalWorld
 from connector.mappings import load_mapping
 from connector.secrets import Secret
+from connector.web.crm_sign_in_start import ENTRA_CALLBACK
+
+#: The app roles of the sandbox's app registration (``sandboxes.dataverse.DEMO_USERS`` hold
+#: them) and the dealbridge role each maps to, as an admin sets ``web.entra.roles``.
+DEMO_APP_ROLES = {
+    "Dealbridge.SalesRep": "sales_rep",
+    "Dealbridge.Finance": "finance",
+    "Dealbridge.Admin": "admin",
+}
 
 
 class DynamicsLocalWorld(LocalWorld):
@@ -40,6 +49,8 @@ class DynamicsLocalWorld(LocalWorld):
         reset_gates()
         self.dataverse.start(port=self._ports[2], auto_deliver=self._auto_deliver)
         register_webhook(self.dataverse, f"{self.app_url}/webhooks/crm", self.webhook_key)
+        # docs/dynamics-setup.md: the app registration's Web redirect URI for sign-in.
+        self.dataverse.allow_redirect_uri(self.app_url + ENTRA_CALLBACK)
 
     def _stop_crm(self) -> None:
         self.dataverse.stop()
@@ -55,6 +66,10 @@ class DynamicsLocalWorld(LocalWorld):
                 "client_id": self.dataverse.client_id,
             },
         }
+
+    def _crm_web_section(self) -> dict[str, Any]:
+        # The demo app registration's app roles (assigned to the sandbox's demo users).
+        return {"entra": {"roles": dict(DEMO_APP_ROLES)}}
 
     def _crm_secrets(self) -> dict[str, Any]:
         return {

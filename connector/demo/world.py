@@ -157,6 +157,10 @@ class LocalWorld:
             "salesforce_outbound_token": Secret(self.outbound_token),
         }
 
+    def _crm_web_section(self) -> dict[str, Any]:
+        """Settings of the ``web`` section the CRM's sign-in needs (none for Salesforce)."""
+        return {}
+
     def _crm_adapter(self, config: Config) -> CrmAdapter | None:
         """The runtime's CRM adapter; None lets the runtime build it from the config."""
         return None
@@ -171,7 +175,7 @@ class LocalWorld:
                 "dashboard_url": f"{self.stripe_url}/dashboard",
                 "max_network_retries": 0,
             },
-            "web": {"frame_ancestors": [], "host": "127.0.0.1"},
+            "web": {"frame_ancestors": [], "host": "127.0.0.1", **self._crm_web_section()},
         }
         for key, value in self._sections.items():
             sections[key] = {**sections.get(key, {}), **value}

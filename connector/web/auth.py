@@ -18,19 +18,17 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import wraps
 from typing import Any, TypeVar, cast
 
-from flask import g, redirect, request
+from flask import g, request
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 
-from connector.crm.salesforce import oauth
-from connector.store.models import Plan
 from connector.web.context import current_runtime
-from connector.web.errors import ApiError, wants_json
+from connector.web.crm_sign_in_start import crm_sign_in, deal_of_request
+from connector.web.errors import ApiError
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -102,63 +100,11 @@ def check_launch_window(exp: int, *, now: float, ttl_seconds: int, skew_seconds:
         )
 
 
-def _deal_of_request(kwargs: dict[str, Any]) -> str | None:
-    """The deal a view works on, from its ``deal_id`` or its ``plan_id``; "" for views
-    about no single deal (the overview, customers, the catalog)."""
-    if "deal_id" in kwargs:
-        return str(kwargs["deal_id"])
-    if "plan_id" in kwargs:
-        runtime = current_runtime()
-        with runtime.db.session() as session:
-            row = session.get(Plan, str(kwargs["plan_id"]))
-            return row.deal_id if row is not None else None
-    return ""
-
-
-#: How long a person may take to sign in at the CRM and come back.
-SIGN_IN_STATE_SECONDS = 600
-SIGN_IN_CALLBACK = "/auth/salesforce/callback"
-
-
-def sign_in_state_serializer(secret: str) -> URLSafeTimedSerializer:
-    return URLSafeTimedSerializer(secret, salt="dealbridge.crm-sign-in")
-
-
-def crm_sign_in_url(kwargs: dict[str, Any]) -> str | None:
-    """Where to send a person who opened a deal's page without a session: the CRM's own
-    sign-in (Salesforce: the connected app's OAuth web-server flow), coming back to the
-    page. None when that is not possible (an API call, a page about no single deal, no
-    connected app configured): the caller answers 401 as before."""
-    if request.method != "GET" or wants_json():
-        return None
-    runtime = current_runtime()
-    secrets = runtime.config.secrets
-    if (
-        runtime.config.crm_kind != "salesforce"
-        or not secrets.salesforce_client_id
-        or secrets.salesforce_client_secret is None
-        or secrets.secret_key is None
-    ):
-        return None
-    deal = _deal_of_request(kwargs)
-    if not deal:
-        return None
-    state = sign_in_state_serializer(secrets.secret_key.reveal()).dumps(
-        {"deal": deal, "nonce": uuid.uuid4().hex}
-    )
-    return oauth.authorize_url(
-        runtime.config.section("crm")["salesforce"]["login_url"],
-        secrets.salesforce_client_id,
-        runtime.config.base_url + SIGN_IN_CALLBACK,
-        state,
-    )
-
-
 def _check_scope(identity: Identity, kwargs: dict[str, Any]) -> None:
     """A session opened from a deal reaches that deal's plan and nothing else."""
     if identity.deal is None:
         return
-    deal = _deal_of_request(kwargs)
+    deal = deal_of_request(kwargs)
     if deal is None:
         return  # no such plan: the view answers 404 itself
     if deal != identity.deal:
@@ -250,9 +196,9 @@ def require(role: str) -> Callable[[F], F]:
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             identity = current_identity()
             if identity is None:
-                target = crm_sign_in_url(kwargs)
-                if target is not None:
-                    return redirect(target, code=302)
+                through_crm = crm_sign_in(kwargs)
+                if through_crm is not None:
+                    return through_crm
                 raise ApiError(
                     401,
                     "unauthenticated",

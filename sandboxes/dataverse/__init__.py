@@ -18,6 +18,8 @@ Or from a shell: ``python -m sandboxes.dataverse --seed org.yaml``. See docs/san
 what is covered and where it differs from Dataverse.
 """
 
+from .entra import DEMO_USERS
+from .entra_signin import DirectoryUser
 from .sandbox import (
     DEMO_CLIENT_ID,
     DEMO_CLIENT_SECRET,
@@ -34,7 +36,9 @@ __all__ = [
     "DEMO_CLIENT_SECRET",
     "DEMO_ENVIRONMENT_URL",
     "DEMO_TENANT_ID",
+    "DEMO_USERS",
     "DataverseSandbox",
+    "DirectoryUser",
     "Ref",
     "SeedError",
     "guid_for",

@@ -12,14 +12,16 @@ import re
 import threading
 from collections import Counter
 from collections.abc import Callable, Iterable
+from html import escape
 from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qsl, unquote
+from urllib.parse import parse_qsl, unquote, urlencode
 
 from werkzeug.wrappers import Request, Response
 
 from . import jsonio
 from .batch import BatchRunner, parse
 from .entra import Tenant
+from .entra_signin import error_page
 from .errors import DataverseError
 from .limits import ServiceProtection
 from .webapi import Answer, ApiRequest, WebApi
@@ -110,7 +112,8 @@ class DataverseApp:
                 200, self.tenant.instance_discovery(request.args.get("authorization_endpoint"))
             )
         found = re.fullmatch(
-            r"/([^/]+)(/v2\.0)?/\.well-known/openid-configuration|/([^/]+)/oauth2/v2\.0/token",
+            r"/([^/]+)(/v2\.0)?/\.well-known/openid-configuration|/([^/]+)/oauth2/v2\.0/token"
+            r"|/([^/]+)/oauth2/v2\.0/(authorize)|/([^/]+)/discovery/v2\.0/(keys)",
             path,
         )
         if found is None:
@@ -123,12 +126,18 @@ class DataverseApp:
                     }
                 },
             )
-        tenant = found.group(1) or found.group(3)
+        tenant = found.group(1) or found.group(3) or found.group(4) or found.group(6)
+        if found.group(7):  # Entra's signing keys are the same for every tenant
+            return _json(200, self.tenant.sign_in.jwks())
         if tenant not in (self.tenant.tenant_id, "organizations"):
+            if found.group(5):
+                return _html(400, error_page(90002, f"Tenant '{tenant}' not found."))
             status, body = self.tenant.unknown_tenant(tenant)
             return _json(status, body)
         if found.group(1):
             return _json(200, self.tenant.openid_configuration())
+        if found.group(5):
+            return self.authorize(request)
         if request.method != "POST":
             return _json(
                 405,
@@ -145,6 +154,28 @@ class DataverseApp:
             lambda resource: self.audiences(resource, own),
         )
         return _json(status, body)
+
+    def authorize(self, request: Request) -> Response:
+        """The sign-in leg (``entra_signin.py``): a page, an error page, or the answer sent
+        back to the app by its ``response_mode``."""
+        query = {**request.args.to_dict(), **request.form.to_dict()}
+        status, answer = self.tenant.sign_in.authorize(query, request.base_url)
+        if status != 302:
+            return _html(status, str(answer["html"]))
+        location, params = str(answer["location"]), dict(answer["params"])
+        if answer["mode"] == "form_post":
+            fields = "".join(
+                f'<input type="hidden" name="{escape(k)}" value="{escape(v)}">'
+                for k, v in params.items()
+            )
+            return _html(
+                200,
+                f'<!doctype html><html><body onload="document.forms[0].submit()"><form '
+                f'method="POST" action="{escape(location)}">{fields}<noscript><button>Continue'
+                "</button></noscript></form></body></html>",
+            )
+        separator = "#" if answer["mode"] == "fragment" else ("&" if "?" in location else "?")
+        return Response(status=302, headers={"Location": location + separator + urlencode(params)})
 
     def web_api(self, request: Request, raw_resource: str) -> Response:
         resource = unquote(raw_resource)
@@ -224,6 +255,10 @@ def _response(answer: Answer) -> Response:
     for name, value in answer.headers.items():
         response.headers[name] = value
     return response
+
+
+def _html(status: int, page: str) -> Response:
+    return Response(page, status=status, content_type="text/html; charset=utf-8")
 
 
 def _json(status: int, body: Any) -> Response:

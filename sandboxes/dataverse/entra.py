@@ -1,11 +1,15 @@
-"""A Microsoft Entra ID tenant, as much of it as msal's client-credentials flow uses.
+"""A Microsoft Entra ID tenant, as much of it as msal's client-credentials flow and a web
+app's sign-in (``entra_signin.py``: the authorize endpoint, the authorization_code grant,
+ID tokens and the signing keys) use.
 
 * ``GET /{tenant}/v2.0/.well-known/openid-configuration`` (msal reads it when an application
   is built; it advertises ``https://login.microsoftonline.com/...`` endpoints, which a
   rewriting HTTP session sends back to the sandbox, because msal refuses ``http://``);
 * ``POST /{tenant}/oauth2/v2.0/token`` with ``grant_type=client_credentials``, the client
   secret in the form (``client_secret_post``) or HTTP Basic, and ``scope=<environment>/.default``;
-* ``GET /common/discovery/instance`` (msal's instance discovery, when it is left on).
+* ``GET /common/discovery/instance`` (msal's instance discovery, when it is left on);
+* ``GET /{tenant}/oauth2/v2.0/authorize``, ``grant_type=authorization_code`` and
+  ``GET /{tenant}/discovery/v2.0/keys``: see ``entra_signin.py``.
 
 Errors are Entra's: ``AADSTS90002`` unknown tenant, ``AADSTS700016`` unknown application,
 ``AADSTS7000215`` wrong secret (401), ``AADSTS500011`` a scope for another resource,
@@ -26,8 +30,29 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from .entra_signin import DirectoryUser, UserSignIn
+
 AUTHORITY_HOST = "https://login.microsoftonline.com"
 TOKEN_LIFETIME_SECONDS = 3599
+DEMO_DOMAIN = "dealbridgesandbox.onmicrosoft.com"
+#: The tenant's users and the app roles of the demo app registration assigned to them.
+DEMO_USERS = (
+    DirectoryUser(
+        f"alex.rep@{DEMO_DOMAIN}", "Alex Rep", "6f1d2c3b-4a5e-4f60-8a7b-1c2d3e4f5a60",
+        ("Dealbridge.SalesRep",),
+    ),
+    DirectoryUser(
+        f"fran.finance@{DEMO_DOMAIN}", "Fran Finance", "7a2e3d4c-5b6f-4071-9b8c-2d3e4f5a6b71",
+        ("Dealbridge.Finance",),
+    ),
+    DirectoryUser(
+        f"ada.admin@{DEMO_DOMAIN}", "Ada Admin", "8b3f4e5d-6c70-4182-8c9d-3e4f5a6b7c82",
+        ("Dealbridge.Admin",),
+    ),
+    DirectoryUser(
+        f"sam.viewer@{DEMO_DOMAIN}", "Sam Viewer", "9c405f6e-7d81-4293-9dae-4f5a6b7c8d93", ()
+    ),
+)  # fmt: skip
 
 
 @dataclass
@@ -47,10 +72,12 @@ class Tenant:
         tenant_id: str,
         clients: Mapping[str, str],
         now: Callable[[], datetime],
+        users: tuple[DirectoryUser, ...] = DEMO_USERS,
     ) -> None:
         self.tenant_id = tenant_id
         self.clients = dict(clients)  # client id → secret
         self.now = now
+        self.sign_in = UserSignIn(tenant_id, self.clients, list(users), now)
         self._tokens: dict[str, Token] = {}
         self._lock = threading.Lock()
         self._signing_key = secrets.token_bytes(32)
@@ -166,8 +193,8 @@ class Tenant:
         authorization: str | None,
         audiences: Callable[[str], bool],
     ) -> tuple[int, dict[str, Any]]:
-        """The client-credentials grant; ``audiences`` says which resources this tenant's
-        environment answers to."""
+        """The client-credentials grant (``audiences`` says which resources this tenant's
+        environment answers to) and the authorization-code grant of a user's sign-in."""
         client_id, client_secret = form.get("client_id"), form.get("client_secret")
         if authorization and authorization.lower().startswith("basic "):
             try:
@@ -176,13 +203,14 @@ class Tenant:
                 decoded = ":"
             client_id, _, client_secret = decoded.partition(":")
         grant = form.get("grant_type")
-        if grant != "client_credentials":
+        if grant not in ("client_credentials", "authorization_code"):
             return self._error(
                 400,
                 "unsupported_grant_type",
                 70003,
                 f"AADSTS70003: The app requested an unsupported grant type '{grant}'. The "
-                "Dataverse sandbox issues tokens for the client credentials grant only.",
+                "Dataverse sandbox issues tokens for the client credentials and authorization "
+                "code grants only.",
             )
         if not client_id or client_id not in self.clients:
             return self._error(
@@ -211,6 +239,11 @@ class Tenant:
                 "the request is the client secret value, not the client secret ID, for a "
                 f"secret added to app '{client_id}'.",
             )
+        if grant == "authorization_code":
+            status, answer = self.sign_in.redeem(form, client_id)
+            if isinstance(answer, tuple):
+                return self._error(status, *answer)
+            return status, answer  # a user's tokens, not for Dataverse: not counted
         scopes = (form.get("scope") or "").split()
         resources = [
             s.removesuffix("/.default").rstrip("/") for s in scopes if s.endswith("/.default")

@@ -119,9 +119,14 @@ class MetadataApi:
             metadata = self.schema.entity_metadata(table)
             if method == "GET":
                 items = [self._with_option_set(table, i) for i in metadata[collection]]
-                return self._list(
-                    request, f"EntityDefinitions('{table.logical_name}')/{collection}", items
-                )
+                context = f"EntityDefinitions('{table.logical_name}')/{collection}"
+                if cast is not None:  # Attributes/Microsoft.Dynamics.CRM.StringAttributeMetadata
+                    kind = cast.rsplit(".", 1)[-1]
+                    if collection != "Attributes" or not kind.endswith("AttributeMetadata"):
+                        raise segment_not_found(cast)
+                    items = [i for i in items if str(i.get("@odata.type", "")).endswith(kind)]
+                    context = f"{context}/{cast}"
+                return self._list(request, context, items)
             raise DataverseError(405, "0x80060888", f"The HTTP method '{method}' is not allowed.")
         if method != "GET":
             raise NotImplementedBySandbox(f"{method} of one of a table's {collection}")

@@ -18,7 +18,7 @@ from .._delivery import DeliveryLoop
 from .._server import SandboxServer
 from . import jsonio
 from .app import DataverseApp
-from .entra import Tenant
+from .entra import DEMO_USERS, Tenant
 from .errors import DataverseError
 from .limits import DEFAULT_REQUESTS, DEFAULT_WINDOW_SECONDS, ServiceProtection
 from .schema import Column, Table
@@ -412,6 +412,18 @@ class DataverseSandbox:
     def tokens_issued(self) -> int:
         return self.tenant.tokens_issued
 
+    # ------------------------------------------------------------------ signing people in
+
+    def allow_redirect_uri(self, uri: str) -> None:
+        """Register ``uri`` as a Web redirect URI of the demo app registration (where the
+        authorize endpoint may send a signed-in person back with a code)."""
+        self.tenant.sign_in.add_redirect_uri(self.client_id, uri)
+
+    def sign_in_browser_as(self, username: str | None) -> None:
+        """Who is already signed in to Microsoft 365 in "the browser": the authorize endpoint
+        signs them in without a page (single sign-on). None: it shows the account picker."""
+        self.tenant.sign_in.browser_user = username
+
     def expire_delta_links(self) -> None:
         """Delta links issued so far are refused (the change tracking retention passed)."""
         with self._lock:
@@ -545,6 +557,8 @@ def serve_forever(
     print(f"  client id:       {sandbox.client_id}")
     print(f"  client secret:   {sandbox.client_secret}")
     print(f"  token endpoint:  {sandbox.url}/{sandbox.tenant_id}/oauth2/v2.0/token")
+    print(f"  authorize:       {sandbox.url}/{sandbox.tenant_id}/oauth2/v2.0/authorize")
+    print("  demo users:      " + ", ".join(u.username for u in DEMO_USERS))
     if banner is not None:
         print(banner(sandbox))
     print("Press Ctrl-C to stop.", flush=True)

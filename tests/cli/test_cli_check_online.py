@@ -172,7 +172,9 @@ def test_online_check_passes_when_the_environment_has_every_mapped_column(
     )
     assert code == 0, output
     assert "ok: the CRM has every object and field dynamics.yaml maps" in output
-    assert dataverse.request_count("GET", "EntityDefinitions") == 7
+    # Seven tables, then the text columns' MaxLength of the three dealbridge writes to
+    # (opportunity, account, db_stripeinvoice), String and Memo apart.
+    assert dataverse.request_count("GET", "EntityDefinitions") == 7 + 3 * 2
 
 
 def test_online_check_names_a_column_missing_from_the_environment_and_exits_2(
@@ -210,6 +212,32 @@ def test_online_check_names_a_currency_column_mapped_as_the_invoice_status(
     assert problems[0].startswith(
         "  - invoice.fields.status: column db_stripeinvoice.db_amountdue is a Money column"
     )
+
+
+def test_online_check_names_a_text_column_too_short_for_a_stripe_id(
+    tmp_path: Path, dataverse: DataverseSandbox
+) -> None:
+    shipped = (REPO / "mappings" / "dynamics.yaml").read_text(encoding="utf-8")
+    head, invoice = shipped.split("\ninvoice:", 1)
+    # db_currency holds three characters; a Stripe customer id needs far more.
+    invoice = invoice.replace(
+        "stripe_customer_id: db_stripecustomerid", "stripe_customer_id: db_currency"
+    )
+    mapping = tmp_path / "dynamics.yaml"
+    mapping.write_text(f"{head}\ninvoice:{invoice}")
+    config = _dynamics_config(tmp_path, dataverse)
+    config.write_text(
+        config.read_text().replace(
+            "  kind: dynamics\n", f"  kind: dynamics\n  mapping: {mapping}\n"
+        )
+    )
+    code, output = _check(config, _dynamics_env(tmp_path, dataverse), "--online")
+    assert code == 2
+    problems = [line for line in output.splitlines() if line.startswith("  - ")]
+    assert problems == [
+        "  - invoice.fields.stripe_customer_id: column db_stripeinvoice.db_currency holds 3 "
+        "characters (MaxLength); it must hold at least 64"
+    ], output
 
 
 def test_online_check_reports_a_crm_it_cannot_reach_as_a_problem(

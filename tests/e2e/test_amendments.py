@@ -7,8 +7,6 @@ from typing import Any
 
 from connector.domain.plan import add_months
 from connector.domain.timestamps import unix_at_midnight
-from connector.services import activation
-from connector.services.plans import approve
 from tests.e2e.conftest import World
 
 
@@ -109,31 +107,6 @@ def test_a_seat_increase_changes_the_quantity_of_the_same_item(world: World) -> 
     assert [(i.id, i.quantity) for i in seat_items] == [(item_before, 30)]
 
 
-def test_activating_an_amendment_twice_updates_the_subscription_once(world: World) -> None:
-    world.sync()
-    _activate(world, "acme_platform")
-    _close_expansion(world)
-    world.plan_for("acme_expansion")
-    updates_before = world.stripe_count("POST", "/v1/subscriptions/:id")
-    plan = world.plan_for("acme_expansion")
-    first = world.api("POST", f"/api/plans/{plan['id']}/activate")
-    second = world.api("POST", f"/api/plans/{plan['id']}/activate")
-    assert first.status_code == 200
-    assert second.status_code == 409
-    world.sync()
-    world.sync()
-    assert world.stripe_count("POST", "/v1/subscriptions/:id") == updates_before + 1
-
-
-def test_an_upgrade_without_a_live_subscription_starts_a_new_one(world: World) -> None:
-    world.sync()
-    _close_expansion(world)
-    plan = world.plan_for("acme_expansion")
-    assert plan["kind"] == "upgrade"
-    assert plan["amendment"] is None
-    assert "no live subscription" in plan["amendment_notice"]
-
-
 def test_the_previewed_proration_is_billed_on_the_next_invoice(world: World) -> None:
     world.sync()
     first = _activate(world, "acme_platform")
@@ -152,46 +125,6 @@ def test_the_previewed_proration_is_billed_on_the_next_invoice(world: World) -> 
     assert sorted(line.amount for line in invoice.lines.data) == sorted(
         line["amount"] for line in approved["lines"]
     )
-
-
-def test_a_change_starting_later_waits_for_its_day(world: World) -> None:
-    world.sync()
-    first = _activate(world, "acme_platform")
-    start = world.clock().date() + timedelta(days=10)
-    world.crm.update_deal("acme_expansion", closed=True, contract_start=start)
-    world.sync()
-    world.plan_for("acme_expansion")
-    plan = _activate(world, "acme_expansion")
-    assert plan["status"] == "scheduled"
-    assert start.isoformat() in plan["status_reason"]
-    assert _items(world, first["stripe_subscription_id"])[0] == ("Additional Seats", 4500, 25)
-
-    world.clock.advance(days=10, hours=1)
-    world.sync()
-    assert world.plan_for("acme_expansion")["status"] == "active"
-    assert _items(world, first["stripe_subscription_id"])[0] == ("Additional Seats", 4200, 40)
-
-
-def test_a_subscription_changed_since_the_review_is_not_amended(world: World) -> None:
-    world.sync()
-    first = _activate(world, "acme_platform")
-    _close_expansion(world)
-    plan = world.plan_for("acme_expansion")
-    assert world.runtime is not None
-    approve(world.runtime, plan["id"], actor="rep")
-    client = world.stripe_client()
-    subscription = client.v1.subscriptions.retrieve(first["stripe_subscription_id"])
-    seats = next(i for i in subscription["items"].data if i.quantity == 25)
-    client.v1.subscriptions.update(
-        subscription.id, params={"items": [{"id": seats.id, "quantity": 26}]}
-    )  # someone in the Stripe dashboard
-    updates = world.stripe_count("POST", "/v1/subscriptions/:id")
-
-    activation.activate(world.runtime, plan["id"])
-    failed = world.plan_for("acme_expansion")
-    assert failed["status"] == "failed"
-    assert "changed since this amendment was reviewed" in failed["status_reason"]
-    assert world.stripe_count("POST", "/v1/subscriptions/:id") == updates
 
 
 def test_a_renewal_extends_the_term_and_bills_the_new_prices_from_the_new_term(
@@ -259,45 +192,3 @@ def test_a_cancellation_deal_ends_the_subscription_at_period_end(world: World) -
         ("Platform Subscription", 120000, 1),
         ("Premium Support", 50000, 1),
     ]
-
-
-def test_the_page_shows_the_change_and_proration_can_be_chosen(world: World) -> None:
-    world.sync()
-    _activate(world, "acme_platform")
-    _close_expansion(world)
-    plan = world.plan_for("acme_expansion")
-    page = world.api("GET", f"/plans/{plan['id']}").get_data(as_text=True)
-    assert "Change to subscription" in page
-    assert 'id="amendment-amount-due"' in page
-    assert 'name="proration_behavior"' in page
-
-    chosen = world.api(
-        "POST",
-        f"/api/plans/{plan['id']}/adjust",
-        json={"change": "upgrade", "proration_behavior": "always_invoice"},
-    )
-    assert chosen.status_code == 200, chosen.get_json()
-    amendment = chosen.get_json()["amendment"]
-    assert amendment["proration_behavior"] == "always_invoice"
-    # Invoiced at once: the preview is the proration invoice alone, not the next renewal.
-    assert all(line["proration"] for line in amendment["preview"]["lines"])
-    refused = world.api(
-        "POST", f"/api/plans/{plan['id']}/adjust", json={"proration_behavior": "sometimes"}
-    )
-    assert refused.status_code == 422
-
-
-def test_an_amendment_stripe_cannot_preview_is_not_approved(world: World) -> None:
-    world.sync()
-    first = _activate(world, "acme_platform")
-    _close_expansion(world)
-    plan = world.plan_for("acme_expansion")
-    world.stripe_sandbox.inject_faults("/v1/invoices/create_preview", [400] * 3)
-    updates = world.stripe_count("POST", "/v1/subscriptions/:id")
-
-    refused = world.api("POST", f"/api/plans/{plan['id']}/activate")
-    assert refused.status_code == 409
-    assert "Stripe could not preview the change" in refused.get_json()["error"]["message"]
-    assert world.plan_for("acme_expansion")["status"] == "in_review"
-    assert world.stripe_count("POST", "/v1/subscriptions/:id") == updates
-    assert _items(world, first["stripe_subscription_id"])[0] == ("Additional Seats", 4500, 25)

@@ -21,33 +21,6 @@ def _customer(world: World, customer_id: str) -> Any:
     return world.stripe_client().v1.customers.retrieve(customer_id)
 
 
-def test_the_customer_is_the_company_and_the_billing_contact_gets_the_invoices(
-    world: World,
-) -> None:
-    world.sync()
-    customer = _customer(world, _activate(world, "acme_platform")["stripe_customer_id"])
-    assert customer.name == "Acme Robotics Inc."
-    assert customer.email == "AP.Team@AcmeRobotics.example"
-    assert (
-        customer.metadata is not None
-        and customer.metadata["billing_contact_name"] == "Dana Whitfield"
-    )
-
-
-def test_a_new_billing_contact_on_the_deal_becomes_the_invoice_recipient(world: World) -> None:
-    world.sync()
-    plan = _activate(world, "acme_platform")
-    world.crm.update_deal("acme_platform", billing_contact="acme_cto")
-    world.sync()
-    customer = _customer(world, plan["stripe_customer_id"])
-    assert customer.email == "raj.patel@acmerobotics.example"
-    assert (
-        customer.metadata is not None and customer.metadata["billing_contact_name"] == "Raj Patel"
-    )
-    assert customer.name == "Acme Robotics Inc."
-    assert world.plan_for("acme_platform")["changed_after_activation"] is None
-
-
 @pytest.mark.crm("salesforce", reason="contacts are polled on Salesforce only (docs 5.3)")
 def test_a_billing_contacts_new_email_reaches_the_customer_on_the_next_poll(
     world: World,

@@ -45,7 +45,7 @@ from connector.crm.base import (
     WriteResult,
 )
 from connector.domain.deal import Address
-from connector.domain.money import to_minor_units
+from connector.domain.money import from_minor_units, to_minor_units
 
 PUSH_TOKEN_HEADER = "X-Fake-Crm-Token"
 
@@ -316,7 +316,7 @@ class FakeCrm:
 
 
 def _major(money: Money | None) -> Decimal | None:
-    return None if money is None else Decimal(money.amount) / 100
+    return None if money is None else from_minor_units(money.amount, money.currency)
 
 
 class FakeCrmDriver:
@@ -347,8 +347,10 @@ class FakeCrmDriver:
             "credit_hold_source": acc.credit_hold_source,
             "stripe_customer_id": acc.stripe_customer_id,
         }
-        for key, value in entry.writeback.items():
+        # Every write-back field, None until dealbridge writes it (as an empty CRM field reads).
+        for key in AccountUpdate.__annotations__:
             if key not in out:
+                value = entry.writeback.get(key)
                 out[key] = _major(value) if isinstance(value, Money) else value
         return out
 
@@ -356,8 +358,8 @@ class FakeCrmDriver:
         out = []
         for record in self.crm.invoices.values():
             values = dataclasses.asdict(record)
-            for key in ("amount_due", "amount_paid", "amount_remaining"):
-                values[key] = Decimal(values[key]) / 100
+            for key in ("amount_due", "amount_paid", "amount_remaining", "amount_credited"):
+                values[key] = from_minor_units(values[key], record.currency)
             values["account"] = values.pop("account_id")
             values["deal"] = values.pop("deal_id")
             out.append(values)
@@ -377,7 +379,9 @@ class FakeCrmDriver:
             {
                 "stripe_price_id": e.stripe_price_id,
                 "stripe_product_id": e.stripe_product_id,
-                "unit_price": None if e.unit_amount is None else Decimal(e.unit_amount) / 100,
+                "unit_price": (
+                    None if e.unit_amount is None else from_minor_units(e.unit_amount, e.currency)
+                ),
                 "currency": e.currency,
                 "active": e.active,
             }

@@ -70,6 +70,8 @@ PUBLIC = {
     "launch.canvas": "verified by the Canvas signed request",
     "launch.entra": "verified by the Entra ID access token (tests/web/test_entra_launch.py)",
     "crm_signin.salesforce_callback": "verified by the signed state and Salesforce's code",
+    "crm_signin.entra_callback": "verified by this browser's flow cookie, msal's state, nonce "
+    "and PKCE, and the ID token (tests/web/test_entra_signin.py)",
 }
 RANK = {"sales_rep": 1, "finance": 2, "admin": 3}
 TOKENS = {role: token for token, role in TEST_SECRETS["api_tokens"].items()}

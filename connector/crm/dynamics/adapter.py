@@ -49,12 +49,7 @@ from connector.crm.base import (
     PushBatch,
     WriteResult,
 )
-from connector.crm.dynamics.auth import (
-    CertificateCredential,
-    ClientSecretCredential,
-    Credential,
-    TokenSource,
-)
+from connector.crm.dynamics.auth import Credential, TokenSource, credential_from_config
 from connector.crm.dynamics.batch import BatchOperation
 from connector.crm.dynamics.client import FORMATTED_VALUES, DataverseClient, DataverseRejected
 from connector.crm.dynamics.odata import (
@@ -154,15 +149,8 @@ class DynamicsAdapter:
             raise ValueError(
                 "; ".join(f"crm.dynamics.{k}: required when crm.kind is dynamics" for k in missing)
             )
-        credential: Credential
-        if section.get("certificate_thumbprint") and secrets.dynamics_certificate_key:
-            credential = CertificateCredential(
-                thumbprint=str(section["certificate_thumbprint"]),
-                private_key=secrets.dynamics_certificate_key,
-            )
-        elif secrets.dynamics_client_secret is not None:
-            credential = ClientSecretCredential(secrets.dynamics_client_secret)
-        else:
+        credential = credential_from_config(config)
+        if credential is None:
             raise ValueError(
                 "DYNAMICS_CLIENT_SECRET: not set (or set crm.dynamics.certificate_thumbprint "
                 "and DYNAMICS_CERTIFICATE_KEY)"

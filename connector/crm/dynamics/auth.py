@@ -23,6 +23,7 @@ from typing import Any
 import msal
 import requests
 
+from connector.config import Config
 from connector.crm.base import CrmAuthError, CrmUnavailable
 from connector.secrets import Secret
 
@@ -32,6 +33,7 @@ __all__ = [
     "Credential",
     "TokenSource",
     "application_for",
+    "credential_from_config",
     "reset_applications",
 ]
 
@@ -54,6 +56,23 @@ class CertificateCredential:
 
 
 Credential = ClientSecretCredential | CertificateCredential
+
+
+def credential_from_config(config: Config) -> Credential | None:
+    """The app registration's credential: the certificate when ``crm.dynamics.
+    certificate_thumbprint`` and ``DYNAMICS_CERTIFICATE_KEY`` are set, else the client
+    secret ``DYNAMICS_CLIENT_SECRET``; None when neither is."""
+    section = config.section("crm")["dynamics"]
+    secrets = config.secrets
+    if section.get("certificate_thumbprint") and secrets.dynamics_certificate_key:
+        return CertificateCredential(
+            thumbprint=str(section["certificate_thumbprint"]),
+            private_key=secrets.dynamics_certificate_key,
+        )
+    if secrets.dynamics_client_secret is not None:
+        return ClientSecretCredential(secrets.dynamics_client_secret)
+    return None
+
 
 _apps: dict[tuple[str, str], Any] = {}
 _apps_lock = threading.Lock()

@@ -12,6 +12,17 @@ One metadata request per table::
 and every mapped table, column, lookup (and the navigation property dealbridge uses for it),
 relationship, entity set and alternate key is checked. Each problem is one line that starts
 with the mapping key to fix (``deal.fields.contract_start: ...``).
+
+Types and lengths are compared with what dealbridge puts in each column
+(``crm/field_needs.py``). ``MaxLength`` is not a property of the base ``AttributeMetadata``
+that ``Attributes`` lists, so, as Microsoft's "Query table definitions" documents, the text
+columns' lengths come from the collection cast to the derived type, for a table with a sized
+need on such a column only::
+
+    GET EntityDefinitions(LogicalName='opportunity')/Attributes/
+        Microsoft.Dynamics.CRM.StringAttributeMetadata?$select=LogicalName,MaxLength
+
+(and ``MemoAttributeMetadata`` for multiple-lines-of-text columns).
 """
 
 from __future__ import annotations
@@ -87,6 +98,27 @@ def fetch_table(client: DataverseClient, logical_name: str) -> TableDefinition |
     return table
 
 
+def fetch_max_lengths(client: DataverseClient, logical_name: str, kind: str) -> dict[str, int]:
+    """Column → ``MaxLength`` for the table's ``{kind}AttributeMetadata`` columns."""
+    data = client.get_json(
+        f"EntityDefinitions(LogicalName={quote_literal(logical_name)})/Attributes/"
+        f"Microsoft.Dynamics.CRM.{kind}AttributeMetadata",
+        params={"$select": "LogicalName,MaxLength"},
+    )
+    lengths: dict[str, int] = {}
+    for attribute in data.get("value") or []:
+        if not isinstance(attribute, Mapping):
+            continue
+        length = attribute.get("MaxLength")
+        if (
+            attribute.get("LogicalName")
+            and isinstance(length, int)
+            and not isinstance(length, bool)
+        ):
+            lengths[str(attribute["LogicalName"])] = length
+    return lengths
+
+
 class _Checker:
     def __init__(
         self,
@@ -96,12 +128,19 @@ class _Checker:
         self.client = client
         self.navigation = navigation
         self.tables: dict[str, TableDefinition | None] = {}
+        self.lengths: dict[tuple[str, str], Mapping[str, int]] = {}
         self.problems: list[str] = []
 
     def table(self, name: str) -> TableDefinition | None:
         if name not in self.tables:
             self.tables[name] = fetch_table(self.client, name)
         return self.tables[name]
+
+    def max_lengths(self, table: str, kind: str) -> Mapping[str, int]:
+        """``MaxLength`` of the table's columns of AttributeType ``kind`` (String, Memo)."""
+        if (table, kind) not in self.lengths:
+            self.lengths[(table, kind)] = fetch_max_lengths(self.client, table, kind)
+        return self.lengths[(table, kind)]
 
     def column(self, key: str, table: TableDefinition, column: str) -> None:
         if column not in table.columns:
@@ -245,7 +284,7 @@ def check_mapping(
             else:
                 checker.path(f"invoice.fields.{name}", invoice, path)
     tables = {"deal": deal, "account": account, "invoice": invoice}
-    checker.problems.extend(_type_problems(mapping, tables))
+    checker.problems.extend(_type_problems(mapping, tables, checker.max_lengths))
     if mapping.product:
         product = _section_table(checker, "product", mapping.product)
         if product is not None:
@@ -268,9 +307,17 @@ _DATAVERSE_TYPES: dict[str, frozenset[str]] = {
 }
 
 
-def _type_problems(mapping: CrmMapping, tables: Mapping[str, TableDefinition | None]) -> list[str]:
-    """Each mapped column whose type cannot hold what dealbridge puts there (lengths are
-    not checked on Dataverse: they live on each attribute type's own metadata)."""
+#: AttributeTypes whose ``MaxLength`` limits the text (a choice's labels are the org's own).
+_SIZED = ("String", "Memo")
+
+
+def _type_problems(
+    mapping: CrmMapping,
+    tables: Mapping[str, TableDefinition | None],
+    max_lengths: Callable[[str, str], Mapping[str, int]],
+) -> list[str]:
+    """Each mapped column whose type cannot hold what dealbridge puts there, or whose
+    ``MaxLength`` is shorter than the longest value dealbridge writes to it."""
     sections: dict[str, tuple[str, Mapping[str, Any]]] = {
         "deal": ("deal", mapping.deal["fields_"]),
         "deal.writeback": ("deal", mapping.deal["writeback"] or {}),
@@ -289,11 +336,21 @@ def _type_problems(mapping: CrmMapping, tables: Mapping[str, TableDefinition | N
         if table is None or not column or "." in str(column):
             continue
         kind = table.types.get(str(column))
-        if kind is None or kind in _DATAVERSE_TYPES[need.kind]:
+        if kind is None:
             continue
         label = f"{section}.{key}" if "writeback" in section else f"{section}.fields.{key}"
-        problems.append(
-            f"{label}: column {table.logical_name}.{column} is a {kind} column; "
-            f"it must be {need.describe()}"
-        )
+        if kind not in _DATAVERSE_TYPES[need.kind]:
+            problems.append(
+                f"{label}: column {table.logical_name}.{column} is a {kind} column; "
+                f"it must be {need.describe()}"
+            )
+            continue
+        if not need.min_length or kind not in _SIZED:
+            continue
+        length = max_lengths(table.logical_name, kind).get(str(column))
+        if length is not None and 0 < length < need.min_length:
+            problems.append(
+                f"{label}: column {table.logical_name}.{column} holds {length} characters "
+                f"(MaxLength); it must hold at least {need.min_length}"
+            )
     return problems

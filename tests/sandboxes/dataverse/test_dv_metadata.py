@@ -130,3 +130,20 @@ def test_a_dropped_column_is_missing_from_the_definition_and_the_table(
 
     assert "db_planstatus" not in names and "db_planurl" in names
     assert api.get("opportunities?$select=db_planstatus").status_code == 400
+
+
+def test_attributes_cast_to_a_derived_type_list_only_those_with_their_max_length(
+    api: WebApi,
+) -> None:
+    response = api.get(
+        "EntityDefinitions(LogicalName='account')/Attributes/"
+        "Microsoft.Dynamics.CRM.StringAttributeMetadata?$select=LogicalName,MaxLength"
+    )
+
+    assert response.status_code == 200, response.text
+    data = body(response)
+    cast = "EntityDefinitions('account')/Attributes/Microsoft.Dynamics.CRM.StringAttributeMetadata"
+    assert f"$metadata#{cast}" in data["@odata.context"]
+    lengths = {a["LogicalName"]: a["MaxLength"] for a in data["value"]}
+    assert lengths["name"] == 160
+    assert "creditonhold" not in lengths  # a Boolean column is no StringAttributeMetadata

@@ -4,7 +4,7 @@ sandbox."""
 
 from __future__ import annotations
 
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -412,3 +412,38 @@ def test_changing_a_price_does_not_move_its_terms_key_to_other_terms(world: Worl
     new_price = world.stripe_client().v1.prices.retrieve(changed.get_json()["price_id"])
     assert new_price.unit_amount == 5000
     assert new_price.lookup_key != seats.lookup_key  # the 45.00 key names 45.00 terms only
+
+
+def test_an_existing_customer_is_found_whatever_the_case_of_the_email(world: World) -> None:
+    existing = world.stripe_client().v1.customers.create(
+        params={"email": "ap.team@acmerobotics.example", "name": "Acme AP"}
+    )
+    world.sync()
+    plan = world.plan_for("acme_platform")
+    assert plan["stripe_customer_id"] == existing.id
+    everyone = world.stripe_client().v1.customers.list(params={"limit": 100}).data
+    acme = [c for c in everyone if (c.email or "").casefold() == "ap.team@acmerobotics.example"]
+    assert [c.id for c in acme] == [existing.id]  # found, not created again
+
+
+def test_a_future_start_becomes_a_subscription_schedule(world: World) -> None:
+    world.sync()
+    plan = _activate(world, "globex_licence")
+    assert plan["status"] == "active"
+    schedule = world.stripe_client().v1.subscription_schedules.retrieve(plan["stripe_schedule_id"])
+    start = world.clock().date() + timedelta(days=14)
+    assert schedule.phases[0].start_date == int(
+        datetime(start.year, start.month, start.day, tzinfo=UTC).timestamp()
+    )
+    items = schedule.phases[0]["items"]
+    assert len(items) == 2  # licence and analytics, semi-annually; setup fee rides along
+    assert schedule.end_behavior == "cancel"
+    # The setup fee's CRM line discount (10 %: on Dynamics 365 the same 230.00 comes as
+    # manualdiscountamount, tests/sandboxes/dataverse) is an amount-off coupon on the line,
+    # the fee at its list price.
+    [setup] = schedule.phases[0]["add_invoice_items"]
+    client = world.stripe_client()
+    assert client.v1.prices.retrieve(str(setup["price"])).unit_amount == 230000
+    [discount] = setup["discounts"]
+    coupon = client.v1.coupons.retrieve(str(discount["coupon"]))
+    assert (coupon.amount_off, coupon.currency) == (23000, "eur")

@@ -288,3 +288,35 @@ def test_a_hold_handled_mid_activation_is_applied_to_the_new_subscription(
     assert _activate(world, "acme_platform").get_json()["status"] == "active"
     pause = _subscription(world, "acme_platform").pause_collection  # no sync needed
     assert pause is not None and pause.behavior == "keep_as_draft"
+
+
+def test_an_activation_over_the_credit_limit_waits_and_shows_the_figures(world: World) -> None:
+    world.crm.set_credit("umbrella", limit=Decimal("1000.00"))
+    world.sync()
+    response = _activate(world, "umbrella_support")
+    assert response.status_code == 202
+    reason = response.get_json()["status_reason"]
+    assert "first invoice USD 1,700.00" in reason
+    assert "over the credit limit of USD 1,000.00" in reason
+    world.sync()
+    assert world.crm.account("umbrella")["credit_state"] == "over_limit"
+
+
+def test_paying_the_invoice_releases_the_hold_dealbridge_set(dunning_world: World) -> None:
+    invoice_id = _activate_with_short_terms(dunning_world)
+    _let_it_go_overdue(dunning_world)
+    dunning_world.stripe_client().v1.invoices.pay(invoice_id, params={"paid_out_of_band": True})
+    dunning_world.sync()
+    account = dunning_world.crm.account("acme")
+    assert account["credit_hold"] is False
+    assert "released by dealbridge" in account["credit_note"]
+    assert account["credit_state"] == "ok"
+
+
+def test_a_hold_pauses_collection_as_the_policy_says(pausing_world: World) -> None:
+    pausing_world.sync()
+    _activate(pausing_world, "acme_platform")
+    pausing_world.crm.set_credit("acme", hold=True)
+    pausing_world.sync()
+    pause = _subscription(pausing_world, "acme_platform").pause_collection
+    assert pause is not None and pause.behavior == "keep_as_draft"

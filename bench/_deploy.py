@@ -1,0 +1,118 @@
+"""What the deployment benchmarks share: a fresh store, dealbridge started as an admin
+deploys it, and percentiles.
+
+Two deployments, as docs/deployment.md describes them:
+
+* ``serve``: ``dealbridge serve`` (web, worker and clock supervised by one command), the
+  single-machine deployment, on SQLite;
+* ``procfile``: the Procfile's three processes, ``dealbridge web`` (gunicorn, 2 workers of 4
+  threads, the Procfile's defaults), ``dealbridge worker`` and ``dealbridge clock``, the
+  deployment for several instances, on PostgreSQL.
+
+``web-only`` starts the web process alone: the control that shows what the machine gives
+whatever the worker does.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+
+import requests
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_PG = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+DEPLOYMENTS = ("serve", "procfile", "web-only")
+#: The store each deployment runs on.
+STORE_OF = {"serve": "sqlite", "procfile": "postgresql", "web-only": "sqlite"}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def percentile(values: list[float], pct: float) -> float:
+    """The nearest-rank percentile (no interpolation: a figure that was measured)."""
+    ordered = sorted(values)
+    if not ordered:
+        return math.nan
+    return ordered[min(len(ordered) - 1, max(0, math.ceil(pct / 100 * len(ordered)) - 1))]
+
+
+@contextmanager
+def fresh_store(kind: str) -> Iterator[str]:
+    """A database URL: a SQLite file in a temporary folder, or a fresh schema of the
+    PostgreSQL test database (``DEALBRIDGE_BENCH_PG``), dropped afterwards."""
+    if kind == "sqlite":
+        with tempfile.TemporaryDirectory() as tmp:
+            yield f"sqlite:///{tmp}/bench.sqlite3"
+        return
+    from sqlalchemy import create_engine, text
+
+    base = os.environ.get("DEALBRIDGE_BENCH_PG", DEFAULT_PG)
+    schema = f"bench_{uuid.uuid4().hex[:10]}"
+    engine = create_engine(base)
+    with engine.begin() as conn:
+        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    try:
+        yield f"{base}?options=-csearch_path%3D{schema}"
+    finally:
+        with engine.begin() as conn:
+            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        engine.dispose()
+
+
+def _start(command: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(  # noqa: S603 - this interpreter, our own command
+        [sys.executable, "-m", "connector", *command],
+        env=env,
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    os.killpg(proc.pid, signal.SIGTERM)
+    proc.wait(timeout=60)
+
+
+@contextmanager
+def deployment(kind: str, env: dict[str, str], port: int) -> Iterator[None]:
+    """dealbridge running as ``kind`` deploys it, healthy on ``port``."""
+    if kind == "serve":
+        commands = [["serve", "--port", str(port)]]
+    elif kind == "procfile":
+        commands = [["web", "--port", str(port)], ["worker"], ["clock"]]
+    elif kind == "web-only":
+        commands = [["web", "--workers", "1", "--threads", "8", "--port", str(port)]]
+    else:
+        raise ValueError(f"unknown deployment {kind!r}; one of {DEPLOYMENTS}")
+    with ExitStack() as stack:
+        for command in commands:
+            proc = _start(command, env)
+            stack.callback(_stop, proc)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if requests.get(f"http://127.0.0.1:{port}/healthz", timeout=1).ok:
+                    break
+            except requests.RequestException:
+                pass
+            time.sleep(0.2)  # a benchmark waiting for a server to boot, not a test
+        else:
+            raise RuntimeError(f"dealbridge ({kind}) did not become healthy in 60 s")
+        yield

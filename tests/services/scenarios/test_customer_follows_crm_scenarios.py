@@ -1,0 +1,35 @@
+"""Scenarios moved down from ``tests/e2e/test_customer_follows_crm.py``:
+the same bodies, run once on the fake CRM adapter
+(``tests/services/scenarios/conftest.py``) instead of once per CRM sandbox."""
+
+from __future__ import annotations
+
+from tests.e2e.conftest import World
+from tests.e2e.test_customer_follows_crm import _activate, _customer
+
+
+def test_the_customer_is_the_company_and_the_billing_contact_gets_the_invoices(
+    world: World,
+) -> None:
+    world.sync()
+    customer = _customer(world, _activate(world, "acme_platform")["stripe_customer_id"])
+    assert customer.name == "Acme Robotics Inc."
+    assert customer.email == "AP.Team@AcmeRobotics.example"
+    assert (
+        customer.metadata is not None
+        and customer.metadata["billing_contact_name"] == "Dana Whitfield"
+    )
+
+
+def test_a_new_billing_contact_on_the_deal_becomes_the_invoice_recipient(world: World) -> None:
+    world.sync()
+    plan = _activate(world, "acme_platform")
+    world.crm.update_deal("acme_platform", billing_contact="acme_cto")
+    world.sync()
+    customer = _customer(world, plan["stripe_customer_id"])
+    assert customer.email == "raj.patel@acmerobotics.example"
+    assert (
+        customer.metadata is not None and customer.metadata["billing_contact_name"] == "Raj Patel"
+    )
+    assert customer.name == "Acme Robotics Inc."
+    assert world.plan_for("acme_platform")["changed_after_activation"] is None
