@@ -743,17 +743,27 @@ class DynamicsAdapter:
         )
 
     def update_accounts(self, updates: Sequence[tuple[str, AccountUpdate]]) -> list[WriteResult]:
-        """Batched PATCHes of the accounts' writeback columns (``If-Match: *``)."""
+        """Batched PATCHes of the accounts' writeback columns (``If-Match: *``).
+
+        Money goes to Currency columns, which hold the row currency's ``currencyprecision``
+        decimals (JPY 0, KWD 3 where the organisation says so); ``options.money_scale`` for a
+        currency the organisation does not list. A value needing more is refused by name."""
         writeback = self.mapping.account["writeback"]
         entity_set = self.entity_set(self.mapping.account)
         planned: list[tuple[str, BatchOperation | WriteResult]] = []
-        scale = int(self.options.get("money_scale", 2))
+        fallback = int(self.options.get("money_scale", 2))
+        codes = {
+            v.currency.lower() for _, u in updates for v in dict(u).values() if isinstance(v, Money)
+        }
+        currencies = self._record_currencies(codes) if codes else {}
         for account_id, update in updates:
             values: dict[str, Any] = {}
             try:
                 for key, value in dict(update).items():
                     if isinstance(value, Money):
                         column = str(writeback.get(key) or key)
+                        found = currencies.get(value.currency.lower())
+                        scale = found[1] if found is not None else fallback
                         value = to_field_scale(value.amount, value.currency, scale, column)
                     values[key] = value
             except ValueError as exc:

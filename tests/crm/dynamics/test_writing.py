@@ -348,6 +348,12 @@ def test_account_updates_are_batched_patches_with_money_as_decimals(
 def test_an_amount_the_currency_column_cannot_hold_is_refused_not_rounded(
     entra: responses.RequestsMock, fake_time: FakeTime
 ) -> None:
+    """An organisation whose KWD has 2 decimals (Settings > Currencies, currencyprecision)."""
+    two_places = odata("transactioncurrencies.json")
+    two_places["body"] = two_places["body"].replace(
+        '"currencyprecision": 3', '"currencyprecision": 2'
+    )
+    entra.replace(responses.GET, CURRENCIES, **two_places)
     serve_batch(entra, "batch_response__all_ok.txt")
     results = make_adapter(fake_time).update_accounts(
         [
@@ -361,6 +367,23 @@ def test_an_amount_the_currency_column_cannot_hold_is_refused_not_rounded(
     ((line, _, body),) = sent_parts(writes(entra)[0])
     assert line == f"PATCH {API}/accounts({OTHER_ACCOUNT}) HTTP/1.1"
     assert body == {"db_mrr": 1.01}
+
+
+def test_account_money_is_written_at_the_precision_of_its_currency(
+    entra: responses.RequestsMock, fake_time: FakeTime
+) -> None:
+    """Currency columns follow their row currency's precision: KWD 1.005 fits where the
+    organisation gives KWD 3 decimals, yen are whole."""
+    serve_batch(entra, "batch_response__all_ok.txt")
+    results = make_adapter(fake_time).update_accounts(
+        [
+            (ACCOUNT_ID, {"mrr": Money(1_005, "kwd")}),
+            (OTHER_ACCOUNT, {"mrr": Money(33_333, "jpy"), "net_billing": Money(0, "jpy")}),
+        ]
+    )
+    assert [r.ok for r in results] == [True, True]
+    raw = writes(entra)[0].request.body.decode()
+    assert '"db_mrr":1.005' in raw and '"db_mrr":33333' in raw
 
 
 def test_a_batch_refused_as_a_whole_raises_after_retries(
