@@ -38,6 +38,7 @@ from connector.domain.metrics import (
     RefundFacts,
     SubscriptionFacts,
     SubscriptionItemFacts,
+    SubscriptionState,
     Tier,
     UnknownAmount,
     average_billing_per_customer,
@@ -52,7 +53,7 @@ from connector.domain.metrics import (
 )
 from connector.domain.timestamps import datetime_from_unix
 from connector.runtime import Runtime
-from connector.services.subscription_sync import CUSTOMER_DISCOUNT
+from connector.services.subscription_sync import CUSTOMER_DISCOUNT, EARLIER
 from connector.store import models
 from connector.store.cursors import read_cursor
 from connector.store.models import (
@@ -73,12 +74,12 @@ TREND_MONTHS = 12
 #: What each month of the trend is, and what it cannot know (docs/billing-rules.md §4.1): on
 #: the page under the chart and in the API (``mrr_trend_basis``).
 TREND_BASIS = (
-    "Each month is MRR at its last instant (UTC), by the same rule as the headline: "
-    "statuses, trials and discount dates as they were then; this month is measured now. "
-    "Items, quantities and prices are each subscription's current ones, because Stripe "
-    "keeps no history of them: a month before a subscription changed shows it as it is "
-    "today. A discount that has ended and been removed from a subscription is not seen in "
-    "the months it applied to."
+    "Each month is MRR at its last instant (UTC), by the same rule as the headline; this "
+    "month is measured now. Items, quantities, prices and discounts are each subscription's "
+    "as they were then: Stripe keeps no history of them, so dealbridge keeps a "
+    "subscription's state before each change it sees, dated when it saw it. Before "
+    "dealbridge first saw a subscription, its earliest known state stands in. Statuses are "
+    "today's: a subscription unpaid or paused now counts in no month."
 )
 #: Invoices a customer still owes on (open balance, unpaid count, credit exposure).
 UNPAID_STATUSES = OWED_INVOICE_STATUSES
@@ -190,8 +191,34 @@ def subscription_facts(
     """
     missing: list[str] = [] if unread is None else unread
     currency = str(data.get("currency") or "").lower() or None
+    earlier = tuple(
+        SubscriptionState(
+            until=datetime.fromisoformat(str(state["until"])),
+            items=_items(state.get("items"), currency, missing),
+            discounts=_discounts(state.get("discounts"), currency, missing),
+            customer_discounts=_customer_discounts(state, currency, missing),
+        )
+        for state in data.get(EARLIER) or []
+    )
+    return SubscriptionFacts(
+        id=str(data["id"]),
+        customer_id=str(data.get("customer")),
+        status=status or str(data.get("status")),
+        items=_items(data.get("items"), currency, missing),
+        discounts=_discounts(data.get("discounts"), currency, missing),
+        start=datetime_from_unix(data.get("start_date") or data.get("created")),
+        ended_at=datetime_from_unix(data.get("ended_at")),
+        trial_start=datetime_from_unix(data.get("trial_start")),
+        trial_end=datetime_from_unix(data.get("trial_end")),
+        collection_paused=bool(data.get("pause_collection")),
+        customer_discounts=_customer_discounts(data, currency, missing),
+        earlier=earlier,
+    )
+
+
+def _items(raw: Any, currency: str | None, missing: list[str]) -> tuple[SubscriptionItemFacts, ...]:
     items: list[SubscriptionItemFacts] = []
-    for item in (data.get("items") or {}).get("data") or []:
+    for item in (raw or {}).get("data") or []:
         price = item.get("price") or {}
         quantity = item.get("quantity")
         items.append(
@@ -201,21 +228,14 @@ def subscription_facts(
                 discounts=_discounts(item.get("discounts"), currency, missing),
             )
         )
-    return SubscriptionFacts(
-        id=str(data["id"]),
-        customer_id=str(data.get("customer")),
-        status=status or str(data.get("status")),
-        items=tuple(items),
-        discounts=_discounts(data.get("discounts"), currency, missing),
-        start=datetime_from_unix(data.get("start_date") or data.get("created")),
-        ended_at=datetime_from_unix(data.get("ended_at")),
-        trial_start=datetime_from_unix(data.get("trial_start")),
-        trial_end=datetime_from_unix(data.get("trial_end")),
-        collection_paused=bool(data.get("pause_collection")),
-        customer_discounts=_discounts(
-            [own] if (own := data.get(CUSTOMER_DISCOUNT)) else [], currency, missing
-        ),
-    )
+    return tuple(items)
+
+
+def _customer_discounts(
+    data: Mapping[str, Any], currency: str | None, missing: list[str]
+) -> tuple[Discount, ...]:
+    own = data.get(CUSTOMER_DISCOUNT)
+    return _discounts([own] if own else [], currency, missing)
 
 
 def invoice_facts(row: InvoiceMirror) -> InvoiceFacts:

@@ -22,6 +22,7 @@ from connector.services.invoice_sync import amount_credited, sync_invoice
 from connector.services.overview import CREDIT_NOTES_CURSOR
 from connector.services.subscription_sync import (
     CUSTOMER_DISCOUNT,
+    EARLIER,
     customer_apart,
     sync_subscription,
 )
@@ -62,6 +63,7 @@ def _as_listed(data: Any) -> Any:
     if not isinstance(data, dict):
         return data
     copy = customer_apart(json.loads(json.dumps(data)))
+    copy.pop(EARLIER, None)  # dealbridge's own record of earlier states
     own = copy.get(CUSTOMER_DISCOUNT)
     source = own.get("source") if isinstance(own, dict) else None
     if isinstance(source, dict) and isinstance(source.get("coupon"), dict):

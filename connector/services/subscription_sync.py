@@ -4,6 +4,8 @@ outside any store session and written only if nobody wrote meanwhile, like invoi
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
@@ -106,7 +108,7 @@ def _write(
     mirror.stripe_customer_id = sub["customer"]
     mirror.crm_account_id = account_id
     mirror.status = sub["status"]
-    mirror.data = sub
+    mirror.data = with_earlier(mirror.data, sub, runtime.clock())
     mirror.created = datetime_from_unix(sub.get("start_date") or sub["created"]) or runtime.clock()
     mirror.ended_at = datetime_from_unix(sub.get("ended_at"))
     mirror.synced_at = runtime.clock()
@@ -126,6 +128,54 @@ def _write(
 #: Where the mirrored subscription keeps its customer's discount (``customer.discount``, the
 #: customer expanded by the fetch), which Stripe applies when the subscription has none.
 CUSTOMER_DISCOUNT = "dealbridge_customer_discount"
+
+
+#: Where the mirrored subscription keeps what it billed before each change dealbridge saw
+#: (items, discounts, the customer's discount, each ``until`` the moment it saw the change),
+#: oldest first: Stripe keeps no history of them, and the MRR trend reads each month's.
+EARLIER = "dealbridge_earlier"
+
+
+def _id(value: Any) -> Any:
+    return value.get("id") if isinstance(value, dict) else value
+
+
+def _billed_as(data: Mapping[str, Any]) -> tuple[Any, ...]:
+    """What decides what the subscription bills, by id: each item's price, quantity and
+    discounts, its own and its customer's discounts (prices and coupons never change;
+    periods and statuses are not part of it)."""
+    items = sorted(
+        (
+            str(item.get("id")),
+            str(_id(item.get("price"))),
+            item.get("quantity"),
+            tuple(str(_id(d)) for d in item.get("discounts") or []),
+        )
+        for item in (data.get("items") or {}).get("data") or []
+    )
+    own = tuple(str(_id(d)) for d in data.get("discounts") or [])
+    return tuple(items), own, _id(data.get(CUSTOMER_DISCOUNT))
+
+
+def with_earlier(
+    old: Mapping[str, Any] | None, new: dict[str, Any], now: datetime
+) -> dict[str, Any]:
+    """``new`` as the mirror stores it: with the earlier states ``old`` carried, plus
+    ``old``'s own when what it bills differs from ``new`` (valid until ``now``, when
+    dealbridge saw the change)."""
+    earlier = list((old or {}).get(EARLIER) or [])
+    if old and _billed_as(old) != _billed_as(new):
+        earlier.append(
+            {
+                "until": now.isoformat(),
+                "items": old.get("items"),
+                "discounts": old.get("discounts"),
+                CUSTOMER_DISCOUNT: old.get(CUSTOMER_DISCOUNT),
+            }
+        )
+    if earlier:
+        new[EARLIER] = earlier
+    return new
 
 
 def customer_apart(sub: dict[str, Any]) -> dict[str, Any]:

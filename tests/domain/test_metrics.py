@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from fractions import Fraction
@@ -18,6 +19,7 @@ from connector.domain.metrics import (
     RefundFacts,
     SubscriptionFacts,
     SubscriptionItemFacts,
+    SubscriptionState,
     Tier,
     UnknownAmount,
     average_billing_per_customer,
@@ -519,6 +521,24 @@ TREND_ROWS = [
     pytest.param(sub(it(10000), status="past_due", start=datetime(2025, 1, 31, 23, 0)),
                  [{}, {"usd": 10000}, {"usd": 10000}, {"usd": 10000}],
                  id="naive-start-taken-as-utc"),
+    # Items and discounts as they were: the earlier states dealbridge's mirror kept.
+    pytest.param(replace(sub(it(10000, quantity=3), start=at(2024, 11, 1)),
+                         earlier=(SubscriptionState(at(2025, 2, 10), (it(10000),)),)),
+                 [{"usd": 10000}, {"usd": 10000}, {"usd": 30000}, {"usd": 30000}],
+                 id="an-upgrade-counts-from-the-month-it-happened"),
+    pytest.param(replace(sub(it(20000), start=at(2024, 11, 1)),
+                         earlier=(SubscriptionState(at(2025, 1, 5), (it(10000),)),
+                                  SubscriptionState(at(2025, 2, 5), (it(15000),),
+                                                    discounts=(pct("20"),)))),
+                 [{"usd": 10000}, {"usd": 12000}, {"usd": 20000}, {"usd": 20000}],
+                 id="each-month-its-own-state"),
+    pytest.param(replace(sub(it(10000), start=at(2024, 11, 1)),
+                         earlier=(SubscriptionState(at(2025, 2, 1), (it(10000),),
+                                                    discounts=(pct("50", duration="repeating",
+                                                                   start=at(2024, 11, 1),
+                                                                   end=at(2025, 2, 1)),)),)),
+                 [{"usd": 5000}, {"usd": 5000}, {"usd": 10000}, {"usd": 10000}],
+                 id="a-discount-removed-when-it-ended-still-counts-while-it-ran"),
 ]  # fmt: skip
 
 

@@ -27,7 +27,7 @@ from connector.crm.base import (
     Money,
     WriteResult,
 )
-from connector.domain.metrics import subscription_mrr
+from connector.domain.metrics import mrr_trend, subscription_mrr
 from connector.jobs.dispatch import OUTBOX_SENDERS, STRIPE_EVENT_HANDLERS
 from connector.runtime import Runtime
 from connector.secrets import Secret
@@ -36,7 +36,7 @@ from connector.services.invoice_sync import sync_invoice
 from connector.services.outbox import drain_outbox
 from connector.services.overview import subscription_facts
 from connector.services.stripe_mirror import UNKNOWN_CUSTOMER
-from connector.services.subscription_sync import CUSTOMER_DISCOUNT
+from connector.services.subscription_sync import CUSTOMER_DISCOUNT, EARLIER
 from connector.store.db import Database
 from connector.store.models import (
     AccountMetrics,
@@ -502,6 +502,32 @@ def test_each_subscription_event_writes_the_subscription_status_to_the_deal(
     h.stripe.hold(fixture)
     h.deliver(fixture)
     assert h.crm.deals[DEAL] == {"subscription_id": SUBSCRIPTION, "subscription_status": status}
+
+
+def test_the_mirror_keeps_what_a_subscription_billed_before_a_change_for_the_trend(
+    h: Harness,
+) -> None:
+    """Stripe keeps no history of items: the mirror keeps the state before each change that
+    alters what the subscription bills (3 seats until the upgrade to 5 on 6 December), not
+    before one that does not (a new period), and the MRR trend reads each month's."""
+    h.stripe.hold("customer.subscription.created__active.json")
+    h.deliver("customer.subscription.created__active.json")
+    h.clock.advance(days=1)
+    h.stripe.objects[SUBSCRIPTION]["latest_invoice"] = "in_another"  # bills the same
+    h.deliver("customer.subscription.updated__paused.json")
+    h.clock.advance(days=14)  # 2026-12-06 09:00 UTC
+    h.stripe.hold("customer.subscription.updated__quantity_changed.json")
+    h.deliver("customer.subscription.updated__quantity_changed.json")
+
+    with h.db.session() as session:
+        mirror = session.get(SubscriptionMirror, SUBSCRIPTION)
+        assert mirror is not None
+        data = dict(mirror.data)
+    [before] = data[EARLIER]
+    assert before["until"] == "2026-12-06T09:00:00+00:00"
+    assert [i["quantity"] for i in before["items"]["data"]] == [3]
+    trend = mrr_trend([subscription_facts(data)], 2, h.clock())
+    assert trend == [("2026-11", {"usd": 3 * 450000}), ("2026-12", {"usd": 5 * 450000})]
 
 
 def test_a_canceled_subscription_after_an_active_one_leaves_the_deal_canceled(h: Harness) -> None:

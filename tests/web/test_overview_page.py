@@ -28,4 +28,4 @@ def test_the_trend_states_that_past_months_use_todays_items(sqlite_db: Database)
 
     assert f'<p class="muted small" id="trend-basis">{escape(TREND_BASIS)}</p>' in page
     assert api["mrr_trend_basis"] == TREND_BASIS
-    assert "current ones, because Stripe keeps no history of them" in TREND_BASIS
+    assert "Stripe keeps no history of them, so dealbridge keeps" in TREND_BASIS
