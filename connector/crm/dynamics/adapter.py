@@ -782,11 +782,15 @@ class DynamicsAdapter:
         return self._run_batches(planned)
 
     def organisation_currencies(self, *, refresh: bool = False) -> dict[str, tuple[str, int]]:
-        """The organisation's currencies (``transactioncurrencies``): ISO code, lowercase ->
-        (``transactioncurrencyid``, ``currencyprecision``). Read once, and again when
-        ``refresh`` (a write met a code it did not know: an admin may have added it)."""
+        """The organisation's active currencies (``transactioncurrencies``; an inactive one
+        cannot be given to a record): ISO code, lowercase -> (``transactioncurrencyid``,
+        ``currencyprecision``). Read once, and again when ``refresh`` (a write met a code it
+        did not know: an admin may have added or activated it)."""
         if self._currencies is None or refresh:
-            params = {"$select": "transactioncurrencyid,isocurrencycode,currencyprecision"}
+            params = {
+                "$select": "transactioncurrencyid,isocurrencycode,currencyprecision",
+                "$filter": "statecode eq 0",
+            }
             found: dict[str, tuple[str, int]] = {}
             for row in self._records("transactioncurrencies", params):
                 code, guid = row.get("isocurrencycode"), row.get("transactioncurrencyid")
@@ -840,9 +844,10 @@ class DynamicsAdapter:
                 found = currencies.get(record.currency.lower())
                 if found is None:
                     error = (
-                        f"the Dataverse organisation has no currency {record.currency.upper()} "
-                        "(add it under Settings > Business Management > Currencies): the "
-                        "invoice is not written in another currency"
+                        f"the Dataverse organisation has no active currency "
+                        f"{record.currency.upper()} (add or activate it under Settings > "
+                        "Business Management > Currencies): the invoice is not written in "
+                        "another currency"
                     )
                     planned.append((key, _failed(key, error)))
                     continue

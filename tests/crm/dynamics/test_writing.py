@@ -21,6 +21,7 @@ from tests.crm.dynamics.support import (
     fixture_bytes,
     make_adapter,
     odata,
+    query_of,
     shipped_mapping,
 )
 
@@ -178,7 +179,10 @@ def test_an_invoice_row_is_in_the_invoices_currency_at_that_currencys_precision(
         [invoice("in_1QAbc", currency="jpy", amount_due=33333, amount_remaining=33333)]
     )
     [read] = [c for c in api_requests(entra) if str(c.request.url).startswith(CURRENCIES)]
-    assert "isocurrencycode" in str(read.request.url)
+    assert query_of(read) == {
+        "$select": ["transactioncurrencyid,isocurrencycode,currencyprecision"],
+        "$filter": ["statecode eq 0"],  # an inactive currency cannot be given to a record
+    }
     raw = writes(entra)[0].request.body.decode()
     ((_, _, body),) = sent_parts(writes(entra)[0])
     assert body["transactioncurrencyid@odata.bind"] == f"/transactioncurrencies({JPY_ID})"
@@ -196,8 +200,9 @@ def test_an_invoice_in_a_currency_the_organisation_lacks_is_refused_not_written_
     )
     assert [r.ok for r in results] == [False, True]
     assert results[0].error == (
-        "the Dataverse organisation has no currency GBP (add it under Settings > Business "
-        "Management > Currencies): the invoice is not written in another currency"
+        "the Dataverse organisation has no active currency GBP (add or activate it under "
+        "Settings > Business Management > Currencies): the invoice is not written in another "
+        "currency"
     )
     assert results[0].retryable is False
     assert len(sent_parts(writes(entra)[0])) == 1

@@ -185,6 +185,21 @@ def test_an_invoice_row_takes_the_invoices_currency_and_its_precision(
     assert b"\xc2\xa533,333" in shown.body  # "¥33,333"
 
 
+def test_an_invoice_in_a_deactivated_currency_is_refused_by_name(
+    sandbox: DataverseSandbox, refs: dict[str, str], sleeps: Sleeps
+) -> None:
+    [jpy] = sandbox.find("transactioncurrency", isocurrencycode="JPY")
+    sandbox.update("transactioncurrency", jpy["transactioncurrencyid"], {"statecode": 1})
+    record = InvoiceRecord(
+        "in_jpy", refs["stark"], None, "ST-1", "open", 33333, 0, 33333,
+        "jpy", date(2026, 11, 21), None, None, None, None, None, None, None, "cus_1",
+    )  # fmt: skip
+    [result] = _adapter(sandbox, sleeps).upsert_invoices([record])
+    assert not result.ok
+    assert result.error is not None and "no active currency JPY" in result.error
+    assert sandbox.rows("db_stripeinvoice") == []
+
+
 def test_updating_a_deleted_deal_is_not_found_never_an_upsert(
     sandbox: DataverseSandbox, refs: dict[str, str], sleeps: Sleeps
 ) -> None:
