@@ -27,6 +27,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
+from typing import Any
 
 import requests
 
@@ -75,12 +76,17 @@ def fresh_store(kind: str) -> Iterator[str]:
 
 
 def _start(command: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
+    # BENCH_LOG_DIR: keep each process's output there (``<command>.log``) to see what it did.
+    log_dir = os.environ.get("BENCH_LOG_DIR")
+    output: Any = subprocess.DEVNULL
+    if log_dir:
+        output = open(Path(log_dir) / f"{command[0]}.log", "ab")  # noqa: SIM115 - the child's
     return subprocess.Popen(  # noqa: S603 - this interpreter, our own command
         [sys.executable, "-m", "connector", *command],
         env=env,
         cwd=REPO,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stdout=output,
+        stderr=subprocess.STDOUT,
         start_new_session=True,
     )
 

@@ -40,7 +40,7 @@ from bench._deploy import (
     percentile,
 )
 
-CYCLES = 9  # 9 finalizations + 9 endings = 18 actions, 6 of each ending
+CYCLES = int(os.environ.get("BENCH_CYCLES", "9"))  # 9 finalizations + 9 endings: 6 of each ending
 POLL_SECONDS = 0.02
 #: Longest one action may take to reach the CRM before the bench reports a failure.
 PATIENCE_SECONDS = 60
@@ -73,7 +73,8 @@ def sandboxes() -> None:
     from connector.demo.world import DEMO_STRIPE_KEY
     from sandboxes.stripe import StripeSandbox
 
-    stripe_sandbox = StripeSandbox().start()
+    # Stripe's own delivery: each event is POSTed as soon as it is queued.
+    stripe_sandbox = StripeSandbox().start(auto_deliver=True)
     salesforce = salesforce_sandbox(daily_api_limit=10_000_000).start()
     client = stripe.StripeClient(
         DEMO_STRIPE_KEY, base_addresses={"api": stripe_sandbox.url}, max_network_retries=0
@@ -189,7 +190,7 @@ def run(kind: str) -> dict[str, Any]:
                 "DEALBRIDGE__STRIPE__API_BASE": where["stripe_url"],
                 "DEALBRIDGE__CRM__SALESFORCE__INSTANCE_URL": where["salesforce_url"],
                 "DEALBRIDGE__WEB__HOST": "127.0.0.1",
-                "DEALBRIDGE__APP__LOG_LEVEL": "WARNING",
+                "DEALBRIDGE__APP__LOG_LEVEL": os.environ.get("BENCH_LOG_LEVEL", "WARNING"),
             }
             with deployment(kind, env, port):
                 deadline = time.monotonic() + IDLE_WAIT_SECONDS

@@ -13,10 +13,11 @@ sample org's ``acme`` account, seeds N finalized invoices straight into the Stri
 state (``bench/stripe_seed.py``), mirrors them with the backfill and forgets the webhooks the
 seeding queued. Then:
 
-1. the worker starts, as ``dealbridge worker`` runs it (APScheduler, ``jobs.worker_seconds``,
-   the configured ``jobs.batch_wait_seconds``; ``--once``: ``dealbridge sync --once`` after
-   the deliveries instead; ``--arrived``: the worker starts once every webhook is stored,
-   i.e. the whole burst arrived together, however slowly this machine delivers it);
+1. the worker starts, as ``dealbridge worker`` runs it (``jobs/worker_loop.py``, woken by
+   the store's doorbell, the configured ``jobs.batch_wait_seconds``; ``--once``:
+   ``dealbridge sync --once`` after the deliveries instead; ``--arrived``: the worker
+   starts once every webhook is stored, i.e. the whole burst arrived together, however
+   slowly this machine delivers it);
 2. the N invoices are paid out of band in the sandbox (one ``invoice.paid`` each) and the
    sandbox delivers the N signed webhooks to ``/webhooks/stripe`` over HTTP, one by one;
 3. the bench polls the CRM sandbox's own state until every invoice record says ``paid`` and
@@ -238,6 +239,7 @@ def worker_main() -> None:
     from connector.config import config_for_tests
     from connector.demo.world import DEMO_STRIPE_KEY
     from connector.jobs import default_registry
+    from connector.jobs.worker_loop import WorkerLoops
     from connector.runtime import Runtime
     from connector.secrets import Secret
     from connector.store.db import Database
@@ -257,11 +259,11 @@ def worker_main() -> None:
     calls = _record_invoice_writes(runtime.crm)
     if os.environ.get("BENCH_TRACE"):
         _trace_jobs()
-    scheduler = default_registry().build_scheduler(runtime, ("worker",), blocking=False)
-    scheduler.start()
+    loops = WorkerLoops.for_worker(default_registry(), runtime)  # as `dealbridge worker` runs
+    loops.start()
     print("ready", flush=True)
     sys.stdin.readline()
-    scheduler.shutdown(wait=True)
+    loops.stop()
     print(json.dumps(calls), flush=True)
 
 

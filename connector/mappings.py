@@ -50,6 +50,10 @@ class DealFieldsSchema(_Strict):
     contract_months = _path()
     payment_terms = _path(required=False)
     payment_method = _path(required=False)
+    # Automatic charging, a trial in days and a deal discount in percent (all optional).
+    payment_collection = _path(required=False)
+    trial_days = _path(required=False)
+    discount_percent = _path(required=False)
     account_id = _path()
     modified = _path()
     # The deal's type (Salesforce Opportunity.Type): read through ``change_types``.

@@ -189,6 +189,22 @@ class StripeGateway:
         customer: stripe.Customer = self._do(self.client.v1.customers.retrieve, customer_id)
         return customer
 
+    def customer_payment_methods(self, customer_id: str) -> tuple[str | None, list[dict[str, Any]]]:
+        """The customer's ``invoice_settings.default_payment_method`` id and every payment
+        method attached to it (as plain dicts), for deciding whether to charge automatically.
+        Reads only: the customer, then ``GET /v1/customers/{id}/payment_methods``."""
+        customer = self._do(self.client.v1.customers.retrieve, customer_id).to_dict()
+        default = (customer.get("invoice_settings") or {}).get("default_payment_method")
+        if isinstance(default, dict):
+            default = default.get("id")
+        methods = [
+            method.to_dict()
+            for method in self._iterate(
+                self.client.v1.customers.payment_methods.list, {}, customer_id
+            )
+        ]
+        return (default if isinstance(default, str) else None), methods
+
     def update_customer(
         self, customer_id: str, params: CustomerUpdateParams, idempotency_key: str
     ) -> stripe.Customer:
@@ -322,11 +338,15 @@ class StripeGateway:
         )
         return invoice
 
-    def finalize_invoice(self, invoice_id: str, idempotency_key: str) -> stripe.Invoice:
+    def finalize_invoice(
+        self, invoice_id: str, idempotency_key: str, *, auto_advance: bool = False
+    ) -> stripe.Invoice:
+        """Finalize; ``auto_advance`` lets Stripe attempt an automatic charge (and retry it
+        under the account's retry rules) instead of our sending the invoice."""
         invoice: stripe.Invoice = self._do(
             self.client.v1.invoices.finalize_invoice,
             invoice_id,
-            params={"auto_advance": False},
+            params={"auto_advance": auto_advance},
             options=_options(idempotency_key),
         )
         return invoice

@@ -4,6 +4,7 @@ processes), or `web`, `worker`, `clock` (PaaS split)."""
 from __future__ import annotations
 
 import logging
+import signal
 import sys
 from typing import Any
 
@@ -13,8 +14,9 @@ from connector.cli.state import CliState, pass_state
 from connector.cli.supervise import supervise
 from connector.config import Config
 from connector.jobs import default_registry
-from connector.jobs.registry import Role
+from connector.jobs.registry import JobRegistry, Role
 from connector.jobs.schedule import start_up
+from connector.jobs.worker_loop import WorkerLoops
 from connector.mappings import MappingError, load_mapping
 from connector.runtime import Runtime
 from connector.store.migrate import upgrade
@@ -93,13 +95,32 @@ def _scheduler_only(state: CliState, roles: tuple[Role, ...]) -> None:
     if "clock" in roles:
         start_up(runtime)
     jobs = default_registry()
-    scheduler = jobs.build_scheduler(runtime, roles, blocking=True)
     log.info("running %s jobs: %s", "/".join(roles), [j.name for j in jobs.jobs(roles)])
+    if roles == ("worker",):
+        _worker_loops(runtime, jobs)
+        return
+    scheduler = jobs.build_scheduler(runtime, roles, blocking=True)
     try:
         scheduler.start()
     except (KeyboardInterrupt, SystemExit):
         pass
     finally:
+        runtime.close()
+
+
+def _worker_loops(runtime: Runtime, jobs: JobRegistry) -> None:
+    """The worker's jobs run when there is work (``jobs/worker_loop.py``), woken by the
+    store's doorbell, until the process is stopped."""
+    loops = WorkerLoops.for_worker(jobs, runtime)
+    previous = signal.signal(signal.SIGTERM, lambda _signum, _frame: loops.stop_soon())
+    loops.start()
+    try:
+        loops.wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        loops.stop()
+        signal.signal(signal.SIGTERM, previous)
         runtime.close()
 
 

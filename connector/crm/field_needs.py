@@ -41,6 +41,9 @@ URL = Need("url", 255)
 NEEDS: dict[tuple[str, str], Need] = {
     ("deal", "contract_start"): Need("date"),
     ("deal", "contract_months"): Need("number"),
+    ("deal", "payment_collection"): Need("text", 20),  # "Charge automatically"
+    ("deal", "trial_days"): Need("number"),
+    ("deal", "discount_percent"): Need("number"),
     ("deal.writeback", "plan_status"): Need("text", 30),
     ("deal.writeback", "plan_summary"): Need("long_text", 1000),
     ("deal.writeback", "plan_url"): URL,

@@ -44,6 +44,9 @@ WEBHOOK_STEPS: list[tuple[str, str, list[str] | None]] = [
             "db_paymentmethod",
             "db_billingcontactid",
             "db_dealtype",
+            "db_paymentcollection",
+            "db_trialdays",
+            "db_dealdiscount",
         ],
     ),
     ("Update", "account", ["creditonhold", "creditlimit"]),
@@ -276,6 +279,13 @@ def sample_org_seed(data: Mapping[str, Any] | None = None) -> dict[str, Any]:
                 if deal.get("Payment_Method__c")
                 else None,
                 "db_dealtype": {"label": deal["Type"]} if deal.get("Type") else None,
+                "db_paymentcollection": {"label": deal["Payment_Collection__c"]}
+                if deal.get("Payment_Collection__c")
+                else None,
+                "db_trialdays": deal.get("Trial_Days__c"),
+                "db_dealdiscount": None
+                if deal.get("Deal_Discount__c") is None
+                else str(deal["Deal_Discount__c"]),
                 "db_billingcontactid": _ref(deal.get("Billing_Contact__c"))
                 or billing_roles.get(deal["ref"]),
             }

@@ -38,6 +38,7 @@ from connector.domain.stored_fields import as_choice, as_text, as_whole_number
 __all__ = [
     "AMENDING_KINDS",
     "CHANGE_KINDS",
+    "PAYMENT_KEY",
     "PERSON_KEYS",
     "PREVIEW_KEY",
     "PRORATION_BEHAVIORS",
@@ -83,7 +84,10 @@ PERSON_KEYS = ("change", "proration_behavior")
 #: last preview Stripe gave of the change (shown on the page until the next one).
 TARGET_KEY = "amendment_target"
 PREVIEW_KEY = "amendment_preview"
-RESERVED_KEYS = (TARGET_KEY, PREVIEW_KEY)
+#: What Stripe said of the customer's payment methods (``domain/charging``), kept for the
+#: plan's automatic-charging rule.
+PAYMENT_KEY = "payment_on_file"
+RESERVED_KEYS = (TARGET_KEY, PREVIEW_KEY, PAYMENT_KEY)
 
 _PRORATION_WORDS: Mapping[str, str] = {
     "create_prorations": "the unused time is credited and the new items charged pro rata on "

@@ -27,11 +27,13 @@ __all__ = [
     "Deal",
     "InvalidDeal",
     "LineItem",
+    "PaymentCollection",
     "PricingSchedule",
     "Problem",
     "deal_to_json",
     "parse_date",
     "parse_deal",
+    "parse_payment_collection",
     "parse_payment_method",
     "parse_payment_terms",
 ]
@@ -111,6 +113,14 @@ class Deal:
     account: AccountRef
     line_items: tuple[LineItem, ...]
     name: str | None = None
+    #: How the CRM asks for the invoices to be paid ("Charge automatically", "Send invoice"),
+    #: as text; read by ``parse_payment_collection`` when the plan is suggested.
+    payment_collection: str | None = None
+    #: A free trial before the first paid period, in days (None: no trial).
+    trial_days: int | None = None
+    #: A deal-level discount in percent, billed as a Stripe percent-off coupon on every
+    #: invoice of the deal (never as reduced unit prices).
+    discount_percent: Decimal | None = None
 
 
 @dataclass(frozen=True)
@@ -211,6 +221,41 @@ def parse_payment_method(text: str | None) -> tuple[str, ...] | None:
     return tuple(t for t in PAYMENT_METHOD_TYPES if t in chosen)
 
 
+PaymentCollection = Literal["charge_automatically", "send_invoice"]
+_COLLECTION_ALIASES: Mapping[str, PaymentCollection] = {
+    "charge automatically": "charge_automatically",
+    "charge_automatically": "charge_automatically",
+    "automatic": "charge_automatically",
+    "automatic charge": "charge_automatically",
+    "auto-charge": "charge_automatically",
+    "autopay": "charge_automatically",
+    "send invoice": "send_invoice",
+    "send_invoice": "send_invoice",
+    "invoice": "send_invoice",
+}
+#: Stripe refuses a trial longer than this (``trial_end`` at most 730 days ahead).
+MAX_TRIAL_DAYS = 730
+
+
+def parse_payment_collection(text: str | None) -> PaymentCollection | None:
+    """Read how the CRM asks for payment as Stripe's ``collection_method``.
+
+    "Charge automatically" (also "Automatic", "Auto-charge", "Autopay") → the customer's
+    payment method on file is charged; "Send invoice" (or "Invoice") → invoices are emailed.
+    ``None``/blank → ``None`` (not asked: invoices are sent). Anything else raises
+    ``ValueError`` rather than guessing whether to take money from a card.
+    """
+    if text is None or not text.strip():
+        return None
+    found = _COLLECTION_ALIASES.get(" ".join(text.strip().lower().split()))
+    if found is None:
+        raise ValueError(
+            f"payment collection {text!r} is not understood; use 'Charge automatically' or "
+            "'Send invoice'"
+        )
+    return found
+
+
 # --------------------------------------------------------------------------------------------
 # Parsing the canonical deal JSON.
 # --------------------------------------------------------------------------------------------
@@ -307,6 +352,8 @@ DEAL_KEYS: tuple[str, ...] = (
     # The CRM's deal type and the kind of change the mapping reads it as (upgrade, renewal,
     # ...): read by ``domain/amendment``, not billed from the deal itself.
     "type", "change_type",
+    # How invoices are paid, a free trial and a deal-level discount (percent).
+    "payment_collection", "trial_days", "discount_percent",
 )  # fmt: skip
 CONTACT_KEYS: tuple[str, ...] = ("name", "email")
 ACCOUNT_KEYS: tuple[str, ...] = ("id", "name", "address")
@@ -372,6 +419,9 @@ def parse_deal(data: Mapping[str, Any]) -> Deal:
     )
     payment_terms = c.text(data, "payment_terms", "payment_terms", required=False)
     payment_method = c.text(data, "payment_method", "payment_method", required=False)
+    payment_collection = c.text(data, "payment_collection", "payment_collection", required=False)
+    trial_days = _trial_days(c, data.get("trial_days"))
+    discount = _plain(_discount_percent(c, data.get("discount_percent"), "discount_percent"))
 
     billing_contact = _parse_contact(c, data)
     account = _parse_account(c, data)
@@ -392,7 +442,26 @@ def parse_deal(data: Mapping[str, Any]) -> Deal:
         billing_contact=billing_contact,
         account=account,
         line_items=line_items,
+        payment_collection=payment_collection or None,
+        trial_days=trial_days,
+        discount_percent=discount,
     )
+
+
+def _trial_days(c: _Collector, value: object) -> int | None:
+    """A trial length in whole days, 0 to 730; 0 (or none) means no trial."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    number = _as_whole_number(value)
+    if number is None and isinstance(value, str) and value.strip().isdigit():
+        number = int(value.strip())
+    if number is None:
+        c.add("trial_days", f"must be a whole number of days, got {_describe(value)}")
+        return None
+    if not 0 <= number <= MAX_TRIAL_DAYS:
+        c.add("trial_days", f"must be from 0 to {MAX_TRIAL_DAYS} days, got {number}")
+        return None
+    return number or None
 
 
 def _parse_contact(c: _Collector, data: Mapping[str, Any]) -> BillingContact | None:
@@ -571,6 +640,16 @@ def _discount_percent(c: _Collector, value: object, path: str) -> Decimal | None
     return number if number else None
 
 
+def _plain(value: Decimal | None) -> Decimal | None:
+    """A percentage written without trailing zeros (CRMs send 20.0 or 20.00000 for 20), so
+    the same discount is always the same coupon and reads the same on the page."""
+    if value is None:
+        return None
+    if value == value.to_integral_value():
+        return value.quantize(Decimal(1))
+    return value.normalize()
+
+
 def _as_schedule(value: str) -> PricingSchedule:
     for schedule in PRICING_SCHEDULES:
         if schedule == value:
@@ -590,6 +669,9 @@ def deal_to_json(deal: Deal) -> dict[str, Any]:
         "contract_months": deal.contract_months,
         "payment_terms": deal.payment_terms,
         "payment_method": deal.payment_method,
+        "payment_collection": deal.payment_collection,
+        "trial_days": deal.trial_days,
+        "discount_percent": None if deal.discount_percent is None else str(deal.discount_percent),
         "billing_contact": (
             None if contact is None else {"name": contact.name, "email": contact.email}
         ),

@@ -14,11 +14,19 @@ from __future__ import annotations
 import calendar
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields
-from datetime import date
+from datetime import date, timedelta
 from decimal import Decimal
 from fractions import Fraction
 from typing import Any, Literal, get_args
 
+from connector.domain.charging import (
+    CollectionDecision,
+    CollectionMethod,
+    CustomerPayment,
+    PaymentMethodOnFile,
+    decide_collection,
+    percent_off_lines,
+)
 from connector.domain.deal import (
     PAYMENT_METHOD_TYPES,
     SCHEDULE_MONTHS,
@@ -90,7 +98,7 @@ _ALLOWED_FREQUENCIES = "month/1, month/3, month/6 or year/1"
 #: What ``needs_confirmation`` may name, and so what ``confirmed`` may list.
 CONFIRMABLE: tuple[str, ...] = (
     "payment_method_types", "days_until_due", "start_date", "interval", "invoice_type",
-    "amount",
+    "amount", "collection_method",
 )  # fmt: skip
 MAX_DAYS_UNTIL_DUE = 365
 
@@ -193,6 +201,25 @@ class BillingPlan:
     catch_up_periods: int = 0
     #: Every invoice the plan produces; their amounts add up to ``total_amount``.
     invoices: tuple[ScheduledInvoice, ...] = field(default=())
+    #: Stripe's ``collection_method``, and the payment method charged when it is
+    #: ``charge_automatically`` (``docs/billing-rules.md``, rule 7).
+    collection_method: CollectionMethod = "send_invoice"
+    payment_method: PaymentMethodOnFile | None = None
+    #: Why invoices are sent although the deal asks to charge automatically (None otherwise).
+    collection_fallback: str | None = None
+    #: A free trial of this many days from ``start_date``; paid periods start at
+    #: ``trial_end`` (None without a trial).
+    trial_days: int = 0
+    trial_end: date | None = None
+    #: The deal discount in percent (a Stripe percent-off coupon on every invoice) and what it
+    #: takes off the contract in all; ``total_amount`` and ``invoices`` are after it.
+    discount_percent: Decimal | None = None
+    discount_total: int = 0
+
+    @property
+    def billing_start(self) -> date:
+        """Where the paid periods start: the trial's end, or the start date."""
+        return self.trial_end or self.start_date
 
 
 class InvalidOverrides(ValueError):
@@ -335,8 +362,12 @@ def suggest_plan(
     defaults: PlanDefaults,
     today: date,
     overrides: PlanOverrides | None = None,
+    payment: CustomerPayment | None = None,
 ) -> BillingPlan:
     """Derive the billing plan for ``deal``, applying ``overrides`` if a person made changes.
+
+    ``payment`` is what Stripe said of the customer's payment methods (automatic charging
+    needs one; unknown until the customer is linked).
 
     Raises ``InvalidOverrides`` for overrides that cannot apply to this deal and
     ``InvalidDeal`` for deal values no rule can read (payment terms or method), unless an
@@ -433,12 +464,15 @@ def suggest_plan(
     start_date = o.start_date if o.start_date is not None else deal.contract_start
     if o.start_date is not None:
         draft.notes.append(f"Start date {start_date.isoformat()} as chosen on the review page.")
-    end_date = add_months(start_date, contract)
+    trial_end = _trial(deal, start_date, today, frequency_months, roll_up, draft)
+    # The paid periods start when the trial ends; without a trial, at the start date.
+    paid_start = trial_end or start_date
+    end_date = add_months(paid_start, contract)
 
     if frequency_months is not None and contract % frequency_months:
         adverb, noun = _FREQUENCY_WORDS[frequency_months]
         covered = contract - (periods - 1) * frequency_months
-        through = add_months(start_date, periods * frequency_months)
+        through = add_months(paid_start, periods * frequency_months)
         draft.confirm(
             "interval",
             f"A {contract}-month contract {'counted' if roll_up else 'billed'} {adverb} "
@@ -464,7 +498,7 @@ def suggest_plan(
                 "The send date chosen on the review page applies only to one-time bills; "
                 "recurring invoices follow the billing schedule."
             )
-        billed_through = add_months(start_date, periods * frequency_months)
+        billed_through = add_months(paid_start, periods * frequency_months)
         if billed_through <= today:
             raise InvalidOverrides(
                 [
@@ -477,14 +511,14 @@ def suggest_plan(
                     )
                 ]
             )
-        catch_up = catch_up_periods(start_date, frequency_months, periods, today)
-        boundaries = period_boundaries(start_date, frequency_months, periods, today)
+        catch_up = catch_up_periods(paid_start, frequency_months, periods, today)
+        boundaries = period_boundaries(paid_start, frequency_months, periods, today)
         billed_through = boundaries[-1]
         invoices = _recurring_invoices(
-            boundaries, frequency_months, catch_up, today, recurring_amount, one_time_amount,
-            currency,
+            boundaries, frequency_months, catch_up, today, lines, deal.discount_percent,
+            currency, trial_start=start_date if trial_end is not None else None,
         )  # fmt: skip
-        if billed_through != add_months(start_date, periods * frequency_months):
+        if billed_through != add_months(paid_start, periods * frequency_months):
             draft.notes.append(
                 f"Stripe renews on the day of the month of its billing cycle anchor "
                 f"({boundaries[catch_up + 1].isoformat()}), which this start day does not "
@@ -511,9 +545,11 @@ def suggest_plan(
             )
     else:
         interval, interval_count, periods = None, None, 1
-        total_amount = sum(line.amount for line in lines)
-        one_time_amount = total_amount
+        one_time_amount = sum(line.amount for line in lines)
         recurring_amount = 0
+        total_amount = one_time_amount - percent_off_lines(
+            (line.amount for line in lines), deal.discount_percent
+        )
         if o.send_date is not None:
             if o.send_date < today:
                 raise InvalidOverrides(
@@ -533,6 +569,16 @@ def suggest_plan(
             send_date = today
             draft.notes.append(f"The bill will be sent today ({today.isoformat()}).")
         invoices = [ScheduledInvoice(send_date, total_amount, "One invoice for the contract")]
+    if invoice_type == "recurring":
+        total_amount = sum(i.amount for i in invoices)
+    discount_total = recurring_amount * periods + one_time_amount - total_amount
+    if deal.discount_percent is not None:
+        draft.notes.append(
+            f"Deal discount {deal.discount_percent}% off every invoice (a Stripe percent-off "
+            f"coupon, taken off each line after its own discount and rounded half up per "
+            f"line, as Stripe does): {format_money(discount_total, currency)} off the "
+            f"contract, which bills {format_money(total_amount, currency)}."
+        )
     first_invoice_amount = invoices[0].amount
     assert sum(i.amount for i in invoices) == total_amount
 
@@ -547,6 +593,7 @@ def suggest_plan(
         )
 
     collection: Collection = o.collection if o.collection is not None else "stripe"
+    charging = _collection_method(deal, payment or CustomerPayment(), payment_method_types, draft)
     if collection == "manual":
         draft.notes.append(
             "Collected manually: dealbridge links the Stripe customer but creates no "
@@ -561,6 +608,7 @@ def suggest_plan(
         "invoice_type": o.invoice_type is not None,
         "send_date": o.send_date is not None,
         "collection": o.collection is not None,
+        "collection_method": collection == "manual",
     }
     confirmed = set(o.confirmed or ())
     needs = tuple(a for a in draft.needs if not supplied.get(a, False) and a not in confirmed)
@@ -588,7 +636,78 @@ def suggest_plan(
         billed_through=billed_through,
         catch_up_periods=catch_up,
         invoices=tuple(invoices),
+        collection_method=charging.collection_method,
+        payment_method=charging.payment_method,
+        collection_fallback=charging.note if charging.needs_confirmation else None,
+        trial_days=(deal.trial_days or 0) if trial_end is not None else 0,
+        trial_end=trial_end,
+        discount_percent=deal.discount_percent,
+        discount_total=discount_total,
     )
+
+
+def _trial(
+    deal: Deal,
+    start_date: date,
+    today: date,
+    frequency_months: int | None,
+    roll_up: bool,
+    draft: _Draft,
+) -> date | None:
+    """Rule 8: a trial of the deal's days from the start date, before the paid periods.
+
+    Only a subscription can have a trial; one that would already be over is refused rather
+    than dropped (the rep fixes the deal or moves the start on the review page).
+    """
+    if not deal.trial_days:
+        return None
+    if frequency_months is None or roll_up:
+        raise InvalidDeal(
+            [
+                Problem(
+                    "trial_days",
+                    "a trial needs a subscription, but this deal bills once; remove the trial "
+                    "in the CRM or bill it on a schedule",
+                )
+            ]
+        )
+    trial_end = start_date + timedelta(days=deal.trial_days)
+    if trial_end <= today:
+        raise InvalidDeal(
+            [
+                Problem(
+                    "trial_days",
+                    f"the {deal.trial_days}-day trial from {start_date.isoformat()} ended on "
+                    f"{trial_end.isoformat()}, before today ({today.isoformat()}); remove it in "
+                    "the CRM or move the start date on the review page",
+                )
+            ]
+        )
+    draft.notes.append(
+        f"Free trial of {deal.trial_days} day(s) from {start_date.isoformat()} to "
+        f"{trial_end.isoformat()} (Stripe trial_end); the paid periods start then and the "
+        f"contract runs {deal.contract_months} month(s) from it."
+    )
+    return trial_end
+
+
+def _collection_method(
+    deal: Deal,
+    payment: CustomerPayment,
+    payment_method_types: tuple[str, ...],
+    draft: _Draft,
+) -> CollectionDecision:
+    """Rule 7: charge the payment method on file when the deal asks and one can be charged."""
+    try:
+        decision = decide_collection(deal.payment_collection, payment, payment_method_types)
+    except ValueError as exc:
+        raise InvalidDeal([Problem("payment_collection", str(exc))]) from exc
+    if decision.note is not None:
+        if decision.needs_confirmation:
+            draft.confirm("collection_method", decision.note)
+        else:
+            draft.notes.append(decision.note)
+    return decision
 
 
 # --------------------------------------------------------------------------------------------
@@ -611,8 +730,9 @@ def subscription_timing(plan: BillingPlan, today: date) -> SubscriptionTiming:
     """The timing of ``plan``'s subscription if it is created on ``today``."""
     assert plan.interval is not None and plan.interval_count is not None
     months = interval_months(plan.interval, plan.interval_count)
-    passed = catch_up_periods(plan.start_date, months, plan.periods, today)
-    boundaries = period_boundaries(plan.start_date, months, plan.periods, today)
+    start = plan.billing_start  # after a trial, the paid periods start at its end
+    passed = catch_up_periods(start, months, plan.periods, today)
+    boundaries = period_boundaries(start, months, plan.periods, today)
     return SubscriptionTiming(
         catch_up_periods=passed,
         current_start=boundaries[passed],
@@ -657,30 +777,64 @@ def _recurring_invoices(
     frequency_months: int,
     catch_up: int,
     today: date,
-    recurring_amount: int,
-    one_time_amount: int,
+    lines: list[PlanLine],
+    discount_percent: Decimal | None,
     currency: str,
+    *,
+    trial_start: date | None = None,
 ) -> list[ScheduledInvoice]:
+    """The subscription's invoices, each after the deal discount as Stripe takes it off (per
+    line: the recurring lines, the catch-up lines of elapsed periods and the one-time items).
+
+    With a trial, Stripe's first invoice is the trial's, at its start: it bills the one-time
+    items only, and the first period is billed when the trial ends.
+    """
     noun = _FREQUENCY_WORDS[frequency_months][1]
     periods = len(boundaries) - 1
+    recurring = [line.amount for line in lines if line.kind == "recurring"]
+    one_time = [line.amount for line in lines if line.kind == "one_time"]
+    per_period = sum(recurring) - percent_off_lines(recurring, discount_percent)
+    one_time_net = sum(one_time) - percent_off_lines(one_time, discount_percent)
+    less = f", less {discount_percent}% deal discount" if discount_percent is not None else ""
+    invoices: list[ScheduledInvoice] = []
+    if trial_start is not None:
+        invoices.append(
+            ScheduledInvoice(
+                max(trial_start, today),
+                one_time_net,
+                f"Trial from {trial_start.isoformat()} to {boundaries[0].isoformat()}: "
+                + (
+                    f"one-time items {format_money(sum(one_time), currency)}{less}"
+                    if one_time
+                    else "nothing billed"
+                ),
+            )
+        )
     covers = f"{noun} 1 of {periods}" if not catch_up else f"{noun}s 1 to {catch_up + 1}"
     parts = [f"{covers}, {boundaries[0].isoformat()} to {boundaries[catch_up + 1].isoformat()}"]
-    if one_time_amount:
-        parts.append(f"one-time items {format_money(one_time_amount, currency)}")
-    invoices = [
+    first_amount = per_period
+    if catch_up:
+        caught = [amount * catch_up for amount in recurring]
+        first_amount += sum(caught) - percent_off_lines(caught, discount_percent)
+    if one_time and trial_start is None:
+        parts.append(f"one-time items {format_money(sum(one_time), currency)}")
+        first_amount += one_time_net
+    invoices.append(
         ScheduledInvoice(
             max(boundaries[0], today),
-            recurring_amount * (catch_up + 1) + one_time_amount,
-            "First invoice: " + "; ".join(parts),
+            first_amount,
+            ("First invoice: " if trial_start is None else "First paid invoice: ")
+            + "; ".join(parts)
+            + less,
         )
-    ]
+    )
     for index in range(catch_up + 1, periods):
         invoices.append(
             ScheduledInvoice(
                 boundaries[index],
-                recurring_amount,
+                per_period,
                 f"{noun} {index + 1} of {periods}, {boundaries[index].isoformat()} to "
-                f"{boundaries[index + 1].isoformat()}",
+                f"{boundaries[index + 1].isoformat()}{less}",
             )
         )
     return invoices
@@ -1103,6 +1257,20 @@ def plan_to_json(plan: BillingPlan) -> dict[str, Any]:
             {"date": i.date.isoformat(), "amount": i.amount, "description": i.description}
             for i in plan.invoices
         ],
+        "collection_method": plan.collection_method,
+        "payment_method": None
+        if plan.payment_method is None
+        else {
+            "id": plan.payment_method.id,
+            "type": plan.payment_method.type,
+            "label": plan.payment_method.label,
+            "source": plan.payment_method.source,
+        },
+        "collection_fallback": plan.collection_fallback,
+        "trial_days": plan.trial_days,
+        "trial_end": None if plan.trial_end is None else plan.trial_end.isoformat(),
+        "discount_percent": None if plan.discount_percent is None else str(plan.discount_percent),
+        "discount_total": plan.discount_total,
     }
 
 
@@ -1156,9 +1324,39 @@ def plan_from_json(data: Mapping[str, Any]) -> BillingPlan:
                 )
                 for i in data.get("invoices") or ()
             ),
+            # Plans stored before automatic charging, trials and deal discounts have none.
+            collection_method=as_choice(
+                data.get("collection_method", "send_invoice"), COLLECTION_METHODS
+            ),
+            payment_method=_payment_method_from_json(data.get("payment_method")),
+            collection_fallback=_opt_str(data.get("collection_fallback")),
+            trial_days=as_whole_number(data.get("trial_days", 0)),
+            trial_end=None if data.get("trial_end") is None else parse_date(data["trial_end"]),
+            discount_percent=(
+                None
+                if data.get("discount_percent") is None
+                else Decimal(as_text(data["discount_percent"]))
+            ),
+            discount_total=as_whole_number(data.get("discount_total", 0)),
         )
-    except (KeyError, TypeError) as exc:
+    except (KeyError, TypeError, ArithmeticError) as exc:
         raise ValueError(f"not a billing plan: {exc!r}") from exc
+
+
+COLLECTION_METHODS: tuple[CollectionMethod, ...] = ("charge_automatically", "send_invoice")
+
+
+def _payment_method_from_json(data: object) -> PaymentMethodOnFile | None:
+    if data is None:
+        return None
+    if not isinstance(data, Mapping):
+        raise TypeError(f"payment_method must be an object, got {data!r}")
+    return PaymentMethodOnFile(
+        id=as_text(data["id"]),
+        type=as_text(data["type"]),
+        label=as_text(data["label"]),
+        source=as_choice(data.get("source", "default"), ("default", "only_attached")),
+    )
 
 
 def _opt_str(value: object) -> str | None:

@@ -41,6 +41,10 @@ class Job:
     #: What ``run_once`` (``sync --once``) runs instead, when the job waits for time to pass
     #: when scheduled (the outbox drain fills batches); ``sync --once`` means now.
     once: Callable[[Runtime], int] | None = None
+    #: For the worker's loops (``jobs/worker_loop.py``): after a run that was woken and found
+    #: nothing it could do yet, look again this many seconds later rather than a whole
+    #: interval (the outbox drain holds a partial batch back for ``batch_wait_seconds``).
+    recheck: Callable[[Runtime], float] | None = None
 
 
 class JobRegistry:

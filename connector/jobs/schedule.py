@@ -134,6 +134,7 @@ JOBS = (
         _every("worker_seconds"),
         "outbox messages sent or retried",
         once=drain_now,
+        recheck=lambda runtime: float(runtime.config.section("jobs")["batch_wait_seconds"]),
     ),
     Job(
         "check_credit",

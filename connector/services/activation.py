@@ -489,9 +489,30 @@ def _payment_settings(plan: BillingPlan) -> dict[str, Any]:
     return settings
 
 
+def collection_params(plan: BillingPlan) -> dict[str, Any]:
+    """How the plan's invoices are paid: the payment method on file charged automatically
+    (named explicitly: Stripe would not charge an attached method that is not the default),
+    or invoices sent with ``days_until_due`` (which Stripe refuses with automatic charging)."""
+    if plan.collection_method == "charge_automatically" and plan.payment_method is not None:
+        return {
+            "collection_method": "charge_automatically",
+            "default_payment_method": plan.payment_method.id,
+        }
+    return {"collection_method": "send_invoice", "days_until_due": plan.days_until_due}
+
+
+def deal_discounts(runtime: Runtime, plan: BillingPlan) -> list[dict[str, str]]:
+    """The deal discount as Stripe ``discounts`` (a percent-off coupon), or none."""
+    coupon = catalog.ensure_deal_coupon(runtime, plan)
+    return [] if coupon is None else [{"coupon": coupon}]
+
+
 def subscription_params(runtime: Runtime, plan: BillingPlan, customer_id: str) -> dict[str, Any]:
     """The ``POST /v1/subscriptions`` parameters of ``plan`` created now (no metadata); the
-    review page's preview asks Stripe about exactly these. Finds or creates the prices."""
+    review page's preview asks Stripe about exactly these. Finds or creates the prices.
+
+    With a trial the subscription starts trialing now and Stripe anchors its periods at the
+    trial's end (midnight UTC of ``plan.trial_end``), so no anchor or backdate is sent."""
     now = runtime.clock()
     timing = subscription_timing(plan, now.date())
     recurring, one_time = catalog.stripe_items(
@@ -500,16 +521,21 @@ def subscription_params(runtime: Runtime, plan: BillingPlan, customer_id: str) -
     params: dict[str, Any] = {
         "customer": customer_id,
         "items": recurring,
-        "collection_method": "send_invoice",
-        "days_until_due": plan.days_until_due,
+        **collection_params(plan),
         "payment_settings": _payment_settings(plan),
-        "billing_cycle_anchor": unix_at_midnight(timing.anchor),
         "cancel_at": unix_at_midnight(timing.billed_through),
     }
-    if unix_at_midnight(timing.current_start) < unix_of(now):
-        params["backdate_start_date"] = unix_at_midnight(timing.current_start)
+    if plan.trial_end is not None:
+        params["trial_end"] = unix_at_midnight(plan.trial_end)
+    else:
+        params["billing_cycle_anchor"] = unix_at_midnight(timing.anchor)
+        if unix_at_midnight(timing.current_start) < unix_of(now):
+            params["backdate_start_date"] = unix_at_midnight(timing.current_start)
     if one_time:
         params["add_invoice_items"] = one_time
+    discounts = deal_discounts(runtime, plan)
+    if discounts:
+        params["discounts"] = discounts
     return params
 
 
@@ -535,13 +561,17 @@ def _create_schedule(
     runtime: Runtime, step: _Steps, plan: BillingPlan, customer_id: str, metadata: dict[str, str]
 ) -> str:
     """A future start needs a schedule. Phases cannot carry payment method types, so the
-    subscription webhook applies them when the schedule starts its subscription."""
+    subscription webhook applies them when the schedule starts its subscription. The phase
+    carries the payment method charged automatically, the deal discount and the trial."""
     recurring, one_time = catalog.stripe_items(runtime, plan)
+    collection = collection_params(plan)
+    settings: dict[str, Any] = {"collection_method": collection["collection_method"]}
+    if "days_until_due" in collection:
+        settings["invoice_settings"] = {"days_until_due": collection["days_until_due"]}
     phase: dict[str, Any] = {
         "items": recurring,
         "end_date": unix_at_midnight(plan.billed_through or plan.end_date),
-        "collection_method": "send_invoice",
-        "invoice_settings": {"days_until_due": plan.days_until_due},
+        **settings,
         "proration_behavior": "none",
         "metadata": {
             **metadata,
@@ -550,14 +580,18 @@ def _create_schedule(
     }
     if one_time:
         phase["add_invoice_items"] = one_time
+    if "default_payment_method" in collection:
+        phase["default_payment_method"] = collection["default_payment_method"]
+    discounts = deal_discounts(runtime, plan)
+    if discounts:
+        phase["discounts"] = discounts
+    if plan.trial_end is not None:
+        phase["trial_end"] = unix_at_midnight(plan.trial_end)
     params: dict[str, Any] = {
         "customer": customer_id,
         "start_date": unix_at_midnight(plan.start_date),
         "end_behavior": "cancel",
-        "default_settings": {
-            "collection_method": "send_invoice",
-            "invoice_settings": {"days_until_due": plan.days_until_due},
-        },
+        "default_settings": settings,
         "phases": [phase],
         "metadata": metadata,
     }
@@ -580,13 +614,15 @@ def _send_one_time_invoice(
     ]
     params: dict[str, Any] = {
         "customer": customer_id,
-        "collection_method": "send_invoice",
-        "days_until_due": plan.days_until_due,
+        **collection_params(plan),
         "payment_settings": _payment_settings(plan),
         "pending_invoice_items_behavior": "exclude",
         "auto_advance": False,
         "metadata": metadata,
     }
+    discounts = deal_discounts(runtime, plan)
+    if discounts:
+        params["discounts"] = discounts
     invoice_id = step(
         "invoice",
         lambda key: runtime.stripe.create_invoice(params, key).id,  # type: ignore[arg-type]
@@ -605,6 +641,14 @@ def _send_one_time_invoice(
             f"item:{index}",
             lambda key, item=item: runtime.stripe.create_invoice_item(item, key).id,  # type: ignore[misc]
         )
+    if params["collection_method"] == "charge_automatically":
+        # Stripe charges the payment method on file itself (and retries a decline under
+        # the account's retry rules); a decline reaches the CRM through the invoice events.
+        step(
+            "finalize",
+            lambda key: runtime.stripe.finalize_invoice(invoice_id, key, auto_advance=True).id,
+        )
+        return invoice_id
     step("finalize", lambda key: runtime.stripe.finalize_invoice(invoice_id, key).id)
     step("send", lambda key: runtime.stripe.send_invoice(invoice_id, key).id)
     return invoice_id

@@ -74,6 +74,42 @@ def ensure_coupon(runtime: Runtime, line: PlanLine, plan: BillingPlan) -> str | 
     return _known(runtime, key) or found
 
 
+def percent_coupon_id(plan: BillingPlan) -> str:
+    """The id of the percent-off coupon of a deal discount: one per percentage."""
+    basis = f"percent_off|{plan.discount_percent}|forever"
+    return "dealbridge_" + hashlib.sha256(basis.encode()).hexdigest()[:24]
+
+
+def ensure_deal_coupon(runtime: Runtime, plan: BillingPlan) -> str | None:
+    """The forever percent-off coupon billing the deal discount, created once; None when
+    the plan has no deal discount. Like line coupons, its id is derived from its terms."""
+    if plan.discount_percent is None:
+        return None
+    wanted = percent_coupon_id(plan)
+    key = f"coupon:{wanted}"
+    known = _known(runtime, key)
+    if known:
+        return known
+    try:
+        coupon = runtime.stripe.create_coupon(
+            {
+                "id": wanted,
+                "percent_off": str(plan.discount_percent),  # type: ignore[typeddict-item]
+                "duration": "forever",
+                "name": f"Deal discount {plan.discount_percent}%",
+                "metadata": {"created_by": "dealbridge"},
+            },
+            idempotency_key=f"dealbridge:{key}",
+        )
+        found = coupon.id
+    except StripeRejected as exc:
+        if exc.code != "resource_already_exists":
+            raise
+        found = runtime.stripe.retrieve_coupon(wanted).id
+    _remember(runtime, key, "coupon", found)
+    return _known(runtime, key) or found
+
+
 def forget(runtime: Runtime, stripe_id: str) -> None:
     """A product or price was archived: never reuse it for a new activation."""
     with runtime.db.session() as session:

@@ -24,10 +24,10 @@ from connector.domain.plan import (
     plan_from_json,
 )
 from connector.domain.plan_status import Status
-from connector.domain.timestamps import date_from_unix
+from connector.domain.timestamps import date_from_unix, unix_at_midnight
 from connector.runtime import Runtime
 from connector.services import catalog
-from connector.services.activation import subscription_params
+from connector.services.activation import deal_discounts, subscription_params
 from connector.services.plans import compute, get_plan
 
 log = logging.getLogger(__name__)
@@ -150,19 +150,30 @@ def _preview_params(runtime: Runtime, plan: BillingPlan, customer_id: str) -> di
         created = subscription_params(runtime, plan, customer_id)
         details: dict[str, Any] = {
             "items": created["items"],
-            "billing_cycle_anchor": created["billing_cycle_anchor"],
             "cancel_at": created["cancel_at"],
         }
+        if "billing_cycle_anchor" in created:
+            details["billing_cycle_anchor"] = created["billing_cycle_anchor"]
         if "backdate_start_date" in created:
             details["start_date"] = created["backdate_start_date"]
+        if "trial_end" in created:
+            details["trial_end"] = created["trial_end"]
         params: dict[str, Any] = {"customer": customer_id, "subscription_details": details}
         if created.get("add_invoice_items"):
             params["invoice_items"] = created["add_invoice_items"]
+        if created.get("discounts"):
+            params["discounts"] = created["discounts"]
         return params
     recurring, one_time = catalog.stripe_items(runtime, plan)
     params = {"customer": customer_id}
+    discounts = deal_discounts(runtime, plan)
+    if discounts:
+        params["discounts"] = discounts
     if recurring:  # a schedule starting later: its first invoice, as if it started now
         params["subscription_details"] = {"items": recurring, "proration_behavior": "none"}
+        if plan.trial_end is not None:  # ... with its trial as long as it will be
+            trial = plan.trial_end - plan.start_date
+            params["subscription_details"]["trial_end"] = unix_at_midnight(runtime.today() + trial)
     if one_time:
         params["invoice_items"] = one_time
     return params

@@ -21,6 +21,7 @@ from connector.billing.gateway import StripeGatewayError
 from connector.domain.adjustments import contradictions
 from connector.domain.amendment import (
     AMENDING_KINDS,
+    PAYMENT_KEY,
     PERSON_KEYS,
     PREVIEW_KEY,
     RESERVED_KEYS,
@@ -33,6 +34,11 @@ from connector.domain.amendment import (
     plan_overrides_for,
     propose_amendment,
     split_overrides,
+)
+from connector.domain.charging import (
+    CustomerPayment,
+    amendment_problems,
+    customer_payment_from_json,
 )
 from connector.domain.deal import Deal, InvalidDeal, Problem, parse_deal
 from connector.domain.deal_changes import FLAG_KEY as CHANGED_KEY
@@ -54,7 +60,7 @@ from connector.domain.plan_status import Status
 from connector.domain.timestamps import unix_of
 from connector.runtime import Runtime
 from connector.services import amendment as amendments
-from connector.services import catalog, crm_outbound
+from connector.services import catalog, crm_outbound, payment_on_file
 from connector.services.backfill import queue_customer_history
 from connector.store import audit
 from connector.store.models import CustomerLink, Plan, StripeOperation
@@ -109,12 +115,14 @@ def compute(runtime: Runtime, row: Plan) -> Computed:
         base, choices, target = split_overrides(row.overrides or {})
         kind = change_kind(row.deal_data or {}, choices)
         amending = target is not None and kind in AMENDING_KINDS
+        if amending and amendment_problems(deal):
+            return Computed(deal, None, amendment_problems(deal), kind)
         if amending:
             assert target is not None
             scheduled = any(i.pricing_schedule != "one_time" for i in deal.line_items)
             base = plan_overrides_for(base, target, scheduled)
         overrides = overrides_from_json(base)
-        plan = suggest_plan(deal, defaults(runtime), runtime.today(), overrides)
+        plan = suggest_plan(deal, defaults(runtime), runtime.today(), overrides, payment_of(row))
         amendment: Amendment | None = None
         if amending:
             assert target is not None
@@ -130,6 +138,11 @@ def compute(runtime: Runtime, row: Plan) -> Computed:
     except (InvalidDeal, InvalidOverrides) as exc:
         return Computed(deal, None, exc.problems, kind)
     return Computed(deal, plan, (), kind, amendment)
+
+
+def payment_of(row: Plan) -> CustomerPayment:
+    """What Stripe last said of the customer's payment methods (``payment_on_file``)."""
+    return customer_payment_from_json((row.overrides or {}).get(PAYMENT_KEY))
 
 
 def _default_proration(runtime: Runtime) -> Any:
@@ -217,7 +230,7 @@ def _adjust(
                 "longer be changed"
             )
         deal = parse_deal(row.deal_data)
-        suggest_plan(deal, defaults(runtime), runtime.today(), overrides)  # validates
+        suggest_plan(deal, defaults(runtime), runtime.today(), overrides, payment_of(row))
         kept = {k: v for k, v in (row.overrides or {}).items() if k in RESERVED_KEYS}
         row.overrides = {**overrides_to_json(overrides), **person, **kept}
         if row.status == Status.AWAITING_CREDIT:
@@ -282,7 +295,9 @@ def approve(runtime: Runtime, plan_id: str, *, actor: str) -> Plan:
 
     An amendment is frozen with Stripe's preview of the change, taken just before (with the
     ``proration_date`` activation sends again), so what was previewed is what is billed.
+    Automatic charging is decided on the payment method Stripe has just now.
     """
+    payment_on_file.refresh(runtime, plan_id)
     previewed = _preview_for_approval(runtime, plan_id)
     with runtime.db.session() as session:
         row = session.get(Plan, plan_id, with_for_update=True)
@@ -356,7 +371,9 @@ def _preview_for_approval(runtime: Runtime, plan_id: str) -> dict[str, Any] | No
 
 def refresh_preview(runtime: Runtime, plan_id: str) -> None:
     """Ask Stripe for a preview of the change under review and keep it for the page (which
-    never calls Stripe while it renders). Called outside any database transaction."""
+    never calls Stripe while it renders), and what Stripe says of the customer's payment
+    methods. Called outside any database transaction."""
+    payment_on_file.refresh(runtime, plan_id)
     previewed = _preview_for_approval(runtime, plan_id)
     with runtime.db.session() as session:
         row = get_plan(session, plan_id)
@@ -531,11 +548,42 @@ def summary_lines(plan: BillingPlan, customer: str | None, today: date) -> list[
         )
         for line in plan.lines:
             lines.append(_item_line(line, cur))
-    lines.append(f"Invoices are emailed with Stripe's payment page, {due}; payment by {methods}.")
+    lines.extend(_charging_lines(plan, due, methods))
     if plan.invoices:
         lines.append(f"Invoice schedule ({len(plan.invoices)} invoice(s)):")
         lines.extend(_schedule_lines(plan))
     lines.append(f"Contract total: {format_money(plan.total_amount, cur)}.")
+    return lines
+
+
+def _charging_lines(plan: BillingPlan, due: str, methods: str) -> list[str]:
+    """How the invoices are paid, the trial and the deal discount, in a rep's words."""
+    cur = plan.currency
+    lines: list[str] = []
+    if plan.collection_method == "charge_automatically" and plan.payment_method is not None:
+        lines.append(
+            f"Charged automatically to {plan.payment_method.label} when each invoice is "
+            "finalized (collection_method charge_automatically); a decline shows on the CRM "
+            "invoice record."
+        )
+    else:
+        lines.append(
+            f"Invoices are emailed with Stripe's payment page, {due}; payment by {methods}."
+        )
+        if plan.collection_fallback:
+            lines.append(
+                "Not charged automatically although the deal asks: " + plan.collection_fallback
+            )
+    if plan.trial_end is not None:
+        lines.append(
+            f"Free trial of {plan.trial_days} day(s) until {plan.trial_end.isoformat()}: the "
+            "first period is billed when it ends."
+        )
+    if plan.discount_percent is not None:
+        lines.append(
+            f"Deal discount {plan.discount_percent}% (a Stripe coupon on every invoice): "
+            f"{format_money(plan.discount_total, cur)} off the contract."
+        )
     return lines
 
 

@@ -8,6 +8,9 @@ first invoice; for a change invoiced at once (``always_invoice``, ``billing_cycl
 now``, a trial ending now) it is that invoice; otherwise it is the next renewal invoice,
 with the pending prorations the change creates.
 
+Top-level ``discounts`` apply to the previewed invoice: for a new subscription they are its
+discounts, for a one-off invoice the invoice's (before, they were accepted and ignored).
+
 ``invoice_items`` are added to the previewed invoice as pending items of the customer (so the
 first invoice of a new subscription carries them, as one-off items do). With a customer and
 ``invoice_items`` but no subscription, the preview is the one-off invoice those items (and
@@ -66,7 +69,7 @@ def create_preview(call: Call) -> JSON:
                 owner = call.store.require(sub_id, "subscription", param="subscription")["customer"]
             _add_items(call, str(owner), items)
         if sub_id is None and customer_id is not None and details is None and items:
-            invoice = _preview_one_off(call, customer_id)
+            invoice = _preview_one_off(call, customer_id, p.data.get("discounts"))
         elif sub_id is not None:
             sub = call.store.require(sub_id, "subscription", param="subscription", status=400)
             invoice = _preview_change(call, sub, details)
@@ -79,7 +82,7 @@ def create_preview(call: Call) -> JSON:
                     code="parameter_missing",
                     param="subscription_details[items]",
                 )
-            invoice = _preview_new(call, customer_id, details)
+            invoice = _preview_new(call, customer_id, details, p.data.get("discounts"))
         body = state.store.render(invoice)
         body["id"] = "upcoming_" + invoice["id"]
         body["lines"]["url"] = f"/v1/invoices/{body['id']}/lines"
@@ -101,15 +104,20 @@ def _add_items(call: Call, customer_id: str, items: list[Params]) -> None:
         invoices.create_item(Call(call.state, Params(data, entry.prefix), {}, "POST", call.version))
 
 
-def _preview_one_off(call: Call, customer_id: str) -> JSON:
+def _preview_one_off(call: Call, customer_id: str, discounts: Any) -> JSON:
     data: JSON = {"customer": customer_id, "pending_invoice_items_behavior": "include"}
+    if discounts is not None:
+        data["discounts"] = discounts
     created = invoices.create(Call(call.state, Params(data), {}, "POST", call.version))
     invoice: JSON = call.store.objects[created["id"]]
     return invoice
 
 
-def _preview_new(call: Call, customer_id: str, details: Params) -> JSON:
+def _preview_new(call: Call, customer_id: str, details: Params, discounts: Any) -> JSON:
     data: JSON = {"customer": customer_id, **details.data}
+    if discounts is not None:
+        # The preview's ``discounts`` are the new subscription's (its invoices inherit them).
+        data["discounts"] = discounts
     data.pop("proration_date", None)
     start = details.get_timestamp("start_date")
     data.pop("start_date", None)

@@ -7,9 +7,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import subscriptions, versions
+from . import discounts, subscriptions, versions
 from .call import Call
-from .errors import StripeError, invalid_param, invalid_request
+from .errors import StripeError, invalid_param, invalid_request, no_such
 from .params import Params, metadata_patch
 from .state import State
 from .subscriptions import AddItemSpec, ItemSpec, SubSpec
@@ -39,6 +39,7 @@ def _phase(call: Call, p: Params, start: int, index: int, defaults: JSON) -> tup
             "start_date",
             "default_tax_rates",
             "trial_end",
+            "discounts",
             *(["iterations"] if call.before(versions.CLOVER) else []),
         ]
     )
@@ -92,6 +93,25 @@ def _phase(call: Call, p: Params, start: int, index: int, defaults: JSON) -> tup
             param=f"{p.name('invoice_settings')}[days_until_due]",
         )
     metadata = p.metadata() or {}
+    payment_method = p.get_str("default_payment_method")
+    if payment_method is not None:
+        found = call.store.objects.get(payment_method)
+        if found is None or found.get("object") != "payment_method":
+            raise no_such(
+                "PaymentMethod",
+                payment_method,
+                param=p.name("default_payment_method"),
+                status=400,
+            )
+    trial_end = p.get_timestamp("trial_end")
+    if trial_end is not None and not start < trial_end <= end_date:
+        raise invalid_param(
+            p.name("trial_end"),
+            f"The trial_end of phase {index} must be after its start_date and no later than "
+            "its end_date.",
+            None,
+        )
+    phase_discounts = _phase_discounts(p)
     phase: JSON = {
         "add_invoice_items": [
             {
@@ -112,10 +132,10 @@ def _phase(call: Call, p: Params, start: int, index: int, defaults: JSON) -> tup
         "billing_thresholds": None,
         "collection_method": method,
         "currency": items[0].price["currency"],
-        "default_payment_method": None,
+        "default_payment_method": payment_method,
         "default_tax_rates": [],
         "description": p.get_str("description"),
-        "discounts": [],
+        "discounts": phase_discounts,
         "end_date": end_date,
         "invoice_settings": {"account_tax_ids": None, "days_until_due": days, "issuer": None}
         if settings is not None
@@ -138,7 +158,7 @@ def _phase(call: Call, p: Params, start: int, index: int, defaults: JSON) -> tup
         or "create_prorations",
         "start_date": start,
         "transfer_data": None,
-        "trial_end": None,
+        "trial_end": trial_end,
     }
     private: JSON = {
         "items": items,
@@ -146,6 +166,11 @@ def _phase(call: Call, p: Params, start: int, index: int, defaults: JSON) -> tup
         "method": effective_method,
         "days": effective_days if effective_method == "send_invoice" else None,
         "metadata": metadata,
+        # What the phase's subscription gets: its payment method, its discounts (redeemed
+        # when the phase starts) and, on the first phase, its trial.
+        "default_payment_method": payment_method,
+        "discounts": p if p.has("discounts") else None,
+        "trial_end": trial_end,
     }
     return phase, private
 
@@ -293,6 +318,9 @@ def start_schedule(state: State, schedule: JSON, at: int) -> None:
         cancel_at=last_end if schedule["end_behavior"] == "cancel" else None,
         schedule_id=schedule["id"],
         billing_cycle_anchor=phase["start_date"],
+        default_payment_method=private.get("default_payment_method"),
+        discounts=private.get("discounts"),
+        trial_end=private.get("trial_end"),
     )
     schedule["status"] = "active"
     schedule["_phase_index"] = 0
@@ -373,6 +401,15 @@ def _enter_phase(state: State, sub: JSON, private: JSON, at: int) -> None:
     sub["collection_method"] = private["method"]
     sub["days_until_due"] = private["days"]
     sub["metadata"].update(private["metadata"])
+    if private.get("default_payment_method"):
+        sub["default_payment_method"] = private["default_payment_method"]
+    if private.get("discounts") is not None:
+        sub["discounts"] = (
+            discounts.parse_discounts(
+                state, private["discounts"], at, customer=sub["customer"], subscription=sub["id"]
+            )
+            or []
+        )
     sub["currency"] = first["currency"]
     sub["_interval"] = first["recurring"]["interval"]
     sub["_interval_count"] = first["recurring"]["interval_count"]
@@ -582,8 +619,9 @@ def list_(call: Call) -> JSON:
 
 
 def _phase_discounts(owner: Params | None) -> list[JSON]:
-    """A phase item's ``discounts`` as Stripe shows them on the schedule: what was asked for
-    (``coupon``, ``discount`` or ``promotion_code``), redeemed when the phase bills."""
+    """A phase's or a phase item's ``discounts`` as Stripe shows them on the schedule: what
+    was asked for (``coupon``, ``discount`` or ``promotion_code``), redeemed when the phase
+    bills."""
     if owner is None:
         return []
     return [

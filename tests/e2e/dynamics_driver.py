@@ -123,8 +123,8 @@ class DynamicsDriver:
             elif key == "currency":
                 lookup = str(fields["currency"]).split(".", 1)[0]
                 out[lookup] = self._currency(value, force=force) if value else None
-            elif key == "payment_terms":
-                column = str(fields["payment_terms"])
+            elif key in ("payment_terms", "payment_collection"):
+                column = str(fields[key])
                 out[column] = self._choice(table, column, value, force=force)
             elif key == "payment_method":
                 column = str(fields["payment_method"])

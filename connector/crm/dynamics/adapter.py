@@ -224,7 +224,10 @@ class DynamicsAdapter:
         for key in ("id", "name", "currency", "contract_start", "contract_months"):
             if fields.get(key):
                 shape.path(str(fields[key]))
-        for key in ("payment_terms", "payment_method", "modified", "type"):
+        for key in (
+            "payment_terms", "payment_method", "modified", "type", "payment_collection",
+            "trial_days", "discount_percent",
+        ):  # fmt: skip
             if fields.get(key):
                 shape.path(str(fields[key]))
         shape.column(str(deal["closed_when"]["field"]))
@@ -280,6 +283,7 @@ class DynamicsAdapter:
             "contract_months": value("contract_months"),
             "payment_terms": self._text(record, fields.get("payment_terms")),
             "payment_method": self._text(record, fields.get("payment_method")),
+            **self._charging(record, table),
             **self._change_type(record, fields.get("type")),
             "billing_contact": None,
             "account": None,
@@ -309,6 +313,20 @@ class DynamicsAdapter:
                 "name": read_path(account, str(account_fields["name"]), nav, account_table),
                 "address": _address_json(self._address(account, account_table)),
             }
+        return data
+
+    def _charging(self, record: Mapping[str, Any], table: str) -> dict[str, Any]:
+        """Payment collection (a choice's label), trial days and the deal discount, for the
+        mappings that name them (an older mapping without them bills as before)."""
+        fields = self.mapping.deal_fields
+        data: dict[str, Any] = {}
+        if fields.get("payment_collection"):
+            data["payment_collection"] = self._text(record, fields["payment_collection"])
+        for key in ("trial_days", "discount_percent"):
+            if fields.get(key):
+                data[key] = _json_number(
+                    read_path(record, str(fields[key]), self.navigation, table)
+                )
         return data
 
     def _change_type(self, record: Mapping[str, Any], column: str | None) -> dict[str, Any]:

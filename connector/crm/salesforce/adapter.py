@@ -141,6 +141,22 @@ def dig(record: Mapping[str, Any] | None, path: str | None) -> Any:
     return value
 
 
+def _charging(record: Mapping[str, Any], f: Mapping[str, Any]) -> dict[str, Any]:
+    """Payment collection, trial days and the deal discount (a Percent, kept as text, never
+    a float), for the mappings that name them."""
+    data: dict[str, Any] = {}
+    if f.get("payment_collection"):
+        data["payment_collection"] = dig(record, f["payment_collection"])
+    if f.get("trial_days"):
+        data["trial_days"] = _as_number(dig(record, f["trial_days"]))
+    if f.get("discount_percent"):
+        discount = dig(record, f["discount_percent"])
+        if isinstance(discount, Decimal | int):
+            discount = str(discount)
+        data["discount_percent"] = discount
+    return data
+
+
 def _as_number(value: Any) -> Any:
     """Whole Decimals become ints (Quantity 2.0 -> 2); anything else is left for validation."""
     if isinstance(value, Decimal) and value == value.to_integral_value():
@@ -409,6 +425,7 @@ class SalesforceAdapter:
             "contract_months": _as_number(dig(record, f["contract_months"])),
             "payment_terms": dig(record, f["payment_terms"]) if f.get("payment_terms") else None,
             "payment_method": dig(record, f["payment_method"]) if f.get("payment_method") else None,
+            **_charging(record, f),
             "billing_contact": self._billing_contact(record),
             **self._change_type(record),
             "account": {

@@ -51,6 +51,10 @@ def test_a_won_deal_is_read_into_canonical_deal_json(
         "contract_months": 12,
         "payment_terms": "Net 30",
         "payment_method": "ACH; Credit Card",
+        # The recorded opportunity predates automatic charging, trials and deal discounts.
+        "payment_collection": None,
+        "trial_days": None,
+        "discount_percent": None,
         "type": None,  # the recorded opportunity has no deal type: new business
         "change_type": None,
         "billing_contact": {

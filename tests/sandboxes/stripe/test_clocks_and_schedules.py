@@ -470,3 +470,68 @@ def test_renewals_of_a_month_end_anchor_bill_whole_months(
     invoices = client.v1.invoices.list(params={"subscription": sub.id}).data
     assert len(invoices) == 4
     assert {i.total for i in invoices} == {recurring_price.unit_amount}
+
+
+def test_a_phases_payment_method_discounts_and_trial_reach_its_subscription(
+    client: stripe.StripeClient,
+    test_clock: stripe.test_helpers.TestClock,
+    recurring_price: stripe.Price,
+) -> None:
+    customer = client.v1.customers.create(
+        params={"email": "phase@example.com", "test_clock": test_clock.id}
+    )
+    card = client.v1.payment_methods.attach("pm_card_visa", params={"customer": customer.id})
+    coupon = client.v1.coupons.create(params={"percent_off": 25, "duration": "forever"})
+    schedule = client.v1.subscription_schedules.create(
+        params={
+            "customer": customer.id,
+            "start_date": FEB_1,
+            "end_behavior": "cancel",
+            "phases": [
+                {
+                    "items": [{"price": recurring_price.id}],
+                    "end_date": MAR_1 + 10 * DAY,
+                    "collection_method": "charge_automatically",
+                    "default_payment_method": card.id,
+                    "discounts": [{"coupon": coupon.id}],
+                    "trial_end": FEB_1 + 10 * DAY,
+                }
+            ],
+        }
+    )
+    phase = schedule.phases[0]
+    assert (phase.default_payment_method, phase.trial_end) == (card.id, FEB_1 + 10 * DAY)
+    assert phase.discounts[0].coupon == coupon.id
+    _advance(client, test_clock.id, FEB_1 + DAY)
+    sub = client.v1.subscriptions.retrieve(
+        str(client.v1.subscription_schedules.retrieve(schedule.id).subscription)
+    )
+    assert (sub.status, sub.default_payment_method, sub.trial_end) == (
+        "trialing",
+        card.id,
+        FEB_1 + 10 * DAY,
+    )
+    assert len(sub.discounts) == 1
+    _advance(client, test_clock.id, FEB_1 + 11 * DAY)
+    paid = client.v1.invoices.retrieve(str(client.v1.subscriptions.retrieve(sub.id).latest_invoice))
+    # The card is charged when the trial ends, 25% off the 20.00 price.
+    assert (paid.status, paid.amount_paid) == ("paid", 1500)
+
+
+def test_a_phases_trial_must_fall_within_it(
+    client: stripe.StripeClient, customer: stripe.Customer, recurring_price: stripe.Price
+) -> None:
+    with pytest.raises(stripe.InvalidRequestError, match="trial_end of phase 0"):
+        client.v1.subscription_schedules.create(
+            params={
+                "customer": customer.id,
+                "start_date": FEB_1,
+                "phases": [
+                    {
+                        "items": [{"price": recurring_price.id}],
+                        "end_date": MAR_1,
+                        "trial_end": MAR_1 + DAY,
+                    }
+                ],
+            }
+        )

@@ -532,3 +532,47 @@ def test_updating_a_schedules_current_phase_changes_its_subscription(
     assert updated.phases[0].end_date == START + (31 + 28) * DAY
     sub = client.v1.subscriptions.retrieve(str(updated.subscription))
     assert sub.items.data[0].quantity == 5
+
+
+def test_a_previews_discounts_are_on_the_new_subscriptions_first_invoice(
+    client: stripe.StripeClient,
+    payer: stripe.Customer,
+    recurring_price: stripe.Price,
+    one_time_price: stripe.Price,
+) -> None:
+    coupon = client.v1.coupons.create(params={"percent_off": 20, "duration": "forever"})
+    items: Any = [{"price": recurring_price.id, "quantity": 3}]
+    one_off: Any = [{"price": one_time_price.id, "quantity": 1}]
+    discounts: Any = [{"coupon": coupon.id}]
+    preview = client.v1.invoices.create_preview(
+        params={
+            "customer": payer.id,
+            "subscription_details": {"items": items},
+            "invoice_items": one_off,
+            "discounts": discounts,
+        }
+    )
+    assert preview.total_discount_amounts and preview.total < preview.subtotal
+    sub = client.v1.subscriptions.create(
+        params={
+            "customer": payer.id,
+            "items": items,
+            "add_invoice_items": one_off,
+            "discounts": discounts,
+        }
+    )
+    assert _summary(preview) == _summary(_invoices(client, sub.id)[0])
+
+
+def test_a_one_off_previews_discounts_are_on_the_invoice(
+    client: stripe.StripeClient, payer: stripe.Customer, one_time_price: stripe.Price
+) -> None:
+    coupon = client.v1.coupons.create(params={"percent_off": 25, "duration": "once"})
+    preview = client.v1.invoices.create_preview(
+        params={
+            "customer": payer.id,
+            "invoice_items": [{"price": one_time_price.id, "quantity": 2}],
+            "discounts": [{"coupon": coupon.id}],
+        }
+    )
+    assert sum(d.amount for d in preview.total_discount_amounts) == preview.subtotal // 4

@@ -257,6 +257,8 @@ def add_key(table: str, schema: str, column: str, display: str) -> Operation:
 PRICING_SCHEDULES = ("One-Time", "Monthly", "Quarterly", "Semi-Annual", "Annual")
 PAYMENT_TERMS = ("Due on receipt", "Net 15", "Net 30", "Net 45", "Net 60")
 PAYMENT_METHODS = ("ACH", "Credit Card")
+#: How invoices are paid (``payment_collection``): read by its label.
+PAYMENT_COLLECTIONS = ("Send invoice", "Charge automatically")
 #: The deal types mappings/dynamics.yaml reads as changes to a live subscription.
 DEAL_TYPES = (
     "New Customer",
@@ -380,6 +382,22 @@ def operations() -> list[Operation]:
         add_column(
             opportunity,
             choice("db_DealType", "Deal Type", "New business or a change", DEAL_TYPES),
+        ),
+        add_column(
+            opportunity,
+            choice(
+                "db_PaymentCollection",
+                "Payment Collection",
+                "Charge the payment method on file, or send invoices",
+                PAYMENT_COLLECTIONS,
+            ),
+        ),
+        add_column(
+            opportunity,
+            whole_number("db_TrialDays", "Trial (Days)", "Free days before billing", 0, 730),
+        ),
+        add_column(
+            opportunity, decimal("db_DealDiscount", "Deal Discount (%)", "Off every invoice")
         ),
         add_column(opportunity, text("db_PlanStatus", "Billing Plan Status", "By dealbridge", 50)),
         add_column(opportunity, memo("db_PlanSummary", "Billing Plan Summary", "By dealbridge")),
