@@ -102,6 +102,8 @@ class LineItemFieldsSchema(_Strict):
     quantity = _path()
     unit_price = _path()
     discount_percent = _path(required=False)
+    # A line discount as an amount off the whole line (Dynamics 365 manualdiscountamount).
+    discount_amount = _path(required=False)
     pricing_schedule = _path()
 
 

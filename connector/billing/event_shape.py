@@ -18,6 +18,7 @@ from connector.domain.untrusted_json import UntrustedJsonError
 #: Event type prefix -> the ``object`` of the object the event is about.
 _OBJECT_OF_PREFIX = (
     ("customer.subscription.", "subscription"),
+    ("customer.discount.", "discount"),
     ("invoice.", "invoice"),
     ("credit_note.", "credit_note"),
     ("customer.", "customer"),

@@ -315,6 +315,10 @@ HANDLED_STRIPE_EVENTS: frozenset[str] = frozenset(
         "customer.subscription.resumed",
         "customer.updated",
         "customer.deleted",
+        # A customer's discount applies to its subscriptions without their own (MRR).
+        "customer.discount.created",
+        "customer.discount.updated",
+        "customer.discount.deleted",
         "credit_note.created",
         "credit_note.updated",
         "credit_note.voided",

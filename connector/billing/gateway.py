@@ -59,9 +59,10 @@ class StripeRejected(StripeGatewayError):
         self.param = param
 
 
-#: What ``retrieve_subscription`` expands: MRR reads discounts (docs/billing-rules.md). Tiers
-#: are read per tiered price (``retrieve_price_tiers``).
-SUBSCRIPTION_EXPAND = ["discounts.source.coupon", "items.data.discounts"]
+#: What ``retrieve_subscription`` expands: MRR reads discounts (docs/billing-rules.md), the
+#: customer's too (``customer.discount``, which Stripe applies to a subscription without its
+#: own). Tiers are read per tiered price (``retrieve_price_tiers``).
+SUBSCRIPTION_EXPAND = ["discounts.source.coupon", "items.data.discounts", "customer"]
 
 
 def classify(exc: stripe.StripeError) -> StripeGatewayError:
@@ -481,7 +482,11 @@ class StripeGateway:
                 "customer": customer_id,
                 "status": "all",
                 # Tiers would be a fifth level (Stripe expands four): retrieve for those.
-                "expand": ["data.discounts.source.coupon", "data.items.data.discounts"],
+                "expand": [
+                    "data.discounts.source.coupon",
+                    "data.items.data.discounts",
+                    "data.customer",
+                ],
             },
         )
 

@@ -53,7 +53,16 @@ WEBHOOK_STEPS: list[tuple[str, str, list[str] | None]] = [
 ]
 #: Refs of the catalog rows the sample org adds (docs/dynamics-setup.md step 8).
 UNIT_GROUP, UNIT, PRICE_LIST = "default_unit_group", "primary_unit", "stripe_prices"
-CURRENCIES = {"EUR": ("Euro", "€", "0.92"), "GBP": ("Pound Sterling", "£", "0.79")}
+#: Currencies an admin adds beside the base USD: (name, symbol, exchange rate, precision),
+#: as Dynamics 365 offers them (Settings > Business Management > Currencies).
+CURRENCIES = {
+    "EUR": ("Euro", "€", "0.92", 2),
+    "GBP": ("Pound Sterling", "£", "0.79", 2),
+    "JPY": ("Japanese Yen", "¥", "151.3", 0),
+}
+#: Added to every sample org, so invoices in them have a record currency (the overview's
+#: book bills a JPY customer).
+ALWAYS = {"EUR", "JPY"}
 
 
 class CustomizationFailed(RuntimeError):
@@ -150,30 +159,29 @@ def sample_org_seed(data: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """The Salesforce sample org as Dataverse seed rows (see the module docstring).
 
     Differences a Dynamics org imposes: price book entries have no row of their own (an
-    opportunity product carries its ``priceperunit``, a Salesforce line discount folded in);
+    opportunity product carries its ``priceperunit``, a Salesforce line discount becomes its
+    ``manualdiscountamount``, the amount off the whole line);
     Dynamics has no contact roles, so a ``Billing Contact`` role becomes the opportunity's
     ``db_billingcontactid``; an account's ``Billing_Contact__c`` is its ``primarycontactid``.
     """
     data = data if data is not None else _read(SAMPLE_ORG)
     records: Mapping[str, list[dict[str, Any]]] = data["records"]
-    currencies = sorted(
-        {
-            str(r.get("CurrencyIsoCode")).upper()
-            for rows in records.values()
-            for r in rows
-            if r.get("CurrencyIsoCode")
-        }
-        - {"USD"}
-    )
+    found = {
+        str(r.get("CurrencyIsoCode")).upper()
+        for rows in records.values()
+        for r in rows
+        if r.get("CurrencyIsoCode")
+    }
+    currencies = sorted((found | ALWAYS) - {"USD"})
     seed: dict[str, list[dict[str, Any]]] = {
         "transactioncurrency": [
             {
                 "ref": f"currency_{code.lower()}",
                 "isocurrencycode": code,
-                "currencyname": CURRENCIES.get(code, (code, code, "1"))[0],
-                "currencysymbol": CURRENCIES.get(code, (code, code, "1"))[1],
-                "exchangerate": CURRENCIES.get(code, (code, code, "1"))[2],
-                "currencyprecision": 2,
+                "currencyname": CURRENCIES.get(code, (code, code, "1", 2))[0],
+                "currencysymbol": CURRENCIES.get(code, (code, code, "1", 2))[1],
+                "exchangerate": CURRENCIES.get(code, (code, code, "1", 2))[2],
+                "currencyprecision": CURRENCIES.get(code, (code, code, "1", 2))[3],
             }
             for code in currencies
         ],
@@ -286,8 +294,8 @@ def sample_org_seed(data: Mapping[str, Any] | None = None) -> dict[str, Any]:
     seed["opportunityproduct"] = []
     for line in records.get("OpportunityLineItem", []):
         price = Decimal(str(line["UnitPrice"]))
-        if line.get("Discount"):
-            price = price * (100 - Decimal(str(line["Discount"]))) / 100
+        # Dynamics keeps a line discount as an amount off the whole line.
+        discount = price * Decimal(str(line["Quantity"])) * Decimal(str(line.get("Discount") or 0))
         seed["opportunityproduct"].append(
             {
                 "opportunityid": _ref(line["OpportunityId"]),
@@ -295,6 +303,7 @@ def sample_org_seed(data: Mapping[str, Any] | None = None) -> dict[str, Any]:
                 "uomid": {"ref": UNIT},
                 "quantity": str(line["Quantity"]),
                 "priceperunit": str(price),
+                **({"manualdiscountamount": str(discount / 100)} if discount else {}),
                 "db_pricingschedule": {"label": line["Pricing_Schedule__c"]}
                 if line.get("Pricing_Schedule__c")
                 else None,

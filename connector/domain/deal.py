@@ -95,6 +95,10 @@ class LineItem:
     #: A CRM line discount in percent (``Decimal("10")`` = 10 % off), or None. The plan bills
     #: the list price with a Stripe discount rather than a fractional unit price.
     discount_percent: Decimal | None = None
+    #: A CRM line discount as an amount (Dynamics 365 ``manualdiscountamount``): minor units
+    #: off the whole line (all its units) each pricing period, or None. Billed as a Stripe
+    #: discount too; a line has this or ``discount_percent``, never both.
+    discount_amount: int | None = None
 
 
 @dataclass(frozen=True)
@@ -357,6 +361,7 @@ ADDRESS_KEYS: tuple[str, ...] = ("line1", "line2", "city", "state", "postal_code
 LINE_ITEM_KEYS: tuple[str, ...] = (
     "product", "sku", "product_id", "quantity", "unit_amount", "pricing_schedule",
     "discount_percent",
+    "discount_amount",
 )  # fmt: skip
 
 
@@ -566,6 +571,7 @@ def _parse_line_item(c: _Collector, entry: Mapping[str, Any], path: str) -> Line
             f"{raw_schedule!r} is not a pricing schedule dealbridge knows; use one of {allowed}",
         )
     discount = _discount_percent(c, entry.get("discount_percent"), f"{path}.discount_percent")
+    discount_amount = _discount_amount(c, entry, path, quantity, unit_amount, discount)
     if product is None or quantity is None or unit_amount is None or schedule is None:
         return None
     return LineItem(
@@ -576,7 +582,39 @@ def _parse_line_item(c: _Collector, entry: Mapping[str, Any], path: str) -> Line
         pricing_schedule=schedule,
         product_id=product_id or None,
         discount_percent=discount,
+        discount_amount=discount_amount,
     )
+
+
+def _discount_amount(
+    c: _Collector,
+    entry: Mapping[str, Any],
+    path: str,
+    quantity: int | None,
+    unit_amount: int | None,
+    percent: Decimal | None,
+) -> int | None:
+    """A line discount as an amount off the whole line per pricing period, in minor units:
+    a whole number from 0 to what the line bills (a larger one would bill a negative line)."""
+    if entry.get("discount_amount") is None:
+        return None
+    where = f"{path}.discount_amount"
+    amount = c.whole_number(
+        entry, "discount_amount", where, minimum=0, what="the discount cannot be negative"
+    )
+    if amount is None:
+        return None
+    if percent is not None and amount:
+        c.add(where, "the line has a discount_percent too; give one discount per line")
+        return None
+    if quantity is not None and unit_amount is not None and amount > quantity * unit_amount:
+        c.add(
+            where,
+            f"the discount {amount} is more than the line bills ({quantity} x {unit_amount}, "
+            "in minor units)",
+        )
+        return None
+    return amount or None
 
 
 def _discount_percent(c: _Collector, value: object, path: str) -> Decimal | None:
@@ -661,6 +699,12 @@ def deal_to_json(deal: Deal) -> dict[str, Any]:
                 "product_id": item.product_id,
                 "discount_percent": (
                     None if item.discount_percent is None else str(item.discount_percent)
+                ),
+                # Only when there is one: deals stored before it existed read the same.
+                **(
+                    {"discount_amount": item.discount_amount}
+                    if item.discount_amount is not None
+                    else {}
                 ),
             }
             for item in deal.line_items

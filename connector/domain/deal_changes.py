@@ -40,7 +40,9 @@ _DEAL_FIELDS = (
     "payment_terms",
     "payment_method",
 )
-_LINE_FIELDS = ("quantity", "unit_amount", "pricing_schedule", "discount_percent")
+_LINE_FIELDS = (
+    "quantity", "unit_amount", "pricing_schedule", "discount_percent", "discount_amount",
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -87,15 +89,23 @@ def differences(
             found.append(Difference(f"line_items[{product}]", _summary(line), None))
             continue
         for name in _LINE_FIELDS:
-            if line.get(name) != other.get(name):
-                found.append(
-                    Difference(f"line_items[{product}].{name}", line.get(name), other.get(name))
-                )
+            was, now_value = _line_value(line, name), _line_value(other, name)
+            if was != now_value:
+                found.append(Difference(f"line_items[{product}].{name}", was, now_value))
     for key, line in after.items():
         if key not in before:
             product = line.get("product") or key
             found.append(Difference(f"line_items[{product}]", None, _summary(line)))
     return tuple(found)
+
+
+def _line_value(line: Mapping[str, Any], name: str) -> Any:
+    """A line's field as compared: a discount of 0 is no discount, whether the CRM sends 0,
+    "0" or nothing (a deal activated before ``discount_amount`` was read has no such key)."""
+    value = line.get(name)
+    if name in ("discount_percent", "discount_amount") and value in (0, "0", None):
+        return None
+    return value
 
 
 def _summary(line: Mapping[str, Any]) -> dict[str, Any]:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from fractions import Fraction
@@ -33,8 +33,10 @@ __all__ = [
     "RefundFacts",
     "SubscriptionFacts",
     "SubscriptionItemFacts",
+    "SubscriptionState",
     "Tier",
     "UnknownAmount",
+    "as_of",
     "average_billing_per_customer",
     "counts_for_mrr",
     "current_month",
@@ -142,6 +144,17 @@ class SubscriptionItemFacts:
 
 
 @dataclass(frozen=True)
+class SubscriptionState:
+    """What a subscription billed before ``until``: its items (prices, quantities, their
+    discounts) and discounts as they were until a change dealbridge saw at ``until``."""
+
+    until: datetime
+    items: tuple[SubscriptionItemFacts, ...]
+    discounts: tuple[Discount, ...] = ()
+    customer_discounts: tuple[Discount, ...] = ()
+
+
+@dataclass(frozen=True)
 class SubscriptionFacts:
     id: str
     customer_id: str
@@ -154,6 +167,28 @@ class SubscriptionFacts:
     trial_end: datetime | None = None
     #: ``pause_collection`` is set: Stripe bills nothing for it while paused.
     collection_paused: bool = False
+    #: The customer's discount (``customer.discount``): Stripe applies it to the invoices of
+    #: a subscription that has no discount of its own.
+    customer_discounts: tuple[Discount, ...] = ()
+    #: Earlier states, oldest first, each valid until the next; the fields above hold since
+    #: the last one's ``until``. Empty: the subscription is known only as it is now.
+    earlier: tuple[SubscriptionState, ...] = ()
+
+
+def as_of(sub: SubscriptionFacts, moment: datetime) -> SubscriptionFacts:
+    """The subscription with the items and discounts it had at ``moment``: the first earlier
+    state that lasted past it, else its current ones. Before the oldest known state that
+    state is the best known (nothing older was seen)."""
+    for state in sub.earlier:
+        if _utc(moment) < _utc(state.until):
+            return replace(
+                sub,
+                items=state.items,
+                discounts=state.discounts,
+                customer_discounts=state.customer_discounts,
+                earlier=(),
+            )
+    return sub
 
 
 @dataclass(frozen=True)
@@ -357,15 +392,26 @@ def _billed_items(sub: SubscriptionFacts) -> list[SubscriptionItemFacts]:
     ]
 
 
+def _subscription_discounts(sub: SubscriptionFacts, moment: datetime) -> tuple[Discount, ...]:
+    """The discounts on the whole subscription at ``moment``: its own, or, when none of its own
+    lowers recurring revenue then, the customer's (Stripe bills a subscription without a
+    discount of its own with the customer's discount). Item discounts apply either way."""
+    if any(d.active_at(moment) for d in sub.discounts):
+        return sub.discounts
+    return sub.customer_discounts
+
+
 def exact_subscription_mrr(sub: SubscriptionFacts, moment: datetime) -> dict[str, Fraction]:
-    """One subscription's MRR at ``moment``, exact, by currency (status not looked at)."""
+    """One subscription's MRR at ``moment``, exact, by currency (status not looked at), from
+    the items and discounts it had then (``as_of``)."""
+    sub = as_of(sub, moment)
     items = _billed_items(sub)
     amounts = [period_amount(item) for item in items]
     for i, item in enumerate(items):  # an item's own discounts apply to it alone
         one = [amounts[i]]
         _apply(item.discounts, [item], one, moment)
         amounts[i] = one[0]
-    _apply(sub.discounts, items, amounts, moment)
+    _apply(_subscription_discounts(sub, moment), items, amounts, moment)
     per_currency: dict[str, Fraction] = {}
     for item, amount in zip(items, amounts, strict=True):
         price = item.price
@@ -436,9 +482,9 @@ def mrr_trend(
     current month is measured at ``now``, so its figure is the headline MRR.
 
     Each month applies the same rule as the headline (``mrr`` at that moment): statuses,
-    trials and discount dates as of that moment. Items, prices and quantities are the
-    subscription's current ones (Stripe keeps no history of them), and a discount that has
-    already ended and been removed from the subscription is no longer seen.
+    trials and discount dates as of that moment, and the items, prices, quantities and
+    discounts the subscription had then as far as its ``earlier`` states record them
+    (Stripe keeps no history of them; dealbridge's mirror keeps each change it sees).
     """
     if months < 1:
         raise ValueError(f"months must be at least 1, got {months}")

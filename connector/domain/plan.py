@@ -995,17 +995,32 @@ def _payment_settings(
 
 
 def _discount_fraction(item: LineItem) -> Fraction:
-    """What the line bills after its CRM discount, as a fraction of the list price."""
+    """What the line bills after its CRM discount, as an exact fraction of the list price: a
+    percentage, or an amount off the whole line per pricing period (Dynamics 365), which is
+    ``1 - amount / (unit price x quantity)`` so converting the line to another billing
+    period converts its discount with it, exactly."""
+    if item.discount_amount:
+        line = item.unit_amount * item.quantity
+        return 1 - Fraction(item.discount_amount, line) if line else Fraction(1)
     if item.discount_percent is None:
         return Fraction(1)
     return 1 - Fraction(item.discount_percent) / 100
+
+
+def _discount_label(item: LineItem, currency: str) -> str:
+    """The CRM's discount as the rep entered it: ``10%``, or ``USD 230.00 per annual period``
+    (an amount off the whole line)."""
+    if item.discount_amount:
+        per = "" if item.pricing_schedule == "one_time" else f" per {item.pricing_schedule} period"
+        return f"{format_money(item.discount_amount, currency)}{per}"
+    return f"{item.discount_percent}%"
 
 
 def _discount_note(item: LineItem, amount: int, noun: str, currency: str) -> str | None:
     if not amount:
         return None
     return (
-        f"{item.product}: {item.discount_percent}% line discount from the CRM, "
+        f"{item.product}: {_discount_label(item, currency)} line discount from the CRM, "
         f"{format_money(amount, currency)} off each {noun} (a Stripe amount-off coupon on "
         "the line)"
     )
@@ -1123,7 +1138,8 @@ def _one_time_line(item: LineItem, contract: int, currency: str, d: _Draft) -> P
     net = round_half_up(net_exact)
     if net_exact.denominator != 1:
         d.notes.append(
-            f"{item.product}: {item.discount_percent}% off {format_money(gross, currency)} is "
+            f"{item.product}: {_discount_label(item, currency)} off "
+            f"{format_money(gross, currency)} is "
             f"{_exact_text(net_exact, currency)}; billed as {format_money(net, currency)} "
             "(rounded half-up once)."
         )

@@ -36,6 +36,8 @@ for _type in invoice_sync.INVOICE_EVENTS:
 STRIPE_EVENT_HANDLERS.register_batch(invoice_sync.INVOICE_EVENTS, invoice_sync.on_invoice_events)
 for _type in subscription_sync.SUBSCRIPTION_EVENTS:
     STRIPE_EVENT_HANDLERS.register(_type, subscription_sync.on_subscription_event)
+for _type in subscription_sync.CUSTOMER_DISCOUNT_EVENTS:
+    STRIPE_EVENT_HANDLERS.register(_type, subscription_sync.on_customer_discount_event)
 STRIPE_EVENT_HANDLERS.register("customer.updated", customer_sync.on_customer_updated)
 STRIPE_EVENT_HANDLERS.register("customer.deleted", customer_sync.on_customer_deleted)
 for _type in credit_notes.CREDIT_NOTE_EVENTS:

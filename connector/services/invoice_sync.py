@@ -494,7 +494,9 @@ def _status_changed(
 
 def queue_open_balance(runtime: Runtime, session: Session, account_id: str, currency: str) -> None:
     """Queue the account's open balance for the CRM, computed under the account's lock, in
-    the account's own currency when account metrics learnt it (else the invoice's).
+    the account's own currency, learnt by account metrics; while it is not known, the
+    account's figures are queued instead (they read it), never a balance in the invoice's
+    currency, which could land in a field of another currency.
 
     Only the newest balance matters, so an account write still waiting at the tail of the
     account's queue takes the balance instead of queuing another (``fold_into_waiting``): a
@@ -504,7 +506,13 @@ def queue_open_balance(runtime: Runtime, session: Session, account_id: str, curr
     lock(session, f"account:{account_id}")
     session.flush()
     known = session.get(AccountMetrics, account_id)
-    if known is not None and known.account_currency and known.account_currency != currency:
+    if known is None or not known.account_currency:
+        # The account's currency is not known yet: a balance in the invoice's currency could
+        # land in a field of another currency. Its figures are recomputed instead, after the
+        # account's currency is read (account_metrics), open balance included.
+        crm_outbound.queue_account_figures(session, account_id, runtime.clock())
+        return
+    if known.account_currency != currency:
         # The account's money fields are in its own currency: its balance in that currency
         # is what the CRM gets (an invoice in another currency does not change it).
         currency = known.account_currency
@@ -539,17 +547,19 @@ def queue_open_balances(
         tails = _queue_tails(session, [f"account:{a}" for a in chosen])
         own = _account_currencies(session, chosen)
         for account_id in chosen:
-            # In the account's own currency when account metrics learnt it (as
-            # ``queue_open_balance``), else each currency its changed invoices are in.
-            currencies = {own[account_id]} if account_id in own else set(touched[account_id])
-            for currency in sorted(currencies):
-                money = Money(sums.get((account_id, currency), 0), currency)
-                tail = tails.get(f"account:{account_id}")
-                if crm_outbound.fold_into_waiting(tail, {"open_balance": money}):
-                    continue
-                tails[f"account:{account_id}"] = crm_outbound.update_account(
-                    runtime, session, account_id, {"open_balance": money}, flush=False
-                )
+            if account_id not in own:
+                # As ``queue_open_balance``: the account's currency is read first.
+                crm_outbound.queue_account_figures(session, account_id, runtime.clock())
+                continue
+            # In the account's own currency, learnt by account metrics.
+            currency = own[account_id]
+            money = Money(sums.get((account_id, currency), 0), currency)
+            tail = tails.get(f"account:{account_id}")
+            if crm_outbound.fold_into_waiting(tail, {"open_balance": money}):
+                continue
+            tails[f"account:{account_id}"] = crm_outbound.update_account(
+                runtime, session, account_id, {"open_balance": money}, flush=False
+            )
 
 
 def _open_balances(session: Session, accounts: list[str]) -> dict[tuple[str, str], int]:

@@ -38,6 +38,7 @@ from connector.domain.metrics import (
     RefundFacts,
     SubscriptionFacts,
     SubscriptionItemFacts,
+    SubscriptionState,
     Tier,
     UnknownAmount,
     average_billing_per_customer,
@@ -52,6 +53,7 @@ from connector.domain.metrics import (
 )
 from connector.domain.timestamps import datetime_from_unix
 from connector.runtime import Runtime
+from connector.services.subscription_sync import CUSTOMER_DISCOUNT, EARLIER
 from connector.store import models
 from connector.store.cursors import read_cursor
 from connector.store.models import (
@@ -69,6 +71,16 @@ from connector.store.models import (
 log = logging.getLogger(__name__)
 
 TREND_MONTHS = 12
+#: What each month of the trend is, and what it cannot know (docs/billing-rules.md §4.1): on
+#: the page under the chart and in the API (``mrr_trend_basis``).
+TREND_BASIS = (
+    "Each month is MRR at its last instant (UTC), by the same rule as the headline; this "
+    "month is measured now. Items, quantities, prices and discounts are each subscription's "
+    "as they were then: Stripe keeps no history of them, so dealbridge keeps a "
+    "subscription's state before each change it sees, dated when it saw it. Before "
+    "dealbridge first saw a subscription, its earliest known state stands in. Statuses are "
+    "today's: a subscription unpaid or paused now counts in no month."
+)
 #: Invoices a customer still owes on (open balance, unpaid count, credit exposure).
 UNPAID_STATUSES = OWED_INVOICE_STATUSES
 #: The cursor that says whether the Stripe answering offers credit notes (``mirrored``) or
@@ -179,8 +191,34 @@ def subscription_facts(
     """
     missing: list[str] = [] if unread is None else unread
     currency = str(data.get("currency") or "").lower() or None
+    earlier = tuple(
+        SubscriptionState(
+            until=datetime.fromisoformat(str(state["until"])),
+            items=_items(state.get("items"), currency, missing),
+            discounts=_discounts(state.get("discounts"), currency, missing),
+            customer_discounts=_customer_discounts(state, currency, missing),
+        )
+        for state in data.get(EARLIER) or []
+    )
+    return SubscriptionFacts(
+        id=str(data["id"]),
+        customer_id=str(data.get("customer")),
+        status=status or str(data.get("status")),
+        items=_items(data.get("items"), currency, missing),
+        discounts=_discounts(data.get("discounts"), currency, missing),
+        start=datetime_from_unix(data.get("start_date") or data.get("created")),
+        ended_at=datetime_from_unix(data.get("ended_at")),
+        trial_start=datetime_from_unix(data.get("trial_start")),
+        trial_end=datetime_from_unix(data.get("trial_end")),
+        collection_paused=bool(data.get("pause_collection")),
+        customer_discounts=_customer_discounts(data, currency, missing),
+        earlier=earlier,
+    )
+
+
+def _items(raw: Any, currency: str | None, missing: list[str]) -> tuple[SubscriptionItemFacts, ...]:
     items: list[SubscriptionItemFacts] = []
-    for item in (data.get("items") or {}).get("data") or []:
+    for item in (raw or {}).get("data") or []:
         price = item.get("price") or {}
         quantity = item.get("quantity")
         items.append(
@@ -190,18 +228,14 @@ def subscription_facts(
                 discounts=_discounts(item.get("discounts"), currency, missing),
             )
         )
-    return SubscriptionFacts(
-        id=str(data["id"]),
-        customer_id=str(data.get("customer")),
-        status=status or str(data.get("status")),
-        items=tuple(items),
-        discounts=_discounts(data.get("discounts"), currency, missing),
-        start=datetime_from_unix(data.get("start_date") or data.get("created")),
-        ended_at=datetime_from_unix(data.get("ended_at")),
-        trial_start=datetime_from_unix(data.get("trial_start")),
-        trial_end=datetime_from_unix(data.get("trial_end")),
-        collection_paused=bool(data.get("pause_collection")),
-    )
+    return tuple(items)
+
+
+def _customer_discounts(
+    data: Mapping[str, Any], currency: str | None, missing: list[str]
+) -> tuple[Discount, ...]:
+    own = data.get(CUSTOMER_DISCOUNT)
+    return _discounts([own] if own else [], currency, missing)
 
 
 def invoice_facts(row: InvoiceMirror) -> InvoiceFacts:
@@ -307,6 +341,7 @@ class Overview:
             "one_time_prices": self.one_time_prices,
             "recurring_prices": self.recurring_prices,
             "mrr_trend": [{"month": m, "mrr": v} for m, v in self.trend],
+            "mrr_trend_basis": TREND_BASIS,
             "customers": [c.__dict__ for c in self.customers],
             "as_of": self.as_of.isoformat(),
             "credit_notes": self.credit_notes,

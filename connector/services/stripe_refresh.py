@@ -20,7 +20,12 @@ from connector.services.catalog_mirror import refresh_catalog
 from connector.services.credit_notes import mirror_credit_note, mirror_refund
 from connector.services.invoice_sync import amount_credited, sync_invoice
 from connector.services.overview import CREDIT_NOTES_CURSOR
-from connector.services.subscription_sync import sync_subscription
+from connector.services.subscription_sync import (
+    CUSTOMER_DISCOUNT,
+    EARLIER,
+    customer_apart,
+    sync_subscription,
+)
 from connector.store.cursors import save_cursor
 from connector.store.models import CustomerLink, InvoiceMirror, SubscriptionMirror
 
@@ -57,7 +62,12 @@ def _as_listed(data: Any) -> Any:
     or item discounts' coupons (past four levels), which the mirror fills in."""
     if not isinstance(data, dict):
         return data
-    copy = json.loads(json.dumps(data))
+    copy = customer_apart(json.loads(json.dumps(data)))
+    copy.pop(EARLIER, None)  # dealbridge's own record of earlier states
+    own = copy.get(CUSTOMER_DISCOUNT)
+    source = own.get("source") if isinstance(own, dict) else None
+    if isinstance(source, dict) and isinstance(source.get("coupon"), dict):
+        source["coupon"] = source["coupon"].get("id")
     for item in (copy.get("items") or {}).get("data") or []:
         (item.get("price") or {}).pop("tiers", None)
         for discount in item.get("discounts") or []:

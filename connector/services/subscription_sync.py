@@ -4,6 +4,8 @@ outside any store session and written only if nobody wrote meanwhile, like invoi
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
@@ -28,6 +30,9 @@ from connector.store.models import Plan, SubscriptionMirror
 # Derived from the one list of what dealbridge subscribes to, so the two cannot drift.
 SUBSCRIPTION_EVENTS = tuple(
     sorted(t for t in HANDLED_STRIPE_EVENTS if t.startswith("customer.subscription."))
+)
+CUSTOMER_DISCOUNT_EVENTS = tuple(
+    sorted(t for t in HANDLED_STRIPE_EVENTS if t.startswith("customer.discount."))
 )
 
 
@@ -103,7 +108,7 @@ def _write(
     mirror.stripe_customer_id = sub["customer"]
     mirror.crm_account_id = account_id
     mirror.status = sub["status"]
-    mirror.data = sub
+    mirror.data = with_earlier(mirror.data, sub, runtime.clock())
     mirror.created = datetime_from_unix(sub.get("start_date") or sub["created"]) or runtime.clock()
     mirror.ended_at = datetime_from_unix(sub.get("ended_at"))
     mirror.synced_at = runtime.clock()
@@ -120,12 +125,78 @@ def _write(
         )
 
 
+#: Where the mirrored subscription keeps its customer's discount (``customer.discount``, the
+#: customer expanded by the fetch), which Stripe applies when the subscription has none.
+CUSTOMER_DISCOUNT = "dealbridge_customer_discount"
+
+
+#: Where the mirrored subscription keeps what it billed before each change dealbridge saw
+#: (items, discounts, the customer's discount, each ``until`` the moment it saw the change),
+#: oldest first: Stripe keeps no history of them, and the MRR trend reads each month's.
+EARLIER = "dealbridge_earlier"
+
+
+def _id(value: Any) -> Any:
+    return value.get("id") if isinstance(value, dict) else value
+
+
+def _billed_as(data: Mapping[str, Any]) -> tuple[Any, ...]:
+    """What decides what the subscription bills, by id: each item's price, quantity and
+    discounts, its own and its customer's discounts (prices and coupons never change;
+    periods and statuses are not part of it)."""
+    items = sorted(
+        (
+            str(item.get("id")),
+            str(_id(item.get("price"))),
+            item.get("quantity"),
+            tuple(str(_id(d)) for d in item.get("discounts") or []),
+        )
+        for item in (data.get("items") or {}).get("data") or []
+    )
+    own = tuple(str(_id(d)) for d in data.get("discounts") or [])
+    return tuple(items), own, _id(data.get(CUSTOMER_DISCOUNT))
+
+
+def with_earlier(
+    old: Mapping[str, Any] | None, new: dict[str, Any], now: datetime
+) -> dict[str, Any]:
+    """``new`` as the mirror stores it: with the earlier states ``old`` carried, plus
+    ``old``'s own when what it bills differs from ``new`` (valid until ``now``, when
+    dealbridge saw the change)."""
+    earlier = list((old or {}).get(EARLIER) or [])
+    if old and _billed_as(old) != _billed_as(new):
+        earlier.append(
+            {
+                "until": now.isoformat(),
+                "items": old.get("items"),
+                "discounts": old.get("discounts"),
+                CUSTOMER_DISCOUNT: old.get(CUSTOMER_DISCOUNT),
+            }
+        )
+    if earlier:
+        new[EARLIER] = earlier
+    return new
+
+
+def customer_apart(sub: dict[str, Any]) -> dict[str, Any]:
+    """A subscription fetched with its customer expanded, as the mirror keeps it: ``customer``
+    the id again, as everywhere else, and the customer's discount under
+    ``CUSTOMER_DISCOUNT`` (None when it has none). One left with the id is unchanged."""
+    customer = sub.get("customer")
+    if isinstance(customer, dict):
+        sub["customer"] = customer.get("id")
+        discount = customer.get("discount")
+        sub[CUSTOMER_DISCOUNT] = discount if isinstance(discount, dict) else None
+    return sub
+
+
 def with_tiers(runtime: Runtime, sub: dict[str, Any]) -> dict[str, Any]:
     """The subscription with what MRR reads filled in where Stripe left ids or nothing
     (docs/billing-rules.md §4.1): each tiered price's tiers (returned only when asked) and
     each discount's coupon (an item discount's coupon is past Stripe's four levels of
-    ``expand``)."""
+    ``expand``), the customer's discount's too (``customer_apart``)."""
     coupons: dict[str, Any] = {}
+    customer_apart(sub)
 
     def fill(discounts: Any) -> None:
         for discount in discounts or []:
@@ -139,6 +210,7 @@ def with_tiers(runtime: Runtime, sub: dict[str, Any]) -> dict[str, Any]:
                 source["coupon"] = coupons[coupon]
 
     fill(sub.get("discounts"))
+    fill([sub.get(CUSTOMER_DISCOUNT)])
     for item in (sub.get("items") or {}).get("data") or []:
         fill(item.get("discounts"))
         price = item.get("price") or {}
@@ -180,3 +252,27 @@ def _apply_schedule_payment_methods(runtime: Runtime, sub: dict[str, Any]) -> No
 def on_subscription_event(runtime: Runtime, event: dict[str, Any]) -> str | None:
     about = event_object(event)
     return sync_subscription(runtime, about.object_id, about.customer_id, about.event_type)
+
+
+def on_customer_discount_event(runtime: Runtime, event: dict[str, Any]) -> str | None:
+    """A discount of a customer was added, changed or ended: its subscriptions that have not
+    ended are fetched again (each with its customer's discount, see ``CUSTOMER_DISCOUNT``),
+    since Stripe applies the customer's discount to those without one of their own."""
+    about = event_object(event)
+    if about.customer_id is None:
+        return "a discount of no customer"
+    with runtime.db.session() as session:
+        ids = list(
+            session.scalars(
+                select(SubscriptionMirror.id)
+                .where(
+                    SubscriptionMirror.stripe_customer_id == about.customer_id,
+                    SubscriptionMirror.ended_at.is_(None),
+                )
+                .order_by(SubscriptionMirror.id)
+            )
+        )
+    outcomes = [sync_subscription(runtime, i, about.customer_id, about.event_type) for i in ids]
+    if outcomes and all(o == UNKNOWN_CUSTOMER for o in outcomes):
+        return UNKNOWN_CUSTOMER
+    return f"{len(ids)} subscription(s) of the customer read again for its discount"

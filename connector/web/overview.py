@@ -160,6 +160,7 @@ def overview_page() -> Response:
         identity=identity,
         message=message,
         chart=trend_svg(data.trend),
+        trend_basis=service.TREND_BASIS,
         money=format_money,
         money_list=_money_list,
         link=page_link,

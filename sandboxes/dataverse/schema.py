@@ -283,7 +283,25 @@ class Schema:
                 f"{table.logical_name}.",
             )
         table.add(column)
+        if column.kind == "Money":
+            self._add_currency(table)
         return column
+
+    def _add_currency(self, table: Table) -> None:
+        """What Dataverse adds to a table with its first Currency (Money) column: the row's
+        currency, the ``transactioncurrencyid`` lookup to ``transactioncurrency`` (navigation
+        property ``transactioncurrencyid``, relationship ``TransactionCurrency_<table>``), so
+        every Money column of the row is in that currency. (Dataverse also adds
+        ``exchangerate`` and a ``<column>_base`` per Money column; the sandbox models neither,
+        on any table: docs/sandboxes.md.)"""
+        if "transactioncurrencyid" in table.columns or "transactioncurrency" not in self.tables:
+            return
+        table.add(Column("transactioncurrencyid", "Lookup", schema_name="TransactionCurrencyId"))
+        name = f"TransactionCurrency_{table.logical_name}"
+        self.relationships[name] = Relationship(
+            name, "transactioncurrency", "transactioncurrencyid", table.logical_name,
+            "transactioncurrencyid", name, "transactioncurrencyid",
+        )  # fmt: skip
 
     def create_relationship(self, body: Mapping[str, Any], prefixes: Iterable[str]) -> Relationship:
         kind = str(body.get("@odata.type", "")).rsplit(".", 1)[-1]

@@ -111,18 +111,11 @@ def _phase(call: Call, p: Params, start: int, index: int, defaults: JSON) -> tup
             "its end_date.",
             None,
         )
-    phase_discounts = [
-        {
-            "coupon": entry.get_str("coupon"),
-            "discount": entry.get_str("discount"),
-            "promotion_code": entry.get_str("promotion_code"),
-        }
-        for entry in p.items("discounts")
-    ]
+    phase_discounts = _phase_discounts(p)
     phase: JSON = {
         "add_invoice_items": [
             {
-                "discounts": [],
+                "discounts": _phase_discounts(a.discounts),
                 "metadata": {},
                 "period": {
                     "end": {"type": "subscription_period_end"},
@@ -150,7 +143,7 @@ def _phase(call: Call, p: Params, start: int, index: int, defaults: JSON) -> tup
         "items": [
             {
                 "billing_thresholds": None,
-                "discounts": [],
+                "discounts": _phase_discounts(i.discounts),
                 "metadata": dict(i.metadata),
                 "plan": i.price["id"],
                 "price": i.price["id"],
@@ -623,3 +616,19 @@ def list_(call: Call) -> JSON:
         and (scheduled is None or (s["status"] == "not_started") == scheduled)
     ]
     return call.store.list_response(items, p, "/v1/subscription_schedules")
+
+
+def _phase_discounts(owner: Params | None) -> list[JSON]:
+    """A phase's or a phase item's ``discounts`` as Stripe shows them on the schedule: what
+    was asked for (``coupon``, ``discount`` or ``promotion_code``), redeemed when the phase
+    bills."""
+    if owner is None:
+        return []
+    return [
+        {
+            "coupon": d.get_str("coupon"),
+            "discount": d.get_str("discount"),
+            "promotion_code": d.get_str("promotion_code"),
+        }
+        for d in owner.items("discounts")
+    ]

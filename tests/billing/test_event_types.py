@@ -45,7 +45,7 @@ def test_the_list_has_the_billing_events_dealbridge_relies_on() -> None:
 
 def test_every_handled_event_is_a_stripe_event() -> None:
     assert HANDLED_STRIPE_EVENTS <= STRIPE_EVENT_TYPES
-    assert len(HANDLED_STRIPE_EVENTS) == 24
+    assert len(HANDLED_STRIPE_EVENTS) == 27
 
 
 def test_every_handled_event_has_a_payload_fixture_of_the_pinned_api_version() -> None:

@@ -193,7 +193,7 @@ def test_online_check_names_a_column_missing_from_the_environment_and_exits_2(
     ]
 
 
-def test_online_check_names_a_decimal_column_mapped_as_the_invoice_status(
+def test_online_check_names_a_currency_column_mapped_as_the_invoice_status(
     tmp_path: Path, dataverse: DataverseSandbox
 ) -> None:
     shipped = (REPO / "mappings" / "dynamics.yaml").read_text(encoding="utf-8")
@@ -210,7 +210,7 @@ def test_online_check_names_a_decimal_column_mapped_as_the_invoice_status(
     problems = [line for line in output.splitlines() if line.startswith("  - ")]
     assert len(problems) == 1, output
     assert problems[0].startswith(
-        "  - invoice.fields.status: column db_stripeinvoice.db_amountdue is a Decimal column"
+        "  - invoice.fields.status: column db_stripeinvoice.db_amountdue is a Money column"
     )
 
 

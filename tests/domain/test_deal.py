@@ -531,6 +531,43 @@ def test_a_line_discount_percent_is_read_exactly(value: object, expected: Decima
     assert parse_deal(deal_to_json(deal)) == deal
 
 
+@pytest.mark.parametrize(
+    ("value", "expected"), [(2300, 2300), ("2300", None), (0, None), (None, None), (3.0, 3)]
+)
+def test_a_line_discount_amount_is_read_as_minor_units(value: object, expected: int | None) -> None:
+    data = deal_json(line_items=[line_item(discount_amount=value)])
+    if value == "2300":  # text is not a number of minor units
+        with pytest.raises(InvalidDeal):
+            parse_deal(data)
+        return
+    deal = parse_deal(data)
+    assert deal.line_items[0].discount_amount == expected
+    assert parse_deal(deal_to_json(deal)) == deal
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        pytest.param({"discount_amount": -1}, "the discount cannot be negative, got -1",
+                     id="negative"),
+        pytest.param({"discount_amount": 12.5}, "must be a whole number, got 12.5",
+                     id="fraction-of-a-minor-unit"),
+        pytest.param({"discount_amount": 1000, "discount_percent": "10"},
+                     "the line has a discount_percent too; give one discount per line",
+                     id="both-kinds"),
+        pytest.param({"discount_amount": 20001, "quantity": 2, "unit_amount": 10000},
+                     "the discount 20001 is more than the line bills (2 x 10000, in minor units)",
+                     id="more-than-the-line"),
+    ],
+)  # fmt: skip
+def test_a_bad_line_discount_amount_is_refused(changes: dict[str, Any], message: str) -> None:
+    with pytest.raises(InvalidDeal) as caught:
+        parse_deal(deal_json(line_items=[line_item(**changes)]))
+    assert [(p.field, p.message) for p in caught.value.problems] == [
+        ("line_items[0].discount_amount", message)
+    ]
+
+
 @pytest.mark.parametrize("value", [12.5, "ten", "-1", "100.5", True])
 def test_a_bad_line_discount_is_refused(value: object) -> None:
     with pytest.raises(InvalidDeal) as caught:

@@ -72,6 +72,18 @@ def _with_lines(*lines: dict[str, Any], **changes: Any) -> dict[str, Any]:
             (Difference("closed", True, False),),
             id="lost or reopened",
         ),
+        pytest.param(
+            _with_lines({**SEATS, "discount_amount": 0}, {**SETUP, "discount_percent": "0"}),
+            True,
+            (),
+            id="a discount of 0 read where none was stored: nothing",
+        ),
+        pytest.param(
+            _with_lines({**SEATS, "discount_amount": 500}, SETUP),
+            True,
+            (Difference("line_items[Seats].discount_amount", None, 500),),
+            id="a line discount amount given",
+        ),
     ],
 )
 def test_differences(now: dict[str, Any], closed: bool, expected: tuple[Difference, ...]) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from fractions import Fraction
@@ -18,6 +19,7 @@ from connector.domain.metrics import (
     RefundFacts,
     SubscriptionFacts,
     SubscriptionItemFacts,
+    SubscriptionState,
     Tier,
     UnknownAmount,
     average_billing_per_customer,
@@ -65,6 +67,7 @@ def sub(
     ended_at: datetime | None = None,
     trial: tuple[datetime, datetime] | None = None,
     paused: bool = False,
+    customer_discounts: tuple[Discount, ...] = (),
 ) -> SubscriptionFacts:
     return SubscriptionFacts(
         id=sub_id,
@@ -72,6 +75,7 @@ def sub(
         status=status,
         items=items,
         discounts=discounts,
+        customer_discounts=customer_discounts,
         start=start,
         ended_at=ended_at,
         trial_start=trial[0] if trial else None,
@@ -242,6 +246,30 @@ SUB_ROWS = [
                  {"usd": 10000}, id="discount-starting-later-not-yet"),
     pytest.param(sub(it(10000, quantity=0), discounts=(off(500),)), {"usd": 0},
                  id="amount-off-on-nothing-stays-zero"),
+    # The customer's discount (customer.discount): Stripe applies it to a subscription
+    # without a discount of its own.
+    pytest.param(sub(it(10000), customer_discounts=(pct("25"),)), {"usd": 7500},
+                 id="customer-discount-on-a-subscription-without-its-own"),
+    pytest.param(sub(it(10000), it(120000, "year"), customer_discounts=(off(2000),)),
+                 {"usd": 10000 - Fraction(2000 * 10000, 130000) + 10000
+                  - Fraction(2000 * 120000, 130000) / 12},
+                 id="customer-amount-off-spread-as-the-subscriptions"),
+    pytest.param(sub(it(10000), discounts=(pct("10"),), customer_discounts=(pct("25"),)),
+                 {"usd": 9000}, id="the-subscriptions-own-discount-wins-over-the-customers"),
+    pytest.param(sub(it(10000, discounts=(pct("10"),)), customer_discounts=(pct("50"),)),
+                 {"usd": 4500}, id="item-discounts-and-the-customers-both-apply"),
+    pytest.param(sub(it(10000), discounts=(pct("20", duration="repeating",
+                                               start=datetime(2025, 1, 1, tzinfo=UTC),
+                                               end=datetime(2025, 3, 1, tzinfo=UTC)),),
+                     customer_discounts=(pct("25"),)),
+                 {"usd": 7500}, id="the-customers-once-the-subscriptions-own-ended"),
+    pytest.param(sub(it(10000), discounts=(pct("20", duration="once"),),
+                     customer_discounts=(pct("25"),)),
+                 {"usd": 7500}, id="a-once-coupon-does-not-keep-the-customers-off-later-bills"),
+    pytest.param(sub(it(10000), customer_discounts=(pct("25", duration="repeating",
+                                                        start=datetime(2025, 1, 1, tzinfo=UTC),
+                                                        end=datetime(2025, 3, 1, tzinfo=UTC)),)),
+                 {"usd": 10000}, id="customer-repeating-discount-ended"),
 ]  # fmt: skip
 
 
@@ -493,6 +521,24 @@ TREND_ROWS = [
     pytest.param(sub(it(10000), status="past_due", start=datetime(2025, 1, 31, 23, 0)),
                  [{}, {"usd": 10000}, {"usd": 10000}, {"usd": 10000}],
                  id="naive-start-taken-as-utc"),
+    # Items and discounts as they were: the earlier states dealbridge's mirror kept.
+    pytest.param(replace(sub(it(10000, quantity=3), start=at(2024, 11, 1)),
+                         earlier=(SubscriptionState(at(2025, 2, 10), (it(10000),)),)),
+                 [{"usd": 10000}, {"usd": 10000}, {"usd": 30000}, {"usd": 30000}],
+                 id="an-upgrade-counts-from-the-month-it-happened"),
+    pytest.param(replace(sub(it(20000), start=at(2024, 11, 1)),
+                         earlier=(SubscriptionState(at(2025, 1, 5), (it(10000),)),
+                                  SubscriptionState(at(2025, 2, 5), (it(15000),),
+                                                    discounts=(pct("20"),)))),
+                 [{"usd": 10000}, {"usd": 12000}, {"usd": 20000}, {"usd": 20000}],
+                 id="each-month-its-own-state"),
+    pytest.param(replace(sub(it(10000), start=at(2024, 11, 1)),
+                         earlier=(SubscriptionState(at(2025, 2, 1), (it(10000),),
+                                                    discounts=(pct("50", duration="repeating",
+                                                                   start=at(2024, 11, 1),
+                                                                   end=at(2025, 2, 1)),)),)),
+                 [{"usd": 5000}, {"usd": 5000}, {"usd": 10000}, {"usd": 10000}],
+                 id="a-discount-removed-when-it-ended-still-counts-while-it-ran"),
 ]  # fmt: skip
 
 

@@ -995,6 +995,42 @@ def test_a_crm_line_discount_is_a_stripe_discount_not_a_fractional_price() -> No
     assert line.discount_note is not None and "10% line discount" in line.discount_note
 
 
+@pytest.mark.parametrize(
+    ("line", "off", "interval", "billed", "discount", "total"),
+    [
+        # Dynamics 365's manualdiscountamount: an amount off the whole line per pricing period.
+        pytest.param(item("monthly", 9999), 1000, None, 8999, 1000, 12 * 8999,
+                     id="monthly-line-10.00-off-each-month"),
+        pytest.param(item("monthly", 10000, quantity=3), 2500, None, 27500, 2500, 12 * 27500,
+                     id="the-amount-is-for-the-whole-line-not-each-unit"),
+        # 1,200.00 a year less 100.00 a year, billed monthly: 91.666… a month, 91.66 billed
+        # with the remaining 0.08 of 12 months on the first invoice: exactly 1,100.00.
+        pytest.param(item("annual", 120000), 10000, "month", 9166, 834, 110000,
+                     id="an-annual-discount-converted-with-its-line"),
+        pytest.param(item("one_time", 230000), 23000, None, 207000, 23000, 207000,
+                     id="a-setup-fee-less-230.00"),
+    ],
+)  # fmt: skip
+def test_a_crm_line_discount_amount_is_a_stripe_discount_billed_exactly(
+    line: LineItem, off: int, interval: str | None, billed: int, discount: int, total: int
+) -> None:
+    discounted = dataclasses.replace(line, discount_amount=off)
+    p = plan(deal(discounted, months=12), PlanOverrides(interval=interval))
+    first = p.lines[0]
+    assert (first.amount, first.discount_amount) == (billed, discount)
+    assert sum(i.amount for i in p.invoices) == p.total_amount == total
+    assert "amount" not in p.needs_confirmation
+    assert first.discount_note is not None and "line discount from the CRM" in first.discount_note
+
+
+def test_a_line_discount_amount_is_named_as_the_crm_gave_it() -> None:
+    discounted = dataclasses.replace(item("annual", 120000), discount_amount=10000)
+    p = plan(deal(discounted, months=24), PlanOverrides(interval="month"))
+    note = p.lines[0].discount_note
+    assert note is not None
+    assert note.startswith("annual item: USD 100.00 per annual period line discount from the CRM")
+
+
 def test_catch_up_lines_bill_the_elapsed_periods_of_each_recurring_line() -> None:
     discounted = dataclasses.replace(item("monthly", 9999, quantity=3), discount_percent=10)
     p = plan(deal(discounted, SETUP, months=12, start=date(2025, 1, 1)))

@@ -92,7 +92,9 @@ def _active_discounts(client: Any, raws: Any, now: datetime) -> list[Any]:
     return found
 
 
-def _subscription_mrr(client: Any, sub: Any, now: datetime) -> dict[str, int]:
+def _subscription_mrr(
+    client: Any, sub: Any, now: datetime, customer_discount: Any = None
+) -> dict[str, int]:
     items = [i for i in sub["items"]["data"] if i["price"]["recurring"]["usage_type"] == "licensed"]
     amounts = {i["id"]: _item_amount(client, i) for i in items}
     for item in items:
@@ -101,7 +103,10 @@ def _subscription_mrr(client: Any, sub: Any, now: datetime) -> dict[str, int]:
                 amounts[item["id"]] *= 1 - _exact(coupon["percent_off"]) / 100
             else:
                 amounts[item["id"]] = max(Fraction(0), amounts[item["id"]] - coupon["amount_off"])
-    coupons = _active_discounts(client, sub.get("discounts"), now)
+    # The customer's discount where the subscription has none of its own (§4.1).
+    coupons = _active_discounts(client, sub.get("discounts"), now) or _active_discounts(
+        client, [customer_discount] if customer_discount else [], now
+    )
     for coupon in coupons:
         if coupon.get("percent_off") is not None:
             for item in items:
@@ -152,6 +157,7 @@ def expected_from_stripe(world: World) -> dict[str, Any]:
             net["month"][currency] += amount
 
     for customer in linked:
+        customer_discount = client.v1.customers.retrieve(customer).to_dict().get("discount")
         subs = client.v1.subscriptions.list(
             params={
                 "customer": customer, "status": "all",
@@ -164,7 +170,7 @@ def expected_from_stripe(world: World) -> dict[str, Any]:
                 continue
             active += 1
             with_active.add(customer)
-            for currency, value in _subscription_mrr(client, sub, now).items():
+            for currency, value in _subscription_mrr(client, sub, now, customer_discount).items():
                 mrr[currency] += value
         for invoice in client.v1.invoices.list(params={"customer": customer}).auto_paging_iter():
             if invoice.status in ("open", "uncollectible"):
@@ -326,5 +332,12 @@ def _book(world: World) -> dict[str, str]:
         params={"invoice": str(by_card.id), "amount": 20_000, "refund_amount": 20_000}
     )
     client.v1.refunds.create(params={"charge": charge.id, "amount": 10_000})
+    # A discount on the JPY customer (an API version that still takes `coupon` on a
+    # customer): Stripe applies it to its subscription, which has none of its own.
+    client.v1.customers.update(
+        jpy,
+        params={"coupon": coupon(percent_off=10, duration="forever")},  # type: ignore[typeddict-unknown-key]
+        options={"stripe_version": "2025-08-27.basil"},
+    )
     world.sync()
     return {"stark": stark, "jpy": jpy}

@@ -99,6 +99,7 @@ def test_several_events_of_one_invoice_cost_one_fetch_and_one_crm_record(h: Harn
 def test_a_burst_of_invoices_queues_one_balance_and_one_credit_settlement_for_the_account(
     h: Harness,
 ) -> None:
+    h.account_in("usd")
     events = [_event(PAID, f"in_burst{i:02}") for i in range(5)]
     for event in events:
         _hold(h, event)

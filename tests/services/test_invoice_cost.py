@@ -11,7 +11,7 @@ import pytest
 
 from bench.stripe_seed import pay_invoices, seed_invoices
 from connector.services.backfill import backfill_invoices
-from connector.store.models import CustomerLink
+from connector.store.models import AccountMetrics, CustomerLink
 from tests.e2e.conftest import DynamicsWorld, World, make_world
 from tests.support import FrozenClock
 
@@ -39,6 +39,14 @@ def _linked_customer(world: World, account_ref: str) -> str:
 
 def test_backfilling_450_invoices_costs_at_most_five_salesforce_calls(world: World) -> None:
     customer = _linked_customer(world, "acme")
+    assert world.runtime is not None
+    with world.runtime.db.session() as session:  # account metrics read Acme's currency
+        session.add(
+            AccountMetrics(
+                crm_account_id=world.crm.ref("acme"), currency="usd", mrr=0, net_billing=0,
+                open_balance=0, account_currency="usd",
+            )
+        )  # fmt: skip
     seed_invoices(world.stripe_sandbox, customer, 450)
     world.salesforce_sandbox.reset_request_counts()
     assert world.runtime is not None

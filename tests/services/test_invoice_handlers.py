@@ -27,21 +27,26 @@ from connector.crm.base import (
     Money,
     WriteResult,
 )
+from connector.domain.metrics import mrr_trend, subscription_mrr
 from connector.jobs.dispatch import OUTBOX_SENDERS, STRIPE_EVENT_HANDLERS
 from connector.runtime import Runtime
 from connector.secrets import Secret
 from connector.services.inbox import process_due_events, replay_event
 from connector.services.invoice_sync import sync_invoice
 from connector.services.outbox import drain_outbox
+from connector.services.overview import subscription_facts
 from connector.services.stripe_mirror import UNKNOWN_CUSTOMER
+from connector.services.subscription_sync import CUSTOMER_DISCOUNT, EARLIER
 from connector.store.db import Database
 from connector.store.models import (
+    AccountMetrics,
     CreditNoteMirror,
     CustomerLink,
     InboxEvent,
     InvoiceMirror,
     OutboxMessage,
     Plan,
+    SubscriptionMirror,
 )
 from tests.support import TEST_SECRETS, FrozenClock
 from tests.support.stripe_events import load_event
@@ -190,6 +195,16 @@ class Harness:
                     crm_account_id=account_id, stripe_customer_id=customer_id, source="created"
                 )
             )
+
+    def account_in(self, currency: str, account_id: str = ACCOUNT) -> None:
+        """The account's CRM currency, as account metrics learnt it when it last read it."""
+        with self.db.session() as session:
+            session.add(
+                AccountMetrics(
+                    crm_account_id=account_id, currency=currency, mrr=0, net_billing=0,
+                    open_balance=0, account_currency=currency,
+                )
+            )  # fmt: skip
 
     def activated_plan(self, deal_id: str = DEAL, subscription_id: str = SUBSCRIPTION) -> None:
         with self.db.session() as session:
@@ -423,6 +438,7 @@ def test_a_deleted_draft_never_recorded_writes_nothing(h: Harness) -> None:
 
 @pytest.mark.postgresql(reason="the balance is summed in SQL under a lock")
 def test_the_account_open_balance_is_what_its_open_invoices_still_owe(h: Harness) -> None:
+    h.account_in("usd")
     h.stripe.hold("invoice.finalized__send_invoice.json")
     h.deliver("invoice.finalized__send_invoice.json")
     assert h.crm.accounts[ACCOUNT]["open_balance"] == Money(1350000, "usd")
@@ -437,6 +453,7 @@ def test_the_account_open_balance_is_what_its_open_invoices_still_owe(h: Harness
 def test_balance_changes_waiting_for_the_crm_are_sent_as_one_write_of_the_newest(
     h: Harness,
 ) -> None:
+    h.account_in("usd")
     h.stripe.hold("invoice.finalized__send_invoice.json")
     h.receive("invoice.finalized__send_invoice.json")
     h.process()
@@ -447,7 +464,25 @@ def test_balance_changes_waiting_for_the_crm_are_sent_as_one_write_of_the_newest
     assert [p["update"]["open_balance"]["amount"] for p in queued] == [0]
 
 
+def test_an_accounts_balance_waits_for_its_currency_never_written_in_the_invoices(
+    h: Harness,
+) -> None:
+    """Before the account's CRM currency is known, an invoice does not write a balance in
+    its own currency (a JPY balance in a EUR field): the account's figures are recomputed,
+    and they read the account's currency first (account_metrics)."""
+    h.stripe.hold("invoice.finalized__send_invoice.json")
+    h.receive("invoice.finalized__send_invoice.json")
+    h.process()
+    assert h.outbox("crm.update_account") == []
+    assert h.outbox("account.figures_due") == [{"account_id": ACCOUNT}]
+
+
 # --------------------------------------------------------------------------- subscriptions
+
+
+def overview_mrr(data: dict[str, Any]) -> dict[str, int]:
+    """The MRR the overview reads from a mirrored subscription, now."""
+    return subscription_mrr(subscription_facts(data), datetime(2026, 12, 1, tzinfo=UTC))
 
 
 @pytest.mark.parametrize(
@@ -469,12 +504,77 @@ def test_each_subscription_event_writes_the_subscription_status_to_the_deal(
     assert h.crm.deals[DEAL] == {"subscription_id": SUBSCRIPTION, "subscription_status": status}
 
 
+def test_the_mirror_keeps_what_a_subscription_billed_before_a_change_for_the_trend(
+    h: Harness,
+) -> None:
+    """Stripe keeps no history of items: the mirror keeps the state before each change that
+    alters what the subscription bills (3 seats until the upgrade to 5 on 6 December), not
+    before one that does not (a new period), and the MRR trend reads each month's."""
+    h.stripe.hold("customer.subscription.created__active.json")
+    h.deliver("customer.subscription.created__active.json")
+    h.clock.advance(days=1)
+    h.stripe.objects[SUBSCRIPTION]["latest_invoice"] = "in_another"  # bills the same
+    h.deliver("customer.subscription.updated__paused.json")
+    h.clock.advance(days=14)  # 2026-12-06 09:00 UTC
+    h.stripe.hold("customer.subscription.updated__quantity_changed.json")
+    h.deliver("customer.subscription.updated__quantity_changed.json")
+
+    with h.db.session() as session:
+        mirror = session.get(SubscriptionMirror, SUBSCRIPTION)
+        assert mirror is not None
+        data = dict(mirror.data)
+    [before] = data[EARLIER]
+    assert before["until"] == "2026-12-06T09:00:00+00:00"
+    assert [i["quantity"] for i in before["items"]["data"]] == [3]
+    trend = mrr_trend([subscription_facts(data)], 2, h.clock())
+    assert trend == [("2026-11", {"usd": 3 * 450000}), ("2026-12", {"usd": 5 * 450000})]
+
+
 def test_a_canceled_subscription_after_an_active_one_leaves_the_deal_canceled(h: Harness) -> None:
     h.stripe.hold("customer.subscription.created__active.json")
     h.deliver("customer.subscription.created__active.json")
     h.stripe.hold("customer.subscription.deleted__canceled.json")
     h.deliver("customer.subscription.deleted__canceled.json")
     assert h.crm.deals[DEAL]["subscription_status"] == "canceled"
+
+
+@pytest.mark.parametrize(
+    "fixture",
+    [
+        "customer.discount.created__customer_coupon.json",
+        "customer.discount.updated__coupon_replaced.json",
+        "customer.discount.deleted__customer_coupon.json",
+    ],
+)
+def test_a_customers_discount_event_reads_its_subscriptions_again(h: Harness, fixture: str) -> None:
+    """Stripe applies the customer's discount to its subscriptions without their own: each
+    live one is fetched again, with its customer (and so its discount) expanded."""
+    h.stripe.hold("customer.subscription.created__active.json")
+    h.deliver("customer.subscription.created__active.json")
+    with h.db.session() as session:
+        before = session.get(SubscriptionMirror, SUBSCRIPTION)
+        assert before is not None
+        billed = overview_mrr(before.data)
+        assert billed == {"usd": 1350000}
+    coupon = {"id": "co_RdBloyalty25", "object": "coupon", "percent_off": 25,
+              "amount_off": None, "currency": None, "duration": "forever",
+              "duration_in_months": None, "applies_to": None, "valid": True}  # fmt: skip
+    discount = load_event("customer.discount.created__customer_coupon.json")["data"]["object"]
+    discount["source"]["coupon"] = coupon
+    live = h.stripe.objects[SUBSCRIPTION]
+    live["customer"] = {"id": CUSTOMER, "object": "customer", "discount": discount}
+    h.stripe.retrieved.clear()
+
+    h.deliver(fixture)
+
+    assert h.stripe.retrieved == [SUBSCRIPTION]
+    with h.db.session() as session:
+        after = session.get(SubscriptionMirror, SUBSCRIPTION)
+        assert after is not None
+        assert after.data["customer"] == CUSTOMER
+        assert after.data[CUSTOMER_DISCOUNT]["source"]["coupon"]["percent_off"] == 25
+        assert overview_mrr(after.data) == {c: a * 3 // 4 for c, a in billed.items()}
+    assert h.outbox("account.figures_due") == [{"account_id": ACCOUNT}]
 
 
 # --------------------------------------------------------------------------- customers

@@ -9,6 +9,7 @@ from typing import Any
 
 from connector.domain.metrics import Tier, subscription_mrr
 from connector.services.overview import subscription_facts
+from connector.services.subscription_sync import customer_apart
 
 START = 1_780_000_000  # 2026-05-28
 
@@ -62,6 +63,33 @@ def test_an_expanded_discount_source_coupon_is_read_with_its_dates() -> None:
     assert discount.percent_off == Decimal("25.5")  # through its text, not a binary float
     assert discount.duration == "repeating" and discount.start is not None
     assert subscription_mrr(facts, NOW) == {"eur": 1490}
+
+
+def test_the_customers_discount_is_read_from_the_expanded_customer() -> None:
+    """A subscription fetched with its customer expanded keeps the customer's id and its
+    discount apart (what the mirror stores); Stripe bills it where the subscription has
+    no discount of its own."""
+    data = _sub([{"price": _price(), "quantity": 2}])
+    data["customer"] = {
+        "id": "cus_1",
+        "object": "customer",
+        "discount": {**_discount(_coupon(percent_off=25)), "subscription": None},
+    }
+    mirrored = customer_apart(data)
+    assert mirrored["customer"] == "cus_1"
+    facts = subscription_facts(mirrored)
+    assert [d.percent_off for d in facts.customer_discounts] == [Decimal("25")]
+    assert subscription_mrr(facts, NOW) == {"eur": 1500}
+    own = {**mirrored, "discounts": [_discount(_coupon(percent_off=10))]}
+    assert subscription_mrr(subscription_facts(own), NOW) == {"eur": 1800}
+
+
+def test_a_customer_without_a_discount_leaves_the_subscription_as_it_is() -> None:
+    data = _sub([{"price": _price(), "quantity": 2}])
+    data["customer"] = {"id": "cus_1", "object": "customer", "discount": None}
+    facts = subscription_facts(customer_apart(data))
+    assert facts.customer_discounts == () and facts.customer_id == "cus_1"
+    assert subscription_mrr(facts, NOW) == {"eur": 2000}
 
 
 def test_a_discount_left_as_an_id_is_reported_not_guessed() -> None:

@@ -131,6 +131,9 @@ class DynamicsAdapter:
             backoff_base=backoff_base,
             timeout=timeout,
         )
+        #: The organisation's currencies: ISO code (lowercase) -> (transactioncurrencyid,
+        #: currencyprecision); read when a write needs one it does not know yet.
+        self._currencies: dict[str, tuple[str, int]] | None = None
 
     @classmethod
     def from_config(cls, config: Config, mapping: CrmMapping, **overrides: Any) -> DynamicsAdapter:
@@ -347,7 +350,9 @@ class DynamicsAdapter:
         fields = self.mapping.line_item_fields
         table = str(section["object"])
         shape = self._shape(table)
-        for key in ("product", "sku", "quantity", "unit_price", "pricing_schedule"):
+        for key in (
+            "product", "sku", "quantity", "unit_price", "pricing_schedule", "discount_amount",
+        ):  # fmt: skip
             if fields.get(key):
                 shape.path(str(fields[key]))
         product_lookup = fields.get("product_id")
@@ -373,6 +378,8 @@ class DynamicsAdapter:
                     "sku": value("sku"),
                     "quantity": _json_number(value("quantity")),
                     "unit_amount": _minor_units(value("unit_price"), currency),
+                    # An amount off the whole line (manualdiscountamount), in minor units.
+                    "discount_amount": _minor_units(value("discount_amount"), currency),
                     "pricing_schedule": self._schedule(record, fields.get("pricing_schedule")),
                     "product_id": _text_or_none(lookup_value(record, str(product_lookup)))
                     if product_lookup
@@ -754,17 +761,27 @@ class DynamicsAdapter:
         )
 
     def update_accounts(self, updates: Sequence[tuple[str, AccountUpdate]]) -> list[WriteResult]:
-        """Batched PATCHes of the accounts' writeback columns (``If-Match: *``)."""
+        """Batched PATCHes of the accounts' writeback columns (``If-Match: *``).
+
+        Money goes to Currency columns, which hold the row currency's ``currencyprecision``
+        decimals (JPY 0, KWD 3 where the organisation says so); ``options.money_scale`` for a
+        currency the organisation does not list. A value needing more is refused by name."""
         writeback = self.mapping.account["writeback"]
         entity_set = self.entity_set(self.mapping.account)
         planned: list[tuple[str, BatchOperation | WriteResult]] = []
-        scale = int(self.options.get("money_scale", 2))
+        fallback = int(self.options.get("money_scale", 2))
+        codes = {
+            v.currency.lower() for _, u in updates for v in dict(u).values() if isinstance(v, Money)
+        }
+        currencies = self._record_currencies(codes) if codes else {}
         for account_id, update in updates:
             values: dict[str, Any] = {}
             try:
                 for key, value in dict(update).items():
                     if isinstance(value, Money):
                         column = str(writeback.get(key) or key)
+                        found = currencies.get(value.currency.lower())
+                        scale = found[1] if found is not None else fallback
                         value = to_field_scale(value.amount, value.currency, scale, column)
                     values[key] = value
             except ValueError as exc:
@@ -782,10 +799,46 @@ class DynamicsAdapter:
                 planned.append((account_id, BatchOperation("PATCH", url, body, {"If-Match": "*"})))
         return self._run_batches(planned)
 
+    def organisation_currencies(self, *, refresh: bool = False) -> dict[str, tuple[str, int]]:
+        """The organisation's active currencies (``transactioncurrencies``; an inactive one
+        cannot be given to a record): ISO code, lowercase -> (``transactioncurrencyid``,
+        ``currencyprecision``). Read once, and again when ``refresh`` (a write met a code it
+        did not know: an admin may have added or activated it)."""
+        if self._currencies is None or refresh:
+            params = {
+                "$select": "transactioncurrencyid,isocurrencycode,currencyprecision",
+                "$filter": "statecode eq 0",
+            }
+            found: dict[str, tuple[str, int]] = {}
+            for row in self._records("transactioncurrencies", params):
+                code, guid = row.get("isocurrencycode"), row.get("transactioncurrencyid")
+                if isinstance(code, str) and isinstance(guid, str):
+                    precision = row.get("currencyprecision")
+                    found[code.strip().lower()] = (
+                        guid,
+                        int(precision) if isinstance(precision, int) else 2,
+                    )
+            self._currencies = found
+        return self._currencies
+
+    def _record_currencies(self, codes: set[str]) -> dict[str, tuple[str, int]]:
+        """The organisation's currencies, re-read once if one of ``codes`` is not known."""
+        known = self.organisation_currencies()
+        if codes - set(known):
+            known = self.organisation_currencies(refresh=True)
+        return known
+
     def upsert_invoices(self, records: Sequence[InvoiceRecord]) -> list[WriteResult]:
         """Batched upserts by the Stripe invoice id alternate key:
         ``PATCH db_stripeinvoices(db_invoiceid='in_...')`` creates or updates the row; the key
-        column itself stays out of the body (Dataverse sets it from the URL on create)."""
+        column itself stays out of the body (Dataverse sets it from the URL on create).
+
+        With ``invoice.fields.record_currency`` mapped (``transactioncurrencyid``, which a
+        table has once it has a Currency column), the row's currency is bound to the
+        organisation's currency of the invoice (``transactioncurrencyid@odata.bind``) and the
+        amounts are written at that currency's ``currencyprecision``; an invoice in a currency
+        the organisation does not have is refused by name, never written in another one.
+        Without it, the amounts go to Decimal columns at ``options.invoice_amount_scale``."""
         section = self.mapping.invoice
         fields = self.mapping.invoice_fields
         table = str(section["object"])
@@ -793,14 +846,32 @@ class DynamicsAdapter:
         entity_set = self.entity_set(section)
         account_set = self.entity_set(self.mapping.account)
         deal_set = self.entity_set(self.mapping.deal)
+        record_currency = fields.get("record_currency")
+        currencies: dict[str, tuple[str, int]] = {}
+        if record_currency and records:
+            currencies = self._record_currencies({r.currency.lower() for r in records})
         planned: list[tuple[str, BatchOperation | WriteResult]] = []
         for record in records:
             key = record.stripe_invoice_id
             if not is_guid(record.account_id):
                 planned.append((key, _failed(key, f"account {record.account_id!r} is not a GUID")))
                 continue
+            scale = int(self.options.get("invoice_amount_scale", 3))
+            currency_ref: str | None = None
+            if record_currency:
+                found = currencies.get(record.currency.lower())
+                if found is None:
+                    error = (
+                        f"the Dataverse organisation has no active currency "
+                        f"{record.currency.upper()} (add or activate it under Settings > "
+                        "Business Management > Currencies): the invoice is not written in "
+                        "another currency"
+                    )
+                    planned.append((key, _failed(key, error)))
+                    continue
+                currency_ref = record_ref("transactioncurrencies", found[0])
+                scale = found[1]
             try:
-                scale = int(self.options.get("invoice_amount_scale", 3))
                 amounts = {
                     name: to_field_scale(
                         amount, record.currency, scale, str(fields.get(name) or name)
@@ -836,6 +907,9 @@ class DynamicsAdapter:
                 for name, value in values.items()
                 if fields.get(name) and fields[name] != key_column
             }
+            if record_currency and currency_ref:
+                currency_nav = self.navigation(table, str(record_currency))
+                body[f"{currency_nav}@odata.bind"] = currency_ref
             account_nav = self.navigation(table, str(fields["account"]))
             body[f"{account_nav}@odata.bind"] = record_ref(account_set, record.account_id)
             deal_lookup = fields.get("deal")

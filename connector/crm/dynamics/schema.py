@@ -279,7 +279,7 @@ def check_mapping(
     if invoice is not None:
         checker.key("invoice.external_id", invoice, str(mapping.invoice["external_id"]))
         for name, path in _fields(mapping.invoice):
-            if name in ("account", "deal"):
+            if name in ("account", "deal", "record_currency"):
                 checker.lookup(f"invoice.fields.{name}", invoice, path)
             else:
                 checker.path(f"invoice.fields.{name}", invoice, path)

@@ -79,6 +79,7 @@ def test_a_won_deal_is_read_into_canonical_deal_json(
                 "sku": "PLAT-1",
                 "quantity": 10,
                 "unit_amount": 120000,
+                "discount_amount": 120000,  # manualdiscountamount: off the whole line
                 "pricing_schedule": "monthly",
                 "product_id": "9a8b7c6d-5e4f-4a3b-2c1d-0e9f8a7b6c5d",
             },
@@ -87,6 +88,7 @@ def test_a_won_deal_is_read_into_canonical_deal_json(
                 "sku": None,
                 "quantity": 1,
                 "unit_amount": 250000,
+                "discount_amount": 0,
                 "pricing_schedule": "one_time",
                 "product_id": None,
             },
@@ -102,6 +104,7 @@ def test_the_read_deal_passes_the_domains_parse_deal(
     assert deal.currency == "usd"
     assert deal.payment_method == "ACH; Credit Card"
     assert [item.unit_amount for item in deal.line_items] == [120000, 250000]
+    assert [item.discount_amount for item in deal.line_items] == [120000, None]
     assert deal.billing_contact is not None
     assert deal.billing_contact.email == "nancy.davolio@northwind.example"
 

@@ -21,9 +21,28 @@ from tests.crm.dynamics.support import (
     fixture_bytes,
     make_adapter,
     odata,
+    query_of,
+    shipped_mapping,
 )
 
 BATCH = f"{API}/$batch"
+CURRENCIES = f"{API}/transactioncurrencies"
+USD_ID = "6b1c2d3e-4f50-4a61-8b72-93a4b5c6d7e8"
+JPY_ID = "8d3e4f50-6172-4c83-8d94-b5c6d7e8f90a"
+
+
+@pytest.fixture(autouse=True)
+def _currencies(rsps: responses.RequestsMock) -> None:
+    """The organisation's currencies (USD, EUR, JPY with no decimals, KWD with three), which
+    invoice upserts read to bind each row's currency."""
+    rsps.add(responses.GET, CURRENCIES, **odata("transactioncurrencies.json"))
+
+
+def writes(rsps: responses.RequestsMock) -> list[Any]:
+    """The calls to the Web API other than reading the organisation's currencies."""
+    return [c for c in api_requests(rsps) if not str(c.request.url).startswith(CURRENCIES)]
+
+
 OTHER_ACCOUNT = "d4e5f6a7-b8c9-4d0e-8f1a-2b3c4d5e6f70"
 GONE_ACCOUNT = "0e1f2a3b-4c5d-4e6f-8a7b-9c0d1e2f3a4b"
 
@@ -93,7 +112,7 @@ def test_update_deal_patches_the_writeback_columns_and_never_creates(
             "subscription_id": None,
         },
     )
-    call = api_requests(entra)[0]
+    call = writes(entra)[0]
     assert call.request.headers["If-Match"] == "*"
     assert json.loads(call.request.body) == {
         "db_planstatus": "ready_for_review",
@@ -122,7 +141,7 @@ def test_invoices_are_upserted_by_alternate_key_with_bound_lookups(
     make_adapter(fake_time).upsert_invoices(
         [invoice("in_1QAbc"), invoice("in_1QDef", GONE_ACCOUNT), invoice("in_1QGhi", deal_id=None)]
     )
-    request_line, headers, body = sent_parts(api_requests(entra)[0])[0]
+    request_line, headers, body = sent_parts(writes(entra)[0])[0]
     assert request_line == f"PATCH {API}/db_stripeinvoices(db_invoiceid='in_1QAbc') HTTP/1.1"
     assert "If-Match" not in headers
     assert headers["Content-Type"] == "application/json; charset=utf-8"
@@ -144,11 +163,73 @@ def test_invoices_are_upserted_by_alternate_key_with_bound_lookups(
         "db_amountpaid": 0,
         "db_amountremaining": 1200.5,
         "db_amountcredited": 0,
+        "transactioncurrencyid@odata.bind": f"/transactioncurrencies({USD_ID})",
         "db_accountid@odata.bind": f"/accounts({ACCOUNT_ID})",
         "db_opportunityid@odata.bind": f"/opportunities({OPPORTUNITY_ID})",
     }
-    third = sent_parts(api_requests(entra)[0])[2][2]
+    third = sent_parts(writes(entra)[0])[2][2]
     assert "db_opportunityid@odata.bind" not in third
+
+
+def test_an_invoice_row_is_in_the_invoices_currency_at_that_currencys_precision(
+    entra: responses.RequestsMock, fake_time: FakeTime
+) -> None:
+    serve_batch(entra, "batch_response__one_failed.txt")
+    make_adapter(fake_time).upsert_invoices(
+        [invoice("in_1QAbc", currency="jpy", amount_due=33333, amount_remaining=33333)]
+    )
+    [read] = [c for c in api_requests(entra) if str(c.request.url).startswith(CURRENCIES)]
+    assert query_of(read) == {
+        "$select": ["transactioncurrencyid,isocurrencycode,currencyprecision"],
+        "$filter": ["statecode eq 0"],  # an inactive currency cannot be given to a record
+    }
+    raw = writes(entra)[0].request.body.decode()
+    ((_, _, body),) = sent_parts(writes(entra)[0])
+    assert body["transactioncurrencyid@odata.bind"] == f"/transactioncurrencies({JPY_ID})"
+    assert body["db_currency"] == "jpy"
+    assert '"db_amountdue":33333,' in raw  # yen: no decimals (JPY's currencyprecision is 0)
+
+
+def test_an_invoice_in_a_currency_the_organisation_lacks_is_refused_not_written_in_another(
+    entra: responses.RequestsMock, fake_time: FakeTime
+) -> None:
+    serve_batch(entra, "batch_response__all_ok.txt")
+    adapter = make_adapter(fake_time)
+    results = adapter.upsert_invoices(
+        [invoice("in_1QAbc", currency="gbp"), invoice("in_1QDef", currency="eur")]
+    )
+    assert [r.ok for r in results] == [False, True]
+    assert results[0].error == (
+        "the Dataverse organisation has no active currency GBP (add or activate it under "
+        "Settings > Business Management > Currencies): the invoice is not written in another "
+        "currency"
+    )
+    assert results[0].retryable is False
+    assert len(sent_parts(writes(entra)[0])) == 1
+    # The currencies are read once, and once more for a code not known (an admin may have
+    # just added it); a later write of known currencies reads nothing.
+    reads = [c for c in api_requests(entra) if str(c.request.url).startswith(CURRENCIES)]
+    assert len(reads) == 2
+    adapter.upsert_invoices([invoice("in_1QGhi", currency="usd")])
+    reads = [c for c in api_requests(entra) if str(c.request.url).startswith(CURRENCIES)]
+    assert len(reads) == 2
+
+
+def test_without_a_record_currency_invoice_amounts_go_to_decimal_columns_at_their_scale(
+    entra: responses.RequestsMock, fake_time: FakeTime
+) -> None:
+    """Tables made before the amounts were Currency columns: no currency lookup to bind."""
+    mapping = shipped_mapping()
+    del mapping.invoice["fields_"]["record_currency"]
+    serve_batch(entra, "batch_response__one_failed.txt")
+    make_adapter(fake_time, mapping).upsert_invoices(
+        [invoice("in_1QAbc", currency="jpy", amount_due=33333, amount_remaining=33333)]
+    )
+    assert [c for c in api_requests(entra) if str(c.request.url).startswith(CURRENCIES)] == []
+    raw = writes(entra)[0].request.body.decode()
+    assert '"db_amountdue":33333,' in raw
+    assert '"db_currency":"jpy"' in raw
+    assert "transactioncurrencyid" not in raw
 
 
 def test_money_is_sent_as_exact_json_numbers_never_floats(
@@ -158,7 +239,7 @@ def test_money_is_sent_as_exact_json_numbers_never_floats(
     make_adapter(fake_time).upsert_invoices(
         [invoice("in_1QAbc", amount_due=1_000_000_007, amount_remaining=5, currency="kwd")]
     )
-    raw = api_requests(entra)[0].request.body.decode()
+    raw = writes(entra)[0].request.body.decode()
     assert '"db_amountdue":1000000.007' in raw
     assert '"db_amountpaid":0.000' in raw
     assert '"db_amountremaining":0.005' in raw
@@ -171,7 +252,7 @@ def test_the_batch_is_multipart_without_a_changeset_and_continues_on_error(
     make_adapter(fake_time).upsert_invoices(
         [invoice("in_1QAbc"), invoice("in_1QDef"), invoice("x")]
     )
-    call = api_requests(entra)[0]
+    call = writes(entra)[0]
     assert call.request.headers["Content-Type"].startswith("multipart/mixed; boundary=batch_")
     assert call.request.headers["Prefer"] == "odata.continue-on-error"
     assert b"changeset" not in call.request.body
@@ -215,7 +296,7 @@ def test_an_invoice_for_an_account_id_that_is_not_a_guid_fails_without_being_sen
     )
     assert results[0].ok is False and results[0].retryable is False
     assert [r.ok for r in results[1:]] == [True, True]
-    assert len(sent_parts(api_requests(entra)[0])) == 2
+    assert len(sent_parts(writes(entra)[0])) == 2
 
 
 def test_batches_hold_at_most_batch_size_operations(
@@ -226,7 +307,7 @@ def test_batches_hold_at_most_batch_size_operations(
     assert adapter.batch_size == 1000
     adapter.batch_size = 2
     results = adapter.upsert_invoices([invoice(f"in_{n}") for n in range(4)])
-    assert len(api_requests(entra)) == 2
+    assert len(writes(entra)) == 2
     assert [r.ok for r in results] == [True] * 4
 
 
@@ -252,7 +333,7 @@ def test_account_updates_are_batched_patches_with_money_as_decimals(
     )
     assert [r.ok for r in results] == [True, True]
     assert [r.crm_id for r in results] == [ACCOUNT_ID, OTHER_ACCOUNT]
-    call = api_requests(entra)[0]
+    call = writes(entra)[0]
     (line, headers, body), (second_line, _, second_body) = sent_parts(call)
     assert line == f"PATCH {API}/accounts({ACCOUNT_ID}) HTTP/1.1"
     assert headers["If-Match"] == "*"
@@ -272,6 +353,12 @@ def test_account_updates_are_batched_patches_with_money_as_decimals(
 def test_an_amount_the_currency_column_cannot_hold_is_refused_not_rounded(
     entra: responses.RequestsMock, fake_time: FakeTime
 ) -> None:
+    """An organisation whose KWD has 2 decimals (Settings > Currencies, currencyprecision)."""
+    two_places = odata("transactioncurrencies.json")
+    two_places["body"] = two_places["body"].replace(
+        '"currencyprecision": 3', '"currencyprecision": 2'
+    )
+    entra.replace(responses.GET, CURRENCIES, **two_places)
     serve_batch(entra, "batch_response__all_ok.txt")
     results = make_adapter(fake_time).update_accounts(
         [
@@ -282,9 +369,26 @@ def test_an_amount_the_currency_column_cannot_hold_is_refused_not_rounded(
     assert [r.ok for r in results] == [False, True]
     assert results[0].error is not None
     assert "KWD 1.005 needs 3 decimal places; db_mrr holds 2" in results[0].error
-    ((line, _, body),) = sent_parts(api_requests(entra)[0])
+    ((line, _, body),) = sent_parts(writes(entra)[0])
     assert line == f"PATCH {API}/accounts({OTHER_ACCOUNT}) HTTP/1.1"
     assert body == {"db_mrr": 1.01}
+
+
+def test_account_money_is_written_at_the_precision_of_its_currency(
+    entra: responses.RequestsMock, fake_time: FakeTime
+) -> None:
+    """Currency columns follow their row currency's precision: KWD 1.005 fits where the
+    organisation gives KWD 3 decimals, yen are whole."""
+    serve_batch(entra, "batch_response__all_ok.txt")
+    results = make_adapter(fake_time).update_accounts(
+        [
+            (ACCOUNT_ID, {"mrr": Money(1_005, "kwd")}),
+            (OTHER_ACCOUNT, {"mrr": Money(33_333, "jpy"), "net_billing": Money(0, "jpy")}),
+        ]
+    )
+    assert [r.ok for r in results] == [True, True]
+    raw = writes(entra)[0].request.body.decode()
+    assert '"db_mrr":1.005' in raw and '"db_mrr":33333' in raw
 
 
 def test_a_batch_refused_as_a_whole_raises_after_retries(
@@ -307,7 +411,7 @@ def test_products_are_upserted_by_the_stripe_product_id_key(
             ProductRecord("prod_Work2", "Onboarding workshop", None, False),
         ]
     )
-    (line, _, body), (_, _, second) = sent_parts(api_requests(entra)[0])
+    (line, _, body), (_, _, second) = sent_parts(writes(entra)[0])
     assert line == f"PATCH {API}/products(db_stripeproductid='prod_Plat1') HTTP/1.1"
     assert body == {
         "name": "Platform license",

@@ -81,11 +81,14 @@ def test_the_sample_org_reads_as_the_same_deal_as_in_salesforce(
         "name": "Greta Hoffmann",
         "email": "Greta.Hoffmann@Globex.example",
     }  # the Salesforce "Billing Contact" role, as Dynamics' billing contact lookup
-    items = [(i["sku"], i["unit_amount"], i["pricing_schedule"]) for i in deal.data["line_items"]]
+    items = [
+        (i["sku"], i["unit_amount"], i["discount_amount"], i["pricing_schedule"])
+        for i in deal.data["line_items"]
+    ]
     assert items == [
-        ("LIC-A", 2200000, "annual"),
-        ("ANL-S", 275000, "semiannual"),
-        ("SETUP-01", 207000, "one_time"),  # 2,300.00 less the 10 % line discount
+        ("LIC-A", 2200000, None, "annual"),
+        ("ANL-S", 275000, None, "semiannual"),
+        ("SETUP-01", 230000, 23000, "one_time"),  # the 10 % line discount: 230.00 off the line
     ]
 
 
@@ -152,6 +155,49 @@ def test_writes_in_a_batch_succeed_or_fail_one_by_one(
     assert rows["in_1"]["db_amountdue"] == Decimal("10.50")
     assert rows["in_1"]["db_accountid"] == Ref("account", refs["acme"])
     assert sandbox.request_count("POST", "$batch") == 1
+
+
+def test_an_invoice_row_takes_the_invoices_currency_and_its_precision(
+    sandbox: DataverseSandbox, refs: dict[str, str], sleeps: Sleeps
+) -> None:
+    """The seed's currencies (USD base, EUR, JPY without decimals) are what the adapter binds:
+    a JPY invoice is a JPY row, its Currency columns formatted in yen."""
+    currencies = {r["isocurrencycode"]: r for r in sandbox.rows("transactioncurrency")}
+    assert {c: r["currencyprecision"] for c, r in currencies.items()} == {
+        "USD": 2, "EUR": 2, "JPY": 0,
+    }  # fmt: skip
+    record = InvoiceRecord(
+        "in_jpy", refs["stark"], None, "ST-1", "uncollectible", 33333, 0, 33333,
+        "jpy", date(2026, 11, 21), None, None, None, None, None, None, None, "cus_1",
+    )  # fmt: skip
+    [result] = _adapter(sandbox, sleeps).upsert_invoices([record])
+    assert result.ok, result.error
+    [row] = sandbox.rows("db_stripeinvoice")
+    jpy = currencies["JPY"]["transactioncurrencyid"]
+    assert row["transactioncurrencyid"] == Ref("transactioncurrency", jpy)
+    assert row["db_amountdue"] == Decimal("33333")
+    shown = sandbox.call(
+        "GET",
+        f"db_stripeinvoices({row['db_stripeinvoiceid']})",
+        headers={"Prefer": 'odata.include-annotations="*"'},
+        params={"$select": "db_amountdue"},
+    )
+    assert b"\xc2\xa533,333" in shown.body  # "¥33,333"
+
+
+def test_an_invoice_in_a_deactivated_currency_is_refused_by_name(
+    sandbox: DataverseSandbox, refs: dict[str, str], sleeps: Sleeps
+) -> None:
+    [jpy] = sandbox.find("transactioncurrency", isocurrencycode="JPY")
+    sandbox.update("transactioncurrency", jpy["transactioncurrencyid"], {"statecode": 1})
+    record = InvoiceRecord(
+        "in_jpy", refs["stark"], None, "ST-1", "open", 33333, 0, 33333,
+        "jpy", date(2026, 11, 21), None, None, None, None, None, None, None, "cus_1",
+    )  # fmt: skip
+    [result] = _adapter(sandbox, sleeps).upsert_invoices([record])
+    assert not result.ok
+    assert result.error is not None and "no active currency JPY" in result.error
+    assert sandbox.rows("db_stripeinvoice") == []
 
 
 def test_updating_a_deleted_deal_is_not_found_never_an_upsert(

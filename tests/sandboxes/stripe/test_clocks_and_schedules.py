@@ -307,6 +307,40 @@ def test_schedule_phase_add_invoice_items_and_collection_settings_apply(
     assert sub.latest_invoice.due_date == START + 10 * DAY
 
 
+def test_a_phases_discounts_show_on_the_schedule_and_bill(
+    client: stripe.StripeClient,
+    customer: stripe.Customer,
+    recurring_price: stripe.Price,
+    one_time_price: stripe.Price,
+) -> None:
+    off = client.v1.coupons.create(params={"amount_off": 500, "currency": "usd"}).id
+    half = client.v1.coupons.create(params={"percent_off": 50, "duration": "forever"}).id
+    schedule = client.v1.subscription_schedules.create(
+        params={
+            "customer": customer.id,
+            "start_date": "now",
+            "phases": [
+                {
+                    "items": [{"price": recurring_price.id, "discounts": [{"coupon": half}]}],
+                    "add_invoice_items": [
+                        {"price": one_time_price.id, "discounts": [{"coupon": off}]}
+                    ],
+                    "duration": {"interval": "year"},
+                }
+            ],
+        }
+    )
+    phase = schedule.phases[0]
+    assert [d.coupon for d in phase["add_invoice_items"][0].discounts] == [off]
+    assert [d.coupon for d in phase["items"][0].discounts] == [half]
+    assert phase["add_invoice_items"][0].discounts[0].promotion_code is None
+    sub = client.v1.subscriptions.retrieve(
+        str(schedule.subscription), params={"expand": ["latest_invoice"]}
+    )
+    assert isinstance(sub.latest_invoice, stripe.Invoice)
+    assert sub.latest_invoice.amount_due == 7000 - 500 - 1000  # 20.00 halved, 5.00 off 50.00
+
+
 def test_phase_iterations_is_rejected_as_removed_in_2025_09_30(
     client: stripe.StripeClient, customer: stripe.Customer, recurring_price: stripe.Price
 ) -> None:

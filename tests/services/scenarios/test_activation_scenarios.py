@@ -438,3 +438,12 @@ def test_a_future_start_becomes_a_subscription_schedule(world: World) -> None:
     items = schedule.phases[0]["items"]
     assert len(items) == 2  # licence and analytics, semi-annually; setup fee rides along
     assert schedule.end_behavior == "cancel"
+    # The setup fee's CRM line discount (10 %: on Dynamics 365 the same 230.00 comes as
+    # manualdiscountamount, tests/sandboxes/dataverse) is an amount-off coupon on the line,
+    # the fee at its list price.
+    [setup] = schedule.phases[0]["add_invoice_items"]
+    client = world.stripe_client()
+    assert client.v1.prices.retrieve(str(setup["price"])).unit_amount == 230000
+    [discount] = setup["discounts"]
+    coupon = client.v1.coupons.retrieve(str(discount["coupon"]))
+    assert (coupon.amount_off, coupon.currency) == (23000, "eur")

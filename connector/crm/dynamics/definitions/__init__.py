@@ -338,12 +338,15 @@ def operations() -> list[Operation]:
             invoice,
             text("db_Status", "Status", "draft, open, paid, void, uncollectible, deleted", 30),
         ),
-        add_column(invoice, decimal("db_AmountDue", "Amount Due", "In the invoice currency")),
-        add_column(invoice, decimal("db_AmountPaid", "Amount Paid", "In the invoice currency")),
+        # Currency columns: the first one gives the table Dataverse's transactioncurrencyid
+        # (the row's currency), which dealbridge sets to the invoice's currency, so the
+        # amounts show and round in it (JPY without decimals, KWD with three).
+        add_column(invoice, money("db_AmountDue", "Amount Due", "In the invoice currency")),
+        add_column(invoice, money("db_AmountPaid", "Amount Paid", "In the invoice currency")),
         add_column(
-            invoice, decimal("db_AmountRemaining", "Amount Remaining", "In the invoice currency")
+            invoice, money("db_AmountRemaining", "Amount Remaining", "In the invoice currency")
         ),
-        add_column(invoice, decimal("db_AmountCredited", "Amount Credited", "By credit notes")),
+        add_column(invoice, money("db_AmountCredited", "Amount Credited", "By credit notes")),
         add_column(invoice, text("db_Currency", "Currency", "ISO code, lowercase", 3)),
         add_column(invoice, date_only("db_IssueDate", "Issue Date", "When it was finalized")),
         add_column(invoice, date_only("db_DueDate", "Due Date", "When payment is due")),
