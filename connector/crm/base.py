@@ -179,7 +179,7 @@ class WriteResult:
 class PushNotice:
     """One change the CRM pushed to us (Outbound Message, Dataverse webhook)."""
 
-    kind: str  # "deal" | "account"
+    kind: str  # "deal" | "account" | "contact"
     record_id: str
     event_id: str  # unique per notification, for the inbox's duplicate check
 
@@ -257,6 +257,11 @@ class CrmAdapter(Protocol):
     def changed_contact_accounts(self, cursor: str | None) -> Changes:
         """Ids of the *accounts* whose contacts were modified after ``cursor`` (a billing
         contact's new email or name must reach the Stripe customer)."""
+        ...
+
+    def accounts_of_contact(self, contact_id: str) -> list[str]:
+        """Ids of the accounts this contact is a billing contact of now (a pushed contact
+        change: its account, and accounts or deals whose billing contact lookup names it)."""
         ...
 
     def changed_accounts(self, cursor: str | None) -> Changes:

@@ -7,7 +7,7 @@ docs/dynamics-setup.md:
 * step 3: the tables, columns, choices, lookups and alternate keys of
   ``connector.crm.dynamics.definitions``, sent as the same Web API calls ``--apply`` makes;
 * step 4: change tracking on for opportunity and account;
-* step 5: the web hook (``WebhookKey`` auth) and its three steps;
+* step 5: the web hook (``WebhookKey`` auth) and its four steps;
 * step 8: the catalog an import writes to (a unit group, its base unit, a USD price list).
 
 ``sample_org_seed`` translates dealbridge's sample org (``sample_org.yaml``, written for
@@ -49,7 +49,22 @@ WEBHOOK_STEPS: list[tuple[str, str, list[str] | None]] = [
             "db_dealdiscount",
         ],
     ),
-    ("Update", "account", ["creditonhold", "creditlimit"]),
+    (
+        "Update",
+        "account",
+        [
+            "creditonhold",
+            "creditlimit",
+            "name",
+            "address1_line1",
+            "address1_city",
+            "address1_stateorprovince",
+            "address1_postalcode",
+            "address1_country",
+        ],
+    ),
+    # A billing contact's email or name, or the account it belongs to (the customer follows).
+    ("Update", "contact", ["emailaddress1", "firstname", "lastname", "parentcustomerid"]),
 ]
 #: Refs of the catalog rows the sample org adds (docs/dynamics-setup.md step 8).
 UNIT_GROUP, UNIT, PRICE_LIST = "default_unit_group", "primary_unit", "stripe_prices"

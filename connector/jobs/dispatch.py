@@ -49,6 +49,7 @@ for _type in credit_notes.REFUND_EVENTS:
 CRM_EVENT_HANDLERS = EventHandlers(crm_changes.SOURCE, known_types=crm_changes.TYPES)
 CRM_EVENT_HANDLERS.register(crm_changes.DEAL_CHANGED, crm_intake.handle_deal_changed)
 CRM_EVENT_HANDLERS.register(crm_changes.ACCOUNT_CHANGED, crm_intake.handle_account_changed)
+CRM_EVENT_HANDLERS.register(crm_changes.CONTACT_CHANGED, crm_intake.handle_contact_changed)
 CRM_EVENT_HANDLERS.register(crm_changes.WAITING_PLANS_DUE, activation.on_waiting_plans_due)
 
 #: Outbox messages, by kind, drained in this order each round. ``linger``: in a burst, the

@@ -25,11 +25,16 @@ SOURCE = "crm"
 DEAL_CHANGED = "deal.changed"
 #: An account changed in the CRM (its credit hold or limit may have moved): settle its credit.
 ACCOUNT_CHANGED = "account.changed"
+#: A contact changed in the CRM (pushed): the Stripe customers of the accounts it is the
+#: billing contact of follow its new email or name.
+CONTACT_CHANGED = "contact.changed"
 #: Follow-up: the account's credit was settled with no hold on it, and plans wait on its
 #: credit: try them again in approval order, then announce the account's credit state.
 WAITING_PLANS_DUE = "account.waiting_plans_due"
 
-TYPES = frozenset({DEAL_CHANGED, ACCOUNT_CHANGED, WAITING_PLANS_DUE})
+TYPES = frozenset({DEAL_CHANGED, ACCOUNT_CHANGED, CONTACT_CHANGED, WAITING_PLANS_DUE})
+#: A pushed notice's kind (``PushNotice.kind``) -> the event it is stored as.
+PUSHED_EVENT_TYPES = {"deal": DEAL_CHANGED, "account": ACCOUNT_CHANGED, "contact": CONTACT_CHANGED}
 
 
 def store_change(

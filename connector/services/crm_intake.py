@@ -48,6 +48,19 @@ def handle_account_changed(runtime: Runtime, event: dict[str, Any]) -> str | Non
     return "; ".join(p for p in (outcome, followed) if p) or None
 
 
+def handle_contact_changed(runtime: Runtime, event: dict[str, Any]) -> str | None:
+    """A contact changed (pushed): each linked account it bills for follows it in Stripe."""
+    accounts = _linked(runtime, runtime.crm.accounts_of_contact(event["id"]))
+    outcomes = []
+    for account_id in accounts:
+        followed = customer_follow.follow_account(runtime, account_id)
+        if followed:
+            outcomes.append(f"{account_id}: {followed}")
+    if not accounts:
+        return "no linked account"
+    return "; ".join(outcomes) or None
+
+
 # --------------------------------------------------------------------------- polling
 
 

@@ -68,6 +68,14 @@ class CrmDriver(Protocol):
         """Finance toggles credit hold / sets the credit limit on the account."""
         ...
 
+    def update_contact(self, ref: str, **canonical: Any) -> None:
+        """Edit a contact as a person would: ``email``, ``name`` ("First Last")."""
+        ...
+
+    def update_account(self, ref: str, **canonical: Any) -> None:
+        """Edit an account's mapped fields as a person would (``name``, ``city``...)."""
+        ...
+
     def set_down(self, down: bool) -> None:
         """Simulate a CRM outage."""
         ...
@@ -207,6 +215,23 @@ class SalesforceDriver:
             json=values,
         )
 
+    def update_contact(self, ref: str, **canonical: Any) -> None:
+        values = _contact_values(canonical, self.mapping.contact_fields["email"])
+        values = {{"firstname": "FirstName", "lastname": "LastName"}.get(k, k): v
+                  for k, v in values.items()}  # fmt: skip
+        self.client.restful(
+            f"sobjects/{self.mapping.contact['object']}/{self.ref(ref)}", method="PATCH",
+            json=values,
+        )  # fmt: skip
+
+    def update_account(self, ref: str, **canonical: Any) -> None:
+        fields = self.mapping.account_fields
+        self.client.restful(
+            f"sobjects/{self.mapping.account['object']}/{self.ref(ref)}",
+            method="PATCH",
+            json={str(fields[k]): v for k, v in canonical.items()},
+        )
+
     def set_down(self, down: bool) -> None:
         self.sandbox.set_down(down)
 
@@ -219,3 +244,19 @@ class SalesforceDriver:
     def logins(self) -> int:
         counts = self.sandbox.request_counts()
         return sum(n for (_method, path), n in counts.items() if "Soap" in path or "oauth2" in path)
+
+
+def _contact_values(canonical: dict[str, Any], email_field: str) -> dict[str, Any]:
+    """``email`` and ``name`` as a contact's columns: the mapped email, and the name's parts
+    (the mapped name is the full name both CRMs compute from them), ``firstname`` and
+    ``lastname`` here, renamed by each driver."""
+    values: dict[str, Any] = {}
+    for key, value in canonical.items():
+        if key == "email":
+            values[email_field] = value
+        elif key == "name":
+            first, _, last = str(value).rpartition(" ")
+            values.update(firstname=first or None, lastname=last)
+        else:
+            raise KeyError(f"update_contact: no canonical contact field {key!r}")
+    return values

@@ -18,7 +18,7 @@ from typing import Any
 from connector.demo.dataverse import PRICE_LIST
 from connector.mappings import CrmMapping, load_mapping
 from sandboxes.dataverse import DataverseSandbox, Ref
-from tests.e2e.crm_driver import REPO
+from tests.e2e.crm_driver import REPO, _contact_values
 
 
 class DynamicsDriver:
@@ -206,6 +206,15 @@ class DynamicsDriver:
         if limit is not None:
             values[str(fields["credit_limit"])] = Decimal(str(limit)).quantize(Decimal("0.0001"))
         self.fake.update(self.mapping.account["object"], self.ref(account_ref), values)
+
+    def update_contact(self, ref: str, **canonical: Any) -> None:
+        values = _contact_values(canonical, self.mapping.contact_fields["email"])
+        self.fake.update(str(self.mapping.contact["object"]), self.ref(ref), values)
+
+    def update_account(self, ref: str, **canonical: Any) -> None:
+        fields = self.mapping.account_fields
+        values = {str(fields[k]): v for k, v in canonical.items()}
+        self.fake.update(str(self.mapping.account["object"]), self.ref(ref), values)
 
     def set_down(self, down: bool) -> None:
         self.fake.set_down(down)

@@ -85,6 +85,7 @@ class FakeCrm:
         self.push_token = push_token
         self.refs = dict(org.refs)
         self.contacts = copy.deepcopy(org.contacts)
+        self.contact_versions: dict[str, int] = {}
         self._seq = itertools.count(1)
         self.deals = {i: _Deal(copy.deepcopy(d)) for i, d in org.deals.items()}
         self.accounts = {i: _Account(a) for i, a in org.accounts.items()}
@@ -113,6 +114,10 @@ class FakeCrm:
         self.accounts[account_id].version = next(self._seq)
         self.pending_pushes.append(PushNotice("account", account_id, f"push-{next(self._seq)}"))
 
+    def touch_contact(self, contact_id: str) -> None:
+        self.contact_versions[contact_id] = next(self._seq)
+        self.pending_pushes.append(PushNotice("contact", contact_id, f"push-{next(self._seq)}"))
+
     # -- reads -------------------------------------------------------------------------------
 
     def _changes(self, versions: Mapping[str, int], cursor: str | None) -> Changes:
@@ -138,10 +143,21 @@ class FakeCrm:
             return self._changes(unclosed, cursor)
 
     def changed_contact_accounts(self, cursor: str | None) -> Changes:
-        """Contacts are not edited in the fake: no account ever has a changed contact."""
+        """The accounts of contacts edited through the driver (their ``account_id``)."""
         with self._lock:
             self._call("changed_contact_accounts")
-            return self._changes({}, cursor)
+            by_account: dict[str, int] = {}
+            for contact_id, version in self.contact_versions.items():
+                account_id = self.contacts[contact_id].get("account_id")
+                if account_id:
+                    by_account[account_id] = max(version, by_account.get(account_id, -1))
+            return self._changes(by_account, cursor)
+
+    def accounts_of_contact(self, contact_id: str) -> list[str]:
+        with self._lock:
+            self._call("accounts_of_contact")
+            account_id = self.contacts.get(contact_id, {}).get("account_id")
+            return [account_id] if account_id else []
 
     def get_deal(self, deal_id: str) -> CrmDeal:
         with self._lock:
@@ -442,6 +458,45 @@ class FakeCrmDriver:
                 )
             entry.account = dataclasses.replace(acc, modified=datetime.now(UTC))
             self.crm.touch_account(acc.id)
+
+    def update_contact(self, ref: str, **canonical: Any) -> None:
+        """``email``/``name``; deals naming the contact as billing contact read the new
+        values (as a CRM reads the contact behind the lookup), without being modified."""
+        with self.crm._lock:
+            contact_id = self.ref(ref)
+            contact = self.crm.contacts[contact_id]
+            before = {"name": contact["name"], "email": contact["email"]}
+            contact.update({k: canonical[k] for k in ("name", "email") if k in canonical})
+            after = {"name": contact["name"], "email": contact["email"]}
+            for entry in self.crm.deals.values():
+                if entry.deal.data.get("billing_contact") == before:
+                    data = {**copy.deepcopy(entry.deal.data), "billing_contact": dict(after)}
+                    entry.deal = dataclasses.replace(entry.deal, data=data)
+            self.crm.touch_contact(contact_id)
+
+    def update_account(self, ref: str, **canonical: Any) -> None:
+        """``name`` and the address parts; the account's deals read them too."""
+        with self.crm._lock:
+            entry = self.crm.accounts[self.ref(ref)]
+            parts = {"street": "line1", "city": "city", "state": "state",
+                     "postal_code": "postal_code", "country": "country"}  # fmt: skip
+            address = dataclasses.replace(
+                entry.account.address or Address(),
+                **{parts[k]: v for k, v in canonical.items() if k in parts},
+            )
+            name = canonical.get("name", entry.account.name)
+            entry.account = dataclasses.replace(entry.account, name=name, address=address)
+            for deal in self.crm.deals.values():
+                account = deal.deal.data.get("account")
+                if isinstance(account, dict) and account.get("id") == entry.account.id:
+                    data = copy.deepcopy(deal.deal.data)
+                    data["account"]["name"] = name
+                    data["account"]["address"] = {
+                        **(account.get("address") or {}),
+                        **{parts[k]: v for k, v in canonical.items() if k in parts},
+                    }
+                    deal.deal = dataclasses.replace(deal.deal, data=data)
+            self.crm.touch_account(entry.account.id)
 
     def set_down(self, down: bool) -> None:
         self.crm.down = down

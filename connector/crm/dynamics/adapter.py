@@ -52,6 +52,7 @@ from connector.crm.base import (
 from connector.crm.dynamics.auth import Credential, TokenSource, credential_from_config
 from connector.crm.dynamics.batch import BatchOperation
 from connector.crm.dynamics.client import FORMATTED_VALUES, DataverseClient, DataverseRejected
+from connector.crm.dynamics.contacts import ANNOTATIONS, ContactAccounts
 from connector.crm.dynamics.odata import (
     guid_from_entity_url,
     is_guid,
@@ -134,6 +135,9 @@ class DynamicsAdapter:
         #: The organisation's currencies: ISO code (lowercase) -> (transactioncurrencyid,
         #: currencyprecision); read when a write needs one it does not know yet.
         self._currencies: dict[str, tuple[str, int]] | None = None
+        self.contacts = ContactAccounts(
+            mapping, self._records_with_lookup_tables, self.entity_set, self.navigation
+        )
 
     @classmethod
     def from_config(cls, config: Config, mapping: CrmMapping, **overrides: Any) -> DynamicsAdapter:
@@ -204,6 +208,17 @@ class DynamicsAdapter:
         self, path: str, params: Mapping[str, str] | None = None, *extra_prefer: str
     ) -> Iterator[dict[str, Any]]:
         headers = self._read_headers(*extra_prefer)
+        for page in self.client.pages(path, params=params, headers=headers):
+            for record in page.get("value") or []:
+                if isinstance(record, dict):
+                    yield record
+
+    def _records_with_lookup_tables(
+        self, path: str, params: Mapping[str, str]
+    ) -> Iterator[dict[str, Any]]:
+        """As ``_records``, with the table each lookup points at (polymorphic lookups)."""
+        page_size = int(self.options.get("page_size") or 500)
+        headers = {"Prefer": f"{ANNOTATIONS},odata.maxpagesize={page_size}"}
         for page in self.client.pages(path, params=params, headers=headers):
             for record in page.get("value") or []:
                 if isinstance(record, dict):
@@ -495,9 +510,14 @@ class DynamicsAdapter:
         )
 
     def changed_contact_accounts(self, cursor: str | None) -> Changes:
-        """Not polled on Dynamics yet: a contact's new email reaches the Stripe customer when
-        its deal or account is next read (docs/billing-rules.md, 5.3)."""
-        return Changes(ids=[], cursor=cursor)
+        """Accounts whose billing contacts changed since ``cursor`` (``crm/dynamics/contacts``:
+        the contact's parent account, and the accounts and deals whose billing contact lookup
+        points at it); ``modifiedon`` cursors."""
+        return self.contacts.changed(cursor)
+
+    def accounts_of_contact(self, contact_id: str) -> list[str]:
+        """The accounts a contact bills for now (a pushed contact change)."""
+        return self.contacts.of_contact(contact_id)
 
     def changed_accounts(self, cursor: str | None) -> Changes:
         return self._changes(
@@ -1058,6 +1078,7 @@ class DynamicsAdapter:
         kinds = {
             str(self.mapping.deal["object"]).lower(): "deal",
             str(self.mapping.account["object"]).lower(): "account",
+            str(self.mapping.contact["object"]).lower(): "contact",
         }
         return parse_remote_execution_context(
             headers,

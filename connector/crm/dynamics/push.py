@@ -3,7 +3,8 @@
 A Web Hook *service endpoint* registered with the Plugin Registration Tool POSTs the JSON of
 a ``Microsoft.Xrm.Sdk.RemoteExecutionContext`` for each step it is registered on (here:
 opportunity ``Win``/``Update``/``Create``, account ``Update`` of ``creditonhold`` and
-``creditlimit``) and only looks at the HTTP status of the answer (2xx = delivered).
+``creditlimit``, contact ``Update`` of its email, names and parent account) and only
+looks at the HTTP status of the answer (2xx = delivered).
 
 Authentication, per the registration's auth type:
 
@@ -118,7 +119,7 @@ def parse_remote_execution_context(
     kinds: Mapping[str, str],
 ) -> PushBatch:
     """Authenticate and read one webhook; ``kinds`` maps table logical names to
-    ``"deal"``/``"account"``. Raises ``PushRejected`` (401 bad key, 400 bad body)."""
+    ``"deal"``/``"account"``/``"contact"``. Raises ``PushRejected`` (401 bad key, 400 bad body)."""
     _authenticate(headers, query, key, header_name)
     try:
         context = parse_object(body.decode("utf-8-sig"))

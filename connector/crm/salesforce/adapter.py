@@ -508,6 +508,12 @@ class SalesforceAdapter:
             versions[account_id] = f"{record['Id']}@{when}"
         return Changes(ids=ids, cursor=newest, versions=versions)
 
+    def accounts_of_contact(self, contact_id: str) -> list[str]:
+        """The contact's account (Contact.AccountId), as the contact poll reads it."""
+        obj = self.mapping.contact["object"]
+        query = f"SELECT AccountId FROM {obj} WHERE Id = {soql.literal(contact_id)}"
+        return [r["AccountId"] for r in self._query_all(query) if r.get("AccountId")]
+
     # ------------------------------------------------------------------ accounts
 
     def changed_accounts(self, cursor: str | None) -> Changes:

@@ -18,6 +18,9 @@ from tests.crm.dynamics.support import (
 
 WIN = fixture_text("remote_execution_context__opportunity_win.json").encode()
 CREDIT_HOLD = fixture_text("remote_execution_context__account_credit_hold_update.json").encode()
+#: Microsoft's sample body of a webhook: a contact Update.
+CONTACT_UPDATE = fixture_text("remote_execution_context__contact_update.json")
+CONTACT_ID = "6d81597f-0f9f-e711-8122-000d3aa2331c"
 DYNAMICS_HEADERS = {
     "x-ms-dynamics-organization": "contoso.crm.dynamics.com",
     "x-ms-dynamics-entity-name": "opportunity",
@@ -53,6 +56,18 @@ def test_an_account_update_is_an_account_notice(fake_time: FakeTime) -> None:
             kind="account",
             record_id=ACCOUNT_ID,
             event_id=f"9e8d7c6b-5a4f-4e3d-8c2b-1a0f9e8d7c6b:Update:{ACCOUNT_ID}",
+        )
+    ]
+
+
+def test_a_contact_update_is_a_contact_notice(fake_time: FakeTime) -> None:
+    body = CONTACT_UPDATE.encode()
+    batch = make_adapter(fake_time).parse_push({}, {"code": WEBHOOK_KEY}, body)
+    assert batch.notices == [
+        PushNotice(
+            kind="contact",
+            record_id=CONTACT_ID,
+            event_id=f"4af10637-4ea2-e711-8122-000d3aa2331c:Update:{CONTACT_ID}",
         )
     ]
 
@@ -107,6 +122,7 @@ def test_a_bad_key_is_rejected_before_the_body_is_read(fake_time: FakeTime) -> N
 def test_a_table_dealbridge_does_not_map_is_acknowledged_without_notices(
     fake_time: FakeTime,
 ) -> None:
-    body = fixture_text("remote_execution_context__contact_update.json").encode()
+    context = {**json.loads(CONTACT_UPDATE), "PrimaryEntityName": "lead"}
+    body = json.dumps(context).encode()
     batch = make_adapter(fake_time).parse_push({}, {"code": WEBHOOK_KEY}, body)
     assert batch.notices == []

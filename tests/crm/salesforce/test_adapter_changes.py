@@ -90,3 +90,11 @@ def test_accounts_changed_in_the_cursors_second_are_reported_with_versions(
     second = adapter.changed_accounts(first.cursor)
     assert account_id in second.ids
     assert second.versions[account_id] != first.versions[account_id]
+
+
+def test_a_pushed_contact_names_its_account(sf: Salesforce, adapter: SalesforceAdapter) -> None:
+    account_id = sf.Account.create({"Name": "Acme Inc"})["id"]
+    contact_id = sf.Contact.create({"LastName": "Whitfield", "AccountId": account_id})["id"]
+    loose = sf.Contact.create({"LastName": "Nobody"})["id"]
+    assert adapter.accounts_of_contact(contact_id) == [account_id]
+    assert adapter.accounts_of_contact(loose) == []

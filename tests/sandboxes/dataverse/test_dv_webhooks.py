@@ -17,7 +17,7 @@ from tests.sandboxes.dataverse.conftest import WebApi
 from tests.support.receiver import Receiver, run_receiver
 
 KEY = "webhook-key-0123456789"
-KINDS = {"opportunity": "deal", "account": "account"}
+KINDS = {"opportunity": "deal", "account": "account", "contact": "contact"}
 
 
 @pytest.fixture
@@ -73,7 +73,7 @@ def test_an_account_update_posts_only_when_a_filtering_attribute_is_written(
     hooked: DataverseSandbox, receiver: Receiver, api: WebApi
 ) -> None:
     umbrella = hooked.ref("umbrella").id
-    api.patch(f"accounts({umbrella})", json={"name": "Umbrella Health plc"})
+    api.patch(f"accounts({umbrella})", json={"telephone1": "+1 555 0100"})
     api.patch(f"accounts({umbrella})", json={"creditonhold": True})
 
     assert hooked.deliver_webhooks() == 1
@@ -82,9 +82,24 @@ def test_an_account_update_posts_only_when_a_filtering_attribute_is_written(
     target = context["InputParameters"][0]["value"]
     assert {a["key"]: a["value"] for a in target["Attributes"]}["creditonhold"] is True
     assert context["PostEntityImages"][0]["value"]["Attributes"][0] == {
-        "key": "name", "value": "Umbrella Health plc",
+        "key": "name", "value": "Umbrella Health Ltd",
     }  # fmt: skip
     assert _notices(receiver) == [("account", umbrella)]
+
+
+def test_a_contacts_new_email_posts_the_contact_step_and_its_job_title_does_not(
+    hooked: DataverseSandbox, receiver: Receiver, api: WebApi
+) -> None:
+    contact = hooked.ref("acme_ap").id
+    api.patch(f"contacts({contact})", json={"jobtitle": "AP Lead"})
+    api.patch(f"contacts({contact})", json={"emailaddress1": "billing@acmerobotics.example"})
+
+    assert hooked.deliver_webhooks() == 1
+    context = json.loads(receiver.requests[0].body)
+    target = context["InputParameters"][0]["value"]
+    written = {a["key"]: a["value"] for a in target["Attributes"]}
+    assert written["emailaddress1"] == "billing@acmerobotics.example"
+    assert _notices(receiver) == [("contact", contact)]
 
 
 def test_a_failed_delivery_is_retried_and_a_refused_one_dropped(

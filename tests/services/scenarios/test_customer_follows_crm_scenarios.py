@@ -4,6 +4,9 @@ the same bodies, run once on the fake CRM adapter
 
 from __future__ import annotations
 
+from typing import Any
+
+from connector.crm.base import Changes
 from tests.e2e.conftest import World
 from tests.e2e.test_customer_follows_crm import _activate, _customer
 
@@ -33,3 +36,18 @@ def test_a_new_billing_contact_on_the_deal_becomes_the_invoice_recipient(world: 
     )
     assert customer.name == "Acme Robotics Inc."
     assert world.plan_for("acme_platform")["changed_after_activation"] is None
+
+
+def test_a_pushed_contact_change_reaches_the_customer_without_the_poll(world: World) -> None:
+    """The push alone (a Dataverse contact webhook step): the contact poll finds nothing."""
+    world.sync()
+    plan = _activate(world, "acme_platform")
+    fake: Any = world.crm
+    fake.crm.changed_contact_accounts = lambda cursor: Changes([], cursor)
+    world.crm.update_contact("acme_ap", email="billing@acmerobotics.example", name="Dana Lee")
+    world.sync()
+    customer = _customer(world, plan["stripe_customer_id"])
+    assert customer.email == "billing@acmerobotics.example"
+    assert customer.metadata is not None
+    assert customer.metadata["billing_contact_name"] == "Dana Lee"
+    assert fake.crm.calls.count("accounts_of_contact") == 1
