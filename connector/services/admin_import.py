@@ -32,6 +32,7 @@ from connector.services.import_run import PHASES, ImportOptions, ImportReport, c
 from connector.store import audit
 from connector.store.cursors import forget_cursor, read_cursor, save_cursor
 from connector.store.lease import PENDING, PROCESSING
+from connector.store.locks import lock
 from connector.store.models import OutboxMessage
 
 IMPORT_STRIPE = "admin.import_stripe"
@@ -94,6 +95,7 @@ def _active(session: Session) -> OutboxMessage | None:
 def queue_import(runtime: Runtime, actor: Actor, options: dict[str, Any]) -> Queued:
     """Queue an import for the worker (or return the one waiting or running), audited."""
     with runtime.db.session() as session:
+        lock(session, IMPORT_STRIPE)  # two admins asking at once still start one import
         waiting = _active(session)
         if waiting is not None:
             record(session, actor, "admin.import.start", "import", str(waiting.id),

@@ -50,10 +50,11 @@ def _whole(name: str, default: int, *, low: int, high: int | None = None) -> int
     text = request.args.get(name)
     if text is None or text == "":
         return default
-    if not text.isdigit() or int(text) < low or (high is not None and int(text) > high):
+    number = int(text) if text.isascii() and text.isdigit() else -1
+    if number < low or (high is not None and number > high):
         upper = f" to {high}" if high is not None else " or more"
         raise ApiError(422, "invalid", f"{name} must be a whole number from {low}{upper}.")
-    return int(text)
+    return number
 
 
 def _paging() -> tuple[int, int]:
@@ -62,7 +63,7 @@ def _paging() -> tuple[int, int]:
 
 def _row_id(text: str, what: str) -> int:
     """A row id from the path: anything but a whole number names no row, so it is a 404."""
-    if not text.isdigit() or len(text) > 18:
+    if not (text.isascii() and text.isdigit()) or len(text) > 18:
         raise ApiError(404, "not_found", f"There is no {what} with id {text[:40]!r}.")
     return int(text)
 
@@ -304,7 +305,7 @@ def page_start_import() -> Response:
     }
     limit = request.form.get("limit", "").strip()
     if limit:
-        body["limit"] = int(limit) if limit.isdigit() else limit
+        body["limit"] = int(limit) if limit.isascii() and limit.isdigit() else limit
     try:
         queued = _start_import(body)
     except ApiError as exc:

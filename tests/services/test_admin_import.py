@@ -33,12 +33,12 @@ def crm() -> FakeCrm:
 
 
 @pytest.fixture
-def runtime(sqlite_db: Database, crm: FakeCrm) -> Runtime:
+def runtime(db: Database, crm: FakeCrm) -> Runtime:
     customers = [
         customer("cus_Globex", email="greta@globex.example"),
         customer("cus_Nobody", name="Nobody Ltd"),
     ]
-    return make_runtime(sqlite_db, crm, customers)
+    return make_runtime(db, crm, customers)
 
 
 def _status(runtime: Runtime, message_id: int) -> dict[str, Any]:
@@ -91,6 +91,7 @@ def test_an_import_the_crm_interrupts_is_retried_and_resumes(
     assert [account for account, _ in crm.updates] == [GLOBEX]
 
 
+@pytest.mark.postgresql(reason="the advisory lock that serialises two admins' requests")
 def test_one_import_at_a_time_a_second_request_returns_the_waiting_one(runtime: Runtime) -> None:
     first = admin_import.queue_import(runtime, ADA, CUSTOMERS_ONLY)
     second = admin_import.queue_import(runtime, Actor("bob@acme.example", "admin"), {})

@@ -121,7 +121,9 @@ def test_the_lists_are_paged(app: Flask, runtime: Runtime) -> None:
     assert rest["items"][0]["reason"] == "refused 0"
 
 
-@pytest.mark.parametrize("query", ["limit=0", "limit=abc", "limit=1000", "offset=-1"])
+@pytest.mark.parametrize(
+    "query", ["limit=0", "limit=abc", "limit=1000", "offset=-1", "limit=%C2%B2", "offset=1.5"]
+)
 def test_bad_paging_is_a_clear_422(app: Flask, query: str) -> None:
     response = app.test_client().get(f"/api/admin/inbox?{query}", headers=ADMIN)
     assert response.status_code == 422
@@ -166,7 +168,7 @@ def test_replaying_twice_is_idempotent_and_says_the_event_is_already_queued(
     assert outcomes == ["requeued", "already_queued"]
 
 
-@pytest.mark.parametrize("bad_id", ["999999", "abc", "1e3"])
+@pytest.mark.parametrize("bad_id", ["999999", "abc", "1e3", "%C2%B2", "9" * 40])
 def test_replaying_an_unknown_event_is_a_404_that_says_so_and_is_audited(
     app: Flask, runtime: Runtime, bad_id: str
 ) -> None:
