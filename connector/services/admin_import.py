@@ -60,9 +60,10 @@ def parse_options(body: dict[str, Any]) -> dict[str, Any]:
     phases = body.get("phases", list(PHASES))
     if isinstance(phases, str):
         phases = [phases]
+    if phases == []:
+        raise BadImportRequest("Choose at least one phase: customers, products or invoices.")
     if (
         not isinstance(phases, list)
-        or not phases
         or any(p not in PHASES for p in phases)
         or len(set(phases)) != len(phases)
     ):

@@ -300,7 +300,7 @@ def page_retry(message_id: str) -> Response:
 def page_start_import() -> Response:
     _check_csrf()
     body: dict[str, Any] = {
-        "phases": request.form.getlist("phases") or list(PHASES),
+        "phases": request.form.getlist("phases"),  # none ticked: refused, not "all"
         "dry_run": request.form.get("dry_run") == "1",
     }
     limit = request.form.get("limit", "").strip()

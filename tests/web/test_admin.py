@@ -384,8 +384,13 @@ def test_the_import_form_queues_an_import_and_a_bad_limit_is_shown(
 ) -> None:
     _, csrf = _page(app)
     client = app.test_client()
-    bad = client.post("/admin/imports", data={"t": _session(), "csrf": csrf, "limit": "ten"})
+    bad = client.post(
+        "/admin/imports",
+        data={"t": _session(), "csrf": csrf, "phases": "customers", "limit": "ten"},
+    )
     assert bad.status_code == 422 and "limit must be" in _notice(bad)
+    none = client.post("/admin/imports", data={"t": _session(), "csrf": csrf})
+    assert none.status_code == 422 and "at least one phase" in _notice(none)
     ok = client.post(
         "/admin/imports",
         data={"t": _session(), "csrf": csrf, "phases": ["customers", "products"], "dry_run": "1"},
