@@ -13,6 +13,7 @@ from connector.billing.event_types import HANDLED_STRIPE_EVENTS, STRIPE_EVENT_TY
 from connector.services import (
     account_metrics,
     activation,
+    admin_import,
     backfill,
     credit,
     credit_notes,
@@ -76,4 +77,10 @@ OUTBOX_SENDERS = OutboxSenders(
         subscribers.DELIVER: SingleSender(subscribers.default_delivery),
         backfill.BACKFILL_CUSTOMER: SingleSender(backfill.backfill_customer),
     }
+)
+
+#: Imports an admin started (``services/admin_import.py``): drained by their own worker job,
+#: ``run_imports``, so a run of hours never holds back the CRM writes above.
+IMPORT_SENDERS = OutboxSenders(
+    {admin_import.IMPORT_STRIPE: SingleSender(admin_import.run_queued_import)}
 )

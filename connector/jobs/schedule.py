@@ -10,7 +10,12 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from connector.jobs.dispatch import CRM_EVENT_HANDLERS, OUTBOX_SENDERS, STRIPE_EVENT_HANDLERS
+from connector.jobs.dispatch import (
+    CRM_EVENT_HANDLERS,
+    IMPORT_SENDERS,
+    OUTBOX_SENDERS,
+    STRIPE_EVENT_HANDLERS,
+)
 from connector.jobs.housekeeping import prune_inbox, prune_outbox
 from connector.jobs.registry import Interval, Job
 from connector.runtime import Runtime
@@ -78,6 +83,11 @@ def drain_now(runtime: Runtime) -> int:
     return drain_outbox(
         runtime, OUTBOX_SENDERS, limit=DRAIN_LIMIT, fill=fill_wait(runtime, timed=False)
     )
+
+
+def run_imports(runtime: Runtime) -> int:
+    """Run an import from Stripe an admin queued (one per run: each may take hours)."""
+    return drain_outbox(runtime, IMPORT_SENDERS, limit=1)
 
 
 JOBS = (
@@ -160,6 +170,13 @@ JOBS = (
         "clock",
         _every("reconcile_seconds"),
         "catalogue objects refreshed",
+    ),
+    Job(
+        "run_imports",
+        run_imports,
+        "worker",
+        _every("worker_seconds"),
+        "imports from Stripe run",
     ),
     Job(
         "complete_reactivations",

@@ -13,6 +13,7 @@ from connector.config import Config
 from connector.logs import configure_logging, request_id_var
 from connector.runtime import Runtime
 from connector.web import (
+    admin,
     context,
     crm_signin,
     crm_webhooks,
@@ -99,3 +100,4 @@ def register_capabilities(app: Flask) -> None:
     app.register_blueprint(customers.blueprint)
     app.register_blueprint(launch.blueprint)
     app.register_blueprint(crm_signin.blueprint)
+    app.register_blueprint(admin.blueprint)

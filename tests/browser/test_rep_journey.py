@@ -110,7 +110,7 @@ def test_manual_invoicing_asks_first_and_can_be_undone(
     expect(page.locator("#plan-status")).to_have_text("Awaiting review")
 
 
-def test_the_overview_passes_the_accessibility_checker(
+def test_the_overview_and_the_admin_page_pass_the_accessibility_checker(
     served_world: LocalWorld, rep_page: Page
 ) -> None:
     page = rep_page
@@ -123,3 +123,16 @@ def test_the_overview_passes_the_accessibility_checker(
     )
     expect(page.locator("h1")).to_have_text("Billing overview")
     _checked(page, "5-overview")
+
+    # The admin page (linked from the overview for admins), before and after an action.
+    admin = Identity(user="admin@acme.example", role="admin", via="launch")
+    page.goto(
+        f"{served_world.app_url}/overview?t={issue_session_token(served_world.secret_key, admin)}"
+    )
+    page.click("#admin")
+    expect(page.locator("h1")).to_have_text("Administration")
+    _checked(page, "6-admin")
+    page.get_by_role("button", name="Prune now").click()
+    expect(page.locator("#message")).to_contain_text("Pruned 0 inbox events")
+    expect(page.locator("#audit")).to_contain_text("admin.retention.prune")
+    _checked(page, "7-admin-pruned")
