@@ -177,6 +177,7 @@ JOBS = (
         "worker",
         _every("worker_seconds"),
         "imports from Stripe run",
+        wakes_on=frozenset({"outbox"}),
     ),
     Job(
         "complete_reactivations",
