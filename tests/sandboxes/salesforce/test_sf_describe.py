@@ -16,6 +16,7 @@ SF_TYPES = {
     "Text": "string", "Url": "url", "Checkbox": "boolean", "Currency": "currency",
     "Number": "double", "Date": "date", "Picklist": "picklist",
     "MultiselectPicklist": "multipicklist", "LongTextArea": "textarea", "Lookup": "reference",
+    "Percent": "percent",
 }  # fmt: skip
 
 
