@@ -64,7 +64,12 @@ from sqlalchemy.orm import Session
 from connector.billing.gateway import InvoiceListParams
 from connector.runtime import Runtime
 from connector.services import credit, crm_outbound, outbox, subscribers
-from connector.services.invoice_sync import DealIndex, apply_invoice, queue_open_balances
+from connector.services.invoice_sync import (
+    DealIndex,
+    apply_invoice,
+    insert_new_invoices,
+    queue_open_balances,
+)
 from connector.store.links import IN_CHUNK
 from connector.store.locks import lock
 from connector.store.models import CustomerLink, InvoiceMirror
@@ -260,10 +265,17 @@ def _write_chunk(
             lock(session, f"invoice:{invoice_id}")  # one order for every writer
         mirrors = _mirrors(session, [invoice["id"] for _, invoice, _ in chunk])
         deals = DealIndex.load(session, [invoice for _, invoice, _ in chunk])
+        new: dict[str, tuple[dict[str, Any], str]] = {}  # not mirrored yet: inserted together
         for fetched_at, invoice, account_id in chunk:
             mirror = mirrors.get(invoice["id"])
             if mirror is not None and (mirror.deleted or mirror.synced_at > fetched_at):
                 continue  # a webhook wrote a newer state meanwhile, or the draft is gone
+            if mirror is None and not announce:
+                if invoice["id"] not in new:  # a listing that repeats one keeps the first
+                    new[invoice["id"]] = (invoice, account_id)
+                    touched.setdefault(account_id, set()).add(invoice["currency"])
+                    written += 1
+                continue
             changed = apply_invoice(
                 runtime, session, invoice, account_id, mirror=mirror, balance=False,
                 announce=announce, deals=deals,
@@ -271,6 +283,7 @@ def _write_chunk(
             if changed:
                 touched.setdefault(account_id, set()).add(invoice["currency"])
             written += 1
+        insert_new_invoices(runtime, session, list(new.values()), deals)
         if checkpoint is not None:
             checkpoint(session, last, exhausted)
     return written
