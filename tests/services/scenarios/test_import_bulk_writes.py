@@ -65,6 +65,7 @@ def test_a_backfilled_invoice_is_stored_and_queued_as_its_webhook_would_store_it
     assert requeued == queued
 
 
+@pytest.mark.postgresql(reason="multi-row inserts and the outbox claim differ by dialect")
 @pytest.mark.parametrize("stop_after_invoices", [1, 2])
 def test_an_import_stopped_between_invoice_chunks_queues_each_invoice_once(
     world: World, stop_after_invoices: int
@@ -91,6 +92,7 @@ def test_an_import_stopped_between_invoice_chunks_queues_each_invoice_once(
     _assert_imported_once(world, filled)
 
 
+@pytest.mark.postgresql(reason="the chunk's transaction is rolled back by the store")
 def test_a_chunk_that_fails_halfway_leaves_nothing_and_is_read_again(
     world: World, monkeypatch: pytest.MonkeyPatch
 ) -> None:
