@@ -193,7 +193,6 @@ def child(stripe_url: str, salesforce_url: str, db: str) -> None:
     )
     runtime = Runtime(config, db=Database(url))
     page_waits = [0.0]
-    sys.setswitchinterval(float(os.environ.get("BENCH_SWITCH", "0.005")))
     _time_page_waits(page_waits)
     rss_before = peak_rss_mib()
     cpu_before = time.process_time()
