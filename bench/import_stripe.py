@@ -12,7 +12,10 @@ a contact's email (in another case).
 
 Printed: Stripe list calls against ceil(n/100) per listing, Salesforce calls by endpoint
 against a minimum (Bulk API 2.0 jobs above the 2,000-record threshold), wall time per
-phase, and the child's peak RSS.
+phase, and the child's peak RSS. Where the time went: the child's CPU seconds (dealbridge's
+own work), the seconds its main thread waited for the next page of invoices (Stripe's
+answers, read ahead in a thread, not keeping up), and each sandbox's seconds answering
+(wall, and the CPU of its request threads), measured in this process.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections import Counter
 from datetime import UTC, datetime
@@ -35,7 +39,7 @@ from connector.config import config_for_tests
 from connector.demo import salesforce_sandbox
 from connector.runtime import Runtime
 from connector.secrets import Secret
-from connector.services import importer
+from connector.services import backfill, importer
 from connector.services.import_run import PHASES, ImportOptions
 from connector.store.db import Database
 from connector.store.migrate import upgrade
@@ -45,8 +49,59 @@ from sandboxes.salesforce import (
     DEMO_USERNAME,
     SalesforceSandbox,
 )
+from sandboxes.salesforce.app import SandboxApp
 from sandboxes.stripe import StripeSandbox
 from sandboxes.stripe import invoices as sandbox_invoices
+from sandboxes.stripe.app import StripeApp
+
+
+class _AnswerTimes:
+    """Seconds each sandbox's WSGI app spent answering requests: wall, and the CPU of the
+    thread answering (wall minus waiting for the GIL and the network)."""
+
+    def __init__(self) -> None:
+        self.wall: Counter[str] = Counter()
+        self.cpu: Counter[str] = Counter()
+        self._lock = threading.Lock()
+
+    def wrap(self, app_class: Any, name: str) -> None:
+        answer = app_class.__call__
+
+        def timed(app: Any, environ: Any, start_response: Any) -> Any:
+            wall, cpu = time.perf_counter(), time.thread_time()
+            try:
+                return answer(app, environ, start_response)
+            finally:
+                with self._lock:
+                    self.wall[name] += time.perf_counter() - wall
+                    self.cpu[name] += time.thread_time() - cpu
+
+        app_class.__call__ = timed
+
+    def reset(self) -> None:
+        with self._lock:
+            self.wall.clear()
+            self.cpu.clear()
+
+
+def _time_page_waits(waited: list[float]) -> None:
+    """Count how long the import's main thread waits for the next page of invoices (the
+    read-ahead thread's Stripe calls not keeping up): the Stripe side of the critical path."""
+    prefetched = backfill.prefetched
+
+    def timed(items: Any, ahead: int) -> Any:
+        pages = prefetched(items, ahead)
+        while True:
+            start = time.perf_counter()
+            try:
+                item = next(pages)
+            except StopIteration:
+                return
+            finally:
+                waited[0] += time.perf_counter() - start
+            yield item
+
+    backfill.prefetched = timed  # type: ignore[assignment]
 
 
 def _seed_stripe(
@@ -137,7 +192,10 @@ def child(stripe_url: str, salesforce_url: str, db: str) -> None:
         salesforce_security_token=Secret(DEMO_SECURITY_TOKEN) if DEMO_SECURITY_TOKEN else None,
     )
     runtime = Runtime(config, db=Database(url))
+    page_waits = [0.0]
+    _time_page_waits(page_waits)
     rss_before = peak_rss_mib()
+    cpu_before = time.process_time()
     timings: dict[str, float] = {}
     counts: dict[str, int] = {}
     profile_to = os.environ.get("BENCH_PROFILE")  # a path: cProfile stats of the import
@@ -159,6 +217,7 @@ def child(stripe_url: str, salesforce_url: str, db: str) -> None:
         if phase == "products":
             counts["prices"] = report.prices
     peak = peak_rss_mib()
+    cpu = time.process_time() - cpu_before
     if profiler is not None and profile_to:
         profiler.dump_stats(profile_to)
     print(
@@ -168,6 +227,8 @@ def child(stripe_url: str, salesforce_url: str, db: str) -> None:
                 "counts": counts,
                 "rss_before_mib": rss_before,
                 "peak_rss_mib": peak,
+                "cpu_s": cpu,
+                "page_wait_s": page_waits[0],
             }
         )
     )
@@ -175,6 +236,9 @@ def child(stripe_url: str, salesforce_url: str, db: str) -> None:
 
 def main(customers: int = 5000, prices: int = 200, invoices: int = 50_000) -> None:
     now = datetime.now(UTC)
+    answers = _AnswerTimes()
+    answers.wrap(StripeApp, "stripe")
+    answers.wrap(SandboxApp, "salesforce")
     stripe_sb = StripeSandbox(now=lambda: int(now.timestamp())).start()
     sf_sb = salesforce_sandbox(seed=None, daily_api_limit=10_000_000, now=lambda: now).start()
     try:
@@ -184,6 +248,8 @@ def main(customers: int = 5000, prices: int = 200, invoices: int = 50_000) -> No
         print(f"seeded in {time.monotonic() - t0:.1f}s", flush=True)
         stripe_sb.reset_request_counts()
         sf_sb.reset_request_counts()
+        answers.reset()
+        sandboxes_cpu = time.process_time()
         with tempfile.TemporaryDirectory(prefix="dealbridge-bench-") as tmp:
             out = subprocess.run(  # noqa: S603 - this interpreter, our own module
                 [sys.executable, "-m", "bench.import_stripe", "--child", stripe_sb.url,
@@ -191,6 +257,7 @@ def main(customers: int = 5000, prices: int = 200, invoices: int = 50_000) -> No
                 check=True, stdout=subprocess.PIPE, text=True,
                 cwd=Path(__file__).resolve().parents[1],
             ).stdout  # fmt: skip
+        sandboxes_cpu = time.process_time() - sandboxes_cpu
         result: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
         stripe_counts = Counter({k: v for k, v in stripe_sb.request_counts().items()})
         sf_counts = Counter({k: v for k, v in sf_sb.request_counts().items()})
@@ -222,6 +289,19 @@ def main(customers: int = 5000, prices: int = 200, invoices: int = 50_000) -> No
             f"peak RSS of the import process: {result['peak_rss_mib']:.0f} MiB "
             f"(after start-up: {result['rss_before_mib']:.0f} MiB)"
         )
+        print(
+            f"dealbridge (import process) CPU: {result['cpu_s']:.1f}s; its main thread waited "
+            f"{result['page_wait_s']:.1f}s for pages of invoices"
+        )
+        print(
+            "sandboxes answering (wall / CPU of the answering thread): "
+            + ", ".join(
+                f"{name} {answers.wall[name]:.1f}s / {answers.cpu[name]:.1f}s"
+                for name in ("stripe", "salesforce")
+            )
+            + f"; sandbox process CPU {sandboxes_cpu:.1f}s"
+        )
+        print(f"load average at the end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     finally:
         stripe_sb.stop()
         sf_sb.stop()

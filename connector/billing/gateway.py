@@ -8,7 +8,6 @@ classified: ``StripeUnavailable`` (429, 5xx, network — try again later, same k
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -411,18 +410,27 @@ class StripeGateway:
     def iter_invoice_pages(self, params: InvoiceListParams) -> Iterator[list[dict[str, Any]]]:
         """The invoices ``iter_invoices`` lists, a page (up to 100) at a time, as Stripe's
         JSON: plain dicts, as ``objects.plain`` would give, without building StripeObjects
-        first (for a big listing that conversion costs more than the HTTP). The requests
-        are stripe-python's own (``raw_request``: key, API version, retries, errors)."""
+        first (for a big listing that conversion costs more than the HTTP)."""
         query: dict[str, Any] = {"limit": 100, **params}
         while True:
-            response = self._do(self.client.raw_request, "get", "/v1/invoices", **query)
-            page = json.loads(response.body)
-            invoices: list[dict[str, Any]] = page.get("data") or []
+            invoices, has_more = self._json_page("/v1/invoices", query)
             if invoices:
                 yield invoices
-            if not page.get("has_more") or not invoices:
+            if not has_more or not invoices:
                 return
             query["starting_after"] = invoices[-1]["id"]
+
+    def _json_page(self, path: str, query: Mapping[str, Any]) -> tuple[list[dict[str, Any]], bool]:
+        """One page of a list endpoint as Stripe's JSON, and whether more follow.
+
+        The request is stripe-python's own (``raw_request``: key, API version, retries,
+        errors); its response already holds the parsed body (``StripeResponse.data``), so
+        the page is neither parsed twice nor converted into StripeObjects."""
+        response = self._do(self.client.raw_request, "get", path, **query)
+        page = response.data
+        if not isinstance(page, dict) or not isinstance(page.get("data"), list):
+            raise StripeUnavailable(f"Stripe answered {path} with something that is not a list")
+        return page["data"], bool(page.get("has_more"))
 
     def iter_events(self, created_gte: int, types: list[str]) -> Iterator[stripe.Event]:
         """Events of these types created at or after ``created_gte``, newest first within
@@ -441,19 +449,16 @@ class StripeGateway:
 
     def list_page(
         self, resource: str, *, starting_after: str | None = None, limit: int = 100
-    ) -> tuple[list[Any], bool]:
+    ) -> tuple[list[dict[str, Any]], bool]:
         """One page of ``customers``, ``products`` or ``prices`` (newest first, archived
-        included) after ``starting_after``, and whether more follow: resumable listing."""
-        lists = {
-            "customers": self.client.v1.customers.list,
-            "products": self.client.v1.products.list,
-            "prices": self.client.v1.prices.list,
-        }
-        params: dict[str, Any] = {"limit": limit}
+        included) after ``starting_after``, as Stripe's JSON, and whether more follow:
+        resumable listing. Plain dicts, not StripeObjects: an import of thousands of
+        customers holds a chunk of them, and StripeObjects cost several times the memory."""
+        paths = {"customers": "/v1/customers", "products": "/v1/products", "prices": "/v1/prices"}
+        query: dict[str, Any] = {"limit": limit}
         if starting_after:
-            params["starting_after"] = starting_after
-        page = self._do(lists[resource], params=params)
-        return list(page.data), bool(page.has_more)
+            query["starting_after"] = starting_after
+        return self._json_page(paths[resource], query)
 
     def open_balance(self, customer_id: str, currency: str) -> int:
         """What the customer owes now: the remaining amounts of its open and uncollectible

@@ -163,15 +163,28 @@ def link_account(runtime: Runtime, session: Session, account_id: str, customer_i
     )
 
 
+def _invoice_payload(record: InvoiceRecord) -> dict[str, Any]:
+    return {k: (v.isoformat() if isinstance(v, date) else v) for k, v in record.__dict__.items()}
+
+
 def upsert_invoice(runtime: Runtime, session: Session, record: InvoiceRecord) -> None:
-    payload = {k: (v.isoformat() if isinstance(v, date) else v) for k, v in record.__dict__.items()}
     outbox.enqueue(
         session,
         kind=UPSERT_INVOICE,
         ordering_key=f"invoice:{record.stripe_invoice_id}",
-        payload=payload,
+        payload=_invoice_payload(record),
         now=runtime.clock(),
         flush=False,  # nobody needs its id; a batch of invoices is inserted at once
+    )
+
+
+def upsert_invoices(runtime: Runtime, session: Session, records: list[InvoiceRecord]) -> None:
+    """``upsert_invoice`` for many records, in one multi-row insert (a backfill's chunk)."""
+    outbox.enqueue_many(
+        session,
+        UPSERT_INVOICE,
+        [(f"invoice:{r.stripe_invoice_id}", _invoice_payload(r)) for r in records],
+        runtime.clock(),
     )
 
 

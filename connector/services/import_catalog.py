@@ -14,14 +14,14 @@ def import_catalog(run: ImportRun) -> None:
     for chunk, exhausted in run.chunks("products", "products"):
         records = [
             ProductRecord(
-                stripe_product_id=p.id,
-                name=p.name,
-                sku=p.metadata.to_dict().get("sku") if p.metadata else None,
-                active=bool(p.active),
-                description=p.description,
+                stripe_product_id=p["id"],
+                name=p["name"],
+                sku=(p.get("metadata") or {}).get("sku"),
+                active=bool(p.get("active")),
+                description=p.get("description"),
             )
             for p in chunk
-            if not getattr(p, "deleted", False)
+            if not p.get("deleted")
         ]
         if run.options.dry_run:
             run.report.planned += [f"would upsert product {r.stripe_product_id}" for r in records]
@@ -45,13 +45,15 @@ def import_catalog(run: ImportRun) -> None:
     for chunk, exhausted in run.chunks("prices", "prices"):
         entries = [
             PriceEntryRecord(
-                stripe_price_id=p.id,
-                stripe_product_id=p.product if isinstance(p.product, str) else p.product.id,
-                currency=p.currency,
-                unit_amount=p.unit_amount,
-                active=bool(p.active),
-                recurring_interval=p.recurring.interval if p.recurring else None,
-                nickname=p.nickname,
+                stripe_price_id=p["id"],
+                stripe_product_id=p["product"]
+                if isinstance(p["product"], str)
+                else p["product"]["id"],
+                currency=p["currency"],
+                unit_amount=p.get("unit_amount"),
+                active=bool(p.get("active")),
+                recurring_interval=(p.get("recurring") or {}).get("interval"),
+                nickname=p.get("nickname"),
             )
             for p in chunk
         ]

@@ -20,9 +20,18 @@ def import_customers(run: ImportRun) -> None:
     directory = run.runtime.crm.account_directory()
     ids = _AccountIds(directory.ids)
     taken = _linked_accounts(run)
-    for chunk, exhausted in run.chunks("customers", "customers"):
+    for chunk, exhausted in run.chunks("customers", "customers", keep=_matched_on):
         _customer_chunk(run, chunk, exhausted, directory, ids, taken)
         run.progress("customers", len(chunk))
+
+
+#: What matching and creating an account read of a customer; the rest of Stripe's JSON is
+#: dropped as each page arrives, so a chunk of thousands of customers stays small.
+_CUSTOMER_FIELDS = ("id", "name", "email", "metadata", "address", "deleted")
+
+
+def _matched_on(customer: dict[str, Any]) -> dict[str, Any]:
+    return {key: customer.get(key) for key in _CUSTOMER_FIELDS}
 
 
 def _linked_accounts(run: ImportRun) -> dict[str, str]:
@@ -35,7 +44,7 @@ def _linked_accounts(run: ImportRun) -> dict[str, str]:
 
 def _customer_chunk(
     run: ImportRun,
-    chunk: list[Any],
+    chunk: list[dict[str, Any]],
     exhausted: bool,
     directory: AccountDirectory,
     ids: _AccountIds,
@@ -46,9 +55,10 @@ def _customer_chunk(
     links: list[tuple[str, str, str]] = []  # (customer, account, how)
     unmatched: list[Unmatched] = []
     for customer in chunk:
-        if getattr(customer, "deleted", False):
+        if customer.get("deleted"):
             continue
-        if customer.id in linked_customers:
+        customer_id = customer["id"]
+        if customer_id in linked_customers:
             report.already_linked += 1
             continue
         account, how, reason, ambiguous = _match(run, customer, directory, ids)
@@ -62,12 +72,14 @@ def _customer_chunk(
             account, how = _create_account(run, customer), "created"
         if account is None:
             unmatched.append(
-                Unmatched(customer.id, customer.name, customer.email, reason or "no match")
+                Unmatched(
+                    customer_id, customer.get("name"), customer.get("email"), reason or "no match"
+                )
             )
             continue
-        taken[account] = customer.id
-        linked_customers.add(customer.id)
-        links.append((customer.id, account, how))
+        taken[account] = customer_id
+        linked_customers.add(customer_id)
+        links.append((customer_id, account, how))
     for customer_id, account, how in links:
         report.linked[how] = report.linked.get(how, 0) + 1
         if run.options.dry_run:
@@ -128,16 +140,16 @@ def _customer_chunk(
 
 
 def _match(
-    run: ImportRun, customer: Any, directory: AccountDirectory, ids: _AccountIds
+    run: ImportRun, customer: dict[str, Any], directory: AccountDirectory, ids: _AccountIds
 ) -> tuple[str | None, str, str | None, bool]:
     """(account, how, why not, ambiguous): the linking order of the module docstring.
 
     ``ambiguous`` is true when several accounts matched: not a case for a new account.
     """
-    known = directory.by_stripe_customer.get(customer.id)
+    known = directory.by_stripe_customer.get(customer["id"])
     if known:
         return known, "stripe_id", None, False
-    metadata = customer.metadata.to_dict() if customer.metadata else {}
+    metadata: dict[str, Any] = customer.get("metadata") or {}
     wanted = metadata.get(run.settings["account_id_metadata_key"])
     if wanted:
         found = ids.find(str(wanted))
@@ -145,18 +157,18 @@ def _match(
             return found, "metadata", None, False
     reason = None
     ambiguous = False
-    email = (customer.email or "").strip().casefold()
+    email = (customer.get("email") or "").strip().casefold()
     if email:
         accounts = directory.by_email.get(email, [])
         if len(accounts) == 1:
             return accounts[0], "email", None, False
         if len(accounts) > 1:
-            reason = f"{len(accounts)} accounts have a contact with {customer.email}"
+            reason = f"{len(accounts)} accounts have a contact with {customer['email']}"
             ambiguous = True
     rule = run.settings["match_rule"]
     value: Any = None
     if rule == "name":
-        value = customer.name
+        value = customer.get("name")
     elif rule == "metadata":
         value = metadata.get(run.settings["match_metadata_key"])
     if value:
@@ -171,25 +183,25 @@ def _match(
     return None, "", reason, ambiguous
 
 
-def _create_account(run: ImportRun, customer: Any) -> str:
-    name = customer.name or customer.email or customer.id
+def _create_account(run: ImportRun, customer: dict[str, Any]) -> str:
+    name = customer.get("name") or customer.get("email") or customer["id"]
     if run.options.dry_run:
         return f"(new account {name!r})"
-    address = customer.address
+    address = customer.get("address")
     return run.runtime.crm.create_account(
         name,
-        customer.email,
+        customer.get("email"),
         Address(
-            line1=address.line1,
-            line2=address.line2,
-            city=address.city,
-            state=address.state,
-            postal_code=address.postal_code,
-            country=address.country,
+            line1=address.get("line1"),
+            line2=address.get("line2"),
+            city=address.get("city"),
+            state=address.get("state"),
+            postal_code=address.get("postal_code"),
+            country=address.get("country"),
         )
         if address
         else None,
-        stripe_customer_id=customer.id,
+        stripe_customer_id=customer["id"],
     )
 
 

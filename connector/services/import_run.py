@@ -4,7 +4,7 @@ that let it resume, and the paging through Stripe's lists (see ``importer`` for 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -106,9 +106,16 @@ class ImportRun:
         self.create = create
         self.settings = runtime.config.section("import")
 
-    def chunks(self, resource: str, phase: str) -> Any:
-        """Chunks of Stripe objects after the phase's cursor, each with ``last`` (more
-        follow?); stops at ``options.limit`` objects. Yields nothing for a finished phase."""
+    def chunks(
+        self,
+        resource: str,
+        phase: str,
+        keep: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+    ) -> Iterator[tuple[list[dict[str, Any]], bool]]:
+        """Chunks of Stripe objects (Stripe's JSON) after the phase's cursor, each with
+        ``exhausted`` (no more follow); stops at ``options.limit`` objects. Yields nothing
+        for a finished phase. ``keep`` reduces each object to what the phase reads, as its
+        page arrives, so a chunk of thousands holds only that (it must keep ``id``)."""
         cursor = read_phase_cursor(self.runtime, phase)
         if cursor == DONE:
             self.report.finished.append(phase)
@@ -116,7 +123,7 @@ class ImportRun:
         budget = self.options.limit
         starting_after = cursor
         while True:
-            chunk: list[Any] = []
+            chunk: list[dict[str, Any]] = []
             has_more = True
             while len(chunk) < self.chunk_size and has_more:
                 want = min(self.options.page_size, self.chunk_size - len(chunk))
@@ -127,25 +134,27 @@ class ImportRun:
                 page, has_more = self.runtime.stripe.list_page(
                     resource, starting_after=starting_after, limit=want
                 )
-                chunk.extend(page)
+                chunk.extend(page if keep is None else map(keep, page))
                 if budget is not None:
                     budget -= len(page)
                 if page:
-                    starting_after = page[-1].id
+                    starting_after = page[-1]["id"]
             exhausted = not has_more
             if chunk or exhausted:
                 yield chunk, exhausted
             if exhausted or (budget is not None and budget <= 0):
                 return
 
-    def commit_chunk(self, phase: str, chunk: list[Any], exhausted: bool, write: Any) -> None:
+    def commit_chunk(
+        self, phase: str, chunk: list[dict[str, Any]], exhausted: bool, write: Any
+    ) -> None:
         """Run ``write(session)`` and move the phase's cursor past ``chunk``, atomically."""
         with self.runtime.db.session() as session:
             write(session)
             if exhausted:
                 save_phase_cursor(session, phase, DONE)
             elif chunk:
-                save_phase_cursor(session, phase, chunk[-1].id)
+                save_phase_cursor(session, phase, chunk[-1]["id"])
         if exhausted:
             self.report.finished.append(phase)
 

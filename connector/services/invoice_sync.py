@@ -25,9 +25,9 @@ import logging
 from collections.abc import Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import func, select
+from sqlalchemy import Table, func, insert, select
 from sqlalchemy.orm import Session
 
 from connector.billing.event_shape import MalformedEvent, event_object
@@ -287,6 +287,70 @@ def sync_invoice(
     raise KeptChanging(f"invoice {invoice_id} changed during each of {MAX_REFETCH} fetches")
 
 
+def mirror_values(
+    runtime: Runtime, invoice: dict[str, Any], account_id: str, deal_id: str | None
+) -> dict[str, Any]:
+    """The mirror's columns for a freshly fetched invoice (all but ``id``, ``deleted`` and
+    the write counter ``stripe_updated``): one definition for the row a handler updates
+    and the rows a backfill inserts many at a time."""
+    transitions = invoice.get("status_transitions") or {}
+    return {
+        "stripe_customer_id": invoice["customer"],
+        "crm_account_id": account_id,
+        "crm_deal_id": deal_id,
+        "subscription_id": _subscription_of(invoice),
+        "number": invoice.get("number"),
+        "status": invoice["status"],
+        "currency": invoice["currency"],
+        "amount_due": int(invoice.get("amount_due") or 0),
+        "amount_paid": int(invoice.get("amount_paid") or 0),
+        "amount_remaining": int(invoice.get("amount_remaining") or 0),
+        "total_excluding_tax": int(invoice.get("total_excluding_tax") or invoice.get("total") or 0),
+        "attempt_count": int(invoice.get("attempt_count") or 0),
+        "created": datetime_from_unix(invoice["created"]) or runtime.clock(),
+        "due_date": datetime_from_unix(invoice.get("due_date")),
+        "paid_at": datetime_from_unix(transitions.get("paid_at")),
+        "billing_reason": invoice.get("billing_reason"),
+        "effective_at": datetime_from_unix(
+            invoice.get("effective_at") or transitions.get("finalized_at")
+        ),
+        "amount_credited": amount_credited(invoice),
+        "synced_at": runtime.clock(),
+    }
+
+
+def insert_new_invoices(
+    runtime: Runtime,
+    session: Session,
+    invoices: list[tuple[dict[str, Any], str]],
+    deals: DealIndex,
+) -> None:
+    """``apply_invoice(..., mirror=None, balance=False, announce=False)`` for many invoices
+    the mirror does not have yet (``(invoice, account)`` each, distinct ids, their locks
+    held): their mirror rows in one multi-row INSERT and their CRM records in another,
+    instead of an ORM object and a flush each. The backfill's path: it writes tens of
+    thousands. The caller queues the accounts' balances (every new invoice's status is new).
+    """
+    rows: list[dict[str, Any]] = []
+    records: list[InvoiceRecord] = []
+    for invoice, account_id in invoices:
+        deal_id = deals.deal_of(invoice, _subscription_of(invoice))
+        rows.append(
+            {
+                "id": invoice["id"],
+                **mirror_values(runtime, invoice, account_id, deal_id),
+                "deleted": False,
+                "stripe_updated": 1,
+            }
+        )
+        records.append(
+            invoice_record(invoice, account_id, deal_id, _payment_error(invoice, "invoice.updated"))
+        )
+    if rows:
+        session.execute(insert(cast(Table, InvoiceMirror.__table__)), rows)
+    crm_outbound.upsert_invoices(runtime, session, records)
+
+
 def apply_invoice(
     runtime: Runtime,
     session: Session,
@@ -315,30 +379,8 @@ def apply_invoice(
     if mirror is None:
         mirror = InvoiceMirror(id=invoice_id)
         session.add(mirror)
-    transitions = invoice.get("status_transitions") or {}
-    mirror.stripe_customer_id = invoice["customer"]
-    mirror.crm_account_id = account_id
-    mirror.crm_deal_id = deal_id
-    mirror.subscription_id = subscription_id
-    mirror.number = invoice.get("number")
-    mirror.status = invoice["status"]
-    mirror.currency = invoice["currency"]
-    mirror.amount_due = int(invoice.get("amount_due") or 0)
-    mirror.amount_paid = int(invoice.get("amount_paid") or 0)
-    mirror.amount_remaining = int(invoice.get("amount_remaining") or 0)
-    mirror.total_excluding_tax = int(
-        invoice.get("total_excluding_tax") or invoice.get("total") or 0
-    )
-    mirror.attempt_count = int(invoice.get("attempt_count") or 0)
-    mirror.created = datetime_from_unix(invoice["created"]) or runtime.clock()
-    mirror.due_date = datetime_from_unix(invoice.get("due_date"))
-    mirror.paid_at = datetime_from_unix(transitions.get("paid_at"))
-    mirror.billing_reason = invoice.get("billing_reason")
-    mirror.effective_at = datetime_from_unix(
-        invoice.get("effective_at") or transitions.get("finalized_at")
-    )
-    mirror.amount_credited = amount_credited(invoice)
-    mirror.synced_at = runtime.clock()
+    for column, value in mirror_values(runtime, invoice, account_id, deal_id).items():
+        setattr(mirror, column, value)
     mirror.stripe_updated = (mirror.stripe_updated or 0) + 1
     record = invoice_record(
         invoice, account_id, deal_id, _payment_error(invoice, event_type, decline)

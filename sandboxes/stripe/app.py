@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import json
 import logging
 import re
 import threading
@@ -15,7 +14,7 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.routing import Map, Rule
 from werkzeug.wrappers import Request, Response
 
-from . import pages
+from . import pages, pretty
 from .call import Call
 from .errors import StripeError, api_error, fault
 from .idempotency import IdempotencyCache, SavedResponse
@@ -37,7 +36,7 @@ def _werkzeug_path(template: str) -> str:
 
 def _json_response(status: int, body: JSON, headers: dict[str, str] | None = None) -> Response:
     return Response(
-        json.dumps(body, indent=2),
+        pretty.dumps(body),
         status=status,
         headers=headers or {},
         content_type="application/json",
@@ -224,7 +223,7 @@ class StripeApp:
                 status, body, extra = self._execute(
                     endpoint, path_args, method, pairs, request_id, idempotency_key, stripe_version
                 )
-                payload = json.dumps(body, indent=2).encode()
+                payload = pretty.dumps(body).encode()
                 all_headers = {**headers, **extra}
                 if status < 400 or status == 402:
                     to_save = SavedResponse(

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 import re
 from typing import Any
 
 import requests
 
+from . import pretty
 from .call import Call
 from .errors import invalid_param
 from .params import metadata_patch
@@ -166,7 +166,7 @@ def deliver_due(state: State) -> int:
                 _finish(state, delivery)
                 continue
             event = state.store.render(state.store.objects[delivery.event_id])
-            payload = json.dumps(event, indent=2)
+            payload = pretty.dumps(event)
             jobs.append((delivery, endpoint["url"], endpoint["_secret"], payload))
     for delivery, url, secret, payload in jobs:
         status = _post(url, secret, payload, int(state.signing_clock()))

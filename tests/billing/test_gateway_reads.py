@@ -84,3 +84,38 @@ def test_a_subscription_is_read_with_its_discounts_coupons(gateway: StripeGatewa
     data = plain(gateway.retrieve_subscription(str(sub.id)))
     (discount,) = data["discounts"]
     assert discount["source"]["coupon"]["percent_off"] == 20
+
+
+def test_a_list_page_is_stripes_json_newest_first_and_resumable(gateway: StripeGateway) -> None:
+    client = gateway.client
+    made = [
+        client.v1.customers.create(
+            params={"email": f"ap{n}@acme.example", "metadata": {"n": str(n)}}
+        ).id
+        for n in range(3)
+    ]
+
+    first, more = gateway.list_page("customers", limit=2)
+    rest, more_after = gateway.list_page("customers", starting_after=first[-1]["id"], limit=2)
+
+    assert [c["id"] for c in first + rest] == list(reversed(made))
+    assert (more, more_after) == (True, False)
+    assert not isinstance(first[0], stripe.StripeObject)
+    assert first[0]["metadata"] == {"n": "2"}
+    assert first[0]["email"] == "ap2@acme.example"
+
+
+def test_invoice_pages_are_stripes_json(gateway: StripeGateway) -> None:
+    client = gateway.client
+    customer = client.v1.customers.create(params={"email": "ap@acme.example"}).id
+    made = {_invoice(client, customer, amount).id for amount in (1_000, 2_000, 3_000)}
+
+    pages = list(gateway.iter_invoice_pages({"customer": customer, "limit": 2}))
+
+    assert [len(page) for page in pages] == [2, 1]
+    assert {invoice["id"] for page in pages for invoice in page} == made
+    assert sorted(invoice["amount_due"] for page in pages for invoice in page) == [
+        1_000,
+        2_000,
+        3_000,
+    ]

@@ -2,7 +2,7 @@
 resuming after an interruption, and the dry run, on both stores (SQLite, PostgreSQL).
 
 The CRM and Stripe are in-memory fakes speaking the adapter protocol and the gateway's
-``list_page``; customers are real ``stripe.Customer`` objects built from API-shaped JSON."""
+``list_page``, which answers with Stripe's JSON (API-shaped dicts), as the gateway does."""
 
 from __future__ import annotations
 
@@ -11,7 +11,6 @@ from collections.abc import Sequence
 from typing import Any
 
 import pytest
-import stripe
 from sqlalchemy import func, select
 
 from connector.crm.base import (
@@ -108,15 +107,15 @@ class FakeStripe:
     """``list_page`` over customers, newest first, as the gateway pages them."""
 
     def __init__(self, customers: list[dict[str, Any]]) -> None:
-        self.customers = [stripe.Customer.construct_from(c, "sk_test_x") for c in customers]
+        self.customers = customers
 
     def list_page(
         self, resource: str, *, starting_after: str | None = None, limit: int = 100
-    ) -> tuple[list[Any], bool]:
+    ) -> tuple[list[dict[str, Any]], bool]:
         assert resource == "customers"
         items = self.customers
         if starting_after:
-            items = items[[c.id for c in items].index(starting_after) + 1 :]
+            items = items[[c["id"] for c in items].index(starting_after) + 1 :]
         return items[:limit], len(items) > limit
 
     def customer_url(self, customer_id: str) -> str:
