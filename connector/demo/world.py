@@ -30,7 +30,13 @@ from connector.store.db import Database
 from connector.store.migrate import upgrade
 from connector.web.app import create_app
 from sandboxes._server import SandboxServer
-from sandboxes.salesforce import DEMO_PASSWORD, DEMO_SECURITY_TOKEN, DEMO_USERNAME
+from sandboxes.salesforce import (
+    DEMO_CLIENT_ID,
+    DEMO_CLIENT_SECRET,
+    DEMO_PASSWORD,
+    DEMO_SECURITY_TOKEN,
+    DEMO_USERNAME,
+)
 from sandboxes.stripe import StripeSandbox
 
 DEMO_STRIPE_KEY = "sk_test_dealbridge_local_demo"
@@ -155,6 +161,10 @@ class LocalWorld:
             if DEMO_SECURITY_TOKEN
             else None,
             "salesforce_outbound_token": Secret(self.outbound_token),
+            # The connected app: the integration user logs in through it (OAuth password
+            # grant), and a rep opening a plan's URL signs in through it (web-server flow).
+            "salesforce_client_id": DEMO_CLIENT_ID,
+            "salesforce_client_secret": Secret(DEMO_CLIENT_SECRET),
         }
 
     def _crm_web_section(self) -> dict[str, Any]:

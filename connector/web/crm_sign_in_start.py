@@ -90,7 +90,7 @@ def crm_sign_in(kwargs: dict[str, Any]) -> WerkzeugResponse | None:
         {"deal": deal, "nonce": uuid.uuid4().hex}
     )
     target = oauth.authorize_url(
-        runtime.config.section("crm")["salesforce"]["login_url"],
+        oauth.sign_in_base(runtime.config.section("crm")["salesforce"]),
         secrets.salesforce_client_id,
         runtime.config.base_url + SIGN_IN_CALLBACK,
         state,

@@ -33,6 +33,7 @@ from connector.crm.dynamics.signin import (
     SignInUnavailable,
 )
 from connector.crm.dynamics.signin import SignInFailed as EntraSignInFailed
+from connector.crm.salesforce import oauth
 from connector.crm.salesforce.oauth import SignInFailed, signed_in_user
 from connector.store.once import use_once
 from connector.web.auth import Identity, issue_session_token
@@ -92,7 +93,7 @@ def salesforce_callback() -> WerkzeugResponse:
         raise ApiError(401, "bad_sign_in_state", f"This sign-in was already used. {AGAIN}")
     try:
         who = signed_in_user(
-            runtime.config.section("crm")["salesforce"]["login_url"],
+            oauth.sign_in_base(runtime.config.section("crm")["salesforce"]),
             secrets.salesforce_client_id,
             secrets.salesforce_client_secret.reveal(),
             runtime.config.base_url + SIGN_IN_CALLBACK,

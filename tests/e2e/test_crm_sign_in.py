@@ -36,3 +36,24 @@ def test_a_rep_opening_the_plan_url_from_dynamics_lands_on_the_plan_signed_in(
     assert page.status_code == 200
     assert urlsplit(page.url).path == urlsplit(plan_url).path
     assert f"signed in as {REP.username} (sales rep)" in page.text
+
+
+@pytest.mark.crm(
+    "salesforce",
+    reason="the OAuth web-server flow through the connected app is Salesforce's own; "
+    "Dynamics signs in through Entra ID above",
+)
+def test_a_rep_opening_the_plan_url_from_salesforce_lands_on_the_plan_signed_in(
+    world: World,
+) -> None:
+    world.sync()
+    plan_url = world.crm.deal("acme_platform")["plan_url"]
+
+    with requests.Session() as browser:  # signed in to Salesforce, not to dealbridge
+        page = browser.get(plan_url, headers={"Accept": "text/html"}, timeout=10)
+
+    hops = [urlsplit(r.url).netloc for r in page.history]
+    assert urlsplit(world.crm_url).netloc in hops  # through Salesforce's authorize page
+    assert page.status_code == 200
+    assert urlsplit(page.url).path == urlsplit(plan_url).path
+    assert "signed in as" in page.text

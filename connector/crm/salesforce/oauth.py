@@ -2,14 +2,15 @@
 
 dealbridge already holds the connected app's consumer key and secret
 (``SALESFORCE_CLIENT_ID`` / ``SALESFORCE_CLIENT_SECRET``, the same app Canvas uses). A person
-who opens a plan's URL from Salesforce without a dealbridge session is sent to
-``{login_url}/services/oauth2/authorize``; Salesforce (where they are signed in) sends them
-back with a code, which is exchanged at ``/services/oauth2/token`` for a token whose
-identity URL (``id``) says who they are. Only the identity is kept; the token is dropped.
+who opens a plan's URL from Salesforce without a dealbridge session is sent to the org's
+authorize endpoint (``sign_in_base``: its My Domain, else ``login_url``); Salesforce (where
+they are signed in) sends them back with a code, which is exchanged at
+``/services/oauth2/token`` for a token whose identity URL (``id``) says who they are. Only the identity is kept; the token is dropped.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlencode
 
@@ -20,6 +21,15 @@ TIMEOUT_SECONDS = 10
 
 class SignInFailed(Exception):
     """Salesforce did not confirm who the person is; the message says why."""
+
+
+def sign_in_base(section: Mapping[str, Any]) -> str:
+    """Where people sign in: the org's My Domain (``crm.salesforce.instance_url``) when it is
+    configured, as Salesforce recommends for the web-server flow, else ``login_url``. A
+    person's browser goes there, so it must be the org they are signed in to (and, with the
+    local sandbox, the sandbox itself rather than login.salesforce.com)."""
+    instance_url = section.get("instance_url")
+    return str(instance_url or section["login_url"])
 
 
 def authorize_url(login_url: str, client_id: str, redirect_uri: str, state: str) -> str:
