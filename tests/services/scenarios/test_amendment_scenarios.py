@@ -61,7 +61,7 @@ def test_a_change_starting_later_is_made_by_stripe_on_its_day(world: World) -> N
     client = world.stripe_client()
     schedule = client.v1.subscription_schedules.retrieve(phase["schedule_id"])
     assert schedule.subscription == sub_id
-    assert [p.end_date for p in schedule.phases][0] == unix_at_midnight(start)
+    assert schedule.phases[0].end_date == unix_at_midnight(start)
     assert schedule.phases[1].start_date == unix_at_midnight(start)
     # The contract still ends when it did: the schedule cancels the subscription then.
     assert (schedule.end_behavior, schedule.phases[1].end_date) == (
