@@ -335,6 +335,18 @@ class StripeGateway:
         )
         return schedule
 
+    def release_subscription_schedule(
+        self, schedule_id: str, idempotency_key: str
+    ) -> stripe.SubscriptionSchedule:
+        """Stop the schedule managing its subscription, which keeps its end date."""
+        schedule: stripe.SubscriptionSchedule = self._do(
+            self.client.v1.subscription_schedules.release,
+            schedule_id,
+            params={"preserve_cancel_date": True},
+            options=_options(idempotency_key),
+        )
+        return schedule
+
     def retrieve_subscription_schedule(self, schedule_id: str) -> stripe.SubscriptionSchedule:
         schedule: stripe.SubscriptionSchedule = self._do(
             self.client.v1.subscription_schedules.retrieve, schedule_id

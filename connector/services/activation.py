@@ -375,9 +375,16 @@ def _amend_subscription(
     amendment: Amendment,
     preview: dict[str, Any] | None,
 ) -> str:
-    """The one subscription update the amendment is, with the previewed proration date."""
+    """The one subscription update the amendment is, with the previewed proration date
+    (after releasing a schedule that manages the subscription: ``release_schedule``)."""
     target = live_from_json((row.overrides or {})[TARGET_KEY])
     proration_date = None if preview is None else preview.get("proration_date")
+
+    def release(key: str) -> str:
+        amendments.check_unmoved(runtime, amendment, target)
+        return amendments.release_schedule(runtime, amendment.subscription_id, key)
+
+    step("release_schedule", release)
 
     def update(key: str) -> str:
         amendments.check_unmoved(runtime, amendment, target)

@@ -372,6 +372,31 @@ def _items(phase: Mapping[str, Any]) -> list[dict[str, Any]]:
     return items
 
 
+def release_schedule(runtime: Runtime, subscription_id: str, idempotency_key: str) -> str:
+    """Before a change made now: a subscription managed by a schedule is released from it
+    (keeping its end date), since Stripe refuses to move a managed subscription's end
+    directly and a schedule would put its phase's items back at the next phase. A schedule
+    with a change still to come is not released: that change and this one would clash, so
+    the person reviews the deal again. Returns the released schedule, or "" for none."""
+    schedule_ref = plain(runtime.stripe.retrieve_subscription(subscription_id)).get("schedule")
+    if not schedule_ref:
+        return ""
+    schedule_id = str(_id(schedule_ref))
+    schedule = plain(runtime.stripe.retrieve_subscription_schedule(schedule_id))
+    current = (schedule.get("current_phase") or {}).get("start_date")
+    later = [
+        p for p in schedule.get("phases") or [] if current is not None and p["start_date"] > current
+    ]
+    if later:
+        raise SubscriptionMoved(
+            f"the subscription {subscription_id} already has a change scheduled in Stripe from "
+            f"{date_from_unix(later[0]['start_date'])} (schedule {schedule_id}); review this "
+            "deal again once that change is made, or change the schedule in Stripe"
+        )
+    runtime.stripe.release_subscription_schedule(schedule_id, idempotency_key)
+    return schedule_id
+
+
 def phase_update(
     runtime: Runtime,
     plan: BillingPlan,

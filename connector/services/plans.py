@@ -211,7 +211,16 @@ def adjust(runtime: Runtime, plan_id: str, changes: dict[str, Any], *, actor: st
         ) from exc
     refresh_preview(runtime, plan_id)
     with runtime.db.session() as session:
-        return get_plan(session, plan_id)
+        row = get_plan(session, plan_id)
+        if row.status == Status.INVALID:
+            # A person's choice (a renewal rather than an upgrade) may make the deal billable:
+            # back to review, as a CRM change that fixes it would.
+            computed = compute(runtime, row)
+            row.problems = problems_json(computed.problems)
+            if computed.plan is not None:
+                row.status = Status.IN_REVIEW
+                row.status_reason = None
+        return row
 
 
 def _adjust(

@@ -7,9 +7,12 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
+import pytest
+
 from connector.billing.gateway import StripeGateway, StripeUnavailable
 from connector.domain.timestamps import unix_at_midnight
 from connector.services import activation
+from connector.services import amendment as amendments
 from connector.services.plans import approve
 from tests.e2e.conftest import World
 from tests.e2e.test_amendments import _activate, _close_expansion, _items
@@ -69,6 +72,10 @@ def test_a_change_starting_later_is_made_by_stripe_on_its_day(world: World) -> N
         client.v1.subscriptions.retrieve(sub_id).cancel_at,
     )
     assert _items(world, sub_id)[0] == ("Additional Seats", 4500, 25)
+    # A change made now would clash with the one still to come: refused, nothing released.
+    assert world.runtime is not None
+    with pytest.raises(amendments.SubscriptionMoved, match="already has a change scheduled"):
+        amendments.release_schedule(world.runtime, sub_id, "dealbridge:test:release")
 
     world.clock.advance(days=10, hours=1)
     world.stripe_sandbox.run_billing()  # Stripe alone: no dealbridge job runs
@@ -83,6 +90,13 @@ def test_a_change_starting_later_is_made_by_stripe_on_its_day(world: World) -> N
     assert sorted(line.amount for line in invoice.lines.data) == sorted(
         line["amount"] for line in previewed["lines"]
     )
+
+    # Once it is made, a change made now first releases the schedule, keeping the end.
+    ends = client.v1.subscriptions.retrieve(sub_id).cancel_at
+    released = amendments.release_schedule(world.runtime, sub_id, "dealbridge:test:release")
+    assert released == phase["schedule_id"]
+    after = client.v1.subscriptions.retrieve(sub_id)
+    assert (after.schedule, after.cancel_at) == (None, ends)
 
 
 def test_a_change_starting_later_is_scheduled_once_when_a_run_is_lost(world: World) -> None:
