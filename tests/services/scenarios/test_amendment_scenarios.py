@@ -16,6 +16,7 @@ from connector.services import amendment as amendments
 from connector.services.plans import approve
 from tests.e2e.conftest import World
 from tests.e2e.test_amendments import _activate, _close_expansion, _items
+from tests.e2e.test_review_page import Rep
 
 
 def test_activating_an_amendment_twice_updates_the_subscription_once(world: World) -> None:
@@ -61,6 +62,9 @@ def test_a_change_starting_later_is_made_by_stripe_on_its_day(world: World) -> N
     assert phase == {"schedule_id": plan["stripe_schedule_id"], "start_date": start.isoformat()}
     previewed = plan["amendment"]["preview"]
     assert previewed["proration_amount"] != 0
+    page = Rep(world, "acme_expansion").html
+    assert phase["schedule_id"] in page
+    assert f"a phase starting {start.isoformat()} (00:00 UTC) makes the change" in page
     client = world.stripe_client()
     schedule = client.v1.subscription_schedules.retrieve(phase["schedule_id"])
     assert schedule.subscription == sub_id
