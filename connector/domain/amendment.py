@@ -674,6 +674,11 @@ def amendment_summary(amendment: Amendment, preview: Mapping[str, Any] | None) -
             f"Stripe makes the change on {when}: a phase of the subscription's schedule "
             "starting that day."
         )
+    if preview is None and amendment.starts_later and amendment.new_end is None:
+        lines.append(
+            "No Stripe preview of the next invoice: the change starts after the current "
+            "billing period, and Stripe prorates it from its day on a later invoice."
+        )
     if preview is not None and preview.get("error"):
         lines.append(f"Stripe could not preview the next invoice: {preview['error']}")
     elif preview is not None:

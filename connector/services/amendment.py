@@ -243,6 +243,10 @@ def preview(
     if amendment.new_end is not None or amendment.cancel_at_period_end:
         return None
     try:
+        if amendment.starts_later and _after_current_period(runtime, amendment):
+            # Stripe previews a change within the current period; one that starts after it
+            # is prorated from its day on a later invoice, which no preview shows.
+            return None
         params = update_params(runtime, plan, amendment, proration_date)
         details: dict[str, Any] = {
             "items": params.get("items", []),
@@ -276,6 +280,15 @@ def preview(
         "lines": lines,
         "proration_date": proration_date,
     }
+
+
+def _after_current_period(runtime: Runtime, amendment: Amendment) -> bool:
+    subscription = plain(runtime.stripe.retrieve_subscription(amendment.subscription_id))
+    ends = [
+        int(item.get("current_period_end") or 0)
+        for item in (subscription.get("items") or {}).get("data") or []
+    ]
+    return bool(ends) and unix_at_midnight(amendment.effective_date) >= max(ends)
 
 
 def check_unmoved(runtime: Runtime, amendment: Amendment, before: LiveSubscription) -> None:

@@ -103,6 +103,25 @@ def test_a_change_starting_later_is_made_by_stripe_on_its_day(world: World) -> N
     assert (after.schedule, after.cancel_at) == (None, ends)
 
 
+def test_a_change_after_the_current_period_shows_no_preview_and_is_made_on_its_day(
+    world: World,
+) -> None:
+    world.sync()
+    sub_id = _activate(world, "acme_platform")["stripe_subscription_id"]
+    start = world.clock().date() + timedelta(days=45)  # the monthly period ends before
+    world.crm.update_deal("acme_expansion", closed=True, contract_start=start)
+    world.sync()
+    world.plan_for("acme_expansion")
+    plan = _activate(world, "acme_expansion")
+    assert plan["status"] == "active"
+    assert plan["amendment"]["preview"] is None
+    assert any("No Stripe preview of the next invoice" in line for line in plan["summary"])
+
+    world.clock.advance(days=45, hours=1)
+    world.stripe_sandbox.run_billing()
+    assert _items(world, sub_id)[0] == ("Additional Seats", 4200, 40)
+
+
 def test_a_change_starting_later_is_scheduled_once_when_a_run_is_lost(world: World) -> None:
     """The schedule step and the phase step each resume: a run that lost Stripe's answer to
     the phase update is followed by one that finds the phase there and sends nothing."""
