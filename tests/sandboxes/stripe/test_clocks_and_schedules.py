@@ -629,3 +629,37 @@ def test_a_phase_with_always_invoice_bills_the_change_when_it_starts(
     assert isinstance(now.latest_invoice, stripe.Invoice)
     assert now.latest_invoice.billing_reason == "subscription_update"
     assert now.latest_invoice.amount_due == 5161 - 2065
+
+
+def test_a_schedules_end_behavior_sets_its_subscriptions_end_and_phases_keep_its_defaults(
+    client: stripe.StripeClient,
+    test_clock: stripe.test_helpers.TestClock,
+    clocked_customer: stripe.Customer,
+    recurring_price: stripe.Price,
+) -> None:
+    sub = client.v1.subscriptions.create(
+        params={
+            "customer": clocked_customer.id,
+            "items": [{"price": recurring_price.id}],
+            "collection_method": "send_invoice",
+            "days_until_due": 14,
+        }
+    )
+    schedule = client.v1.subscription_schedules.create(params={"from_subscription": sub.id})
+    assert schedule.default_settings.invoice_settings.days_until_due == 14
+    client.v1.subscription_schedules.update(schedule.id, params={"end_behavior": "cancel"})
+    assert client.v1.subscriptions.retrieve(sub.id).cancel_at == FEB_1
+    client.v1.subscription_schedules.update(
+        schedule.id,
+        params={
+            "phases": [
+                {"items": [{"price": recurring_price.id}], "start_date": START, "end_date": FEB_1},
+                {"items": [{"price": recurring_price.id, "quantity": 3}], "end_date": APR_1},
+            ]
+        },
+    )
+    assert client.v1.subscriptions.retrieve(sub.id).cancel_at == APR_1
+    _advance(client, test_clock.id, FEB_1)
+    after = client.v1.subscriptions.retrieve(sub.id)
+    assert (after["items"].data[0].quantity, after.collection_method) == (3, "send_invoice")
+    assert after.days_until_due == 14
