@@ -24,6 +24,7 @@ from stripe.params import (
     ProductCreateParams,
     SubscriptionCreateParams,
     SubscriptionScheduleCreateParams,
+    SubscriptionScheduleUpdateParams,
     SubscriptionUpdateParams,
 )
 from stripe.params import (
@@ -320,6 +321,35 @@ class StripeGateway:
             self.client.v1.subscription_schedules.create,
             params=params,
             options=_options(idempotency_key),
+        )
+        return schedule
+
+    def update_subscription_schedule(
+        self, schedule_id: str, params: SubscriptionScheduleUpdateParams, idempotency_key: str
+    ) -> stripe.SubscriptionSchedule:
+        schedule: stripe.SubscriptionSchedule = self._do(
+            self.client.v1.subscription_schedules.update,
+            schedule_id,
+            params=params,
+            options=_options(idempotency_key),
+        )
+        return schedule
+
+    def release_subscription_schedule(
+        self, schedule_id: str, idempotency_key: str
+    ) -> stripe.SubscriptionSchedule:
+        """Stop the schedule managing its subscription, which keeps its end date."""
+        schedule: stripe.SubscriptionSchedule = self._do(
+            self.client.v1.subscription_schedules.release,
+            schedule_id,
+            params={"preserve_cancel_date": True},
+            options=_options(idempotency_key),
+        )
+        return schedule
+
+    def retrieve_subscription_schedule(self, schedule_id: str) -> stripe.SubscriptionSchedule:
+        schedule: stripe.SubscriptionSchedule = self._do(
+            self.client.v1.subscription_schedules.retrieve, schedule_id
         )
         return schedule
 

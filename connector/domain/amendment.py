@@ -58,8 +58,10 @@ __all__ = [
     "choices_from_json",
     "live_from_json",
     "live_to_json",
+    "phase_items",
     "plan_overrides_for",
     "propose_amendment",
+    "schedule_phase_end",
     "split_overrides",
     "subscription_items",
 ]
@@ -176,6 +178,9 @@ class Amendment:
     new_end: date | None = None
     #: A cancellation: the subscription ends at the end of its current period.
     cancel_at_period_end: bool = False
+    #: The change starts after the day it was proposed: it is handed to Stripe at once as a
+    #: subscription schedule phase starting ``effective_date`` (``schedule_phase_end``).
+    starts_later: bool = False
 
 
 # --------------------------------------------------------------------------- choosing
@@ -398,9 +403,22 @@ def propose_amendment(
         needs.append("change")
         notes.append("The deal changes nothing on the subscription; confirm or mark it manual.")
     effective = plan.start_date if plan.start_date > today else today
+    if live.cancel_at is not None and effective >= live.cancel_at:
+        raise InvalidOverrides(
+            [
+                Problem(
+                    "start_date",
+                    f"the change starts {effective.isoformat()}, when the subscription "
+                    f"{live.subscription_id} has ended ({live.cancel_at.isoformat()}); renew "
+                    "it, or start a new subscription",
+                )
+            ]
+        )
     if plan.start_date > today:
         notes.append(
-            f"The change starts on {effective.isoformat()}: the subscription is changed that day."
+            f"The change starts on {effective.isoformat()}: on approval dealbridge adds it to "
+            "the subscription's schedule in Stripe as a phase starting that day, and Stripe "
+            "changes the subscription then."
         )
     elif plan.start_date < today:
         notes.append(
@@ -431,6 +449,7 @@ def propose_amendment(
         recurring_after=after,
         notes=tuple(notes),
         needs_confirmation=tuple(dict.fromkeys(needs)),
+        starts_later=effective > today,
     )
 
 
@@ -530,6 +549,12 @@ def _renewal(
             f"{effective.isoformat()}, in the last period of the current term, without "
             "proration, so the current term is billed as agreed and the first invoice of "
             "the new term has the new prices."
+            + (
+                " Stripe makes the change that day: a phase of the subscription's schedule, "
+                "added on approval."
+                if effective > today
+                else ""
+            )
         )
     else:
         notes.append("The products and prices stay as they are.")
@@ -549,6 +574,7 @@ def _renewal(
         notes=tuple(notes),
         needs_confirmation=tuple(dict.fromkeys(needs)),
         new_end=new_end,
+        starts_later=effective > today,
     )
 
 
@@ -574,6 +600,41 @@ def subscription_items(amendment: Amendment, price_ids: Mapping[int, str]) -> li
         elif change.action == "removed":
             items.append({"id": change.item_id, "deleted": True})
     return items
+
+
+def phase_items(
+    amendment: Amendment, live: LiveSubscription, price_ids: Mapping[int, str]
+) -> list[dict[str, Any]]:
+    """The subscription's whole item list after the change, as a schedule phase lists it
+    (a phase names every item; what it leaves out is removed when it starts)."""
+    live_prices = {item.item_id: item.price_id for item in live.items}
+    items: list[dict[str, Any]] = []
+    for change in amendment.changes:
+        if change.action == "removed":
+            continue
+        if change.action in ("price", "added"):
+            assert change.line_index is not None
+            price = price_ids[change.line_index]
+        else:
+            assert change.item_id is not None
+            price = live_prices[change.item_id]
+        items.append({"price": price, "quantity": change.quantity_after})
+    return items
+
+
+def schedule_phase_end(amendment: Amendment, live: LiveSubscription) -> tuple[date, str]:
+    """Where the phase that carries the change ends, and the schedule's ``end_behavior``.
+
+    The contract's end does not move (a renewal moves it to its new end): a subscription
+    that ends keeps ending on that day (``cancel``), so the contract bills exactly the
+    periods it did. One that runs on ends its phase one billing period after the change and
+    is then released, running on with the changed items as before."""
+    if amendment.new_end is not None:
+        return amendment.new_end, "cancel"
+    if live.cancel_at is not None:
+        return live.cancel_at, "cancel"
+    months = interval_months(amendment.interval, amendment.interval_count)
+    return add_months(amendment.effective_date, months), "release"
 
 
 def amendment_summary(amendment: Amendment, preview: Mapping[str, Any] | None) -> list[str]:
@@ -608,6 +669,16 @@ def amendment_summary(amendment: Amendment, preview: Mapping[str, Any] | None) -
         lines.append(f"The subscription now ends {amendment.new_end.isoformat()}.")
     else:
         lines.append(f"Proration: {amendment.proration_behavior}.")
+    if amendment.starts_later:
+        lines.append(
+            f"Stripe makes the change on {when}: a phase of the subscription's schedule "
+            "starting that day."
+        )
+    if preview is None and amendment.starts_later and amendment.new_end is None:
+        lines.append(
+            "No Stripe preview of the next invoice: the change starts after the current "
+            "billing period, and Stripe prorates it from its day on a later invoice."
+        )
     if preview is not None and preview.get("error"):
         lines.append(f"Stripe could not preview the next invoice: {preview['error']}")
     elif preview is not None:
@@ -713,6 +784,7 @@ def amendment_to_json(a: Amendment) -> dict[str, Any]:
         "needs_confirmation": list(a.needs_confirmation),
         "new_end": None if a.new_end is None else a.new_end.isoformat(),
         "cancel_at_period_end": a.cancel_at_period_end,
+        "starts_later": a.starts_later,
     }
 
 
@@ -754,6 +826,7 @@ def amendment_from_json(data: Mapping[str, Any]) -> Amendment:
             needs_confirmation=tuple(as_text(n) for n in data["needs_confirmation"]),
             new_end=None if data.get("new_end") is None else parse_date(data["new_end"]),
             cancel_at_period_end=data.get("cancel_at_period_end") is True,
+            starts_later=data.get("starts_later") is True,
         )
     except (KeyError, TypeError) as exc:
         raise ValueError(f"not an amendment: {exc!r}") from exc

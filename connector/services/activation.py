@@ -285,9 +285,6 @@ def _run(runtime: Runtime, plan_id: str) -> None:
     today = runtime.today()
     branch = _recorded_branch(runtime, plan_id, seq)
     if branch is None:
-        if amendment is not None and amendment.effective_date > today:
-            _amend_on(runtime, plan_id, amendment.effective_date)
-            return
         ends = amendment is not None and amendment.cancel_at_period_end
         if not ends and not _has_written(runtime, plan_id, seq):
             # An amendment's first invoice is the one Stripe previewed for the change; a
@@ -300,7 +297,8 @@ def _run(runtime: Runtime, plan_id: str) -> None:
                 _await_credit(runtime, plan_id, decision)
                 return
         if amendment is not None:
-            branch = "amendment"
+            # A change that starts later is Stripe's to make on its day: a schedule phase.
+            branch = "phase" if amendment.effective_date > today else "amendment"
         elif plan.invoice_type == "recurring":
             branch = "schedule" if plan.start_date > today else "subscription"
         elif plan.send_date and plan.send_date > today:
@@ -316,16 +314,26 @@ def _run(runtime: Runtime, plan_id: str) -> None:
     }
     step = _Steps(runtime, plan_id, seq)
     ids: dict[str, str] = {}
+    reason: str | None = None
     if branch == "amendment":
         assert amendment is not None
         ids["subscription"] = _amend_subscription(runtime, step, row, plan, amendment, preview)
+    elif branch == "phase":
+        assert amendment is not None
+        ids["subscription"] = amendment.subscription_id
+        ids["schedule"] = _schedule_change(runtime, step, row, plan, amendment)
+        reason = (
+            f"The change is scheduled in Stripe: subscription schedule {ids['schedule']} "
+            f"changes subscription {amendment.subscription_id} on "
+            f"{amendment.effective_date.isoformat()} (00:00 UTC)."
+        )
     elif branch == "schedule":
         ids["schedule"] = _create_schedule(runtime, step, plan, customer_id, metadata)
     elif branch == "subscription":
         ids["subscription"] = _create_subscription(runtime, step, plan, customer_id, metadata)
     else:
         ids["invoice"] = _send_one_time_invoice(runtime, step, plan, customer_id, metadata)
-    _activated(runtime, plan_id, ids)
+    _activated(runtime, plan_id, ids, reason)
 
 
 def _await_credit(runtime: Runtime, plan_id: str, decision: CreditDecision) -> None:
@@ -359,16 +367,6 @@ def _schedule_for(runtime: Runtime, plan_id: str, send_date: date) -> None:
         write_status_to_crm(runtime, session, row)
 
 
-def _amend_on(runtime: Runtime, plan_id: str, day: date) -> None:
-    with runtime.db.session() as session:
-        row = get_plan(session, plan_id)
-        row.status = Status.SCHEDULED
-        row.lease_until = None
-        row.next_attempt_at = datetime(day.year, day.month, day.day, tzinfo=UTC)
-        row.status_reason = f"The subscription will be changed on {day.isoformat()}."
-        write_status_to_crm(runtime, session, row)
-
-
 def _amend_subscription(
     runtime: Runtime,
     step: _Steps,
@@ -377,9 +375,16 @@ def _amend_subscription(
     amendment: Amendment,
     preview: dict[str, Any] | None,
 ) -> str:
-    """The one subscription update the amendment is, with the previewed proration date."""
+    """The one subscription update the amendment is, with the previewed proration date
+    (after releasing a schedule that manages the subscription: ``release_schedule``)."""
     target = live_from_json((row.overrides or {})[TARGET_KEY])
     proration_date = None if preview is None else preview.get("proration_date")
+
+    def release(key: str) -> str:
+        amendments.check_unmoved(runtime, amendment, target)
+        return amendments.release_schedule(runtime, amendment.subscription_id, key)
+
+    step("release_schedule", release)
 
     def update(key: str) -> str:
         amendments.check_unmoved(runtime, amendment, target)
@@ -394,14 +399,46 @@ def _amend_subscription(
     return step("amendment", update)
 
 
-def _activated(runtime: Runtime, plan_id: str, ids: dict[str, str]) -> None:
+def _schedule_change(
+    runtime: Runtime, step: _Steps, row: Plan, plan: BillingPlan, amendment: Amendment
+) -> str:
+    """A change that starts later, handed to Stripe now: the subscription's schedule (made
+    from it unless it has one), then its phases (the current one up to the change, the
+    changed items from the change's day). Each is a step with its own idempotency key; a
+    re-run after a lost answer finds the schedule on the subscription and its phase in the
+    schedule, and sends nothing twice."""
+    target = live_from_json((row.overrides or {})[TARGET_KEY])
+    metadata = {amendments.AMENDED_BY: row.id, "crm_deal_id": row.deal_id}
+
+    def schedule(key: str) -> str:
+        amendments.check_unmoved(runtime, amendment, target)
+        return amendments.schedule_for(runtime, amendment.subscription_id, key)
+
+    schedule_id = step("phase_schedule", schedule)
+
+    def phases(key: str) -> str:
+        params = amendments.phase_update(runtime, plan, amendment, target, schedule_id, metadata)
+        if params is None:
+            return schedule_id  # the phase is there already (an earlier, unrecorded run)
+        return runtime.stripe.update_subscription_schedule(
+            schedule_id,
+            params,  # type: ignore[arg-type]
+            key,
+        ).id
+
+    return step("phase_update", phases)
+
+
+def _activated(
+    runtime: Runtime, plan_id: str, ids: dict[str, str], reason: str | None = None
+) -> None:
     with runtime.db.session() as session:
         row = get_plan(session, plan_id)
         row.stripe_subscription_id = ids.get("subscription", row.stripe_subscription_id)
         row.stripe_schedule_id = ids.get("schedule", row.stripe_schedule_id)
         row.stripe_invoice_id = ids.get("invoice", row.stripe_invoice_id)
         row.status = Status.ACTIVE
-        row.status_reason = None
+        row.status_reason = reason
         row.lease_until = None
         row.activated_at = runtime.clock()
         audit.record(

@@ -8,7 +8,11 @@ The rules are ``domain/amendment``; this module does their I/O:
 * ``preview`` (review page, approval): Stripe's ``/v1/invoices/create_preview`` of the exact
   update activation will send, with a fixed ``proration_date`` so the invoice that follows
   carries the previewed prorations;
-* ``update_params`` (activation): that same update, built from the frozen amendment.
+* ``update_params`` (activation): that same update, built from the frozen amendment;
+* ``schedule_for`` and ``phase_update`` (activation of a change that starts later): the
+  subscription's schedule (its own, else one made ``from_subscription``) and the update that
+  keeps its current phase as it is up to the change and adds a phase from the change's day
+  with the amended items, so Stripe makes the change that day, not dealbridge.
 
 It sits below ``plans`` (which shows and freezes the preview) and ``activation`` (which
 applies the update with its exactly-once steps) and calls neither.
@@ -23,6 +27,7 @@ from typing import Any
 from sqlalchemy import select
 
 from connector.billing.gateway import StripeGatewayError
+from connector.billing.objects import plain
 from connector.domain.amendment import (
     AMENDING_KINDS,
     TARGET_KEY,
@@ -31,6 +36,8 @@ from connector.domain.amendment import (
     LiveSubscription,
     change_kind,
     live_to_json,
+    phase_items,
+    schedule_phase_end,
     split_overrides,
     subscription_items,
 )
@@ -236,6 +243,10 @@ def preview(
     if amendment.new_end is not None or amendment.cancel_at_period_end:
         return None
     try:
+        if amendment.starts_later and _after_current_period(runtime, amendment):
+            # Stripe previews a change within the current period; one that starts after it
+            # is prorated from its day on a later invoice, which no preview shows.
+            return None
         params = update_params(runtime, plan, amendment, proration_date)
         details: dict[str, Any] = {
             "items": params.get("items", []),
@@ -271,6 +282,15 @@ def preview(
     }
 
 
+def _after_current_period(runtime: Runtime, amendment: Amendment) -> bool:
+    subscription = plain(runtime.stripe.retrieve_subscription(amendment.subscription_id))
+    ends = [
+        int(item.get("current_period_end") or 0)
+        for item in (subscription.get("items") or {}).get("data") or []
+    ]
+    return bool(ends) and unix_at_midnight(amendment.effective_date) >= max(ends)
+
+
 def check_unmoved(runtime: Runtime, amendment: Amendment, before: LiveSubscription) -> None:
     """Refuse to apply a change reviewed against a subscription that has since moved (another
     change, a person in Stripe). A subscription already showing the change is fine: the
@@ -300,3 +320,156 @@ def check_unmoved(runtime: Runtime, amendment: Amendment, before: LiveSubscripti
             f"the subscription {amendment.subscription_id} changed since this amendment was "
             "reviewed; refresh the plan and review the change again"
         )
+
+
+# --------------------------------------------------------------------------- schedule phases
+
+#: The phase metadata (and, once the phase starts, the subscription's) naming the plan whose
+#: change it carries: a re-run finds its phase already there and sends nothing.
+AMENDED_BY = "dealbridge_amended_by_plan_id"
+
+
+def _id(value: Any) -> Any:
+    return value.get("id") if isinstance(value, dict) else value
+
+
+def schedule_for(runtime: Runtime, subscription_id: str, idempotency_key: str) -> str:
+    """The schedule that manages the subscription: its own (a contract that started later,
+    an earlier change), else one Stripe makes ``from_subscription`` (its current period as
+    the one phase)."""
+    schedule = plain(runtime.stripe.retrieve_subscription(subscription_id)).get("schedule")
+    if schedule:
+        return str(_id(schedule))
+    created = runtime.stripe.create_subscription_schedule(
+        {"from_subscription": subscription_id}, idempotency_key
+    )
+    return str(created.id)
+
+
+def _settings(phase: Mapping[str, Any]) -> dict[str, Any]:
+    """What a phase sets on the subscription besides its items and dates, to send it back
+    unchanged (a phase left without them would fall back to the schedule's defaults)."""
+    out: dict[str, Any] = {}
+    for key in ("collection_method", "default_payment_method", "description"):
+        if phase.get(key):
+            out[key] = _id(phase[key])
+    days = (phase.get("invoice_settings") or {}).get("days_until_due")
+    if days is not None:
+        out["invoice_settings"] = {"days_until_due": days}
+    discounts = []
+    for entry in phase.get("discounts") or []:
+        for kind in ("discount", "coupon", "promotion_code"):
+            if entry.get(kind):
+                discounts.append({kind: _id(entry[kind])})
+                break
+    if discounts:
+        out["discounts"] = discounts
+    rates = [_id(r) for r in phase.get("default_tax_rates") or []]
+    if rates:
+        out["default_tax_rates"] = rates
+    if phase.get("metadata"):
+        out["metadata"] = dict(phase["metadata"])
+    return out
+
+
+def _items(phase: Mapping[str, Any]) -> list[dict[str, Any]]:
+    items = []
+    for item in phase.get("items") or []:
+        entry: dict[str, Any] = {"price": _id(item["price"])}
+        if item.get("quantity") is not None:
+            entry["quantity"] = item["quantity"]
+        rates = [_id(r) for r in item.get("tax_rates") or []]
+        if rates:
+            entry["tax_rates"] = rates
+        items.append(entry)
+    return items
+
+
+def release_schedule(runtime: Runtime, subscription_id: str, idempotency_key: str) -> str:
+    """Before a change made now: a subscription managed by a schedule is released from it
+    (keeping its end date), since Stripe refuses to move a managed subscription's end
+    directly and a schedule would put its phase's items back at the next phase. A schedule
+    with a change still to come is not released: that change and this one would clash, so
+    the person reviews the deal again. Returns the released schedule, or "" for none."""
+    schedule_ref = plain(runtime.stripe.retrieve_subscription(subscription_id)).get("schedule")
+    if not schedule_ref:
+        return ""
+    schedule_id = str(_id(schedule_ref))
+    schedule = plain(runtime.stripe.retrieve_subscription_schedule(schedule_id))
+    current = (schedule.get("current_phase") or {}).get("start_date")
+    later = [
+        p for p in schedule.get("phases") or [] if current is not None and p["start_date"] > current
+    ]
+    if later:
+        raise SubscriptionMoved(
+            f"the subscription {subscription_id} already has a change scheduled in Stripe from "
+            f"{date_from_unix(later[0]['start_date'])} (schedule {schedule_id}); review this "
+            "deal again once that change is made, or change the schedule in Stripe"
+        )
+    runtime.stripe.release_subscription_schedule(schedule_id, idempotency_key)
+    return schedule_id
+
+
+def phase_update(
+    runtime: Runtime,
+    plan: BillingPlan,
+    amendment: Amendment,
+    target: LiveSubscription,
+    schedule_id: str,
+    metadata: Mapping[str, str],
+) -> dict[str, Any] | None:
+    """The schedule update that carries ``amendment``: the current phase as it is, ending on
+    the change's day, then a phase with the amended items (prorated per the plan) up to the
+    contract's end (``schedule_phase_end``). None when the schedule already carries it.
+
+    A schedule that already changes the subscription later (another deal's change, a person
+    in Stripe) is not overwritten: the person reviews this deal again."""
+    schedule = plain(runtime.stripe.retrieve_subscription_schedule(schedule_id))
+    if schedule.get("status") != "active" or not schedule.get("current_phase"):
+        raise SubscriptionMoved(
+            f"the subscription schedule {schedule_id} of {amendment.subscription_id} is "
+            f"{schedule.get('status')}; review the deal again"
+        )
+    current_start = schedule["current_phase"]["start_date"]
+    phases = [p for p in schedule["phases"] if p["start_date"] >= current_start]
+    if any((p.get("metadata") or {}).get(AMENDED_BY) == metadata[AMENDED_BY] for p in phases):
+        return None
+    starts = unix_at_midnight(amendment.effective_date)
+    later = [p for p in phases if p["start_date"] > current_start]
+    if later:
+        raise SubscriptionMoved(
+            f"the subscription {amendment.subscription_id} already has a change scheduled in "
+            f"Stripe from {date_from_unix(later[0]['start_date'])} (schedule {schedule_id}); "
+            "review this deal again once that change is made, or change the schedule in Stripe"
+        )
+    current = phases[0]
+    if current["start_date"] >= starts:
+        raise SubscriptionMoved(
+            f"the current phase of schedule {schedule_id} starts after the change's day "
+            f"{amendment.effective_date}; review the deal again"
+        )
+    kept: dict[str, Any] = {
+        **_settings(current),
+        "items": _items(current),
+        "start_date": current["start_date"],
+        "end_date": starts,
+    }
+    if current.get("trial_end") and current["trial_end"] <= starts:
+        kept["trial_end"] = current["trial_end"]
+    if current.get("proration_behavior"):
+        kept["proration_behavior"] = current["proration_behavior"]
+    ends, end_behavior = schedule_phase_end(amendment, target)
+    settings = _settings(current)
+    change: dict[str, Any] = {
+        **settings,
+        "items": phase_items(amendment, target, price_ids(runtime, plan, amendment)),
+        "end_date": unix_at_midnight(ends),
+        "proration_behavior": amendment.proration_behavior,
+        "metadata": {**settings.get("metadata", {}), **metadata},
+    }
+    return {
+        "phases": [kept, change],
+        "end_behavior": end_behavior,
+        # Nothing of the current phase changes but its end: nothing to prorate now.
+        "proration_behavior": "none",
+    }

@@ -57,7 +57,7 @@ from connector.domain.plan import (
     suggest_plan,
 )
 from connector.domain.plan_status import Status
-from connector.domain.timestamps import unix_of
+from connector.domain.timestamps import unix_at_midnight, unix_of
 from connector.runtime import Runtime
 from connector.services import amendment as amendments
 from connector.services import catalog, crm_outbound, payment_on_file
@@ -211,7 +211,16 @@ def adjust(runtime: Runtime, plan_id: str, changes: dict[str, Any], *, actor: st
         ) from exc
     refresh_preview(runtime, plan_id)
     with runtime.db.session() as session:
-        return get_plan(session, plan_id)
+        row = get_plan(session, plan_id)
+        if row.status == Status.INVALID:
+            # A person's choice (a renewal rather than an upgrade) may make the deal billable:
+            # back to review, as a CRM change that fixes it would.
+            computed = compute(runtime, row)
+            row.problems = problems_json(computed.problems)
+            if computed.plan is not None:
+                row.status = Status.IN_REVIEW
+                row.status_reason = None
+        return row
 
 
 def _adjust(
@@ -359,12 +368,14 @@ def _preview_for_approval(runtime: Runtime, plan_id: str) -> dict[str, Any] | No
         customer_id = row.stripe_customer_id
     if computed.amendment is None or computed.plan is None or customer_id is None:
         return None
+    # A change that starts later is prorated from its day, when Stripe's schedule makes it.
+    proration_date = (
+        unix_at_midnight(computed.amendment.effective_date)
+        if computed.amendment.starts_later
+        else unix_of(runtime.clock())
+    )
     preview = amendments.preview(
-        runtime,
-        customer_id,
-        computed.plan,
-        computed.amendment,
-        unix_of(runtime.clock()),
+        runtime, customer_id, computed.plan, computed.amendment, proration_date
     )
     return {**amendment_to_json(computed.amendment), "preview": preview}
 
@@ -686,7 +697,11 @@ def plan_view(runtime: Runtime, row: Plan) -> dict[str, Any]:
         "changed_after_activation": _changed_after_activation(row),
         "amendment": None
         if amendment is None
-        else {**amendment_to_json(amendment), "preview": preview},
+        else {
+            **amendment_to_json(amendment),
+            "preview": preview,
+            "schedule_phase": _schedule_phase(row, amendment),
+        },
         "editable": row.status in Status.EDITABLE,
         "activatable": row.status in Status.ACTIVATABLE and computed.plan is not None,
         "approved_at": row.approved_at.isoformat() if row.approved_at else None,
@@ -699,6 +714,17 @@ def plan_view(runtime: Runtime, row: Plan) -> dict[str, Any]:
             "dealbridge to change; activating it starts a new subscription."
         )
     return view
+
+
+def _schedule_phase(row: Plan, amendment: Amendment) -> dict[str, Any] | None:
+    """Where a change that starts later is: the phase of the subscription's schedule in
+    Stripe that makes it (once activated), or the phase it will be."""
+    if not amendment.starts_later:
+        return None
+    return {
+        "schedule_id": row.stripe_schedule_id if row.status == Status.ACTIVE else None,
+        "start_date": amendment.effective_date.isoformat(),
+    }
 
 
 def _changed_after_activation(row: Plan) -> dict[str, Any] | None:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import discounts, subscriptions, versions
+from . import discounts, invoices, subscriptions, versions
 from .call import Call
 from .errors import StripeError, invalid_param, invalid_request, no_such
 from .params import Params, metadata_patch
@@ -43,6 +43,7 @@ def _phase(call: Call, p: Params, start: int, index: int, defaults: JSON) -> tup
             *(["iterations"] if call.before(versions.CLOVER) else []),
         ]
     )
+    anchor = p.get_enum("billing_cycle_anchor", ["automatic", "phase_start"])
     items = subscriptions.parse_items(call.state, p)
     add_items = subscriptions.parse_add_invoice_items(call.state, p)
     method = p.get_enum("collection_method", ["charge_automatically", "send_invoice"])
@@ -111,6 +112,9 @@ def _phase(call: Call, p: Params, start: int, index: int, defaults: JSON) -> tup
             "its end_date.",
             None,
         )
+    proration = (
+        p.get_enum("proration_behavior", subscriptions.PRORATION_BEHAVIORS) or "create_prorations"
+    )
     phase_discounts = _phase_discounts(p)
     phase: JSON = {
         "add_invoice_items": [
@@ -128,7 +132,7 @@ def _phase(call: Call, p: Params, start: int, index: int, defaults: JSON) -> tup
             for a in add_items
         ],
         "application_fee_percent": None,
-        "billing_cycle_anchor": None,
+        "billing_cycle_anchor": anchor,
         "billing_thresholds": None,
         "collection_method": method,
         "currency": items[0].price["currency"],
@@ -154,8 +158,7 @@ def _phase(call: Call, p: Params, start: int, index: int, defaults: JSON) -> tup
         ],
         "metadata": dict(metadata),
         "on_behalf_of": None,
-        "proration_behavior": p.get_enum("proration_behavior", subscriptions.PRORATION_BEHAVIORS)
-        or "create_prorations",
+        "proration_behavior": proration,
         "start_date": start,
         "transfer_data": None,
         "trial_end": trial_end,
@@ -171,6 +174,10 @@ def _phase(call: Call, p: Params, start: int, index: int, defaults: JSON) -> tup
         "default_payment_method": payment_method,
         "discounts": p if p.has("discounts") else None,
         "trial_end": trial_end,
+        # How the phase enters mid-period: prorated per its ``proration_behavior``, keeping
+        # the billing cycle unless ``billing_cycle_anchor=phase_start``.
+        "proration_behavior": proration,
+        "billing_cycle_anchor": anchor,
     }
     return phase, private
 
@@ -190,11 +197,7 @@ def create(call: Call) -> JSON:
         ]
     )
     if p.has("from_subscription"):
-        raise invalid_param(
-            "from_subscription",
-            "The dealbridge Stripe sandbox does not support `from_subscription` yet.",
-            None,
-        )
+        return _from_subscription(call)
     customer_id = p.get_str("customer", required=True)
     assert customer_id is not None
     customer = call.store.require(customer_id, "customer", param="customer", status=400)
@@ -228,25 +231,7 @@ def create(call: Call) -> JSON:
         if invoice_settings is not None:
             invoice_settings.reject_unknown(["days_until_due", "account_tax_ids", "issuer"])
             default_days = invoice_settings.get_int("days_until_due", minimum=0)
-    defaults: JSON = {
-        "application_fee_percent": None,
-        "automatic_tax": {"disabled_reason": None, "enabled": False, "liability": None},
-        "billing_cycle_anchor": "automatic",
-        "billing_thresholds": None,
-        "collection_method": default_method or "charge_automatically",
-        "default_payment_method": None,
-        "description": None,
-        "invoice_settings": {
-            "account_tax_ids": None,
-            "custom_fields": None,
-            "days_until_due": default_days,
-            "description": None,
-            "footer": None,
-            "issuer": {"type": "self"},
-        },
-        "on_behalf_of": None,
-        "transfer_data": None,
-    }
+    defaults = _default_settings(default_method or "charge_automatically", default_days, None)
     phase_params = p.items("phases")
     if not phase_params:
         raise StripeError(
@@ -262,7 +247,25 @@ def create(call: Call) -> JSON:
         phases.append(phase)
         privates.append(private)
         cursor = phase["end_date"]
-    schedule: JSON = {
+    schedule = _new_schedule(call, customer, at, defaults, end_behavior, phases, privates)
+    metadata_patch(p, schedule["metadata"])
+    call.store.add(schedule)
+    call.state.emit("subscription_schedule.created", schedule, at=at)
+    if start <= at:
+        start_schedule(call.state, schedule, start)
+    return call.store.render(schedule)
+
+
+def _new_schedule(
+    call: Call,
+    customer: JSON,
+    at: int,
+    defaults: JSON,
+    end_behavior: str,
+    phases: list[JSON],
+    privates: list[JSON],
+) -> JSON:
+    return {
         "id": call.store.new_id("sub_sched_"),
         "object": "subscription_schedule",
         "application": None,
@@ -271,7 +274,7 @@ def create(call: Call) -> JSON:
         "completed_at": None,
         "created": at,
         "current_phase": None,
-        "customer": customer_id,
+        "customer": customer["id"],
         "customer_account": None,
         "default_settings": defaults,
         "end_behavior": end_behavior,
@@ -287,12 +290,139 @@ def create(call: Call) -> JSON:
         "_phases": privates,
         "_phase_index": -1,
     }
-    metadata_patch(p, schedule["metadata"])
+
+
+def _default_settings(method: str, days: int | None, payment_method: str | None) -> JSON:
+    return {
+        "application_fee_percent": None,
+        "automatic_tax": {"disabled_reason": None, "enabled": False, "liability": None},
+        "billing_cycle_anchor": "automatic",
+        "billing_thresholds": None,
+        "collection_method": method,
+        "default_payment_method": payment_method,
+        "description": None,
+        "invoice_settings": {
+            "account_tax_ids": None,
+            "custom_fields": None,
+            "days_until_due": days,
+            "description": None,
+            "footer": None,
+            "issuer": {"type": "self"},
+        },
+        "on_behalf_of": None,
+        "transfer_data": None,
+    }
+
+
+def _from_subscription(call: Call) -> JSON:
+    """``from_subscription``: the subscription, as it bills now, becomes the schedule's one
+    phase. Stripe: "a subscription schedule will be created using the subscription's
+    item(s), set to auto-renew using the subscription's interval. When using this parameter,
+    other parameters (such as phase values) cannot be set."
+
+    The phase runs from the current period's start to its end (``end_behavior=release``); a
+    subscription that ends (``cancel_at``) gives a phase up to that end and
+    ``end_behavior=cancel``, so the subscription still ends then (docs/sandboxes.md)."""
+    p = call.params
+    for key in p.data:
+        if key not in ("from_subscription", "expand"):
+            raise invalid_request(
+                f"You cannot set `{key}` if `from_subscription` is set.", param=key
+            )
+    sub_id = p.get_str("from_subscription", required=True)
+    assert sub_id is not None
+    sub = call.store.require(sub_id, "subscription", param="from_subscription", status=400)
+    if sub["status"] in ("canceled", "incomplete_expired"):
+        raise invalid_request(
+            f"The subscription `{sub_id}` is `{sub['status']}` and cannot be managed by a "
+            "subscription schedule.",
+            param="from_subscription",
+        )
+    if sub["schedule"]:
+        raise invalid_request(
+            f"The subscription `{sub_id}` is already attached to the subscription schedule "
+            f"`{sub['schedule']}`.",
+            param="from_subscription",
+        )
+    customer = call.store.objects[sub["customer"]]
+    at = call.state.time_for_customer(customer)
+    start, end = subscriptions.period_of(sub)
+    end_behavior = "release"
+    if sub["cancel_at"] is not None:
+        end, end_behavior = int(sub["cancel_at"]), "cancel"
+    specs = [
+        ItemSpec(
+            call.store.objects[item["price"]],
+            item.get("quantity"),
+            dict(item["metadata"]),
+            [rate["id"] for rate in item.get("tax_rates") or []] or None,
+        )
+        for item in sub["items"]["data"]
+    ]
+    trial_end = sub["trial_end"] if sub["status"] == "trialing" else None
+    phase: JSON = {
+        "add_invoice_items": [],
+        "application_fee_percent": None,
+        "billing_cycle_anchor": None,
+        "billing_thresholds": None,
+        "collection_method": None,
+        "currency": sub["currency"],
+        "default_payment_method": None,
+        "default_tax_rates": [],
+        "description": None,
+        "discounts": [{"coupon": None, "discount": d, "promotion_code": None}
+                      for d in _discount_ids(sub["discounts"])],
+        "end_date": end,
+        "invoice_settings": None,
+        "items": [
+            {
+                "billing_thresholds": None,
+                "discounts": [],
+                "metadata": dict(spec.metadata),
+                "plan": spec.price["id"],
+                "price": spec.price["id"],
+                "quantity": spec.quantity,
+                "tax_rates": [],
+            }
+            for spec in specs
+        ],
+        "metadata": {},
+        "on_behalf_of": None,
+        "proration_behavior": "create_prorations",
+        "start_date": start,
+        "transfer_data": None,
+        "trial_end": trial_end,
+    }  # fmt: skip
+    private: JSON = {
+        "items": specs,
+        "add_items": [],
+        "method": sub["collection_method"],
+        "days": sub["days_until_due"],
+        "metadata": {},
+        "default_payment_method": None,
+        "discounts": None,
+        "trial_end": trial_end,
+        "proration_behavior": "create_prorations",
+        "billing_cycle_anchor": None,
+    }
+    defaults = _default_settings(
+        sub["collection_method"], sub["days_until_due"], sub["default_payment_method"]
+    )
+    schedule = _new_schedule(call, customer, at, defaults, end_behavior, [phase], [private])
+    schedule["status"] = "active"
+    schedule["_phase_index"] = 0
+    schedule["subscription"] = sub_id
+    schedule["current_phase"] = {"end_date": end, "start_date": start}
     call.store.add(schedule)
     call.state.emit("subscription_schedule.created", schedule, at=at)
-    if start <= at:
-        start_schedule(call.state, schedule, start)
+    before = call.store.render(sub)
+    sub["schedule"] = schedule["id"]
+    call.state.emit("customer.subscription.updated", sub, previous=before, at=at)
     return call.store.render(schedule)
+
+
+def _discount_ids(entries: list[Any]) -> list[str]:
+    return [d if isinstance(d, str) else str(d["id"]) for d in entries or []]
 
 
 def next_action_time(schedule: JSON) -> int | None:
@@ -392,7 +522,14 @@ def abort(state: State, schedule: JSON, at: int) -> None:
 
 
 def _enter_phase(state: State, sub: JSON, private: JSON, at: int) -> None:
-    """Apply a phase to the subscription; the billing cycle restarts at the phase start."""
+    """Apply a phase to the subscription.
+
+    At a period boundary, or when the interval changes, or with
+    ``billing_cycle_anchor=phase_start``, the billing cycle restarts at the phase start and
+    the new period is invoiced at once. Otherwise (Stripe's ``automatic`` anchor) the cycle
+    is kept and the items change as a subscription update would change them, prorated per
+    the phase's ``proration_behavior`` (``always_invoice`` invoices the prorations at once;
+    a phase's ``add_invoice_items`` wait for the next invoice)."""
     before = state.store.render(sub)
     items: list[ItemSpec] = private["items"]
     add_items: list[AddItemSpec] = private["add_items"]
@@ -410,6 +547,27 @@ def _enter_phase(state: State, sub: JSON, private: JSON, at: int) -> None:
             )
             or []
         )
+    same_interval = (first["recurring"]["interval"], first["recurring"]["interval_count"]) == (
+        sub["_interval"],
+        sub["_interval_count"],
+    )
+    if (
+        old_start <= at < old_end
+        and same_interval
+        and first["currency"] == sub["currency"]
+        and private.get("billing_cycle_anchor") != "phase_start"
+        and sub["status"] != "trialing"
+    ):
+        proration = private.get("proration_behavior") or "create_prorations"
+        by_price = {item["price"]: item for item in sub["items"]["data"]}
+        changes = [(by_price.get(spec.price["id"]), spec) for spec in items]
+        subscriptions.change_items(state, sub, changes, at, proration, at)
+        _pending_add_items(state, sub, add_items, at)
+        if proration == "always_invoice":
+            subscriptions.invoice_prorations_now(state, sub, at)
+        if state.store.render(sub) != before:
+            state.emit("customer.subscription.updated", sub, previous=before, at=at)
+        return
     sub["currency"] = first["currency"]
     sub["_interval"] = first["recurring"]["interval"]
     sub["_interval_count"] = first["recurring"]["interval_count"]
@@ -436,6 +594,24 @@ def _enter_phase(state: State, sub: JSON, private: JSON, at: int) -> None:
     )
     sub["latest_invoice"] = invoice["id"]
     state.emit("customer.subscription.updated", sub, previous=before, at=at)
+
+
+def _pending_add_items(state: State, sub: JSON, add_items: list[AddItemSpec], at: int) -> None:
+    """A phase's one-time items, entered mid-period: pending items for the next invoice."""
+    customer = state.store.objects[sub["customer"]]
+    for add in add_items:
+        item = invoices.new_invoice_item(
+            state,
+            customer,
+            at=at,
+            amount=add.amount,
+            currency=add.currency,
+            quantity=add.quantity,
+            price=add.price,
+            description=add.description,
+            subscription_id=sub["id"],
+        )
+        state.emit("invoiceitem.created", item, at=at)
 
 
 def _release(state: State, schedule: JSON, at: int) -> None:
@@ -492,6 +668,8 @@ def update(call: Call) -> JSON:
             None,
         )
     before = call.store.render(schedule)
+    if end_behavior is not None:
+        schedule["end_behavior"] = end_behavior
     phase_params = p.items("phases")
     if phase_params:
         index = max(schedule["_phase_index"], 0)
@@ -507,7 +685,7 @@ def update(call: Call) -> JSON:
         kept = schedule["phases"][:index] if schedule["status"] == "active" else []
         kept_private = schedule["_phases"][:index] if schedule["status"] == "active" else []
         phases, privates = [], []
-        defaults = {**schedule["default_settings"], "collection_method": None}
+        defaults = schedule["default_settings"]
         for number, phase_p in enumerate(phase_params):
             phase, private = _phase(call, phase_p, cursor, number, defaults)
             phases.append(phase)
@@ -524,8 +702,13 @@ def update(call: Call) -> JSON:
             sub = call.store.objects.get(schedule["subscription"] or "")
             if sub is not None and sub["status"] not in ("canceled", "incomplete_expired"):
                 _apply_current_phase(call.state, schedule, sub, privates[0], at, proration)
-    if end_behavior is not None:
-        schedule["end_behavior"] = end_behavior
+    elif end_behavior is not None and schedule["status"] == "active":
+        sub = call.store.objects.get(schedule["subscription"] or "")
+        if sub is not None and sub["status"] not in ("canceled", "incomplete_expired"):
+            sub_before = call.store.render(sub)
+            _follow_end(schedule, sub)
+            if call.store.render(sub) != sub_before:
+                call.state.emit("customer.subscription.updated", sub, previous=sub_before, at=at)
     metadata_patch(p, schedule["metadata"])
     after = call.store.render(schedule)
     if after != before:
@@ -542,13 +725,20 @@ def _apply_current_phase(
     changes = [(by_price.get(spec.price["id"]), spec) for spec in private["items"]]
     subscriptions.change_items(state, sub, changes, at, proration, at)
     sub["metadata"].update(private["metadata"])
-    last_end = schedule["phases"][-1]["end_date"]
-    if schedule["end_behavior"] == "cancel":
-        sub["cancel_at"] = last_end
+    _follow_end(schedule, sub)
     if proration == "always_invoice":
         subscriptions.invoice_prorations_now(state, sub, at)
     if state.store.render(sub) != before:
         state.emit("customer.subscription.updated", sub, previous=before, at=at)
+
+
+def _follow_end(schedule: JSON, sub: JSON) -> None:
+    """A subscription managed by a schedule ends where the schedule says: at the last
+    phase's end with ``end_behavior=cancel``, never by itself with ``release``."""
+    sub["cancel_at"] = (
+        schedule["phases"][-1]["end_date"] if schedule["end_behavior"] == "cancel" else None
+    )
+    sub["cancel_at_period_end"] = False
 
 
 def retrieve(call: Call) -> JSON:

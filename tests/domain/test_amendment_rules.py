@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import date
 from typing import Any
 
@@ -17,8 +18,10 @@ from connector.domain.amendment import (
     choices_from_json,
     live_from_json,
     live_to_json,
+    phase_items,
     plan_overrides_for,
     propose_amendment,
+    schedule_phase_end,
     split_overrides,
     subscription_items,
 )
@@ -209,6 +212,60 @@ def test_the_change_applies_from_its_start_never_backwards(
     assert amendment.effective_date == effective
     if note is not None:
         assert any(note in n for n in amendment.notes)
+
+
+def test_a_change_starting_later_is_a_schedule_phase_and_one_starting_now_is_not() -> None:
+    assert _propose([_seats(40)], contract_start="2025-04-15").starts_later
+    assert not _propose([_seats(40)], contract_start="2025-03-01").starts_later
+    assert not _propose([_seats(40)], contract_start="2025-01-10").starts_later
+
+
+def test_a_change_starting_when_the_subscription_has_ended_is_refused() -> None:
+    with pytest.raises(InvalidOverrides) as raised:
+        _propose([_seats(40)], contract_start="2026-03-01")
+    assert [p.field for p in raised.value.problems] == ["start_date"]
+    assert "has ended (2026-03-01)" in raised.value.problems[0].message
+
+
+def test_a_phase_lists_every_item_after_the_change() -> None:
+    amendment = _propose(
+        [_seats(40, 4200), line_item(product="Analytics", product_id="prod_analytics")],
+        "replacement",
+    )
+    assert phase_items(amendment, LIVE, {0: "price_new_seats", 1: "price_analytics"}) == [
+        {"price": "price_new_seats", "quantity": 40},
+        {"price": "price_analytics", "quantity": 1},
+    ]
+    kept = _propose([_seats(30)], contract_start="2025-04-15")
+    assert phase_items(kept, LIVE, {}) == [
+        {"price": "price_p", "quantity": 1},
+        {"price": "price_s", "quantity": 30},
+    ]
+
+
+@pytest.mark.parametrize(
+    ("live", "kind", "expected"),
+    [
+        pytest.param(LIVE, "upgrade", (date(2026, 3, 1), "cancel"), id="the contract end stays"),
+        pytest.param(
+            replace(LIVE, cancel_at=None),
+            "upgrade",
+            (date(2025, 5, 15), "release"),
+            id="no end: one period, then released",
+        ),
+        pytest.param(LIVE, "renewal", (date(2027, 3, 1), "cancel"), id="a renewal's new end"),
+    ],
+)
+def test_the_phase_with_the_change_ends_where_the_contract_does(
+    live: LiveSubscription, kind: Any, expected: tuple[date, str]
+) -> None:
+    lines = [PLATFORM, _seats(25, 4800)]
+    plan = _plan(lines, contract_start="2025-04-15" if kind != "renewal" else "2026-03-01")
+    keys = [line.product_id or line.product for line in plan.lines]
+    amendment = propose_amendment(
+        kind, live, plan, keys, "create_prorations", proration_chosen=False, today=TODAY
+    )
+    assert schedule_phase_end(amendment, live) == expected
 
 
 def test_the_proration_note_says_where_the_choice_came_from() -> None:

@@ -147,14 +147,15 @@ def test_a_renewal_extends_the_term_and_bills_the_new_prices_from_the_new_term(
     assert renewal["effective_date"] == (add_months(today, 11) + timedelta(days=1)).isoformat()
 
     scheduled = _activate(world, "acme_expansion")
-    assert scheduled["status"] == "scheduled"
+    assert scheduled["status"] == "active"  # handed to Stripe: a phase of a schedule
     client = world.stripe_client()
-    assert client.v1.subscriptions.retrieve(subscription_id).cancel_at == unix_at_midnight(old_end)
+    schedule = client.v1.subscription_schedules.retrieve(scheduled["stripe_schedule_id"])
+    assert schedule.phases[1].start_date == unix_at_midnight(add_months(today, 11)) + 86_400
+    assert client.v1.subscriptions.retrieve(subscription_id).cancel_at == unix_at_midnight(new_end)
+    assert _items(world, subscription_id)[0] == ("Additional Seats", 4500, 25)
 
     world.clock.advance(days=(add_months(today, 11) - today).days + 1, hours=1)
-    world.stripe_sandbox.run_billing()
-    world.sync()
-    assert world.plan_for("acme_expansion")["status"] == "active"
+    world.stripe_sandbox.run_billing()  # Stripe alone changes the items that day
     renewed = client.v1.subscriptions.retrieve(subscription_id)
     assert renewed.cancel_at == unix_at_midnight(new_end)
     assert _items(world, subscription_id) == [("Additional Seats", 4200, 40)]

@@ -5,7 +5,8 @@ dealbridge already holds the connected app's consumer key and secret
 who opens a plan's URL from Salesforce without a dealbridge session is sent to the org's
 authorize endpoint (``sign_in_base``: its My Domain, else ``login_url``); Salesforce (where
 they are signed in) sends them back with a code, which is exchanged at
-``/services/oauth2/token`` for a token whose identity URL (``id``) says who they are. Only the identity is kept; the token is dropped.
+``/services/oauth2/token`` for a token whose identity URL (``id``) says who they are. Only
+the identity is kept; the token is dropped.
 """
 
 from __future__ import annotations

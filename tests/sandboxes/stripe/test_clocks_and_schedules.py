@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 import stripe
 
@@ -535,3 +537,163 @@ def test_a_phases_trial_must_fall_within_it(
                 ],
             }
         )
+
+
+def _seats(client: stripe.StripeClient, customer: stripe.Customer, price: stripe.Price) -> Any:
+    return client.v1.subscriptions.create(
+        params={"customer": customer.id, "items": [{"price": price.id, "quantity": 2}]}
+    )
+
+
+def test_from_subscription_makes_the_current_period_the_schedules_one_phase(
+    client: stripe.StripeClient, clocked_customer: stripe.Customer, recurring_price: stripe.Price
+) -> None:
+    sub = _seats(client, clocked_customer, recurring_price)
+    schedule = client.v1.subscription_schedules.create(params={"from_subscription": sub.id})
+    assert (schedule.status, schedule.subscription, schedule.end_behavior) == (
+        "active",
+        sub.id,
+        "release",
+    )
+    [phase] = schedule.phases
+    assert (phase.start_date, phase.end_date) == (START, FEB_1)
+    assert [(i.price, i.quantity) for i in phase.items] == [(recurring_price.id, 2)]
+    assert schedule.default_settings.collection_method == "charge_automatically"
+    assert client.v1.subscriptions.retrieve(sub.id).schedule == schedule.id
+    with pytest.raises(stripe.InvalidRequestError) as again:
+        client.v1.subscription_schedules.create(params={"from_subscription": sub.id})
+    assert "already attached" in again.value.user_message
+
+
+def test_from_subscription_takes_no_phases_and_keeps_an_end_date(
+    client: stripe.StripeClient, clocked_customer: stripe.Customer, recurring_price: stripe.Price
+) -> None:
+    sub = _seats(client, clocked_customer, recurring_price)
+    with pytest.raises(stripe.InvalidRequestError) as raised:
+        client.v1.subscription_schedules.create(
+            params={
+                "from_subscription": sub.id,
+                "phases": [{"items": [{"price": recurring_price.id}]}],
+            }
+        )
+    assert raised.value.param == "phases"
+    client.v1.subscriptions.update(sub.id, params={"cancel_at": APR_1})
+    schedule = client.v1.subscription_schedules.create(params={"from_subscription": sub.id})
+    assert schedule.end_behavior == "cancel"
+    assert schedule.phases[0].end_date == APR_1
+
+
+def test_a_phase_starting_mid_period_changes_the_items_with_prorations_and_keeps_the_cycle(
+    client: stripe.StripeClient,
+    test_clock: stripe.test_helpers.TestClock,
+    clocked_customer: stripe.Customer,
+    recurring_price: stripe.Price,
+) -> None:
+    sub = _seats(client, clocked_customer, recurring_price)
+    schedule = client.v1.subscription_schedules.create(params={"from_subscription": sub.id})
+    change = START + 15 * DAY  # 16 of January's 31 days are left
+    updated = client.v1.subscription_schedules.update(
+        schedule.id,
+        params={
+            "end_behavior": "release",
+            "phases": [
+                {
+                    "items": [{"price": recurring_price.id, "quantity": 2}],
+                    "start_date": schedule.phases[0].start_date,
+                    "end_date": change,
+                },
+                {
+                    "items": [{"price": recurring_price.id, "quantity": 5}],
+                    "end_date": APR_1,
+                    "proration_behavior": "create_prorations",
+                },
+            ],
+        },
+    )
+    assert [(p.start_date, p.end_date) for p in updated.phases] == [
+        (START, change),
+        (change, APR_1),
+    ]
+    assert client.v1.subscriptions.retrieve(sub.id)["items"].data[0].quantity == 2
+
+    _advance(client, test_clock.id, change)
+    now = client.v1.subscriptions.retrieve(sub.id)
+    assert now["items"].data[0].quantity == 5
+    assert now.billing_cycle_anchor == START
+    assert now["items"].data[0].current_period_end == FEB_1
+    assert now.latest_invoice == sub.latest_invoice  # nothing invoiced at the change
+
+    _advance(client, test_clock.id, FEB_1)
+    renewal = client.v1.invoices.retrieve(
+        str(client.v1.subscriptions.retrieve(sub.id).latest_invoice)
+    )
+    # 5 x 20.00 for February, plus 16/31 of January: 3 more seats (51.61 - 20.65).
+    assert renewal.amount_due == 10000 + 5161 - 2065
+    assert client.v1.subscription_schedules.retrieve(schedule.id).status == "active"
+
+
+def test_a_phase_with_always_invoice_bills_the_change_when_it_starts(
+    client: stripe.StripeClient,
+    test_clock: stripe.test_helpers.TestClock,
+    clocked_customer: stripe.Customer,
+    recurring_price: stripe.Price,
+) -> None:
+    sub = _seats(client, clocked_customer, recurring_price)
+    schedule = client.v1.subscription_schedules.create(params={"from_subscription": sub.id})
+    change = START + 15 * DAY
+    client.v1.subscription_schedules.update(
+        schedule.id,
+        params={
+            "phases": [
+                {
+                    "items": [{"price": recurring_price.id, "quantity": 2}],
+                    "start_date": START,
+                    "end_date": change,
+                },
+                {
+                    "items": [{"price": recurring_price.id, "quantity": 5}],
+                    "end_date": APR_1,
+                    "proration_behavior": "always_invoice",
+                },
+            ],
+        },
+    )
+    _advance(client, test_clock.id, change)
+    now = client.v1.subscriptions.retrieve(sub.id, params={"expand": ["latest_invoice"]})
+    assert isinstance(now.latest_invoice, stripe.Invoice)
+    assert now.latest_invoice.billing_reason == "subscription_update"
+    assert now.latest_invoice.amount_due == 5161 - 2065
+
+
+def test_a_schedules_end_behavior_sets_its_subscriptions_end_and_phases_keep_its_defaults(
+    client: stripe.StripeClient,
+    test_clock: stripe.test_helpers.TestClock,
+    clocked_customer: stripe.Customer,
+    recurring_price: stripe.Price,
+) -> None:
+    sub = client.v1.subscriptions.create(
+        params={
+            "customer": clocked_customer.id,
+            "items": [{"price": recurring_price.id}],
+            "collection_method": "send_invoice",
+            "days_until_due": 14,
+        }
+    )
+    schedule = client.v1.subscription_schedules.create(params={"from_subscription": sub.id})
+    assert schedule.default_settings.invoice_settings.days_until_due == 14
+    client.v1.subscription_schedules.update(schedule.id, params={"end_behavior": "cancel"})
+    assert client.v1.subscriptions.retrieve(sub.id).cancel_at == FEB_1
+    client.v1.subscription_schedules.update(
+        schedule.id,
+        params={
+            "phases": [
+                {"items": [{"price": recurring_price.id}], "start_date": START, "end_date": FEB_1},
+                {"items": [{"price": recurring_price.id, "quantity": 3}], "end_date": APR_1},
+            ]
+        },
+    )
+    assert client.v1.subscriptions.retrieve(sub.id).cancel_at == APR_1
+    _advance(client, test_clock.id, FEB_1)
+    after = client.v1.subscriptions.retrieve(sub.id)
+    assert (after["items"].data[0].quantity, after.collection_method) == (3, "send_invoice")
+    assert after.days_until_due == 14

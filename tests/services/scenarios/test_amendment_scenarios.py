@@ -5,11 +5,18 @@ sandbox."""
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
+import pytest
+
+from connector.billing.gateway import StripeGateway, StripeUnavailable
+from connector.domain.timestamps import unix_at_midnight
 from connector.services import activation
+from connector.services import amendment as amendments
 from connector.services.plans import approve
 from tests.e2e.conftest import World
 from tests.e2e.test_amendments import _activate, _close_expansion, _items
+from tests.e2e.test_review_page import Rep
 
 
 def test_activating_an_amendment_twice_updates_the_subscription_once(world: World) -> None:
@@ -37,22 +44,117 @@ def test_an_upgrade_without_a_live_subscription_starts_a_new_one(world: World) -
     assert "no live subscription" in plan["amendment_notice"]
 
 
-def test_a_change_starting_later_waits_for_its_day(world: World) -> None:
+def test_a_change_starting_later_is_made_by_stripe_on_its_day(world: World) -> None:
+    """The change is a phase of the subscription's schedule in Stripe: on its day Stripe
+    changes the items with no dealbridge job running, and the next invoice is the one
+    previewed at approval."""
     world.sync()
     first = _activate(world, "acme_platform")
+    sub_id = first["stripe_subscription_id"]
     start = world.clock().date() + timedelta(days=10)
     world.crm.update_deal("acme_expansion", closed=True, contract_start=start)
     world.sync()
     world.plan_for("acme_expansion")
     plan = _activate(world, "acme_expansion")
-    assert plan["status"] == "scheduled"
+    assert plan["status"] == "active"
     assert start.isoformat() in plan["status_reason"]
-    assert _items(world, first["stripe_subscription_id"])[0] == ("Additional Seats", 4500, 25)
+    phase = plan["amendment"]["schedule_phase"]
+    assert phase == {"schedule_id": plan["stripe_schedule_id"], "start_date": start.isoformat()}
+    previewed = plan["amendment"]["preview"]
+    assert previewed["proration_amount"] != 0
+    page = Rep(world, "acme_expansion").html
+    assert phase["schedule_id"] in page
+    assert f"a phase starting {start.isoformat()} (00:00 UTC) makes the change" in page
+    client = world.stripe_client()
+    schedule = client.v1.subscription_schedules.retrieve(phase["schedule_id"])
+    assert schedule.subscription == sub_id
+    assert schedule.phases[0].end_date == unix_at_midnight(start)
+    assert schedule.phases[1].start_date == unix_at_midnight(start)
+    # The contract still ends when it did: the schedule cancels the subscription then.
+    assert (schedule.end_behavior, schedule.phases[1].end_date) == (
+        "cancel",
+        client.v1.subscriptions.retrieve(sub_id).cancel_at,
+    )
+    assert _items(world, sub_id)[0] == ("Additional Seats", 4500, 25)
+    # A change made now would clash with the one still to come: refused, nothing released.
+    assert world.runtime is not None
+    with pytest.raises(amendments.SubscriptionMoved, match="already has a change scheduled"):
+        amendments.release_schedule(world.runtime, sub_id, "dealbridge:test:release")
 
     world.clock.advance(days=10, hours=1)
+    world.stripe_sandbox.run_billing()  # Stripe alone: no dealbridge job runs
+    assert _items(world, sub_id)[0] == ("Additional Seats", 4200, 40)
+
+    world.clock.advance(days=31, hours=3)
+    world.stripe_sandbox.run_billing()
+    invoice = client.v1.invoices.retrieve(
+        str(client.v1.subscriptions.retrieve(sub_id).latest_invoice)
+    )
+    assert invoice.amount_due == previewed["amount_due"]
+    assert sorted(line.amount for line in invoice.lines.data) == sorted(
+        line["amount"] for line in previewed["lines"]
+    )
+
+    # Once it is made, a change made now first releases the schedule, keeping the end.
+    ends = client.v1.subscriptions.retrieve(sub_id).cancel_at
+    released = amendments.release_schedule(world.runtime, sub_id, "dealbridge:test:release")
+    assert released == phase["schedule_id"]
+    after = client.v1.subscriptions.retrieve(sub_id)
+    assert (after.schedule, after.cancel_at) == (None, ends)
+
+
+def test_a_change_after_the_current_period_shows_no_preview_and_is_made_on_its_day(
+    world: World,
+) -> None:
     world.sync()
-    assert world.plan_for("acme_expansion")["status"] == "active"
-    assert _items(world, first["stripe_subscription_id"])[0] == ("Additional Seats", 4200, 40)
+    sub_id = _activate(world, "acme_platform")["stripe_subscription_id"]
+    start = world.clock().date() + timedelta(days=45)  # the monthly period ends before
+    world.crm.update_deal("acme_expansion", closed=True, contract_start=start)
+    world.sync()
+    world.plan_for("acme_expansion")
+    plan = _activate(world, "acme_expansion")
+    assert plan["status"] == "active"
+    assert plan["amendment"]["preview"] is None
+    assert any("No Stripe preview of the next invoice" in line for line in plan["summary"])
+
+    world.clock.advance(days=45, hours=1)
+    world.stripe_sandbox.run_billing()
+    assert _items(world, sub_id)[0] == ("Additional Seats", 4200, 40)
+
+
+def test_a_change_starting_later_is_scheduled_once_when_a_run_is_lost(world: World) -> None:
+    """The schedule step and the phase step each resume: a run that lost Stripe's answer to
+    the phase update is followed by one that finds the phase there and sends nothing."""
+    world.sync()
+    first = _activate(world, "acme_platform")
+    start = world.clock().date() + timedelta(days=10)
+    world.crm.update_deal("acme_expansion", closed=True, contract_start=start)
+    world.sync()
+    plan = world.plan_for("acme_expansion")
+    assert world.runtime is not None
+    approve(world.runtime, plan["id"], actor="rep")
+    real = world.runtime.stripe
+    lost: list[str] = []
+
+    class LosesTheFirstAnswer(StripeGateway):
+        def update_subscription_schedule(self, schedule_id: str, params: Any, key: str) -> Any:
+            updated = real.update_subscription_schedule(schedule_id, params, key)
+            if not lost:
+                lost.append(updated.id)
+                raise StripeUnavailable("Stripe unavailable: read timed out")
+            return updated
+
+    world.runtime.__dict__["stripe"] = LosesTheFirstAnswer(real.client, dashboard_url="x")
+    assert activation.activate(world.runtime, plan["id"]).status == "approved"
+    world.clock.advance(hours=1)
+    assert activation.activate(world.runtime, plan["id"]).status == "active"
+    assert world.stripe_count("POST", "/v1/subscription_schedules") == 1
+    assert world.stripe_count("POST", "/v1/subscription_schedules/:id") == 1
+    schedule = world.stripe_client().v1.subscription_schedules.retrieve(
+        world.plan_for("acme_expansion")["stripe_schedule_id"]
+    )
+    assert schedule.subscription == first["stripe_subscription_id"]
+    assert len(schedule.phases) == 2
 
 
 def test_a_subscription_changed_since_the_review_is_not_amended(world: World) -> None:
