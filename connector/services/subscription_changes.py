@@ -26,6 +26,7 @@ from connector.billing.gateway import StripeGatewayError
 from connector.domain.plan import add_months
 from connector.domain.timestamps import unix_of
 from connector.runtime import Runtime
+from connector.services.amendment import SubscriptionMoved, release_schedule
 from connector.services.lifecycle_operations import (
     INACTIVE_STATUSES,
     LifecycleError,
@@ -52,6 +53,19 @@ def cancel(runtime: Runtime, subscription_id: str, *, at_period_end: bool, actor
         runtime, kind, row.stripe_customer_id, row.crm_account_id, subscription_id, actor, {}
     )
     if at_period_end:
+        # Stripe refuses to set the end of a subscription a schedule manages (a contract that
+        # started later, a change made by a phase): the schedule is released first.
+        try:
+            call_stripe(
+                lambda: release_schedule(runtime, subscription_id, operation_key(op_id, "release")),
+                "release the subscription from its schedule",
+            )
+        except SubscriptionMoved as exc:
+            raise LifecycleError(
+                f"Subscription {subscription_id} has a change scheduled in Stripe, so it "
+                "cannot be set to end at period end without dropping that change; cancel it "
+                "now, or change its schedule in Stripe."
+            ) from exc
         call_stripe(
             lambda: runtime.stripe.update_subscription(
                 subscription_id, {"cancel_at_period_end": True}, operation_key(op_id, "cancel")

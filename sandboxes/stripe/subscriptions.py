@@ -1088,6 +1088,17 @@ _UPDATE = [
 ]
 
 
+def _managing_schedule(state: State, sub: JSON) -> str | None:
+    """The id of the schedule that manages ``sub`` (not yet released, canceled or done)."""
+    schedule_id = sub.get("schedule")
+    if not schedule_id:
+        return None
+    schedule = state.store.objects.get(schedule_id)
+    if schedule is None or schedule.get("status") not in ("active", "not_started"):
+        return None
+    return str(schedule_id)
+
+
 def update(call: Call) -> JSON:
     sub = call.store.require(call.arg(), "subscription")
     p = call.params
@@ -1116,6 +1127,13 @@ def update(call: Call) -> JSON:
     if given_cancel and cancel_at is not None and period_end_flag:
         raise StripeError(
             400, "You may only specify one of these parameters: cancel_at, cancel_at_period_end."
+        )
+    managing = _managing_schedule(call.state, sub)
+    if managing is not None and (given_cancel or p.has("cancel_at_period_end")):
+        raise invalid_request(
+            f"The subscription is managed by the subscription schedule `{managing}`, and "
+            "updating any cancelation behavior directly is not allowed. Please update the "
+            "schedule instead."
         )
     pause: JSON | None = None
     given_pause = p.has("pause_collection")

@@ -697,3 +697,23 @@ def test_a_schedules_end_behavior_sets_its_subscriptions_end_and_phases_keep_its
     after = client.v1.subscriptions.retrieve(sub.id)
     assert (after["items"].data[0].quantity, after.collection_method) == (3, "send_invoice")
     assert after.days_until_due == 14
+
+
+@pytest.mark.parametrize("change", [{"cancel_at_period_end": True}, {"cancel_at": APR_1}])
+def test_a_scheduled_subscriptions_end_cannot_be_set_directly_until_released(
+    client: stripe.StripeClient,
+    clocked_customer: stripe.Customer,
+    recurring_price: stripe.Price,
+    change: dict[str, Any],
+) -> None:
+    sub = _seats(client, clocked_customer, recurring_price)
+    schedule = client.v1.subscription_schedules.create(params={"from_subscription": sub.id})
+    with pytest.raises(stripe.InvalidRequestError) as refused:
+        client.v1.subscriptions.update(sub.id, params=change)
+    assert refused.value.user_message == (
+        f"The subscription is managed by the subscription schedule `{schedule.id}`, and "
+        "updating any cancelation behavior directly is not allowed. Please update the "
+        "schedule instead."
+    )
+    client.v1.subscription_schedules.release(schedule.id)
+    assert client.v1.subscriptions.update(sub.id, params=change).schedule is None

@@ -172,3 +172,27 @@ def test_bill_again_refuses_an_invoice_its_credit_notes_cover(world: World) -> N
     assert response.status_code == 409, response.get_json()
     assert "Nothing is still owed" in response.get_json()["error"]["message"]
     assert world.stripe_count("POST", "/v1/invoices") == before
+
+
+def test_a_subscription_its_schedule_manages_is_released_to_cancel_at_period_end(
+    world: World,
+) -> None:
+    """Stripe refuses to set the end of a subscription a schedule manages (a contract that
+    started later); finance's cancel at period end releases it from the schedule first."""
+    world.sync()
+    plan = _activate(world, "globex_licence")  # starts in 14 days: a schedule
+    world.clock.advance(days=15)
+    world.stripe_sandbox.run_billing()  # the schedule starts its subscription
+    world.sync()
+    client = world.stripe_client()
+    schedule = client.v1.subscription_schedules.retrieve(plan["stripe_schedule_id"])
+    sub_id = str(schedule.subscription)
+    assert client.v1.subscriptions.retrieve(sub_id).schedule == schedule.id
+
+    answer = world.api("POST", f"/api/subscriptions/{sub_id}/cancel", role="finance",
+                       json={"at_period_end": True})  # fmt: skip
+
+    assert answer.status_code == 200, answer.get_json()
+    subscription = client.v1.subscriptions.retrieve(sub_id)
+    assert subscription.cancel_at_period_end and subscription.schedule is None
+    assert client.v1.subscription_schedules.retrieve(schedule.id).status == "released"
