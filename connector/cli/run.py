@@ -25,6 +25,11 @@ from connector.web.server import GunicornApp
 
 log = logging.getLogger(__name__)
 
+#: ``serve`` runs the worker and the clock at a lower CPU priority than the web process, so
+#: that on a busy single machine Stripe's webhooks are acknowledged first and the work they
+#: bring waits a moment instead (bench/serve_intake.py, docs/benchmarks.md).
+BACKGROUND_NICENESS = {"worker": 10, "clock": 10}
+
 
 def _valid_config(state: CliState) -> Config:
     """The config, if its CRM mapping is valid too: a process that would log a traceback
@@ -75,7 +80,8 @@ def serve(state: CliState, port: int | None, threads: int) -> None:
     web_command = ["web", "--workers", "1", "--threads", str(threads), "--port", str(bind_port)]
     sys.exit(
         supervise(
-            {"web": base + web_command, "worker": [*base, "worker"], "clock": [*base, "clock"]}
+            {"web": base + web_command, "worker": [*base, "worker"], "clock": [*base, "clock"]},
+            niceness=BACKGROUND_NICENESS,
         )
     )
 

@@ -10,6 +10,7 @@ child that exits is started again (after a pause that doubles while it keeps fai
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import subprocess
 import threading
@@ -31,6 +32,7 @@ STOP_TIMEOUT = 20.0
 class _Child:
     name: str
     command: Sequence[str]
+    niceness: int = 0
     proc: subprocess.Popen[bytes] | None = None
     started: float = 0.0
     pause: float = FIRST_PAUSE
@@ -39,13 +41,26 @@ class _Child:
 
 
 def _start(child: _Child) -> None:
-    child.proc = subprocess.Popen(list(child.command))  # noqa: S603 - our own interpreter
+    nice = child.niceness
+
+    def lower_priority() -> None:
+        if nice:
+            os.nice(nice)
+
+    child.proc = subprocess.Popen(  # noqa: S603 - our own interpreter
+        list(child.command), preexec_fn=lower_priority if nice else None
+    )
     child.started = time.monotonic()
     child.restart_at = None
     log.info("serve: %s started (pid %s)", child.name, child.proc.pid)
 
 
-def supervise(commands: Mapping[str, Sequence[str]], *, poll_seconds: float = 0.5) -> int:
+def supervise(
+    commands: Mapping[str, Sequence[str]],
+    *,
+    poll_seconds: float = 0.5,
+    niceness: Mapping[str, int] | None = None,
+) -> int:
     """Run each command as a child process until SIGTERM/SIGINT; restart any that exits."""
     stop = threading.Event()
 
@@ -54,7 +69,9 @@ def supervise(commands: Mapping[str, Sequence[str]], *, poll_seconds: float = 0.
         stop.set()
 
     previous = {sig: signal.signal(sig, _stop) for sig in (signal.SIGTERM, signal.SIGINT)}
-    children = [_Child(name, command) for name, command in commands.items()]
+    children = [
+        _Child(name, command, (niceness or {}).get(name, 0)) for name, command in commands.items()
+    ]
     try:
         for child in children:
             _start(child)

@@ -683,11 +683,18 @@ def busy(session: Session, source: str, now: datetime) -> bool:
     """Whether events of ``source`` are due or being handled right now (more work is on its
     way to the outbox: see the outbox's "Filling batches"). Events waiting out a backoff
     do not count."""
+    # ``due`` or being handled, written so the (status, next_attempt_at) index answers it:
+    # the drain asks this while a burst arrives, holding SQLite's write lock meanwhile.
     waiting = session.scalar(
         select(InboxEvent.id)
         .where(
+            InboxEvent.status.in_((PENDING, PROCESSING)),
             InboxEvent.source == source,
-            or_(due(InboxEvent, now), InboxEvent.status == PROCESSING),
+            or_(
+                InboxEvent.status == PROCESSING,
+                InboxEvent.next_attempt_at <= now,
+                InboxEvent.attempts == 0,
+            ),
         )
         .limit(1)
     )

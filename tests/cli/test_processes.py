@@ -152,6 +152,10 @@ def test_serve_supervises_web_worker_and_clock_as_separate_processes(tmp_path: P
             if (m := re.search(r"serve: (\w+) started \(pid (\d+)\)", line))
         }
         assert set(pids) == {"web", "worker", "clock"} and len(set(pids.values())) == 3
+        # Webhooks are acknowledged first: the worker and clock run at a lower CPU priority.
+        base = os.getpriority(os.PRIO_PROCESS, pids["web"])
+        assert os.getpriority(os.PRIO_PROCESS, pids["worker"]) == base + 10
+        assert os.getpriority(os.PRIO_PROCESS, pids["clock"]) == base + 10
         os.kill(pids["worker"], signal.SIGKILL)  # a crashed worker is started again
         restarted = _wait_for_all(
             proc, [r"serve: worker exited with -9", r"serve: worker started \(pid \d+\)"]
