@@ -137,15 +137,8 @@ def sandboxes() -> None:
 def run(rate: int, seconds: int, kind: str = "serve") -> dict[str, Any]:
     web_only = kind == "web-only"
     hosts = subprocess.Popen(
-        [
-            "nice",
-            "-n",
-            str(SANDBOX_NICENESS),
-            sys.executable,
-            "-m",
-            "bench.serve_intake",
-            "--sandboxes",
-        ],  # fmt: skip
+        [sys.executable, "-m", "bench.serve_intake", "--sandboxes"],
+        preexec_fn=lambda: os.nice(SANDBOX_NICENESS),
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
