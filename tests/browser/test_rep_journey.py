@@ -1,6 +1,7 @@
 """A sales rep's journey on the review page, checked for accessibility at each state.
 
-The rep opens the deal from its launch link, changes the frequency and sees Stripe's preview
+The rep opens the plan URL dealbridge wrote to the deal in Salesforce (signing in through
+Salesforce, with no dealbridge session), changes the frequency and sees Stripe's preview
 of the first invoice change, activates, and sees what was created with its links. At each
 state axe-core (the npm package in package.json, injected into the page) checks the page
 against WCAG 2 A/AA: labels, contrast, names of controls, table headers.
@@ -61,11 +62,18 @@ def _deal_id(world: LocalWorld, name: str) -> str:
     return world.salesforce_sandbox.ids_by_ref()[name]
 
 
+def _plan_url_in_salesforce(world: LocalWorld, name: str) -> str:
+    deal_id = _deal_id(world, name)
+    [deal] = [r for r in world.salesforce_sandbox.records("Opportunity") if r["Id"] == deal_id]
+    return str(deal["Billing_Plan_Url__c"])
+
+
 def test_a_rep_adjusts_sees_the_preview_change_activates_and_sees_what_was_created(
     served_world: LocalWorld, rep_page: Page
 ) -> None:
     page = rep_page
-    page.goto(launch_link(served_world, _deal_id(served_world, "acme_platform"), role="sales_rep"))
+    page.goto(_plan_url_in_salesforce(served_world, "acme_platform"))  # clicked in Salesforce
+    expect(page.locator("body")).to_contain_text("(sales rep)")
     expect(page.locator("#plan-status")).to_have_text("Awaiting review")
     # Monthly: setup 2,500 + platform 1,200 + 25 seats x 45 + support 1,500 (a quarter)
     expect(page.locator("#invoice-total")).to_have_text("USD 5,325.00")

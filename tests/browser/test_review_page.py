@@ -58,12 +58,29 @@ def test_a_held_account_shows_why_and_cannot_activate(served_world: LocalWorld, 
     assert served_world.stripe_sandbox.request_counts().get(("POST", "/v1/subscriptions"), 0) == 0
 
 
-def test_without_a_valid_launch_link_the_page_asks_to_sign_in(
-    served_world: LocalWorld, page: Page
-) -> None:
-    response = page.goto(f"{served_world.app_url}/deals/anything/plan")
+def test_a_page_about_no_single_deal_asks_to_sign_in(served_world: LocalWorld, page: Page) -> None:
+    response = page.goto(f"{served_world.app_url}/overview")
     assert response is not None and response.status == 401
     expect(page.locator("h1")).to_have_text("Please sign in")
+
+
+def test_the_plan_url_from_the_crm_signs_the_rep_in_through_salesforce(
+    served_world: LocalWorld, page: Page
+) -> None:
+    """No dealbridge session: the page sends the rep to Salesforce's sign-in (where the
+    sandbox's browser user is signed in already) and Salesforce sends them back, signed in."""
+    deal_id = _deal_id(served_world, "acme_platform")
+    [deal] = [r for r in served_world.salesforce_sandbox.records("Opportunity")
+              if r["Id"] == deal_id]  # fmt: skip
+    plan_url = deal["Billing_Plan_Url__c"]  # what the rep clicks in Salesforce
+    assert plan_url
+    hops: list[str] = []
+    page.on("request", lambda request: hops.append(request.url))
+    response = page.goto(plan_url)
+    assert response is not None and response.status == 200
+    assert any("/services/oauth2/authorize" in url for url in hops)
+    assert page.url.split("?")[0].endswith(plan_url.split("/")[-1])
+    expect(page.locator("body")).to_contain_text("signed in as")
 
 
 def test_the_page_shows_the_invoice_schedule_and_a_rep_confirms_a_zero_amount(
