@@ -61,3 +61,33 @@ def test_a_card_on_file_is_charged_after_the_trial_with_the_deal_discount(world:
     records = {r["stripe_invoice_id"]: r for r in world.crm.invoices()}
     assert [records[i.id]["status"] for i in invoices] == ["paid", "paid"]
     assert world.crm.deal("acme_platform")["subscription_status"] == "active"
+
+
+def test_a_declined_card_shows_its_reason_on_the_crm_invoice_record(world: World) -> None:
+    world.crm.update_deal("acme_platform", payment_collection="Charge automatically")
+    world.sync()
+    plan = world.plan_for("acme_platform")
+    client = world.stripe_client()
+    customer = str(plan["stripe_customer_id"])
+    card = client.v1.payment_methods.attach(
+        "pm_card_chargeCustomerFail", params={"customer": customer}
+    )
+    client.v1.customers.update(
+        customer, params={"invoice_settings": {"default_payment_method": card.id}}
+    )
+    refreshed = world.api("POST", f"/api/plans/{plan['id']}/adjust", json={})
+    assert refreshed.get_json()["plan"]["collection_method"] == "charge_automatically"
+
+    activated = world.api("POST", f"/api/plans/{plan['id']}/activate")
+    assert activated.status_code == 200, activated.get_json()
+    world.sync()
+
+    plan = world.plan_for("acme_platform")
+    subscription = client.v1.subscriptions.retrieve(plan["stripe_subscription_id"])
+    assert subscription.status == "incomplete"
+    [record] = [
+        r for r in world.crm.invoices() if r["stripe_invoice_id"] == subscription.latest_invoice
+    ]
+    assert record["status"] == "open"
+    assert "Your card was declined" in record["last_payment_error"]
+    assert "generic_decline" in record["last_payment_error"]
