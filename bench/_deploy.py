@@ -166,3 +166,35 @@ def deployment_env(
         "DEALBRIDGE__WEB__HOST": "127.0.0.1",
         "DEALBRIDGE__APP__LOG_LEVEL": os.environ.get("BENCH_LOG_LEVEL", "WARNING"),
     }
+
+
+def host_sandboxes(stripe_sandbox: Any, invoices: int = 0) -> tuple[Any, Any, str]:
+    """In a ``--sandboxes`` child: start ``stripe_sandbox`` (started already, or not) and a
+    Salesforce sandbox, create one customer with ``invoices`` seeded finalized invoices, and
+    print where everything is as one JSON line for the parent. Returns (the Salesforce
+    sandbox, a stripe-python client of the Stripe sandbox, the customer id)."""
+    import json
+
+    import stripe
+
+    from bench.stripe_seed import seed_invoices
+    from connector.demo import salesforce_sandbox
+    from connector.demo.world import DEMO_STRIPE_KEY
+
+    if stripe_sandbox._server is None:
+        stripe_sandbox.start()
+    salesforce = salesforce_sandbox(daily_api_limit=10_000_000).start()
+    client = stripe.StripeClient(
+        DEMO_STRIPE_KEY, base_addresses={"api": stripe_sandbox.url}, max_network_retries=0
+    )
+    customer = str(client.v1.customers.create(params={"email": "ap@bench.example"}).id)
+    seeded = seed_invoices(stripe_sandbox, customer, invoices) if invoices else []
+    where = {
+        "stripe_url": stripe_sandbox.url,
+        "salesforce_url": salesforce.url,
+        "customer": customer,
+        "account": salesforce.ids_by_ref()["acme"],
+        "invoices": seeded,
+    }
+    print(json.dumps(where), flush=True)
+    return salesforce, client, customer

@@ -38,6 +38,7 @@ from bench._deploy import (
     deployment_env,
     free_port,
     fresh_store,
+    host_sandboxes,
     link_customer,
     percentile,
 )
@@ -71,28 +72,11 @@ def _until(salesforce: Any, invoice_id: str, status: str) -> float:
 def sandboxes() -> None:
     """Child process: host both sandboxes, create the customer, print where they are; on
     ``go``, run the actions and print their freshness; serve until stdin closes."""
-    from connector.demo import salesforce_sandbox
-    from connector.demo.world import DEMO_STRIPE_KEY
     from sandboxes.stripe import StripeSandbox
 
     # Stripe's own delivery: each event is POSTed as soon as it is queued.
     stripe_sandbox = StripeSandbox().start(auto_deliver=True)
-    salesforce = salesforce_sandbox(daily_api_limit=10_000_000).start()
-    client = stripe.StripeClient(
-        DEMO_STRIPE_KEY, base_addresses={"api": stripe_sandbox.url}, max_network_retries=0
-    )
-    customer = client.v1.customers.create(params={"email": "ap@bench.example"}).id
-    print(
-        json.dumps(
-            {
-                "stripe_url": stripe_sandbox.url,
-                "salesforce_url": salesforce.url,
-                "customer": customer,
-                "account": salesforce.ids_by_ref()["acme"],
-            }
-        ),
-        flush=True,
-    )
+    salesforce, client, customer = host_sandboxes(stripe_sandbox)
     if sys.stdin.readline().strip() == "go":
         actions: list[dict[str, Any]] = []
         for n in range(CYCLES):

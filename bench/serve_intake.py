@@ -46,6 +46,7 @@ from bench._deploy import (
     deployment_env,
     free_port,
     fresh_store,
+    host_sandboxes,
     link_customer,
     percentile,
 )
@@ -105,30 +106,10 @@ def sandboxes() -> None:
     """Child process: host both sandboxes, seed the invoices, print where they are, and serve
     until stdin closes. The sandboxes answer serve's worker from their own interpreter, so
     their work never starves the sender's threads (which would inflate the latencies)."""
-    from bench.stripe_seed import seed_invoices
-    from connector.demo import salesforce_sandbox
-    from connector.demo.world import DEMO_STRIPE_KEY
     from sandboxes.stripe import StripeSandbox
 
-    stripe_sandbox = StripeSandbox().start()
-    salesforce = salesforce_sandbox(daily_api_limit=10_000_000).start()
-    client = stripe.StripeClient(
-        DEMO_STRIPE_KEY, base_addresses={"api": stripe_sandbox.url}, max_network_retries=0
-    )
-    customer = client.v1.customers.create(params={"email": "ap@bench.example"}).id
-    invoices = seed_invoices(stripe_sandbox, customer, INVOICES)
-    print(
-        json.dumps(
-            {
-                "stripe_url": stripe_sandbox.url,
-                "salesforce_url": salesforce.url,
-                "customer": customer,
-                "account": salesforce.ids_by_ref()["acme"],
-                "invoices": invoices,
-            }
-        ),
-        flush=True,
-    )
+    stripe_sandbox = StripeSandbox()
+    salesforce, _client, _customer = host_sandboxes(stripe_sandbox, INVOICES)
     sys.stdin.read()
     stripe_sandbox.stop()
     salesforce.stop()

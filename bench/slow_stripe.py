@@ -38,7 +38,7 @@ from typing import Any
 import requests
 import stripe
 
-from bench._deploy import REPO, deployment, free_port, percentile
+from bench._deploy import REPO, deployment, free_port, host_sandboxes, percentile
 from bench.serve_intake import WEBHOOK_SECRET, _event, _wait_idle
 
 DELAY_SECONDS = 40.0
@@ -84,33 +84,12 @@ def sandboxes(delay: float) -> None:
     """Child process: host both sandboxes, seed the invoices, print where they are, then
     obey stdin: ``slow`` (invoice retrievals take ``delay`` s), ``fast``, ``calls`` (print
     the slow calls made) until stdin closes."""
-    from bench.stripe_seed import seed_invoices
-    from connector.demo import salesforce_sandbox
-    from connector.demo.world import DEMO_STRIPE_KEY
     from sandboxes.stripe import StripeSandbox
 
     stripe_sandbox = StripeSandbox()
     slow = SlowInvoices(stripe_sandbox.app, delay)
     stripe_sandbox.app = slow  # type: ignore[assignment]
-    stripe_sandbox.start()
-    salesforce = salesforce_sandbox(daily_api_limit=10_000_000).start()
-    client = stripe.StripeClient(
-        DEMO_STRIPE_KEY, base_addresses={"api": stripe_sandbox.url}, max_network_retries=0
-    )
-    customer = client.v1.customers.create(params={"email": "ap@bench.example"}).id
-    invoices = seed_invoices(stripe_sandbox, customer, INVOICES)
-    print(
-        json.dumps(
-            {
-                "stripe_url": stripe_sandbox.url,
-                "salesforce_url": salesforce.url,
-                "customer": customer,
-                "account": salesforce.ids_by_ref()["acme"],
-                "invoices": invoices,
-            }
-        ),
-        flush=True,
-    )
+    salesforce, _client, _customer = host_sandboxes(stripe_sandbox, INVOICES)
     for line in sys.stdin:
         command = line.strip()
         if command == "slow":

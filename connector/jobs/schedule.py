@@ -8,7 +8,9 @@ plans). ``JobRegistry.run_once`` runs every clock job once and the worker jobs u
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
+
+from sqlalchemy.orm import Session
 
 from connector.jobs.dispatch import (
     CRM_EVENT_HANDLERS,
@@ -29,7 +31,7 @@ from connector.services import (
     subscription_changes,
 )
 from connector.services.inbox import busy as inbox_busy
-from connector.services.inbox import process_due_events
+from connector.services.inbox import process_due_events, received_since
 from connector.services.outbox import FillWait, drain_outbox
 
 DAY_SECONDS = 86_400
@@ -62,12 +64,22 @@ def process_crm_inbox(runtime: Runtime) -> int:
 
 def fill_wait(runtime: Runtime, *, timed: bool = True) -> FillWait:
     """How the worker fills CRM batches in a burst (``jobs.batch_wait_seconds`` and
-    ``batch_wait_max_seconds``): Stripe events still in the inbox are more on its way."""
+    ``batch_wait_max_seconds``): Stripe events still in the inbox are more on its way, and
+    so, when the worker keeps up with a stream, are events still arriving (one received
+    within ``batch_wait_seconds``); ``sync --once`` waits for the inbox only."""
     jobs = runtime.config.section("jobs")
+    quiet = timedelta(seconds=float(jobs["batch_wait_seconds"]))
+    source = STRIPE_EVENT_HANDLERS.source
+
+    def upstream_busy(session: Session, now: datetime) -> bool:
+        if inbox_busy(session, source, now):
+            return True
+        return timed and received_since(session, source, now - quiet)
+
     return FillWait(
-        quiet=timedelta(seconds=float(jobs["batch_wait_seconds"])),
+        quiet=quiet,
         longest=timedelta(seconds=float(jobs["batch_wait_max_seconds"])),
-        upstream_busy=lambda session, now: inbox_busy(session, STRIPE_EVENT_HANDLERS.source, now),
+        upstream_busy=upstream_busy,
         timed=timed,
     )
 

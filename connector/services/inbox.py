@@ -59,7 +59,7 @@ import logging
 import traceback
 from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
 from sqlalchemy import Select, Table, or_, select, update
@@ -699,6 +699,23 @@ def busy(session: Session, source: str, now: datetime) -> bool:
         .limit(1)
     )
     return waiting is not None
+
+
+def received_since(session: Session, source: str, since: datetime) -> bool:
+    """Whether the newest event of ``source`` arrived after ``since``: events are still
+    arriving, so more work is on its way even when the worker has caught up with the inbox.
+    One look at the newest row by id (the primary key), whatever the inbox's size."""
+    newest = session.scalar(
+        select(InboxEvent.received_at)
+        .where(InboxEvent.source == source)
+        .order_by(InboxEvent.id.desc())
+        .limit(1)
+    )
+    if newest is None:
+        return False
+    if newest.tzinfo is None:
+        newest = newest.replace(tzinfo=UTC)
+    return newest > since
 
 
 # --------------------------------------------------------------------------- operator actions
