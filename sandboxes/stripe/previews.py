@@ -19,8 +19,9 @@ schedule's subscription gets from now on: the one the update makes at once
 (``always_invoice``, a new phase entered now), else the billing engine's next step for it,
 phase changes first, as a test clock would run them. Neither combines with ``subscription``
 or ``subscription_details`` (Stripe: "Cannot be used with subscription or subscription_
-prefixed fields"). ``schedule_details[billing_mode]`` is refused by name: the sandbox bills
-only the ``classic`` mode and previews nothing it cannot model.
+prefixed fields"). ``invoice_items`` are on the previewed invoice as pending items.
+``schedule_details[billing_mode]``, top-level ``discounts`` and ``preview_mode=recurring`` are
+refused by name: the sandbox previews nothing it cannot model rather than ignore it.
 
 ``invoice_items`` are added to the previewed invoice as pending items of the customer (so the
 first invoice of a new subscription carries them, as one-off items do). With a customer and
@@ -196,6 +197,14 @@ def _preview_schedule(
         # Stripe's enums for a preview (``none`` and ``renew`` are not among its end behaviors).
         details.get_enum("end_behavior", ["cancel", "release"])
         details.get_enum("proration_behavior", subscriptions.PRORATION_BEHAVIORS)
+    for unmodelled in ("discounts", "preview_mode"):
+        if p.has(unmodelled) and not (unmodelled == "preview_mode" and p.raw(unmodelled) == "next"):
+            raise invalid_param(
+                unmodelled,
+                f"The dealbridge Stripe sandbox does not preview `{unmodelled}` with a "
+                "subscription schedule.",
+                None,
+            )
     if schedule_id is None and customer_id is None:
         raise StripeError(
             400,
@@ -219,11 +228,14 @@ def _preview_schedule(
                 )
             sub_before = schedule["subscription"]
             latest = _latest(call, sub_before)
+            _add_items(call, str(schedule["customer"]), p.items("invoice_items"))
             if details is not None and details.data:
                 params = Params(dict(details.data), details.prefix)
                 schedules.update(Call(state, params, {"id": schedule_id}, "POST", call.version))
         else:
             assert customer_id is not None and details is not None
+            call.store.require(customer_id, "customer", param="customer", status=400)
+            _add_items(call, customer_id, p.items("invoice_items"))
             schedule, latest = _new_schedule(call, customer_id, details), None
         invoice = _next_invoice(call, schedule, latest)
         body = state.store.render(invoice)
@@ -250,7 +262,6 @@ def _new_schedule(call: Call, customer_id: str, details: Params) -> JSON:
             code="parameter_missing",
             param="schedule_details[phases]",
         )
-    call.store.require(customer_id, "customer", param="customer", status=400)
     data: JSON = {"customer": customer_id, **details.data}
     data.pop("proration_behavior", None)
     start = phases[0].data.get("start_date")

@@ -146,6 +146,28 @@ def test_a_schedule_without_details_previews_its_next_invoice(
     assert _summary(preview) == _summary(_last_invoice(client, schedule.id))
 
 
+def test_invoice_items_are_on_a_schedules_previewed_invoice(
+    client: stripe.StripeClient,
+    payer: stripe.Customer,
+    test_clock: stripe.test_helpers.TestClock,
+    recurring_price: stripe.Price,
+    one_time_price: stripe.Price,
+) -> None:
+    schedule = _scheduled(client, payer, recurring_price)
+    preview = client.v1.invoices.create_preview(
+        params={
+            "schedule": schedule.id,
+            "invoice_items": [{"price": one_time_price.id, "quantity": 1}],
+        }
+    )
+    assert preview.total == 2 * 2000 + 5000
+    client.v1.invoice_items.create(
+        params={"customer": payer.id, "pricing": {"price": one_time_price.id}}
+    )
+    _advance(client, test_clock, FEB_1)
+    assert _summary(preview) == _summary(_last_invoice(client, schedule.id))
+
+
 def test_details_for_a_customer_preview_a_new_schedules_first_invoice(
     client: stripe.StripeClient, payer: stripe.Customer, recurring_price: stripe.Price
 ) -> None:
@@ -176,6 +198,8 @@ _SD = "schedule_details"
         ({_SD: {"phases": [{"pause_collection": "x"}]}}, f"{_SD}[phases][0][pause_collection]"),
         ({_SD: {"amendments": [{"x": "y"}]}}, f"{_SD}[amendments]"),
         ({_SD: {"end_behavior": "renew"}}, f"{_SD}[end_behavior]"),
+        ({"discounts": [{"coupon": "co_x"}]}, "discounts"),
+        ({"preview_mode": "recurring"}, "preview_mode"),
     ],
 )
 def test_what_a_schedule_preview_cannot_take_is_refused_by_name(
