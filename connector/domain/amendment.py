@@ -677,7 +677,9 @@ def amendment_summary(amendment: Amendment, preview: Mapping[str, Any] | None) -
     if preview is None and amendment.starts_later and amendment.new_end is None:
         lines.append(
             "No Stripe preview of the next invoice: the change starts after the current "
-            "billing period, and Stripe prorates it from its day on a later invoice."
+            "billing period. Stripe previews it only as the next invoice of a schedule that "
+            "already manages the subscription, for a change starting as the period ends; "
+            "otherwise Stripe bills it from its day on a later invoice."
         )
     if preview is not None and preview.get("error"):
         lines.append(f"Stripe could not preview the next invoice: {preview['error']}")

@@ -408,7 +408,7 @@ def _schedule_change(
     re-run after a lost answer finds the schedule on the subscription and its phase in the
     schedule, and sends nothing twice."""
     target = live_from_json((row.overrides or {})[TARGET_KEY])
-    metadata = {amendments.AMENDED_BY: row.id, "crm_deal_id": row.deal_id}
+    metadata = amendments.phase_metadata(row.id, row.deal_id)
 
     def schedule(key: str) -> str:
         amendments.check_unmoved(runtime, amendment, target)

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import select
@@ -52,6 +53,20 @@ log = logging.getLogger(__name__)
 
 #: Stripe statuses of a subscription that still bills, so a later deal changes it.
 LIVE_STATUSES = ("active", "past_due", "unpaid", "trialing")
+
+
+@dataclass(frozen=True)
+class PhaseContext:
+    """What a schedule phase preview needs besides the change: the subscription as reviewed
+    and the metadata the phase will carry (``phase_metadata``)."""
+
+    target: LiveSubscription
+    metadata: Mapping[str, str]
+
+
+def phase_metadata(plan_id: str, deal_id: str) -> dict[str, str]:
+    """The metadata of the phase that carries a plan's change (``AMENDED_BY`` names it)."""
+    return {AMENDED_BY: plan_id, "crm_deal_id": deal_id}
 
 
 class SubscriptionMoved(Exception):
@@ -234,19 +249,30 @@ def preview(
     plan: BillingPlan,
     amendment: Amendment,
     proration_date: int,
+    phase: PhaseContext | None = None,
 ) -> dict[str, Any] | None:
     """Stripe's preview of the invoice the change produces: the next invoice with the
     prorations (``create_prorations``), the invoice sent at once (``always_invoice``) or
     the next regular invoice (``none``). Errors are reported, never raised: the page shows
     them and approval refuses a plan without a preview. A renewal has none: its next invoice
-    is a regular one, and the new term's first invoice is the plan's new recurring amount."""
+    is a regular one, and the new term's first invoice is the plan's new recurring amount.
+
+    A change that starts when the current period ends is a schedule phase: with ``phase``
+    (the reviewed target and the plan the phase will name), Stripe previews the schedule's
+    next invoice with exactly the phases activation will send (``schedule`` +
+    ``schedule_details``). Where that preview cannot be had (no schedule yet, a change
+    starting later still, Stripe refusing it) the answer stays None: the page says there is
+    no preview and the credit gate counts the plan's first invoice, as before."""
     if amendment.new_end is not None or amendment.cancel_at_period_end:
         return None
     try:
-        if amendment.starts_later and _after_current_period(runtime, amendment):
-            # Stripe previews a change within the current period; one that starts after it
-            # is prorated from its day on a later invoice, which no preview shows.
-            return None
+        if amendment.starts_later:
+            subscription = plain(runtime.stripe.retrieve_subscription(amendment.subscription_id))
+            if _after_current_period(subscription, amendment):
+                invoice = _phase_preview(runtime, customer_id, plan, amendment, subscription, phase)
+                if invoice is None:
+                    return None
+                return _shown(invoice, proration_date)
         params = update_params(runtime, plan, amendment, proration_date)
         details: dict[str, Any] = {
             "items": params.get("items", []),
@@ -263,6 +289,10 @@ def preview(
         )
     except (StripeGatewayError, catalog.ArchivedProduct) as exc:
         return {"error": str(exc), "proration_date": proration_date}
+    return _shown(invoice, proration_date)
+
+
+def _shown(invoice: Any, proration_date: int) -> dict[str, Any]:
     lines = [
         {
             "description": line.description,
@@ -282,13 +312,58 @@ def preview(
     }
 
 
-def _after_current_period(runtime: Runtime, amendment: Amendment) -> bool:
-    subscription = plain(runtime.stripe.retrieve_subscription(amendment.subscription_id))
+def _period_end(subscription: Mapping[str, Any]) -> int:
     ends = [
         int(item.get("current_period_end") or 0)
         for item in (subscription.get("items") or {}).get("data") or []
     ]
-    return bool(ends) and unix_at_midnight(amendment.effective_date) >= max(ends)
+    return max(ends, default=0)
+
+
+def _after_current_period(subscription: Mapping[str, Any], amendment: Amendment) -> bool:
+    ends = _period_end(subscription)
+    return bool(ends) and unix_at_midnight(amendment.effective_date) >= ends
+
+
+def _phase_preview(
+    runtime: Runtime,
+    customer_id: str,
+    plan: BillingPlan,
+    amendment: Amendment,
+    subscription: Mapping[str, Any],
+    phase: PhaseContext | None,
+) -> Any:
+    """Stripe's preview of the schedule's next invoice with the phases activation will send,
+    when that invoice is the one the change makes (it starts exactly when the current period
+    ends); None when no such preview can be had, with the reason logged."""
+    reason = None
+    schedule_ref = subscription.get("schedule")
+    if phase is None:
+        reason = "no reviewed target"
+    elif not schedule_ref:
+        # Activation makes the schedule (from_subscription); a review never writes to Stripe.
+        reason = "the subscription has no schedule yet"
+    elif unix_at_midnight(amendment.effective_date) != _period_end(subscription):
+        reason = "the change starts after the next invoice"
+    if reason is not None or phase is None:
+        log.info("amendment %s: no schedule preview (%s)", amendment.subscription_id, reason)
+        return None
+    schedule_id = str(_id(schedule_ref))
+    try:
+        update = phase_update(runtime, plan, amendment, phase.target, schedule_id, phase.metadata)
+    except SubscriptionMoved as exc:
+        log.info("amendment %s: no schedule preview (%s)", amendment.subscription_id, exc)
+        return None
+    params: dict[str, Any] = {"customer": customer_id, "schedule": schedule_id}
+    if update is not None:
+        params["schedule_details"] = update
+    try:
+        return runtime.stripe.preview_invoice(params)  # type: ignore[arg-type]
+    except StripeGatewayError as exc:
+        log.warning(
+            "amendment %s: Stripe refused the schedule preview: %s", amendment.subscription_id, exc
+        )
+        return None
 
 
 def check_unmoved(runtime: Runtime, amendment: Amendment, before: LiveSubscription) -> None:

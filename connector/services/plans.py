@@ -25,12 +25,14 @@ from connector.domain.amendment import (
     PERSON_KEYS,
     PREVIEW_KEY,
     RESERVED_KEYS,
+    TARGET_KEY,
     Amendment,
     ChangeKind,
     amendment_from_json,
     amendment_summary,
     amendment_to_json,
     change_kind,
+    live_from_json,
     plan_overrides_for,
     propose_amendment,
     split_overrides,
@@ -366,8 +368,16 @@ def _preview_for_approval(runtime: Runtime, plan_id: str) -> dict[str, Any] | No
         row = get_plan(session, plan_id)
         computed = compute(runtime, row)
         customer_id = row.stripe_customer_id
+        target = (row.overrides or {}).get(TARGET_KEY)
+        metadata = amendments.phase_metadata(row.id, row.deal_id)
     if computed.amendment is None or computed.plan is None or customer_id is None:
         return None
+    # A change that starts when the period ends is previewed as the schedule phase it becomes.
+    phase = (
+        amendments.PhaseContext(live_from_json(target), metadata)
+        if isinstance(target, dict)
+        else None
+    )
     # A change that starts later is prorated from its day, when Stripe's schedule makes it.
     proration_date = (
         unix_at_midnight(computed.amendment.effective_date)
@@ -375,7 +385,7 @@ def _preview_for_approval(runtime: Runtime, plan_id: str) -> dict[str, Any] | No
         else unix_of(runtime.clock())
     )
     preview = amendments.preview(
-        runtime, customer_id, computed.plan, computed.amendment, proration_date
+        runtime, customer_id, computed.plan, computed.amendment, proration_date, phase
     )
     return {**amendment_to_json(computed.amendment), "preview": preview}
 

@@ -11,6 +11,18 @@ with the pending prorations the change creates.
 Top-level ``discounts`` apply to the previewed invoice: for a new subscription they are its
 discounts, for a one-off invoice the invoice's (before, they were accepted and ignored).
 
+``schedule`` previews the next invoice of an existing subscription schedule, after
+``schedule_details`` (``phases``, ``end_behavior``, ``proration_behavior``) are applied to it
+as ``POST /v1/subscription_schedules/:id`` would; ``customer`` with ``schedule_details`` and
+no schedule previews the first invoice of a new schedule. "Next" is the first invoice the
+schedule's subscription gets from now on: the one the update makes at once
+(``always_invoice``, a new phase entered now), else the billing engine's next step for it,
+phase changes first, as a test clock would run them. Neither combines with ``subscription``
+or ``subscription_details`` (Stripe: "Cannot be used with subscription or subscription_
+prefixed fields"). ``invoice_items`` are on the previewed invoice as pending items.
+``schedule_details[billing_mode]``, top-level ``discounts`` and ``preview_mode=recurring`` are
+refused by name: the sandbox previews nothing it cannot model rather than ignore it.
+
 ``invoice_items`` are added to the previewed invoice as pending items of the customer (so the
 first invoice of a new subscription carries them, as one-off items do). With a customer and
 ``invoice_items`` but no subscription, the preview is the one-off invoice those items (and
@@ -21,7 +33,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import invoices, subscriptions
+from . import invoices, schedules, subscriptions
 from .call import Call
 from .errors import StripeError, invalid_param
 from .params import Params
@@ -52,6 +64,10 @@ def create_preview(call: Call) -> JSON:
     sub_id = p.get_str("subscription")
     customer_id = p.get_str("customer")
     state = call.state
+    schedule_id = p.get_str("schedule")
+    schedule_details = p.sub("schedule_details")
+    if schedule_id is not None or schedule_details is not None:
+        return _preview_schedule(call, schedule_id, customer_id, schedule_details)
     if sub_id is None and customer_id is None:
         raise StripeError(
             400,
@@ -146,3 +162,148 @@ def _preview_change(call: Call, sub: JSON, details: Params | None) -> JSON:
     subscriptions.cycle(call.state, sub, period_end)
     renewal: JSON = call.store.objects[sub["latest_invoice"]]
     return renewal
+
+
+# --------------------------------------------------------------------------- schedules
+
+_SCHEDULE_DETAILS = ["phases", "end_behavior", "proration_behavior", "billing_mode"]
+
+#: Phase changes and renewals a preview may run through before the schedule's subscription
+#: gets an invoice (a schedule of many short phases that change nothing billed).
+_MAX_STEPS = 1_000
+
+
+def _preview_schedule(
+    call: Call, schedule_id: str | None, customer_id: str | None, details: Params | None
+) -> JSON:
+    p = call.params
+    chosen = "schedule" if schedule_id is not None else "schedule_details"
+    for other in ("subscription", "subscription_details"):
+        if p.has(other):
+            raise StripeError(
+                400,
+                f"You may only specify one of these parameters: {chosen}, {other}.",
+                param=other,
+            )
+    if details is not None:
+        details.reject_unknown(_SCHEDULE_DETAILS)
+        if details.has("billing_mode"):
+            raise invalid_param(
+                "schedule_details[billing_mode]",
+                "The dealbridge Stripe sandbox does not preview `schedule_details[billing_mode]`: "
+                "it bills only the `classic` mode.",
+                None,
+            )
+        # Stripe's enums for a preview (``none`` and ``renew`` are not among its end behaviors).
+        details.get_enum("end_behavior", ["cancel", "release"])
+        details.get_enum("proration_behavior", subscriptions.PRORATION_BEHAVIORS)
+    for unmodelled in ("discounts", "preview_mode"):
+        if p.has(unmodelled) and not (unmodelled == "preview_mode" and p.raw(unmodelled) == "next"):
+            raise invalid_param(
+                unmodelled,
+                f"The dealbridge Stripe sandbox does not preview `{unmodelled}` with a "
+                "subscription schedule.",
+                None,
+            )
+    if schedule_id is None and customer_id is None:
+        raise StripeError(
+            400,
+            "Missing required param: customer or schedule.",
+            code="parameter_missing",
+            param="customer",
+        )
+    state = call.state
+    mark = state.begin()
+    try:
+        if schedule_id is not None:
+            schedule = call.store.require(
+                schedule_id, "subscription_schedule", param="schedule", status=400
+            )
+            if customer_id is not None and customer_id != schedule["customer"]:
+                raise invalid_param(
+                    "customer",
+                    f"The schedule `{schedule_id}` does not belong to the customer "
+                    f"`{customer_id}`.",
+                    None,
+                )
+            sub_before = schedule["subscription"]
+            latest = _latest(call, sub_before)
+            _add_items(call, str(schedule["customer"]), p.items("invoice_items"))
+            if details is not None and details.data:
+                params = Params(dict(details.data), details.prefix)
+                schedules.update(Call(state, params, {"id": schedule_id}, "POST", call.version))
+        else:
+            assert customer_id is not None and details is not None
+            call.store.require(customer_id, "customer", param="customer", status=400)
+            _add_items(call, customer_id, p.items("invoice_items"))
+            schedule, latest = _new_schedule(call, customer_id, details), None
+        invoice = _next_invoice(call, schedule, latest)
+        body = state.store.render(invoice)
+        body["id"] = "upcoming_" + invoice["id"]
+        body["lines"]["url"] = f"/v1/invoices/{body['id']}/lines"
+    finally:
+        state.rollback(mark)
+    return body
+
+
+def _latest(call: Call, sub_id: str | None) -> str | None:
+    sub = call.store.objects.get(sub_id or "")
+    return None if sub is None else sub["latest_invoice"]
+
+
+def _new_schedule(call: Call, customer_id: str, details: Params) -> JSON:
+    """The schedule ``POST /v1/subscription_schedules`` would create from the details (its
+    start: the first phase's ``start_date``, else now)."""
+    phases = details.items("phases")
+    if not phases:
+        raise StripeError(
+            400,
+            "Missing required param: schedule_details[phases].",
+            code="parameter_missing",
+            param="schedule_details[phases]",
+        )
+    data: JSON = {"customer": customer_id, **details.data}
+    data.pop("proration_behavior", None)
+    start = phases[0].data.get("start_date")
+    data["start_date"] = "now" if start is None else start
+    data["phases"] = [{k: v for k, v in ph.data.items() if k != "start_date"} for ph in phases]
+    created = schedules.create(
+        Call(call.state, Params(data, details.prefix), {}, "POST", call.version)
+    )
+    schedule: JSON = call.store.objects[created["id"]]
+    return schedule
+
+
+def _next_invoice(call: Call, schedule: JSON, latest: str | None) -> JSON:
+    """The first invoice the schedule's subscription gets after ``latest``: made by the
+    request itself, else by the next phase change or renewal, run in the order the billing
+    engine runs them (a phase change before a renewal due at the same moment)."""
+    state = call.state
+    for _ in range(_MAX_STEPS):
+        # A schedule that ends with ``release`` leaves its subscription billing on its own.
+        sub_id = schedule["subscription"] or schedule["released_subscription"]
+        sub = state.store.objects.get(sub_id or "")
+        if sub is not None and sub["latest_invoice"] not in (None, latest):
+            invoice: JSON = state.store.objects[sub["latest_invoice"]]
+            return invoice
+        if sub is not None and sub["status"] in ("canceled", "incomplete_expired"):
+            break
+        phase_at = schedules.next_action_time(schedule)
+        if sub is None:
+            if schedule["status"] != "not_started" or phase_at is None:
+                break
+            schedules.start_schedule(state, schedule, phase_at)
+            continue
+        _, period_end = subscriptions.period_of(sub)
+        cancel_at = sub["cancel_at"]
+        if (
+            phase_at is not None
+            and phase_at <= period_end
+            and (cancel_at is None or phase_at <= cancel_at)
+        ):
+            schedules.advance(state, schedule, phase_at)
+        elif cancel_at is not None and cancel_at <= period_end:
+            subscriptions.cancel_now(state, sub, cancel_at)
+        else:
+            subscriptions.cycle(state, sub, period_end)
+    raise invalid_param("schedule", "The subscription schedule has no upcoming invoice.", None)

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from connector.billing.gateway import StripeGateway, StripeUnavailable
-from connector.domain.timestamps import unix_at_midnight
+from connector.domain.timestamps import date_from_unix, unix_at_midnight
 from connector.services import activation
 from connector.services import amendment as amendments
 from connector.services.plans import approve
@@ -120,6 +120,63 @@ def test_a_change_after_the_current_period_shows_no_preview_and_is_made_on_its_d
     world.clock.advance(days=45, hours=1)
     world.stripe_sandbox.run_billing()
     assert _items(world, sub_id)[0] == ("Additional Seats", 4200, 40)
+
+
+def _change_at_period_end_of_a_scheduled_subscription(world: World) -> tuple[str, int]:
+    """acme_platform active and put on a schedule in Stripe (by a person), and the expansion
+    closed to start the day its current period ends: (subscription, that period end)."""
+    world.sync()
+    sub_id = _activate(world, "acme_platform")["stripe_subscription_id"]
+    client = world.stripe_client()
+    period_end = client.v1.subscriptions.retrieve(sub_id)["items"].data[0].current_period_end
+    client.v1.subscription_schedules.create(params={"from_subscription": sub_id})
+    start = date_from_unix(period_end)
+    assert start is not None
+    world.crm.update_deal("acme_expansion", closed=True, contract_start=start)
+    world.sync()
+    return sub_id, int(period_end)
+
+
+def test_a_change_from_the_period_end_shows_the_invoice_its_schedule_phase_makes(
+    world: World,
+) -> None:
+    """A subscription a schedule already manages (here, one a person made in Stripe) changed
+    from the end of its current period: Stripe previews the schedule's next invoice with the
+    phases dealbridge will send, and that is the invoice Stripe makes at the phase change."""
+    sub_id, period_end = _change_at_period_end_of_a_scheduled_subscription(world)
+    client = world.stripe_client()
+    plan = _activate(world, "acme_expansion")
+    assert plan["status"] == "active"
+    previewed = plan["amendment"]["preview"]
+    assert previewed is not None and "error" not in previewed
+    # The new period in full at the new items: 40 seats at 42.00 and the platform fee.
+    seats = [line for line in previewed["lines"] if "Additional Seats" in line["description"]]
+    assert [(line["amount"], line["proration"]) for line in seats] == [(40 * 4200, False)]
+    assert not any("No Stripe preview" in line for line in plan["summary"])
+    assert any("Next invoice (Stripe's preview)" in line for line in plan["summary"])
+    assert 'id="amendment-amount-due"' in Rep(world, "acme_expansion").html
+
+    world.clock.advance(seconds=period_end - int(world.clock().timestamp()) + 3600)
+    world.stripe_sandbox.run_billing()  # Stripe alone makes the change and its invoice
+    invoice = client.v1.invoices.retrieve(
+        str(client.v1.subscriptions.retrieve(sub_id).latest_invoice)
+    )
+    assert invoice.billing_reason == "subscription_cycle"
+    assert invoice.amount_due == previewed["amount_due"] > 0
+    assert sorted((line.amount, line.description) for line in invoice.lines.data) == sorted(
+        (line["amount"], line["description"]) for line in previewed["lines"]
+    )
+
+
+def test_a_schedule_preview_stripe_refuses_falls_back_to_no_preview(world: World) -> None:
+    """Stripe refusing the schedule preview leaves the change as it was before such previews:
+    approvable, with no preview, and the page saying so."""
+    _change_at_period_end_of_a_scheduled_subscription(world)
+    world.stripe_sandbox.inject_faults("/v1/invoices/create_preview", [400] * 5)
+    plan = _activate(world, "acme_expansion")
+    assert plan["status"] == "active"
+    assert plan["amendment"]["preview"] is None
+    assert any("No Stripe preview of the next invoice" in line for line in plan["summary"])
 
 
 def test_a_change_starting_later_is_scheduled_once_when_a_run_is_lost(world: World) -> None:
