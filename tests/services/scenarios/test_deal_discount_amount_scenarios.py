@@ -1,0 +1,56 @@
+"""A deal discount amount billed by Stripe on a test clock exactly as the plan's schedule
+states it: a once amount-off coupon on the first invoice, capped at it (fake CRM)."""
+
+from __future__ import annotations
+
+from connector.domain.timestamps import date_from_unix
+from tests.e2e.conftest import World
+from tests.e2e.test_contract_totals import (
+    _assert_billed_as_stated,
+    _bill_whole_contract,
+    _customer_on_a_test_clock,
+)
+
+QUARTERLY = {"interval": "month", "interval_count": 3}
+#: The Acme deal billed quarterly: setup on the first invoice, then three months a quarter.
+PER_QUARTER = 3 * (120000 + 112500 + 50000)
+
+
+def test_usd_500_off_the_contract_comes_off_the_first_invoice_only(world: World) -> None:
+    clock_id = _customer_on_a_test_clock(world)
+    world.crm.update_deal("acme_platform", discount_amount=50_000)
+    world.sync()
+    plan = world.plan_for("acme_platform")
+    page = world.api("GET", f"/plans/{plan['id']}").get_data(as_text=True)
+    assert "Deal discount USD 500.00 off the contract" in page
+    assert "less USD 500.00 deal discount" in page
+    preview = world.api("GET", f"/api/plans/{plan['id']}/first-invoice").get_json()
+    assert (preview["available"], preview["discount"]) == (True, 50_000)
+
+    plan, invoices = _bill_whole_contract(world, clock_id, QUARTERLY)
+    assert plan["plan"]["total_amount"] == 250000 + 4 * PER_QUARTER - 50_000
+    assert plan["plan"]["discount_amount"] == plan["plan"]["discount_amount_taken"] == 50_000
+    _assert_billed_as_stated(plan, invoices)
+    assert [sum(d.amount for d in i.total_discount_amounts) for i in invoices] == [50_000, 0, 0, 0]
+    first = world.stripe_client().v1.invoices.retrieve(
+        str(invoices[0].id), params={"expand": ["discounts"]}
+    )
+    client = world.stripe_client()
+    coupon = client.v1.coupons.retrieve(str(first.discounts[0].source.coupon))  # type: ignore[union-attr]
+    assert (coupon.amount_off, coupon.currency, coupon.duration) == (50_000, "usd", "once")
+
+
+def test_more_than_the_first_invoice_is_capped_as_stripe_caps_it(world: World) -> None:
+    clock_id = _customer_on_a_test_clock(world)
+    first = 250000 + PER_QUARTER
+    world.crm.update_deal("acme_platform", discount_amount=first + 12_345)
+    plan, invoices = _bill_whole_contract(
+        world, clock_id, {**QUARTERLY, "confirmed": ["discount_amount"]}
+    )
+    stated = plan["plan"]["invoices"]
+    assert [s["amount"] for s in stated] == [0, PER_QUARTER, PER_QUARTER, PER_QUARTER]
+    assert plan["plan"]["discount_amount_taken"] == first
+    assert [i.total for i in invoices] == [s["amount"] for s in stated]
+    assert [i.status for i in invoices] == ["paid", "open", "open", "open"]
+    assert [str(date_from_unix(i.created)) for i in invoices][1:] == [s["date"] for s in stated][1:]
+    assert sum(i.total for i in invoices) == plan["plan"]["total_amount"] == 3 * PER_QUARTER
