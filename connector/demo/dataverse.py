@@ -47,6 +47,7 @@ WEBHOOK_STEPS: list[tuple[str, str, list[str] | None]] = [
             "db_paymentcollection",
             "db_trialdays",
             "db_dealdiscount",
+            "discountamount",
         ],
     ),
     (
