@@ -3,6 +3,8 @@ states it: a once amount-off coupon on the first invoice, capped at it (fake CRM
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from connector.domain.timestamps import date_from_unix
 from tests.e2e.conftest import World
 from tests.e2e.test_contract_totals import (
@@ -54,3 +56,15 @@ def test_more_than_the_first_invoice_is_capped_as_stripe_caps_it(world: World) -
     assert [i.status for i in invoices] == ["paid", "open", "open", "open"]
     assert [str(date_from_unix(i.created)) for i in invoices][1:] == [s["date"] for s in stated][1:]
     assert sum(i.total for i in invoices) == plan["plan"]["total_amount"] == 3 * PER_QUARTER
+
+
+def test_a_future_start_takes_the_amount_off_the_schedules_first_invoice(world: World) -> None:
+    clock_id = _customer_on_a_test_clock(world)
+    start = world.clock().date() + timedelta(days=10)
+    world.crm.update_deal("acme_platform", contract_start=start, discount_amount=123_456)
+    plan, invoices = _bill_whole_contract(world, clock_id, QUARTERLY)
+    assert plan["stripe_schedule_id"]
+    assert plan["plan"]["total_amount"] == 250000 + 4 * PER_QUARTER - 123_456
+    _assert_billed_as_stated(plan, invoices)
+    assert date_from_unix(invoices[0].created) == start
+    assert [sum(d.amount for d in i.total_discount_amounts) for i in invoices] == [123_456, 0, 0, 0]
