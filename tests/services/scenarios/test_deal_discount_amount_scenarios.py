@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from connector.domain.plan import add_months
 from connector.domain.timestamps import date_from_unix
 from tests.e2e.conftest import World
 from tests.e2e.test_contract_totals import (
@@ -68,3 +69,16 @@ def test_a_future_start_takes_the_amount_off_the_schedules_first_invoice(world: 
     _assert_billed_as_stated(plan, invoices)
     assert date_from_unix(invoices[0].created) == start
     assert [sum(d.amount for d in i.total_discount_amounts) for i in invoices] == [123_456, 0, 0, 0]
+
+
+def test_a_backdated_start_takes_the_amount_off_the_catch_up_invoice(world: World) -> None:
+    """Started 2 months and 10 days ago: the first invoice bills the setup, 2 caught-up
+    months and the current month (backdated); the amount comes off all of it, capped."""
+    today = world.clock().date()
+    start = add_months(today, -2) - timedelta(days=10)
+    clock_id = _customer_on_a_test_clock(world)
+    first = 250000 + 3 * (120000 + 112500 + 50000)
+    world.crm.update_deal("acme_platform", contract_start=start, discount_amount=first - 1)
+    plan, invoices = _bill_whole_contract(world, clock_id, {"confirmed": ["start_date"]})
+    assert plan["plan"]["invoices"][0]["amount"] == 1
+    _assert_billed_as_stated(plan, invoices)
