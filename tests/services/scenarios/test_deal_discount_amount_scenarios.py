@@ -82,3 +82,24 @@ def test_a_backdated_start_takes_the_amount_off_the_catch_up_invoice(world: Worl
     plan, invoices = _bill_whole_contract(world, clock_id, {"confirmed": ["start_date"]})
     assert plan["plan"]["invoices"][0]["amount"] == 1
     _assert_billed_as_stated(plan, invoices)
+
+
+def test_one_bill_for_the_contract_is_sent_less_the_amount(world: World) -> None:
+    world.crm.update_deal("acme_platform", discount_amount=50_000)
+    world.sync()
+    plan_id = world.plan_for("acme_platform")["id"]
+    response = world.api(
+        "POST",
+        f"/api/plans/{plan_id}/adjust",
+        json={"invoice_type": "one_time", "confirmed": ["interval"]},
+    )
+    assert response.status_code == 200, response.get_json()
+    stated = response.get_json()["plan"]
+    assert stated["total_amount"] == 250000 + 12 * (120000 + 112500 + 50000) - 50_000
+    preview = world.api("GET", f"/api/plans/{plan_id}/first-invoice").get_json()
+    assert (preview["amount_due"], preview["discount"]) == (stated["total_amount"], 50_000)
+    activated = world.api("POST", f"/api/plans/{plan_id}/activate")
+    assert activated.status_code == 200, activated.get_json()
+    invoice_id = world.plan_for("acme_platform")["stripe_invoice_id"]
+    invoice = world.stripe_client().v1.invoices.retrieve(invoice_id)
+    assert (invoice.status, invoice.total) == ("open", stated["total_amount"])
