@@ -54,6 +54,8 @@ class DealFieldsSchema(_Strict):
     payment_collection = _path(required=False)
     trial_days = _path(required=False)
     discount_percent = _path(required=False)
+    # A deal discount as an amount off the contract (a money/Currency field).
+    discount_amount = _path(required=False)
     account_id = _path()
     modified = _path()
     # The deal's type (Salesforce Opportunity.Type): read through ``change_types``.

@@ -44,6 +44,7 @@ NEEDS: dict[tuple[str, str], Need] = {
     ("deal", "payment_collection"): Need("text", 20),  # "Charge automatically"
     ("deal", "trial_days"): Need("number"),
     ("deal", "discount_percent"): Need("number"),
+    ("deal", "discount_amount"): Need("money"),
     ("deal.writeback", "plan_status"): Need("text", 30),
     ("deal.writeback", "plan_summary"): Need("long_text", 1000),
     ("deal.writeback", "plan_url"): URL,

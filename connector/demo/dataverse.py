@@ -47,6 +47,7 @@ WEBHOOK_STEPS: list[tuple[str, str, list[str] | None]] = [
             "db_paymentcollection",
             "db_trialdays",
             "db_dealdiscount",
+            "discountamount",
         ],
     ),
     (
@@ -301,6 +302,9 @@ def sample_org_seed(data: Mapping[str, Any] | None = None) -> dict[str, Any]:
                 "db_dealdiscount": None
                 if deal.get("Deal_Discount__c") is None
                 else str(deal["Deal_Discount__c"]),
+                "discountamount": None
+                if deal.get("Deal_Discount_Amount__c") is None
+                else str(deal["Deal_Discount_Amount__c"]),
                 "db_billingcontactid": _ref(deal.get("Billing_Contact__c"))
                 or billing_roles.get(deal["ref"]),
             }

@@ -242,4 +242,12 @@ def amendment_problems(deal: Deal) -> tuple[Problem, ...]:
                 "clear it on this deal, or use line discounts",
             )
         )
+    if deal.discount_amount:
+        problems.append(
+            Problem(
+                "discount_amount",
+                "a deal discount amount on a change to a live subscription is not supported "
+                "yet; clear it on this deal, or use line discounts",
+            )
+        )
     return tuple(problems)

@@ -81,6 +81,11 @@ def differences(
     for name in _DEAL_FIELDS:
         if activated.get(name) != now.get(name):
             found.append(Difference(name, activated.get(name), now.get(name)))
+    # The deal's amount off the contract: a discount of 0 is none (a deal activated before it
+    # was read has no such key), as on a line.
+    was, now_value = _line_value(activated, "discount_amount"), _line_value(now, "discount_amount")
+    if was != now_value:
+        found.append(Difference("discount_amount", was, now_value))
     before, after = _lines(activated), _lines(now)
     for key, line in before.items():
         product = line.get("product") or key
@@ -100,8 +105,9 @@ def differences(
 
 
 def _line_value(line: Mapping[str, Any], name: str) -> Any:
-    """A line's field as compared: a discount of 0 is no discount, whether the CRM sends 0,
-    "0" or nothing (a deal activated before ``discount_amount`` was read has no such key)."""
+    """A line's (or the deal's) field as compared: a discount of 0 is no discount, whether
+    the CRM sends 0, "0" or nothing (a deal activated before ``discount_amount`` was read has
+    no such key)."""
     value = line.get(name)
     if name in ("discount_percent", "discount_amount") and value in (0, "0", None):
         return None

@@ -98,7 +98,7 @@ _ALLOWED_FREQUENCIES = "month/1, month/3, month/6 or year/1"
 #: What ``needs_confirmation`` may name, and so what ``confirmed`` may list.
 CONFIRMABLE: tuple[str, ...] = (
     "payment_method_types", "days_until_due", "start_date", "interval", "invoice_type",
-    "amount", "collection_method",
+    "amount", "collection_method", "discount_amount",
 )  # fmt: skip
 MAX_DAYS_UNTIL_DUE = 365
 
@@ -215,6 +215,11 @@ class BillingPlan:
     #: takes off the contract in all; ``total_amount`` and ``invoices`` are after it.
     discount_percent: Decimal | None = None
     discount_total: int = 0
+    #: The deal discount as an amount off the contract in minor units (a Stripe amount-off
+    #: coupon of duration ``once``: the first invoice only, capped at what it bills), and
+    #: what it actually takes off (less than the amount when the first invoice is smaller).
+    discount_amount: int | None = None
+    discount_amount_taken: int = 0
 
     @property
     def billing_start(self) -> date:
@@ -465,6 +470,17 @@ def suggest_plan(
     if o.start_date is not None:
         draft.notes.append(f"Start date {start_date.isoformat()} as chosen on the review page.")
     trial_end = _trial(deal, start_date, today, frequency_months, roll_up, draft)
+    if trial_end is not None and deal.discount_amount:
+        raise InvalidDeal(
+            [
+                Problem(
+                    "discount_amount",
+                    "an amount off the contract is taken off the first invoice, which with a "
+                    "trial is the trial's own invoice; a trial and a deal discount amount "
+                    "together are not supported: remove one in the CRM",
+                )
+            ]
+        )
     # The paid periods start when the trial ends; without a trial, at the start date.
     paid_start = trial_end or start_date
     end_date = add_months(paid_start, contract)
@@ -569,8 +585,8 @@ def suggest_plan(
             send_date = today
             draft.notes.append(f"The bill will be sent today ({today.isoformat()}).")
         invoices = [ScheduledInvoice(send_date, total_amount, "One invoice for the contract")]
-    if invoice_type == "recurring":
-        total_amount = sum(i.amount for i in invoices)
+    taken = _amount_off_first_invoice(invoices, deal.discount_amount, currency, draft)
+    total_amount = sum(i.amount for i in invoices)
     discount_total = recurring_amount * periods + one_time_amount - total_amount
     if deal.discount_percent is not None:
         draft.notes.append(
@@ -643,7 +659,44 @@ def suggest_plan(
         trial_end=trial_end,
         discount_percent=deal.discount_percent,
         discount_total=discount_total,
+        discount_amount=deal.discount_amount,
+        discount_amount_taken=taken,
     )
+
+
+def _amount_off_first_invoice(
+    invoices: list[ScheduledInvoice], amount: int | None, currency: str, draft: _Draft
+) -> int:
+    """Rule 9b: the deal's amount off the contract, as Stripe bills an amount-off coupon of
+    duration ``once`` on the subscription (or the one invoice): taken off the first
+    invoice's subtotal after the line discounts, never more than that invoice bills (Stripe
+    caps it; an invoice is never below zero), and gone after it. What the cap leaves out is
+    not given later, so it is shown and a person confirms it. Returns what is taken off."""
+    if not amount:
+        return 0
+    first = invoices[0]
+    taken = min(amount, first.amount)
+    invoices[0] = ScheduledInvoice(
+        first.date,
+        first.amount - taken,
+        f"{first.description}, less {format_money(taken, currency)} deal discount",
+    )
+    draft.notes.append(
+        f"Deal discount {format_money(amount, currency)} off the contract (a Stripe amount-off "
+        f"coupon of duration once, taken off the first invoice after its line discounts): "
+        f"{format_money(taken, currency)} off the invoice of {first.date.isoformat()}."
+    )
+    if taken < amount:
+        draft.confirm(
+            "discount_amount",
+            f"The deal discount {format_money(amount, currency)} is more than the first "
+            f"invoice bills ({format_money(first.amount, currency)}): Stripe takes off "
+            f"{format_money(taken, currency)} (the invoice bills "
+            f"{format_money(0, currency)}) and the remaining "
+            f"{format_money(amount - taken, currency)} is not given on later invoices. "
+            "Confirm, or fix the discount in the CRM.",
+        )
+    return taken
 
 
 def _trial(
@@ -1271,6 +1324,8 @@ def plan_to_json(plan: BillingPlan) -> dict[str, Any]:
         "trial_end": None if plan.trial_end is None else plan.trial_end.isoformat(),
         "discount_percent": None if plan.discount_percent is None else str(plan.discount_percent),
         "discount_total": plan.discount_total,
+        "discount_amount": plan.discount_amount,
+        "discount_amount_taken": plan.discount_amount_taken,
     }
 
 
@@ -1338,6 +1393,8 @@ def plan_from_json(data: Mapping[str, Any]) -> BillingPlan:
                 else Decimal(as_text(data["discount_percent"]))
             ),
             discount_total=as_whole_number(data.get("discount_total", 0)),
+            discount_amount=_opt_int(data.get("discount_amount")),
+            discount_amount_taken=as_whole_number(data.get("discount_amount_taken", 0)),
         )
     except (KeyError, TypeError, ArithmeticError) as exc:
         raise ValueError(f"not a billing plan: {exc!r}") from exc

@@ -539,8 +539,11 @@ def collection_params(plan: BillingPlan) -> dict[str, Any]:
 
 
 def deal_discounts(runtime: Runtime, plan: BillingPlan) -> list[dict[str, str]]:
-    """The deal discount as Stripe ``discounts`` (a percent-off coupon), or none."""
-    coupon = catalog.ensure_deal_coupon(runtime, plan)
+    """The deal discount as Stripe ``discounts``: a percent-off coupon on every invoice or an
+    amount-off coupon of duration ``once`` (a deal has one or the other), or none."""
+    coupon = catalog.ensure_deal_coupon(runtime, plan) or catalog.ensure_deal_amount_coupon(
+        runtime, plan
+    )
     return [] if coupon is None else [{"coupon": coupon}]
 
 

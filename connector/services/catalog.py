@@ -110,6 +110,44 @@ def ensure_deal_coupon(runtime: Runtime, plan: BillingPlan) -> str | None:
     return _known(runtime, key) or found
 
 
+def amount_coupon_id(plan: BillingPlan) -> str:
+    """The id of the once amount-off coupon of a deal discount amount: one per currency and
+    amount (a line's forever coupon of the same amount is a different coupon)."""
+    basis = f"amount_off|{plan.currency}|{plan.discount_amount}|once"
+    return "dealbridge_" + hashlib.sha256(basis.encode()).hexdigest()[:24]
+
+
+def ensure_deal_amount_coupon(runtime: Runtime, plan: BillingPlan) -> str | None:
+    """The amount-off coupon of duration ``once`` billing the deal's amount off the contract
+    on its first invoice (``docs/billing-rules.md`` §2.9), created once; None without one."""
+    if not plan.discount_amount:
+        return None
+    wanted = amount_coupon_id(plan)
+    key = f"coupon:{wanted}"
+    known = _known(runtime, key)
+    if known:
+        return known
+    try:
+        coupon = runtime.stripe.create_coupon(
+            {
+                "id": wanted,
+                "amount_off": plan.discount_amount,
+                "currency": plan.currency,
+                "duration": "once",
+                "name": f"Deal discount {format_money(plan.discount_amount, plan.currency)}",
+                "metadata": {"created_by": "dealbridge"},
+            },
+            idempotency_key=f"dealbridge:{key}",
+        )
+        found = coupon.id
+    except StripeRejected as exc:
+        if exc.code != "resource_already_exists":
+            raise
+        found = runtime.stripe.retrieve_coupon(wanted).id
+    _remember(runtime, key, "coupon", found)
+    return _known(runtime, key) or found
+
+
 def forget(runtime: Runtime, stripe_id: str) -> None:
     """A product or price was archived: never reuse it for a new activation."""
     with runtime.db.session() as session:

@@ -605,6 +605,17 @@ def _charging_lines(plan: BillingPlan, due: str, methods: str) -> list[str]:
             f"Deal discount {plan.discount_percent}% (a Stripe coupon on every invoice): "
             f"{format_money(plan.discount_total, cur)} off the contract."
         )
+    if plan.discount_amount:
+        capped = (
+            ""
+            if plan.discount_amount_taken == plan.discount_amount
+            else f" (capped at what that invoice bills, "
+            f"{format_money(plan.discount_amount_taken, cur)})"
+        )
+        lines.append(
+            f"Deal discount {format_money(plan.discount_amount, cur)} off the contract (a "
+            f"Stripe coupon of duration once, on the first invoice){capped}."
+        )
     return lines
 
 

@@ -200,6 +200,7 @@ def standard_schema() -> Schema:
                 money("estimatedvalue"),
                 money("actualvalue"),
                 money("totalamount", valid_for_create=False, valid_for_update=False),
+                money("discountamount"),
                 date_only("estimatedclosedate"),
                 date_only("actualclosedate"),
                 whole("closeprobability", 0, 100),

@@ -254,3 +254,32 @@ def test_without_online_the_crm_is_not_called(tmp_path: Path, dataverse: Dataver
     code, output = _check(_dynamics_config(tmp_path, dataverse), _dynamics_env(tmp_path, dataverse))
     assert code == 0, output
     assert dataverse.request_log() == []
+
+
+def test_online_check_names_a_text_field_mapped_as_the_deal_discount_amount(
+    tmp_path: Path, salesforce: SalesforceSandbox
+) -> None:
+    shipped = (REPO / "mappings" / "salesforce.yaml").read_text(encoding="utf-8")
+    mapping = tmp_path / "salesforce.yaml"
+    assert "discount_amount: Deal_Discount_Amount__c" in shipped
+    mapping.write_text(
+        shipped.replace("discount_amount: Deal_Discount_Amount__c", "discount_amount: Name")
+    )
+    config = _salesforce_config(tmp_path, salesforce, mapping)
+    code, output = _check(config, _salesforce_env(tmp_path), "--online")
+    assert code == 2
+    problems = [line for line in output.splitlines() if line.startswith("  - ")]
+    assert len(problems) == 1, output
+    assert "discount_amount" in problems[0] and "a currency or number field" in problems[0]
+
+
+def test_online_check_names_the_opportunity_discount_amount_column_when_missing(
+    tmp_path: Path, dataverse: DataverseSandbox
+) -> None:
+    dataverse.drop_column("opportunity", "discountamount")
+    code, output = _check(
+        _dynamics_config(tmp_path, dataverse), _dynamics_env(tmp_path, dataverse), "--online"
+    )
+    assert code == 2
+    problems = [line for line in output.splitlines() if line.startswith("  - ")]
+    assert [p.split(":")[0] for p in problems] == ["  - deal.fields.discount_amount"], output

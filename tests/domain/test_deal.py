@@ -493,7 +493,7 @@ def test_unknown_payment_method_is_an_error(text: str) -> None:
 @pytest.mark.parametrize(
     ("data", "field"),
     [
-        pytest.param(deal_json(discount_amount=10), "discount_amount", id="deal-discount-amount"),
+        pytest.param(deal_json(discount_total=10), "discount_total", id="deal-discount-total"),
         pytest.param(deal_json(contract_days=45), "contract_days", id="contract-days"),
         pytest.param(
             deal_json(line_items=[line_item(colour="red")]), "line_items[0].colour", id="line"

@@ -84,6 +84,18 @@ def _with_lines(*lines: dict[str, Any], **changes: Any) -> dict[str, Any]:
             (Difference("line_items[Seats].discount_amount", None, 500),),
             id="a line discount amount given",
         ),
+        pytest.param(
+            {**ACTIVATED, "discount_amount": 50_000},
+            True,
+            (Difference("discount_amount", None, 50_000),),
+            id="a deal discount amount given",
+        ),
+        pytest.param(
+            {**ACTIVATED, "discount_amount": 0},
+            True,
+            (),
+            id="a deal discount amount of 0 read where none was stored: nothing",
+        ),
     ],
 )
 def test_differences(now: dict[str, Any], closed: bool, expected: tuple[Difference, ...]) -> None:

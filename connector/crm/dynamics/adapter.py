@@ -241,7 +241,7 @@ class DynamicsAdapter:
                 shape.path(str(fields[key]))
         for key in (
             "payment_terms", "payment_method", "modified", "type", "payment_collection",
-            "trial_days", "discount_percent",
+            "trial_days", "discount_percent", "discount_amount",
         ):  # fmt: skip
             if fields.get(key):
                 shape.path(str(fields[key]))
@@ -298,7 +298,7 @@ class DynamicsAdapter:
             "contract_months": value("contract_months"),
             "payment_terms": self._text(record, fields.get("payment_terms")),
             "payment_method": self._text(record, fields.get("payment_method")),
-            **self._charging(record, table),
+            **self._charging(record, table, currency),
             **self._change_type(record, fields.get("type")),
             "billing_contact": None,
             "account": None,
@@ -330,9 +330,10 @@ class DynamicsAdapter:
             }
         return data
 
-    def _charging(self, record: Mapping[str, Any], table: str) -> dict[str, Any]:
-        """Payment collection (a choice's label), trial days and the deal discount, for the
-        mappings that name them (an older mapping without them bills as before)."""
+    def _charging(self, record: Mapping[str, Any], table: str, currency: Any) -> dict[str, Any]:
+        """Payment collection (a choice's label), trial days and the deal discount (a percent,
+        or a money column's amount off the contract as minor units of the deal's currency),
+        for the mappings that name them (an older mapping without them bills as before)."""
         fields = self.mapping.deal_fields
         data: dict[str, Any] = {}
         if fields.get("payment_collection"):
@@ -342,6 +343,11 @@ class DynamicsAdapter:
                 data[key] = _json_number(
                     read_path(record, str(fields[key]), self.navigation, table)
                 )
+        if fields.get("discount_amount"):
+            amount = read_path(record, str(fields["discount_amount"]), self.navigation, table)
+            data["discount_amount"] = _minor_units(
+                amount, currency.lower() if isinstance(currency, str) else currency
+            )
         return data
 
     def _change_type(self, record: Mapping[str, Any], column: str | None) -> dict[str, Any]:

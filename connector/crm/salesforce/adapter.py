@@ -141,9 +141,10 @@ def dig(record: Mapping[str, Any] | None, path: str | None) -> Any:
     return value
 
 
-def _charging(record: Mapping[str, Any], f: Mapping[str, Any]) -> dict[str, Any]:
+def _charging(record: Mapping[str, Any], f: Mapping[str, Any], currency: str) -> dict[str, Any]:
     """Payment collection, trial days and the deal discount (a Percent, kept as text, never
-    a float), for the mappings that name them."""
+    a float; or a Currency amount off the contract, as minor units of the deal's currency),
+    for the mappings that name them."""
     data: dict[str, Any] = {}
     if f.get("payment_collection"):
         data["payment_collection"] = dig(record, f["payment_collection"])
@@ -154,6 +155,12 @@ def _charging(record: Mapping[str, Any], f: Mapping[str, Any]) -> dict[str, Any]
         if isinstance(discount, Decimal | int):
             discount = str(discount)
         data["discount_percent"] = discount
+    if f.get("discount_amount"):
+        amount = dig(record, f["discount_amount"])
+        try:
+            data["discount_amount"] = None if amount is None else to_minor_units(amount, currency)
+        except (ValueError, TypeError, ArithmeticError):
+            data["discount_amount"] = str(amount)  # the domain names it to the rep
     return data
 
 
@@ -425,7 +432,7 @@ class SalesforceAdapter:
             "contract_months": _as_number(dig(record, f["contract_months"])),
             "payment_terms": dig(record, f["payment_terms"]) if f.get("payment_terms") else None,
             "payment_method": dig(record, f["payment_method"]) if f.get("payment_method") else None,
-            **_charging(record, f),
+            **_charging(record, f, currency),
             "billing_contact": self._billing_contact(record),
             **self._change_type(record),
             "account": {

@@ -18,6 +18,7 @@ from tests.crm.dynamics.support import (
     FakeTime,
     api_requests,
     fixture_json,
+    fixture_text,
     make_adapter,
     odata,
     query_of,
@@ -55,6 +56,7 @@ def test_a_won_deal_is_read_into_canonical_deal_json(
         "payment_collection": None,
         "trial_days": None,
         "discount_percent": None,
+        "discount_amount": None,
         "type": None,  # the recorded opportunity has no deal type: new business
         "change_type": None,
         "billing_contact": {
@@ -181,6 +183,36 @@ def test_invalid_values_are_returned_raw_for_the_domain_to_report(
         "line_items[0].quantity",
         "line_items[0].pricing_schedule",
     }
+
+
+@pytest.mark.parametrize(
+    ("column", "currency", "read"),
+    [
+        ("500.0000", "USD", 50_000),
+        ("5000.0000", "JPY", 5_000),
+        ("0.0000", "USD", 0),
+        ("500.005", "USD", "500.005"),  # not whole cents: raw, for the domain to name
+    ],
+)
+def test_the_opportunity_discount_amount_is_read_as_minor_units_of_its_currency(
+    entra: responses.RequestsMock, fake_time: FakeTime, column: str, currency: str, read: object
+) -> None:
+    body = fixture_text("opportunity_won__with_expansions.json")
+    record = json.loads(body)
+    assert "discountamount" not in record  # recorded before deal discount amounts
+    code = record["transactioncurrencyid"]["isocurrencycode"]
+    body = body.replace(f'"isocurrencycode": "{code}"', f'"isocurrencycode": "{currency}"')
+    body = body.replace("{\n", '{\n  "discountamount": ' + column + ",\n", 1)
+    entra.add(
+        responses.GET, DEAL_URL, body=body, content_type="application/json; odata.metadata=minimal"
+    )
+    entra.add(responses.GET, LINES_URL, **odata("opportunity_products__page1.json"))
+    entra.add(responses.GET, LINES_URL, **odata("opportunity_products__page2.json"))
+    data = make_adapter(fake_time).get_deal(OPPORTUNITY_ID).data
+    assert data["discount_amount"] == read
+    if read == "500.005":
+        with pytest.raises(InvalidDeal, match="discount_amount"):
+            parse_deal(data)
 
 
 def test_a_deal_id_that_is_not_a_guid_is_not_found_without_a_request(

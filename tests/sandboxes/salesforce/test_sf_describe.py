@@ -36,7 +36,7 @@ def test_every_field_in_the_sfdx_metadata_appears_in_describe_with_its_type(
     sf: Any,
 ) -> None:
     fields = shipped_fields()
-    assert len(fields) == 46  # the metadata shipped today: payment collection, trial, discount
+    assert len(fields) == 47  # shipped today: collection, trial, discount percent and amount
     described = {}
     for sobject in {o for o, _f, _t in fields}:
         described[sobject] = {f["name"]: f for f in getattr(sf, sobject).describe()["fields"]}
