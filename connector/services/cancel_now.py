@@ -30,6 +30,7 @@ from typing import Any, Literal
 
 from sqlalchemy import select
 
+from connector.billing.gateway import StripeGatewayError
 from connector.billing.objects import plain
 from connector.domain.money import format_money
 from connector.domain.timestamps import datetime_from_unix
@@ -40,6 +41,7 @@ from connector.services.lifecycle_operations import (
     INACTIVE_STATUSES,
     LifecycleError,
     NotFound,
+    StripeRefused,
     call_stripe,
     finish,
     mirrored_subscription,
@@ -281,19 +283,13 @@ def confirm(
         return _outcome(op), False
     if op.status == "failed":
         raise LifecycleError(f"Cancelling {op.source_id} now failed: {op.details.get('error')}")
-    details = _start(runtime, op, actor) if op.status == "previewed" else op.details
+    retry = op.status == "pending"
+    details = op.details if retry else _start(runtime, op, actor)
     params = details.get("note_params")
-    note_id = None
-    if params is not None:
-        note = call_stripe(
-            lambda: runtime.stripe.create_credit_note(params, operation_key(op.id, "credit_note")),
-            "issue the credit note",
-        )
-        note_id = str(note.id)
-    call_stripe(
-        lambda: runtime.stripe.cancel_subscription(op.source_id, operation_key(op.id, "cancel")),
-        "cancel the subscription",
-    )
+    note_id = _issued_note(runtime, op.id, params["invoice"]) if retry and params else None
+    if params is not None and note_id is None:
+        note_id = _issue_note(runtime, op, params)
+    _cancel(runtime, op)
     sync_subscription(runtime, op.source_id, op.stripe_customer_id)
     if note_id is not None:
         sync_credit_note(runtime, note_id, op.stripe_customer_id, "credit_note.created")
@@ -309,6 +305,55 @@ def confirm(
         invoice_id=shown.get("invoice_id"), previewed_by=details.get("previewed_by"),
     )  # fmt: skip
     return _outcome(_load(runtime, op.id, None)), True
+
+
+def _issued_note(runtime: Runtime, op_id: str, invoice_id: str) -> str | None:
+    """The credit note an earlier attempt of the operation issued, if any: Stripe keeps
+    idempotency keys for 24 hours only, so a later retry looks before issuing."""
+    notes = call_stripe(
+        lambda: list(runtime.stripe.iter_invoice_credit_notes(invoice_id)),
+        "list the invoice's credit notes",
+    )
+    for note, _lines in notes:
+        if (plain(note).get("metadata") or {}).get("dealbridge_lifecycle_id") == op_id:
+            return str(note.id)
+    return None
+
+
+def _issue_note(runtime: Runtime, op: LifecycleOperation, params: dict[str, Any]) -> str:
+    """Issue the credit note. Stripe refusing it (a refund of an invoice paid outside
+    Stripe) ends the operation as failed before anything changed: a new preview may choose
+    otherwise. An outage leaves it pending, to be confirmed again with the same key."""
+    try:
+        note = runtime.stripe.create_credit_note(params, operation_key(op.id, "credit_note"))  # type: ignore[arg-type]
+    except StripeGatewayError as exc:
+        if exc.retryable:
+            raise StripeRefused(
+                f"Stripe did not answer while issuing the credit note ({exc}); nothing was "
+                "cancelled. Confirm again: the same credit note is sent, never a second."
+            ) from exc
+        finish(
+            runtime, op.id, "failed", action="subscription.cancel_now_failed",
+            subject_type="subscription", subject_id=op.source_id, error=str(exc),
+        )  # fmt: skip
+        raise StripeRefused(
+            f"Stripe refused the credit note: {exc} Nothing was cancelled; preview again with "
+            "another choice."
+        ) from exc
+    return str(note.id)
+
+
+def _cancel(runtime: Runtime, op: LifecycleOperation) -> None:
+    """Cancel now. Stripe takes no idempotency key on this DELETE, so a retry (or another
+    confirm at the same time) gets "already canceled": that is the outcome wanted."""
+    try:
+        runtime.stripe.cancel_subscription(op.source_id, operation_key(op.id, "cancel"))
+    except StripeGatewayError as exc:
+        live = call_stripe(
+            lambda: runtime.stripe.retrieve_subscription(op.source_id), "read the subscription"
+        )
+        if live.status != "canceled":
+            raise StripeRefused(f"Stripe refused to cancel the subscription: {exc}") from exc
 
 
 def _outcome(op: LifecycleOperation) -> CancelNowPreview:

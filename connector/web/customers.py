@@ -115,7 +115,7 @@ def _api_cancel_now(subscription_id: str, body: dict[str, Any]) -> Response:
     if body.get("confirm", False) is not False:
         raise ApiError(422, "invalid", "confirm must be true or false.")
     credit = body.get("credit", "customer_balance")
-    if not isinstance(credit, str):
+    if credit not in cancel_now.CREDIT_CHOICES:
         raise ApiError(422, "invalid", "credit must be customer_balance, refund or none.")
     shown = _guard(
         lambda: cancel_now.preview(_runtime(), subscription_id, credit=credit, actor=_actor())
