@@ -130,7 +130,7 @@ def _figures(
         raise LifecycleError(f"Invoice {invoice_id}: {exc}") from exc
     figures.update(_shown(result))
     figures["invoice_status"] = invoice["status"]
-    figures["actions"] = _allocation(invoice, result.total, credit)
+    figures["actions"] = credit_allocation(invoice, result.total, credit)
     return figures
 
 
@@ -154,7 +154,7 @@ def _shown(result: UnusedCredit) -> dict[str, Any]:
     }  # fmt: skip
 
 
-def _allocation(invoice: dict[str, Any], total: int, credit: str) -> dict[str, int]:
+def credit_allocation(invoice: dict[str, Any], total: int, credit: str) -> dict[str, int]:
     """How Stripe will take the credit: ``reduce_amount_due`` first on an open invoice, then
     the chosen ``credit_amount`` (customer balance) or ``refund_amount``."""
     if credit == "none" or total == 0:
