@@ -49,6 +49,7 @@ from connector.services.lifecycle_operations import (
     operation_key,
 )
 from connector.services.subscription_sync import sync_subscription
+from connector.store.locks import lock
 from connector.store.models import LifecycleOperation
 
 KIND = "cancel_now_credit"
@@ -104,6 +105,10 @@ def _figures(
             lambda: runtime.stripe.retrieve_subscription(subscription_id), "read the subscription"
         )
     )
+    if subscription.get("status") in INACTIVE_STATUSES:
+        raise LifecycleError(
+            f"Subscription {subscription_id} is already {subscription['status']} in Stripe."
+        )
     latest = subscription.get("latest_invoice")
     invoice_id = latest if isinstance(latest, str) else (latest or {}).get("id")
     figures: dict[str, Any] = {"as_of": moment.isoformat(), "invoice_id": invoice_id}
@@ -264,8 +269,26 @@ def _start(runtime: Runtime, op: LifecycleOperation, actor: str) -> dict[str, An
         )
     params = _note_params(op, shown)
     with runtime.db.session() as session:
+        lock(session, f"cancel_now:{op.source_id}")
         row = session.get(LifecycleOperation, op.id, with_for_update=True)
         assert row is not None
+        other = session.scalars(
+            select(LifecycleOperation.id).where(
+                LifecycleOperation.kind == KIND,
+                LifecycleOperation.source_id == op.source_id,
+                LifecycleOperation.status.in_(("pending", "completed")),
+                LifecycleOperation.id != op.id,
+            )
+        ).first()
+        if other is not None:
+            # Another preview of the same subscription was confirmed: crediting this one
+            # too would credit the same days twice. (Checked under the lock, for two
+            # confirmations at the same moment; one after the other, the subscription's
+            # status in Stripe already refuses it.)
+            raise LifecycleError(
+                f"Subscription {op.source_id} was already cancelled now by operation {other}; "
+                "nothing was sent."
+            )
         if row.status == "previewed":
             row.status = "pending"
             row.details = {**row.details, "note_params": params, "previewed_by": row.actor}

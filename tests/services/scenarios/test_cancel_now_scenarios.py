@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import select
 
 from connector.billing.gateway import StripeUnavailable
-from connector.store.models import AuditEntry
+from connector.store.models import AuditEntry, LifecycleOperation
 from tests.e2e.conftest import World
 from tests.e2e.test_invoices import _activate, _crm_invoices_raw, _first_invoice, _money, _pay
 
@@ -63,8 +63,10 @@ def test_cancel_now_credits_the_unused_days_once_and_the_crm_invoice_shows_it(
     assert _notes(world) == 0 and _cancels(world) == 0  # nothing sent
     assert client.v1.subscriptions.retrieve(sub_id).status == "active"
 
+    other = _cancel(world, sub_id, now=True, credit="customer_balance").get_json()  # 2nd tab
     done = _cancel(world, sub_id, now=True, confirm=True, operation_id=preview["operation_id"])
     again = _cancel(world, sub_id, now=True, confirm=True, operation_id=preview["operation_id"])
+    twice = _cancel(world, sub_id, now=True, confirm=True, operation_id=other["operation_id"])
 
     assert done.status_code == 200, done.get_json()
     assert (done.get_json()["status"], done.get_json()["done_by_this_request"]) == (
@@ -72,6 +74,8 @@ def test_cancel_now_credits_the_unused_days_once_and_the_crm_invoice_shows_it(
         True,
     )
     assert again.status_code == 200 and again.get_json()["done_by_this_request"] is False
+    assert twice.status_code == 409, twice.get_json()  # the same days are not credited twice
+    assert "already canceled" in twice.get_json()["error"]["message"]
     note_id = done.get_json()["credit_note_id"]
     assert again.get_json()["credit_note_id"] == note_id
     assert _notes(world) == 1 and _cancels(world) == 1  # twice -> once
@@ -189,3 +193,23 @@ def test_a_confirm_interrupted_after_the_credit_note_completes_on_retry_without_
     assert client.v1.subscriptions.retrieve(sub_id).status == "canceled"
     notes = client.v1.credit_notes.list(params={"invoice": preview["invoice_id"]}).data
     assert [n.amount for n in notes] == [preview["credit_amount"]]
+
+
+def test_two_previews_confirmed_at_the_same_moment_credit_once(world: World) -> None:
+    """The second confirmation finds the first one under way (pending) and sends nothing."""
+    plan = _activate(world)
+    sub_id = plan["stripe_subscription_id"]
+    _pay(world, _first_invoice(world, plan))
+    first = _cancel(world, sub_id, now=True, credit="customer_balance").get_json()
+    second = _cancel(world, sub_id, now=True, credit="customer_balance").get_json()
+    assert world.runtime is not None
+    with world.runtime.db.session() as session:  # the first confirmation is under way
+        op = session.get(LifecycleOperation, first["operation_id"])
+        assert op is not None
+        op.status = "pending"
+
+    answer = _cancel(world, sub_id, now=True, confirm=True, operation_id=second["operation_id"])
+
+    assert answer.status_code == 409, answer.get_json()
+    assert first["operation_id"] in answer.get_json()["error"]["message"]
+    assert _notes(world) == 0 and _cancels(world) == 0
