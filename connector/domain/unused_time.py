@@ -15,9 +15,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from decimal import Decimal
 from fractions import Fraction
 
-from connector.domain.money import round_half_up
+from connector.domain.money import minor_units_exponent, round_half_up
 
 DAY = timedelta(days=1)
 
@@ -106,3 +107,15 @@ def line_credit(line: BilledLine, moment: datetime) -> LineCredit:
 def unused_credit(currency: str, lines: list[BilledLine], moment: datetime) -> UnusedCredit:
     """The credit for every line of the period at ``moment``."""
     return UnusedCredit(currency, tuple(line_credit(line, moment) for line in lines))
+
+
+def exact_text(value: Fraction, currency: str) -> str:
+    """An exact amount of minor units in major units, for people: ``USD 1,822.58064516…``
+    (six digits past the minor unit, cut, with "…" when it goes on; ``JPY 1.500000``; a
+    whole number of minor units plainly: ``USD 190.00``)."""
+    exponent = minor_units_exponent(currency)
+    places = exponent + 6 if value.denominator != 1 else exponent
+    scaled = value / 10**exponent
+    digits = scaled.numerator * 10**places // scaled.denominator  # value >= 0: floor cuts
+    cut = Fraction(digits, 10**places) != scaled
+    return f"{currency.upper()} {Decimal(digits).scaleb(-places):,.{places}f}{'…' if cut else ''}"

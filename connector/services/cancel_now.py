@@ -34,7 +34,13 @@ from connector.billing.gateway import StripeGatewayError
 from connector.billing.objects import plain
 from connector.domain.money import format_money
 from connector.domain.timestamps import datetime_from_unix
-from connector.domain.unused_time import BilledLine, UnusedCredit, UnusedTimeError, unused_credit
+from connector.domain.unused_time import (
+    BilledLine,
+    UnusedCredit,
+    UnusedTimeError,
+    exact_text,
+    unused_credit,
+)
 from connector.runtime import Runtime
 from connector.services.credit_notes import sync_credit_note
 from connector.services.lifecycle_operations import (
@@ -146,13 +152,15 @@ def _shown(result: UnusedCredit) -> dict[str, Any]:
         "credit_amount": result.total,
         "credit_amount_text": format_money(result.total, currency),
         "exact_minor_units": _fraction_text(result.exact),
+        "exact_text": exact_text(result.exact, currency),
         "rounding_minor_units": _fraction_text(result.total - result.exact),
         "rule": "per whole UTC day left in the line's period; each line rounded half up to "
         "the minor unit",
         "lines": [
             {"invoice_line": line.line_id, "description": line.description, "net": line.net,
              "period_days": line.period_days, "unused_days": line.unused_days,
-             "exact_minor_units": _fraction_text(line.exact), "credit": line.credit,
+             "exact_minor_units": _fraction_text(line.exact),
+             "exact_text": exact_text(line.exact, currency), "credit": line.credit,
              "rounding_minor_units": _fraction_text(line.rounding)}
             for line in result.lines
         ],

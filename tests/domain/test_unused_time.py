@@ -7,7 +7,7 @@ from fractions import Fraction
 
 import pytest
 
-from connector.domain.unused_time import BilledLine, UnusedTimeError, unused_credit
+from connector.domain.unused_time import BilledLine, UnusedTimeError, exact_text, unused_credit
 
 START = datetime(2026, 11, 1, 9, 30, tzinfo=UTC)  # a 30-day period: Nov 1 → Dec 1, 09:30 UTC
 END = datetime(2026, 12, 1, 9, 30, tzinfo=UTC)
@@ -82,3 +82,20 @@ def test_periods_that_cannot_be_counted_are_refused(
 ) -> None:
     with pytest.raises(UnusedTimeError, match=message):
         unused_credit("usd", [line], moment)
+
+
+@pytest.mark.parametrize(
+    ("value", "currency", "text"),
+    [
+        (Fraction(5_650_000, 31), "usd", "USD 1,822.58064516…"),
+        (Fraction(19_000, 30), "jpy", "JPY 633.333333…"),
+        (Fraction(3, 2), "jpy", "JPY 1.500000"),
+        (Fraction(19_000), "usd", "USD 190.00"),
+        (Fraction(0), "usd", "USD 0.00"),
+        (Fraction(1, 3), "kwd", "KWD 0.000333333…"),
+    ],
+)
+def test_exact_amounts_are_shown_cut_with_an_ellipsis(
+    value: Fraction, currency: str, text: str
+) -> None:
+    assert exact_text(value, currency) == text

@@ -148,6 +148,7 @@ def test_the_page_shows_the_credit_and_its_rounding_before_cancelling(world: Wor
     assert screen.status_code == 200, html
     assert "Confirm: cancel now and issue the credit note" in html, html
     assert "lowers the invoice's amount due by USD" in html and "Rounding" in html
+    assert re.search(r'<td class="num">USD [\d,]+\.\d{8}(…)?</td>', html)  # the exact figure
     total = re.search(r'id="credit-total">USD ([\d,.]+)<', html)
     operation = re.search(r'name="operation_id" value="([\w-]+)"', html)
     assert total is not None and operation is not None
