@@ -15,6 +15,7 @@ import pycountry
 import stripe
 from stripe.params import (
     CouponCreateParams,
+    CreditNoteCreateParams,
     CustomerCreateParams,
     CustomerUpdateParams,
     InvoiceCreateParams,
@@ -414,6 +415,14 @@ class StripeGateway:
             if error:
                 return describe_decline(error)
         return None
+
+    def create_credit_note(
+        self, params: CreditNoteCreateParams, idempotency_key: str
+    ) -> stripe.CreditNote:
+        note: stripe.CreditNote = self._do(
+            self.client.v1.credit_notes.create, params=params, options=_options(idempotency_key)
+        )
+        return note
 
     def retrieve_credit_note(self, credit_note_id: str) -> stripe.CreditNote:
         note: stripe.CreditNote = self._do(self.client.v1.credit_notes.retrieve, credit_note_id)

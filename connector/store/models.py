@@ -346,8 +346,11 @@ class LifecycleOperation(Base):
     __tablename__ = "lifecycle_operations"
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
-    kind: Mapped[str] = mapped_column(String(30))  # reactivate | bill_again
-    status: Mapped[str] = mapped_column(String(20), index=True)  # pending | completed | failed
+    kind: Mapped[str] = mapped_column(
+        String(30)
+    )  # reactivate | bill_again | cancel_now_credit | ...
+    # previewed (cancel now: shown, not confirmed) | pending | completed | failed
+    status: Mapped[str] = mapped_column(String(20), index=True)
     stripe_customer_id: Mapped[str] = mapped_column(String(64), index=True)
     crm_account_id: Mapped[str | None] = mapped_column(String(64))
     source_id: Mapped[str] = mapped_column(String(64))  # the subscription or invoice acted on

@@ -21,6 +21,7 @@ from connector.domain.money import format_money, from_minor_units, to_minor_unit
 from connector.runtime import Runtime
 from connector.services import (
     bill_again,
+    cancel_now,
     catalog_changes,
     subscription_changes,
     subscription_listing,
@@ -80,13 +81,46 @@ def api_subscriptions(customer_id: str) -> Response:
 @blueprint.post("/api/subscriptions/<subscription_id>/cancel")
 @require("finance")
 def api_cancel(subscription_id: str) -> Response:
-    at_period_end = bool(_json().get("at_period_end"))
+    """``{"at_period_end": true}`` or ``{}`` as before; ``{"now": true, "credit": ...}``
+    previews cancelling now with a credit note (``confirm`` false, the default), and
+    ``{"now": true, "confirm": true, "operation_id": <the preview's>}`` does it, once."""
+    body = _json()
+    if body.get("now") is True:
+        return _api_cancel_now(subscription_id, body)
+    at_period_end = bool(body.get("at_period_end"))
     status = _guard(
         lambda: subscription_changes.cancel(
             _runtime(), subscription_id, at_period_end=at_period_end, actor=_actor()
         )
     )
     return jsonify({"subscription_id": subscription_id, "outcome": status})
+
+
+def _api_cancel_now(subscription_id: str, body: dict[str, Any]) -> Response:
+    if body.get("confirm") is True:
+        operation_id = body.get("operation_id")
+        if not isinstance(operation_id, str) or not operation_id:
+            raise ApiError(
+                422,
+                "invalid",
+                "Confirm needs the operation_id of a preview; preview first "
+                "(confirm false) and check the amount.",
+            )
+        outcome, done_now = _guard(
+            lambda: cancel_now.confirm(
+                _runtime(), operation_id, actor=_actor(), subscription_id=subscription_id
+            )
+        )
+        return jsonify({**outcome.as_json(), "done_by_this_request": done_now})
+    if body.get("confirm", False) is not False:
+        raise ApiError(422, "invalid", "confirm must be true or false.")
+    credit = body.get("credit", "customer_balance")
+    if credit not in cancel_now.CREDIT_CHOICES:
+        raise ApiError(422, "invalid", "credit must be customer_balance, refund or none.")
+    shown = _guard(
+        lambda: cancel_now.preview(_runtime(), subscription_id, credit=credit, actor=_actor())
+    )
+    return jsonify(shown.as_json())
 
 
 @blueprint.post("/api/subscriptions/<subscription_id>/reactivate")
@@ -175,19 +209,18 @@ def _check_csrf() -> None:
 
 def _act(customer_id: str, action: Callable[[], str]) -> Response:
     _check_csrf()
-    try:
-        message = _guard(action)
-    except ApiError as exc:
-        if exc.status == 404:
-            raise
-        return _render(customer_id, exc.message, exc.status)
-    return _render(customer_id, message)
+    return _act_checked(customer_id, action)
 
 
 @blueprint.post("/customers/<customer_id>/subscriptions/<subscription_id>/cancel")
 @require("finance")
 def page_cancel(customer_id: str, subscription_id: str) -> Response:
-    at_end = request.form.get("when") == "period_end"
+    """``when``: ``period_end``; ``now`` shows the credit to confirm (nothing sent);
+    ``confirm`` (with the preview's ``operation_id``) cancels now and issues the credit note."""
+    when = request.form.get("when")
+    if when in ("now", "confirm"):
+        return _page_cancel_now(customer_id, subscription_id, when)
+    at_end = when == "period_end"
 
     def run() -> str:
         subscription_changes.cancel(
@@ -200,6 +233,55 @@ def page_cancel(customer_id: str, subscription_id: str) -> Response:
         )
 
     return _act(customer_id, run)
+
+
+def _page_cancel_now(customer_id: str, subscription_id: str, when: str) -> Response:
+    _check_csrf()
+    identity = current_identity()
+    assert identity is not None
+    if when == "confirm":
+
+        def run() -> str:
+            outcome, done_now = cancel_now.confirm(
+                _runtime(), request.form.get("operation_id", ""), actor=_actor(),
+                subscription_id=subscription_id,
+            )  # fmt: skip
+            note = outcome.figures.get("credit_note_id")
+            credited = (
+                f" Credit note {note} credits {outcome.figures['credit_amount_text']}."
+                if note
+                else ""
+            )
+            again = "" if done_now else " (already done by an earlier confirmation)"
+            return f"Subscription {subscription_id} is canceled{again}.{credited}"
+
+        return _act_checked(customer_id, run)
+    credit = request.form.get("credit", "customer_balance")
+    try:
+        shown = _guard(
+            lambda: cancel_now.preview(_runtime(), subscription_id, credit=credit, actor=_actor())
+        )
+    except ApiError as exc:
+        if exc.status == 404:
+            raise
+        return _render(customer_id, exc.message, exc.status)
+    html = render_template(
+        "cancel_now_confirm.html", p=shown, customer_id=customer_id, identity=identity,
+        token=request.args.get("t") or request.form.get("t"), csrf=csrf_token(_secret(), identity),
+        money=format_money,
+    )  # fmt: skip
+    return make_response(html, 200)
+
+
+def _act_checked(customer_id: str, action: Callable[[], str]) -> Response:
+    """``_act`` for a form whose CSRF token was already checked."""
+    try:
+        message = _guard(action)
+    except ApiError as exc:
+        if exc.status == 404:
+            raise
+        return _render(customer_id, exc.message, exc.status)
+    return _render(customer_id, message)
 
 
 @blueprint.post("/customers/<customer_id>/subscriptions/<subscription_id>/reactivate")
