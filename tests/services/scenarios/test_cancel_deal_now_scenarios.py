@@ -48,6 +48,16 @@ def test_a_cancellation_now_credits_the_figure_shown_once(world: World) -> None:
     assert f'id="cancel-credit-amount">{credit["credit_amount_text"]}<' in page
     assert 'name="cancel_when"' in page and 'value="cancel_credit"' in page
 
+    adjust = f"/api/plans/{review['id']}/adjust"
+    for body, fields in [
+        ({**NOW, "change": "upgrade"}, ["cancel_when", "cancel_credit"]),
+        ({"change": "cancellation", "cancel_credit": "refund"}, ["cancel_credit"]),
+    ]:
+        refused = world.api("POST", adjust, json=body)
+        assert refused.status_code == 422, refused.get_json()
+        assert [p["field"] for p in refused.get_json()["error"]["problems"]] == fields
+    assert world.plan_for("acme_expansion")["overrides"]["cancel_credit"] == "customer_balance"
+
     unconfirmed = world.api("POST", f"/api/plans/{review['id']}/activate")
     assert unconfirmed.status_code == 409, unconfirmed.get_json()
     assert "cancel_credit" in unconfirmed.get_json()["error"]["message"]
