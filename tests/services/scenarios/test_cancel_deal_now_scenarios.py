@@ -11,6 +11,7 @@ from connector.services.plans import approve
 from tests.e2e.conftest import World
 from tests.e2e.test_amendments import _activate, _close_expansion
 from tests.e2e.test_invoices import _first_invoice, _pay
+from tests.e2e.test_review_page import Rep
 
 NOW = {"change": "cancellation", "cancel_when": "now", "cancel_credit": "customer_balance"}
 
@@ -61,10 +62,12 @@ def test_a_cancellation_now_credits_the_figure_shown_once(world: World) -> None:
     unconfirmed = world.api("POST", f"/api/plans/{review['id']}/activate")
     assert unconfirmed.status_code == 409, unconfirmed.get_json()
     assert "cancel_credit" in unconfirmed.get_json()["error"]["message"]
-    confirmed = world.api(
-        "POST", f"/api/plans/{review['id']}/adjust", json={**NOW, "confirmed": ["cancel_credit"]}
-    )
-    assert confirmed.get_json()["amendment"]["preview"]["operation_id"] == credit["operation_id"]
+    rep = Rep(world, "acme_expansion")  # the page's form keeps the choice and confirms it
+    assert rep.post("adjust-form", {"confirmed": "cancel_credit"}).status_code == 200
+    confirmed = world.plan_for("acme_expansion")
+    assert confirmed["overrides"]["cancel_credit"] == "customer_balance"
+    assert confirmed["amendment"]["needs_confirmation"] == []
+    assert confirmed["amendment"]["preview"]["operation_id"] == credit["operation_id"]
 
     done = _activate(world, "acme_expansion")
     assert done["status"] == "active", done["status_reason"]
@@ -95,3 +98,10 @@ def test_a_credit_that_moved_by_activation_goes_back_to_review(world: World) -> 
     shown = world.plan_for("acme_expansion")["amendment"]["preview"]
     assert shown["operation_id"] != review["amendment"]["preview"]["operation_id"]
     assert shown["credit_amount"] < review["amendment"]["preview"]["credit_amount"]
+
+    world.clock.advance(days=1)  # approving on yet another day: previewed again, not sent
+    refused = world.api("POST", f"/api/plans/{review['id']}/activate")
+    assert refused.status_code == 409, refused.get_json()
+    assert "previewed again for today" in refused.get_json()["error"]["message"]
+    again = world.plan_for("acme_expansion")["amendment"]["preview"]
+    assert again["operation_id"] != shown["operation_id"] and _notes(world) == []
