@@ -394,6 +394,8 @@ def _preview_for_approval(runtime: Runtime, plan_id: str) -> dict[str, Any] | No
     if computed.amendment is None or computed.plan is None or customer_id is None:
         return None
     if computed.amendment.cancels_now:
+        if row.status not in Status.REFRESHABLE:
+            return None  # approved or done: its credit is the one frozen, no new operation
         return _cancel_now_preview(runtime, row, computed.amendment)
     # A change that starts when the period ends is previewed as the schedule phase it becomes.
     phase = (
