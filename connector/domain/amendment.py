@@ -37,6 +37,8 @@ from connector.domain.stored_fields import as_choice, as_text, as_whole_number
 
 __all__ = [
     "AMENDING_KINDS",
+    "CANCEL_CREDITS",
+    "CANCEL_WHENS",
     "CHANGE_KINDS",
     "PAYMENT_KEY",
     "PERSON_KEYS",
@@ -54,6 +56,7 @@ __all__ = [
     "amendment_from_json",
     "amendment_summary",
     "amendment_to_json",
+    "cancel_choice_problems",
     "change_kind",
     "choices_from_json",
     "live_from_json",
@@ -76,12 +79,19 @@ AMENDING_KINDS: frozenset[str] = frozenset(
 ProrationBehavior = Literal["create_prorations", "always_invoice", "none"]
 PRORATION_BEHAVIORS: tuple[ProrationBehavior, ...] = get_args(ProrationBehavior)
 
+CancelWhen = Literal["period_end", "now"]
+CANCEL_WHENS: tuple[CancelWhen, ...] = get_args(CancelWhen)
+#: How the unused time is credited when a cancellation ends the subscription now
+#: (``services/cancel_now``): to the customer's balance, refunded, or not at all.
+CancelCredit = Literal["customer_balance", "refund", "none"]
+CANCEL_CREDITS: tuple[CancelCredit, ...] = get_args(CancelCredit)
+
 ItemAction = Literal["unchanged", "quantity", "price", "added", "removed"]
 ITEM_ACTIONS: tuple[ItemAction, ...] = get_args(ItemAction)
 
 #: Keys of a plan's stored overrides that belong to amendments, not to ``PlanOverrides``:
 #: what a person chose on the page ...
-PERSON_KEYS = ("change", "proration_behavior")
+PERSON_KEYS = ("change", "proration_behavior", "cancel_when", "cancel_credit")
 #: ... and dealbridge's snapshot of the live subscription the deal would change, and the
 #: last preview Stripe gave of the change (shown on the page until the next one).
 TARGET_KEY = "amendment_target"
@@ -135,6 +145,9 @@ class AmendmentChoices:
 
     change: ChangeKind | None = None
     proration_behavior: ProrationBehavior | None = None
+    #: A cancellation only: at period end (default) or now, with ``cancel_credit``.
+    cancel_when: CancelWhen | None = None
+    cancel_credit: CancelCredit | None = None
 
 
 @dataclass(frozen=True)
@@ -181,6 +194,13 @@ class Amendment:
     #: The change starts after the day it was proposed: it is handed to Stripe at once as a
     #: subscription schedule phase starting ``effective_date`` (``schedule_phase_end``).
     starts_later: bool = False
+    #: A cancellation that ends the subscription now: how the unused time is credited
+    #: (``services/cancel_now`` computes the exact credit; None = at period end, or no change).
+    cancel_credit: CancelCredit | None = None
+
+    @property
+    def cancels_now(self) -> bool:
+        return self.cancel_credit is not None
 
 
 # --------------------------------------------------------------------------- choosing
@@ -213,12 +233,52 @@ def choices_from_json(data: Mapping[str, Any]) -> AmendmentChoices:
                 f"{proration!r} is not allowed; use {', '.join(PRORATION_BEHAVIORS)}",
             )
         )
+    when = data.get("cancel_when")
+    if when is not None and when not in CANCEL_WHENS:
+        problems.append(
+            Problem("cancel_when", f"{when!r} is not allowed; use {', '.join(CANCEL_WHENS)}")
+        )
+    credit = data.get("cancel_credit")
+    if credit is not None and credit not in CANCEL_CREDITS:
+        problems.append(
+            Problem("cancel_credit", f"{credit!r} is not allowed; use {', '.join(CANCEL_CREDITS)}")
+        )
+    elif credit is not None and when != "now":
+        problems.append(
+            Problem(
+                "cancel_credit",
+                "goes only with cancel_when now: a cancellation at period end credits nothing",
+            )
+        )
     if problems:
         raise InvalidOverrides(problems)
     return AmendmentChoices(
         change=None if change is None else as_choice(change, CHANGE_KINDS),
         proration_behavior=None if proration is None else as_choice(proration, PRORATION_BEHAVIORS),
+        cancel_when=None if when is None else as_choice(when, CANCEL_WHENS),
+        cancel_credit=None if credit is None else as_choice(credit, CANCEL_CREDITS),
     )
+
+
+def cancel_choice_problems(kind: ChangeKind, choices: AmendmentChoices) -> list[Problem]:
+    """``cancel_when`` and ``cancel_credit`` belong to a cancellation; on any other kind of
+    deal they are refused by name, not silently ignored. Cancelling now needs the credit
+    chosen (``none`` is a choice: cancel now, credit nothing)."""
+    problems: list[Problem] = []
+    if kind != "cancellation":
+        for key in ("cancel_when", "cancel_credit"):
+            if getattr(choices, key) is not None:
+                problems.append(
+                    Problem(key, f"applies to a cancellation only; this deal is a {kind}")
+                )
+    elif choices.cancel_when == "now" and choices.cancel_credit is None:
+        problems.append(
+            Problem(
+                "cancel_credit",
+                "cancelling now needs the credit chosen: customer_balance, refund or none",
+            )
+        )
+    return problems
 
 
 def split_overrides(
@@ -260,13 +320,17 @@ def propose_amendment(
     *,
     proration_chosen: bool,
     today: date,
+    cancel_credit: CancelCredit | None = None,
+    credit_confirmed: bool = False,
 ) -> Amendment:
     """The change ``plan`` makes to ``live``; raises ``InvalidOverrides`` when the deal cannot
-    be expressed as a change to that subscription (each reason named)."""
+    be expressed as a change to that subscription (each reason named). A cancellation with
+    ``cancel_credit`` ends the subscription now; its credit must be confirmed by a person
+    (``credit_confirmed``: ``cancel_credit`` is in the plan's ``confirmed``)."""
     assert kind in AMENDING_KINDS, kind
     assert len(line_keys) == len(plan.lines)
     if kind == "cancellation":
-        return _cancellation(live, today)
+        return _cancellation(live, today, cancel_credit, credit_confirmed)
     problems: list[Problem] = []
     if kind == "renewal" and live.cancel_at is None:
         problems.append(
@@ -453,9 +517,16 @@ def propose_amendment(
     )
 
 
-def _cancellation(live: LiveSubscription, today: date) -> Amendment:
+def _cancellation(
+    live: LiveSubscription,
+    today: date,
+    cancel_credit: CancelCredit | None,
+    credit_confirmed: bool,
+) -> Amendment:
     """A cancellation ends the subscription at the end of its current period: what was
-    billed is served, nothing is prorated or refunded, nothing more is billed."""
+    billed is served, nothing is prorated or refunded, nothing more is billed. Or, chosen by
+    a person, now: the unused part of the period is credited as ``cancel_credit`` says, at
+    the exact figure ``services/cancel_now`` previews, which the person confirms."""
     changes = tuple(
         ItemChange(
             "removed",
@@ -470,6 +541,27 @@ def _cancellation(live: LiveSubscription, today: date) -> Amendment:
         )
         for i in live.items
     )
+    if cancel_credit is None:
+        notes: tuple[str, ...] = (
+            f"Cancels the subscription {live.subscription_id} (deal {live.deal_id}) at the end "
+            "of its current period: the period already billed is served, nothing is prorated "
+            "or refunded, and nothing more is billed. The deal's products and dates are not "
+            "used.",
+        )
+    else:
+        credited = {
+            "customer_balance": "credited to the customer's balance (after lowering what is "
+            "still due on the period's invoice)",
+            "refund": "refunded (after lowering what is still due on the period's invoice)",
+            "none": "not credited",
+        }[cancel_credit]
+        notes = (
+            f"Cancels the subscription {live.subscription_id} (deal {live.deal_id}) now, on "
+            "approval: the unused whole UTC days of the period already billed are "
+            f"{credited}. The credit shown is the one of the day it was previewed; if it is "
+            "another on the day of activation, the plan comes back to review and nothing is "
+            "sent. The deal's products and dates are not used.",
+        )
     return Amendment(
         kind="cancellation",
         subscription_id=live.subscription_id,
@@ -483,13 +575,12 @@ def _cancellation(live: LiveSubscription, today: date) -> Amendment:
         changes=changes,
         recurring_before=live.recurring_amount,
         recurring_after=0,
-        notes=(
-            f"Cancels the subscription {live.subscription_id} (deal {live.deal_id}) at the end "
-            "of its current period: the period already billed is served, nothing is prorated "
-            "or refunded, and nothing more is billed. The deal's products and dates are not "
-            "used.",
-        ),
-        cancel_at_period_end=True,
+        notes=notes,
+        needs_confirmation=("cancel_credit",)
+        if cancel_credit is not None and not credit_confirmed
+        else (),
+        cancel_at_period_end=cancel_credit is None,
+        cancel_credit=cancel_credit,
     )
 
 
@@ -659,6 +750,8 @@ def amendment_summary(amendment: Amendment, preview: Mapping[str, Any] | None) -
                 "removed": f"  - {c.product}: removed (was {before})",
             }[c.action]
         )
+    if amendment.cancels_now:
+        return _cancel_now_summary(amendment, preview)
     if amendment.cancel_at_period_end:
         return [
             f"Cancel subscription {amendment.subscription_id} at the end of its current period "
@@ -692,6 +785,42 @@ def amendment_summary(amendment: Amendment, preview: Mapping[str, Any] | None) -
                 else "."
             )
         )
+    return lines
+
+
+def _cancel_now_summary(amendment: Amendment, preview: Mapping[str, Any] | None) -> list[str]:
+    """Cancelling now, with the exact credit ``services/cancel_now`` previewed (its lines,
+    the exact figure and the rounding), or why there is none yet."""
+    cur = amendment.currency
+    every = _every(amendment.interval, amendment.interval_count)
+    lines = [
+        f"Cancel subscription {amendment.subscription_id} now (it bills "
+        f"{format_money(amendment.recurring_before, cur)} {every}); credit: "
+        f"{amendment.cancel_credit}."
+    ]
+    if preview is None:
+        lines.append("The credit is not previewed yet; save the plan again to preview it.")
+        return lines
+    if preview.get("error"):
+        lines.append(f"The credit could not be previewed: {preview['error']}")
+        return lines
+    if preview.get("credit_amount_text") is None or amendment.cancel_credit == "none":
+        lines.append("No credit note: nothing is credited.")
+        return lines
+    lines.append(
+        f"Credit note on invoice {preview.get('invoice_id')} as of "
+        f"{str(preview.get('as_of'))[:10]} (UTC): {preview['credit_amount_text']} "
+        f"(exact {preview.get('exact_text')}, rounding {preview.get('rounding_minor_units')} "
+        f"minor units; {preview.get('rule')})."
+    )
+    for line in preview.get("lines") or []:
+        lines.append(
+            f"  - {line['description']}: {line['unused_days']} of {line['period_days']} days "
+            f"unused of {format_money(int(line['net']), cur)} = "
+            f"{format_money(int(line['credit']), cur)} (exact {line['exact_text']})"
+        )
+    for action, amount in (preview.get("actions") or {}).items():
+        lines.append(f"  {action.replace('_', ' ')}: {format_money(int(amount), cur)}")
     return lines
 
 
@@ -787,6 +916,7 @@ def amendment_to_json(a: Amendment) -> dict[str, Any]:
         "new_end": None if a.new_end is None else a.new_end.isoformat(),
         "cancel_at_period_end": a.cancel_at_period_end,
         "starts_later": a.starts_later,
+        "cancel_credit": a.cancel_credit,
     }
 
 
@@ -829,6 +959,9 @@ def amendment_from_json(data: Mapping[str, Any]) -> Amendment:
             new_end=None if data.get("new_end") is None else parse_date(data["new_end"]),
             cancel_at_period_end=data.get("cancel_at_period_end") is True,
             starts_later=data.get("starts_later") is True,
+            cancel_credit=None
+            if data.get("cancel_credit") is None
+            else as_choice(data["cancel_credit"], CANCEL_CREDITS),
         )
     except (KeyError, TypeError) as exc:
         raise ValueError(f"not an amendment: {exc!r}") from exc

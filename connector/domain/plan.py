@@ -98,7 +98,7 @@ _ALLOWED_FREQUENCIES = "month/1, month/3, month/6 or year/1"
 #: What ``needs_confirmation`` may name, and so what ``confirmed`` may list.
 CONFIRMABLE: tuple[str, ...] = (
     "payment_method_types", "days_until_due", "start_date", "interval", "invoice_type",
-    "amount", "collection_method", "discount_amount",
+    "amount", "collection_method", "discount_amount", "cancel_credit",
 )  # fmt: skip
 MAX_DAYS_UNTIL_DUE = 365
 

@@ -40,11 +40,13 @@ from connector.domain.plan_status import Status
 from connector.domain.timestamps import unix_at_midnight, unix_of
 from connector.runtime import Runtime
 from connector.services import amendment as amendments
-from connector.services import catalog, credit, subscribers
+from connector.services import cancel_now, catalog, credit, subscribers
+from connector.services.lifecycle_operations import LifecycleError, StripeRefused
 from connector.services.plans import (
     MANUAL_REASON,
     frozen_amendment,
     get_plan,
+    refresh_preview,
     write_status_to_crm,
 )
 from connector.store import audit
@@ -285,7 +287,7 @@ def _run(runtime: Runtime, plan_id: str) -> None:
     today = runtime.today()
     branch = _recorded_branch(runtime, plan_id, seq)
     if branch is None:
-        ends = amendment is not None and amendment.cancel_at_period_end
+        ends = amendment is not None and (amendment.cancel_at_period_end or amendment.cancels_now)
         if not ends and not _has_written(runtime, plan_id, seq):
             # An amendment's first invoice is the one Stripe previewed for the change; a
             # cancellation bills nothing more, so it never waits on credit.
@@ -296,7 +298,9 @@ def _run(runtime: Runtime, plan_id: str) -> None:
             if not decision.allowed:
                 _await_credit(runtime, plan_id, decision)
                 return
-        if amendment is not None:
+        if amendment is not None and amendment.cancels_now:
+            branch = "cancel_now"
+        elif amendment is not None:
             # A change that starts later is Stripe's to make on its day: a schedule phase.
             branch = "phase" if amendment.effective_date > today else "amendment"
         elif plan.invoice_type == "recurring":
@@ -315,7 +319,13 @@ def _run(runtime: Runtime, plan_id: str) -> None:
     step = _Steps(runtime, plan_id, seq)
     ids: dict[str, str] = {}
     reason: str | None = None
-    if branch == "amendment":
+    if branch == "cancel_now":
+        assert amendment is not None
+        done = _cancel_now(runtime, plan_id, row.approved_by or "dealbridge", preview)
+        if done is None:
+            return
+        ids["subscription"], reason = amendment.subscription_id, done
+    elif branch == "amendment":
         assert amendment is not None
         ids["subscription"] = _amend_subscription(runtime, step, row, plan, amendment, preview)
     elif branch == "phase":
@@ -355,6 +365,62 @@ def _await_credit(runtime: Runtime, plan_id: str, decision: CreditDecision) -> N
         write_status_to_crm(runtime, session, row)
         account_id = row.crm_account_id
     credit.plan_waiting(runtime, account_id)
+
+
+def _cancel_now(
+    runtime: Runtime, plan_id: str, approver: str, preview: dict[str, Any] | None
+) -> str | None:
+    """Confirm the cancel-now operation the person reviewed (``cancel_now.confirm``: it
+    recomputes the credit, refuses a figure that moved and is idempotent per operation, so
+    a re-run after a crash never credits twice). Returns the active plan's reason, or None
+    when the plan went back to review because the credit is no longer the one shown."""
+    operation = (preview or {}).get("operation_id")
+    if not isinstance(operation, str):
+        _back_to_review(runtime, plan_id, "No credit was previewed; review it again.")
+        return None
+    try:
+        outcome, _ = cancel_now.confirm(runtime, operation, actor=approver)
+    except StripeRefused as exc:
+        cause = exc.__cause__
+        if isinstance(cause, StripeGatewayError) and cause.retryable:
+            raise cause from exc  # an outage: retried later, the same operation confirmed
+        _back_to_review(runtime, plan_id, f"Not cancelled: {exc}")
+        return None
+    except LifecycleError as exc:
+        _back_to_review(runtime, plan_id, f"Not cancelled: {exc}")
+        return None
+    figures = outcome.figures
+    note = figures.get("credit_note_id")
+    if note:
+        return (
+            f"Cancelled now; credit note {note} of {figures.get('credit_amount_text')} on "
+            f"invoice {figures.get('invoice_id')} ({outcome.credit})."
+        )
+    return "Cancelled now; no credit note (nothing to credit)."
+
+
+def _back_to_review(runtime: Runtime, plan_id: str, reason: str) -> None:
+    """The approval no longer holds (the credit moved): back to review, nothing sent."""
+    with runtime.db.session() as session:
+        row = get_plan(session, plan_id)
+        if row.status != Status.ACTIVATING:
+            return
+        row.status = Status.IN_REVIEW
+        row.status_reason = reason
+        row.plan_data = None
+        row.approved_at = None
+        row.approved_by = None
+        row.lease_until = None
+        audit.record(
+            session,
+            actor="dealbridge",
+            action="plan.back_to_review",
+            subject_type="deal",
+            subject_id=row.deal_id,
+            reason=reason,
+        )
+        write_status_to_crm(runtime, session, row)
+    refresh_preview(runtime, plan_id)  # today's credit, for the page (Stripe only read)
 
 
 def _schedule_for(runtime: Runtime, plan_id: str, send_date: date) -> None:

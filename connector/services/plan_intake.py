@@ -134,7 +134,11 @@ def _auto_activate(runtime: Runtime, row: Plan) -> bool:
     mode = runtime.config.section("plans")["auto_activate"]
     if mode == "never" or row.status != Status.IN_REVIEW:
         return False
+    computed = compute(runtime, row)
+    if computed.amendment is not None and computed.amendment.cancels_now:
+        # Cancelling now credits a figure of the day a person saw and confirmed: a person
+        # activates it, never a sync (approval would refuse it anyway, unconfirmed).
+        return False
     if mode == "always":
         return True
-    computed = compute(runtime, row)
     return computed.plan is not None and not computed.plan.needs_confirmation

@@ -31,6 +31,7 @@ from connector.domain.amendment import (
     amendment_from_json,
     amendment_summary,
     amendment_to_json,
+    cancel_choice_problems,
     change_kind,
     live_from_json,
     plan_overrides_for,
@@ -62,8 +63,9 @@ from connector.domain.plan_status import Status
 from connector.domain.timestamps import unix_at_midnight, unix_of
 from connector.runtime import Runtime
 from connector.services import amendment as amendments
-from connector.services import catalog, crm_outbound, payment_on_file
+from connector.services import cancel_now, catalog, crm_outbound, payment_on_file
 from connector.services.backfill import queue_customer_history
+from connector.services.lifecycle_operations import LifecycleError
 from connector.store import audit
 from connector.store.models import CustomerLink, Plan, StripeOperation
 
@@ -116,6 +118,9 @@ def compute(runtime: Runtime, row: Plan) -> Computed:
     try:
         base, choices, target = split_overrides(row.overrides or {})
         kind = change_kind(row.deal_data or {}, choices)
+        refused = cancel_choice_problems(kind, choices)
+        if refused:
+            raise InvalidOverrides(refused)
         amending = target is not None and kind in AMENDING_KINDS
         if amending and amendment_problems(deal):
             return Computed(deal, None, amendment_problems(deal), kind)
@@ -136,6 +141,8 @@ def compute(runtime: Runtime, row: Plan) -> Computed:
                 choices.proration_behavior or _default_proration(runtime),
                 proration_chosen=choices.proration_behavior is not None,
                 today=runtime.today(),
+                cancel_credit=choices.cancel_credit if choices.cancel_when == "now" else None,
+                credit_confirmed="cancel_credit" in (overrides.confirmed or ()),
             )
     except (InvalidDeal, InvalidOverrides) as exc:
         return Computed(deal, None, exc.problems, kind)
@@ -186,8 +193,9 @@ def adjust(runtime: Runtime, plan_id: str, changes: dict[str, Any], *, actor: st
     """Apply a person's overrides; invalid ones raise InvalidOverrides naming each field,
     and so do fields that contradict each other (a one-time bill with a frequency).
 
-    ``change`` (new, upgrade, downgrade, replacement...) and ``proration_behavior`` are the
-    amendment choices; the live subscription snapshot is dealbridge's, never a person's.
+    ``change`` (new, upgrade, downgrade, replacement...), ``proration_behavior`` and, for a
+    cancellation, ``cancel_when`` and ``cancel_credit`` are the amendment choices; the live
+    subscription snapshot is dealbridge's, never a person's.
     """
     if not isinstance(changes, dict):
         overrides_from_json(changes)  # raises InvalidOverrides: must be an object
@@ -242,6 +250,10 @@ def _adjust(
             )
         deal = parse_deal(row.deal_data)
         suggest_plan(deal, defaults(runtime), runtime.today(), overrides, payment_of(row))
+        _, choices, _ = split_overrides(person)
+        refused = cancel_choice_problems(change_kind(row.deal_data or {}, choices), choices)
+        if refused:
+            raise InvalidOverrides(refused)
         kept = {k: v for k, v in (row.overrides or {}).items() if k in RESERVED_KEYS}
         row.overrides = {**overrides_to_json(overrides), **person, **kept}
         if row.status == Status.AWAITING_CREDIT:
@@ -309,7 +321,9 @@ def approve(runtime: Runtime, plan_id: str, *, actor: str) -> Plan:
     Automatic charging is decided on the payment method Stripe has just now.
     """
     payment_on_file.refresh(runtime, plan_id)
-    previewed = _preview_for_approval(runtime, plan_id)
+    previewed = _credit_shown(runtime, plan_id)
+    if previewed is None:
+        previewed = _preview_for_approval(runtime, plan_id)
     with runtime.db.session() as session:
         row = session.get(Plan, plan_id, with_for_update=True)
         if row is None:
@@ -324,6 +338,13 @@ def approve(runtime: Runtime, plan_id: str, *, actor: str) -> Plan:
             )
         if row.stripe_customer_id is None:
             raise PlanStateError("the Stripe customer is not linked yet; try again shortly")
+        if computed.amendment is not None and computed.amendment.needs_confirmation.count(
+            "cancel_credit"
+        ):
+            raise PlanStateError(
+                "cancelling now credits the figure shown on the page: confirm the credit "
+                "(cancel_credit) before approving"
+            )
         billed = _earlier_billing(session, row)
         if computed.amendment is not None:
             # A deal changed after activation amends the subscription it made: not twice.
@@ -372,6 +393,10 @@ def _preview_for_approval(runtime: Runtime, plan_id: str) -> dict[str, Any] | No
         metadata = amendments.phase_metadata(row.id, row.deal_id)
     if computed.amendment is None or computed.plan is None or customer_id is None:
         return None
+    if computed.amendment.cancels_now:
+        if row.status not in Status.REFRESHABLE:
+            return None  # approved or done: its credit is the one frozen, no new operation
+        return _cancel_now_preview(runtime, row, computed.amendment)
     # A change that starts when the period ends is previewed as the schedule phase it becomes.
     phase = (
         amendments.PhaseContext(live_from_json(target), metadata)
@@ -388,6 +413,65 @@ def _preview_for_approval(runtime: Runtime, plan_id: str) -> dict[str, Any] | No
         runtime, customer_id, computed.plan, computed.amendment, proration_date, phase
     )
     return {**amendment_to_json(computed.amendment), "preview": preview}
+
+
+def _same_credit(stored: Any, amendment: Amendment, today: date) -> bool:
+    """The stored cancel-now preview is of this cancellation and credit, made today (UTC):
+    the credit counts whole UTC days, so the same day gives the same figure."""
+    if not isinstance(stored, dict) or not isinstance(stored.get("preview"), dict):
+        return False
+    shown = stored["preview"]
+    return (
+        stored.get("subscription_id") == amendment.subscription_id
+        and stored.get("cancel_credit") == amendment.cancel_credit
+        and not shown.get("error")
+        and str(shown.get("as_of", ""))[:10] == today.isoformat()
+    )
+
+
+def _cancel_now_preview(runtime: Runtime, row: Plan, amendment: Amendment) -> dict[str, Any]:
+    """Cancelling now: the exact credit from ``cancel_now.preview`` (nothing sent to Stripe),
+    with its operation, which activation confirms. The one shown today is kept (a preview
+    per refresh would only pile up operations); another day, or another choice, previews
+    again."""
+    stored = (row.overrides or {}).get(PREVIEW_KEY)
+    expected = amendment_to_json(amendment)
+    if _same_credit(stored, amendment, runtime.today()):
+        assert isinstance(stored, dict)
+        return {**expected, "preview": stored["preview"]}
+    assert amendment.cancel_credit is not None
+    try:
+        shown = cancel_now.preview(
+            runtime,
+            amendment.subscription_id,
+            credit=amendment.cancel_credit,
+            actor=f"plan {row.id}",
+        ).as_json()
+    except (LifecycleError, StripeGatewayError) as exc:
+        shown = {"error": str(exc)}
+    return {**expected, "preview": shown}
+
+
+def _credit_shown(runtime: Runtime, plan_id: str) -> dict[str, Any] | None:
+    """Approving a cancellation now freezes the credit the page showed, not a new one: if a
+    new day moved it, the page shows the new figure and the person approves again."""
+    with runtime.db.session() as session:
+        row = get_plan(session, plan_id)
+        computed = compute(runtime, row)
+        stored = (row.overrides or {}).get(PREVIEW_KEY)
+    if computed.amendment is None or not computed.amendment.cancels_now:
+        return None
+    if _same_credit(stored, computed.amendment, runtime.today()):
+        assert isinstance(stored, dict)
+        return {**amendment_to_json(computed.amendment), "preview": stored["preview"]}
+    refresh_preview(runtime, plan_id)
+    before = stored.get("preview") if isinstance(stored, dict) else None
+    was = (before or {}).get("credit_amount_text") or "none"
+    on = str((before or {}).get("as_of") or "")[:10] or "no day"
+    raise PlanStateError(
+        f"the credit of cancelling now was shown as {was} on {on}; it is previewed again for "
+        "today: check the new figure on the page and approve again (nothing was sent)"
+    )
 
 
 def refresh_preview(runtime: Runtime, plan_id: str) -> None:

@@ -373,6 +373,12 @@ def _form_overrides() -> dict[str, Any]:
     for key in ("change", "proration_behavior"):  # amendments (plan_change_kind.html)
         if form.get(key):
             changes[key] = form[key]
+    if form.get("cancel_when") == "now":
+        # At period end is the default: not posted as a choice, so switching the deal to
+        # another kind in the same form is not refused for it.
+        changes["cancel_when"] = "now"
+        if form.get("cancel_credit"):
+            changes["cancel_credit"] = form["cancel_credit"]
     return changes
 
 

@@ -13,7 +13,9 @@ from connector.domain.amendment import (
     LiveItem,
     LiveSubscription,
     amendment_from_json,
+    amendment_summary,
     amendment_to_json,
+    cancel_choice_problems,
     change_kind,
     choices_from_json,
     live_from_json,
@@ -403,3 +405,102 @@ def test_a_cancellation_ends_the_subscription_at_period_end_whatever_the_deal_li
     assert cancellation.recurring_after == 0
     assert cancellation.effective_date == TODAY
     assert amendment_from_json(amendment_to_json(cancellation)) == cancellation
+
+
+@pytest.mark.parametrize(
+    ("data", "fields"),
+    [
+        pytest.param({"cancel_when": "now", "cancel_credit": "refund"}, [], id="now and a credit"),
+        pytest.param({"cancel_when": "period_end"}, [], id="period end alone"),
+        pytest.param({"cancel_when": "tomorrow"}, ["cancel_when"], id="an unknown moment"),
+        pytest.param(
+            {"cancel_when": "now", "cancel_credit": "cash"}, ["cancel_credit"], id="unknown credit"
+        ),
+        pytest.param({"cancel_credit": "refund"}, ["cancel_credit"], id="a credit without now"),
+        pytest.param(
+            {"cancel_when": "period_end", "cancel_credit": "none"},
+            ["cancel_credit"],
+            id="a credit at period end",
+        ),
+    ],
+)
+def test_cancel_choices_are_checked_by_name(data: dict[str, Any], fields: list[str]) -> None:
+    if not fields:
+        choices_from_json(data)
+        return
+    with pytest.raises(InvalidOverrides) as raised:
+        choices_from_json(data)
+    assert [p.field for p in raised.value.problems] == fields
+
+
+@pytest.mark.parametrize(
+    ("kind", "choices", "fields"),
+    [
+        pytest.param("cancellation", AmendmentChoices(), [], id="cancellation, default"),
+        pytest.param(
+            "cancellation",
+            AmendmentChoices(cancel_when="now", cancel_credit="customer_balance"),
+            [],
+            id="cancellation now with a credit",
+        ),
+        pytest.param(
+            "cancellation",
+            AmendmentChoices(cancel_when="now"),
+            ["cancel_credit"],
+            id="now needs the credit chosen",
+        ),
+        pytest.param(
+            "upgrade",
+            AmendmentChoices(cancel_when="now", cancel_credit="refund"),
+            ["cancel_when", "cancel_credit"],
+            id="an upgrade refuses both",
+        ),
+        pytest.param(
+            "new", AmendmentChoices(cancel_when="period_end"), ["cancel_when"], id="new business"
+        ),
+    ],
+)
+def test_cancel_choices_belong_to_a_cancellation(
+    kind: Any, choices: AmendmentChoices, fields: list[str]
+) -> None:
+    assert [p.field for p in cancel_choice_problems(kind, choices)] == fields
+
+
+def _cancel_now(credit: Any, confirmed: bool) -> Any:
+    plan = _plan([_seats(3)])
+    return propose_amendment(
+        "cancellation", LIVE, plan, ["prod_seats"], "create_prorations",
+        proration_chosen=False, today=TODAY, cancel_credit=credit, credit_confirmed=confirmed,
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("credit", ["customer_balance", "refund", "none"])
+def test_a_cancellation_now_asks_to_confirm_its_credit_until_confirmed(credit: Any) -> None:
+    now = _cancel_now(credit, confirmed=False)
+    assert now.cancels_now and not now.cancel_at_period_end
+    assert now.cancel_credit == credit
+    assert now.needs_confirmation == ("cancel_credit",)
+    assert "now, on approval" in now.notes[0]
+    assert _cancel_now(credit, confirmed=True).needs_confirmation == ()
+    assert amendment_from_json(amendment_to_json(now)) == now
+
+
+def test_a_cancellation_now_summary_shows_the_exact_credit_and_its_rounding() -> None:
+    preview = {
+        "invoice_id": "in_1",
+        "as_of": "2025-03-01T10:00:00+00:00",
+        "credit_amount": 8710,
+        "credit_amount_text": "USD 87.10",
+        "exact_text": "USD 87.096774…",
+        "rounding_minor_units": "3/31",
+        "rule": "per whole UTC day",
+        "lines": [
+            {"description": "Seats", "unused_days": 20, "period_days": 31, "net": 13500,
+             "credit": 8710, "exact_text": "USD 87.096774…"},
+        ],
+        "actions": {"credit_amount": 8710},
+    }  # fmt: skip
+    lines = amendment_summary(_cancel_now("customer_balance", True), preview)
+    assert "USD 87.10 (exact USD 87.096774…, rounding 3/31 minor units" in lines[1]
+    assert "20 of 31 days" in lines[2]
+    assert lines[-1].startswith("  credit amount: ")
