@@ -411,6 +411,13 @@ def _back_to_review(runtime: Runtime, plan_id: str, reason: str) -> None:
         row.approved_at = None
         row.approved_by = None
         row.lease_until = None
+        # The credit the person confirmed is not the one Stripe would get now: they confirm
+        # the new figure again before approving.
+        overrides = dict(row.overrides or {})
+        confirmed = list(overrides.get("confirmed") or [])
+        if "cancel_credit" in confirmed:
+            overrides["confirmed"] = [c for c in confirmed if c != "cancel_credit"]
+            row.overrides = overrides
         audit.record(
             session,
             actor="dealbridge",

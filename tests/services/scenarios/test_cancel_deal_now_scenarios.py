@@ -95,9 +95,15 @@ def test_a_credit_that_moved_by_activation_goes_back_to_review(world: World) -> 
     subscription = world.stripe_client().v1.subscriptions.retrieve(first["stripe_subscription_id"])
     assert subscription.status == "active" and not subscription.cancel_at_period_end
     assert _notes(world) == []
-    shown = world.plan_for("acme_expansion")["amendment"]["preview"]
+    back = world.plan_for("acme_expansion")
+    shown = back["amendment"]["preview"]
     assert shown["operation_id"] != review["amendment"]["preview"]["operation_id"]
     assert shown["credit_amount"] < review["amendment"]["preview"]["credit_amount"]
+    # The new figure is confirmed again before anything can be approved.
+    assert back["amendment"]["needs_confirmation"] == ["cancel_credit"]
+    unconfirmed = world.api("POST", f"/api/plans/{review['id']}/activate")
+    assert unconfirmed.status_code == 409, unconfirmed.get_json()
+    assert _notes(world) == []
 
     world.clock.advance(days=1)  # approving on yet another day: previewed again, not sent
     refused = world.api("POST", f"/api/plans/{review['id']}/activate")
