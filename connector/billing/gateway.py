@@ -35,6 +35,9 @@ from stripe.params import (
 from connector.domain.deal import Address
 
 #: Subscription metadata key set when dealbridge's credit hold policy paused its collection.
+#: What a coupon is created with, for services that build one (only billing imports stripe).
+CouponTerms = CouponCreateParams
+
 PAUSE_MARKER = "dealbridge_credit_pause"
 #: Stripe lists events of at most 20 types at once (`types[]`).
 EVENT_TYPES_PER_LIST = 20

@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy import delete
 from sqlalchemy.exc import IntegrityError
 
-from connector.billing.gateway import StripeRejected
+from connector.billing.gateway import CouponTerms, StripeRejected
 from connector.domain.money import format_money
 from connector.domain.plan import BillingPlan, PlanLine
 from connector.runtime import Runtime
@@ -39,7 +39,32 @@ def price_lookup_key(line: PlanLine, plan: BillingPlan) -> str:
 def coupon_id(line: PlanLine, plan: BillingPlan) -> str:
     """The id of the amount-off coupon for a line's discount: one per currency and amount."""
     basis = f"amount_off|{plan.currency}|{line.discount_amount}|forever"
-    return "dealbridge_" + hashlib.sha256(basis.encode()).hexdigest()[:24]
+    return _derived_id(basis)
+
+
+def _derived_id(terms: str) -> str:
+    """A coupon id derived from its terms: the same terms, the same coupon."""
+    return "dealbridge_" + hashlib.sha256(terms.encode()).hexdigest()[:24]
+
+
+def _coupon(runtime: Runtime, wanted: str, terms: CouponTerms) -> str:
+    """The coupon ``wanted`` (an id derived from its terms), created once with ``terms``: a
+    retry, or another plan with the same terms, reuses it, even one created by a racing
+    worker (Stripe answers ``resource_already_exists``)."""
+    key = f"coupon:{wanted}"
+    known = _known(runtime, key)
+    if known:
+        return known
+    try:
+        found = runtime.stripe.create_coupon(
+            {"id": wanted, **terms}, idempotency_key=f"dealbridge:{key}"
+        ).id
+    except StripeRejected as exc:
+        if exc.code != "resource_already_exists":
+            raise
+        found = runtime.stripe.retrieve_coupon(wanted).id
+    _remember(runtime, key, "coupon", found)
+    return _known(runtime, key) or found
 
 
 def ensure_coupon(runtime: Runtime, line: PlanLine, plan: BillingPlan) -> str | None:
@@ -48,36 +73,23 @@ def ensure_coupon(runtime: Runtime, line: PlanLine, plan: BillingPlan) -> str | 
     with the same discount reuses it."""
     if not line.discount_amount:
         return None
-    wanted = coupon_id(line, plan)
-    key = f"coupon:{wanted}"
-    known = _known(runtime, key)
-    if known:
-        return known
-    try:
-        coupon = runtime.stripe.create_coupon(
-            {
-                "id": wanted,
-                "amount_off": line.discount_amount,
-                "currency": plan.currency,
-                "duration": "forever",
-                "name": f"Line discount {format_money(line.discount_amount, plan.currency)}",
-                "metadata": {"created_by": "dealbridge"},
-            },
-            idempotency_key=f"dealbridge:{key}",
-        )
-        found = coupon.id
-    except StripeRejected as exc:
-        if exc.code != "resource_already_exists":
-            raise
-        found = runtime.stripe.retrieve_coupon(wanted).id
-    _remember(runtime, key, "coupon", found)
-    return _known(runtime, key) or found
+    return _coupon(
+        runtime,
+        coupon_id(line, plan),
+        {
+            "amount_off": line.discount_amount,
+            "currency": plan.currency,
+            "duration": "forever",
+            "name": f"Line discount {format_money(line.discount_amount, plan.currency)}",
+            "metadata": {"created_by": "dealbridge"},
+        },
+    )
 
 
 def percent_coupon_id(plan: BillingPlan) -> str:
     """The id of the percent-off coupon of a deal discount: one per percentage."""
     basis = f"percent_off|{plan.discount_percent}|forever"
-    return "dealbridge_" + hashlib.sha256(basis.encode()).hexdigest()[:24]
+    return _derived_id(basis)
 
 
 def ensure_deal_coupon(runtime: Runtime, plan: BillingPlan) -> str | None:
@@ -85,36 +97,23 @@ def ensure_deal_coupon(runtime: Runtime, plan: BillingPlan) -> str | None:
     the plan has no deal discount. Like line coupons, its id is derived from its terms."""
     if plan.discount_percent is None:
         return None
-    wanted = percent_coupon_id(plan)
-    key = f"coupon:{wanted}"
-    known = _known(runtime, key)
-    if known:
-        return known
-    try:
-        coupon = runtime.stripe.create_coupon(
-            {
-                "id": wanted,
-                "percent_off": str(plan.discount_percent),  # type: ignore[typeddict-item]
-                "duration": "forever",
-                "name": f"Deal discount {plan.discount_percent}%",
-                "metadata": {"created_by": "dealbridge"},
-            },
-            idempotency_key=f"dealbridge:{key}",
-        )
-        found = coupon.id
-    except StripeRejected as exc:
-        if exc.code != "resource_already_exists":
-            raise
-        found = runtime.stripe.retrieve_coupon(wanted).id
-    _remember(runtime, key, "coupon", found)
-    return _known(runtime, key) or found
+    return _coupon(
+        runtime,
+        percent_coupon_id(plan),
+        {
+            "percent_off": str(plan.discount_percent),  # type: ignore[typeddict-item]
+            "duration": "forever",
+            "name": f"Deal discount {plan.discount_percent}%",
+            "metadata": {"created_by": "dealbridge"},
+        },
+    )
 
 
 def amount_coupon_id(plan: BillingPlan) -> str:
     """The id of the once amount-off coupon of a deal discount amount: one per currency and
     amount (a line's forever coupon of the same amount is a different coupon)."""
     basis = f"amount_off|{plan.currency}|{plan.discount_amount}|once"
-    return "dealbridge_" + hashlib.sha256(basis.encode()).hexdigest()[:24]
+    return _derived_id(basis)
 
 
 def ensure_deal_amount_coupon(runtime: Runtime, plan: BillingPlan) -> str | None:
@@ -122,30 +121,17 @@ def ensure_deal_amount_coupon(runtime: Runtime, plan: BillingPlan) -> str | None
     on its first invoice (``docs/billing-rules.md`` §2.9), created once; None without one."""
     if not plan.discount_amount:
         return None
-    wanted = amount_coupon_id(plan)
-    key = f"coupon:{wanted}"
-    known = _known(runtime, key)
-    if known:
-        return known
-    try:
-        coupon = runtime.stripe.create_coupon(
-            {
-                "id": wanted,
-                "amount_off": plan.discount_amount,
-                "currency": plan.currency,
-                "duration": "once",
-                "name": f"Deal discount {format_money(plan.discount_amount, plan.currency)}",
-                "metadata": {"created_by": "dealbridge"},
-            },
-            idempotency_key=f"dealbridge:{key}",
-        )
-        found = coupon.id
-    except StripeRejected as exc:
-        if exc.code != "resource_already_exists":
-            raise
-        found = runtime.stripe.retrieve_coupon(wanted).id
-    _remember(runtime, key, "coupon", found)
-    return _known(runtime, key) or found
+    return _coupon(
+        runtime,
+        amount_coupon_id(plan),
+        {
+            "amount_off": plan.discount_amount,
+            "currency": plan.currency,
+            "duration": "once",
+            "name": f"Deal discount {format_money(plan.discount_amount, plan.currency)}",
+            "metadata": {"created_by": "dealbridge"},
+        },
+    )
 
 
 def forget(runtime: Runtime, stripe_id: str) -> None:
