@@ -18,7 +18,13 @@ from connector.jobs import housekeeping
 from connector.runtime import Runtime
 from connector.services import admin, admin_import
 from connector.services.import_run import PHASES
-from connector.web.auth import csrf_token, current_identity, require, same_secret
+from connector.web.auth import (
+    check_form_csrf,
+    csrf_token,
+    current_identity,
+    require,
+    secret_key,
+)
 from connector.web.context import current_runtime
 from connector.web.errors import ApiError
 
@@ -36,13 +42,6 @@ def _actor() -> admin.Actor:
     identity = current_identity()
     assert identity is not None  # require() ran first
     return admin.Actor(identity.user, identity.role)
-
-
-def _secret() -> str:
-    key = _runtime().config.secrets.secret_key
-    if key is None:
-        raise ApiError(503, "not_configured", "DEALBRIDGE_SECRET_KEY is not set")
-    return str(key.reveal())
 
 
 def _whole(name: str, default: int, *, low: int, high: int | None = None) -> int:
@@ -252,17 +251,10 @@ def _render(message: str | None = None, status: int = 200) -> Response:
         message=message,
         bad=status >= 400,
         token=request.args.get("t") or request.form.get("t"),
-        csrf=csrf_token(_secret(), identity),
+        csrf=csrf_token(secret_key(), identity),
         identity=identity,
     )
     return make_response(html, status)
-
-
-def _check_csrf() -> None:
-    identity = current_identity()
-    assert identity is not None
-    if not same_secret(request.form.get("csrf", ""), csrf_token(_secret(), identity)):
-        raise ApiError(400, "csrf", "The form has expired; reload the page and try again.")
 
 
 def _page_outcome(outcome: admin.Outcome) -> Response:
@@ -278,7 +270,7 @@ def admin_page() -> Response:
 @blueprint.post("/admin/inbox/<event_id>/replay")
 @require("admin")
 def page_replay(event_id: str) -> Response:
-    _check_csrf()
+    check_form_csrf()
     try:
         return _page_outcome(_replay(event_id))
     except ApiError as exc:
@@ -288,7 +280,7 @@ def page_replay(event_id: str) -> Response:
 @blueprint.post("/admin/outbox/<message_id>/retry")
 @require("admin")
 def page_retry(message_id: str) -> Response:
-    _check_csrf()
+    check_form_csrf()
     try:
         return _page_outcome(_retry(message_id))
     except ApiError as exc:
@@ -298,7 +290,7 @@ def page_retry(message_id: str) -> Response:
 @blueprint.post("/admin/imports")
 @require("admin")
 def page_start_import() -> Response:
-    _check_csrf()
+    check_form_csrf()
     body: dict[str, Any] = {
         "phases": request.form.getlist("phases"),  # none ticked: refused, not "all"
         "dry_run": request.form.get("dry_run") == "1",
@@ -320,7 +312,7 @@ def page_start_import() -> Response:
 @blueprint.post("/admin/retention/prune")
 @require("admin")
 def page_prune() -> Response:
-    _check_csrf()
+    check_form_csrf()
     removed = _prune()
     return _render(
         f"Pruned {removed['inbox_events']} inbox events and {removed['outbox_messages']} "

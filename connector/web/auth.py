@@ -126,6 +126,22 @@ SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 CSRF_HEADER = "X-CSRF-Token"
 
 
+def secret_key() -> str:
+    """``DEALBRIDGE_SECRET_KEY``, which signs sessions and form tokens; 503 without it."""
+    key = current_runtime().config.secrets.secret_key
+    if key is None:
+        raise ApiError(503, "not_configured", "DEALBRIDGE_SECRET_KEY is not set")
+    return str(key.reveal())
+
+
+def check_form_csrf() -> None:
+    """A page's form post carries the signed-in user's CSRF token, or it is refused."""
+    identity = current_identity()
+    assert identity is not None
+    if not same_secret(request.form.get("csrf", ""), csrf_token(secret_key(), identity)):
+        raise ApiError(400, "csrf", "The form has expired; reload the page and try again.")
+
+
 def same_secret(presented: str, expected: str) -> bool:
     """Constant-time comparison that refuses (rather than raises on) non-ASCII input."""
     return hmac.compare_digest(presented.encode(), expected.encode())

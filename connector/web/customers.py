@@ -29,7 +29,13 @@ from connector.services import (
 from connector.services.catalog_mirror import refresh_catalog
 from connector.services.lifecycle_operations import LifecycleError, OnCreditHold
 from connector.store.models import PriceMirror, ProductMirror
-from connector.web.auth import csrf_token, current_identity, require, same_secret
+from connector.web.auth import (
+    check_form_csrf,
+    csrf_token,
+    current_identity,
+    require,
+    secret_key,
+)
 from connector.web.context import current_runtime
 from connector.web.errors import ApiError
 
@@ -43,13 +49,6 @@ def _runtime() -> Runtime:
 def _actor() -> str:
     identity = current_identity()
     return identity.user if identity else "anonymous"
-
-
-def _secret() -> str:
-    key = _runtime().config.secrets.secret_key
-    if key is None:
-        raise ApiError(503, "not_configured", "DEALBRIDGE_SECRET_KEY is not set")
-    return str(key.reveal())
 
 
 def _guard(action: Callable[[], Any]) -> Any:
@@ -185,7 +184,7 @@ def _render(customer_id: str, message: str | None = None, status: int = 200) -> 
         message=message,
         bad=status >= 400,
         token=request.args.get("t") or request.form.get("t"),
-        csrf=csrf_token(_secret(), identity),
+        csrf=csrf_token(secret_key(), identity),
         identity=identity,
         money=format_money,
         crm_url=runtime.crm.record_url("account", groups.crm_account_id),
@@ -200,15 +199,8 @@ def customer_page(customer_id: str) -> Response:
     return _render(customer_id)
 
 
-def _check_csrf() -> None:
-    identity = current_identity()
-    assert identity is not None
-    if not same_secret(request.form.get("csrf", ""), csrf_token(_secret(), identity)):
-        raise ApiError(400, "csrf", "The form has expired; reload the page and try again.")
-
-
 def _act(customer_id: str, action: Callable[[], str]) -> Response:
-    _check_csrf()
+    check_form_csrf()
     return _act_checked(customer_id, action)
 
 
@@ -236,7 +228,7 @@ def page_cancel(customer_id: str, subscription_id: str) -> Response:
 
 
 def _page_cancel_now(customer_id: str, subscription_id: str, when: str) -> Response:
-    _check_csrf()
+    check_form_csrf()
     identity = current_identity()
     assert identity is not None
     if when == "confirm":
@@ -267,8 +259,8 @@ def _page_cancel_now(customer_id: str, subscription_id: str, when: str) -> Respo
         return _render(customer_id, exc.message, exc.status)
     html = render_template(
         "cancel_now_confirm.html", p=shown, customer_id=customer_id, identity=identity,
-        token=request.args.get("t") or request.form.get("t"), csrf=csrf_token(_secret(), identity),
-        money=format_money,
+        token=request.args.get("t") or request.form.get("t"),
+        csrf=csrf_token(secret_key(), identity), money=format_money,
     )  # fmt: skip
     return make_response(html, 200)
 
@@ -347,7 +339,7 @@ def _render_catalog(message: str | None = None, status: int = 200) -> Response:
         message=message,
         bad=status >= 400,
         token=request.args.get("t") or request.form.get("t"),
-        csrf=csrf_token(_secret(), identity),
+        csrf=csrf_token(secret_key(), identity),
         identity=identity,
         money=format_money,
         intervals=INTERVALS,
@@ -379,7 +371,7 @@ def _catalog_act(action: Callable[[], str]) -> Response:
 @blueprint.post("/catalog/products/<product_id>/archive")
 @require("finance")
 def page_archive_product(product_id: str) -> Response:
-    _check_csrf()
+    check_form_csrf()
 
     def run() -> str:
         catalog_changes.archive_product(_runtime(), product_id, actor=_actor())
@@ -394,7 +386,7 @@ def page_archive_product(product_id: str) -> Response:
 @blueprint.post("/catalog/prices/<price_id>/archive")
 @require("finance")
 def page_archive_price(price_id: str) -> Response:
-    _check_csrf()
+    check_form_csrf()
 
     def run() -> str:
         catalog_changes.archive_price(_runtime(), price_id, actor=_actor())
@@ -446,7 +438,7 @@ def _change_form(price_id: str) -> tuple[int | None, str | None, int | None]:
 @blueprint.post("/catalog/prices/<price_id>/change")
 @require("finance")
 def page_change_price(price_id: str) -> Response:
-    _check_csrf()
+    check_form_csrf()
     try:
         amount, interval, count = _change_form(price_id)
     except _FormProblem as exc:

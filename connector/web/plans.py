@@ -39,6 +39,7 @@ from connector.web.auth import (
     SESSION_COOKIE,
     Identity,
     LinkRefused,
+    check_form_csrf,
     check_launch_window,
     csrf_token,
     current_identity,
@@ -46,6 +47,7 @@ from connector.web.auth import (
     launch_signature,
     require,
     same_secret,
+    secret_key,
 )
 from connector.web.context import current_runtime
 from connector.web.errors import ApiError
@@ -55,13 +57,6 @@ blueprint = Blueprint("plans", __name__)
 
 def _runtime() -> Any:
     return current_runtime()
-
-
-def _secret() -> str:
-    key = _runtime().config.secrets.secret_key
-    if key is None:
-        raise ApiError(503, "not_configured", "DEALBRIDGE_SECRET_KEY is not set")
-    return str(key.reveal())
 
 
 def _view(plan_id: str) -> dict[str, Any]:
@@ -227,7 +222,7 @@ def launch() -> Response:
         exp = int(args.get("exp", "0"))
     except ValueError:
         exp = 0
-    expected = launch_signature(_secret(), deal, user, role, exp, args.get("nonce", ""))
+    expected = launch_signature(secret_key(), deal, user, role, exp, args.get("nonce", ""))
     runtime = _runtime()
     now = runtime.clock()
     ttl = int(runtime.config.section("web")["launch_link_ttl_seconds"])
@@ -256,7 +251,9 @@ def launch() -> Response:
             "This link is invalid, has expired or was already used; open it from the CRM again.",
             reason=str(refused),
         ) from refused
-    token = issue_session_token(_secret(), Identity(user=user, role=role, via="launch", deal=deal))
+    token = issue_session_token(
+        secret_key(), Identity(user=user, role=role, via="launch", deal=deal)
+    )
     response = make_response(redirect(url_for("plans.deal_page", deal_id=deal, t=token)))
     secure = request.is_secure
     response.set_cookie(
@@ -316,7 +313,7 @@ def _render(
         message=message,
         problems=problems or [],
         token=_token_param(),
-        csrf=csrf_token(_secret(), identity),
+        csrf=csrf_token(secret_key(), identity),
         identity=identity,
         confirm_manual=confirm_manual,
         manual_sent=manual_sent,
@@ -334,13 +331,6 @@ def _render(
         ),
     )
     return make_response(html, status)
-
-
-def _check_csrf() -> None:
-    identity = current_identity()
-    assert identity is not None
-    if not same_secret(request.form.get("csrf", ""), csrf_token(_secret(), identity)):
-        raise ApiError(400, "csrf", "The form has expired; reload the page and try again.")
 
 
 def _form_overrides() -> dict[str, Any]:
@@ -385,7 +375,7 @@ def _form_overrides() -> dict[str, Any]:
 @blueprint.post("/plans/<plan_id>/adjust")
 @require("sales_rep")
 def page_adjust(plan_id: str) -> Response:
-    _check_csrf()
+    check_form_csrf()
     try:
         _do_adjust(plan_id, _guard(_form_overrides))
     except ApiError as exc:
@@ -402,7 +392,7 @@ def page_adjust(plan_id: str) -> Response:
 @blueprint.post("/plans/<plan_id>/activate")
 @require("sales_rep")
 def page_activate(plan_id: str) -> Response:
-    _check_csrf()
+    check_form_csrf()
     try:
         _do_activate(plan_id)
     except ApiError as exc:
@@ -423,7 +413,7 @@ def page_confirm_manual(plan_id: str) -> Response:
 @blueprint.post("/plans/<plan_id>/manual")
 @require("sales_rep")
 def page_manual(plan_id: str) -> Response:
-    _check_csrf()
+    check_form_csrf()
     if request.form.get("confirm") != "yes":
         return _render(plan_id, confirm_manual=True)
     try:
@@ -440,7 +430,7 @@ def page_manual(plan_id: str) -> Response:
 @blueprint.post("/plans/<plan_id>/manual/undo")
 @require("sales_rep")
 def page_undo_manual(plan_id: str) -> Response:
-    _check_csrf()
+    check_form_csrf()
     try:
         _guard(lambda: plan_service.undo_manual(_runtime(), plan_id, actor=_actor()))
     except ApiError as exc:
@@ -469,7 +459,7 @@ def api_changed_cancel(plan_id: str) -> Response:
 @blueprint.post("/plans/<plan_id>/changed/<action>")
 @require("sales_rep")
 def page_changed_after_activation(plan_id: str, action: str) -> Response:
-    _check_csrf()
+    check_form_csrf()
     identity = current_identity()
     if action == "cancel" and (identity is None or not identity.has("finance")):
         return _render(plan_id, message="Canceling the subscription needs the finance role.")
@@ -488,7 +478,7 @@ def page_changed_after_activation(plan_id: str, action: str) -> Response:
 @blueprint.post("/plans/<plan_id>/customer")
 @require("sales_rep")
 def page_choose_customer(plan_id: str) -> Response:
-    _check_csrf()
+    check_form_csrf()
     customer_id = request.form.get("customer_id", "")
     try:
         _guard(
