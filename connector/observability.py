@@ -33,8 +33,14 @@ class QueueDepthCollector(Collector):
             "Outbound writes by kind and status",
             labels=["kind", "status"],
         )
+        spooled = GaugeMetricFamily(
+            "dealbridge_intake_spooled_events",
+            "Events the web process received and the worker has not moved into the inbox yet "
+            "(SQLite's intake spool; 0 on PostgreSQL)",
+        )
         try:
-            with self._db().session() as session:
+            db = self._db()
+            with db.reading() as session:
                 for source, status, count in session.execute(
                     select(InboxEvent.source, InboxEvent.status, func.count()).group_by(
                         InboxEvent.source, InboxEvent.status
@@ -47,10 +53,13 @@ class QueueDepthCollector(Collector):
                     )
                 ):
                     outbox.add_metric([kind, status], count)
+                spool = db.intake_spool
+                spooled.add_metric([], spool.waiting(session) if spool is not None else 0)
         except Exception:
             return
         yield inbox
         yield outbox
+        yield spooled
 
 
 class Metrics:

@@ -710,7 +710,7 @@ def on_invoice_events(
         groups.setdefault(about.object_id, []).append(index)
         types.setdefault(about.object_id, []).append(about.event_type)
         hints[about.object_id] = hints.get(about.object_id) or about.customer_id
-    with runtime.db.session() as session:
+    with runtime.db.reading() as session:
         accounts = linked_accounts(session, hints.values())
         seen = _write_counters(session, list(groups))
     wanted: list[str] = []

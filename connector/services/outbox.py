@@ -623,9 +623,9 @@ def drain_outbox(
     while attempted < limit:
         progressed = False
         burst: bool | None = None
-        with runtime.db.session() as session:
-            # One look for every kind: a kind with nothing due costs no transaction of its
-            # own (on SQLite each one takes the write lock a webhook's insert waits for).
+        with runtime.db.reading() as session:
+            # One look for every kind, as a reader: a kind with nothing due costs no write
+            # transaction (on SQLite each takes the write lock a webhook's insert waits for).
             due_kinds = set(
                 session.scalars(
                     select(OutboxMessage.kind).where(due(OutboxMessage, runtime.clock())).distinct()
@@ -639,16 +639,18 @@ def drain_outbox(
                 continue
             size = sender.batch_size(runtime) if isinstance(sender, BatchedSender) else SINGLE_CHUNK
             wanted = min(size, room)
-            with runtime.db.session() as session:
-                now = runtime.clock()
-                if fill is not None and sender.linger:
+            now = runtime.clock()
+            if fill is not None and sender.linger:
+                # Deciding how much to claim only reads; the claim below re-checks each row.
+                with runtime.db.reading() as session:
                     if burst is None:
                         burst = _burst_on(session, senders, fill, now)
                     if burst:
                         unit = sender.unit(runtime) if isinstance(sender, BatchedSender) else None
                         wanted = _fill_limit(session, kind, unit, wanted, fill, now)
-                if wanted <= 0:
-                    continue
+            if wanted <= 0:
+                continue
+            with runtime.db.session() as session:
                 items = claim(session, kind, now, wanted, lease)
             if not items:
                 continue

@@ -2,59 +2,29 @@
 
 from __future__ import annotations
 
-import sqlite3
 import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
+
+from connector.store.intake_spool import IntakeSpool, spool_path
+from connector.store.sqlite_lock import LOCK_WAIT_SECONDS, WriterGate, begin_immediate
+
+__all__ = ["LOCK_WAIT_SECONDS", "Database", "begin_immediate", "holding_store", "is_postgres"]
 
 
 def is_postgres(engine: Engine) -> bool:
     return engine.dialect.name == "postgresql"
 
 
-#: How long a transaction waits for SQLite's write lock before it fails "database is locked".
-LOCK_WAIT_SECONDS = 30
-#: Polling interval while waiting for the lock: first and longest.
-_FIRST_POLL_SECONDS = 0.0005
-_LONGEST_POLL_SECONDS = 0.002
-
-
-def begin_immediate(dbapi_connection: Any, wait_seconds: float = LOCK_WAIT_SECONDS) -> None:
-    """``BEGIN IMMEDIATE``, polling for the write lock every 0.5 to 2 ms instead of SQLite's
-    busy handler.
-
-    Why: the busy handler sleeps on a back-off schedule (1, 2, 5, 10, 15, 20, 25, 50, 100 ms),
-    so a webhook's one-row insert that finds the worker's transaction in progress sleeps on
-    long after the lock is free; measured under ``dealbridge serve`` that put the intake's p99
-    at 135 ms against 39 ms for the web process alone (docs/benchmarks.md). Polling finely
-    takes the lock within about a millisecond of its release, in every process alike.
-    """
-    deadline = time.monotonic() + wait_seconds
-    poll = _FIRST_POLL_SECONDS
-    cursor = dbapi_connection.cursor()
-    try:
-        cursor.execute("PRAGMA busy_timeout=0")
-        while True:
-            try:
-                cursor.execute("BEGIN IMMEDIATE")
-                return
-            except sqlite3.OperationalError as error:
-                if "locked" not in str(error) and "busy" not in str(error):
-                    raise
-                if time.monotonic() >= deadline:
-                    raise
-            time.sleep(poll)
-            poll = min(poll * 2, _LONGEST_POLL_SECONDS)
-    finally:
-        cursor.execute(f"PRAGMA busy_timeout={LOCK_WAIT_SECONDS * 1000}")
-        cursor.close()
+#: Execution option of the engine behind ``Database.reading``: the transaction only reads.
+READ_ONLY = "dealbridge_read_only"
 
 
 def make_engine(url: str, **kwargs: Any) -> Engine:
@@ -79,11 +49,33 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
             cursor.execute(f"PRAGMA busy_timeout={LOCK_WAIT_SECONDS * 1000}")
             cursor.close()
 
+        gate = WriterGate()
+
         @event.listens_for(engine, "begin")
-        def _sqlite_begin_immediate(conn: Any) -> None:
+        def _sqlite_begin(conn: Any) -> None:
+            dbapi_connection = conn.connection.dbapi_connection
+            if conn.get_execution_options().get(READ_ONLY):
+                # A WAL reader: sees the last commit, never waits for nor blocks a writer.
+                dbapi_connection.execute("BEGIN")
+                return
             # Take the write lock at BEGIN so two workers never both read-then-write the
             # same row: SQLite has no SELECT ... FOR UPDATE.
-            begin_immediate(conn.connection.dbapi_connection)
+            gate.enter(dbapi_connection)
+            try:
+                begin_immediate(dbapi_connection)
+            except BaseException:
+                gate.leave(dbapi_connection)
+                raise
+
+        @event.listens_for(engine, "commit")
+        @event.listens_for(engine, "rollback")
+        def _sqlite_end(conn: Any) -> None:
+            gate.leave(conn.connection.dbapi_connection)
+
+        @event.listens_for(engine, "checkin")
+        @event.listens_for(engine, "invalidate")
+        def _sqlite_returned(dbapi_connection: Any, *_args: Any) -> None:
+            gate.leave(dbapi_connection)  # a transaction that ended without COMMIT/ROLLBACK
 
         return engine
     return create_engine(url, pool_pre_ping=True, **kwargs)
@@ -107,6 +99,11 @@ def holding_store() -> bool:
     return _held.sessions > 0 or _held.connections > 0
 
 
+def _refuse_writes(session: Session, *_args: Any) -> None:
+    if session.new or session.dirty or session.deleted:
+        raise RuntimeError("a reading session cannot write: use Database.session()")
+
+
 def _track_connections(engine: Engine) -> None:
     @event.listens_for(engine, "checkout")
     def _checkout(*_args: Any) -> None:
@@ -125,6 +122,8 @@ class Database:
         self.engine = make_engine(url, **engine_kwargs)
         _track_connections(self.engine)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self._reader = self.engine.execution_options(**{READ_ONLY: True})
+        self._reads = sessionmaker(self._reader, expire_on_commit=False, autoflush=False)
 
     @contextmanager
     def session(self) -> Iterator[Session]:
@@ -136,6 +135,43 @@ class Database:
         finally:
             _held.sessions -= 1
 
+    @contextmanager
+    def reading(self) -> Iterator[Session]:
+        """A transaction that only reads: on SQLite a WAL reader, which neither takes nor
+        waits for the write lock, so a look at the queues never delays a webhook's insert.
+        It sees the store as of its first statement; anything decided from it must be
+        re-checked under a write transaction (a claim does). Writing in it is refused."""
+        _held.sessions += 1
+        try:
+            with self._reads() as session, session.begin():
+                event.listen(session, "before_flush", _refuse_writes)
+                yield session
+        finally:
+            _held.sessions -= 1
+
+    @contextmanager
+    def looking(self) -> Iterator[Connection]:
+        """``reading``'s transaction on a Core connection, without an ORM session: for a
+        hot path's one or two statements (a webhook's duplicate check costs a third of the
+        CPU through a session)."""
+        _held.sessions += 1
+        try:
+            with self._reader.connect() as connection, connection.begin():
+                yield connection
+        finally:
+            _held.sessions -= 1
+
+    @contextmanager
+    def writing(self) -> Iterator[Connection]:
+        """``session``'s transaction on a Core connection, without an ORM session: for a hot
+        path's one statement (a webhook's insert on PostgreSQL)."""
+        _held.sessions += 1
+        try:
+            with self.engine.connect() as connection, connection.begin():
+                yield connection
+        finally:
+            _held.sessions -= 1
+
     def ping(self) -> bool:
         try:
             with self.engine.connect() as conn:
@@ -144,5 +180,14 @@ class Database:
         except Exception:
             return False
 
+    @cached_property
+    def intake_spool(self) -> IntakeSpool | None:
+        """Where the web process spools inbound events on a SQLite store (None on
+        PostgreSQL): see ``store/intake_spool.py``."""
+        path = spool_path(self.url)
+        return IntakeSpool(path) if path is not None else None
+
     def dispose(self) -> None:
+        if "intake_spool" in self.__dict__ and self.intake_spool is not None:
+            self.intake_spool.close()
         self.engine.dispose()
