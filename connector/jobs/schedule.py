@@ -31,7 +31,7 @@ from connector.services import (
     subscription_changes,
 )
 from connector.services.inbox import busy as inbox_busy
-from connector.services.inbox import process_due_events, received_since
+from connector.services.inbox import process_due_events, received_since, spooled_waiting
 from connector.services.outbox import FillWait, drain_outbox
 
 DAY_SECONDS = 86_400
@@ -72,7 +72,7 @@ def fill_wait(runtime: Runtime, *, timed: bool = True) -> FillWait:
     source = STRIPE_EVENT_HANDLERS.source
 
     def upstream_busy(session: Session, now: datetime) -> bool:
-        if inbox_busy(session, source, now):
+        if inbox_busy(session, source, now) or spooled_waiting(runtime, session):
             return True
         return timed and received_since(session, source, now - quiet)
 

@@ -62,7 +62,7 @@ class WorkerLoops:
     @classmethod
     def for_worker(cls, registry: JobRegistry, runtime: Runtime) -> WorkerLoops:
         """The worker's jobs of ``registry``, woken by the runtime's store."""
-        doorbell = Doorbell(runtime.db.engine)
+        doorbell = Doorbell(runtime.db.engine, runtime.db.intake_spool)
         loops = cls(registry, runtime, registry.jobs(("worker",)), doorbell.rang)
         loops._on_stop.append(doorbell.close)
         return loops

@@ -45,6 +45,15 @@ def store_change(
     return stored == "stored"
 
 
+def receive_change(
+    runtime: Runtime, event_id: str, event_type: str, payload: Mapping[str, Any]
+) -> bool:
+    """A change the CRM pushed to the web process, put in the inbox (through the intake
+    spool on SQLite: ``inbox.receive_event``) once; False when it was already received."""
+    stored = inbox.receive_event(runtime, SOURCE, event_id, event_type, json.dumps(payload))
+    return stored == "stored"
+
+
 def queue_change(
     session: Session,
     event_id: str,

@@ -62,13 +62,18 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import Select, Table, or_, select, update
+from sqlalchemy import Select, Table, bindparam, or_, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.dml import Insert
 
 from connector.domain.untrusted_json import UntrustedJsonError, parse_object
 from connector.runtime import Runtime
 from connector.store import audit
+from connector.store.cursors import save_cursor
+from connector.store.intake_spool import MOVED_CURSOR, moved_through
 from connector.store.lease import (
     DONE,
     PARKED,
@@ -81,7 +86,7 @@ from connector.store.lease import (
     renew_claimed,
     settle_claimed,
 )
-from connector.store.models import InboxEvent
+from connector.store.models import Cursor, InboxEvent
 
 log = logging.getLogger(__name__)
 
@@ -258,6 +263,31 @@ def stored_event_id(event_id: str) -> str:
     return "sha256:" + hashlib.sha256(event_id.encode("utf-8", "surrogatepass")).hexdigest()
 
 
+def event_values(
+    source: str,
+    event_id: str,
+    event_type: str,
+    payload: str,
+    now: datetime,
+    *,
+    handled: bool = True,
+) -> dict[str, Any]:
+    """An inbox row's columns (all but its id), due at once."""
+    return {
+        "source": source,
+        "event_id": stored_event_id(event_id),
+        "event_type": event_type,
+        "payload": payload,
+        "received_at": now,
+        "status": "pending" if handled else "ignored",
+        "attempts": 0,
+        "next_attempt_at": now,
+        "last_error": None,
+        "processed_at": None if handled else now,
+        "outcome": None if handled else "not an event type dealbridge handles",
+    }
+
+
 def new_event(
     source: str,
     event_id: str,
@@ -268,18 +298,24 @@ def new_event(
     handled: bool = True,
 ) -> InboxEvent:
     """An inbox row, due at once; for a caller that stores it in its own transaction."""
-    return InboxEvent(
-        source=source,
-        event_id=stored_event_id(event_id),
-        event_type=event_type,
-        payload=payload,
-        received_at=now,
-        status="pending" if handled else "ignored",
-        attempts=0,
-        next_attempt_at=now,
-        processed_at=None if handled else now,
-        outcome=None if handled else "not an event type dealbridge handles",
+    return InboxEvent(**event_values(source, event_id, event_type, payload, now, handled=handled))
+
+
+def _insert_once(dialect: str) -> Insert:
+    """``INSERT ... ON CONFLICT (source, event_id) DO NOTHING`` for the store's dialect: a
+    second delivery inserts nothing, and says so by returning no id."""
+    insert = pg_insert if dialect == "postgresql" else sqlite_insert
+    return cast(
+        Insert,
+        insert(InboxEvent).on_conflict_do_nothing(index_elements=["source", "event_id"]),
     )
+
+
+#: Built once per dialect; SQLAlchemy caches their compiled forms.
+_INSERT_ONCE = {dialect: _insert_once(dialect) for dialect in ("sqlite", "postgresql")}
+_INSERT_ONCE_RETURNING = {
+    dialect: statement.returning(InboxEvent.id) for dialect, statement in _INSERT_ONCE.items()
+}
 
 
 def store_event(
@@ -313,6 +349,122 @@ def store_event(
             raise  # some other constraint: not a duplicate, don't hide it
         return "duplicate"
     return "stored" if handled else "ignored"
+
+
+def receive_event(
+    runtime: Runtime,
+    source: str,
+    event_id: str,
+    event_type: str,
+    payload: str,
+    *,
+    handled: bool = True,
+) -> str:
+    """The web process's way in: ``store_event``'s outcomes, but on a SQLite store the event
+    goes to the intake spool (``store/intake_spool.py``), so the acknowledgement never waits
+    for the worker's write lock; the worker moves it into the inbox (``move_spooled``).
+
+    An event the inbox or the spool holds already is a ``duplicate``. One that arrives again
+    while its first delivery is being moved may be spooled twice; the move stores it once.
+    The same transaction deletes the spooled events the worker has moved: only this
+    process writes the spool, so the worker (at a lower CPU priority under ``serve``) never
+    holds the spool's lock while a webhook waits for it.
+    """
+    spool = runtime.db.intake_spool
+    if spool is None:
+        # One Core statement, not an ORM session that fails on the unique key: half the CPU
+        # of an acknowledgement (bench/serve_intake.py, --procfile).
+        values = event_values(
+            source, event_id, event_type, payload, runtime.clock(), handled=handled
+        )
+        with runtime.db.writing() as connection:
+            inserted = connection.execute(
+                _INSERT_ONCE_RETURNING[connection.dialect.name], values
+            ).first()
+        if inserted is None:
+            return "duplicate"
+        return "stored" if handled else "ignored"
+    stored_id = stored_event_id(event_id)
+    with runtime.db.looking() as connection:
+        known, moved = connection.execute(
+            _RECEIVED_LOOK, {"source": source, "event_id": stored_id, "cursor": MOVED_CURSOR}
+        ).one()
+    if known is not None:
+        return "duplicate"
+    spooled = spool.put(
+        source,
+        stored_id,
+        event_type,
+        payload,
+        handled=handled,
+        received_at=runtime.clock(),
+        moved_through=int(moved or 0),
+    )
+    if not spooled:
+        return "duplicate"
+    return "stored" if handled else "ignored"
+
+
+#: ``receive_event``'s one look at the store: is the event in the inbox already, and how far
+#: has the worker moved the spool. Built once; SQLAlchemy caches its compiled form.
+_RECEIVED_LOOK = select(
+    select(InboxEvent.id)
+    .where(InboxEvent.source == bindparam("source"), InboxEvent.event_id == bindparam("event_id"))
+    .scalar_subquery(),
+    select(Cursor.value).where(Cursor.name == bindparam("cursor")).scalar_subquery(),
+)
+#: Spooled events moved per store transaction: short enough that the web process's
+#: other writes (an approval, a CRM push) do not wait long behind it.
+MOVE_CHUNK = 200
+
+
+def move_spooled(runtime: Runtime) -> int:
+    """Move the events the web process spooled into the inbox, oldest first; how many.
+
+    Each chunk is one store transaction that inserts the events (an event already in the
+    inbox is skipped: it was redelivered while its first copy was being moved) and advances
+    the store's ``MOVED_CURSOR`` to the last one, so a crash moves a chunk wholly or not at
+    all, and two workers never move one twice (the cursor is read under the write lock).
+    The worker only reads the spool; the web process deletes the moved rows
+    (``receive_event``). A no-op on PostgreSQL.
+    """
+    spool = runtime.db.intake_spool
+    if spool is None:
+        return 0
+    moved = 0
+    while True:
+        with runtime.db.session() as session:
+            chunk = spool.after(moved_through(session), MOVE_CHUNK)
+            if not chunk:
+                break
+            session.execute(
+                _INSERT_ONCE[session.get_bind().dialect.name],
+                [
+                    event_values(
+                        event.source,
+                        event.event_id,
+                        event.event_type,
+                        event.payload,
+                        event.received_at,
+                        handled=event.handled,
+                    )
+                    for event in chunk
+                ],
+            )
+            save_cursor(session, MOVED_CURSOR, str(chunk[-1].id), runtime.clock())
+        moved += len(chunk)
+        if len(chunk) < MOVE_CHUNK:
+            break
+    if moved:
+        spool.checkpoint()  # here, not in a commit of the web process (``intake_spool``)
+    return moved
+
+
+def spooled_waiting(runtime: Runtime, session: Session) -> int:
+    """Events received by the web process that the worker has not moved into the inbox yet
+    (0 on PostgreSQL): waiting work, shown with the inbox's."""
+    spool = runtime.db.intake_spool
+    return spool.waiting(session) if spool is not None else 0
 
 
 # --------------------------------------------------------------------------- processing
@@ -657,6 +809,7 @@ def process_due_events(
     the module docstring).
     """
     batch_size = int(runtime.config.section("jobs")["event_batch_size"])
+    move_spooled(runtime)
     handled = 0
     while handled < limit:
         with runtime.db.session() as session:

@@ -6,9 +6,10 @@ about 4 s from a change in Stripe to the CRM record (bench/freshness.py). Anothe
 web process storing a webhook or a CRM push, an approval on the review page, a CLI command)
 cannot call into the worker, but it writes rows the worker can see. The doorbell looks,
 several times a second, at the newest row of each queue: inbox events, outbox messages and
-plan approvals (``plans.approval_seq``). Each look is one index lookup per queue on a plain
-connection outside any transaction the ORM opens, so on SQLite it never takes the write lock
-(a WAL reader) and on PostgreSQL it takes no row lock.
+plan approvals (``plans.approval_seq``), and on SQLite the intake spool where the web process
+puts webhooks (``store/intake_spool.py``; it rings as the inbox). Each look is one index
+lookup per queue on a plain connection outside any transaction the ORM opens, so on SQLite it
+never takes the write lock (a WAL reader) and on PostgreSQL it takes no row lock.
 
 A ring only says "look now"; the jobs still claim their work under leases, so a ring that a
 job misses (or one that rings for nothing) costs time, never correctness.
@@ -21,6 +22,8 @@ from typing import Any
 
 from sqlalchemy import Engine
 
+from connector.store.intake_spool import IntakeSpool
+
 #: The queues the doorbell watches, in the order of ``_NEWEST``'s columns.
 QUEUES = ("inbox", "outbox", "approvals")
 _NEWEST = (
@@ -32,8 +35,10 @@ _NEWEST = (
 class Doorbell:
     """``rang()`` names the queues with a row newer than at the previous call."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, spool: IntakeSpool | None = None) -> None:
         self._engine = engine
+        self._spool = spool
+        self._queues = QUEUES + (("inbox",) if spool is not None else ())
         self._connection: Any = None
         self._seen: tuple[Any, ...] | None = None
 
@@ -43,7 +48,7 @@ class Doorbell:
         if seen is None:
             return frozenset()
         return frozenset(
-            q for q, now, before in zip(QUEUES, newest, seen, strict=True) if now != before
+            q for q, now, before in zip(self._queues, newest, seen, strict=True) if now != before
         )
 
     def _newest(self) -> tuple[Any, ...]:
@@ -62,6 +67,8 @@ class Doorbell:
         except Exception:
             self.close()  # a broken connection is replaced at the next look
             raise
+        if self._spool is not None:
+            return (*row, self._spool.newest_id())
         return tuple(row)
 
     def close(self) -> None:

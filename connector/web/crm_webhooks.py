@@ -10,7 +10,7 @@ from __future__ import annotations
 from flask import Blueprint, Response, request
 
 from connector.crm.base import PushRejected
-from connector.services.crm_changes import PUSHED_EVENT_TYPES, store_change
+from connector.services.crm_changes import PUSHED_EVENT_TYPES, receive_change
 from connector.web.context import current_runtime
 from connector.web.errors import ApiError
 
@@ -28,7 +28,7 @@ def receive() -> Response:
         raise ApiError(exc.status, "push_rejected", exc.message) from exc
     for notice in batch.notices:
         event_type = PUSHED_EVENT_TYPES[notice.kind]
-        stored = store_change(runtime, notice.event_id, event_type, {"id": notice.record_id})
+        stored = receive_change(runtime, notice.event_id, event_type, {"id": notice.record_id})
         runtime.metrics.webhooks.labels(
             source="crm", outcome="stored" if stored else "duplicate"
         ).inc()

@@ -25,7 +25,7 @@ from werkzeug.exceptions import RequestEntityTooLarge
 from connector.billing.event_types import HANDLED_STRIPE_EVENTS
 from connector.billing.webhook_signature import SignatureRefused, verify_signature
 from connector.domain.untrusted_json import UntrustedJsonError, parse_object
-from connector.services.inbox import store_event
+from connector.services.inbox import receive_event
 from connector.services.reconcile import note_delivery
 from connector.web.context import current_runtime
 from connector.web.errors import error_response
@@ -109,7 +109,7 @@ def receive() -> tuple[Response, int]:
     if not _identifier(event_type, MAX_EVENT_TYPE):
         return _refuse("malformed", 400, "missing_type", "the event has no valid `type`")
 
-    outcome = store_event(
+    outcome = receive_event(
         runtime,
         SOURCE,
         event_id,

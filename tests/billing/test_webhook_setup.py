@@ -19,6 +19,7 @@ from connector.billing.event_types import HANDLED_STRIPE_EVENTS
 from connector.cli import main
 from connector.runtime import Runtime
 from connector.secrets import Secret
+from connector.services.inbox import move_spooled
 from connector.store.db import Database
 from connector.store.models import InboxEvent
 from connector.web.app import create_app
@@ -180,6 +181,7 @@ def test_setup_against_the_stripe_sandbox_then_stripe_delivers_events_dealbridge
         stripe_sandbox.deliver_webhooks()
     finally:
         threading.Thread(target=server.stop, daemon=True).start()
+    move_spooled(Runtime(config, db=db))  # on SQLite the web process spooled it
     with db.session() as session:
         stored = session.scalars(sa.select(InboxEvent)).all()
     assert [(e.event_type, e.status) for e in stored] == [("customer.updated", "pending")]

@@ -6,7 +6,7 @@ from datetime import timedelta
 
 from connector.jobs.schedule import fill_wait
 from connector.runtime import Runtime
-from connector.services.inbox import store_event
+from connector.services.inbox import move_spooled, receive_event, store_event
 from connector.store.models import InboxEvent
 from tests.support import FrozenClock
 
@@ -46,3 +46,17 @@ def test_events_waiting_in_the_inbox_keep_the_burst_on(
     with runtime.db.session() as session:
         assert wait.upstream_busy is not None
         assert wait.upstream_busy(session, clock() + timedelta(hours=1)) is True
+
+
+def test_events_the_web_process_spooled_keep_the_burst_on(
+    runtime: Runtime, clock: FrozenClock
+) -> None:
+    receive_event(runtime, "stripe", "evt_1", "invoice.paid", "{}")  # not in the inbox yet
+    wait = fill_wait(runtime, timed=False)
+    with runtime.db.session() as session:
+        assert wait.upstream_busy is not None
+        assert wait.upstream_busy(session, clock() + timedelta(hours=1)) is True
+    move_spooled(runtime)
+    _handled_all(runtime)
+    with runtime.db.session() as session:
+        assert wait.upstream_busy(session, clock() + timedelta(hours=1)) is False

@@ -82,3 +82,18 @@ def test_looking_takes_no_write_lock(db: Database, doorbell: Doorbell) -> None:
     doorbell.rang()
     with db.session():
         assert doorbell.rang() == set()  # answered while a write transaction is open
+
+
+def test_on_sqlite_it_rings_the_inbox_for_an_event_the_web_process_spooled(
+    sqlite_db: Database,
+) -> None:
+    spool = sqlite_db.intake_spool
+    assert spool is not None
+    bell = Doorbell(sqlite_db.engine, spool)
+    try:
+        bell.rang()
+        spool.put("stripe", "evt_1", "invoice.paid", "{}", handled=True, received_at=NOW)
+        assert bell.rang() == {"inbox"}
+        assert bell.rang() == set()
+    finally:
+        bell.close()

@@ -42,6 +42,18 @@ def test_metrics_are_prometheus_text_with_queue_depths(client: Any) -> None:
         'dealbridge_http_requests_total{endpoint="/healthz",method="GET",status="200"} 1.0' in body
     )
     assert "# TYPE dealbridge_inbox_events gauge" in body
+    assert "dealbridge_intake_spooled_events 0.0" in body
+
+
+def test_metrics_count_the_events_spooled_and_not_yet_moved(client: Any, runtime: Runtime) -> None:
+    spool = runtime.db.intake_spool
+    assert spool is not None
+    for n in range(2):
+        spool.put(
+            "stripe", f"evt_{n}", "invoice.paid", "{}", handled=True, received_at=runtime.clock()
+        )
+    body = client.get("/metrics").get_data(as_text=True)
+    assert "dealbridge_intake_spooled_events 2.0" in body
 
 
 def test_api_errors_are_json(client: Any) -> None:

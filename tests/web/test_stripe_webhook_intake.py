@@ -9,12 +9,13 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 from sqlalchemy import event as sa_event
-from sqlalchemy.orm import Session
 
 from connector.config import config_for_tests
 from connector.runtime import Runtime
 from connector.secrets import Secret
+from connector.services.inbox import move_spooled
 from connector.store.db import Database
+from connector.store.intake_spool import IntakeSpool
 from connector.store.models import InboxEvent
 from connector.web.app import create_app
 from tests.support import TEST_SECRETS, FrozenClock
@@ -34,6 +35,9 @@ def _post(client: Any, body: str | bytes, signature: str | None, **kwargs: Any) 
 
 
 def _stored(db: Database) -> list[InboxEvent]:
+    """The inbox as the worker sees it: on SQLite, once it has moved what the web process
+    spooled (``store/intake_spool.py``)."""
+    move_spooled(Runtime(config_for_tests({"database": {"url": db.url}}, **TEST_SECRETS), db=db))
     with db.session() as session:
         return list(session.scalars(sa.select(InboxEvent).order_by(InboxEvent.id)))
 
@@ -65,7 +69,7 @@ def test_a_validly_signed_event_is_stored_raw_and_acknowledged(
     assert row.received_at == clock()
 
 
-@pytest.mark.postgresql(reason="a duplicate insert is caught from the dialect's integrity error")
+@pytest.mark.postgresql(reason="a redelivery is recognised by the unique key on each store")
 def test_a_redelivered_event_is_acknowledged_and_not_stored_again(
     store_client: Any, db: Database, clock: FrozenClock
 ) -> None:
@@ -80,19 +84,27 @@ def test_a_redelivered_event_is_acknowledged_and_not_stored_again(
 
 @pytest.mark.postgresql(reason="the unique key decides between two concurrent inserts")
 def test_racing_duplicate_deliveries_store_the_event_once(
-    store_runtime: Runtime, db: Database, clock: FrozenClock
+    store_runtime: Runtime, db: Database, clock: FrozenClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     app = create_app(runtime=store_runtime)
     app.testing = True
     body = raw_event(PAID)
     signature = stripe_signature(body, _now(clock))
-    # Hold both requests just before their INSERT, so neither sees the other's row committed.
+    # Hold both requests just before their INSERT (into the intake spool on SQLite, the
+    # inbox on PostgreSQL), so neither sees the other's row committed.
     both_inserting = threading.Barrier(2, timeout=20)
+    held: list[int] = []
+    spool_put = IntakeSpool.put
 
-    def hold_before_insert(session: Session, *_args: Any) -> None:
-        if any(isinstance(obj, InboxEvent) for obj in session.new):
-            both_inserting.wait()
+    def put_when_both_are_here(spool: IntakeSpool, *args: Any, **kwargs: Any) -> bool:
+        held.append(both_inserting.wait())
+        return spool_put(spool, *args, **kwargs)
 
+    def insert_when_both_are_here(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        if statement.startswith("INSERT INTO inbox_events"):
+            held.append(both_inserting.wait())
+
+    monkeypatch.setattr(IntakeSpool, "put", put_when_both_are_here)
     answers: list[tuple[int, str]] = []
     errors: list[BaseException] = []
 
@@ -103,7 +115,7 @@ def test_racing_duplicate_deliveries_store_the_event_once(
         except BaseException as exc:  # pragma: no cover - reported below
             errors.append(exc)
 
-    sa_event.listen(Session, "before_flush", hold_before_insert)
+    sa_event.listen(db.engine, "before_cursor_execute", insert_when_both_are_here)
     try:
         threads = [threading.Thread(target=deliver) for _ in range(2)]
         for thread in threads:
@@ -111,8 +123,9 @@ def test_racing_duplicate_deliveries_store_the_event_once(
         for thread in threads:
             thread.join(timeout=60)
     finally:
-        sa_event.remove(Session, "before_flush", hold_before_insert)
+        sa_event.remove(db.engine, "before_cursor_execute", insert_when_both_are_here)
     assert errors == []
+    assert sorted(held) == [0, 1]  # both requests were held just before inserting
     assert sorted(answers) == [(200, "duplicate"), (200, "stored")]
     assert len(_stored(db)) == 1
 
