@@ -13,8 +13,9 @@ store, links the customer, and starts ``dealbridge serve`` (web, worker and cloc
 supervised processes) against the sandboxes. Once serve is idle after its start-up catch-up
 (which stores and handles the seeded invoices' events), it POSTs signed ``invoice.paid``
 webhooks of those invoices at the rate for ``--seconds`` (open loop: request i is due at
-t0 + i/rate, whatever the answers), each a distinct event, from a pool of sender threads,
-while serve's worker fetches each invoice from Stripe and writes it to Salesforce.
+t0 + i/rate, whatever the answers), each a distinct event, from one asyncio sender
+(``bench._sender``), while serve's worker fetches each invoice from Stripe and writes it
+to Salesforce. One second at the rate is sent first and not measured (warm-up).
 
 Printed per rate: requests sent, errors (non-200 or no answer within 10 s), acknowledgement
 latency p50 / p99 / max (from the moment each request was sent), how many requests started
@@ -28,14 +29,12 @@ from __future__ import annotations
 import json
 import math
 import os
+import sqlite3
 import subprocess
 import sys
-import threading
 import time
-from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from typing import Any
 
-import requests
 import stripe
 from sqlalchemy import create_engine, text
 
@@ -50,13 +49,12 @@ from bench._deploy import (
     link_customer,
     percentile,
 )
+from bench._sender import request_bytes, send_open_loop
+from connector.store.intake_spool import MOVED_CURSOR, spool_path
 
 RATES = (50, 100, 200, 400)
 SECONDS = 10
 INVOICES = 200
-SENDERS = 64
-#: ``BENCH_SENDER_PROCESSES``: processes the senders are spread over (threads split evenly).
-SENDER_PROCESSES = int(os.environ.get("BENCH_SENDER_PROCESSES", "1"))
 #: Longest the bench waits for the worker to process every event after the last request.
 DRAIN_WAIT = 120
 #: ``BENCH_SANDBOX_NICE=10`` runs the sandboxes at a lower CPU priority than dealbridge: in
@@ -74,6 +72,15 @@ def _scalar(url: str, sql: str) -> Any:
         engine.dispose()
 
 
+def _scalar_of(url: str, sql: str, **params: Any) -> Any:
+    engine = create_engine(url)
+    try:
+        with engine.connect() as conn:
+            return conn.execute(text(sql), params).scalar()
+    finally:
+        engine.dispose()
+
+
 def _waiting(url: str) -> int:
     row = _scalar(
         url,
@@ -84,17 +91,32 @@ def _waiting(url: str) -> int:
     return int(row[0])
 
 
+def _spooled(url: str) -> int:
+    """Events the web process spooled that the worker has not moved into the inbox yet (0
+    on PostgreSQL): waiting work too."""
+    path = spool_path(url)
+    if path is None or not path.exists():
+        return 0
+    with sqlite3.connect(path) as spool:
+        newest = spool.execute(
+            "SELECT COALESCE(MAX(seq), 0) FROM sqlite_sequence WHERE name = 'spooled_events'"
+        ).fetchone()[0]
+    moved = _scalar_of(url, "SELECT MAX(value) FROM cursors WHERE name = :name", name=MOVED_CURSOR)
+    moved = moved or "0"
+    return max(int(newest) - int(moved), 0)
+
+
 def _wait_idle(url: str, seconds: float = DRAIN_WAIT) -> None:
     deadline = time.monotonic() + seconds
     time.sleep(3)  # let the clock's start-up catch-up begin before judging "idle"
-    while time.monotonic() < deadline and _waiting(url):
+    while time.monotonic() < deadline and (_waiting(url) or _spooled(url)):
         time.sleep(0.5)  # a benchmark waiting for the start-up work to end
 
 
-def _event(n: int, invoice_id: str, customer: str) -> str:
+def _event(n: int, invoice_id: str, customer: str, prefix: str = "evt_bench") -> str:
     return json.dumps(
         {
-            "id": f"evt_bench_{n:07d}",
+            "id": f"{prefix}_{n:07d}",
             "object": "event",
             "type": "invoice.paid",
             "created": int(time.time()),
@@ -142,53 +164,28 @@ def run(rate: int, seconds: int, kind: str = "serve") -> dict[str, Any]:
         hosts.wait(timeout=60)
 
 
-def _send_slice(
-    endpoint: str, started: float, rate: int, numbers: list[int], invoices: list[str],
-    customer: str, threads: int,
-) -> tuple[list[float], int, list[str]]:  # fmt: skip
-    """Send requests ``numbers`` (request n is due at ``started + n / rate`` on the system's
-    monotonic clock) from ``threads`` threads; (latencies, late starts, errors)."""
-    latencies: list[float] = []
-    errors: list[str] = []
-    late = 0
-    lock = threading.Lock()
-    local = threading.local()
-
-    def send(n: int) -> None:
-        nonlocal late
-        due = started + n / rate
-        wait = due - time.monotonic()
-        if wait > 0:
-            time.sleep(wait)  # open-loop pacing of the load, not synchronisation
-        payload = _event(n, invoices[n % len(invoices)], customer)
+def _requests(
+    host: str, port: int, total: int, invoices: list[str], customer: str, prefix: str = "evt_bench"
+) -> list[bytes]:
+    """``total`` signed ``invoice.paid`` deliveries, each a distinct event, signed now (well
+    within the signature's five-minute tolerance for a run of seconds)."""
+    signed_at = int(time.time())
+    built = []
+    for n in range(total):
+        payload = _event(n, invoices[n % len(invoices)], customer, prefix)
         header = stripe.WebhookSignature.generate_signature_header(
-            payload, WEBHOOK_SECRET, int(time.time())
+            payload, WEBHOOK_SECRET, signed_at
         )
-        session = getattr(local, "session", None)
-        if session is None:
-            session = local.session = requests.Session()
-        sent = time.monotonic()
-        try:
-            answer = session.post(
-                endpoint,
-                data=payload,
-                headers={"Content-Type": "application/json", "Stripe-Signature": header},
-                timeout=10,
+        built.append(
+            request_bytes(
+                host,
+                port,
+                "/webhooks/stripe",
+                payload.encode(),
+                {"Content-Type": "application/json", "Stripe-Signature": header},
             )
-            outcome = None if answer.status_code == 200 else str(answer.status_code)
-        except requests.RequestException as exc:
-            outcome = type(exc).__name__
-        took = time.monotonic() - sent
-        with lock:
-            latencies.append(took)
-            if sent - due > 0.010:
-                late += 1
-            if outcome is not None:
-                errors.append(outcome)
-
-    with ThreadPoolExecutor(threads) as pool:
-        list(pool.map(send, numbers))
-    return latencies, late, errors
+        )
+    return built
 
 
 def _load(
@@ -196,32 +193,22 @@ def _load(
     customer: str, invoices: list[str], web_only: bool,
 ) -> dict[str, Any]:  # fmt: skip
     total = rate * seconds
-    latencies: list[float] = []
-    errors: list[str] = []
-    late = 0
-
     with deployment(kind, env, port):
         _wait_idle(url)  # start-up's catch-up (the seeded invoices' events) is done
-        endpoint = f"http://127.0.0.1:{port}/webhooks/stripe"
-        started = time.monotonic() + 1.0
-        # SENDER_PROCESSES > 1 splits the load across processes, so the sender's own
-        # interpreter (its GIL) is less of every figure.
-        slices = [list(range(k, total, SENDER_PROCESSES)) for k in range(SENDER_PROCESSES)]
-        threads = max(1, SENDERS // SENDER_PROCESSES)
-        with ProcessPoolExecutor(SENDER_PROCESSES) as senders:
-            results = list(
-                senders.map(
-                    _send_slice,
-                    *zip(*[
-                        (endpoint, started, rate, numbers, invoices, customer, threads)
-                        for numbers in slices
-                    ], strict=True),
-                )
-            )  # fmt: skip
-        for part_latencies, part_late, part_errors in results:
-            latencies += part_latencies
-            late += part_late
-            errors += part_errors
+        # Warm-up, not measured: one second at the rate, as a server that has been up a
+        # while has had (each web thread opens its store connections, SQLAlchemy compiles
+        # its statements); then the worker drains it.
+        warm_up = _requests("127.0.0.1", port, rate, invoices, customer, "evt_warm")
+        send_open_loop("127.0.0.1", port, warm_up, rate)
+        if not web_only:
+            _wait_idle(url)
+        sent = send_open_loop(
+            "127.0.0.1", port, _requests("127.0.0.1", port, total, invoices, customer), rate
+        )
+        latencies, errors, late = sent.latencies, sent.errors, sent.late
+        if os.environ.get("BENCH_TIMELINE"):
+            with open(os.environ["BENCH_TIMELINE"], "w") as out:
+                out.writelines(f"{at:.4f} {took * 1000:.2f}\n" for at, took in sent.timeline)
         finished = time.monotonic()
         drained = math.nan
         deadline = time.monotonic() + (0 if web_only else DRAIN_WAIT)
@@ -230,7 +217,7 @@ def _load(
                 url,
                 "SELECT COUNT(*) FROM inbox_events WHERE status IN ('pending', 'processing')",
             )[0]
-            if waiting == 0:
+            if waiting == 0 and _spooled(url) == 0:
                 drained = time.monotonic() - finished
                 break
             time.sleep(0.5)  # a benchmark polling for the end of the work
