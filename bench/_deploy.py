@@ -9,8 +9,9 @@ Two deployments, as docs/deployment.md describes them:
   threads, the Procfile's defaults), ``dealbridge worker`` and ``dealbridge clock``, the
   deployment for several instances, on PostgreSQL.
 
-``web-only`` starts the web process alone: the control that shows what the machine gives
-whatever the worker does.
+``web-only`` starts serve's web process alone (SQLite), ``procfile-web-only`` the
+Procfile's (PostgreSQL): the controls that show what the machine gives whatever the worker
+does.
 """
 
 from __future__ import annotations
@@ -33,9 +34,14 @@ import requests
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_PG = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-DEPLOYMENTS = ("serve", "procfile", "web-only")
+DEPLOYMENTS = ("serve", "procfile", "web-only", "procfile-web-only")
 #: The store each deployment runs on.
-STORE_OF = {"serve": "sqlite", "procfile": "postgresql", "web-only": "sqlite"}
+STORE_OF = {
+    "serve": "sqlite",
+    "procfile": "postgresql",
+    "web-only": "sqlite",
+    "procfile-web-only": "postgresql",
+}
 
 
 def free_port() -> int:
@@ -75,7 +81,14 @@ def fresh_store(kind: str) -> Iterator[str]:
         engine.dispose()
 
 
-def _start(command: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
+#: ``BENCH_PROCFILE_NICE``: the CPU niceness of the Procfile's worker and clock. A Procfile
+#: deployment runs them on machines (dynos) of their own; on the bench's one machine, which
+#: they share with the web process, a niceness gives the web process the CPU first, as its
+#: own machine would. 0 (the default) shares the CPU evenly.
+PROCFILE_NICENESS = int(os.environ.get("BENCH_PROCFILE_NICE", "0"))
+
+
+def _start(command: list[str], env: dict[str, str], niceness: int = 0) -> subprocess.Popen[bytes]:
     # BENCH_LOG_DIR: keep each process's output there (``<command>.log``) to see what it did.
     log_dir = os.environ.get("BENCH_LOG_DIR")
     output: Any = subprocess.DEVNULL
@@ -88,6 +101,7 @@ def _start(command: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
         stdout=output,
         stderr=subprocess.STDOUT,
         start_new_session=True,
+        preexec_fn=(lambda: os.nice(niceness)) if niceness else None,
     )
 
 
@@ -105,11 +119,14 @@ def deployment(kind: str, env: dict[str, str], port: int) -> Iterator[None]:
         commands = [["web", "--port", str(port)], ["worker"], ["clock"]]
     elif kind == "web-only":
         commands = [["web", "--workers", "1", "--threads", "8", "--port", str(port)]]
+    elif kind == "procfile-web-only":
+        commands = [["web", "--port", str(port)]]
     else:
         raise ValueError(f"unknown deployment {kind!r}; one of {DEPLOYMENTS}")
     with ExitStack() as stack:
         for command in commands:
-            proc = _start(command, env)
+            background = kind == "procfile" and command[0] in ("worker", "clock")
+            proc = _start(command, env, PROCFILE_NICENESS if background else 0)
             stack.callback(_stop, proc)
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:

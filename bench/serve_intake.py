@@ -106,6 +106,18 @@ def _spooled(url: str) -> int:
     return max(int(newest) - int(moved), 0)
 
 
+def _spooled_bench_events(url: str) -> int:
+    path = spool_path(url)
+    if path is None or not path.exists():
+        return 0
+    with sqlite3.connect(path) as spool:
+        return int(
+            spool.execute(
+                "SELECT COUNT(*) FROM spooled_events WHERE event_id LIKE 'evt_bench_%'"
+            ).fetchone()[0]
+        )
+
+
 def _wait_idle(url: str, seconds: float = DRAIN_WAIT) -> None:
     deadline = time.monotonic() + seconds
     time.sleep(3)  # let the clock's start-up catch-up begin before judging "idle"
@@ -140,7 +152,7 @@ def sandboxes() -> None:
 
 
 def run(rate: int, seconds: int, kind: str = "serve") -> dict[str, Any]:
-    web_only = kind == "web-only"
+    web_only = kind in ("web-only", "procfile-web-only")
     hosts = subprocess.Popen(
         [sys.executable, "-m", "bench.serve_intake", "--sandboxes"],
         preexec_fn=lambda: os.nice(SANDBOX_NICENESS),
@@ -226,6 +238,8 @@ def _load(
             "SELECT COUNT(*), COUNT(DISTINCT event_id) FROM inbox_events "
             "WHERE event_id LIKE 'evt_bench_%'",
         )
+        spooled = _spooled_bench_events(url)  # the web-only control has no worker to move them
+        stored = (stored[0] + spooled, stored[1] + spooled)
         done = _scalar(
             url,
             "SELECT COUNT(*) FROM inbox_events WHERE event_id LIKE 'evt_bench_%' "
@@ -257,7 +271,7 @@ def main(argv: list[str]) -> None:
         seconds = int(argv[at + 1])
         del argv[at : at + 2]
     kind = "serve"
-    for flag in ("--web-only", "--procfile"):
+    for flag in ("--web-only", "--procfile-web-only", "--procfile"):
         if flag in argv:
             argv.remove(flag)
             kind = flag[2:]

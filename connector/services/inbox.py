@@ -377,7 +377,7 @@ def receive_event(
         values = event_values(
             source, event_id, event_type, payload, runtime.clock(), handled=handled
         )
-        with runtime.db.writing() as connection:
+        with runtime.db.one_statement() as connection:
             inserted = connection.execute(
                 _INSERT_ONCE_RETURNING[connection.dialect.name], values
             ).first()
