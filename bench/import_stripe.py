@@ -29,7 +29,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections import Counter
+from collections import Counter, defaultdict
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -60,8 +60,8 @@ class _AnswerTimes:
     thread answering (wall minus waiting for the GIL and the network)."""
 
     def __init__(self) -> None:
-        self.wall: Counter[str] = Counter()
-        self.cpu: Counter[str] = Counter()
+        self.wall: defaultdict[str, float] = defaultdict(float)
+        self.cpu: defaultdict[str, float] = defaultdict(float)
         self._lock = threading.Lock()
 
     def wrap(self, app_class: Any, name: str) -> None:
@@ -101,7 +101,7 @@ def _time_page_waits(waited: list[float]) -> None:
                 waited[0] += time.perf_counter() - start
             yield item
 
-    backfill.prefetched = timed  # type: ignore[assignment]
+    backfill.prefetched = timed
 
 
 def _seed_stripe(
