@@ -65,7 +65,6 @@ from typing import Any, cast
 from sqlalchemy import Select, Table, bindparam, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.dml import Insert
 
@@ -333,20 +332,15 @@ def store_event(
     delivery -- even one racing the first -- is recognised by the unique (source, event id)
     and treated as already received, never processed twice (the dj-stripe pattern).
     """
-    row = new_event(source, event_id, event_type, payload, runtime.clock(), handled=handled)
-    try:
-        with runtime.db.session() as session:
-            session.add(row)
-    except IntegrityError:
-        with runtime.db.session() as session:
-            known = session.scalar(
-                select(InboxEvent.id).where(
-                    InboxEvent.source == source,
-                    InboxEvent.event_id == stored_event_id(event_id),
-                )
-            )
-        if known is None:
-            raise  # some other constraint: not a duplicate, don't hide it
+    values = event_values(source, event_id, event_type, payload, runtime.clock(), handled=handled)
+    # One Core statement, not an ORM row that fails on the unique key and is looked up
+    # again: a webhook's acknowledgement on PostgreSQL is this, and the ORM path cost half
+    # its CPU (bench/serve_intake.py, --procfile).
+    with runtime.db.writing() as connection:
+        inserted = connection.execute(
+            _INSERT_ONCE_RETURNING[connection.dialect.name], values
+        ).first()
+    if inserted is None:
         return "duplicate"
     return "stored" if handled else "ignored"
 
@@ -372,18 +366,7 @@ def receive_event(
     """
     spool = runtime.db.intake_spool
     if spool is None:
-        # One Core statement, not an ORM session that fails on the unique key: half the CPU
-        # of an acknowledgement (bench/serve_intake.py, --procfile).
-        values = event_values(
-            source, event_id, event_type, payload, runtime.clock(), handled=handled
-        )
-        with runtime.db.one_statement() as connection:
-            inserted = connection.execute(
-                _INSERT_ONCE_RETURNING[connection.dialect.name], values
-            ).first()
-        if inserted is None:
-            return "duplicate"
-        return "stored" if handled else "ignored"
+        return store_event(runtime, source, event_id, event_type, payload, handled=handled)
     stored_id = stored_event_id(event_id)
     with runtime.db.looking() as connection:
         known, moved = connection.execute(
