@@ -141,6 +141,35 @@ def deployment(kind: str, env: dict[str, str], port: int) -> Iterator[None]:
         yield
 
 
+def waiting_work(url: str, *, outbox: bool = True) -> int:
+    """Inbound events not handled yet -- in the inbox, or spooled by the web process and not
+    yet moved into it (SQLite) -- and, with ``outbox``, outbound writes not sent yet."""
+    from sqlalchemy import func, select
+
+    from connector.store.db import Database
+    from connector.store.models import InboxEvent, OutboxMessage
+
+    busy = ("pending", "processing")
+    db = Database(url)
+    try:
+        with db.reading() as session:
+            count = session.execute(
+                select(func.count()).select_from(InboxEvent).where(InboxEvent.status.in_(busy))
+            ).scalar_one()
+            if outbox:
+                count += session.execute(
+                    select(func.count())
+                    .select_from(OutboxMessage)
+                    .where(OutboxMessage.status.in_(busy))
+                ).scalar_one()
+            spool = db.intake_spool
+            if spool is not None:
+                count += spool.waiting(session)
+            return int(count)
+    finally:
+        db.dispose()
+
+
 def link_customer(url: str, crm_account_id: str, stripe_customer_id: str) -> None:
     """Migrate the store and link the customer to the account, as activation would have."""
     from sqlalchemy import create_engine, text

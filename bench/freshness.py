@@ -28,7 +28,6 @@ import time
 from typing import Any
 
 import stripe
-from sqlalchemy import create_engine, text
 
 from bench._deploy import (
     DEPLOYMENTS,
@@ -41,6 +40,7 @@ from bench._deploy import (
     host_sandboxes,
     link_customer,
     percentile,
+    waiting_work,
 )
 
 CYCLES = int(os.environ.get("BENCH_CYCLES", "9"))  # 9 finalizations + 9 endings: 6 of each ending
@@ -109,23 +109,6 @@ def sandboxes() -> None:
     salesforce.stop()
 
 
-def _waiting(url: str) -> int:
-    engine = create_engine(url)
-    try:
-        with engine.connect() as conn:
-            return int(
-                conn.execute(
-                    text(
-                        "SELECT (SELECT COUNT(*) FROM inbox_events WHERE status IN "
-                        "('pending', 'processing')) + (SELECT COUNT(*) FROM outbox_messages "
-                        "WHERE status IN ('pending', 'processing'))"
-                    )
-                ).scalar_one()
-            )
-    finally:
-        engine.dispose()
-
-
 def run(kind: str) -> dict[str, Any]:
     from connector.demo.world import DEMO_STRIPE_KEY
 
@@ -158,7 +141,7 @@ def run(kind: str) -> dict[str, Any]:
             with deployment(kind, env, port):
                 deadline = time.monotonic() + IDLE_WAIT_SECONDS
                 time.sleep(3)  # let start-up's catch-up begin before judging "idle"
-                while time.monotonic() < deadline and _waiting(url):
+                while time.monotonic() < deadline and waiting_work(url):
                     time.sleep(0.5)  # a benchmark waiting for start-up's work to end
                 hosts.stdin.write("go\n")
                 hosts.stdin.flush()

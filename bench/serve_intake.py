@@ -48,9 +48,10 @@ from bench._deploy import (
     host_sandboxes,
     link_customer,
     percentile,
+    waiting_work,
 )
 from bench._sender import request_bytes, send_open_loop
-from connector.store.intake_spool import MOVED_CURSOR, spool_path
+from connector.store.intake_spool import spool_path
 
 RATES = (50, 100, 200, 400)
 SECONDS = 10
@@ -72,40 +73,6 @@ def _scalar(url: str, sql: str) -> Any:
         engine.dispose()
 
 
-def _scalar_of(url: str, sql: str, **params: Any) -> Any:
-    engine = create_engine(url)
-    try:
-        with engine.connect() as conn:
-            return conn.execute(text(sql), params).scalar()
-    finally:
-        engine.dispose()
-
-
-def _waiting(url: str) -> int:
-    row = _scalar(
-        url,
-        "SELECT (SELECT COUNT(*) FROM inbox_events WHERE status IN ('pending', "
-        "'processing')) + (SELECT COUNT(*) FROM outbox_messages WHERE status IN "
-        "('pending', 'processing'))",
-    )
-    return int(row[0])
-
-
-def _spooled(url: str) -> int:
-    """Events the web process spooled that the worker has not moved into the inbox yet (0
-    on PostgreSQL): waiting work too."""
-    path = spool_path(url)
-    if path is None or not path.exists():
-        return 0
-    with sqlite3.connect(path) as spool:
-        newest = spool.execute(
-            "SELECT COALESCE(MAX(seq), 0) FROM sqlite_sequence WHERE name = 'spooled_events'"
-        ).fetchone()[0]
-    moved = _scalar_of(url, "SELECT MAX(value) FROM cursors WHERE name = :name", name=MOVED_CURSOR)
-    moved = moved or "0"
-    return max(int(newest) - int(moved), 0)
-
-
 def _spooled_bench_events(url: str) -> int:
     path = spool_path(url)
     if path is None or not path.exists():
@@ -121,7 +88,7 @@ def _spooled_bench_events(url: str) -> int:
 def _wait_idle(url: str, seconds: float = DRAIN_WAIT) -> None:
     deadline = time.monotonic() + seconds
     time.sleep(3)  # let the clock's start-up catch-up begin before judging "idle"
-    while time.monotonic() < deadline and (_waiting(url) or _spooled(url)):
+    while time.monotonic() < deadline and waiting_work(url):
         time.sleep(0.5)  # a benchmark waiting for the start-up work to end
 
 
@@ -225,11 +192,7 @@ def _load(
         drained = math.nan
         deadline = time.monotonic() + (0 if web_only else DRAIN_WAIT)
         while time.monotonic() < deadline:
-            waiting = _scalar(
-                url,
-                "SELECT COUNT(*) FROM inbox_events WHERE status IN ('pending', 'processing')",
-            )[0]
-            if waiting == 0 and _spooled(url) == 0:
+            if waiting_work(url, outbox=False) == 0:
                 drained = time.monotonic() - finished
                 break
             time.sleep(0.5)  # a benchmark polling for the end of the work
@@ -238,8 +201,9 @@ def _load(
             "SELECT COUNT(*), COUNT(DISTINCT event_id) FROM inbox_events "
             "WHERE event_id LIKE 'evt_bench_%'",
         )
-        spooled = _spooled_bench_events(url)  # the web-only control has no worker to move them
-        stored = (stored[0] + spooled, stored[1] + spooled)
+        if web_only:  # no worker moves the spooled events into the inbox: count them there
+            spooled = _spooled_bench_events(url)
+            stored = (stored[0] + spooled, stored[1] + spooled)
         done = _scalar(
             url,
             "SELECT COUNT(*) FROM inbox_events WHERE event_id LIKE 'evt_bench_%' "

@@ -38,7 +38,7 @@ from typing import Any
 import requests
 import stripe
 
-from bench._deploy import REPO, deployment, free_port, host_sandboxes, percentile
+from bench._deploy import REPO, deployment, free_port, host_sandboxes, percentile, waiting_work
 from bench.serve_intake import WEBHOOK_SECRET, _event, _wait_idle
 
 DELAY_SECONDS = 40.0
@@ -209,12 +209,7 @@ def run(delay: float, probes_per_second: float) -> dict[str, Any]:
             recovered = time.monotonic()
             drained = float("nan")
             while time.monotonic() < recovered + DRAIN_WAIT:
-                with sqlite3.connect(db_path, timeout=30) as conn:
-                    waiting = conn.execute(
-                        "SELECT COUNT(*) FROM inbox_events WHERE status IN ('pending', "
-                        "'processing')"
-                    ).fetchone()[0]
-                if waiting == 0:
+                if waiting_work(url, outbox=False) == 0:
                     drained = time.monotonic() - recovered
                     break
                 time.sleep(0.5)  # a benchmark polling for the end of the work
