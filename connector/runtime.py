@@ -11,8 +11,10 @@ from __future__ import annotations
 import functools
 import logging
 import os
+import threading
 import traceback
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, date, datetime
 from functools import cached_property
 from typing import Any, cast
@@ -37,6 +39,10 @@ STRICT_GUARD_ENV = "DEALBRIDGE_STRICT_NETWORK_GUARD"
 _OFFLINE = frozenset({"customer_url", "record_url", "parse_push", "batch_size", "dashboard_url"})
 #: Every network call made while a store session was open, as "what.method" (for tests).
 violations: list[str] = []
+#: Stripe calls one process makes at once (a batch of invoice events fetches its invoices
+#: concurrently: Stripe answers in a few hundred ms, and one at a time a burst of a thousand
+#: would take minutes). Well under Stripe's rate limit.
+STRIPE_CONCURRENCY = 8
 
 
 class NetworkCallInTransaction(AssertionError):
@@ -116,6 +122,24 @@ class Runtime:
         self._crm = crm
         self._stripe = stripe
         self.clock = clock
+        self._stripe_calls: ThreadPoolExecutor | None = None
+        self._stripe_calls_lock = threading.Lock()
+
+    @property
+    def stripe_calls(self) -> ThreadPoolExecutor:
+        """The threads that make concurrent Stripe calls, kept for the process's life.
+
+        stripe-python keeps one HTTP session per thread, so a thread that outlives a batch
+        keeps its connection (in production, its TLS session) for the next one; a pool per
+        batch paid a new connection for every call. Built on first use, under a lock: job
+        threads of one worker may ask at once, and a second pool would never be shut down.
+        """
+        with self._stripe_calls_lock:
+            if self._stripe_calls is None:
+                self._stripe_calls = ThreadPoolExecutor(
+                    max_workers=STRIPE_CONCURRENCY, thread_name_prefix="dealbridge-stripe"
+                )
+            return self._stripe_calls
 
     @cached_property
     def db(self) -> Database:
@@ -154,6 +178,10 @@ class Runtime:
         return self.clock().astimezone(UTC).date()
 
     def close(self) -> None:
+        with self._stripe_calls_lock:
+            pool, self._stripe_calls = self._stripe_calls, None
+        if pool is not None:
+            pool.shutdown(wait=True)
         if "leases" in self.__dict__:
             self.leases.stop()
         if "db" in self.__dict__:

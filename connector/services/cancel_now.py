@@ -125,8 +125,8 @@ def _figures(
                 'credit "none".'
             )
         return {**figures, "currency": None, "lines": [], "credit_amount": 0, "actions": {}}
-    invoice = plain(
-        call_stripe(lambda: runtime.stripe.retrieve_invoice(invoice_id), "read the invoice")
+    invoice = call_stripe(
+        lambda: runtime.stripe.retrieve_invoice_data(invoice_id), "read the invoice"
     )
     lines = [
         plain(line)

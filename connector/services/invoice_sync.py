@@ -23,7 +23,6 @@ from __future__ import annotations
 import itertools
 import logging
 from collections.abc import Iterable, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -33,7 +32,6 @@ from sqlalchemy.orm import Session
 from connector.billing.event_shape import MalformedEvent, event_object
 from connector.billing.event_types import HANDLED_STRIPE_EVENTS
 from connector.billing.gateway import StripeGatewayError, StripeRejected
-from connector.billing.objects import plain
 from connector.crm.base import InvoiceRecord, Money
 from connector.domain.metrics import OWED_INVOICE_STATUSES
 from connector.domain.timestamps import date_from_unix, datetime_from_unix
@@ -213,7 +211,7 @@ def invoice_record(
 def _fetch_invoice(runtime: Runtime, invoice_id: str) -> dict[str, Any] | None:
     """The invoice as Stripe holds it now; None if Stripe has no such invoice."""
     try:
-        return plain(runtime.stripe.retrieve_invoice(invoice_id))
+        return runtime.stripe.retrieve_invoice_data(invoice_id)
     except StripeRejected as exc:
         if exc.code != "resource_missing":
             raise
@@ -750,17 +748,12 @@ def on_invoice_events(
     return results
 
 
-#: Invoices fetched from Stripe at once by a batch (Stripe answers in a few hundred ms;
-#: one at a time, a burst of a thousand would take minutes). Well under Stripe's rate limit.
-FETCH_CONCURRENCY = 8
-
-
 def _fetch_all(
     runtime: Runtime, invoice_ids: list[str]
 ) -> list[tuple[str, dict[str, Any] | BaseException | None]]:
     """Each invoice as Stripe holds it now (None: not found) or the error fetching it, in
-    order; up to ``FETCH_CONCURRENCY`` requests in flight (stripe-python keeps one HTTP
-    session per thread). No store session is open meanwhile."""
+    order; fetched concurrently on the runtime's Stripe threads. No store session is open
+    meanwhile."""
 
     def fetch(invoice_id: str) -> dict[str, Any] | BaseException | None:
         try:
@@ -770,9 +763,7 @@ def _fetch_all(
 
     if len(invoice_ids) <= 1:
         return [(i, fetch(i)) for i in invoice_ids]
-    workers = min(FETCH_CONCURRENCY, len(invoice_ids))
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="dealbridge-fetch") as pool:
-        return list(zip(invoice_ids, pool.map(fetch, invoice_ids), strict=True))
+    return list(zip(invoice_ids, runtime.stripe_calls.map(fetch, invoice_ids), strict=True))
 
 
 def _write_counters(session: Session, invoice_ids: list[str]) -> dict[str, int | None]:

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import stripe
 
-from connector.billing.gateway import StripeGateway
+from connector.billing.gateway import StripeGateway, StripeRejected
 from connector.billing.objects import plain
 from sandboxes.stripe import StripeSandbox
 
@@ -119,3 +119,21 @@ def test_invoice_pages_are_stripes_json(gateway: StripeGateway) -> None:
         2_000,
         3_000,
     ]
+
+
+def test_an_invoice_read_as_json_is_what_the_stripe_object_gives(gateway: StripeGateway) -> None:
+    client = gateway.client
+    customer = client.v1.customers.create(params={"email": "ap@acme.example"}).id
+    made = _invoice(client, customer, 4_250)
+
+    data = gateway.retrieve_invoice_data(str(made.id))
+
+    assert data == plain(gateway.retrieve_invoice(str(made.id)))
+    assert (data["id"], data["amount_due"], data["status"]) == (made.id, 4_250, "open")
+
+
+def test_an_invoice_stripe_does_not_have_is_rejected_as_missing(gateway: StripeGateway) -> None:
+    with pytest.raises(StripeRejected) as missing:
+        gateway.retrieve_invoice_data("in_nonesuch")
+
+    assert missing.value.code == "resource_missing"

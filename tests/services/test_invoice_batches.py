@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import json
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -117,6 +118,26 @@ def test_a_burst_of_invoices_queues_one_balance_and_one_credit_settlement_for_th
     assert sorted(h.crm.invoices) == sorted(e["data"]["object"]["id"] for e in events)
 
 
+def test_the_threads_that_fetch_a_batch_outlive_it_so_their_stripe_connections_are_kept(
+    h: Harness,
+) -> None:
+    """stripe-python keeps one HTTP session per thread: threads ended with their batch took
+    their connection (in production a TLS session) with them, and every fetch opened one."""
+    h.account_in("usd")
+    for i in range(8):
+        event = _event(PAID, f"in_kept{i}")
+        _hold(h, event)
+        _receive(h, event)
+
+    h.process()
+
+    assert len(h.stripe.fetching_threads) == 8
+    assert threading.current_thread() not in h.stripe.fetching_threads
+    assert all(t.is_alive() for t in h.stripe.fetching_threads)
+    h.runtime.close()
+    assert not any(t.is_alive() for t in h.stripe.fetching_threads)
+
+
 def test_the_accounts_and_deals_of_a_batch_are_looked_up_once_however_many_invoices(
     h: Harness, db: Database
 ) -> None:
@@ -147,15 +168,15 @@ def test_an_invoice_stripe_cannot_return_fails_only_its_own_events(h: Harness) -
     failing, fine = _event(PAID, "in_failing01"), _event(PAID, "in_fine00001")
     _hold(h, fine)
     _hold(h, failing)
-    fetch = h.stripe.retrieve_invoice
+    fetch = h.stripe.retrieve_invoice_data
     outage = [StripeUnavailable("Stripe error: try again")]
 
-    def retrieve_invoice(invoice_id: str) -> Any:
+    def retrieve_invoice_data(invoice_id: str) -> Any:
         if invoice_id == "in_failing01" and outage:
             raise outage.pop()
         return fetch(invoice_id)
 
-    h.stripe.retrieve_invoice = retrieve_invoice  # type: ignore[method-assign]
+    h.stripe.retrieve_invoice_data = retrieve_invoice_data  # type: ignore[method-assign]
     failing_row, fine_row = _receive(h, failing), _receive(h, fine)
 
     h.process()

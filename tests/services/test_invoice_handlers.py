@@ -70,6 +70,8 @@ class FixtureStripe:
         self.objects: dict[str, dict[str, Any]] = {}
         self.failures: list[Exception] = []
         self.retrieved: list[str] = []
+        #: The thread of each retrieve, in order (batches fetch on the runtime's pool).
+        self.fetching_threads: list[threading.Thread] = []
         self.updates: list[tuple[str, dict[str, Any]]] = []
         self.declines: dict[str, str] = {}
 
@@ -84,6 +86,7 @@ class FixtureStripe:
 
     def _get(self, object_id: str) -> _StripeObject:
         self.retrieved.append(object_id)
+        self.fetching_threads.append(threading.current_thread())
         if self.failures:
             raise self.failures.pop(0)
         if object_id not in self.objects:
@@ -92,6 +95,9 @@ class FixtureStripe:
 
     def retrieve_invoice(self, invoice_id: str) -> _StripeObject:
         return self._get(invoice_id)
+
+    def retrieve_invoice_data(self, invoice_id: str) -> dict[str, Any]:
+        return dict(self._get(invoice_id))
 
     def retrieve_subscription(self, subscription_id: str) -> _StripeObject:
         return self._get(subscription_id)
