@@ -62,9 +62,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import Select, Table, bindparam, or_, select, update
+from sqlalchemy import Row, Select, Table, bindparam, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.dml import Insert
 
@@ -336,13 +337,24 @@ def store_event(
     # One Core statement, not an ORM row that fails on the unique key and is looked up
     # again: a webhook's acknowledgement on PostgreSQL is this, and the ORM path cost half
     # its CPU (bench/serve_intake.py, --procfile).
-    with runtime.db.writing() as connection:
-        inserted = connection.execute(
-            _INSERT_ONCE_RETURNING[connection.dialect.name], values
-        ).first()
+    try:
+        inserted = _stored_id(runtime, values)
+    except DBAPIError as exc:
+        if not exc.connection_invalidated:
+            raise
+        # The pooled connection had died since its last use (a PostgreSQL restart or
+        # failover: store/db.py pings only idle ones). The pool has dropped it; the insert
+        # is idempotent, so once more on a fresh connection.
+        inserted = _stored_id(runtime, values)
     if inserted is None:
         return "duplicate"
     return "stored" if handled else "ignored"
+
+
+def _stored_id(runtime: Runtime, values: dict[str, Any]) -> Row[Any] | None:
+    """The new row's id, or None when the event was there already."""
+    with runtime.db.writing() as connection:
+        return connection.execute(_INSERT_ONCE_RETURNING[connection.dialect.name], values).first()
 
 
 def receive_event(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import cached_property
@@ -11,6 +12,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import Session, sessionmaker
 
 from connector.store.intake_spool import IntakeSpool, spool_path
@@ -78,7 +80,44 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
             gate.leave(dbapi_connection)  # a transaction that ended without COMMIT/ROLLBACK
 
         return engine
-    return create_engine(url, pool_pre_ping=True, **kwargs)
+    engine = create_engine(url, **kwargs)
+    _ping_after_idle(engine)
+    return engine
+
+
+#: A pooled PostgreSQL connection unused for longer than this is pinged before it is handed
+#: out; one returned more recently is handed out as it is.
+PING_AFTER_IDLE_SECONDS = 1.0
+
+
+def _ping_after_idle(engine: Engine) -> None:
+    """``pool_pre_ping``, but only for connections that sat idle in the pool.
+
+    A server restart, a failover or an idle timeout drops connections while they wait in
+    the pool, so those are pinged (the dialect's own ``do_ping``) and replaced if dead:
+    SQLAlchemy's documented custom pessimistic disconnect handling, a ``DisconnectionError``
+    from ``checkout``. Pinging every checkout doubled the round trips of a webhook's
+    acknowledgement (one INSERT) and of the worker's short transactions. A connection that
+    dies within the second after its last use fails its next statement instead; SQLAlchemy
+    then invalidates the pool, and the intake insert, which is idempotent, is retried once
+    (``services.inbox.store_event``).
+    """
+
+    @event.listens_for(engine, "checkin")
+    def _returned(_dbapi_connection: Any, record: Any) -> None:
+        record.info["returned_at"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _ping_if_idle(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        returned = record.info.get("returned_at")  # None: connected just now
+        if returned is None or time.monotonic() - returned < PING_AFTER_IDLE_SECONDS:
+            return
+        try:
+            engine.dialect.do_ping(dbapi_connection)
+        except engine.dialect.loaded_dbapi.Error as exc:
+            if engine.dialect.is_disconnect(exc, dbapi_connection, None):
+                raise DisconnectionError(f"pooled connection dropped while idle: {exc}") from exc
+            raise
 
 
 class _Held(threading.local):

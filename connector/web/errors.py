@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import logging
+import sqlite3
 
 from flask import Flask, Response, jsonify, render_template, request
+from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from werkzeug.exceptions import HTTPException
 
 log = logging.getLogger(__name__)
@@ -33,7 +36,32 @@ def wants_json() -> bool:
     )
 
 
+#: The store could not be reached or stayed locked (PostgreSQL down or failing over, the pool
+#: exhausted, SQLite's write lock held past its wait): nothing was written, try again.
+STORE_UNAVAILABLE = (OperationalError, InterfaceError, PoolTimeout, sqlite3.OperationalError)
+#: Seconds a client is asked to wait before retrying when the store is unavailable.
+STORE_RETRY_AFTER_SECONDS = 5
+
+
 def register(app: Flask) -> None:
+    def _store_unavailable(exc: Exception) -> Response:
+        # Not 500: nothing is wrong with the request, and Stripe and the CRMs retry a 503.
+        log.error("the store is unavailable on %s %s: %s", request.method, request.path, exc)
+        message = "The store cannot be reached right now; nothing was saved. Try again shortly."
+        if wants_json():
+            response = error_response(503, "store_unavailable", message)[0]
+        else:
+            response = app.make_response(
+                render_template("message.html", title="Try again shortly", message=message,
+                                status=503, required_role=None)
+            )  # fmt: skip
+        response.status_code = 503
+        response.headers["Retry-After"] = str(STORE_RETRY_AFTER_SECONDS)
+        return response
+
+    for unavailable in STORE_UNAVAILABLE:
+        app.register_error_handler(unavailable, _store_unavailable)
+
     @app.errorhandler(ApiError)
     def _api_error(exc: ApiError) -> tuple[Response, int] | tuple[str, int]:
         if wants_json():

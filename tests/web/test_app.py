@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import pytest
@@ -10,6 +11,7 @@ from connector.runtime import Runtime
 from connector.store.db import Database
 from connector.web.app import create_app
 from tests.support import make_config
+from tests.support.stripe_events import raw_event, stripe_signature
 
 
 def test_healthz_reports_a_reachable_store(client: Any) -> None:
@@ -24,6 +26,25 @@ def test_healthz_is_503_when_the_store_is_down() -> None:
     response = app.test_client().get("/healthz")
     assert response.status_code == 503
     assert response.get_json()["status"] == "unavailable"
+
+
+def test_a_webhook_while_the_store_is_down_is_refused_with_a_retryable_503() -> None:
+    """Not 500: the delivery is fine and nothing was stored; Stripe retries a 503."""
+    down = Database("postgresql+psycopg://nobody@127.0.0.1:1/none?connect_timeout=1")
+    app = create_app(runtime=Runtime(make_config(down.url), db=down))
+    body = raw_event("invoice.paid__card.json")
+    signature = stripe_signature(body, int(time.time()))
+
+    response = app.test_client().post(
+        "/webhooks/stripe",
+        data=body,
+        content_type="application/json",
+        headers={"Stripe-Signature": signature},
+    )
+
+    assert response.status_code == 503
+    assert response.get_json()["error"]["code"] == "store_unavailable"
+    assert response.headers["Retry-After"] == "5"
 
 
 @pytest.mark.postgresql(reason="reports the PostgreSQL backend")
