@@ -7,7 +7,8 @@ import time
 import uuid
 from typing import Any
 
-from flask import Flask, Response, g, request
+from flask import Flask, Request, Response, g, request
+from flask.sessions import SessionInterface, SessionMixin
 
 from connector.config import Config
 from connector.logs import configure_logging, request_id_var
@@ -46,12 +47,26 @@ def create_app(config: Config | None = None, *, runtime: Runtime | None = None) 
     app.config["MAX_CONTENT_LENGTH"] = runtime.config.raw["web"]["max_webhook_bytes"]
     secret_key = runtime.config.secrets.secret_key
     app.config["SECRET_KEY"] = secret_key.reveal() if secret_key else uuid.uuid4().hex
+    app.session_interface = NoFlaskSession()
     context.install(app, runtime)
     register_request_context(app, runtime)
     errors.register(app)
     app.register_blueprint(health.blueprint)
     register_capabilities(app)
     return app
+
+
+class NoFlaskSession(SessionInterface):
+    """No Flask session: dealbridge signs its own session cookie (``auth.py``) and never uses
+    Flask's. The default interface still built a signing serializer and read the cookie on
+    every request, webhooks included (about 6% of a webhook's CPU). Writing to
+    ``flask.session`` raises instead of being silently dropped."""
+
+    def open_session(self, app: Flask, request: Request) -> SessionMixin | None:
+        return self.make_null_session(app)
+
+    def save_session(self, app: Flask, session: SessionMixin, response: Response) -> None:
+        return None
 
 
 def register_request_context(app: Flask, runtime: Runtime) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import flask
 import pytest
 
 from connector.runtime import Runtime
@@ -45,6 +46,15 @@ def test_a_webhook_while_the_store_is_down_is_refused_with_a_retryable_503() -> 
     assert response.status_code == 503
     assert response.get_json()["error"]["code"] == "store_unavailable"
     assert response.headers["Retry-After"] == "5"
+
+
+def test_flasks_own_session_is_off_and_writing_to_it_raises(client: Any) -> None:
+    """dealbridge's session is its own signed cookie; Flask's would be a second, unsigned
+    by our rules, and reading it cost every webhook a serializer."""
+    response = client.get("/healthz")
+    assert "Set-Cookie" not in response.headers
+    with client.application.test_request_context("/"), pytest.raises(RuntimeError):
+        flask.session["user"] = "someone"
 
 
 @pytest.mark.postgresql(reason="reports the PostgreSQL backend")
