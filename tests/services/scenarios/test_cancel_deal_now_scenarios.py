@@ -111,3 +111,21 @@ def test_a_credit_that_moved_by_activation_goes_back_to_review(world: World) -> 
     assert "previewed again for today" in refused.get_json()["error"]["message"]
     again = world.plan_for("acme_expansion")["amendment"]["preview"]
     assert again["operation_id"] != shown["operation_id"] and _notes(world) == []
+
+
+def test_a_cancellation_now_without_credit_shows_the_unused_time_as_not_credited(
+    world: World,
+) -> None:
+    _first, review = _cancellation_now(world)
+    response = world.api(
+        "POST", f"/api/plans/{review['id']}/adjust", json={**NOW, "cancel_credit": "none"}
+    )
+    assert response.status_code == 200, response.get_json()
+    dropped = response.get_json()["amendment"]["preview"]
+    assert dropped["credit_amount"] > 0 and dropped["actions"] == {}
+
+    page = world.api("GET", f"/plans/{review['id']}").get_data(as_text=True)
+
+    assert f'id="cancel-credit-amount">{dropped["credit_amount_text"]}<' in page
+    assert "Unused time of cancelling now, <strong>not credited</strong>" in page
+    assert "Credit of cancelling now" not in page and ">Not credited (exact" in page

@@ -164,6 +164,36 @@ def test_the_page_shows_the_credit_and_its_rounding_before_cancelling(world: Wor
     assert client.v1.subscriptions.retrieve(sub_id).status == "canceled"
 
 
+def test_the_page_for_no_credit_shows_the_unused_time_as_not_credited(world: World) -> None:
+    """Dropping the unused days is the person's choice, so they see how much they drop; the
+    page must not present that figure as a credit."""
+    plan = _activate(world)
+    sub_id, customer = plan["stripe_subscription_id"], plan["stripe_customer_id"]
+    _pay(world, _first_invoice(world, plan))
+    world.clock.advance(days=20)
+    page = world.api("GET", f"/customers/{customer}", role="finance").get_data(as_text=True)
+    csrf = re.search(r'name="csrf" value="([0-9a-f]+)"', page)
+    assert csrf is not None
+    url = f"/customers/{customer}/subscriptions/{sub_id}/cancel"
+
+    screen = world.api("POST", url, role="finance",
+                       data={"csrf": csrf.group(1), "when": "now", "credit": "none"})  # fmt: skip
+
+    html = screen.get_data(as_text=True)
+    assert screen.status_code == 200, html
+    dropped = re.search(r'id="uncredited-total">(USD [\d,.]+)<', html)
+    assert dropped is not None, html
+    assert "none of it is credited" in html and "Unused, not credited" in html
+    assert 'id="credit-total"' not in html and "issue the credit note" not in html
+    assert f"No credit note: the unused time ({dropped.group(1)}) is not credited." in html
+    operation = re.search(r'name="operation_id" value="([\w-]+)"', html)
+    assert operation is not None
+    done = world.api("POST", url, role="finance", data={
+        "csrf": csrf.group(1), "when": "confirm", "operation_id": operation.group(1)})  # fmt: skip
+    assert done.status_code == 200 and "is canceled." in done.get_data(as_text=True)
+    assert _notes(world) == 0
+
+
 def test_a_confirm_interrupted_after_the_credit_note_completes_on_retry_without_a_second(
     world: World, monkeypatch: pytest.MonkeyPatch
 ) -> None:
