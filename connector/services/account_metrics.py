@@ -27,7 +27,7 @@ from connector.crm.base import Money
 from connector.runtime import Runtime
 from connector.services import crm_outbound
 from connector.services.outbox import SendResult
-from connector.services.overview import CustomerRow, compute
+from connector.services.overview import CustomerRow, compute, customer_rows
 from connector.store.models import AccountMetrics
 
 log = logging.getLogger(__name__)
@@ -158,10 +158,15 @@ def write_account_metrics(runtime: Runtime, only: Collection[str] | None = None)
     account that could need a write), outside any store session; what was decided is kept,
     note included, for the overview."""
     due: list[CustomerRow] = []
-    with runtime.db.session() as session:
-        for row in compute(runtime, session).customers:
-            if only is not None and row.crm_account_id not in only:
-                continue
+    # Only reads: on SQLite a write session would hold the write lock while the figures
+    # are computed.
+    with runtime.db.reading() as session:
+        rows = (
+            compute(runtime, session).customers
+            if only is None
+            else customer_rows(runtime, session, only)
+        )
+        for row in rows:
             last = session.get(AccountMetrics, row.crm_account_id)
             if last is None and not _billed(row):
                 continue

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -349,18 +349,29 @@ class Overview:
         }
 
 
-def _credit_states(session: Session) -> dict[str, str]:
+def _in(column: Any, keys: Collection[str] | None) -> list[Any]:
+    """The condition "``column`` is one of ``keys``", none when ``keys`` is None (every row).
+    ``keys`` are the accounts or customers of one batch of work: a few hundred at most, well
+    within both stores' limits on bound parameters."""
+    return [] if keys is None else [column.in_(sorted(keys))]
+
+
+def _credit_states(session: Session, accounts: Collection[str] | None = None) -> dict[str, str]:
     """Each account's credit state as the credit service last recorded it (``ok``,
     ``on_hold``, ``over_limit``); accounts it has not looked at yet are ``ok``."""
     table: Any = getattr(models, "AccountCredit", None)
     if table is None:
         return {}
-    return {row.crm_account_id: str(row.state) for row in session.scalars(select(table))}
+    return {
+        row.crm_account_id: str(row.state)
+        for row in session.scalars(select(table).where(*_in(table.crm_account_id, accounts)))
+    }
 
 
-def _account_names(session: Session) -> dict[str, str]:
+def _account_names(session: Session, accounts: Collection[str] | None = None) -> dict[str, str]:
     names: dict[str, str] = {}
-    for plan in session.scalars(select(Plan).order_by(Plan.created_at)):
+    query = select(Plan).where(*_in(Plan.crm_account_id, accounts)).order_by(Plan.created_at)
+    for plan in session.scalars(query):
         account = (plan.deal_data or {}).get("account") or {}
         if plan.crm_account_id and account.get("name"):
             names[plan.crm_account_id] = str(account["name"])
@@ -392,73 +403,84 @@ def _measurable(
     return kept
 
 
-def compute(runtime: Runtime, session: Session) -> Overview:
-    """Every overview figure, from the mirrors only (no Stripe or CRM call)."""
-    now = runtime.clock()
-    links = list(session.scalars(select(CustomerLink)))
-    customer_ids = {link.stripe_customer_id for link in links}
-    overview_notes: list[str] = []
+@dataclass(frozen=True)
+class _Mirrored:
+    """The mirrored facts of some linked customers, the ones the overview can measure."""
+
+    subs: list[SubscriptionFacts]
+    invoices: list[InvoiceFacts]
+    notes: list[CreditNoteFacts]
+    refunds: list[RefundFacts]
+
+
+def _mirrored(
+    session: Session,
+    customer_ids: set[str],
+    *,
+    scoped: bool,
+    overview_notes: list[str],
+    now: datetime,
+) -> _Mirrored:
+    """The facts of these customers' mirrored rows. ``scoped``: read only their rows (a few
+    accounts' figures); otherwise every row, filtered here (the whole overview reads nearly
+    all of them anyway)."""
+    only = customer_ids if scoped else None
+
+    def rows(model: Any, *conditions: Any) -> list[Any]:
+        query = select(model).where(*conditions, *_in(model.stripe_customer_id, only))
+        return [
+            r
+            for r in session.scalars(query.order_by(model.id))
+            if r.stripe_customer_id in customer_ids
+        ]
+
     unread: list[str] = []
-    subs = [
-        subscription_facts(row.data, row.status, unread)
-        for row in session.scalars(select(SubscriptionMirror).order_by(SubscriptionMirror.id))
-        if row.stripe_customer_id in customer_ids
-    ]
+    subs = [subscription_facts(r.data, r.status, unread) for r in rows(SubscriptionMirror)]
     if unread:
         overview_notes.append(
             "Discounts not read from Stripe (not expanded), so MRR does not subtract them: "
             + ", ".join(sorted(set(unread)))
             + ". A refresh re-reads them."
         )
-    subs = _measurable(subs, overview_notes, now)
-    invoices = [
-        invoice_facts(row)
-        for row in session.scalars(select(InvoiceMirror).where(InvoiceMirror.deleted.is_(False)))
-        if row.stripe_customer_id in customer_ids
-    ]
-    notes = [
-        credit_note_facts(row)
-        for row in session.scalars(select(CreditNoteMirror))
-        if row.stripe_customer_id in customer_ids
-    ]
-    refunds = [
-        refund_facts(row)
-        for row in session.scalars(select(RefundMirror))
-        if row.stripe_customer_id in customer_ids
-    ]
-    year, month = last_12_months(now), current_month(now)
-    total_mrr = mrr(subs, now)
-    net = net_billing(invoices, notes, refunds, year)
-    net_month = net_billing(invoices, notes, refunds, month)
-    owed = open_balance(invoices)
-    average = average_billing_per_customer(net, len(links))
-    figures = {
-        c: CurrencyFigures(
-            mrr=total_mrr.get(c, 0),
-            net_billing=net.get(c, 0),
-            average_billing_per_customer=average.get(c, 0),
-            net_billing_this_month=net_month.get(c, 0),
-            open_balance=owed.get(c, 0),
-        )
-        for c in sorted(set(total_mrr) | set(net) | set(net_month) | set(owed))
-    }
-    active = [s for s in subs if counts_for_mrr(s, now)]
+    return _Mirrored(
+        subs=_measurable(subs, overview_notes, now),
+        invoices=[invoice_facts(r) for r in rows(InvoiceMirror, InvoiceMirror.deleted.is_(False))],
+        notes=[credit_note_facts(r) for r in rows(CreditNoteMirror)],
+        refunds=[refund_facts(r) for r in rows(RefundMirror)],
+    )
 
+
+def _customer_rows(
+    session: Session,
+    links: list[CustomerLink],
+    mirrored: _Mirrored,
+    now: datetime,
+    *,
+    scoped: bool,
+) -> list[CustomerRow]:
+    """One row per link, each from its own customer's facts."""
+    accounts = {link.crm_account_id for link in links} if scoped else None
     by_customer_subs: dict[str, list[SubscriptionFacts]] = defaultdict(list)
-    for sub in subs:
+    for sub in mirrored.subs:
         by_customer_subs[sub.customer_id].append(sub)
     by_customer_invoices: dict[str, list[InvoiceFacts]] = defaultdict(list)
-    for invoice in invoices:
+    for invoice in mirrored.invoices:
         by_customer_invoices[invoice.customer_id].append(invoice)
     by_customer_notes: dict[str, list[CreditNoteFacts]] = defaultdict(list)
-    for note in notes:
+    for note in mirrored.notes:
         by_customer_notes[note.customer_id].append(note)
     by_customer_refunds: dict[str, list[RefundFacts]] = defaultdict(list)
-    for refund in refunds:
+    for refund in mirrored.refunds:
         by_customer_refunds[refund.customer_id].append(refund)
-    names = _account_names(session)
-    credit = _credit_states(session)
-    crm_notes = {row.crm_account_id: row.note for row in session.scalars(select(AccountMetrics))}
+    names = _account_names(session, accounts)
+    credit = _credit_states(session, accounts)
+    crm_notes = {
+        row.crm_account_id: row.note
+        for row in session.scalars(
+            select(AccountMetrics).where(*_in(AccountMetrics.crm_account_id, accounts))
+        )
+    }
+    year = last_12_months(now)
     rows: list[CustomerRow] = []
     for link in links:
         cid = link.stripe_customer_id
@@ -485,6 +507,58 @@ def compute(runtime: Runtime, session: Session) -> Overview:
                 crm_note=crm_notes.get(link.crm_account_id),
             )
         )
+    return rows
+
+
+def customer_rows(
+    runtime: Runtime, session: Session, accounts: Collection[str]
+) -> list[CustomerRow]:
+    """The overview's customer rows of these accounts only, read from their own mirrored
+    rows: writing one account's CRM figures must not read every other customer's invoices
+    (the whole overview, with fifty thousand invoices, takes seconds)."""
+    now = runtime.clock()
+    links = list(
+        session.scalars(
+            select(CustomerLink)
+            .where(*_in(CustomerLink.crm_account_id, accounts))
+            .order_by(CustomerLink.crm_account_id, CustomerLink.stripe_customer_id)
+        )
+    )
+    customer_ids = {link.stripe_customer_id for link in links}
+    mirrored = _mirrored(session, customer_ids, scoped=True, overview_notes=[], now=now)
+    return _customer_rows(session, links, mirrored, now, scoped=True)
+
+
+def compute(runtime: Runtime, session: Session) -> Overview:
+    """Every overview figure, from the mirrors only (no Stripe or CRM call)."""
+    now = runtime.clock()
+    links = list(session.scalars(select(CustomerLink)))
+    customer_ids = {link.stripe_customer_id for link in links}
+    overview_notes: list[str] = []
+    mirrored = _mirrored(
+        session, customer_ids, scoped=False, overview_notes=overview_notes, now=now
+    )
+    subs, invoices, notes, refunds = (
+        mirrored.subs, mirrored.invoices, mirrored.notes, mirrored.refunds
+    )  # fmt: skip
+    year, month = last_12_months(now), current_month(now)
+    total_mrr = mrr(subs, now)
+    net = net_billing(invoices, notes, refunds, year)
+    net_month = net_billing(invoices, notes, refunds, month)
+    owed = open_balance(invoices)
+    average = average_billing_per_customer(net, len(links))
+    figures = {
+        c: CurrencyFigures(
+            mrr=total_mrr.get(c, 0),
+            net_billing=net.get(c, 0),
+            average_billing_per_customer=average.get(c, 0),
+            net_billing_this_month=net_month.get(c, 0),
+            open_balance=owed.get(c, 0),
+        )
+        for c in sorted(set(total_mrr) | set(net) | set(net_month) | set(owed))
+    }
+    active = [s for s in subs if counts_for_mrr(s, now)]
+    rows = _customer_rows(session, links, mirrored, now, scoped=False)
     for row in rows:
         if row.crm_note:
             overview_notes.append(f"{row.name}: {row.crm_note}")

@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 
 from connector.crm.base import CrmAccount
 from connector.runtime import Runtime
@@ -17,6 +18,7 @@ from connector.services import account_metrics, overview
 from connector.services.customer_table import customer_table
 from connector.services.overview import CustomerRow
 from connector.store.models import (
+    AccountCredit,
     AccountMetrics,
     CreditNoteMirror,
     CustomerLink,
@@ -24,6 +26,7 @@ from connector.store.models import (
     OutboxMessage,
     PriceMirror,
     ProductMirror,
+    RefundMirror,
     SubscriptionMirror,
 )
 
@@ -184,6 +187,45 @@ def test_account_figures_are_queued_for_the_crm_once_until_they_change(stored: R
     last_a = [u for u in updates if u["account_id"] == "acc_a"][-1]["update"]
     assert last_a["mrr"] == {"amount": 30000, "currency": "usd"}
     assert last_a["open_balance"] == {"amount": 0, "currency": "usd"}
+
+
+@pytest.mark.parametrize(
+    "accounts", [{"acc_a"}, {"acc_b"}, {"acc_c"}, {"acc_a", "acc_b"}, {"acc_unknown"}]
+)
+def test_a_few_accounts_rows_are_the_overviews_rows_of_those_accounts(
+    stored: Runtime, accounts: set[str]
+) -> None:
+    with stored.db.session() as s:  # a refund, a held account and CRM notes count too
+        s.add_all(
+            [
+                _sub("sub_6", "cus_c", "active", [(1000, 1, "usd", "month", 1)]),
+                RefundMirror(id="re_1", stripe_customer_id="cus_a", crm_account_id="acc_a",
+                             status="succeeded", currency="usd", amount=700, created=T0),
+                AccountCredit(crm_account_id="acc_b", on_hold=True, state="on_hold"),
+            ]
+        )  # fmt: skip
+    account_metrics.write_account_metrics(stored)
+    whole = {r.crm_account_id: r for r in overview.overview(stored).customers}
+
+    with stored.db.reading() as session:
+        rows = overview.customer_rows(stored, session, accounts)
+
+    assert rows == [whole[a] for a in sorted(accounts) if a in whole]
+
+
+def test_writing_one_accounts_figures_reads_only_its_own_invoices(stored: Runtime) -> None:
+    loaded: list[str] = []
+
+    def record(row: InvoiceMirror, _context: Any) -> None:
+        loaded.append(row.id)
+
+    sa.event.listen(InvoiceMirror, "load", record)
+    try:
+        queued = account_metrics.write_account_metrics(stored, only={"acc_b"})
+    finally:
+        sa.event.remove(InvoiceMirror, "load", record)
+    assert queued == 1
+    assert sorted(loaded) == ["in_5"]  # acc_b's one invoice that is not deleted
 
 
 def test_an_account_billed_only_in_another_currency_gets_nothing_and_the_overview_says_why(
