@@ -270,6 +270,11 @@ class CrmAdapter(Protocol):
 
     def get_account(self, account_id: str) -> CrmAccount: ...
 
+    def get_accounts(self, account_ids: Sequence[str]) -> dict[str, CrmAccount]:
+        """Several accounts in as few calls as the CRM allows (a batch's accounts, for their
+        figures), keyed by the id asked with; ids the CRM does not have are left out."""
+        ...
+
     def update_deal(self, deal_id: str, update: DealUpdate) -> None: ...
 
     def update_accounts(self, updates: Sequence[tuple[str, AccountUpdate]]) -> list[WriteResult]:

@@ -102,15 +102,27 @@ def _same(last: AccountMetrics | None, decision: Decision) -> bool:
     return written == (decision.currency, *decision.figures) and last.note == decision.note
 
 
-def _read_account_currency(runtime: Runtime, account_id: str) -> tuple[bool, str | None]:
-    """(read, currency): the CRM record's currency now; ``read`` is False when the CRM could
-    not be asked (nothing is written then, rather than a figure in a guessed currency)."""
+def _read_account_currencies(runtime: Runtime, account_ids: list[str]) -> dict[str, str | None]:
+    """Each account's CRM record currency now (None: the record has none), read together
+    (``get_accounts``: one call per hundred or two accounts, not one per account). An account
+    the CRM could not be asked about, or does not have, is left out: nothing is written for
+    it, rather than a figure in a guessed currency."""
+    if not account_ids:
+        return {}
     try:
-        account = runtime.crm.get_account(account_id)
+        accounts = runtime.crm.get_accounts(sorted(set(account_ids)))
     except Exception:
-        log.warning("account %s: its currency could not be read; figures not written", account_id)
-        return False, None
-    return True, (account.currency.lower() if account.currency else None)
+        log.warning(
+            "the currencies of %d accounts could not be read; their figures were not written",
+            len(set(account_ids)),
+        )
+        return {}
+    for missing in sorted(set(account_ids) - set(accounts)):
+        log.warning("account %s: not found in the CRM; figures not written", missing)
+    return {
+        account_id: (account.currency.lower() if account.currency else None)
+        for account_id, account in accounts.items()
+    }
 
 
 def _record(
@@ -154,9 +166,9 @@ def write_account_metrics(runtime: Runtime, only: Collection[str] | None = None)
     its CRM record, in the record's currency, when they differ from what was last queued
     (``only``: these accounts). Returns the accounts queued.
 
-    The account's currency is read from the CRM when its figures changed (the one read per
-    account that could need a write), outside any store session; what was decided is kept,
-    note included, for the overview."""
+    The currencies of the accounts whose figures changed are read from the CRM together
+    (the only accounts that could need a write), outside any store session; what was decided
+    is kept, note included, for the overview."""
     due: list[CustomerRow] = []
     # Only reads: on SQLite a write session would hold the write lock while the figures
     # are computed.
@@ -174,11 +186,7 @@ def write_account_metrics(runtime: Runtime, only: Collection[str] | None = None)
             if known is not None and _same(last, decide(row, known)):
                 continue
             due.append(row)
-    currencies: dict[str, str | None] = {}
-    for row in due:
-        read, account_currency = _read_account_currency(runtime, row.crm_account_id)
-        if read:
-            currencies[row.crm_account_id] = account_currency
+    currencies = _read_account_currencies(runtime, [row.crm_account_id for row in due])
     queued = 0
     if not currencies:
         return queued

@@ -3,6 +3,7 @@ who set a hold, the CRM as it will be, non-payment holds and releases, the hold 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -50,6 +51,9 @@ class FakeCrm:
     def get_account(self, account_id: str) -> CrmAccount:
         assert account_id == ACCOUNT
         return self.account
+
+    def get_accounts(self, account_ids: Sequence[str]) -> dict[str, CrmAccount]:
+        return {i: self.get_account(i) for i in account_ids}
 
     def hold(self, on: bool, source: str | None = "person") -> None:
         self.account = replace(

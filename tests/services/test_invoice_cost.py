@@ -121,3 +121,39 @@ def test_a_burst_of_450_paid_invoices_costs_full_crm_batches_plus_two_calls(
     assert len(records) == 450
     assert {r["status"] for r in records} == {"paid"}
     assert world.crm.account("acme")["open_balance"] == 0
+
+
+def test_a_burst_spread_over_many_accounts_costs_no_more_crm_calls(any_crm_world: World) -> None:
+    """Month-end: invoices of many customers paid at once. Each account's figures change, and
+    their currencies are read together (``get_accounts``), not one CRM call per account."""
+    world = any_crm_world
+    runtime = world.runtime
+    assert runtime is not None
+    client = world.stripe_client()
+    invoices: list[str] = []
+    for n in range(12):
+        customer = client.v1.customers.create(params={"email": f"ap{n}@month-end.example"}).id
+        account_id = runtime.crm.create_account(
+            f"Month-end {n}", None, None, stripe_customer_id=customer
+        )
+        with runtime.db.session() as session:
+            session.add(
+                CustomerLink(
+                    crm_account_id=account_id, stripe_customer_id=customer, source="created"
+                )
+            )
+        invoices += seed_invoices(world.stripe_sandbox, customer, 5)
+    backfill_invoices(runtime)
+    _run_worker(world)  # the backfill's own account figures
+    with world.stripe_sandbox.state.lock:  # the seeding's own webhooks are not the burst
+        for delivery in world.stripe_sandbox.state.deliveries:
+            delivery.done = True
+    pay_invoices(world.stripe_sandbox, invoices)
+    _reset_crm_calls(world)
+
+    assert world.stripe_sandbox.deliver_webhooks() == 60
+    _run_worker(world)
+
+    assert _crm_calls(world) <= math.ceil(60 / runtime.crm.batch_size) + 2
+    paid = [r for r in world.crm.invoices() if r["status"] == "paid"]
+    assert len(paid) == 60

@@ -149,6 +149,9 @@ class RecordingCrm:
     def update_deal(self, deal_id: str, update: DealUpdate) -> None:
         self.deals.setdefault(deal_id, {}).update(update)
 
+    def get_accounts(self, account_ids: Sequence[str]) -> dict[str, CrmAccount]:
+        return {i: self.get_account(i) for i in account_ids}
+
     def get_account(self, account_id: str) -> CrmAccount:
         """No credit hold and no limit, unless a write of ours says otherwise."""
         written = self.accounts.get(account_id, {})

@@ -6,13 +6,14 @@ pin the mapping from dealbridge's mirror tables to those definitions.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
 
-from connector.crm.base import CrmAccount
+from connector.crm.base import CrmAccount, CrmUnavailable
 from connector.runtime import Runtime
 from connector.services import account_metrics, overview
 from connector.services.customer_table import customer_table
@@ -79,6 +80,15 @@ class AccountCurrencies:
     def __init__(self, currencies: dict[str, str | None]) -> None:
         self.currencies = currencies
         self.reads: list[str] = []
+        #: The ids of each ``get_accounts`` call.
+        self.batches: list[list[str]] = []
+        self.down = False
+
+    def get_accounts(self, account_ids: Sequence[str]) -> dict[str, CrmAccount]:
+        self.batches.append(list(account_ids))
+        if self.down:
+            raise CrmUnavailable("the CRM is down")
+        return {i: self.get_account(i) for i in account_ids if i in self.currencies}
 
     def get_account(self, account_id: str) -> CrmAccount:
         self.reads.append(account_id)
@@ -262,6 +272,34 @@ def test_the_crm_is_read_again_only_when_figures_change(
     assert sorted(crm.reads) == ["acc_a", "acc_b"]
     account_metrics.write_account_metrics(stored)
     assert sorted(crm.reads) == ["acc_a", "acc_b"]
+
+
+def test_the_currencies_of_the_accounts_to_write_are_read_in_one_call(
+    stored: Runtime, crm: AccountCurrencies
+) -> None:
+    assert account_metrics.write_account_metrics(stored) == 2
+
+    assert crm.batches == [["acc_a", "acc_b"]]  # acc_c has nothing billed to write
+
+
+def test_while_the_crm_is_down_nothing_is_written_and_the_next_run_writes_it(
+    stored: Runtime, crm: AccountCurrencies
+) -> None:
+    crm.down = True
+    assert account_metrics.write_account_metrics(stored) == 0
+    crm.down = False
+
+    assert account_metrics.write_account_metrics(stored) == 2
+
+
+def test_an_account_the_crm_no_longer_has_gets_nothing_written(
+    stored: Runtime, crm: AccountCurrencies
+) -> None:
+    del crm.currencies["acc_b"]
+
+    assert account_metrics.write_account_metrics(stored) == 1
+    with stored.db.session() as s:
+        assert s.get(AccountMetrics, "acc_b") is None
 
 
 @pytest.mark.parametrize(

@@ -178,6 +178,11 @@ class FakeCrm:
                 raise CrmNotFound(f"no account {account_id}")
             return self.accounts[account_id].account
 
+    def get_accounts(self, account_ids: Sequence[str]) -> dict[str, CrmAccount]:
+        with self._lock:
+            self._call("get_accounts")
+            return {i: self.accounts[i].account for i in account_ids if i in self.accounts}
+
     def find_accounts_by_contact_email(self, email: str) -> list[str]:
         with self._lock:
             self._call("find_accounts_by_contact_email")

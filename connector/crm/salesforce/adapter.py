@@ -532,18 +532,44 @@ class SalesforceAdapter:
 
     def get_account(self, account_id: str) -> CrmAccount:
         m = self.mapping
-        af = m.account_fields
-        fields = list(dict.fromkeys(v for v in af.values() if v))
-        stripe_field = m.account["writeback"]["stripe_customer_id"]
-        fields.append(stripe_field)
-        query = (
-            f"SELECT {', '.join(dict.fromkeys(fields))} FROM {m.account['object']} "
-            f"WHERE Id = {soql.literal(account_id)}"
+        records = list(
+            self._query_all(f"{self._account_select()} WHERE Id = {soql.literal(account_id)}")
         )
-        records = list(self._query_all(query))
         if not records:
             raise CrmNotFound(f"Salesforce: no {m.account['object']} with Id {account_id}")
-        record = records[0]
+        return self._account(records[0])
+
+    #: Accounts read by one ``Id IN (...)`` query: about 22 characters each keeps the query
+    #: URL far below Salesforce's 16,384-byte limit.
+    ACCOUNTS_PER_QUERY = 200
+
+    def get_accounts(self, account_ids: Sequence[str]) -> dict[str, CrmAccount]:
+        """Each account asked for that exists, by the id asked with, one query per
+        ``ACCOUNTS_PER_QUERY``. A 15-character id finds its 18-character record; a malformed
+        id finds nothing (Salesforce would refuse the whole query over it)."""
+        asked = {i[:15]: i for i in account_ids if soql.is_record_id(i)}
+        wanted = sorted(asked.values())
+        found: dict[str, CrmAccount] = {}
+        for start in range(0, len(wanted), self.ACCOUNTS_PER_QUERY):
+            ids = ", ".join(
+                soql.literal(i) for i in wanted[start : start + self.ACCOUNTS_PER_QUERY]
+            )
+            for record in self._query_all(f"{self._account_select()} WHERE Id IN ({ids})"):
+                account = self._account(record)
+                if account.id[:15] in asked:
+                    found[asked[account.id[:15]]] = account
+        return found
+
+    def _account_select(self) -> str:
+        m = self.mapping
+        fields = [v for v in m.account_fields.values() if v]
+        fields.append(m.account["writeback"]["stripe_customer_id"])
+        return f"SELECT {', '.join(dict.fromkeys(fields))} FROM {m.account['object']}"
+
+    def _account(self, record: dict[str, Any]) -> CrmAccount:
+        m = self.mapping
+        af = m.account_fields
+        stripe_field = m.account["writeback"]["stripe_customer_id"]
         limit = dig(record, af["credit_limit"] or "")
         currency = str(dig(record, af.get("currency")) or m.deal["default_currency"]).lower()
         source = dig(record, af["credit_hold_source"]) if af.get("credit_hold_source") else None
