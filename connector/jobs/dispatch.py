@@ -60,7 +60,9 @@ OUTBOX_SENDERS = OutboxSenders(
     {
         crm_outbound.UPDATE_DEAL: SingleSender(crm_outbound.send_deal_update),
         # Before the account writes they owe, so those fold into one write per account.
-        credit.SETTLE_ACCOUNT: SingleSender(credit.settle_after_invoice, linger=True),
+        credit.SETTLE_ACCOUNT: BatchedSender(
+            credit.settle_after_invoices, credit.SETTLE_BATCH, linger=True
+        ),
         crm_outbound.ACCOUNT_FIGURES_DUE: BatchedSender(
             account_metrics.send_figures, 500, linger=True
         ),

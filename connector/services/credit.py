@@ -27,7 +27,7 @@ Our own hold changes reach the CRM through the outbox. Until such a write is del
 CRM still shows the old value, so both this module and the activation gate look at the CRM
 "as it will be" (``as_it_will_be``): a queued hold write of ours wins over the stale value.
 
-Entry points: ``handle_account_changed`` (CRM push or poll), ``settle_after_invoice`` (the
+Entry points: ``handle_account_changed`` (CRM push or poll), ``settle_after_invoices`` (the
 ``credit.settle_account`` follow-up an invoice event queues with its mirror change),
 ``invoice_changed`` (after a backfill of a customer's history), ``plan_waiting`` /
 ``plan_activated`` (from activation), and the ``check_credit`` clock job, which exists
@@ -79,6 +79,8 @@ log = logging.getLogger(__name__)
 EVENT = "account.credit_state_changed"
 #: Outbox kind of the follow-up an invoice change owes: settle the account's credit.
 SETTLE_ACCOUNT = "credit.settle_account"
+#: Accounts settled per ``credit.settle_account`` batch: their CRM reads go together.
+SETTLE_BATCH = 200
 Recheck = Literal["always", "on_release", "never"]
 Transition = Literal["held", "released"]
 _PAUSE_BEHAVIOR = {"pause_keep_as_draft": "keep_as_draft", "pause_void": "void"}
@@ -533,19 +535,45 @@ def queue_settlement(session: Session, account_id: str, now: datetime) -> None:
     )
 
 
-def settle_after_invoice(runtime: Runtime, payload: dict[str, Any]) -> None:
-    """The ``credit.settle_account`` sender: apply the non-payment policy to the account's
+def settle_after_invoices(
+    runtime: Runtime, payloads: list[dict[str, Any]]
+) -> list[outbox.SendResult]:
+    """The ``credit.settle_account`` sender: apply the non-payment policy to each account's
     mirrored invoices, and give plans waiting for the limit another try (a payment lowers
     the exposure).
 
-    Skipped -- no CRM read -- when an invoice cannot move anything: no non-payment trigger
-    is on, dealbridge holds or paused nothing of the account, and no plan waits for its
-    credit. (A person's hold or limit change reaches ``handle_account_changed`` through
-    the CRM's push or poll, not through invoices.)"""
-    account_id = str(payload["account_id"])
-    if not _invoice_can_matter(runtime, account_id):
-        return
-    settle(runtime, account_id, non_payment=True, recheck="always")
+    Skipped -- no CRM read -- for an account whose invoices cannot move anything: no
+    non-payment trigger is on, dealbridge holds or paused nothing of the account, and no
+    plan waits for its credit. (A person's hold or limit change reaches
+    ``handle_account_changed`` through the CRM's push or poll, not through invoices.) The
+    others are read from the CRM together (``get_accounts``), not one call per account: a
+    month-end payment run settles hundreds. Each account settles, retries or parks on its
+    own; if the read fails, the whole batch waits for a retry."""
+    account_ids = [str(p["account_id"]) for p in payloads]
+    mattering = [a for a in dict.fromkeys(account_ids) if _invoice_can_matter(runtime, a)]
+    accounts = runtime.crm.get_accounts(mattering) if mattering else {}
+    outcomes: dict[str, outbox.SendResult] = {}
+    for account_id in dict.fromkeys(account_ids):
+        if account_id not in mattering:
+            outcomes[account_id] = outbox.SendResult.sent()
+            continue
+        try:
+            # An account the read did not return is read alone: its CrmNotFound parks it.
+            settle(
+                runtime,
+                account_id,
+                non_payment=True,
+                recheck="always",
+                account=accounts.get(account_id),
+            )
+        except Exception as exc:
+            log.warning("account %s: credit settlement failed: %s", account_id, exc)
+            outcomes[account_id] = outbox.SendResult(
+                ok=False, error=str(exc), retryable=outbox.is_retryable(exc)
+            )
+        else:
+            outcomes[account_id] = outbox.SendResult.sent()
+    return [outcomes[account_id] for account_id in account_ids]
 
 
 def _invoice_can_matter(runtime: Runtime, account_id: str) -> bool:

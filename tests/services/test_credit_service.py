@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import select
 
 from connector.billing.gateway import PAUSE_MARKER
-from connector.crm.base import CrmAccount, Money, WriteResult
+from connector.crm.base import CrmAccount, CrmNotFound, Money, WriteResult
 from connector.jobs.dispatch import OUTBOX_SENDERS
 from connector.runtime import Runtime
 from connector.secrets import Secret
@@ -47,13 +47,17 @@ class FakeCrm:
             stripe_customer_id=CUSTOMER,
         )
         self.hold_writes: list[bool] = []
+        #: The ids of each ``get_accounts`` call.
+        self.batch_reads: list[list[str]] = []
 
     def get_account(self, account_id: str) -> CrmAccount:
-        assert account_id == ACCOUNT
+        if account_id != ACCOUNT:
+            raise CrmNotFound(f"no account {account_id}")
         return self.account
 
     def get_accounts(self, account_ids: Sequence[str]) -> dict[str, CrmAccount]:
-        return {i: self.get_account(i) for i in account_ids}
+        self.batch_reads.append(list(account_ids))
+        return {i: self.account for i in account_ids if i == ACCOUNT}
 
     def hold(self, on: bool, source: str | None = "person") -> None:
         self.account = replace(
@@ -556,3 +560,28 @@ def test_a_parked_hold_write_is_not_taken_for_a_person_lifting_the_hold(
     assert settled.transition is None
     row = _row(dunning)
     assert (row.on_hold, row.held_by_dealbridge, row.excused_invoices) == (True, True, [])
+
+
+# --------------------------------------------------------------------------- settling a batch
+
+
+def test_a_batch_of_settlements_reads_its_accounts_once_and_each_settles_on_its_own(
+    dunning: Runtime, crm: FakeCrm
+) -> None:
+    results = credit.settle_after_invoices(
+        dunning, [{"account_id": ACCOUNT}, {"account_id": "001GONE"}]
+    )
+
+    assert crm.batch_reads == [[ACCOUNT, "001GONE"]]
+    assert [(r.ok, r.retryable) for r in results] == [(True, True), (False, False)]
+    assert "001GONE" in (results[1].error or "")
+    assert _row(dunning).state == "ok"
+
+
+def test_without_a_policy_or_a_hold_of_ours_settling_reads_nothing(
+    runtime: Runtime, crm: FakeCrm
+) -> None:
+    results = credit.settle_after_invoices(runtime, [{"account_id": ACCOUNT}])
+
+    assert [r.ok for r in results] == [True]
+    assert crm.batch_reads == []
