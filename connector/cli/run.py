@@ -78,12 +78,15 @@ def serve(state: CliState, port: int | None, threads: int) -> None:
     if state.config_path:
         base += ["--config", state.config_path]
     web_command = ["web", "--workers", "1", "--threads", str(threads), "--port", str(bind_port)]
-    sys.exit(
-        supervise(
-            {"web": base + web_command, "worker": [*base, "worker"], "clock": [*base, "clock"]},
-            niceness=BACKGROUND_NICENESS,
-        )
-    )
+    processes = {"web": base + web_command, "worker": [*base, "worker"], "clock": [*base, "clock"]}
+    if not _jobs_enabled(config):
+        click.echo("jobs.enabled is false: serving the web app only (no worker, no clock).")
+        processes = {"web": processes["web"]}
+    sys.exit(supervise(processes, niceness=BACKGROUND_NICENESS))
+
+
+def _jobs_enabled(config: Config) -> bool:
+    return bool(config.raw["jobs"]["enabled"])
 
 
 @click.command()
@@ -97,7 +100,14 @@ def web(state: CliState, workers: int, threads: int, port: int | None) -> None:
 
 
 def _scheduler_only(state: CliState, roles: tuple[Role, ...]) -> None:
-    runtime = Runtime(_valid_config(state))
+    config = _valid_config(state)
+    if not _jobs_enabled(config):
+        # Loud, not idle: a worker that quietly did nothing would leave webhooks unprocessed.
+        raise click.ClickException(
+            f"jobs.enabled is false in this configuration, so the {'/'.join(roles)} does not "
+            "run; set it to true (or leave it out) where background jobs should run"
+        )
+    runtime = Runtime(config)
     if "clock" in roles:
         start_up(runtime)
     jobs = default_registry()

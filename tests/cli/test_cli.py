@@ -9,6 +9,7 @@ import pytest
 from click.testing import CliRunner
 
 from connector.cli import main
+from connector.cli import run as run_module
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -89,3 +90,34 @@ def test_check_names_a_subscriber_event_dealbridge_does_not_emit(
     result = CliRunner().invoke(main, ["--config", str(config), "check"], env=env)
     assert result.exit_code == 2
     assert "outbound.subscribers[0].events: 'invoice.payed' is not an event" in result.output
+
+
+@pytest.mark.parametrize("command", ["worker", "clock"])
+def test_with_jobs_disabled_the_worker_and_clock_refuse_to_start_saying_why(
+    env: dict[str, str], command: str
+) -> None:
+    result = CliRunner().invoke(main, [command], env={**env, "DEALBRIDGE__JOBS__ENABLED": "false"})
+
+    assert result.exit_code == 1
+    assert f"jobs.enabled is false in this configuration, so the {command} does not run" in (
+        result.output
+    )
+
+
+@pytest.mark.parametrize(("enabled", "processes"), [("true", ["web", "worker", "clock"]),
+                                                     ("false", ["web"])])  # fmt: skip
+def test_serve_supervises_the_background_jobs_only_when_enabled(
+    env: dict[str, str], monkeypatch: pytest.MonkeyPatch, enabled: str, processes: list[str]
+) -> None:
+    supervised: list[list[str]] = []
+
+    def supervise(commands: dict[str, list[str]], **_options: object) -> int:
+        supervised.append(list(commands))
+        return 0
+
+    monkeypatch.setattr(run_module, "supervise", supervise)
+
+    result = CliRunner().invoke(main, ["serve"], env={**env, "DEALBRIDGE__JOBS__ENABLED": enabled})
+
+    assert result.exit_code == 0, result.output
+    assert supervised == [processes]
