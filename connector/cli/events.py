@@ -60,6 +60,7 @@ def list_events(state: CliState, failed: bool, source: str | None, limit: int) -
     try:
         with runtime.db.session() as session:
             rows = inbox.list_events(session, failed=failed, source=source, limit=limit)
+            spooled = 0 if failed else inbox.spooled_waiting(runtime, session)
             table = [
                 [
                     str(row.id),
@@ -76,8 +77,14 @@ def list_events(state: CliState, failed: bool, source: str | None, limit: int) -
         runtime.close()
     if not table:
         click.echo("no events")
-        return
-    print_table(["ID", "SOURCE", "TYPE", "STATUS", "ATTEMPTS", "LAST ERROR", "RECEIVED"], table)
+    else:
+        print_table(["ID", "SOURCE", "TYPE", "STATUS", "ATTEMPTS", "LAST ERROR", "RECEIVED"], table)
+    if spooled:
+        # On SQLite the web process spools what it receives; they have no inbox id yet.
+        click.echo(
+            f"and {spooled} just received, not yet moved into the inbox by the worker "
+            "(it moves them within a second while it runs)"
+        )
 
 
 @events.command("show")

@@ -8,8 +8,11 @@ import sqlalchemy as sa
 from click.testing import CliRunner, Result
 
 from connector.cli import main
+from connector.runtime import Runtime
+from connector.services.inbox import receive_event
 from connector.store.db import Database
 from connector.store.models import AuditEntry, InboxEvent, OutboxMessage
+from tests.support import make_config
 from tests.support.stripe_events import raw_event
 
 AT = datetime(2026, 11, 21, 9, 0, tzinfo=UTC)
@@ -153,3 +156,21 @@ def test_outbox_retry_of_an_unknown_message_fails(db: Database) -> None:
     result = _run(db, "outbox", "retry", "404")
     assert result.exit_code == 1
     assert "no outbox message with id 404" in result.output
+
+
+def test_list_counts_events_the_web_process_spooled_and_the_worker_has_not_moved(
+    db: Database,
+) -> None:
+    """On SQLite a webhook is acknowledged into the intake spool; until the worker moves it,
+    it has no inbox id, but the list says it arrived."""
+    runtime = Runtime(make_config(db.url), db=db)
+    _add(db, "evt_done", "done", attempts=1)
+    for n in range(3):
+        receive_event(runtime, "stripe", f"evt_spooled_{n}", "invoice.paid", "{}")
+
+    listed = _run(db, "events", "list")
+    failed = _run(db, "events", "list", "--failed")
+
+    assert listed.exit_code == 0, listed.output
+    assert "and 3 just received, not yet moved into the inbox by the worker" in listed.output
+    assert "just received" not in failed.output
