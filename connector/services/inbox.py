@@ -353,7 +353,7 @@ def store_event(
 
 def _stored_id(runtime: Runtime, values: dict[str, Any]) -> Row[Any] | None:
     """The new row's id, or None when the event was there already."""
-    with runtime.db.writing() as connection:
+    with runtime.db.one_write() as connection:
         return connection.execute(_INSERT_ONCE_RETURNING[connection.dialect.name], values).first()
 
 
