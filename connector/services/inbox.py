@@ -62,7 +62,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import Row, Select, Table, bindparam, or_, select, update
+from sqlalchemy import Row, Select, Table, bindparam, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import DBAPIError
@@ -484,9 +484,15 @@ def _due(source: str, now: datetime) -> Select[InboxEvent]:
     )
 
 
-def claim_next(session: Session, source: str, now: datetime, lease: timedelta) -> _Claim | None:
-    """Lease the oldest due event of ``source`` in the caller's transaction (see module doc)."""
-    row = session.scalars(_due(source, now).limit(1).with_for_update(skip_locked=True)).first()
+def claim_next(
+    session: Session, source: str, now: datetime, lease: timedelta, through: int | None = None
+) -> _Claim | None:
+    """Lease the oldest due event of ``source`` in the caller's transaction (see module doc);
+    ``through``: only events stored up to this inbox id."""
+    query = _due(source, now)
+    if through is not None:
+        query = query.where(InboxEvent.id <= through)
+    row = session.scalars(query.limit(1).with_for_update(skip_locked=True)).first()
     if row is None:
         return None
     expired = row.status == PROCESSING
@@ -503,16 +509,16 @@ def claim_more(
     now: datetime,
     lease: timedelta,
     limit: int,
+    through: int | None = None,
 ) -> list[_Claim]:
-    """Lease up to ``limit`` more due events of these types (a batch handler's), oldest first."""
+    """Lease up to ``limit`` more due events of these types (a batch handler's), oldest first;
+    ``through``: only events stored up to this inbox id."""
     if limit <= 0:
         return []
-    rows = session.scalars(
-        _due(source, now)
-        .where(InboxEvent.event_type.in_(sorted(types)))
-        .limit(limit)
-        .with_for_update(skip_locked=True)
-    ).all()
+    query = _due(source, now).where(InboxEvent.event_type.in_(sorted(types)))
+    if through is not None:
+        query = query.where(InboxEvent.id <= through)
+    rows = session.scalars(query.limit(limit).with_for_update(skip_locked=True)).all()
     claims = []
     for row in rows:
         expired = row.status == PROCESSING
@@ -805,14 +811,21 @@ def process_due_events(
     """
     batch_size = int(runtime.config.section("jobs")["event_batch_size"])
     move_spooled(runtime)
+    # This pass handles what had arrived when it started. Events that arrive meanwhile wait
+    # for the next pass (``worker_loop.MIN_GAP_SECONDS`` later) and go in its batch: a pass
+    # that took each new event the moment it was stored never ended under a stream of
+    # webhooks, and handled them a few at a time, which cost the worker two thirds of a core
+    # at any rate from 100 to 400 events/s (bench/serve_intake.py, docs/benchmarks.md).
+    with runtime.db.reading() as session:  # the newest id of any source: the primary key
+        through = session.scalar(select(func.max(InboxEvent.id)))
     handled = 0
-    while handled < limit:
+    while handled < limit and through is not None:
         with runtime.db.session() as session:
             now = runtime.clock()
-            claim = claim_next(session, registry.source, now, lease)
+            claim = claim_next(session, registry.source, now, lease, through)
             batch = registry.batch_handler_for(claim.event_type) if claim is not None else None
             more = (
-                claim_more(session, registry.source, batch[1], now, lease, batch_size - 1)
+                claim_more(session, registry.source, batch[1], now, lease, batch_size - 1, through)
                 if batch is not None
                 else []
             )

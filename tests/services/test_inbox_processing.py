@@ -96,6 +96,29 @@ def test_a_handled_event_is_passed_to_its_handler_and_marked_done_with_the_outco
     )
 
 
+def test_events_stored_while_a_pass_runs_wait_for_the_next_pass(
+    store_runtime: Runtime, db: Database, clock: FrozenClock
+) -> None:
+    """A pass handles what had arrived when it started: under a stream of webhooks a pass
+    that took each new event as it came never ended, and handled them a few at a time."""
+    registry = _registry()
+    handled: list[str] = []
+
+    @registry.on("invoice.paid")
+    def handler(_runtime: Runtime, event: dict[str, Any]) -> str | None:
+        handled.append(event["id"])
+        if len(handled) == 1:  # a webhook arrives while the first one is being handled
+            _store(db, clock(), event_id="evt_arrived_meanwhile")
+        return None
+
+    _store(db, clock(), event_id="evt_first")
+
+    assert process_due_events(store_runtime, registry) == 1
+    assert process_due_events(store_runtime, registry) == 1
+    assert process_due_events(store_runtime, registry) == 0
+    assert len(handled) == 2
+
+
 def test_a_done_event_is_not_processed_again(
     store_runtime: Runtime, db: Database, clock: FrozenClock
 ) -> None:
