@@ -550,7 +550,7 @@ def settle_after_invoices(
     month-end payment run settles hundreds. Each account settles, retries or parks on its
     own; if the read fails, the whole batch waits for a retry."""
     account_ids = [str(p["account_id"]) for p in payloads]
-    mattering = [a for a in dict.fromkeys(account_ids) if _invoice_can_matter(runtime, a)]
+    mattering = _invoices_can_matter(runtime, list(dict.fromkeys(account_ids)))
     accounts = runtime.crm.get_accounts(mattering) if mattering else {}
     outcomes: dict[str, outbox.SendResult] = {}
     for account_id in dict.fromkeys(account_ids):
@@ -576,14 +576,28 @@ def settle_after_invoices(
     return [outcomes[account_id] for account_id in account_ids]
 
 
-def _invoice_can_matter(runtime: Runtime, account_id: str) -> bool:
+def _invoices_can_matter(runtime: Runtime, account_ids: list[str]) -> list[str]:
+    """The accounts (of a batch, in order) whose invoices can move something: every one when
+    a non-payment trigger is on, else those dealbridge holds or paused something of, or
+    with a plan waiting for credit. Two reads for the batch, not a session per account."""
     if _any_trigger(non_payment_policy(runtime)):
-        return True
-    with runtime.db.session() as session:
-        row = session.get(AccountCredit, account_id)
-        if row is not None and (row.held_by_dealbridge or row.paused_subscriptions):
-            return True
-        return _has_waiting_plans(session, account_id)
+        return account_ids
+    with runtime.db.reading() as session:
+        ours = {
+            row.crm_account_id
+            for row in session.scalars(
+                select(AccountCredit).where(AccountCredit.crm_account_id.in_(account_ids))
+            )
+            if row.held_by_dealbridge or row.paused_subscriptions
+        }
+        waiting = set(
+            session.scalars(
+                select(Plan.crm_account_id).where(
+                    Plan.crm_account_id.in_(account_ids), Plan.status == Status.AWAITING_CREDIT
+                )
+            )
+        )
+    return [a for a in account_ids if a in ours or a in waiting]
 
 
 def invoice_changed(runtime: Runtime, customer_id: str | None) -> None:

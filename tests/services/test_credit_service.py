@@ -26,6 +26,7 @@ from connector.store.models import (
     InboxEvent,
     InvoiceMirror,
     OutboxMessage,
+    Plan,
 )
 from tests.support import FrozenClock, make_config
 
@@ -585,3 +586,28 @@ def test_without_a_policy_or_a_hold_of_ours_settling_reads_nothing(
 
     assert [r.ok for r in results] == [True]
     assert crm.batch_reads == []
+
+
+@pytest.mark.parametrize(
+    "what_it_owes",
+    [
+        AccountCredit(crm_account_id=ACCOUNT, held_by_dealbridge=True, on_hold=True),
+        AccountCredit(crm_account_id=ACCOUNT,
+                      paused_subscriptions={"sub_1": {"behavior": "void", "epoch": 1}}),
+        Plan(id="plan-waiting", deal_id="deal-waiting", crm_account_id=ACCOUNT,
+             status="awaiting_credit"),
+    ],
+    ids=["dealbridges-hold", "paused-subscriptions", "a-plan-waiting-for-credit"],
+)  # fmt: skip
+def test_without_a_policy_an_account_dealbridge_owes_something_is_still_settled(
+    runtime: Runtime, crm: FakeCrm, what_it_owes: AccountCredit | Plan
+) -> None:
+    with runtime.db.session() as session:
+        session.add(what_it_owes)
+
+    results = credit.settle_after_invoices(
+        runtime, [{"account_id": ACCOUNT}, {"account_id": "001OTHER"}]
+    )
+
+    assert [r.ok for r in results] == [True, True]
+    assert crm.batch_reads == [[ACCOUNT]]  # 001OTHER owes nothing: not read
