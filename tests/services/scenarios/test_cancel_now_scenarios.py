@@ -129,6 +129,17 @@ def test_cancel_now_is_for_finance_and_refuses_a_stale_or_missing_preview(world:
     assert world.stripe_client().v1.subscriptions.retrieve(sub_id).status == "active"
 
 
+def _cancel_screen(world: World, customer: str, sub_id: str, credit: str) -> tuple[Any, str, str]:
+    """Finance asks, on the customer page, to cancel now with ``credit``: the confirm
+    screen's response, the page's CSRF token and the cancel URL (to confirm with)."""
+    page = world.api("GET", f"/customers/{customer}", role="finance").get_data(as_text=True)
+    csrf = re.search(r'name="csrf" value="([0-9a-f]+)"', page)
+    assert csrf is not None
+    url = f"/customers/{customer}/subscriptions/{sub_id}/cancel"
+    data = {"csrf": csrf.group(1), "when": "now", "credit": credit}
+    return world.api("POST", url, role="finance", data=data), csrf.group(1), url
+
+
 def test_the_page_shows_the_credit_and_its_rounding_before_cancelling(world: World) -> None:
     plan = _activate(world)
     sub_id, customer = plan["stripe_subscription_id"], plan["stripe_customer_id"]
@@ -136,13 +147,8 @@ def test_the_page_shows_the_credit_and_its_rounding_before_cancelling(world: Wor
     client = world.stripe_client()
     due = client.v1.invoices.retrieve(invoice_id).amount_due
     world.clock.advance(days=20)
-    page = world.api("GET", f"/customers/{customer}", role="finance").get_data(as_text=True)
-    csrf = re.search(r'name="csrf" value="([0-9a-f]+)"', page)
-    assert csrf is not None
-    url = f"/customers/{customer}/subscriptions/{sub_id}/cancel"
 
-    screen = world.api("POST", url, role="finance",
-                       data={"csrf": csrf.group(1), "when": "now", "credit": "refund"})  # fmt: skip
+    screen, csrf, url = _cancel_screen(world, customer, sub_id, "refund")
 
     html = screen.get_data(as_text=True)
     assert screen.status_code == 200, html
@@ -155,7 +161,7 @@ def test_the_page_shows_the_credit_and_its_rounding_before_cancelling(world: Wor
     assert _notes(world) == 0 and _cancels(world) == 0
 
     done = world.api("POST", url, role="finance", data={
-        "csrf": csrf.group(1), "when": "confirm", "operation_id": operation.group(1)})  # fmt: skip
+        "csrf": csrf, "when": "confirm", "operation_id": operation.group(1)})  # fmt: skip
 
     assert done.status_code == 200 and "is canceled." in done.get_data(as_text=True)
     credited = int(Decimal(total.group(1).replace(",", "")) * 100)
@@ -171,13 +177,8 @@ def test_the_page_for_no_credit_shows_the_unused_time_as_not_credited(world: Wor
     sub_id, customer = plan["stripe_subscription_id"], plan["stripe_customer_id"]
     _pay(world, _first_invoice(world, plan))
     world.clock.advance(days=20)
-    page = world.api("GET", f"/customers/{customer}", role="finance").get_data(as_text=True)
-    csrf = re.search(r'name="csrf" value="([0-9a-f]+)"', page)
-    assert csrf is not None
-    url = f"/customers/{customer}/subscriptions/{sub_id}/cancel"
 
-    screen = world.api("POST", url, role="finance",
-                       data={"csrf": csrf.group(1), "when": "now", "credit": "none"})  # fmt: skip
+    screen, csrf, url = _cancel_screen(world, customer, sub_id, "none")
 
     html = screen.get_data(as_text=True)
     assert screen.status_code == 200, html
@@ -189,7 +190,7 @@ def test_the_page_for_no_credit_shows_the_unused_time_as_not_credited(world: Wor
     operation = re.search(r'name="operation_id" value="([\w-]+)"', html)
     assert operation is not None
     done = world.api("POST", url, role="finance", data={
-        "csrf": csrf.group(1), "when": "confirm", "operation_id": operation.group(1)})  # fmt: skip
+        "csrf": csrf, "when": "confirm", "operation_id": operation.group(1)})  # fmt: skip
     assert done.status_code == 200 and "is canceled." in done.get_data(as_text=True)
     assert _notes(world) == 0
 
