@@ -107,17 +107,18 @@ def _read_account_currencies(runtime: Runtime, account_ids: list[str]) -> dict[s
     (``get_accounts``: one call per hundred or two accounts, not one per account). An account
     the CRM could not be asked about, or does not have, is left out: nothing is written for
     it, rather than a figure in a guessed currency."""
-    if not account_ids:
+    wanted = sorted(set(account_ids))
+    if not wanted:
         return {}
     try:
-        accounts = runtime.crm.get_accounts(sorted(set(account_ids)))
+        accounts = runtime.crm.get_accounts(wanted)
     except Exception:
         log.warning(
             "the currencies of %d accounts could not be read; their figures were not written",
-            len(set(account_ids)),
+            len(wanted),
         )
         return {}
-    for missing in sorted(set(account_ids) - set(accounts)):
+    for missing in [a for a in wanted if a not in accounts]:
         log.warning("account %s: not found in the CRM; figures not written", missing)
     return {
         account_id: (account.currency.lower() if account.currency else None)
